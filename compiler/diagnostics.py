@@ -1,0 +1,225 @@
+"""Positions, diagnostics and their rendering: every user-facing error is data with a place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+# ---- stable diagnostic codes (explained in docs/errors.md, generated from CODES) ----
+E_SYNTAX = "E0101"
+E_UNEXPECTED_EOF = "E0102"
+E_BAD_CHAR = "E0103"
+E_BAD_UNIT = "E0104"
+E_VERSION = "E0105"
+E_UNKNOWN_NAME = "E0201"
+E_UNKNOWN_LAYER = "E0202"
+E_UNKNOWN_SECTION = "E0203"
+E_UNKNOWN_FIELD = "E0204"
+E_UNKNOWN_ENTRY = "E0205"
+E_DUPLICATE = "E0206"
+E_UNKNOWN_ARG = "E0301"
+E_DUPLICATE_ARG = "E0302"
+E_MISSING_ARG = "E0303"
+E_TOO_MANY_ARGS = "E0304"
+E_TYPE = "E0305"
+E_VALUE = "E0306"
+E_NOT_A_LAYER = "E0307"
+E_NOT_STATIC = "E0308"
+E_EVAL = "E0309"
+E_SHAPE = "E0401"
+E_RANK = "E0402"
+E_MERGE = "E0403"
+E_DTYPE = "E0404"
+E_NO_INPUT = "E0405"
+E_IMPORT_MISSING = "E0501"
+E_IMPORT_CYCLE = "E0502"
+E_IMPORT_CONTENT = "E0503"
+E_OVERRIDE = "E0504"
+E_MODEL = "E0601"
+E_SECTION = "E0602"
+E_FILE = "E0701"
+W_UNUSED = "W0801"
+
+CODES: Mapping[str, str] = {
+    E_SYNTAX: "syntax error: a token where the grammar expects something else",
+    E_UNEXPECTED_EOF: "the file ends inside a construct (an unclosed bracket or block)",
+    E_BAD_CHAR: "a character that cannot start any token",
+    E_BAD_UNIT: "a quantity with an unknown unit (units are `steps` and `epochs`)",
+    E_VERSION: "an unsupported language version in the `dnn N` line",
+    E_UNKNOWN_NAME: "a name that is not a param, block argument, value or registry word",
+    E_UNKNOWN_LAYER: "a call to a layer or block that does not exist",
+    E_UNKNOWN_SECTION: "a top-level section other than `data`, `train`, `sweep`",
+    E_UNKNOWN_FIELD: "a field a section does not have",
+    E_UNKNOWN_ENTRY: "a word that is not in the registry its argument expects",
+    E_DUPLICATE: "a param, block, model, value, field or import defined twice",
+    E_UNKNOWN_ARG: "a keyword argument the callee does not take",
+    E_DUPLICATE_ARG: "an argument given twice",
+    E_MISSING_ARG: "a required argument not given",
+    E_TOO_MANY_ARGS: "more positional arguments than the callee takes",
+    E_TYPE: "an argument of the wrong type",
+    E_VALUE: "an argument of the right type but out of range",
+    E_NOT_A_LAYER: "a value used where a layer or tensor is expected, or the reverse",
+    E_NOT_STATIC: "a tensor used where a compile-time value is expected",
+    E_EVAL: "a compile-time expression that cannot be evaluated (division by zero, bad operand)",
+    E_SHAPE: "a layer whose input shape does not fit",
+    E_RANK: "a layer given an input of the wrong rank",
+    E_MERGE: "`add`/`concat`-style merge of incompatible shapes",
+    E_DTYPE: "a layer given an input of the wrong dtype",
+    E_NO_INPUT: "a layer with no input: nothing before it in the chain",
+    E_IMPORT_MISSING: "an imported file that cannot be read",
+    E_IMPORT_CYCLE: "files that import each other",
+    E_IMPORT_CONTENT: "an imported file that defines something other than blocks and params",
+    E_OVERRIDE: "a `--set` override that names nothing or does not parse",
+    E_MODEL: "a problem with the model as a whole (no input, several models, no output)",
+    E_SECTION: "a section whose fields do not fit together",
+    E_FILE: "a file that cannot be read",
+    W_UNUSED: "a value that is computed but never reaches an output",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based, `end_col` is exclusive."""
+
+    path: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of `self` to the end of `other`."""
+        return Span(self.path, self.line, self.col, other.end_line, other.end_col)
+
+
+NO_SPAN = Span("<unknown>", 1, 1, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One message about a spec, pinned to a span."""
+
+    code: str
+    message: str
+    span: Span
+    hint: str | None = None
+    severity: Literal["error", "warning"] = "error"
+    notes: tuple[tuple[str, Span], ...] = ()
+
+
+class InternalError(Exception):
+    """A bug in dnn itself, never a user mistake."""
+
+    def __init__(self, message: str):
+        super().__init__(
+            f"internal error (a bug in dnn): {message}\n"
+            "please report it with the .dnn file and the command you ran"
+        )
+
+
+class DiagnosticError(Exception):
+    """Raised inside a pass to abandon one construct; the pass records it and carries on."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def error(
+    code: str, message: str, span: Span, hint: str | None = None, **kw: object
+) -> DiagnosticError:
+    """Build a `DiagnosticError` to raise."""
+    return DiagnosticError(Diagnostic(code, message, span, hint, **kw))  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Diagnostics:
+    """A collector that passes add to; the driver raises one `SpecError` at the end."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, d: Diagnostic) -> None:
+        if d not in self.items:
+            self.items.append(d)
+
+    def extend(self, ds: Iterable[Diagnostic]) -> None:
+        for d in ds:
+            self.add(d)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "error"]
+
+
+class SpecError(Exception):
+    """A spec has errors; carries the diagnostics and the source texts to render them."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None):
+        self.diagnostics = tuple(sorted(diagnostics, key=_order))
+        self.sources = dict(sources or {})
+        super().__init__(render_all(self.diagnostics, self.sources, color=False))
+
+
+def _order(d: Diagnostic) -> tuple[str, int, int]:
+    return (d.span.path, d.span.line, d.span.col)
+
+
+# ---- rendering: pure functions of the diagnostic and the source text ----
+
+
+def render(d: Diagnostic, sources: Mapping[str, str], color: bool = False) -> str:
+    """Render like a compiler: `path:line:col: error[CODE]: message`, source line, caret, hint."""
+    s = d.span
+    bold, red, cyan, reset = ("\x1b[1m", "\x1b[31m", "\x1b[36m", "\x1b[0m") if color else ("",) * 4
+    sev = f"{red}{d.severity}{reset}" if d.severity == "error" else d.severity
+    out = [f"{bold}{s.path}:{s.line}:{s.col}:{reset} {sev}[{d.code}]: {d.message}"]
+    out += _excerpt(s, sources, cyan, reset)
+    for note, nspan in d.notes:
+        out.append(f"  note: {nspan.path}:{nspan.line}:{nspan.col}: {note}")
+    if d.hint:
+        out.append(f"  {cyan}hint{reset}: {d.hint}")
+    return "\n".join(out)
+
+
+def _excerpt(s: Span, sources: Mapping[str, str], cyan: str, reset: str) -> list[str]:
+    text = sources.get(s.path)
+    if text is None:
+        return []
+    lines = text.splitlines()
+    if not 1 <= s.line <= len(lines):
+        return []
+    src = lines[s.line - 1].expandtabs(1)
+    width = max(1, (s.end_col - s.col) if s.end_line == s.line else len(src) - s.col + 1)
+    gutter = " " * len(str(s.line))
+    return [
+        f"{cyan}{s.line} |{reset} {src}",
+        f"{cyan}{gutter} |{reset} {' ' * (s.col - 1)}{'^' * width}",
+    ]
+
+
+def render_all(ds: Iterable[Diagnostic], sources: Mapping[str, str], color: bool = False) -> str:
+    """Render several diagnostics, one blank line apart."""
+    return "\n\n".join(render(d, sources, color) for d in ds)
+
+
+def to_json(ds: Iterable[Diagnostic]) -> str:
+    """Diagnostics as JSON for editors: file, line, col, end, severity, code, message, hint."""
+    return json.dumps({"diagnostics": [to_dict(d) for d in ds]}, indent=2)
+
+
+def to_dict(d: Diagnostic) -> dict[str, object]:
+    """One diagnostic as a JSON-ready dict."""
+    s = d.span
+    return {
+        "file": s.path,
+        "line": s.line,
+        "col": s.col,
+        "end_line": s.end_line,
+        "end_col": s.end_col,
+        "severity": d.severity,
+        "code": d.code,
+        "message": d.message,
+        "hint": d.hint,
+    }

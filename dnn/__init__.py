@@ -1,0 +1,1 @@
+"""The dnn language: a declarative spec for deep networks, compiled to Flax and Optax."""
