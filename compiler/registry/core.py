@@ -1,0 +1,199 @@
+"""Registries: one table per kind, one entry per word of the language.
+
+Validation, `dnn help`, the generated reference, shape inference and lowering all read the
+same `Entry`. Nothing here imports JAX: `lower` names a function by import path, loaded only
+when lowering.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..diagnostics import E_UNKNOWN_ENTRY, InternalError, Span, error
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+class Problem(Exception):
+    """Raised by shape/params/validate rules: a user mistake, positioned by the caller.
+
+    `arg` names the argument at fault (the diagnostic points at it when it was written).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, arg: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.message, self.hint, self.arg, self.code = message, hint, arg, code
+
+
+@dataclass(frozen=True, slots=True)
+class SameAs:
+    """A default that copies another argument (pooling's `stride` defaults to its window)."""
+
+    arg: str
+
+    def __repr__(self) -> str:
+        return f"same as `{self.arg}`"
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One argument of an entry: name, type, default, unit and a one-line doc."""
+
+    name: str
+    type: Any  # an ArgType from .types
+    default: Any = REQUIRED
+    doc: str = ""
+    unit: str | None = None
+    variadic: bool = False  # takes all remaining positional arguments as a list
+    kw_only: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def arg(name: str, type: Any, default: Any = REQUIRED, doc: str = "", **kw: Any) -> Arg:
+    """Declare an argument."""
+    return Arg(name, type, default, doc, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Args:
+    """Bound arguments of one use of an entry, in registry order, defaults filled."""
+
+    items: tuple[tuple[str, Any], ...]
+
+    def __getattr__(self, name: str) -> Any:
+        for k, v in object.__getattribute__(self, "items"):
+            if k == name:
+                return v
+        raise AttributeError(name)
+
+    def asdict(self) -> dict[str, Any]:
+        return dict(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A word of the language.
+
+    shape(args, x) -> output shape; x is the input shape, or a tuple of shapes when
+    `arity` is not 1. params(args, x) -> trainable parameter count; state(args, x) ->
+    non-trainable count (running statistics). validate(args) checks argument combinations.
+    """
+
+    kind: str
+    name: str
+    args: tuple[Arg, ...] = ()
+    doc: str = ""
+    formula: str | None = None
+    aliases: tuple[str, ...] = ()
+    shape: Callable[..., tuple[int, ...]] | None = None
+    params: Callable[..., int] | None = None
+    state: Callable[..., int] | None = None
+    validate: Callable[[Args], None] | None = None
+    arity: int | tuple[int, int | None] = 1
+    int_input: bool = False  # takes integer tensors (embedding) instead of floats
+    lower: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def get_arg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name == name), None)
+
+    @property
+    def variadic_inputs(self) -> bool:
+        return self.arity != 1
+
+
+class Registry:
+    """A table of entries of one kind, with aliases and did-you-mean lookup."""
+
+    def __init__(self, kind: str, title: str, doc: str = ""):
+        self.kind, self.title, self.doc = kind, title, doc
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(self, name: str, **kw: Any) -> Entry:
+        """Declare an entry; refuses a name or alias that is already taken."""
+        entry = Entry(self.kind, name, **kw)
+        for n in (name, *entry.aliases):
+            if n in self._entries or n in self._aliases:
+                raise InternalError(f"{self.kind} `{n}` declared twice")
+        self._entries[name] = entry
+        for a in entry.aliases:
+            self._aliases[a] = name
+        return entry
+
+    def derive(self, name: str, base: Entry, **changes: Any) -> Entry:
+        """Declare a variant of `base` (optax's `nadam = partial(adam, nesterov=True)`)."""
+        fields = {k: getattr(base, k) for k in Entry.__dataclass_fields__ if k not in ("kind", "name")}
+        fields["aliases"] = ()
+        fields.update(changes)
+        return self.add(name, **fields)
+
+    def lookup(self, name: str) -> Entry | None:
+        canonical = self._aliases.get(name, name)
+        return self._entries.get(canonical)
+
+    def get(self, name: str, span: Span, what: str | None = None) -> Entry:
+        """The entry called `name`, or raise an unknown-name diagnostic with a did-you-mean."""
+        entry = self.lookup(name)
+        if entry is None:
+            raise error(E_UNKNOWN_ENTRY, f"unknown {what or self.kind} `{name}`", span,
+                        self.suggest(name))
+        return entry
+
+    def suggest(self, name: str, extra: tuple[str, ...] = ()) -> str | None:
+        """`did you mean ...?` over names and aliases, or the list when it is short."""
+        return did_you_mean(name, [*self.names(), *self._aliases, *extra])
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def aliases_of(self, name: str) -> tuple[str, ...]:
+        return self._entries[name].aliases
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._entries.values())
+
+    def __contains__(self, name: str) -> bool:
+        return self.lookup(name) is not None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:
+    """A did-you-mean hint from close matches among `candidates`."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return None
+    if len(close) == 1:
+        return f"did you mean `{close[0]}`?"
+    return "did you mean " + ", ".join(f"`{c}`" for c in close[:-1]) + f" or `{close[-1]}`?"
+
+
+# Every registry, in the order `dnn help` and the reference list them. Kind modules add theirs.
+REGISTRIES: dict[str, Registry] = {}
+
+
+def registry(kind: str, title: str, doc: str = "") -> Registry:
+    """Create and record the registry for `kind`."""
+    if kind in REGISTRIES:
+        raise InternalError(f"registry `{kind}` created twice")
+    REGISTRIES[kind] = Registry(kind, title, doc)
+    return REGISTRIES[kind]
+
+
+__all__ = ["REQUIRED", "Arg", "Args", "Entry", "Problem", "Registry", "SameAs", "arg",
+           "did_you_mean", "registry", "REGISTRIES", "replace"]

@@ -1,0 +1,107 @@
+"""The `data`, `train` and `sweep` sections: their fields are arguments of a section entry."""
+
+from __future__ import annotations
+
+from .core import Args, Problem, arg, registry
+from .types import (
+    Bool,
+    EnumT,
+    Int,
+    ListT,
+    NonNegFloat,
+    OptionalT,
+    PosInt,
+    Prob,
+    RecordT,
+    RefT,
+    Str,
+)
+from ..values import RecordVal
+
+SECTIONS = registry(
+    "section",
+    "sections",
+    "Top-level sections; each field is written `name = value`, one per line.",
+)
+
+MONITORS = (
+    "val_loss", "val_accuracy", "val_top_k", "val_precision", "val_recall", "val_f1",
+    "val_mse", "val_mae", "val_r2", "loss", "accuracy",
+)  # fmt: skip
+
+SPLIT = RecordT(
+    (
+        arg("train", Prob, 0.8),
+        arg("val", Prob, 0.1),
+        arg("test", Prob, 0.1),
+    ),
+    "split",
+)
+
+EARLY_STOPPING = RecordT(
+    (
+        arg("monitor", EnumT(MONITORS), "val_loss"),
+        arg("patience", PosInt, 5, "epochs without improvement before stopping"),
+        arg("min_delta", NonNegFloat, 0.0, "smallest change that counts as improvement"),
+        arg("mode", EnumT(("auto", "min", "max")), "auto", "auto: max for accuracy-like metrics"),
+        arg("restore_best", Bool, True, "end with the weights of the best epoch"),
+    ),
+    "early_stopping",
+)
+
+
+def _check_split(a: Args) -> None:
+    total = sum(v for _, v in a.split.items)
+    if abs(total - 1.0) > 1e-9:
+        raise Problem(f"split fractions add up to {total:g}, not 1",
+                      "make `train + val + test` equal 1", "split")
+
+
+SECTIONS.add(
+    "data",
+    args=(
+        arg("source", RefT("dataset"), doc="where examples come from"),
+        arg("split", SPLIT, RecordVal((), ()), "fractions of the source"),
+        arg("normalize", RefT("normalizer"), "none", "statistics from the train split only"),
+        arg("augment", ListT(RefT("augmentation")), (), "random transforms applied in training"),
+        arg("shuffle", Bool, True, "reshuffle the train split every epoch"),
+        arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
+    ),
+    validate=_check_split,
+    doc="the data a model trains and is evaluated on",
+    formula="train / val / test = split of source; x <- normalize(x), fitted on train",
+)
+
+SECTIONS.add(
+    "train",
+    args=(
+        arg("loss", RefT("loss"), "cross_entropy"),
+        arg("metrics", ListT(RefT("metric")), ("accuracy",)),
+        arg("batch_size", PosInt, 32),
+        arg("epochs", PosInt, 10),
+        arg("optimizer", RefT("optimizer"), "adam"),
+        arg("schedule", RefT("schedule"), "constant"),
+        arg("clip", OptionalT(RefT("clipper")), None, "gradient clipping"),
+        arg("regularizer", OptionalT(RefT("regularizer")), None,
+            "model-wide penalty for layers that set none"),
+        arg("early_stopping", OptionalT(EARLY_STOPPING), None),
+        arg("seed", Int, 0),
+        arg("accumulate", PosInt, 1, "gradient accumulation over k micro-batches"),
+        arg("freeze", ListT(Str), (),
+            "layer names or glob patterns whose weights stay fixed"),
+    ),
+    doc="how the model is trained",
+    formula="minimize loss(model(x), y) + penalties with optimizer, schedule and clipping",
+)
+
+SECTIONS.add(
+    "sweep",
+    args=(
+        arg("method", RefT("search"), "random"),
+        arg("objective", RefT("objective"), "minimize"),
+    ),
+    doc="hyperparameter search; other fields map a param or `section.field.arg` path to a "
+    "distribution, e.g. `train.optimizer.lr = loguniform(1e-4, 1e-2)`",
+    formula="best = argmin/argmax over trials of objective(train(spec with sampled values))",
+)
+
