@@ -1,1 +1,20 @@
-"""The dnn language: a declarative spec for deep networks, compiled to Flax and Optax."""
+"""dnn: a declarative language for deep neural networks, compiled to Flax modules and Optax chains.
+
+The public API (importing it does not import JAX):
+
+    program = dnn.load("examples/mnist_cnn.dnn", overrides=["width=128"])
+    print(program.summary())
+    text = dnn.format(open("spec.dnn").read())
+"""
+
+from __future__ import annotations
+
+from dnn.compiler.diagnostics import Diagnostic, InternalError, SpecError, Span
+from dnn.compiler.driver import load, loads
+from dnn.compiler.format import format_text as format
+from dnn.compiler.ir import Config, Graph, Node, Program
+from dnn.compiler.summary import Summary
+
+__all__ = ["Config", "Diagnostic", "Graph", "InternalError", "Node", "Program", "Span",
+           "SpecError", "Summary", "format", "load", "loads"]
+__version__ = "0.1.0"

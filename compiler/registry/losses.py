@@ -51,9 +51,7 @@ LOSSES.add(
 
 LOSSES.add(
     "binary_cross_entropy",
-    args=(
-        arg("label_smoothing", Prob, 0.0, doc="pull the 0/1 targets towards 1/2 by this much"),
-    ),
+    args=(arg("label_smoothing", Prob, 0.0, doc="pull the 0/1 targets towards 1/2 by this much"),),
     aliases=("bce", "sigmoid_cross_entropy"),
     doc="cross-entropy of sigmoid(z) against 0/1 targets, from logits; mean over the batch and units",
     formula=(
@@ -66,9 +64,7 @@ LOSSES.add(
 
 LOSSES.add(
     "cross_entropy",
-    args=(
-        arg("label_smoothing", Prob, 0.0, doc="mix this much of the uniform distribution in"),
-    ),
+    args=(arg("label_smoothing", Prob, 0.0, doc="mix this much of the uniform distribution in"),),
     aliases=("categorical_cross_entropy", "softmax_cross_entropy"),
     doc="cross-entropy of softmax(z) against class targets (integer or one-hot), from logits; "
     "mean over the batch",

@@ -129,7 +129,11 @@ SCHEDULES.add(
     "exponential",
     args=(
         arg("decay_rate", PosFloat, doc="factor per decay_steps"),
-        arg("decay_steps", Duration, doc="the period over which the rate is multiplied by decay_rate"),
+        arg(
+            "decay_steps",
+            Duration,
+            doc="the period over which the rate is multiplied by decay_rate",
+        ),
         arg("staircase", Bool, False, doc="decay in discrete steps (integer division)"),
         _WARMUP,
     ),
@@ -275,7 +279,9 @@ SCHEDULES.add(
         arg("patience", NonNegInt, 10, doc="epochs without improvement before reducing"),
         arg("cooldown", NonNegInt, 0, doc="epochs to wait after a reduction before watching again"),
         arg("min_lr", NonNegFloat, 0.0, doc="lower bound on the rate"),
-        arg("mode", EnumT(("min", "max")), "min", doc="min: lower is better; max: higher is better"),
+        arg(
+            "mode", EnumT(("min", "max")), "min", doc="min: lower is better; max: higher is better"
+        ),
         arg("threshold", NonNegFloat, 1e-4, doc="least change that counts as an improvement"),
         arg(
             "threshold_mode",

@@ -1,0 +1,343 @@
+"""Data: where examples come from (`data { source = ... }`), how inputs are normalized
+(`normalize = ...`) and how training inputs are augmented (`augment = [...]`).
+
+Built-in data sets come only from what installed packages ship or from small generators of
+our own: nothing is downloaded at run time. `BUILTIN_DATA` describes each one (input shape
+without the batch axis, number of classes or `None` for regression, size and origin) so the
+checker can match a model's input and output to the data without loading it.
+
+Normalization statistics (mean, standard deviation, min/max, principal components) come from
+the train split only and are stored with the checkpoint. Augmentations apply to training
+batches only, with fresh randomness per example and step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import Args, Problem, arg, registry
+from .types import EnumT, FloatT, ListT, NonNegFloat, NonNegInt, OptionalT, PosFloat, PosInt, Str
+
+# ----------------------------------------------------------------------------- data sets
+
+BUILTIN_DATA: dict[str, dict[str, Any]] = {
+    "digits": {
+        "shape": (64,),
+        "classes": 10,
+        "samples": 1797,
+        "task": "classification",
+        "source": "sklearn.datasets.load_digits",
+        "doc": "8x8 images of handwritten digits, flattened, pixel values 0..16",
+    },
+    "iris": {
+        "shape": (4,),
+        "classes": 3,
+        "samples": 150,
+        "task": "classification",
+        "source": "sklearn.datasets.load_iris",
+        "doc": "sepal and petal measurements of three iris species",
+    },
+    "wine": {
+        "shape": (13,),
+        "classes": 3,
+        "samples": 178,
+        "task": "classification",
+        "source": "sklearn.datasets.load_wine",
+        "doc": "chemical analysis of wines from three cultivars",
+    },
+    "breast_cancer": {
+        "shape": (30,),
+        "classes": 2,
+        "samples": 569,
+        "task": "classification",
+        "source": "sklearn.datasets.load_breast_cancer",
+        "doc": "features of cell nuclei, malignant or benign",
+    },
+    "diabetes": {
+        "shape": (10,),
+        "classes": None,
+        "samples": 442,
+        "task": "regression",
+        "source": "sklearn.datasets.load_diabetes",
+        "doc": "ten baseline variables; target: disease progression after one year",
+    },
+    "moons": {
+        "shape": (2,),
+        "classes": 2,
+        "samples": 1000,
+        "task": "classification",
+        "source": "sklearn.datasets.make_moons",
+        "doc": "two interleaving half circles with noise (synthetic)",
+    },
+    "circles": {
+        "shape": (2,),
+        "classes": 2,
+        "samples": 1000,
+        "task": "classification",
+        "source": "sklearn.datasets.make_circles",
+        "doc": "a small circle inside a large one, with noise (synthetic)",
+    },
+    "spirals": {
+        "shape": (2,),
+        "classes": 3,
+        "samples": 1000,
+        "task": "classification",
+        "source": "synthetic",
+        "doc": "three interleaved spiral arms in the plane (synthetic)",
+    },
+    "xor": {
+        "shape": (2,),
+        "classes": 2,
+        "samples": 1000,
+        "task": "classification",
+        "source": "synthetic",
+        "doc": "points in [-1, 1]^2, class 1 where the coordinates' signs differ (synthetic)",
+    },
+    "sequence": {
+        "shape": (20, 1),
+        "classes": 2,
+        "samples": 1000,
+        "task": "classification",
+        "source": "synthetic",
+        "doc": "noisy sequences of 20 steps, one feature; class 1 where the sum is positive "
+        "(synthetic, for recurrent and 1-d convolutional models)",
+    },
+}
+
+DATASETS = registry(
+    "dataset",
+    "datasets",
+    "Where the examples come from: a built-in set, a CSV or NPZ file, or a folder of images.",
+)
+
+
+def _check_images(a: Args) -> None:
+    if a.size is not None and len(a.size) != 2:
+        raise Problem(
+            f"`size` needs 2 items, [height, width], got {len(a.size)}",
+            hint="write `size = [32, 32]`",
+            arg="size",
+        )
+
+
+DATASETS.add(
+    "builtin",
+    args=(arg("name", EnumT(tuple(BUILTIN_DATA)), doc="which built-in data set"),),
+    doc="a small data set shipped with an installed package or generated on the spot",
+    formula="(x, y) = the named set; shapes, classes and sizes as listed in BUILTIN_DATA",
+    info={"sets": BUILTIN_DATA},
+)
+
+DATASETS.add(
+    "csv",
+    args=(
+        arg("path", Str, doc="file path, relative to the spec file"),
+        arg("label", Str, "label", doc="name of the target column"),
+    ),
+    doc="a CSV file with a header row: the label column is the target, the others the inputs",
+    formula="y = column `label`; x = every other column, as float32, in file order",
+)
+
+DATASETS.add(
+    "npz",
+    args=(
+        arg("path", Str, doc="file path, relative to the spec file"),
+        arg("x", Str, "x", doc="name of the input array"),
+        arg("y", Str, "y", doc="name of the target array"),
+    ),
+    doc="a NumPy .npz archive holding an input array and a target array",
+    formula="x = archive[x], y = archive[y]; the first axis indexes the examples",
+)
+
+DATASETS.add(
+    "images",
+    args=(
+        arg("dir", Str, doc="folder with one subfolder of images per class"),
+        arg("size", OptionalT(ListT(PosInt)), None, doc="[height, width] to resize to"),
+    ),
+    doc="a folder of images, one subfolder per class (class names in sorted order)",
+    formula="x = image pixels scaled to [0, 1], shape [height, width, channels]; "
+    "y = index of the subfolder in sorted order",
+    validate=_check_images,
+)
+
+# ----------------------------------------------------------------------------- normalization
+
+NORMALIZERS = registry(
+    "normalizer",
+    "normalizers",
+    "Transforms of the inputs fitted on the train split (mu, sigma, min, max and the "
+    "covariance's eigenvectors U and eigenvalues S are per feature and from the train split).",
+)
+
+_WHITEN_EPS = arg("eps", PosFloat, 1e-5, doc="added to the eigenvalues before the square root")
+
+NORMALIZERS.add(
+    "none",
+    doc="inputs as they are",
+    formula="x' = x",
+    info={"fit": False},
+)
+
+NORMALIZERS.add(
+    "standardize",
+    aliases=("zscore", "standard"),
+    doc="zero mean and unit variance per feature",
+    formula="x' = (x - mu) / sigma   (sigma = 1 where a feature is constant)",
+    info={"fit": True},
+)
+
+NORMALIZERS.add(
+    "minmax",
+    aliases=("min_max",),
+    doc="rescale each feature to [0, 1]",
+    formula="x' = (x - min) / (max - min)   (max - min = 1 where a feature is constant)",
+    info={"fit": True},
+)
+
+NORMALIZERS.add(
+    "scale",
+    doc="rescale each feature to [-1, 1]",
+    formula="x' = 2 (x - min) / (max - min) - 1   (max - min = 1 where a feature is constant)",
+    info={"fit": True},
+)
+
+NORMALIZERS.add(
+    "mean_subtraction",
+    aliases=("center",),
+    doc="subtract the mean of each feature",
+    formula="x' = x - mu",
+    info={"fit": True},
+)
+
+NORMALIZERS.add(
+    "pca",
+    args=(arg("n", PosInt, doc="number of principal components kept"),),
+    doc="project the centred inputs on the n leading principal components",
+    formula="cov = X_c^T X_c / N,  U, S = svd(cov);  x' = (x - mu) U[:, :n]",
+    info={"fit": True},
+)
+
+NORMALIZERS.add(
+    "pca_whiten",
+    args=(
+        arg("n", OptionalT(PosInt), None, doc="components kept; none: all"),
+        _WHITEN_EPS,
+    ),
+    aliases=("whiten",),
+    doc="PCA whitening: decorrelate, then give every component unit variance",
+    formula="x' = (x - mu) U[:, :n] / sqrt(S[:n] + eps)",
+    info={"fit": True},
+)
+
+NORMALIZERS.add(
+    "zca",
+    args=(_WHITEN_EPS,),
+    aliases=("zca_whiten",),
+    doc="ZCA whitening: PCA whitening rotated back to the input axes",
+    formula="x' = (x - mu) U diag(1 / sqrt(S + eps)) U^T",
+    info={"fit": True},
+)
+
+# ----------------------------------------------------------------------------- augmentation
+
+AUGMENTATIONS = registry(
+    "augmentation",
+    "augmentations",
+    "Random transforms of training inputs; `info['input']` says whether an entry needs images "
+    "([height, width, channels]) or takes any input.",
+)
+
+AUGMENTATIONS.add(
+    "random_crop",
+    args=(arg("padding", NonNegInt, 4, doc="zero padding added on each side before cropping"),),
+    aliases=("crop",),
+    doc="pad the image with zeros, then crop a random window of the original size",
+    formula="x' = pad(x, padding)[i : i + H, j : j + W],  i, j ~ U{0 .. 2 padding}",
+    info={"input": "image"},
+)
+
+AUGMENTATIONS.add(
+    "random_flip",
+    args=(
+        arg(
+            "direction",
+            EnumT(("horizontal", "vertical")),
+            "horizontal",
+            doc="horizontal: mirror left-right; vertical: mirror top-bottom",
+        ),
+    ),
+    aliases=("flip",),
+    doc="mirror the image with probability 1/2",
+    formula="x' = flip(x) with probability 0.5, else x",
+    info={"input": "image"},
+)
+
+AUGMENTATIONS.add(
+    "rotate",
+    args=(arg("max_degrees", FloatT(min=0.0, max=180.0), 15.0, doc="largest rotation angle"),),
+    aliases=("random_rotation",),
+    doc="rotate the image by a random angle about its centre (uncovered pixels are 0)",
+    formula="x' = rotate(x, a),  a ~ U(-max_degrees, max_degrees) degrees, bilinear",
+    info={"input": "image"},
+)
+
+AUGMENTATIONS.add(
+    "zoom",
+    args=(
+        arg(
+            "max_factor",
+            FloatT(min=0.0, max=1.0, max_open=True),
+            0.1,
+            doc="largest relative change of scale",
+        ),
+    ),
+    aliases=("random_zoom",),
+    doc="scale the image about its centre by a random factor, keeping its size",
+    formula="x' = zoom(x, s),  s ~ U(1 - max_factor, 1 + max_factor), bilinear, cropped or "
+    "zero-padded to H x W",
+    info={"input": "image"},
+)
+
+AUGMENTATIONS.add(
+    "color_shift",
+    args=(arg("max_delta", NonNegFloat, 0.1, doc="largest shift per channel"),),
+    aliases=("brightness",),
+    doc="add a random offset to each channel",
+    formula="x'_c = x_c + d_c,  d_c ~ U(-max_delta, max_delta) per image and channel",
+    info={"input": "image"},
+)
+
+AUGMENTATIONS.add(
+    "noise",
+    args=(arg("std", NonNegFloat, 0.1, doc="standard deviation of the noise"),),
+    aliases=("gaussian_noise",),
+    doc="add Gaussian noise to every input element",
+    formula="x' = x + e,  e ~ N(0, std^2) element-wise",
+    info={"input": "any"},
+)
+
+AUGMENTATIONS.add(
+    "cutout",
+    args=(arg("size", PosInt, 8, doc="side of the square set to zero"),),
+    doc="set a randomly placed square of the image to zero (DeVries & Taylor 2017)",
+    formula="x' = x with the size x size square centred at (i, j) set to 0, all channels;  "
+    "(i, j) uniform over the image, the square clipped at the borders",
+    info={"input": "image"},
+)
+
+AUGMENTATIONS.add(
+    "contrast",
+    args=(
+        arg(
+            "max_factor",
+            FloatT(min=0.0, max=1.0, max_open=True),
+            0.2,
+            doc="largest relative change of contrast",
+        ),
+    ),
+    aliases=("random_contrast",),
+    doc="scale each channel's deviation from its mean by a random factor",
+    formula="x'_c = (x_c - mean(x_c)) * f + mean(x_c),  f ~ U(1 - max_factor, 1 + max_factor)",
+    info={"input": "image"},
+)

@@ -1,0 +1,173 @@
+"""Hyperparameter search: the `sweep { ... }` section.
+
+`method = ...` names a search strategy (SEARCHES), each swept field takes a distribution
+(DISTRIBUTIONS) and `objective = ...` says what to optimize (OBJECTIVES), a quantity from
+`metrics.MONITORS` measured at the end of each trial (best epoch when early stopping restores
+the best weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..values import Quantity
+from .core import Args, Problem, arg, registry
+from .metrics import MONITORS, monitor_mode
+from .types import Any_, Duration, EnumT, Float, FloatT, Int, ListT, PosFloat, PosInt
+
+# ----------------------------------------------------------------------------- strategies
+
+SEARCHES = registry(
+    "search",
+    "searches",
+    "How the sweep picks the settings of each trial.",
+)
+
+_TRIALS = arg("trials", PosInt, 20, doc="number of trials (training runs)")
+
+SEARCHES.add(
+    "grid",
+    doc="every combination of the swept values (each `choice`; continuous ranges are refused)",
+    formula="trials = product over swept fields of the number of values",
+)
+
+SEARCHES.add(
+    "random",
+    args=(_TRIALS,),
+    doc="independent random draws from each field's distribution (Bergstra & Bengio 2012)",
+    formula="setting_k ~ product of the fields' distributions, k = 1 .. trials, independently",
+)
+
+SEARCHES.add(
+    "bayes",
+    args=(_TRIALS,),
+    aliases=("tpe", "bayesian"),
+    doc="Bayesian optimization with Optuna's tree-structured Parzen estimator (TPE)",
+    formula=(
+        "split past trials at a quantile of the objective into good (l) and bad (g) densities; "
+        "next setting = argmax over candidates of l(x) / g(x)"
+    ),
+    info={"library": "optuna"},
+)
+
+SEARCHES.add(
+    "best_ball",
+    args=(
+        _TRIALS,
+        arg("population", PosInt, 8, doc="settings trained side by side in each round"),
+        arg(
+            "perturb",
+            FloatT(min=0.0, max=1.0, min_open=True, max_open=True),
+            0.2,
+            doc="relative size of the neighbourhood searched around the best setting",
+        ),
+        arg(
+            "interval",
+            Duration,
+            Quantity(1, "epochs"),
+            doc="training between two selections (a round)",
+        ),
+    ),
+    aliases=("bestball",),
+    doc="best ball: train a small neighbourhood of settings for a round, keep the best, repeat",
+    formula=(
+        "round r: train `population` settings around the best one for `interval` "
+        "(numbers scaled by a factor in [1 - perturb, 1 + perturb], choices moved to a "
+        "neighbouring value); keep the best by the objective, continuing from its weights; "
+        "stop after `trials` settings in all"
+    ),
+)
+
+# ----------------------------------------------------------------------------- distributions
+
+DISTRIBUTIONS = registry(
+    "distribution",
+    "distributions",
+    "The values a swept field may take.",
+)
+
+
+def _low_below_high(a: Args) -> None:
+    if a.low >= a.high:
+        raise Problem("`low` must be less than `high`", arg="high")
+
+
+DISTRIBUTIONS.add(
+    "choice",
+    args=(arg("values", ListT(Any_, min_len=1), doc="the values to choose from", variadic=True),),
+    aliases=("categorical",),
+    doc="one of the listed values",
+    formula="x = values[k],  k ~ U{0 .. len(values) - 1}  (grid: every value in turn)",
+)
+
+DISTRIBUTIONS.add(
+    "uniform",
+    args=(arg("low", Float, doc="lower bound"), arg("high", Float, doc="upper bound")),
+    doc="a real number drawn uniformly between low and high",
+    formula="x ~ U(low, high)",
+    validate=_low_below_high,
+)
+
+DISTRIBUTIONS.add(
+    "loguniform",
+    args=(
+        arg("low", PosFloat, doc="lower bound, > 0"),
+        arg("high", PosFloat, doc="upper bound"),
+    ),
+    aliases=("log_uniform",),
+    doc="a positive number whose logarithm is uniform (for rates and penalties)",
+    formula="log x ~ U(log low, log high)",
+    validate=_low_below_high,
+)
+
+DISTRIBUTIONS.add(
+    "int_uniform",
+    args=(arg("low", Int, doc="smallest value"), arg("high", Int, doc="largest value (included)")),
+    aliases=("randint",),
+    doc="an integer drawn uniformly from low to high, both included",
+    formula="x ~ U{low, low + 1, .., high}",
+    validate=_low_below_high,
+)
+
+# ----------------------------------------------------------------------------- objectives
+
+OBJECTIVES = registry(
+    "objective",
+    "objectives",
+    "What the sweep optimizes: a monitored quantity and a direction.",
+)
+
+
+def _direction(want: str) -> Callable[[Args], None]:
+    """A validate rule: refuse minimizing a quantity that is better high, and the reverse."""
+
+    def check(a: Args) -> None:
+        name = a.metric.name
+        if monitor_mode(name) != want:
+            better, other = ("higher", "maximize") if want == "min" else ("lower", "minimize")
+            raise Problem(
+                f"`{name}` is better when {better}",
+                hint=f"write `{other}({name})`",
+                arg="metric",
+            )
+
+    return check
+
+
+OBJECTIVES.add(
+    "minimize",
+    args=(arg("metric", EnumT(MONITORS), "val_loss", doc="the quantity to make small"),),
+    doc="find the setting with the smallest value of a monitored quantity",
+    formula="best = argmin over trials of metric",
+    validate=_direction("min"),
+    info={"mode": "min"},
+)
+
+OBJECTIVES.add(
+    "maximize",
+    args=(arg("metric", EnumT(MONITORS), "val_accuracy", doc="the quantity to make large"),),
+    doc="find the setting with the largest value of a monitored quantity",
+    formula="best = argmax over trials of metric",
+    validate=_direction("max"),
+    info={"mode": "max"},
+)

@@ -1,0 +1,101 @@
+"""IR → a Keras-like summary: per layer name, op, output shape and parameters, plus totals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .ir import Program
+
+BYTES_PER_PARAM = 4  # parameters are kept in float32, whatever the compute precision
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRow:
+    name: str
+    op: str
+    output_shape: tuple[int | None, ...]  # with the batch axis first, as None
+    params: int  # trainable + non-trainable, as Keras counts
+    trainable: int
+    non_trainable: int
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Shapes and parameter counts of every layer, computed statically."""
+
+    model: str
+    layers: tuple[LayerRow, ...]
+    params: int
+    trainable: int
+    non_trainable: int
+
+    @property
+    def bytes(self) -> int:
+        return self.params * BYTES_PER_PARAM
+
+    def to_dict(self) -> dict[str, Any]:
+        layers = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(r).items()}
+                  for r in self.layers]
+        totals = {"params": self.params, "trainable": self.trainable,
+                  "non_trainable": self.non_trainable, "bytes": self.bytes}
+        return {"model": self.model, "layers": layers, "totals": totals}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        return render_table(self)
+
+
+def summarize(program: Program) -> Summary:
+    """The summary of a program's model."""
+    g = program.model
+    if g is None:
+        return Summary("(no model)", (), 0, 0, 0)
+    rows = tuple(
+        LayerRow(n.name, n.op, (None, *n.shape), n.total_params, n.params, n.state, n.inputs)
+        for n in g.nodes
+    )
+    return Summary(g.name, rows, g.params, g.trainable, g.non_trainable)
+
+
+def _shape(s: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in s) + ")"
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def render_table(s: Summary) -> str:
+    """A boxed text table like Keras' `model.summary()`."""
+    header = ("Layer", "Op", "Output shape", "Params", "Inputs")
+    rows = [(r.name, r.op, _shape(r.output_shape), f"{r.params:,}", ", ".join(r.inputs))
+            for r in s.layers]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    right = {3}
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "│ " + " │ ".join(parts) + " │"
+
+    def rule(left: str, mid: str, rgt: str) -> str:
+        return left + mid.join("─" * (w + 2) for w in widths) + rgt
+
+    out = [f'Model: "{s.model}"', rule("┌", "┬", "┐"), line(header), rule("├", "┼", "┤")]
+    out += [line(r) for r in rows]
+    out.append(rule("└", "┴", "┘"))
+    out.append(f" Total params: {s.params:,} ({_human(s.bytes)})")
+    out.append(f" Trainable params: {s.trainable:,} ({_human(s.trainable * BYTES_PER_PARAM)})")
+    out.append(f" Non-trainable params: {s.non_trainable:,} "
+               f"({_human(s.non_trainable * BYTES_PER_PARAM)})")
+    return "\n".join(out)

@@ -1,0 +1,205 @@
+"""The `dnn` command line. Exit status: 0 clean, 1 a mistake in a spec, 2 bad usage.
+
+Front-end commands (check, fmt, summary, help) never import JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from dnn.compiler.diagnostics import Diagnostic, SpecError, render, render_all, to_dict, to_json
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+
+
+def _color(stream: object) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def _report(err: SpecError, fmt: str) -> None:
+    if fmt == "json":
+        print(to_json(err.diagnostics))
+    else:
+        print(render_all(err.diagnostics, err.sources, _color(sys.stderr)), file=sys.stderr)
+        n = sum(d.severity == "error" for d in err.diagnostics)
+        print(f"{n} error{'s' * (n != 1)}", file=sys.stderr)
+
+
+def _warn(ds: Sequence[Diagnostic], sources: dict[str, str]) -> None:
+    for d in ds:
+        if d.severity == "warning":
+            print(render(d, sources, _color(sys.stderr)), file=sys.stderr)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dnn.compiler.driver import load
+
+    status, found = EXIT_OK, []
+    for path in args.files:
+        try:
+            program = load(path, args.set)
+        except SpecError as e:
+            status = EXIT_SPEC
+            if args.format == "json":
+                found += [to_dict(d) for d in e.diagnostics]
+            else:
+                _report(e, "text")
+            continue
+        if args.format == "json":
+            found += [to_dict(d) for d in program.warnings]
+        else:
+            _warn(program.warnings, program.sources)
+            model = program.model
+            what = (f"{len(model.nodes)} layers, {model.params:,} params" if model else "no model")
+            print(f"{path}: ok ({what})")
+    if args.format == "json":
+        print(json.dumps({"diagnostics": found}, indent=2))
+    return status
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from dnn.compiler.format import format_text
+
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            text = sys.stdin.read() if path == "-" else _read(path)
+            out = format_text(text, "<stdin>" if path == "-" else path)
+        except SpecError as e:
+            _report(e, "text")
+            status = EXIT_SPEC
+            continue
+        except OSError as e:
+            print(f"{path}: error: cannot read: {e.strerror or e}", file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        status = max(status, _fmt_result(args, path, text, out))
+    return status
+
+
+def _fmt_result(args: argparse.Namespace, path: str, text: str, out: str) -> int:
+    if path == "-":
+        sys.stdout.write(out)
+        return EXIT_OK
+    changed = out != text
+    if args.diff and changed:
+        sys.stdout.writelines(difflib.unified_diff(
+            text.splitlines(keepends=True), out.splitlines(keepends=True), path, f"{path} (formatted)"))
+    if args.check:
+        if changed:
+            print(f"{path}: would be reformatted", file=sys.stderr)
+        return EXIT_SPEC if changed else EXIT_OK
+    if changed and not args.diff:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(out)
+        print(f"{path}: reformatted", file=sys.stderr)
+    return EXIT_OK
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from dnn.compiler.driver import load
+
+    try:
+        program = load(args.file, args.set)
+    except SpecError as e:
+        _report(e, args.format)
+        return EXIT_SPEC
+    summary = program.summary()
+    if args.format == "json":
+        print(summary.to_json())
+    else:
+        _warn(program.warnings, program.sources)
+        print(summary)
+    return EXIT_OK
+
+
+def cmd_help(args: argparse.Namespace) -> int:
+    from dnn.compiler import reference as ref
+    from dnn.compiler.registry.core import did_you_mean
+
+    if args.format == "json" and not args.name:
+        print(ref.help_json())
+        return EXIT_OK
+    if not args.name:
+        print(ref.help_index())
+        return EXIT_OK
+    reg = ref.registry_by_title(args.name)
+    if reg is not None:
+        print(json.dumps({e.name: ref.entry_dict(e) for e in reg}, indent=2)
+              if args.format == "json" else ref.help_kind(reg))
+        return EXIT_OK
+    found = ref.find(args.name)
+    if not found:
+        names = [e.name for r in ref.REGISTRIES.values() for e in r]
+        hint = did_you_mean(args.name, names) or "run `dnn help` for the list"
+        print(f"error: no word `{args.name}` in the language; {hint}", file=sys.stderr)
+        return EXIT_SPEC
+    if args.format == "json":
+        print(json.dumps({r.title: {e.name: ref.entry_dict(e)} for r, e in found}, indent=2))
+    else:
+        print("\n\n".join(ref.help_entry(r, e) for r, e in found))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dnn", description="A declarative language for deep networks.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(fn=fn)
+        return c
+
+    def overrides(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a param or field, e.g. width=128 or train.optimizer.lr=3e-4")
+
+    c = command("check", cmd_check, "check specs: syntax, names, arguments, shapes")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    overrides(c)
+    c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command("fmt", cmd_fmt, "rewrite specs in canonical form (in place; `-` for stdin)")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--check", action="store_true", help="exit 1 if a file would change; write nothing")
+    c.add_argument("--diff", action="store_true", help="print the changes as a diff; write nothing")
+
+    c = command("summary", cmd_summary, "layers, output shapes and parameter counts")
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command("help", cmd_help, "the words of the language, their arguments and formulas")
+    c.add_argument("name", nargs="?", help="a word (dense, adam) or a kind (layers, optimizers)")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
