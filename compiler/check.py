@@ -149,7 +149,7 @@ class Checker:
         sweep, axes = None, ()
         if "sweep" in sections:
             sweep, axes = self._sweep(sections["sweep"], env)
-        if model is not None and train is not None:
+        if model is not None and train is not None and "train" in sections:
             self._check_loss(model, train)
         if model is not None and data is not None:
             self._check_data(model, data)

@@ -14,6 +14,7 @@ torch.optim.Adam); `decoupled` shrinks the parameter separately (as in torch.opt
 
 from __future__ import annotations
 
+from ..diagnostics import InternalError
 from .core import REQUIRED, Arg, Args, Entry, Problem, arg, registry, replace
 from .types import Bool, FloatT, NonNegFloat, PosFloat, Prob, Rate
 
@@ -46,7 +47,8 @@ _L2 = arg("l2", NonNegFloat, 0.0, doc="L2 regularization strength")
 def _with_defaults(entry: Entry, **defaults: object) -> tuple[Arg, ...]:
     """The arguments of `entry` with some defaults changed (for derived entries)."""
     missing = set(defaults) - {a.name for a in entry.args}
-    assert not missing, f"{entry.name} has no argument {missing}"
+    if missing:
+        raise InternalError(f"optimizer `{entry.name}` has no argument {sorted(missing)}")
     return tuple(replace(a, default=defaults.get(a.name, a.default)) for a in entry.args)
 
 

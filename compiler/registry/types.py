@@ -20,7 +20,7 @@ from ..diagnostics import (
     error,
 )
 from ..values import CallVal, ListVal, Quantity, Rec, RecordVal, Ref, Sym, Symbol, show
-from .core import REGISTRIES, REQUIRED, Arg, Args, Entry, SameAs, did_you_mean
+from .core import REGISTRIES, REQUIRED, Arg, Args, Entry, Problem, SameAs, did_you_mean
 
 
 class Mismatch(Exception):
@@ -107,6 +107,8 @@ class FloatT(ArgType):
 def _range_label(base: str, lo: float | None, hi: float | None, open_: bool = False) -> str:
     if lo is not None and hi is not None:
         return f"{base} in [{lo:g}, {hi:g}]"
+    if lo is None and hi is not None:
+        return f"{base} <= {hi:g}"
     if lo is not None:
         if lo == 0 and open_:
             return f"{base} > 0"
@@ -313,12 +315,10 @@ class RefT(ArgType):
             if entry is None:
                 raise error(E_UNKNOWN_ENTRY, f"unknown {reg.kind} `{v.name}`", v.span or span,
                             reg.suggest(v.name) or f"see `dnn help {reg.title}`")
-            if isinstance(v, Sym):
-                args, _ = bind(entry, [], [], v.span or span)
-            else:
-                pos = [(x, s) for k, x, s in v.args if k is None]
-                kws = [(k, x, s) for k, x, s in v.args if k is not None]
-                args, _ = bind(entry, pos, kws, v.span or span)
+            pos = [(x, s) for k, x, s in v.args if k is None] if isinstance(v, CallVal) else []
+            kws = [(k, x, s) for k, x, s in v.args if k is not None] if isinstance(v, CallVal) else []
+            args, spans = bind(entry, pos, kws, v.span or span)
+            run_validate(entry, args, spans, v.span or span)
             return Ref(self.kind, entry.name, args.items)
         raise Mismatch(f"a {reg.kind} name such as `{reg.names()[0]}`" if len(reg) else reg.kind)
 
@@ -457,6 +457,16 @@ def _missing_hint(entry: Entry, a: Arg, noun: str) -> str:
     if a.kw_only:
         return f"write `{entry.name}({a.name} = ...)`"
     return f"write `{entry.name}({a.name} = ...)` or give it first"
+
+
+def run_validate(entry: Entry, args: Args, spans: dict[str, Span], span: Span) -> None:
+    """Run an entry's argument-combination check, positioning its complaint."""
+    if entry.validate is None:
+        return
+    try:
+        entry.validate(args)
+    except Problem as p:
+        raise error(p.code or E_VALUE, p.message, spans.get(p.arg or "", span), p.hint) from None
 
 
 def call(name: str, *args: Any, **kwargs: Any) -> CallVal:
