@@ -87,13 +87,28 @@ class Arg:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Call:
-    """`dense(128, init = he_normal)`, and `conv_bn(32)(x)` as a call of a call."""
+    """`dense(128, init = he_normal)`, and `conv_bn(32)(x)` as a call of a call.
+
+    Equality ignores the order of keyword arguments (it carries no meaning, and `fmt` puts
+    them in registry order), so `parse(fmt(x)) == parse(x)` holds.
+    """
 
     func: Expr
     args: tuple[Arg, ...]
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def _key(self) -> tuple[object, ...]:
+        pos = tuple(a for a in self.args if a.name is None)
+        kws = tuple(sorted((a for a in self.args if a.name is not None), key=lambda a: a.name or ""))
+        return (self.func, pos, kws)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Call) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 @dataclass(frozen=True, slots=True)

@@ -457,7 +457,7 @@ class Checker:
 
     def _eval_Call(self, e: ast.Call, env: Env, current: Any) -> Any:
         f = self.eval(e.func, env, current)
-        args = [(a.name, self.eval(a.value, env, current), a.value.span) for a in e.args]
+        args = [(a.name, self.eval(a.value, env, current), a.span) for a in e.args]
         for name, v, span in args:
             if name is not None and isinstance(v, Tensor):
                 raise error(E_NOT_STATIC, f"argument `{name}` cannot be a tensor", span,

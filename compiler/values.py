@@ -117,13 +117,13 @@ class Rec:
 
 
 def fmt_number(v: int | float) -> str:
-    """Canonical text of a number: ints as digits, floats shortest, tiny ones as `3e-4`."""
+    """Canonical text of a number: ints as digits, floats shortest, below 0.01 as `3e-4`."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
     r = repr(v)
-    if not math.isfinite(v) or v == 0 or 1e-3 <= abs(v) < 1e16:
+    if not math.isfinite(v) or v == 0 or 1e-2 <= abs(v) < 1e16:
         return r
     sign, digits, exp = Decimal(r).normalize().as_tuple()
     assert isinstance(exp, int)

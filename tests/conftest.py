@@ -44,3 +44,7 @@ def assert_summary(src: str, params: int, shapes: list[tuple[int, ...]] | None =
         assert [r.output_shape[1:] for r in layers] == shapes
     if per_layer is not None:
         assert [r.params for r in layers] == per_layer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite golden outputs")
