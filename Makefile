@@ -20,11 +20,12 @@ test: $(STAMP)
 
 # Until the training runtime lands, `make train` checks and summarizes the default example.
 train: $(STAMP)
-	$(BIN)/dnn check examples/mnist_cnn.dnn
-	$(BIN)/dnn summary examples/mnist_cnn.dnn
+	$(BIN)/dnn check examples/digits_cnn.dnn
+	$(BIN)/dnn summary examples/digits_cnn.dnn
 
 reference: $(STAMP)
 	$(BIN)/python -m dnn.compiler.reference > docs/reference.md
+	$(BIN)/python -m dnn.compiler.reference errors > docs/errors.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -101,7 +101,9 @@ class Call:
 
     def _key(self) -> tuple[object, ...]:
         pos = tuple(a for a in self.args if a.name is None)
-        kws = tuple(sorted((a for a in self.args if a.name is not None), key=lambda a: a.name or ""))
+        kws = tuple(
+            sorted((a for a in self.args if a.name is not None), key=lambda a: a.name or "")
+        )
         return (self.func, pos, kws)
 
     def __eq__(self, other: object) -> bool:

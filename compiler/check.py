@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from . import ast
@@ -90,7 +91,8 @@ class Env:
         return _UNDEFINED
 
     def names(self) -> list[str]:
-        out, env = [], self
+        out: list[str] = []
+        env: Env | None = self
         while env is not None:
             out += list(env.vars)
             env = env.parent
@@ -146,7 +148,8 @@ class Checker:
         sections = {s.name: s for s in self._sections()}
         train = self._section("train", sections.get("train"), env)
         data = self._section("data", sections["data"], env) if "data" in sections else None
-        sweep, axes = None, ()
+        sweep: Config | None = None
+        axes: tuple[SweepAxis, ...] = ()
         if "sweep" in sections:
             sweep, axes = self._sweep(sections["sweep"], env)
         if model is not None and train is not None and "train" in sections:
@@ -155,8 +158,18 @@ class Checker:
             self._check_data(model, data)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
         version = next((i.number for i in self.r.module.items if isinstance(i, ast.Version)), 1)
-        return Program(self.r.module.path, version, params, model, train or Config("train", ()),
-                       data, sweep, axes, dict(self.r.sources), self.r.module)
+        return Program(
+            self.r.module.path,
+            version,
+            params,
+            model,
+            train or Config("train", ()),
+            data,
+            sweep,
+            axes,
+            dict(self.r.sources),
+            self.r.module,
+        )
 
     def _try(self, f: Callable[[], Any], fallback: Any = None) -> Any:
         try:
@@ -170,7 +183,7 @@ class Checker:
     def _params(self) -> Env:
         env = self.menv
         for p in self.r.params.values():
-            value = self._try(lambda p=p: self.static(p.value, env, f"param `{p.name}`"), _UNDEFINED)
+            value = self._try(partial(self.static, p.value, env, f"param `{p.name}`"), _UNDEFINED)
             if value is not _UNDEFINED:
                 env.vars[p.name] = value
         return env
@@ -179,8 +192,12 @@ class Checker:
         """Evaluate an expression that must be a compile-time value."""
         v = self.eval(expr, env, None)
         if isinstance(v, Tensor):
-            raise error(E_NOT_STATIC, f"{what} must be a compile-time value, not a tensor", expr.span,
-                        "use a shape property such as `x.channels`")
+            raise error(
+                E_NOT_STATIC,
+                f"{what} must be a compile-time value, not a tensor",
+                expr.span,
+                "use a shape property such as `x.channels`",
+            )
         return v
 
     # ---- the model -------------------------------------------------------
@@ -188,31 +205,50 @@ class Checker:
     def _model(self, env: Env) -> Graph | None:
         models = [i for i in self.r.module.items if isinstance(i, ast.ModelDef)]
         for extra in models[1:]:
-            self.diags.add(Diagnostic(E_MODEL, f"a spec holds one model; `{extra.name}` is a second",
-                                      extra.span, "move it to a file of its own"))
+            self.diags.add(
+                Diagnostic(
+                    E_MODEL,
+                    f"a spec holds one model; `{extra.name}` is a second",
+                    extra.span,
+                    "move it to a file of its own",
+                )
+            )
         if not models:
             return None
         m = models[0]
         current = self._body(m.body, env.child(), None, top=True)
         if not self.g.inputs:
-            self.diags.add(Diagnostic(E_MODEL, f"model `{m.name}` has no input", m.span,
-                                      "declare one first: `input x: f32[28, 28, 1]`"))
+            self.diags.add(
+                Diagnostic(
+                    E_MODEL,
+                    f"model `{m.name}` has no input",
+                    m.span,
+                    "declare one first: `input x: f32[28, 28, 1]`",
+                )
+            )
             return None
         if not self.g.outputs and isinstance(current, Tensor) and not current.poisoned:
             self.g.outputs.append(current.node)
         if self.diags.errors:
             return None
         self._warn_unused()
-        return Graph(m.name, tuple(self.g.nodes), tuple(self.g.inputs), tuple(self.g.outputs),
-                     m.span)
+        return Graph(
+            m.name, tuple(self.g.nodes), tuple(self.g.inputs), tuple(self.g.outputs), m.span
+        )
 
     def _warn_unused(self) -> None:
         used = {i for n in self.g.nodes for i in n.inputs} | set(self.g.outputs)
         for n in self.g.nodes:
             if n.name not in used:
-                self.diags.add(Diagnostic(
-                    W_UNUSED, f"`{n.name}` is computed but never used", n.span,
-                    "use it, return it with `output`, or delete it", severity="warning"))
+                self.diags.add(
+                    Diagnostic(
+                        W_UNUSED,
+                        f"`{n.name}` is computed but never used",
+                        n.span,
+                        "use it, return it with `output`, or delete it",
+                        severity="warning",
+                    )
+                )
 
     def _body(self, body: ast.Body, env: Env, current: Any, top: bool = False) -> Any:
         for stmt in body.stmts:
@@ -235,8 +271,12 @@ class Checker:
         value = self._layer_value(stmt.value, env, current)
         if isinstance(stmt, ast.ExprStmt):
             if not isinstance(value, Tensor):
-                raise error(E_NOT_A_LAYER, f"{describe(value)} is a value, not a layer",
-                            stmt.value.span, "a model line applies a layer, e.g. `dense(10)`")
+                raise error(
+                    E_NOT_A_LAYER,
+                    f"{describe(value)} is a value, not a layer",
+                    stmt.value.span,
+                    "a model line applies a layer, e.g. `dense(10)`",
+                )
             return value
         name = stmt.name
         if name is not None:
@@ -253,8 +293,9 @@ class Checker:
         """Give the user's name to the layer a named statement created."""
         if not isinstance(value, Tensor) or value.poisoned:
             return value
-        idx = next((i for i in range(start, len(self.g.nodes)) if self.g.nodes[i].name == value.node),
-                   None)
+        idx = next(
+            (i for i in range(start, len(self.g.nodes)) if self.g.nodes[i].name == value.node), None
+        )
         if idx is None or self.g.nodes[idx].scope != tuple(self.g.scope):
             return value
         old = self.g.nodes[idx]
@@ -267,17 +308,26 @@ class Checker:
 
     def _input(self, stmt: ast.InputDecl, env: Env, top: bool) -> Tensor:
         if not top:
-            raise error(E_MODEL, "`input` belongs at the top of a model, not in a block or repeat",
-                        stmt.span, "a block's input is `in`")
+            raise error(
+                E_MODEL,
+                "`input` belongs at the top of a model, not in a block or repeat",
+                stmt.span,
+                "a block's input is `in`",
+            )
         t = self.static(stmt.type, env, f"the type of input `{stmt.name}`")
         if not isinstance(t, TensorType):
-            raise error(E_TYPE, f"input `{stmt.name}` needs a tensor type, got {describe(t)}",
-                        stmt.type.span, "write a dtype and shape, e.g. `f32[28, 28, 1]`")
+            raise error(
+                E_TYPE,
+                f"input `{stmt.name}` needs a tensor type, got {describe(t)}",
+                stmt.type.span,
+                "write a dtype and shape, e.g. `f32[28, 28, 1]`",
+            )
         if stmt.name in self.g.names:
             raise error(E_DUPLICATE, f"input `{stmt.name}` is declared twice", stmt.span)
         self.g.names.add(stmt.name)
-        self.g.nodes.append(Node(stmt.name, "input", "input", (), (), t.shape, t.dtype, 0,
-                                 span=stmt.span))
+        self.g.nodes.append(
+            Node(stmt.name, "input", "input", (), (), t.shape, t.dtype, 0, span=stmt.span)
+        )
         self.g.inputs.append(stmt.name)
         tensor = Tensor(stmt.name, t.shape, t.dtype)
         env.vars[stmt.name] = tensor
@@ -287,11 +337,17 @@ class Checker:
         start = 0
         if stmt.start is not None:
             start = self._int(stmt.start, env, "the start of the range")
-        end = self._int(stmt.count, env, "the repeat count" if stmt.var is None else "the range end")
+        end = self._int(
+            stmt.count, env, "the repeat count" if stmt.var is None else "the range end"
+        )
         if end - start < 1:
             what = f"{start}..{end} is empty" if stmt.var else f"repeat count is {end}"
-            raise error(E_VALUE, f"`repeat` must run at least once; {what}", stmt.count.span,
-                        "delete the repeat, or make the count at least 1")
+            raise error(
+                E_VALUE,
+                f"`repeat` must run at least once; {what}",
+                stmt.count.span,
+                "delete the repeat, or make the count at least 1",
+            )
         for i in range(start, end):
             scope = env.child(**({stmt.var: i} if stmt.var else {}))
             scope.vars["in"] = current
@@ -316,9 +372,13 @@ class Checker:
     def _current(self, current: Any, layer: Any, span: Span) -> Tensor:
         if isinstance(current, Tensor):
             return current
-        raise error(E_NO_INPUT, f"`{layer.name}` has no input", span,
-                    "declare `input x: f32[...]` before it, or apply it to a value: "
-                    f"`{layer.name}(...)(x)`")
+        raise error(
+            E_NO_INPUT,
+            f"`{layer.name}` has no input",
+            span,
+            "declare `input x: f32[...]` before it, or apply it to a value: "
+            f"`{layer.name}(...)(x)`",
+        )
 
     def eval(self, e: ast.Expr, env: Env, current: Any) -> Any:
         method = getattr(self, "_eval_" + type(e).__name__)
@@ -340,53 +400,78 @@ class Checker:
         if v is not _UNDEFINED:
             return v
         if e.id == "in":
-            raise error(E_UNKNOWN_NAME, "`in` is only defined inside a block or repeat", e.span,
-                        "refer to a named value or input instead")
+            raise error(
+                E_UNKNOWN_NAME,
+                "`in` is only defined inside a block or repeat",
+                e.span,
+                "refer to a named value or input instead",
+            )
         return Sym(e.id, e.span)
 
     def _eval_ListLit(self, e: ast.ListLit, env: Env, current: Any) -> Any:
-        return ListVal(tuple(self.eval(x, env, current) for x in e.items),
-                       tuple(x.span for x in e.items))
+        return ListVal(
+            tuple(self.eval(x, env, current) for x in e.items), tuple(x.span for x in e.items)
+        )
 
     def _eval_Record(self, e: ast.Record, env: Env, current: Any) -> Any:
-        return RecordVal(tuple(p.key for p in e.pairs),
-                         tuple(self.eval(p.value, env, current) for p in e.pairs),
-                         tuple(p.span for p in e.pairs))
+        return RecordVal(
+            tuple(p.key for p in e.pairs),
+            tuple(self.eval(p.value, env, current) for p in e.pairs),
+            tuple(p.span for p in e.pairs),
+        )
 
     def _eval_Chain(self, e: ast.Chain, env: Env, current: Any) -> Any:
         head = self.eval(e.items[0], env, current)
         if _layer_like(head):
-            head = self.apply(head, [self._current(current, head, e.items[0].span)], [],
-                              e.items[0].span)
+            head = self.apply(
+                head, [self._current(current, head, e.items[0].span)], [], e.items[0].span
+            )
         if not isinstance(head, Tensor):
-            raise error(E_NOT_A_LAYER, f"{describe(head)} is not a layer or tensor",
-                        e.items[0].span, "a chain starts with a layer or a named value")
+            raise error(
+                E_NOT_A_LAYER,
+                f"{describe(head)} is not a layer or tensor",
+                e.items[0].span,
+                "a chain starts with a layer or a named value",
+            )
         for item in e.items[1:]:
             layer = self.eval(item, env, current)
             if not _layer_like(layer):
-                raise error(E_NOT_A_LAYER, f"{describe(layer)} cannot follow `->`", item.span,
-                            "only layers and blocks can follow `->`")
+                raise error(
+                    E_NOT_A_LAYER,
+                    f"{describe(layer)} cannot follow `->`",
+                    item.span,
+                    "only layers and blocks can follow `->`",
+                )
             head = self.apply(layer, [head], [], item.span)
         return head
 
     def _eval_Cond(self, e: ast.Cond, env: Env, current: Any) -> Any:
         test = self.static(e.test, env, "the condition")
         if not isinstance(test, bool):
-            raise error(E_TYPE, f"the condition must be true or false, got {describe(test)}",
-                        e.test.span)
+            raise error(
+                E_TYPE, f"the condition must be true or false, got {describe(test)}", e.test.span
+            )
         return self.eval(e.then if test else e.orelse, env, current)
 
     def _eval_Attr(self, e: ast.Attr, env: Env, current: Any) -> Any:
         v = self.eval(e.value, env, current)
         if isinstance(v, Tensor):
-            if v.poisoned:
+            if v.shape is None:
                 raise error(E_SHAPE, "shape unknown after an earlier error", e.span)
-            props = {"channels": v.shape[-1] if v.shape else 1, "shape": v.shape,
-                     "rank": len(v.shape), "size": math.prod(v.shape)}
+            props = {
+                "channels": v.shape[-1] if v.shape else 1,
+                "shape": v.shape,
+                "rank": len(v.shape),
+                "size": math.prod(v.shape),
+            }
             if e.attr in props:
                 return props[e.attr]
-            raise error(E_UNKNOWN_NAME, f"a tensor has no property `{e.attr}`", e.span,
-                        did_you_mean(e.attr, list(props)) or "use channels, shape, rank or size")
+            raise error(
+                E_UNKNOWN_NAME,
+                f"a tensor has no property `{e.attr}`",
+                e.span,
+                did_you_mean(e.attr, list(props)) or "use channels, shape, rank or size",
+            )
         if isinstance(v, Sym):
             self._unknown(v, env)
         raise error(E_TYPE, f"{describe(v)} has no property `{e.attr}`", e.span)
@@ -412,8 +497,12 @@ class Checker:
             if d < 1:
                 raise error(E_VALUE, f"a dimension must be at least 1, got {d}", x.span)
         if not dims:
-            raise error(E_VALUE, "a tensor type needs at least one dimension", e.span,
-                        f"write e.g. `{dtype}[10]`")
+            raise error(
+                E_VALUE,
+                "a tensor type needs at least one dimension",
+                e.span,
+                f"write e.g. `{dtype}[10]`",
+            )
         return TensorType(dtype, tuple(dims))
 
     def _eval_UnaryOp(self, e: ast.UnaryOp, env: Env, current: Any) -> Any:
@@ -430,13 +519,16 @@ class Checker:
         left = self._operand(e.left, env, current)
         if e.op in ("and", "or"):
             if not isinstance(left, bool):
-                raise error(E_TYPE, f"`{e.op}` needs true or false, got {describe(left)}", e.left.span)
+                raise error(
+                    E_TYPE, f"`{e.op}` needs true or false, got {describe(left)}", e.left.span
+                )
             if (e.op == "and" and not left) or (e.op == "or" and left):
                 return left
             right = self._operand(e.right, env, current)
             if not isinstance(right, bool):
-                raise error(E_TYPE, f"`{e.op}` needs true or false, got {describe(right)}",
-                            e.right.span)
+                raise error(
+                    E_TYPE, f"`{e.op}` needs true or false, got {describe(right)}", e.right.span
+                )
             return right
         right = self._operand(e.right, env, current)
         return _binop(e, left, right)
@@ -444,34 +536,54 @@ class Checker:
     def _operand(self, e: ast.Expr, env: Env, current: Any) -> Any:
         v = self.eval(e, env, current)
         if isinstance(v, Tensor):
-            raise error(E_NOT_STATIC, "a tensor cannot be used in arithmetic", e.span,
-                        "use a shape property such as `x.channels` or `x.shape[0]`")
+            raise error(
+                E_NOT_STATIC,
+                "a tensor cannot be used in arithmetic",
+                e.span,
+                "use a shape property such as `x.channels` or `x.shape[0]`",
+            )
         if isinstance(v, Sym):
             self._unknown(v, env)
         return v
 
     def _unknown(self, v: Sym, env: Env) -> None:
         names = [n for n in env.names() if n != "in"] + list(self.r.blocks)
-        raise error(E_UNKNOWN_NAME, f"unknown name `{v.name}`", v.span,
-                    did_you_mean(v.name, names) or "define it with `param` or as a block argument")
+        raise error(
+            E_UNKNOWN_NAME,
+            f"unknown name `{v.name}`",
+            v.span,
+            did_you_mean(v.name, names) or "define it with `param` or as a block argument",
+        )
 
     def _eval_Call(self, e: ast.Call, env: Env, current: Any) -> Any:
         f = self.eval(e.func, env, current)
         args = [(a.name, self.eval(a.value, env, current), a.span) for a in e.args]
         for name, v, span in args:
             if name is not None and isinstance(v, Tensor):
-                raise error(E_NOT_STATIC, f"argument `{name}` cannot be a tensor", span,
-                            "pass tensors positionally, as inputs")
+                raise error(
+                    E_NOT_STATIC,
+                    f"argument `{name}` cannot be a tensor",
+                    span,
+                    "pass tensors positionally, as inputs",
+                )
         tensors = [v for k, v, _ in args if isinstance(v, Tensor)]
         config = [(k, v, s) for k, v, s in args if not isinstance(v, Tensor)]
         if isinstance(f, Sym) and f.name in _BUILTINS and env.lookup(f.name) is _UNDEFINED:
             return self._builtin(f, config, e)
         if isinstance(f, Tensor):
-            raise error(E_NOT_A_LAYER, "a tensor cannot be called", e.func.span,
-                        "apply a layer to it instead: `layer(...)(x)`")
+            raise error(
+                E_NOT_A_LAYER,
+                "a tensor cannot be called",
+                e.func.span,
+                "apply a layer to it instead: `layer(...)(x)`",
+            )
         if isinstance(f, CallVal) and not tensors:
-            raise error(E_NOT_A_LAYER, f"`{f.name}(...)` already has its arguments", e.span,
-                        f"apply it to a tensor: `{f.name}(...)(x)`")
+            raise error(
+                E_NOT_A_LAYER,
+                f"`{f.name}(...)` already has its arguments",
+                e.span,
+                f"apply it to a tensor: `{f.name}(...)(x)`",
+            )
         if not isinstance(f, Sym | CallVal):
             raise error(E_NOT_A_LAYER, f"{describe(f)} cannot be called", e.func.span)
         if tensors:
@@ -480,8 +592,10 @@ class Checker:
 
     def _builtin(self, f: Sym, args: list[tuple[str | None, Any, Span]], e: ast.Call) -> Any:
         values = [v for _, v, _ in args]
-        if any(k is not None for k, _, _ in args) or not values or any(
-            isinstance(v, bool) or not isinstance(v, int | float) for v in values
+        if (
+            any(k is not None for k, _, _ in args)
+            or not values
+            or any(isinstance(v, bool) or not isinstance(v, int | float) for v in values)
         ):
             raise error(E_TYPE, f"`{f.name}` takes numbers, positionally", e.span)
         if f.name == "abs" and len(values) != 1:
@@ -490,8 +604,9 @@ class Checker:
 
     # ---- applying layers and blocks ---------------------------------------
 
-    def apply(self, f: Any, inputs: list[Tensor], config: list[tuple[str | None, Any, Span]],
-              span: Span) -> Tensor:
+    def apply(
+        self, f: Any, inputs: list[Tensor], config: list[tuple[str | None, Any, Span]], span: Span
+    ) -> Tensor:
         """Apply a layer or block (with its arguments) to input tensors, adding nodes."""
         name = f.name
         all_config = [*(f.args if isinstance(f, CallVal) else ()), *config]
@@ -499,10 +614,15 @@ class Checker:
             return self._expand(name, inputs, all_config, span)
         entry = LAYERS.lookup(name) or ACTIVATIONS.lookup(name)
         if entry is None:
-            raise error(E_UNKNOWN_LAYER, f"unknown layer `{name}`", f.span or span,
-                        did_you_mean(name, [*LAYERS.names(), *ACTIVATIONS.names(),
-                                            *self.r.blocks, *_aliases()])
-                        or "see `dnn help layers`")
+            raise error(
+                E_UNKNOWN_LAYER,
+                f"unknown layer `{name}`",
+                f.span or span,
+                did_you_mean(
+                    name, [*LAYERS.names(), *ACTIVATIONS.names(), *self.r.blocks, *_aliases()]
+                )
+                or "see `dnn help layers`",
+            )
         return self._node(entry, inputs, all_config, span)
 
     def _node(self, entry: Entry, inputs: list[Tensor], config: list[Any], span: Span) -> Tensor:
@@ -522,11 +642,26 @@ class Checker:
             params = entry.params(a, x) if entry.params else 0
             state = entry.state(a, x) if entry.state else 0
         except Problem as p:
-            raise error(p.code or E_SHAPE, p.message, spans.get(p.arg or "", span), p.hint) from None
+            raise error(
+                p.code or E_SHAPE, p.message, spans.get(p.arg or "", span), p.hint
+            ) from None
         dtype = "f32" if entry.int_input else inputs[0].dtype
         name = self.g.unique(entry.name)
-        self.g.nodes.append(Node(name, entry.name, entry.kind, a.items, tuple(t.node for t in inputs),
-                                 tuple(shape), dtype, params, state, tuple(self.g.scope), span))
+        self.g.nodes.append(
+            Node(
+                name,
+                entry.name,
+                entry.kind,
+                a.items,
+                tuple(t.node for t in inputs),
+                tuple(shape),
+                dtype,
+                params,
+                state,
+                tuple(self.g.scope),
+                span,
+            )
+        )
         return Tensor(name, tuple(shape), dtype)
 
     def _arity(self, entry: Entry, inputs: list[Tensor], span: Span) -> None:
@@ -534,28 +669,47 @@ class Checker:
         n = len(inputs)
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
-            raise error(E_NOT_A_LAYER, f"`{entry.name}` takes {want} input(s), got {n}", span,
-                        f"write `{entry.name}(a, b)`" if lo > 1 else "chain it: `x -> "
-                        f"{entry.name}`")
+            raise error(
+                E_NOT_A_LAYER,
+                f"`{entry.name}` takes {want} input(s), got {n}",
+                span,
+                f"write `{entry.name}(a, b)`" if lo > 1 else f"chain it: `x -> {entry.name}`",
+            )
 
     def _dtypes(self, entry: Entry, inputs: list[Tensor], span: Span) -> None:
         for t in inputs:
             if entry.int_input and is_float_dtype(t.dtype):
-                raise error(E_DTYPE, f"`{entry.name}` takes integer ids, got {t.dtype}", span,
-                            "declare the input as `i32[...]`")
+                raise error(
+                    E_DTYPE,
+                    f"`{entry.name}` takes integer ids, got {t.dtype}",
+                    span,
+                    "declare the input as `i32[...]`",
+                )
             if not entry.int_input and not is_float_dtype(t.dtype):
-                raise error(E_DTYPE, f"`{entry.name}` takes a float tensor, got {t.dtype}", span,
-                            "insert `embedding(vocab, dim)` first, or declare the input as f32")
+                raise error(
+                    E_DTYPE,
+                    f"`{entry.name}` takes a float tensor, got {t.dtype}",
+                    span,
+                    "insert `embedding(vocab, dim)` first, or declare the input as f32",
+                )
 
     def _expand(self, name: str, inputs: list[Tensor], config: list[Any], span: Span) -> Tensor:
         bdef = self.r.blocks[name]
         if name in self.g.blocks_active:
-            chain = " → ".join([*self.g.blocks_active[self.g.blocks_active.index(name):], name])
-            raise error(E_MODEL, f"block `{name}` uses itself ({chain})", span,
-                        "blocks are expanded at compile time; use `repeat` for repetition")
+            chain = " → ".join([*self.g.blocks_active[self.g.blocks_active.index(name) :], name])
+            raise error(
+                E_MODEL,
+                f"block `{name}` uses itself ({chain})",
+                span,
+                "blocks are expanded at compile time; use `repeat` for repetition",
+            )
         if len(inputs) != 1:
-            raise error(E_NOT_A_LAYER, f"block `{name}` takes one input, got {len(inputs)}", span,
-                        "merge them first, e.g. `concat(a, b)`")
+            raise error(
+                E_NOT_A_LAYER,
+                f"block `{name}` takes one input, got {len(inputs)}",
+                span,
+                "merge them first, e.g. `concat(a, b)`",
+            )
         values = self._block_args(bdef, config, span)
         if inputs[0].poisoned:
             return POISON
@@ -572,8 +726,9 @@ class Checker:
             self.g.scope.pop()
             self.g.blocks_active.pop()
         if len(outs) > 1:
-            raise error(E_MODEL, f"block `{name}` has {len(outs)} outputs; a block returns one",
-                        bdef.span)
+            raise error(
+                E_MODEL, f"block `{name}` has {len(outs)} outputs; a block returns one", bdef.span
+            )
         if outs:
             shape = next(n.shape for n in self.g.nodes if n.name == outs[0])
             return Tensor(outs[0], shape, next(n.dtype for n in self.g.nodes if n.name == outs[0]))
@@ -585,8 +740,13 @@ class Checker:
         entry = Entry("block", bdef.name, tuple(_block_arg(p) for p in bdef.params))
         from .registry.types import _match
 
-        given, _ = _match(entry, [(v, s) for k, v, s in config if k is None],
-                          [(k, v, s) for k, v, s in config if k is not None], span, "argument")
+        given, _ = _match(
+            entry,
+            [(v, s) for k, v, s in config if k is None],
+            [(k, v, s) for k, v, s in config if k is not None],
+            span,
+            "argument",
+        )
         values: dict[str, Any] = {}
         for p in bdef.params:
             if p.name in given:
@@ -594,8 +754,12 @@ class Checker:
             elif p.default is not None:
                 values[p.name] = self.static(p.default, Env(dict(values), self.menv))
             else:
-                raise error("E0303", f"block `{bdef.name}` needs argument `{p.name}`", span,
-                            f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`")
+                raise error(
+                    "E0303",
+                    f"block `{bdef.name}` needs argument `{p.name}`",
+                    span,
+                    f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`",
+                )
         return values
 
     # ---- sections ----------------------------------------------------------
@@ -604,12 +768,23 @@ class Checker:
         out: list[ast.Section] = []
         for s in (i for i in self.r.module.items if isinstance(i, ast.Section)):
             if SECTIONS.lookup(s.name) is None:
-                self.diags.add(Diagnostic(E_UNKNOWN_SECTION, f"unknown section `{s.name}`", s.span,
-                                          SECTIONS.suggest(s.name) or "sections are data, train "
-                                          "and sweep"))
+                self.diags.add(
+                    Diagnostic(
+                        E_UNKNOWN_SECTION,
+                        f"unknown section `{s.name}`",
+                        s.span,
+                        SECTIONS.suggest(s.name) or "sections are data, train and sweep",
+                    )
+                )
             elif any(o.name == s.name for o in out):
-                self.diags.add(Diagnostic(E_DUPLICATE, f"section `{s.name}` appears twice", s.span,
-                                          "merge the two into one"))
+                self.diags.add(
+                    Diagnostic(
+                        E_DUPLICATE,
+                        f"section `{s.name}` appears twice",
+                        s.span,
+                        "merge the two into one",
+                    )
+                )
             else:
                 out.append(s)
         return out
@@ -619,16 +794,27 @@ class Checker:
         kws: list[tuple[str, Any, Span]] = []
         for f in s.fields if s else ():
             if len(f.path) > 1 or entry.get_arg(f.path[0]) is None:
-                self.diags.add(Diagnostic(
-                    E_UNKNOWN_FIELD, f"unknown field `{'.'.join(f.path)}` in `{name}`", f.span,
-                    did_you_mean(f.path[0], [a.name for a in entry.args])
-                    or f"`{name}` has " + ", ".join(f"`{a.name}`" for a in entry.args)))
+                self.diags.add(
+                    Diagnostic(
+                        E_UNKNOWN_FIELD,
+                        f"unknown field `{'.'.join(f.path)}` in `{name}`",
+                        f.span,
+                        did_you_mean(f.path[0], [a.name for a in entry.args])
+                        or f"`{name}` has " + ", ".join(f"`{a.name}`" for a in entry.args),
+                    )
+                )
                 continue
             if any(k == f.path[0] for k, _, _ in kws):
-                self.diags.add(Diagnostic(E_DUPLICATE, f"field `{f.path[0]}` is set twice", f.span,
-                                          "delete one of the two lines"))
+                self.diags.add(
+                    Diagnostic(
+                        E_DUPLICATE,
+                        f"field `{f.path[0]}` is set twice",
+                        f.span,
+                        "delete one of the two lines",
+                    )
+                )
                 continue
-            v = self._try(lambda f=f: self.static(f.value, env, f"field `{f.path[0]}`"), _UNDEFINED)
+            v = self._try(partial(self.static, f.value, env, f"field `{f.path[0]}`"), _UNDEFINED)
             if v is not _UNDEFINED:
                 kws.append((f.path[0], v, f.value.span))
         span = s.span if s else Span(self.r.module.path, 1, 1, 1, 1)
@@ -640,52 +826,83 @@ class Checker:
             try:
                 entry.validate(a)
             except Problem as p:
-                self.diags.add(Diagnostic(E_SECTION, p.message, spans.get(p.arg or "", span), p.hint))
+                self.diags.add(
+                    Diagnostic(E_SECTION, p.message, spans.get(p.arg or "", span), p.hint)
+                )
         return Config(name, a.items, tuple(k for k, _, _ in kws), tuple(spans.items()))
 
     def _sweep(self, s: ast.Section, env: Env) -> tuple[Config | None, tuple[SweepAxis, ...]]:
-        own = ast.Section("sweep", tuple(f for f in s.fields if f.path[0] in ("method", "objective")
-                                         and len(f.path) == 1), span=s.span)
+        own = ast.Section(
+            "sweep",
+            tuple(f for f in s.fields if f.path[0] in ("method", "objective") and len(f.path) == 1),
+            span=s.span,
+        )
         config = self._section("sweep", own, env)
         axes = []
         for f in s.fields:
             if f.path[0] in ("method", "objective") and len(f.path) == 1:
                 continue
-            axis = self._try(lambda f=f: self._axis(f, env))
+            axis = self._try(partial(self._axis, f, env))
             if axis is not None:
                 axes.append(axis)
         if not axes:
-            self.diags.add(Diagnostic(E_SECTION, "`sweep` searches nothing", s.span,
-                                      "add e.g. `train.optimizer.lr = loguniform(1e-4, 1e-2)`"))
+            self.diags.add(
+                Diagnostic(
+                    E_SECTION,
+                    "`sweep` searches nothing",
+                    s.span,
+                    "add e.g. `train.optimizer.lr = loguniform(1e-4, 1e-2)`",
+                )
+            )
         return config, tuple(axes)
 
     def _axis(self, f: ast.Field, env: Env) -> SweepAxis:
         path = f.path
         if len(path) == 1 and path[0] not in self.r.params:
-            raise error(E_UNKNOWN_NAME, f"`{path[0]}` is not a param", f.span,
-                        did_you_mean(path[0], list(self.r.params))
-                        or "search a param or a path such as `train.optimizer.lr`")
+            raise error(
+                E_UNKNOWN_NAME,
+                f"`{path[0]}` is not a param",
+                f.span,
+                did_you_mean(path[0], list(self.r.params))
+                or "search a param or a path such as `train.optimizer.lr`",
+            )
         if len(path) > 1:
             self._sweep_target(path, f.span)
-        dist = convert_at(RefT("distribution"), self.static(f.value, env), f.value.span,
-                          f"the search space of `{'.'.join(path)}`")
+        dist = convert_at(
+            RefT("distribution"),
+            self.static(f.value, env),
+            f.value.span,
+            f"the search space of `{'.'.join(path)}`",
+        )
         return SweepAxis(path, dist, f.span)
 
     def _sweep_target(self, path: tuple[str, ...], span: Span) -> None:
         section = SECTIONS.lookup(path[0])
         if section is None or path[0] == "sweep":
-            raise error(E_UNKNOWN_SECTION, f"`{path[0]}` is not a section or param", span,
-                        did_you_mean(path[0], ["data", "train", *self.r.params]))
+            raise error(
+                E_UNKNOWN_SECTION,
+                f"`{path[0]}` is not a section or param",
+                span,
+                did_you_mean(path[0], ["data", "train", *self.r.params]),
+            )
         field_arg = section.get_arg(path[1])
         if field_arg is None:
-            raise error(E_UNKNOWN_FIELD, f"`{path[0]}` has no field `{path[1]}`", span,
-                        did_you_mean(path[1], [a.name for a in section.args]))
+            raise error(
+                E_UNKNOWN_FIELD,
+                f"`{path[0]}` has no field `{path[1]}`",
+                span,
+                did_you_mean(path[1], [a.name for a in section.args]),
+            )
         if len(path) == 3 and isinstance(field_arg.type, RefT):
             reg = REGISTRIES[field_arg.type.kind]
             names = sorted({a.name for e in reg for a in e.args})
             if path[2] not in names:
-                raise error(E_UNKNOWN_FIELD, f"no {reg.kind} takes an argument `{path[2]}`", span,
-                            did_you_mean(path[2], names))
+                raise error(
+                    E_UNKNOWN_FIELD,
+                    f"no {reg.kind} takes an argument `{path[2]}`",
+                    span,
+                    did_you_mean(path[2], names),
+                )
 
     # ---- cross-checks between model, data and train ------------------------
 
@@ -699,10 +916,14 @@ class Checker:
             hint = "insert `flatten` before `dense`" if len(out.shape) > 1 else None
             if len(out.shape) == 3:
                 hint = "insert `flatten` (or `global_avgpool`) before the last `dense`"
-            self.diags.add(Diagnostic(
-                E_SHAPE,
-                f"`{loss.name}` needs a model output of shape (classes,), got {fmt_shape(out.shape)}",
-                out.span, hint))
+            self.diags.add(
+                Diagnostic(
+                    E_SHAPE,
+                    f"`{loss.name}` needs a model output of shape (classes,), got {fmt_shape(out.shape)}",
+                    out.span,
+                    hint,
+                )
+            )
 
     def _check_data(self, model: Graph, data: Config) -> None:
         source = data.source
@@ -716,18 +937,27 @@ class Checker:
             return
         inp = model.node(model.inputs[0])
         if math.prod(inp.shape) != math.prod(shape):
-            self.diags.add(Diagnostic(
-                E_SHAPE,
-                f"input `{inp.name}` has shape {fmt_shape(inp.shape)} ({math.prod(inp.shape)} "
-                f"values) but `{source.arg('name')}` examples have {fmt_shape(tuple(shape))}",
-                inp.span, f"declare `input {inp.name}: f32{list(shape)}` or a reshaping of it"))
+            self.diags.add(
+                Diagnostic(
+                    E_SHAPE,
+                    f"input `{inp.name}` has shape {fmt_shape(inp.shape)} ({math.prod(inp.shape)} "
+                    f"values) but `{source.arg('name')}` examples have {fmt_shape(tuple(shape))}",
+                    inp.span,
+                    f"declare `input {inp.name}: f32{list(shape)}` or a reshaping of it",
+                )
+            )
         classes = meta.get("classes")
         out = model.node(model.outputs[0]) if len(model.outputs) == 1 else None
         if classes and out is not None and len(out.shape) == 1 and out.shape[0] != classes:
-            self.diags.add(Diagnostic(
-                E_SHAPE,
-                f"the model outputs {out.shape[0]} values but `{source.arg('name')}` has "
-                f"{classes} classes", out.span, f"end the model with `dense({classes})`"))
+            self.diags.add(
+                Diagnostic(
+                    E_SHAPE,
+                    f"the model outputs {out.shape[0]} values but `{source.arg('name')}` has "
+                    f"{classes} classes",
+                    out.span,
+                    f"end the model with `dense({classes})`",
+                )
+            )
 
 
 # ------------------------------------------------------------------ helpers
@@ -777,8 +1007,9 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "/": lambda a, b: a / b,
     "//": lambda a, b: a // b,
     "%": lambda a, b: a % b,
-    "**": lambda a, b: a**b if not (isinstance(b, int) and b > 64 and a not in (0, 1, -1)) else
-    math.pow(a, b),
+    "**": lambda a, b: (
+        a**b if not (isinstance(b, int) and b > 64 and a not in (0, 1, -1)) else math.pow(a, b)
+    ),
     "<": lambda a, b: a < b,
     ">": lambda a, b: a > b,
     "<=": lambda a, b: a <= b,
@@ -789,4 +1020,3 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 def check(resolved: Resolved, diags: Diagnostics) -> Program:
     """Evaluate and shape-check a resolved module."""
     return Checker(resolved, diags).program()
-

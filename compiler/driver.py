@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .diagnostics import E_FILE, Diagnostic, Diagnostics, SpecError, Span
+from .diagnostics import E_FILE, Diagnostic, Diagnostics, Span, SpecError
 from .ir import Program
 from .parse import parse
 from .resolve import Reader, read_file, resolve
@@ -38,5 +38,7 @@ def load(path: str, overrides: Sequence[str] = ()) -> Program:
         text = read_file(path)
     except OSError as e:
         span = Span(path, 1, 1, 1, 1)
-        raise SpecError([Diagnostic(E_FILE, f"cannot read `{path}`: {e.strerror or e}", span)]) from None
+        raise SpecError(
+            [Diagnostic(E_FILE, f"cannot read `{path}`: {e.strerror or e}", span)]
+        ) from None
     return loads(text, path, overrides)

@@ -19,10 +19,31 @@ INDENT = "  "
 MAX_INLINE = 100
 
 # Binding strength of each expression form; a child weaker than its slot gets parentheses.
-_PREC = {"cond": 0, "chain": 1, "or": 2, "and": 3, "not": 4, "cmp": 5, "add": 6, "mul": 7,
-         "unary": 8, "pow": 9, "postfix": 10, "atom": 11}
-_BIN = {"or": "or", "and": "and", "+": "add", "-": "add", "*": "mul", "/": "mul", "//": "mul",
-        "%": "mul", "**": "pow"}
+_PREC = {
+    "cond": 0,
+    "chain": 1,
+    "or": 2,
+    "and": 3,
+    "not": 4,
+    "cmp": 5,
+    "add": 6,
+    "mul": 7,
+    "unary": 8,
+    "pow": 9,
+    "postfix": 10,
+    "atom": 11,
+}
+_BIN = {
+    "or": "or",
+    "and": "and",
+    "+": "add",
+    "-": "add",
+    "*": "mul",
+    "/": "mul",
+    "//": "mul",
+    "%": "mul",
+    "**": "pow",
+}
 
 
 def format_module(module: ast.Module) -> str:
@@ -44,10 +65,15 @@ def format_expr(e: ast.Expr, blocks: dict[str, tuple[str, ...]] | None = None) -
 class _Printer:
     def __init__(self, module: ast.Module, blocks: dict[str, tuple[str, ...]] | None = None):
         self.m = module
-        self.blocks = blocks if blocks is not None else {
-            i.name: tuple(p.name for p in i.params)
-            for i in module.items if isinstance(i, ast.BlockDef)
-        }
+        self.blocks = (
+            blocks
+            if blocks is not None
+            else {
+                i.name: tuple(p.name for p in i.params)
+                for i in module.items
+                if isinstance(i, ast.BlockDef)
+            }
+        )
 
     # ---- items -----------------------------------------------------------
 
@@ -74,8 +100,10 @@ class _Printer:
         if isinstance(it, ast.ParamDef):
             return lead + [_trail(f"param {it.name} = {self.expr(it.value)}", it.trailing)]
         if isinstance(it, ast.BlockDef):
-            params = ", ".join(p.name if p.default is None else f"{p.name} = {self.expr(p.default)}"
-                               for p in it.params)
+            params = ", ".join(
+                p.name if p.default is None else f"{p.name} = {self.expr(p.default)}"
+                for p in it.params
+            )
             return lead + self.body(f"block {it.name}({params})", it.body, "", it.trailing)
         if isinstance(it, ast.ModelDef):
             return lead + self.body(f"model {it.name}", it.body, "", it.trailing)
@@ -113,8 +141,12 @@ class _Printer:
         if not head.startswith("repeat") or len(body.stmts) != 1:
             return None
         s = body.stmts[0]
-        if body.open_comment or body.end_comments or s.comments or s.trailing or isinstance(
-            s, ast.Repeat
+        if (
+            body.open_comment
+            or body.end_comments
+            or s.comments
+            or s.trailing
+            or isinstance(s, ast.Repeat)
         ):
             return None
         line = f"{indent}{head} {{ {self.stmt(s, '')[0]} }}"
@@ -164,7 +196,9 @@ class _Printer:
         if isinstance(e, ast.Record):
             if not e.pairs:
                 return "{}", atom
-            return "{ " + ", ".join(f"{_key(p.key)}: {self.expr(p.value)}" for p in e.pairs) + " }", atom
+            return "{ " + ", ".join(
+                f"{_key(p.key)}: {self.expr(p.value)}" for p in e.pairs
+            ) + " }", atom
         return self._compound(e)
 
     def _compound(self, e: ast.Expr) -> tuple[str, int]:
@@ -177,8 +211,10 @@ class _Printer:
             return f"{self.expr(e.value, post)}[{', '.join(self.expr(i) for i in e.index)}]", post
         if isinstance(e, ast.Cond):
             p = _PREC["cond"]
-            return (f"{self.expr(e.then, _PREC['chain'])} if {self.expr(e.test, _PREC['or'])} "
-                    f"else {self.expr(e.orelse, p)}"), p
+            return (
+                f"{self.expr(e.then, _PREC['chain'])} if {self.expr(e.test, _PREC['or'])} "
+                f"else {self.expr(e.orelse, p)}"
+            ), p
         if isinstance(e, ast.Chain):
             return " -> ".join(self.expr(x, _PREC["or"]) for x in e.items), _PREC["chain"]
         if isinstance(e, ast.UnaryOp):
@@ -192,7 +228,10 @@ class _Printer:
         kind = _BIN.get(e.op, "cmp")
         p = _PREC[kind]
         if kind == "pow":
-            return f"{self.expr(e.left, _PREC['postfix'])} ** {self.expr(e.right, _PREC['unary'])}", p
+            return (
+                f"{self.expr(e.left, _PREC['postfix'])} ** {self.expr(e.right, _PREC['unary'])}",
+                p,
+            )
         if kind == "cmp":
             return f"{self.expr(e.left, _PREC['add'])} {e.op} {self.expr(e.right, _PREC['add'])}", p
         return f"{self.expr(e.left, p)} {e.op} {self.expr(e.right, p + 1)}", p
@@ -202,8 +241,10 @@ class _Printer:
         pos = [a for a in call.args if a.name is None]
         kws = [a for a in call.args if a.name is not None]
         kws.sort(key=lambda a: order.index(a.name) if a.name in order else len(order))
-        return ", ".join(self.expr(a.value) if a.name is None else f"{a.name} = {self.expr(a.value)}"
-                         for a in [*pos, *kws])
+        return ", ".join(
+            self.expr(a.value) if a.name is None else f"{a.name} = {self.expr(a.value)}"
+            for a in [*pos, *kws]
+        )
 
     def _order(self, func: ast.Expr) -> list[str]:
         if not isinstance(func, ast.Name):
@@ -238,5 +279,22 @@ def _key(k: str) -> str:
     return k if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and k not in _KEYWORDS else _string(k)
 
 
-_KEYWORDS = {"dnn", "import", "param", "block", "model", "input", "output", "repeat", "in", "if",
-             "else", "and", "or", "not", "true", "false", "none"}
+_KEYWORDS = {
+    "dnn",
+    "import",
+    "param",
+    "block",
+    "model",
+    "input",
+    "output",
+    "repeat",
+    "in",
+    "if",
+    "else",
+    "and",
+    "or",
+    "not",
+    "true",
+    "false",
+    "none",
+}

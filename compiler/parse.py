@@ -23,8 +23,8 @@ from .diagnostics import (
     E_UNEXPECTED_EOF,
     Diagnostic,
     DiagnosticError,
-    SpecError,
     Span,
+    SpecError,
 )
 
 UNITS = {"step": "steps", "steps": "steps", "epoch": "epochs", "epochs": "epochs"}
@@ -80,7 +80,9 @@ class _PostLex:
                     prev = "_NL"
                     yield tok
                 continue
-            if tok.type == "LBRACE" and (prev in self._RECORD_AFTER or (stack and stack[-1] != "{")):
+            if tok.type == "LBRACE" and (
+                prev in self._RECORD_AFTER or (stack and stack[-1] != "{")
+            ):
                 tok = Token.new_borrow_pos("_LREC", tok.value, tok)
             self._track(tok, stack)
             prev = tok.type
@@ -159,7 +161,7 @@ def _transform(builder: _Builder, tree: Any, text: str, path: str) -> Any:
 _EXAMPLES: dict[str, list[str]] = {
     "a section field is written `name = value`; `:` is for records": [
         "train {\n  epochs: 3\n}",
-        "data {\n  source: builtin(\"digits\")\n}",
+        'data {\n  source: builtin("digits")\n}',
     ],
     "keyword arguments are written `name = value`": ["model m {\n  dense(units: 4)\n}"],
     "put one statement per line, or join layers with `->`": [
@@ -177,10 +179,10 @@ _EXAMPLES: dict[str, list[str]] = {
 
 
 @functools.cache
-def _labels() -> list[tuple[str, Any, str]]:
+def _labels() -> list[tuple[str, Any, str | None]]:
     """(label, parser state, token type) of each known-bad snippet."""
     lark, _ = _parser()
-    out = []
+    out: list[tuple[str, Any, str | None]] = []
     for label, snippets in _EXAMPLES.items():
         for snippet in snippets:
             try:
@@ -207,8 +209,9 @@ def _hint_for(e: UnexpectedInput) -> str | None:
 
 def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str, start: str) -> Diagnostic:
     if isinstance(e, UnexpectedCharacters):
-        span = Span(path, e.line, e.column, e.line, e.column + 1)
-        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        line, col, pos = int(e.line or 1), int(e.column or 1), int(e.pos_in_stream or 0)
+        span = Span(path, line, col, line, col + 1)
+        ch = text[pos] if 0 <= pos < len(text) else "?"
         hint = 'strings use double quotes: "..."' if ch == "'" else None
         return Diagnostic(E_BAD_CHAR, f"unexpected character `{ch}`", span, hint)
     tok = getattr(e, "token", None)
@@ -220,7 +223,9 @@ def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str, start: str) -> 
             _end_span(text, path),
             _eof_hint(text),
         )
-    span = Span(path, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+    span = Span(
+        path, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1
+    )
     shown = "a new line" if tok.type == "_NL" else f"`{tok.value}`"
     hint = _hint_for(e) if start == "start" else None
     return Diagnostic(E_SYNTAX, f"unexpected {shown}" + _expected_text(expected), span, hint)
@@ -284,14 +289,17 @@ class _Builder(Transformer):  # type: ignore[type-arg]
     def _take(self, lo: int, hi: int) -> list[str]:
         out = []
         for i, c in enumerate(self.comments):
-            if i not in self.claimed and lo <= c.line <= hi:
+            if i not in self.claimed and lo <= (c.line or 0) <= hi:
                 self.claimed.add(i)
                 out.append(str(c.value).rstrip())
         return out
 
-    def _attach(self, stmts: list[Any], first_line: int, last_line: int) -> tuple[list[Any], list[str]]:
+    def _attach(
+        self, stmts: list[Any], first_line: int, last_line: int
+    ) -> tuple[list[Any], list[str]]:
         """Give each statement its leading and trailing comments; return the leftovers."""
-        out, prev = [], first_line
+        out: list[Any] = []
+        prev = first_line
         for s in stmts:
             lead = self._take(prev + 1, s.span.end_line - 1)
             trail = self._take(s.span.end_line, s.span.end_line)
@@ -336,7 +344,9 @@ class _Builder(Transformer):  # type: ignore[type-arg]
     def section(self, meta: Any, c: list[Any]) -> ast.Section:
         span = _span(self.path, meta)
         opening = self._take(c[0].line, c[0].line)
-        fields, rest = self._attach([f for f in c[1:] if f is not None], c[0].line, span.end_line - 1)
+        fields, rest = self._attach(
+            [f for f in c[1:] if f is not None], c[0].line, span.end_line - 1
+        )
         return ast.Section(
             str(c[0]),
             tuple(fields),
@@ -413,7 +423,9 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return ast.BinOp("**", c[0], c[2], span=_span(self.path, meta))
 
     def call(self, meta: Any, c: list[Any]) -> ast.Call:
-        args = tuple(a if isinstance(a, ast.Arg) else _positional(a) for a in c[1:] if a is not None)
+        args = tuple(
+            a if isinstance(a, ast.Arg) else _positional(a) for a in c[1:] if a is not None
+        )
         return ast.Call(c[0], args, span=_span(self.path, meta))
 
     def kwarg(self, meta: Any, c: list[Any]) -> ast.Arg:
@@ -427,7 +439,9 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         for a in c[1:]:
             if isinstance(a, ast.Arg):
                 self.diagnostics.append(
-                    Diagnostic(E_SYNTAX, "unexpected keyword in `[...]`", a.span, "write values only")
+                    Diagnostic(
+                        E_SYNTAX, "unexpected keyword in `[...]`", a.span, "write values only"
+                    )
                 )
             elif a is not None:
                 index.append(a)

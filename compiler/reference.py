@@ -22,8 +22,9 @@ def default_text(d: Any) -> str:
     if isinstance(d, SameAs):
         return f"same as {d.arg}"
     if isinstance(d, CallVal):
-        return f"{d.name}(" + ", ".join(
-            (f"{k} = " if k else "") + show(v) for k, v, _ in d.args) + ")"
+        return (
+            f"{d.name}(" + ", ".join((f"{k} = " if k else "") + show(v) for k, v, _ in d.args) + ")"
+        )
     if isinstance(d, str):
         return d
     if isinstance(d, tuple):
@@ -36,8 +37,13 @@ def default_text(d: Any) -> str:
 def entry_dict(e: Entry) -> dict[str, Any]:
     """One entry as JSON-ready data."""
     args = {
-        a.name: {"type": a.type.label, "default": default_text(a.default), "required": a.required,
-                 "doc": a.doc, **({"unit": a.unit} if a.unit else {})}
+        a.name: {
+            "type": a.type.label,
+            "default": default_text(a.default),
+            "required": a.required,
+            "doc": a.doc,
+            **({"unit": a.unit} if a.unit else {}),
+        }
         for a in e.args
     }
     return {"args": args, "doc": e.doc, "formula": e.formula, "aliases": list(e.aliases)}
@@ -45,8 +51,9 @@ def entry_dict(e: Entry) -> dict[str, Any]:
 
 def help_json() -> str:
     """`dnn help --format json`: {kind: {name: {args, doc, formula, aliases}}}."""
-    return json.dumps({reg.title: {e.name: entry_dict(e) for e in reg}
-                       for reg in REGISTRIES.values()}, indent=2)
+    return json.dumps(
+        {reg.title: {e.name: entry_dict(e) for e in reg} for reg in REGISTRIES.values()}, indent=2
+    )
 
 
 def find(name: str) -> list[tuple[Registry, Entry]]:
@@ -76,8 +83,9 @@ def help_kind(reg: Registry) -> str:
 
 def help_entry(reg: Registry, e: Entry) -> str:
     """`dnn help dense`."""
-    sig = ", ".join(a.name if a.required else f"{a.name} = {default_text(a.default)}"
-                    for a in e.args)
+    sig = ", ".join(
+        a.name if a.required else f"{a.name} = {default_text(a.default)}" for a in e.args
+    )
     out = [f"{e.name}({sig})  [{reg.kind}]", "", f"  {e.doc}"]
     if e.formula:
         out += ["", f"  formula: {e.formula}"]
@@ -86,21 +94,43 @@ def help_entry(reg: Registry, e: Entry) -> str:
     if e.args:
         out += ["", "  arguments:"]
         for a in e.args:
-            out.append(f"    {a.name}: {a.type.label}, default {default_text(a.default)}"
-                       + (f" — {a.doc}" if a.doc else ""))
+            out.append(
+                f"    {a.name}: {a.type.label}, default {default_text(a.default)}"
+                + (f" — {a.doc}" if a.doc else "")
+            )
     return "\n".join(out)
 
 
 def reference_markdown() -> str:
     """The whole language reference as Markdown."""
-    out = ["# dnn language reference", "",
-           "Generated from the registries by `make reference`; do not edit by hand.", ""]
+    out = [
+        "# dnn language reference",
+        "",
+        "Generated from the registries by `make reference`; do not edit by hand.",
+        "",
+    ]
     out += [f"- [{r.title}](#{r.title})" for r in REGISTRIES.values()]
     for reg in REGISTRIES.values():
         out += ["", f"## {reg.title}", "", reg.doc, ""]
         for e in reg:
             out += _entry_markdown(e)
-    out += ["", "## diagnostics", "", "| code | meaning |", "| --- | --- |"]
+    return "\n".join(out) + "\n"
+
+
+def errors_markdown() -> str:
+    """docs/errors.md: every diagnostic code and what it means."""
+    out = [
+        "# dnn diagnostics",
+        "",
+        "Generated from `compiler/diagnostics.py` by `make reference`; do not edit by hand.",
+        "",
+        "Every message has the form `path:line:col: error[CODE]: message`, then the source line,",
+        "a caret under the spot and, where a fix is known, a hint. `dnn check --format json`",
+        "gives the same as data. Exit status: 0 clean, 1 a mistake in a spec, 2 bad usage.",
+        "",
+        "| code | meaning |",
+        "| --- | --- |",
+    ]
     out += [f"| {c} | {m} |" for c, m in CODES.items()]
     return "\n".join(out) + "\n"
 
@@ -113,8 +143,11 @@ def _entry_markdown(e: Entry) -> list[str]:
         out += ["", f"Formula: `{e.formula}`"]
     if e.args:
         out += ["", "| argument | type | default | meaning |", "| --- | --- | --- | --- |"]
-        out += [f"| `{a.name}` | {_cell(a.type.label)} | {_cell(default_text(a.default))} | "
-                f"{_cell(a.doc)} |" for a in e.args]
+        out += [
+            f"| `{a.name}` | {_cell(a.type.label)} | {_cell(default_text(a.default))} | "
+            f"{_cell(a.doc)} |"
+            for a in e.args
+        ]
     out.append("")
     return out
 
@@ -124,4 +157,6 @@ def _cell(text: str) -> str:
 
 
 if __name__ == "__main__":
-    print(reference_markdown(), end="")
+    import sys
+
+    print(errors_markdown() if sys.argv[1:] == ["errors"] else reference_markdown(), end="")

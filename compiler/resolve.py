@@ -21,8 +21,8 @@ from .diagnostics import (
     E_VERSION,
     Diagnostic,
     Diagnostics,
-    SpecError,
     Span,
+    SpecError,
 )
 from .parse import parse, parse_expr
 from .registry.core import did_you_mean
@@ -86,9 +86,15 @@ class _Resolver:
     def _define(self, table: dict, kind: str, item: ast.BlockDef | ast.ParamDef) -> None:
         other = table.get(item.name)
         if other is not None:
-            self.diags.add(Diagnostic(E_DUPLICATE, f"{kind} `{item.name}` is defined twice",
-                                      item.span, "rename one of them, or delete one",
-                                      notes=(("first defined here", other.span),)))
+            self.diags.add(
+                Diagnostic(
+                    E_DUPLICATE,
+                    f"{kind} `{item.name}` is defined twice",
+                    item.span,
+                    "rename one of them, or delete one",
+                    notes=(("first defined here", other.span),),
+                )
+            )
             return
         table[item.name] = item
 
@@ -96,18 +102,29 @@ class _Resolver:
         path = os.path.normpath(os.path.join(os.path.dirname(importer), item.path))
         key = os.path.abspath(path)
         if key in stack:
-            names = [os.path.relpath(p) for p in stack[stack.index(key):]] + [os.path.relpath(key)]
-            self.diags.add(Diagnostic(E_IMPORT_CYCLE, "import cycle: " + " → ".join(names),
-                                      item.span, "move the shared blocks into a third file"))
+            names = [os.path.relpath(p) for p in stack[stack.index(key) :]] + [os.path.relpath(key)]
+            self.diags.add(
+                Diagnostic(
+                    E_IMPORT_CYCLE,
+                    "import cycle: " + " → ".join(names),
+                    item.span,
+                    "move the shared blocks into a third file",
+                )
+            )
             return
         if key in self.loaded:
             return
         try:
             text = self.reader(path)
         except OSError as e:
-            self.diags.add(Diagnostic(E_IMPORT_MISSING, f"cannot read imported file `{path}`: "
-                                      f"{e.strerror or e}", item.span,
-                                      "import paths are relative to the importing file"))
+            self.diags.add(
+                Diagnostic(
+                    E_IMPORT_MISSING,
+                    f"cannot read imported file `{path}`: {e.strerror or e}",
+                    item.span,
+                    "import paths are relative to the importing file",
+                )
+            )
             return
         self.sources[path] = text
         try:
@@ -118,20 +135,34 @@ class _Resolver:
             return
         for other in module.items:
             if isinstance(other, ast.ModelDef | ast.Section):
-                what = f"model `{other.name}`" if isinstance(other, ast.ModelDef) else (
-                    f"section `{other.name}`")
-                self.diags.add(Diagnostic(E_IMPORT_CONTENT, f"`{item.path}` defines {what}; "
-                                          "imported files may define only blocks and params",
-                                          item.span, f"move {what} out of `{item.path}`",
-                                          notes=((f"{what} is here", other.span),)))
+                what = (
+                    f"model `{other.name}`"
+                    if isinstance(other, ast.ModelDef)
+                    else (f"section `{other.name}`")
+                )
+                self.diags.add(
+                    Diagnostic(
+                        E_IMPORT_CONTENT,
+                        f"`{item.path}` defines {what}; "
+                        "imported files may define only blocks and params",
+                        item.span,
+                        f"move {what} out of `{item.path}`",
+                        notes=((f"{what} is here", other.span),),
+                    )
+                )
         self.visit(module, stack)
 
     def check_version(self, module: ast.Module) -> None:
         for item in module.items:
             if isinstance(item, ast.Version) and item.number not in SUPPORTED_VERSIONS:
-                self.diags.add(Diagnostic(E_VERSION, f"language version {item.number} is not "
-                                          "supported", item.span,
-                                          f"this dnn reads version {SUPPORTED_VERSIONS[-1]}"))
+                self.diags.add(
+                    Diagnostic(
+                        E_VERSION,
+                        f"language version {item.number} is not supported",
+                        item.span,
+                        f"this dnn reads version {SUPPORTED_VERSIONS[-1]}",
+                    )
+                )
 
     # ---- overrides -------------------------------------------------------
 
@@ -142,8 +173,14 @@ class _Resolver:
             self.sources[label] = value_text
             span = Span(label, 1, 1, 1, max(2, len(value_text) + 1))
             if not sep or not key.strip():
-                self.diags.add(Diagnostic(E_OVERRIDE, f"`--set {text}` is not `name=value`", span,
-                                          "write e.g. `--set width=128`"))
+                self.diags.add(
+                    Diagnostic(
+                        E_OVERRIDE,
+                        f"`--set {text}` is not `name=value`",
+                        span,
+                        "write e.g. `--set width=128`",
+                    )
+                )
                 continue
             try:
                 value = parse_expr(value_text, label)
@@ -154,31 +191,48 @@ class _Resolver:
             module = self._apply(module, path, value, span)
         return module
 
-    def _apply(self, module: ast.Module, path: tuple[str, ...], value: ast.Expr,
-               span: Span) -> ast.Module:
+    def _apply(
+        self, module: ast.Module, path: tuple[str, ...], value: ast.Expr, span: Span
+    ) -> ast.Module:
         if len(path) == 1:
             if path[0] not in self.params:
-                self.diags.add(Diagnostic(E_OVERRIDE, f"`--set {path[0]}`: no param `{path[0]}`",
-                                          span, did_you_mean(path[0], list(self.params))
-                                          or "set a param, or a field such as `train.epochs`"))
+                self.diags.add(
+                    Diagnostic(
+                        E_OVERRIDE,
+                        f"`--set {path[0]}`: no param `{path[0]}`",
+                        span,
+                        did_you_mean(path[0], list(self.params))
+                        or "set a param, or a field such as `train.epochs`",
+                    )
+                )
                 return module
             self.params[path[0]] = replace(self.params[path[0]], value=value)
-            items = tuple(replace(i, value=value) if isinstance(i, ast.ParamDef)
-                          and i.name == path[0] else i for i in module.items)
+            items = tuple(
+                replace(i, value=value) if isinstance(i, ast.ParamDef) and i.name == path[0] else i
+                for i in module.items
+            )
             return replace(module, items=items)
         if SECTIONS.lookup(path[0]) is None:
-            self.diags.add(Diagnostic(E_OVERRIDE, f"`--set {'.'.join(path)}`: no section "
-                                      f"`{path[0]}`", span,
-                                      did_you_mean(path[0], SECTIONS.names())))
+            self.diags.add(
+                Diagnostic(
+                    E_OVERRIDE,
+                    f"`--set {'.'.join(path)}`: no section `{path[0]}`",
+                    span,
+                    did_you_mean(path[0], SECTIONS.names()),
+                )
+            )
             return module
         return _set_field(module, path, value, span, self.diags)
 
 
-def _set_field(module: ast.Module, path: tuple[str, ...], value: ast.Expr, span: Span,
-               diags: Diagnostics) -> ast.Module:
+def _set_field(
+    module: ast.Module, path: tuple[str, ...], value: ast.Expr, span: Span, diags: Diagnostics
+) -> ast.Module:
     items = list(module.items)
-    idx = next((i for i, it in enumerate(items)
-                if isinstance(it, ast.Section) and it.name == path[0]), None)
+    idx = next(
+        (i for i, it in enumerate(items) if isinstance(it, ast.Section) and it.name == path[0]),
+        None,
+    )
     if idx is None:
         items.append(ast.Section(path[0], (), span=span))
         idx = len(items) - 1
@@ -195,8 +249,14 @@ def _set_field(module: ast.Module, path: tuple[str, ...], value: ast.Expr, span:
     else:
         current = fields[fi].value if fi is not None else _default_expr(path, span)
         if current is None:
-            diags.add(Diagnostic(E_OVERRIDE, f"`--set {'.'.join(path)}`: `{path[0]}.{path[1]}` "
-                                 "is not set", span, f"set it whole: `--set {path[0]}.{path[1]}=...`"))
+            diags.add(
+                Diagnostic(
+                    E_OVERRIDE,
+                    f"`--set {'.'.join(path)}`: `{path[0]}.{path[1]}` is not set",
+                    span,
+                    f"set it whole: `--set {path[0]}.{path[1]}=...`",
+                )
+            )
             return module
         updated = _set_arg(current, path[2:], value, span, diags)
         if updated is None:
@@ -217,12 +277,19 @@ def _default_expr(path: tuple[str, ...], span: Span) -> ast.Expr | None:
     return None
 
 
-def _set_arg(expr: ast.Expr, rest: tuple[str, ...], value: ast.Expr, span: Span,
-             diags: Diagnostics) -> ast.Expr | None:
+def _set_arg(
+    expr: ast.Expr, rest: tuple[str, ...], value: ast.Expr, span: Span, diags: Diagnostics
+) -> ast.Expr | None:
     name = rest[0]
     if len(rest) > 1:
-        diags.add(Diagnostic(E_OVERRIDE, f"`{'.'.join(rest)}`: overrides reach one level into a "
-                             "field", span, "set the inner value whole"))
+        diags.add(
+            Diagnostic(
+                E_OVERRIDE,
+                f"`{'.'.join(rest)}`: overrides reach one level into a field",
+                span,
+                "set the inner value whole",
+            )
+        )
         return None
     if isinstance(expr, ast.Name):
         return ast.Call(expr, (ast.Arg(name, value, span=span),), span=expr.span)
@@ -232,6 +299,12 @@ def _set_arg(expr: ast.Expr, rest: tuple[str, ...], value: ast.Expr, span: Span,
     if isinstance(expr, ast.Record):
         pairs = [p for p in expr.pairs if p.key != name] + [ast.Pair(name, value, span=span)]
         return replace(expr, pairs=tuple(pairs))
-    diags.add(Diagnostic(E_OVERRIDE, f"cannot set `{name}` inside this value", span,
-                         "set the whole field instead"))
+    diags.add(
+        Diagnostic(
+            E_OVERRIDE,
+            f"cannot set `{name}` inside this value",
+            span,
+            "set the whole field instead",
+        )
+    )
     return None

@@ -37,10 +37,16 @@ class Summary:
         return self.params * BYTES_PER_PARAM
 
     def to_dict(self) -> dict[str, Any]:
-        layers = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(r).items()}
-                  for r in self.layers]
-        totals = {"params": self.params, "trainable": self.trainable,
-                  "non_trainable": self.non_trainable, "bytes": self.bytes}
+        layers = [
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(r).items()}
+            for r in self.layers
+        ]
+        totals = {
+            "params": self.params,
+            "trainable": self.trainable,
+            "non_trainable": self.non_trainable,
+            "bytes": self.bytes,
+        }
         return {"model": self.model, "layers": layers, "totals": totals}
 
     def to_json(self) -> str:
@@ -77,15 +83,20 @@ def _human(n: int) -> str:
 def render_table(s: Summary) -> str:
     """A boxed text table like Keras' `model.summary()`."""
     header = ("Layer", "Op", "Output shape", "Params", "Inputs")
-    rows = [(r.name, r.op, _shape(r.output_shape), f"{r.params:,}", ", ".join(r.inputs))
-            for r in s.layers]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
+    rows = [
+        (r.name, r.op, _shape(r.output_shape), f"{r.params:,}", ", ".join(r.inputs))
+        for r in s.layers
+    ]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     right = {3}
 
     def line(cells: tuple[str, ...]) -> str:
-        parts = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "│ " + " │ ".join(parts) + " │"
 
     def rule(left: str, mid: str, rgt: str) -> str:
@@ -96,6 +107,7 @@ def render_table(s: Summary) -> str:
     out.append(rule("└", "┴", "┘"))
     out.append(f" Total params: {s.params:,} ({_human(s.bytes)})")
     out.append(f" Trainable params: {s.trainable:,} ({_human(s.trainable * BYTES_PER_PARAM)})")
-    out.append(f" Non-trainable params: {s.non_trainable:,} "
-               f"({_human(s.non_trainable * BYTES_PER_PARAM)})")
+    out.append(
+        f" Non-trainable params: {s.non_trainable:,} ({_human(s.non_trainable * BYTES_PER_PARAM)})"
+    )
     return "\n".join(out)

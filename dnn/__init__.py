@@ -9,12 +9,24 @@ The public API (importing it does not import JAX):
 
 from __future__ import annotations
 
-from dnn.compiler.diagnostics import Diagnostic, InternalError, SpecError, Span
+from dnn.compiler.diagnostics import Diagnostic, InternalError, Span, SpecError
 from dnn.compiler.driver import load, loads
 from dnn.compiler.format import format_text as format
 from dnn.compiler.ir import Config, Graph, Node, Program
 from dnn.compiler.summary import Summary
 
-__all__ = ["Config", "Diagnostic", "Graph", "InternalError", "Node", "Program", "Span",
-           "SpecError", "Summary", "format", "load", "loads"]
+__all__ = [
+    "Config",
+    "Diagnostic",
+    "Graph",
+    "InternalError",
+    "Node",
+    "Program",
+    "Span",
+    "SpecError",
+    "Summary",
+    "format",
+    "load",
+    "loads",
+]
 __version__ = "0.1.0"

@@ -58,7 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             _warn(program.warnings, program.sources)
             model = program.model
-            what = (f"{len(model.nodes)} layers, {model.params:,} params" if model else "no model")
+            what = f"{len(model.nodes)} layers, {model.params:,} params" if model else "no model"
             print(f"{path}: ok ({what})")
     if args.format == "json":
         print(json.dumps({"diagnostics": found}, indent=2))
@@ -91,8 +91,14 @@ def _fmt_result(args: argparse.Namespace, path: str, text: str, out: str) -> int
         return EXIT_OK
     changed = out != text
     if args.diff and changed:
-        sys.stdout.writelines(difflib.unified_diff(
-            text.splitlines(keepends=True), out.splitlines(keepends=True), path, f"{path} (formatted)"))
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                text.splitlines(keepends=True),
+                out.splitlines(keepends=True),
+                path,
+                f"{path} (formatted)",
+            )
+        )
     if args.check:
         if changed:
             print(f"{path}: would be reformatted", file=sys.stderr)
@@ -138,8 +144,11 @@ def cmd_help(args: argparse.Namespace) -> int:
         return EXIT_OK
     reg = ref.registry_by_title(args.name)
     if reg is not None:
-        print(json.dumps({e.name: ref.entry_dict(e) for e in reg}, indent=2)
-              if args.format == "json" else ref.help_kind(reg))
+        print(
+            json.dumps({e.name: ref.entry_dict(e) for e in reg}, indent=2)
+            if args.format == "json"
+            else ref.help_kind(reg)
+        )
         return EXIT_OK
     found = ref.find(args.name)
     if not found:
@@ -161,14 +170,21 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dnn", description="A declarative language for deep networks.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, fn: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         c.set_defaults(fn=fn)
         return c
 
     def overrides(c: argparse.ArgumentParser) -> None:
-        c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="override a param or field, e.g. width=128 or train.optimizer.lr=3e-4")
+        c.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override a param or field, e.g. width=128 or train.optimizer.lr=3e-4",
+        )
 
     c = command("check", cmd_check, "check specs: syntax, names, arguments, shapes")
     c.add_argument("files", nargs="+", metavar="FILE")
@@ -177,7 +193,9 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("fmt", cmd_fmt, "rewrite specs in canonical form (in place; `-` for stdin)")
     c.add_argument("files", nargs="+", metavar="FILE")
-    c.add_argument("--check", action="store_true", help="exit 1 if a file would change; write nothing")
+    c.add_argument(
+        "--check", action="store_true", help="exit 1 if a file would change; write nothing"
+    )
     c.add_argument("--diff", action="store_true", help="print the changes as a diff; write nothing")
 
     c = command("summary", cmd_summary, "layers, output shapes and parameter counts")

@@ -23,7 +23,10 @@ def assert_error(src: str, where: str, code: str, message: str = "", hint: str =
     """`src` fails with a diagnostic at `where` ("line:col") with this code, message and hint."""
     with pytest.raises(SpecError) as info:
         loads(src, "spec.dnn")
-    found = [f"{d.span.line}:{d.span.col} {d.code} {d.message} | {d.hint}" for d in info.value.diagnostics]
+    found = [
+        f"{d.span.line}:{d.span.col} {d.code} {d.message} | {d.hint}"
+        for d in info.value.diagnostics
+    ]
     assert any(
         f"{d.span.line}:{d.span.col}" == where
         and d.code == code
@@ -33,8 +36,12 @@ def assert_error(src: str, where: str, code: str, message: str = "", hint: str =
     ), found
 
 
-def assert_summary(src: str, params: int, shapes: list[tuple[int, ...]] | None = None,
-                   per_layer: list[int] | None = None) -> None:
+def assert_summary(
+    src: str,
+    params: int,
+    shapes: list[tuple[int, ...]] | None = None,
+    per_layer: list[int] | None = None,
+) -> None:
     """The model's total parameters (and optionally output shapes / per-layer counts)."""
     program = loads(src, "spec.dnn")
     s = program.summary()

@@ -12,8 +12,14 @@ CNN = str(ROOT / "examples" / "digits_cnn.dnn")
 
 
 def dnn(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dnn", *args], capture_output=True, text=True,
-                          input=stdin, cwd=ROOT, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "dnn", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 def test_check_ok() -> None:

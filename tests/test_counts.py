@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import assert_summary
-
 from dnn.compiler.driver import load
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

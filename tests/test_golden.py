@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_fmt_identity
-
 from dnn.compiler.format import format_text
 from dnn.compiler.parse import parse
 

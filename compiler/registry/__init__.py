@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
-from . import layers, weights  # noqa: F401  (declare their registries)
+from . import (  # noqa: F401  (each module declares its registries on import)
+    clippers,
+    data,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    schedules,
+    sections,
+    sweep,
+    weights,
+)
 from .core import REGISTRIES, Entry, Registry
-
-try:  # kinds whose modules land separately
-    from . import data, losses, metrics, optimizers, schedules, clippers, sweep  # noqa: F401
-except ImportError:  # pragma: no cover - only while a kind module is missing
-    pass
-from . import sections  # noqa: E402,F401
 
 __all__ = ["REGISTRIES", "Entry", "Registry"]

@@ -29,8 +29,9 @@ class Problem(Exception):
     `arg` names the argument at fault (the diagnostic points at it when it was written).
     """
 
-    def __init__(self, message: str, hint: str | None = None, arg: str | None = None,
-                 code: str | None = None):
+    def __init__(
+        self, message: str, hint: str | None = None, arg: str | None = None, code: str | None = None
+    ):
         super().__init__(message)
         self.message, self.hint, self.arg, self.code = message, hint, arg, code
 
@@ -136,7 +137,9 @@ class Registry:
 
     def derive(self, name: str, base: Entry, **changes: Any) -> Entry:
         """Declare a variant of `base` (optax's `nadam = partial(adam, nesterov=True)`)."""
-        fields = {k: getattr(base, k) for k in Entry.__dataclass_fields__ if k not in ("kind", "name")}
+        fields = {
+            k: getattr(base, k) for k in Entry.__dataclass_fields__ if k not in ("kind", "name")
+        }
         fields["aliases"] = ()
         fields.update(changes)
         return self.add(name, **fields)
@@ -149,8 +152,9 @@ class Registry:
         """The entry called `name`, or raise an unknown-name diagnostic with a did-you-mean."""
         entry = self.lookup(name)
         if entry is None:
-            raise error(E_UNKNOWN_ENTRY, f"unknown {what or self.kind} `{name}`", span,
-                        self.suggest(name))
+            raise error(
+                E_UNKNOWN_ENTRY, f"unknown {what or self.kind} `{name}`", span, self.suggest(name)
+            )
         return entry
 
     def suggest(self, name: str, extra: tuple[str, ...] = ()) -> str | None:
@@ -195,5 +199,17 @@ def registry(kind: str, title: str, doc: str = "") -> Registry:
     return REGISTRIES[kind]
 
 
-__all__ = ["REQUIRED", "Arg", "Args", "Entry", "Problem", "Registry", "SameAs", "arg",
-           "did_you_mean", "registry", "REGISTRIES", "replace"]
+__all__ = [
+    "REQUIRED",
+    "Arg",
+    "Args",
+    "Entry",
+    "Problem",
+    "Registry",
+    "SameAs",
+    "arg",
+    "did_you_mean",
+    "registry",
+    "REGISTRIES",
+    "replace",
+]

@@ -104,22 +104,34 @@ DENSE = LAYERS.add(
 
 def _conv(rank: int) -> None:
     name = f"conv{rank}d"
-    meaning = {1: "length, channels", 2: "height, width, channels", 3: "depth, height, width, channels"}[rank]
+    meaning = {
+        1: "length, channels",
+        2: "height, width, channels",
+        3: "depth, height, width, channels",
+    }[rank]
 
     def shape(a: Args, x: Shape) -> Shape:
         need_rank(x, rank + 1, name, meaning)
         if x[-1] % a.groups:
-            raise Problem(f"`groups = {a.groups}` does not divide the {x[-1]} input channels",
-                          "choose `groups` dividing both input and output channels", "groups")
+            raise Problem(
+                f"`groups = {a.groups}` does not divide the {x[-1]} input channels",
+                "choose `groups` dividing both input and output channels",
+                "groups",
+            )
         return (*spatial_out(a, x, rank, name, a.kernel, a.dilation), a.filters)
 
     def params(a: Args, x: Shape) -> int:
-        return math.prod(a.kernel) * (x[-1] // a.groups) * a.filters + (a.filters if a.use_bias else 0)
+        return math.prod(a.kernel) * (x[-1] // a.groups) * a.filters + (
+            a.filters if a.use_bias else 0
+        )
 
     def validate(a: Args) -> None:
         if a.filters % a.groups:
-            raise Problem(f"`groups = {a.groups}` does not divide `filters = {a.filters}`",
-                          "choose `groups` dividing both input and output channels", "groups")
+            raise Problem(
+                f"`groups = {a.groups}` does not divide `filters = {a.filters}`",
+                "choose `groups` dividing both input and output channels",
+                "groups",
+            )
 
     LAYERS.add(
         name,
@@ -148,7 +160,11 @@ for _r in (1, 2, 3):
 
 def _pool(kind: str, rank: int) -> None:
     name = f"{kind}pool{rank}d"
-    meaning = {1: "length, channels", 2: "height, width, channels", 3: "depth, height, width, channels"}[rank]
+    meaning = {
+        1: "length, channels",
+        2: "height, width, channels",
+        3: "depth, height, width, channels",
+    }[rank]
 
     def shape(a: Args, x: Shape) -> Shape:
         need_rank(x, rank + 1, name, meaning)
@@ -180,8 +196,11 @@ def _global_pool(kind: str) -> None:
 
     def shape(a: Args, x: Shape) -> Shape:
         if len(x) < 2:
-            raise Problem(f"`{name}` expects spatial axes and channels, got shape {fmt_shape(x)}",
-                          "apply it after a convolution", code="E0402")
+            raise Problem(
+                f"`{name}` expects spatial axes and channels, got shape {fmt_shape(x)}",
+                "apply it after a convolution",
+                code="E0402",
+            )
         return (x[-1],)
 
     LAYERS.add(
@@ -210,13 +229,19 @@ def _reshape(a: Args, x: Shape) -> Shape:
     known = math.prod(d for d in target if d != -1)
     if -1 in target:
         if size % known:
-            raise Problem(f"cannot reshape {fmt_shape(x)} ({size} values) to {list(target)}",
-                          f"the known axes multiply to {known}, which does not divide {size}", "shape")
+            raise Problem(
+                f"cannot reshape {fmt_shape(x)} ({size} values) to {list(target)}",
+                f"the known axes multiply to {known}, which does not divide {size}",
+                "shape",
+            )
         return tuple(size // known if d == -1 else d for d in target)
     if known != size:
-        raise Problem(f"cannot reshape {fmt_shape(x)} ({size} values) to {fmt_shape(target)} "
-                      f"({known} values)", "the sizes must multiply to the same number; -1 infers one",
-                      "shape")
+        raise Problem(
+            f"cannot reshape {fmt_shape(x)} ({size} values) to {fmt_shape(target)} "
+            f"({known} values)",
+            "the sizes must multiply to the same number; -1 infers one",
+            "shape",
+        )
     return tuple(target)
 
 
@@ -325,7 +350,9 @@ def _recurrent(name: str, gates: int, biases: int, doc: str, formula: str) -> No
             arg("return_sequences", Bool, False, "output every step, not only the last"),
             arg("bidirectional", Bool, False, "also run backwards and concatenate"),
             arg("init", RefT("initializer"), "glorot_uniform", "input kernel initializer"),
-            arg("recurrent_init", RefT("initializer"), "orthogonal", "recurrent kernel initializer"),
+            arg(
+                "recurrent_init", RefT("initializer"), "orthogonal", "recurrent kernel initializer"
+            ),
         ),
         shape=shape,
         params=params,
@@ -334,15 +361,22 @@ def _recurrent(name: str, gates: int, biases: int, doc: str, formula: str) -> No
     )
 
 
-_recurrent("simple_rnn", 1, 1, "Elman recurrent layer with tanh",
-           "h_t = tanh(x_t W + h_{t-1} U + b)")
 _recurrent(
-    "lstm", 4, 1, "long short-term memory (Hochreiter & Schmidhuber 1997)",
+    "simple_rnn", 1, 1, "Elman recurrent layer with tanh", "h_t = tanh(x_t W + h_{t-1} U + b)"
+)
+_recurrent(
+    "lstm",
+    4,
+    1,
+    "long short-term memory (Hochreiter & Schmidhuber 1997)",
     "i, f, o = sigmoid(x W_{i,f,o} + h U_{i,f,o} + b); g = tanh(x W_g + h U_g + b_g); "
     "c_t = f c_{t-1} + i g; h_t = o tanh(c_t)",
 )
 _recurrent(
-    "gru", 3, 2, "gated recurrent unit (Cho et al. 2014), reset gate after the matmul (Keras default)",
+    "gru",
+    3,
+    2,
+    "gated recurrent unit (Cho et al. 2014), reset gate after the matmul (Keras default)",
     "z, r = sigmoid(x W_{z,r} + b_{z,r} + h U_{z,r} + c_{z,r}); "
     "n = tanh(x W_n + b_n + r (h U_n + c_n)); h_t = (1 - z) n + z h_{t-1}",
 )
@@ -369,8 +403,10 @@ def _same_shapes(name: str) -> Any:
 def _projection_hint(a: Shape, b: Shape) -> str:
     if len(a) == len(b) == 3:
         stride = a[0] // b[0] if b[0] and a[0] % b[0] == 0 else (b[0] // a[0] if a[0] else 1)
-        return (f"project one input to match, e.g. `conv2d({b[-1]}, kernel = 1, stride = "
-                f"{max(stride, 1)})` on the skip path")
+        return (
+            f"project one input to match, e.g. `conv2d({b[-1]}, kernel = 1, stride = "
+            f"{max(stride, 1)})` on the skip path"
+        )
     return f"project one input to match, e.g. `dense({b[-1]})`"
 
 
@@ -394,8 +430,11 @@ for _name, _doc, _formula in (
 def _concat(a: Args, xs: tuple[Shape, ...]) -> Shape:
     rank = len(xs[0])
     if any(len(x) != rank for x in xs) or not -rank <= a.axis < rank:
-        raise Problem("`concat` inputs must have the same rank and a valid axis, got "
-                      + ", ".join(fmt_shape(x) for x in xs), code="E0403")
+        raise Problem(
+            "`concat` inputs must have the same rank and a valid axis, got "
+            + ", ".join(fmt_shape(x) for x in xs),
+            code="E0403",
+        )
     axis = a.axis % rank
     for x in xs[1:]:
         if any(x[i] != xs[0][i] for i in range(rank) if i != axis):
@@ -423,8 +462,15 @@ LAYERS.add(
 
 
 def _act(name: str, doc: str, formula: str, *args: Any, aliases: tuple[str, ...] = ()) -> None:
-    ACTIVATIONS.add(name, args=args, shape=lambda a, x: x, params=lambda a, x: 0, doc=doc,
-                    formula=formula, aliases=aliases)
+    ACTIVATIONS.add(
+        name,
+        args=args,
+        shape=lambda a, x: x,
+        params=lambda a, x: 0,
+        doc=doc,
+        formula=formula,
+        aliases=aliases,
+    )
 
 
 _act("identity", "no change", "y = x", aliases=("linear_activation",))
@@ -432,25 +478,47 @@ _act("sigmoid", "logistic function", "y = 1 / (1 + exp(-x))")
 _act("tanh", "hyperbolic tangent", "y = tanh(x)")
 _act("relu", "rectified linear unit", "y = max(0, x)")
 _act("relu6", "ReLU capped at 6 (MobileNet)", "y = min(max(0, x), 6)")
-_act("leaky_relu", "ReLU with a small slope for negative inputs", "y = x if x > 0 else slope · x",
-     arg("negative_slope", NonNegFloat, 0.01))
-_act("elu", "exponential linear unit (Clevert et al. 2015)",
-     "y = x if x > 0 else alpha · (exp(x) - 1)", arg("alpha", PosFloat, 1.0))
-_act("selu", "scaled ELU, self-normalizing (Klambauer et al. 2017)",
-     "y = 1.0507 · (x if x > 0 else 1.67326 · (exp(x) - 1))")
-_act("gelu", "Gaussian error linear unit (Hendrycks & Gimpel 2016)",
-     "y = x · Phi(x); approximate: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
-     arg("approximate", Bool, False, "use the tanh approximation"))
+_act(
+    "leaky_relu",
+    "ReLU with a small slope for negative inputs",
+    "y = x if x > 0 else slope · x",
+    arg("negative_slope", NonNegFloat, 0.01),
+)
+_act(
+    "elu",
+    "exponential linear unit (Clevert et al. 2015)",
+    "y = x if x > 0 else alpha · (exp(x) - 1)",
+    arg("alpha", PosFloat, 1.0),
+)
+_act(
+    "selu",
+    "scaled ELU, self-normalizing (Klambauer et al. 2017)",
+    "y = 1.0507 · (x if x > 0 else 1.67326 · (exp(x) - 1))",
+)
+_act(
+    "gelu",
+    "Gaussian error linear unit (Hendrycks & Gimpel 2016)",
+    "y = x · Phi(x); approximate: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))",
+    arg("approximate", Bool, False, "use the tanh approximation"),
+)
 _act("silu", "sigmoid-weighted linear unit", "y = x · sigmoid(x)", aliases=("swish",))
 _act("softplus", "smooth ReLU", "y = log(1 + exp(x))")
 _act("softsign", "x over one plus its magnitude", "y = x / (1 + |x|)")
 _act("hard_sigmoid", "piecewise-linear sigmoid", "y = relu6(x + 3) / 6")
 _act("hard_tanh", "tanh clipped linear", "y = clip(x, -1, 1)")
 _act("mish", "self-regularized activation (Misra 2019)", "y = x · tanh(softplus(x))")
-_act("softmax", "normalized exponentials along an axis", "y_i = exp(x_i) / sum_j exp(x_j)",
-     arg("axis", Axis, -1))
-_act("log_softmax", "logarithm of softmax, computed stably", "y_i = x_i - log sum_j exp(x_j)",
-     arg("axis", Axis, -1))
+_act(
+    "softmax",
+    "normalized exponentials along an axis",
+    "y_i = exp(x_i) / sum_j exp(x_j)",
+    arg("axis", Axis, -1),
+)
+_act(
+    "log_softmax",
+    "logarithm of softmax, computed stably",
+    "y_i = x_i - log sum_j exp(x_j)",
+    arg("axis", Axis, -1),
+)
 
 ACTIVATIONS.add(
     "prelu",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..values import RecordVal
 from .core import Args, Problem, arg, registry
 from .types import (
     Bool,
@@ -16,7 +17,6 @@ from .types import (
     RefT,
     Str,
 )
-from ..values import RecordVal
 
 SECTIONS = registry(
     "section",
@@ -24,10 +24,7 @@ SECTIONS = registry(
     "Top-level sections; each field is written `name = value`, one per line.",
 )
 
-MONITORS = (
-    "val_loss", "val_accuracy", "val_top_k", "val_precision", "val_recall", "val_f1",
-    "val_mse", "val_mae", "val_r2", "loss", "accuracy",
-)  # fmt: skip
+from .metrics import MONITORS  # noqa: E402  (one list of monitorable names)
 
 SPLIT = RecordT(
     (
@@ -53,8 +50,11 @@ EARLY_STOPPING = RecordT(
 def _check_split(a: Args) -> None:
     total = sum(v for _, v in a.split.items)
     if abs(total - 1.0) > 1e-9:
-        raise Problem(f"split fractions add up to {total:g}, not 1",
-                      "make `train + val + test` equal 1", "split")
+        raise Problem(
+            f"split fractions add up to {total:g}, not 1",
+            "make `train + val + test` equal 1",
+            "split",
+        )
 
 
 SECTIONS.add(
@@ -82,13 +82,16 @@ SECTIONS.add(
         arg("optimizer", RefT("optimizer"), "adam"),
         arg("schedule", RefT("schedule"), "constant"),
         arg("clip", OptionalT(RefT("clipper")), None, "gradient clipping"),
-        arg("regularizer", OptionalT(RefT("regularizer")), None,
-            "model-wide penalty for layers that set none"),
+        arg(
+            "regularizer",
+            OptionalT(RefT("regularizer")),
+            None,
+            "model-wide penalty for layers that set none",
+        ),
         arg("early_stopping", OptionalT(EARLY_STOPPING), None),
         arg("seed", Int, 0),
         arg("accumulate", PosInt, 1, "gradient accumulation over k micro-batches"),
-        arg("freeze", ListT(Str), (),
-            "layer names or glob patterns whose weights stay fixed"),
+        arg("freeze", ListT(Str), (), "layer names or glob patterns whose weights stay fixed"),
     ),
     doc="how the model is trained",
     formula="minimize loss(model(x), y) + penalties with optimizer, schedule and clipping",
@@ -104,4 +107,3 @@ SECTIONS.add(
     "distribution, e.g. `train.optimizer.lr = loguniform(1e-4, 1e-2)`",
     formula="best = argmin/argmax over trials of objective(train(spec with sampled values))",
 )
-

@@ -20,7 +20,7 @@ from ..diagnostics import (
     error,
 )
 from ..values import CallVal, ListVal, Quantity, Rec, RecordVal, Ref, Sym, Symbol, show
-from .core import REGISTRIES, REQUIRED, Arg, Args, Entry, Problem, SameAs, did_you_mean
+from .core import REGISTRIES, Arg, Args, Entry, Problem, SameAs, did_you_mean
 
 
 class Mismatch(Exception):
@@ -194,8 +194,10 @@ class PaddingT(ArgType):
             if name in ("same", "valid"):
                 return Symbol(name)
             raise Mismatch(self.label, E_VALUE, did_you_mean(name, ["same", "valid"]))
-        items = v.items if isinstance(v, ListVal) else (v,) * self.rank
-        if len(items) != self.rank or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
+        items: tuple[Any, ...] = v.items if isinstance(v, ListVal) else (v,) * self.rank
+        if len(items) != self.rank or any(
+            isinstance(x, bool) or not isinstance(x, int) for x in items
+        ):
             raise Mismatch(self.label)
         if any(x < 0 for x in items):
             raise Mismatch(self.label, E_VALUE)
@@ -212,7 +214,7 @@ class ShapeT(ArgType):
     label = "list of ints > 0 (one may be -1)"
 
     def convert(self, v: Any, span: Span) -> Any:
-        items = v.items if isinstance(v, ListVal) else (v,)
+        items: tuple[Any, ...] = v.items if isinstance(v, ListVal) else (v,)
         if not items or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
             raise Mismatch(self.label)
         if sum(x == -1 for x in items) > 1 or any(x == 0 or x < -1 for x in items):
@@ -313,10 +315,16 @@ class RefT(ArgType):
         if isinstance(v, Sym | CallVal):
             entry = reg.lookup(v.name)
             if entry is None:
-                raise error(E_UNKNOWN_ENTRY, f"unknown {reg.kind} `{v.name}`", v.span or span,
-                            reg.suggest(v.name) or f"see `dnn help {reg.title}`")
+                raise error(
+                    E_UNKNOWN_ENTRY,
+                    f"unknown {reg.kind} `{v.name}`",
+                    v.span or span,
+                    reg.suggest(v.name) or f"see `dnn help {reg.title}`",
+                )
             pos = [(x, s) for k, x, s in v.args if k is None] if isinstance(v, CallVal) else []
-            kws = [(k, x, s) for k, x, s in v.args if k is not None] if isinstance(v, CallVal) else []
+            kws = (
+                [(k, x, s) for k, x, s in v.args if k is not None] if isinstance(v, CallVal) else []
+            )
             args, spans = bind(entry, pos, kws, v.span or span)
             run_validate(entry, args, spans, v.span or span)
             return Ref(self.kind, entry.name, args.items)
@@ -373,8 +381,9 @@ def convert_at(t: ArgType, v: Any, span: Span, context: str = "value") -> Any:
     try:
         return t.convert(v, span)
     except Mismatch as m:
-        raise error(m.code, f"{context} must be {_article(m.expected)}, got {describe(v)}", span,
-                    m.hint) from None
+        raise error(
+            m.code, f"{context} must be {_article(m.expected)}, got {describe(v)}", span, m.hint
+        ) from None
 
 
 def _article(expected: str) -> str:
@@ -401,8 +410,12 @@ def bind(
             ctx = f"{noun} `{a.name}` of `{entry.name}`"
             values.append((a.name, convert_at(a.type, given[a.name], spans[a.name], ctx)))
         elif a.required:
-            raise error(E_MISSING_ARG, f"`{entry.name}` needs {noun} `{a.name}` ({a.type.label})",
-                        span, _missing_hint(entry, a, noun))
+            raise error(
+                E_MISSING_ARG,
+                f"`{entry.name}` needs {noun} `{a.name}` ({a.type.label})",
+                span,
+                _missing_hint(entry, a, noun),
+            )
         elif isinstance(a.default, SameAs):
             values.append((a.name, a.default))
         else:
@@ -432,21 +445,30 @@ def _match(
     if len(pos) > len(fixed):
         extra_span = pos[len(fixed)][1]
         names = ", ".join(f"`{a.name}`" for a in fixed) or "none"
-        raise error(E_TOO_MANY_ARGS,
-                    f"`{entry.name}` takes {len(fixed)} positional {noun}(s) ({names}), got {len(pos)}",
-                    extra_span, "name the others: `name = value`" if fixed else None)
+        raise error(
+            E_TOO_MANY_ARGS,
+            f"`{entry.name}` takes {len(fixed)} positional {noun}(s) ({names}), got {len(pos)}",
+            extra_span,
+            "name the others: `name = value`" if fixed else None,
+        )
     for a, (v, s) in zip(fixed, pos, strict=False):
         given[a.name], spans[a.name] = v, s
-    names = [a.name for a in entry.args]
+    arg_names = [a.name for a in entry.args]
     for k, v, s in kws:
-        if k not in names:
-            hint = did_you_mean(k, names) or (
-                f"`{entry.name}` takes " + ", ".join(f"`{n}`" for n in names) if names
-                else f"`{entry.name}` takes no {noun}s")
+        if k not in arg_names:
+            hint: str | None = did_you_mean(k, arg_names) or (
+                f"`{entry.name}` takes " + ", ".join(f"`{n}`" for n in names)
+                if names
+                else f"`{entry.name}` takes no {noun}s"
+            )
             raise error(E_UNKNOWN_ARG, f"unknown {noun} `{k}` for `{entry.name}`", s, hint)
         if k in given:
-            raise error(E_DUPLICATE_ARG, f"{noun} `{k}` of `{entry.name}` given twice", s,
-                        f"remove one of the two values of `{k}`")
+            raise error(
+                E_DUPLICATE_ARG,
+                f"{noun} `{k}` of `{entry.name}` given twice",
+                s,
+                f"remove one of the two values of `{k}`",
+            )
         given[k], spans[k] = v, s
     return given, spans
 

@@ -17,8 +17,9 @@ NONLINEARITY = EnumT(("relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu")
 
 INITIALIZERS.add("zeros", doc="all zeros", formula="W = 0")
 INITIALIZERS.add("ones", doc="all ones", formula="W = 1")
-INITIALIZERS.add("constant", args=(arg("value", Float),), doc="one value everywhere",
-                 formula="W = value")
+INITIALIZERS.add(
+    "constant", args=(arg("value", Float),), doc="one value everywhere", formula="W = value"
+)
 INITIALIZERS.add(
     "uniform",
     args=(arg("low", Float, -0.05), arg("high", Float, 0.05)),
@@ -112,11 +113,18 @@ REGULARIZERS = registry(
     "unless `on = all`.",
 )
 _ON = arg("on", EnumT(("kernel", "all")), "kernel", "which weights the penalty sums over")
-REGULARIZERS.add("l1", args=(arg("l1", NonNegFloat, 0.01), _ON),
-                 doc="lasso penalty: drives weights to exactly zero",
-                 formula="penalty = l1 · sum |w|")
-REGULARIZERS.add("l2", args=(arg("l2", NonNegFloat, 0.01), _ON),
-                 doc="ridge penalty (coupled weight decay)", formula="penalty = l2 · sum w^2")
+REGULARIZERS.add(
+    "l1",
+    args=(arg("l1", NonNegFloat, 0.01), _ON),
+    doc="lasso penalty: drives weights to exactly zero",
+    formula="penalty = l1 · sum |w|",
+)
+REGULARIZERS.add(
+    "l2",
+    args=(arg("l2", NonNegFloat, 0.01), _ON),
+    doc="ridge penalty (coupled weight decay)",
+    formula="penalty = l2 · sum w^2",
+)
 REGULARIZERS.add(
     "l1_l2",
     args=(arg("l1", NonNegFloat, 0.01), arg("l2", NonNegFloat, 0.01), _ON),
@@ -134,5 +142,6 @@ CONSTRAINTS.add(
     formula="w <- w · min(1, value / ||w||)",
 )
 CONSTRAINTS.add("non_neg", doc="clip weights at zero", formula="w <- max(w, 0)")
-CONSTRAINTS.add("unit_norm", doc="rescale each unit's incoming weights to norm 1",
-                formula="w <- w / ||w||")
+CONSTRAINTS.add(
+    "unit_norm", doc="rescale each unit's incoming weights to norm 1", formula="w <- w / ||w||"
+)
