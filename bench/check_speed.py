@@ -1,0 +1,69 @@
+"""How fast the front end answers: `dnn check`, `fmt`, `summary` on a generated deep spec.
+
+Run by hand: `python bench/check_speed.py [--layers 2000] [--repeats 7]`. Prints the median
+wall time of each whole command (a fresh process each time, as a user runs it) and a last
+line of JSON. Target (issue 2): `dnn check` on a 2,000-layer spec under 0.5 s wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def deep_spec(layers: int) -> str:
+    """A chain of `layers` layers: dense/activation pairs, every tenth a residual block."""
+    lines = ["dnn 1", "", "param width = 64", "", "block res(c) {",
+             "  h = dense(c)(in) -> relu", "  output add(in, h)", "}", "", "model deep {",
+             "  input x: f32[64]"]
+    n = 0
+    while n < layers:
+        if n % 10 == 9:
+            lines.append("  res(width)")
+            n += 3
+        else:
+            lines.append("  dense(width) -> relu")
+            n += 2
+    lines += ["  dense(10)", "}", ""]
+    return "\n".join(lines)
+
+
+def timed(cmd: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--layers", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "deep.dnn"
+        path.write_text(deep_spec(args.layers))
+        base = [sys.executable, "-m", "dnn"]
+        results = {
+            "python_startup_s": timed([sys.executable, "-c", "pass"], args.repeats),
+            "check_s": timed([*base, "check", str(path)], args.repeats),
+            "fmt_check_s": timed([*base, "fmt", "--check", str(path)], args.repeats),
+            "summary_s": timed([*base, "summary", str(path)], args.repeats),
+        }
+        out = subprocess.run([*base, "check", str(path)], capture_output=True, text=True)
+    print(out.stdout.strip())
+    for k, v in results.items():
+        print(f"{k:>18}: {v:.3f} s (median of {args.repeats})")
+    print(json.dumps({"layers": args.layers, **{k: round(v, 4) for k, v in results.items()}}))
+
+
+if __name__ == "__main__":
+    main()
