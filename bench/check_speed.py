@@ -19,9 +19,19 @@ from pathlib import Path
 
 def deep_spec(layers: int) -> str:
     """A chain of `layers` layers: dense/activation pairs, every tenth a residual block."""
-    lines = ["dnn 1", "", "param width = 64", "", "block res(c) {",
-             "  h = dense(c)(in) -> relu", "  output add(in, h)", "}", "", "model deep {",
-             "  input x: f32[64]"]
+    lines = [
+        "dnn 1",
+        "",
+        "param width = 64",
+        "",
+        "block res(c) {",
+        "  h = dense(c)(in) -> relu",
+        "  output add(in, h)",
+        "}",
+        "",
+        "model deep {",
+        "  input x: f32[64]",
+    ]
     n = 0
     while n < layers:
         if n % 10 == 9:

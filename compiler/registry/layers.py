@@ -53,6 +53,9 @@ def need_rank(x: Shape, rank: int, layer: str, meaning: str) -> None:
         hint = None
         if len(x) < rank and rank >= 2:
             hint = f"insert `reshape([...])` before `{layer}` to give it ({meaning})"
+            side = math.isqrt(x[0]) if len(x) == 1 and rank == 3 else 0
+            if side and side * side == x[0]:
+                hint = f"insert `reshape([{side}, {side}, 1])` before `{layer}`"
         elif len(x) > rank and rank == 1:
             hint = f"insert `flatten` before `{layer}`"
         raise Problem(
