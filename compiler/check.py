@@ -41,7 +41,7 @@ from .registry import REGISTRIES
 from .registry.core import Entry, Problem, did_you_mean
 from .registry.layers import ACTIVATIONS, LAYERS, fmt_shape
 from .registry.sections import SECTIONS
-from .registry.types import RefT, bind, convert_at, describe
+from .registry.types import RefT, UnknownWord, bind, convert_at, describe
 from .resolve import Resolved
 from .values import (
     DTYPES,
@@ -139,6 +139,8 @@ class Checker:
         self.diags = diags
         self.g = _Graph()
         self.menv = Env({})
+        self.env = self.menv  # the innermost scope being evaluated, for did-you-mean hints
+        self.failed: set[str] = set()  # params whose value had an error: uses stay silent
 
     # ---- entry -----------------------------------------------------------
 
@@ -186,6 +188,8 @@ class Checker:
             value = self._try(partial(self.static, p.value, env, f"param `{p.name}`"), _UNDEFINED)
             if value is not _UNDEFINED:
                 env.vars[p.name] = value
+            else:
+                self.failed.add(p.name)
         return env
 
     def static(self, expr: ast.Expr, env: Env, what: str = "value") -> Any:
@@ -217,7 +221,7 @@ class Checker:
             return None
         m = models[0]
         current = self._body(m.body, env.child(), None, top=True)
-        if not self.g.inputs:
+        if not self.g.inputs and not self.diags.errors:
             self.diags.add(
                 Diagnostic(
                     E_MODEL,
@@ -251,16 +255,46 @@ class Checker:
                 )
 
     def _body(self, body: ast.Body, env: Env, current: Any, top: bool = False) -> Any:
-        for stmt in body.stmts:
-            try:
-                current = self._stmt(stmt, env, current, top)
-            except DiagnosticError as e:
-                self.diags.add(e.diagnostic)
-                if not isinstance(stmt, ast.InputDecl | ast.Assign):
-                    current = POISON
-                elif isinstance(stmt, ast.Assign):
-                    env.vars[stmt.name] = POISON
+        outer, self.env = self.env, env
+        try:
+            for stmt in body.stmts:
+                try:
+                    current = self._stmt(stmt, env, current, top)
+                except DiagnosticError as e:
+                    self.diags.add(e.diagnostic)
+                    if isinstance(stmt, ast.Assign | ast.InputDecl):
+                        env.vars[stmt.name] = POISON
+                    if not isinstance(stmt, ast.Assign):
+                        current = POISON
+        finally:
+            self.env = outer
         return current
+
+    def bind(
+        self, entry: Entry, pos: list[Any], kws: list[Any], span: Span, noun: str = "argument"
+    ) -> tuple[Any, dict[str, Span]]:
+        """`types.bind`, with a bare unknown word reported as an unknown name in scope."""
+        try:
+            return bind(entry, pos, kws, span, noun)
+        except UnknownWord as u:
+            raise self._unknown_word(u.word) from None
+
+    def _unknown_word(self, word: Sym) -> DiagnosticError:
+        if word.name in self.failed:  # the param's own error was reported already
+            return DiagnosticError(Diagnostic("", "", word.span))
+        names = [n for n in self.env.names() if n != "in"] + list(self.r.blocks)
+        values = [n for n in names if isinstance(self.env.lookup(n), Tensor)]
+        fallback = (
+            "values in scope: " + ", ".join(f"`{n}`" for n in values[:6])
+            if values
+            else "define it with `param` or as a block argument"
+        )
+        return error(
+            E_UNKNOWN_NAME,
+            f"unknown name `{word.name}`",
+            word.span,
+            did_you_mean(word.name, names) or fallback,
+        )
 
     def _stmt(self, stmt: ast.Stmt, env: Env, current: Any, top: bool) -> Any:
         if isinstance(stmt, ast.InputDecl):
@@ -547,13 +581,11 @@ class Checker:
         return v
 
     def _unknown(self, v: Sym, env: Env) -> None:
-        names = [n for n in env.names() if n != "in"] + list(self.r.blocks)
-        raise error(
-            E_UNKNOWN_NAME,
-            f"unknown name `{v.name}`",
-            v.span,
-            did_you_mean(v.name, names) or "define it with `param` or as a block argument",
-        )
+        outer, self.env = self.env, env
+        try:
+            raise self._unknown_word(v)
+        finally:
+            self.env = outer
 
     def _eval_Call(self, e: ast.Call, env: Env, current: Any) -> Any:
         f = self.eval(e.func, env, current)
@@ -578,6 +610,9 @@ class Checker:
                 "apply a layer to it instead: `layer(...)(x)`",
             )
         if isinstance(f, CallVal) and not tensors:
+            for k, v, _ in config:
+                if k is None and isinstance(v, Sym) and not self._is_word(v.name):
+                    raise self._unknown_word(v)
             raise error(
                 E_NOT_A_LAYER,
                 f"`{f.name}(...)` already has its arguments",
@@ -589,6 +624,13 @@ class Checker:
         if tensors:
             return self.apply(f, tensors, config, e.span)
         return CallVal(f.name, tuple(config), e.span)
+
+    def _is_word(self, name: str) -> bool:
+        return (
+            name in self.r.blocks
+            or name in DTYPES
+            or any(name in reg for reg in REGISTRIES.values())
+        )
 
     def _builtin(self, f: Sym, args: list[tuple[str | None, Any, Span]], e: ast.Call) -> Any:
         values = [v for _, v, _ in args]
@@ -628,7 +670,7 @@ class Checker:
     def _node(self, entry: Entry, inputs: list[Tensor], config: list[Any], span: Span) -> Tensor:
         pos = [(v, s) for k, v, s in config if k is None]
         kws = [(k, v, s) for k, v, s in config if k is not None]
-        a, spans = bind(entry, pos, kws, span)
+        a, spans = self.bind(entry, pos, kws, span)
         self._arity(entry, inputs, span)
         if any(t.poisoned for t in inputs):
             return POISON
@@ -818,7 +860,7 @@ class Checker:
             if v is not _UNDEFINED:
                 kws.append((f.path[0], v, f.value.span))
         span = s.span if s else Span(self.r.module.path, 1, 1, 1, 1)
-        bound = self._try(lambda: bind(entry, [], kws, span, noun="field"))
+        bound = self._try(lambda: self.bind(entry, [], kws, span, noun="field"))
         if bound is None:
             return None
         a, spans = bound
@@ -868,12 +910,15 @@ class Checker:
             )
         if len(path) > 1:
             self._sweep_target(path, f.span)
-        dist = convert_at(
-            RefT("distribution"),
-            self.static(f.value, env),
-            f.value.span,
-            f"the search space of `{'.'.join(path)}`",
-        )
+        try:
+            dist = convert_at(
+                RefT("distribution"),
+                self.static(f.value, env),
+                f.value.span,
+                f"the search space of `{'.'.join(path)}`",
+            )
+        except UnknownWord as u:
+            raise self._unknown_word(u.word) from None
         return SweepAxis(path, dist, f.span)
 
     def _sweep_target(self, path: tuple[str, ...], span: Span) -> None:

@@ -141,7 +141,7 @@ class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
 
     def add(self, d: Diagnostic) -> None:
-        if d not in self.items:
+        if d.code and d not in self.items:  # an empty code marks an already-reported cause
             self.items.append(d)
 
     def extend(self, ds: Iterable[Diagnostic]) -> None:

@@ -66,9 +66,11 @@ class _PostLex:
     def __init__(self) -> None:
         self.comments: list[Token] = []
         self.expr_mode = False
+        self.open: list[Token] = []  # unclosed brackets, for hints about the missing closer
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         self.comments = []
+        self.open = []
         stack: list[str] = []
         prev: str | None = "EQUAL" if self.expr_mode else "_START"
         for tok in stream:
@@ -89,14 +91,13 @@ class _PostLex:
             yield tok
 
     def _track(self, tok: Token, stack: list[str]) -> None:
-        if tok.type in self._OPEN:
-            stack.append("(")
-        elif tok.type == "_LREC":
-            stack.append("rec")
-        elif tok.type == "LBRACE":
-            stack.append("{")
+        kind = {"LPAR": "(", "LSQB": "(", "_LREC": "rec", "LBRACE": "{"}.get(tok.type)
+        if kind is not None:
+            stack.append(kind)
+            self.open.append(tok)
         elif (tok.type in self._CLOSE or tok.type == "RBRACE") and stack:
             stack.pop()
+            self.open.pop()
 
 
 @functools.cache
@@ -168,6 +169,7 @@ _EXAMPLES: dict[str, list[str]] = {
         "model m {\n  dense(4) relu\n}",
         "model m {\n  relu relu\n}",
     ],
+    "separate arguments with `,`": ["model m {\n  f(4 k = 3)\n}"],
     "a block declares its arguments in parentheses: `block name(arg, ...) {`": [
         "block b {\n}",
     ],
@@ -188,7 +190,7 @@ def _labels() -> list[tuple[str, Any, str | None]]:
             try:
                 lark.parse(snippet, start="start")
             except UnexpectedInput as e:
-                out.append((label, getattr(e, "state", None), _token_type(e)))
+                out.append((label, _position(e), _token_type(e)))
     return out
 
 
@@ -197,8 +199,14 @@ def _token_type(e: UnexpectedInput) -> str | None:
     return tok.type if tok is not None else None
 
 
+def _position(e: UnexpectedInput) -> Any:
+    """The LALR state the parser was in (not the whole stack, which depends on context)."""
+    state = getattr(e, "state", None)
+    return getattr(state, "position", None)
+
+
 def _hint_for(e: UnexpectedInput) -> str | None:
-    state, ttype = getattr(e, "state", None), _token_type(e)
+    state, ttype = _position(e), _token_type(e)
     if state is None:
         return None
     for label, s, t in _labels():
@@ -208,26 +216,35 @@ def _hint_for(e: UnexpectedInput) -> str | None:
 
 
 def _syntax_diagnostic(e: UnexpectedInput, text: str, path: str, start: str) -> Diagnostic:
+    opened = list(_parser()[1].open)  # before _hint_for parses its examples with the same parser
     if isinstance(e, UnexpectedCharacters):
         line, col, pos = int(e.line or 1), int(e.column or 1), int(e.pos_in_stream or 0)
         span = Span(path, line, col, line, col + 1)
         ch = text[pos] if 0 <= pos < len(text) else "?"
+        if ch == '"':
+            return Diagnostic(
+                E_BAD_CHAR,
+                "unterminated string",
+                span,
+                'add the missing `"` (a string ends on the line it starts)',
+            )
         hint = 'strings use double quotes: "..."' if ch == "'" else None
         return Diagnostic(E_BAD_CHAR, f"unexpected character `{ch}`", span, hint)
     tok = getattr(e, "token", None)
     expected = sorted(getattr(e, "expected", None) or getattr(e, "accepts", None) or ())
+    expected = _plausible(expected, opened)
     if isinstance(e, UnexpectedEOF) or tok is None or tok.type == "$END":
         return Diagnostic(
             E_UNEXPECTED_EOF,
             "unexpected end of file" + _expected_text(expected),
             _end_span(text, path),
-            _eof_hint(text),
+            _unclosed_hint(opened) or "the file ends in the middle of a statement",
         )
     span = Span(
         path, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1
     )
     shown = "a new line" if tok.type == "_NL" else f"`{tok.value}`"
-    hint = _hint_for(e) if start == "start" else None
+    hint = (_hint_for(e) if start == "start" else None) or _unclosed_hint(opened, tok)
     return Diagnostic(E_SYNTAX, f"unexpected {shown}" + _expected_text(expected), span, hint)
 
 
@@ -247,12 +264,23 @@ def _end_span(text: str, path: str) -> Span:
     return Span(path, line, col, line, col + 1)
 
 
-def _eof_hint(text: str) -> str | None:
-    for open_, close in (("{", "}"), ("(", ")"), ("[", "]")):
-        missing = text.count(open_) - text.count(close)
-        if missing > 0:
-            return f"add the missing `{close}`"
-    return None
+def _unclosed_hint(opened: list[Token], at: Token | None = None) -> str | None:
+    """`add the missing `)` for the `(` on line 3` when a bracket is still open."""
+    if not opened:
+        return None
+    opener = opened[-1]
+    if at is not None and (opener.line == at.line or at.type in ("RPAR", "RSQB", "RBRACE")):
+        return None  # the error is on the opener's own line: a missing comma, not a closer
+    closer = {"(": ")", "[": "]"}.get(str(opener), "}")
+    return f"add the missing `{closer}` for the `{opener}` on line {opener.line}"
+
+
+def _plausible(expected: list[str], opened: list[Token]) -> list[str]:
+    """Drop closers that do not match the innermost open bracket (LALR merges states)."""
+    if not opened:
+        return expected
+    want = {"(": "RPAR", "[": "RSQB"}.get(str(opened[-1]), "RBRACE")
+    return [t for t in expected if t not in {"RPAR", "RSQB", "RBRACE"} - {want}]
 
 
 # ------------------------------------------------------------------ tree → AST

@@ -80,8 +80,23 @@ class _Resolver:
                 self._import(module.path, item, [*stack, key])
             elif isinstance(item, ast.BlockDef):
                 self._define(self.blocks, "block", item)
+                self._unique_params(item)
             elif isinstance(item, ast.ParamDef):
                 self._define(self.params, "param", item)
+
+    def _unique_params(self, block: ast.BlockDef) -> None:
+        seen: set[str] = set()
+        for p in block.params:
+            if p.name in seen:
+                self.diags.add(
+                    Diagnostic(
+                        E_DUPLICATE,
+                        f"block `{block.name}` has two arguments named `{p.name}`",
+                        p.span,
+                        "rename one of them",
+                    )
+                )
+            seen.add(p.name)
 
     def _define(self, table: dict, kind: str, item: ast.BlockDef | ast.ParamDef) -> None:
         other = table.get(item.name)
@@ -153,7 +168,16 @@ class _Resolver:
         self.visit(module, stack)
 
     def check_version(self, module: ast.Module) -> None:
-        for item in module.items:
+        for i, item in enumerate(module.items):
+            if isinstance(item, ast.Version) and i > 0:
+                self.diags.add(
+                    Diagnostic(
+                        E_VERSION,
+                        "the version line `dnn N` must come first",
+                        item.span,
+                        f"move `dnn {item.number}` to the top",
+                    )
+                )
             if isinstance(item, ast.Version) and item.number not in SUPPORTED_VERSIONS:
                 self.diags.add(
                     Diagnostic(

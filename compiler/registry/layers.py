@@ -58,6 +58,9 @@ def need_rank(x: Shape, rank: int, layer: str, meaning: str) -> None:
                 hint = f"insert `reshape([{side}, {side}, 1])` before `{layer}`"
         elif len(x) > rank and rank == 1:
             hint = f"insert `flatten` before `{layer}`"
+        elif rank == 2 and x:
+            steps = f"{x[0]}, {math.prod(x[1:])}" if len(x) > 2 else f"{x[0]}, 1"
+            hint = f"insert `reshape([{steps}])` before `{layer}` to make ({meaning})"
         raise Problem(
             f"`{layer}` expects an input of rank {rank} ({meaning}), got shape {fmt_shape(x)}",
             hint,
@@ -432,11 +435,18 @@ for _name, _doc, _formula in (
 
 def _concat(a: Args, xs: tuple[Shape, ...]) -> Shape:
     rank = len(xs[0])
-    if any(len(x) != rank for x in xs) or not -rank <= a.axis < rank:
+    if any(len(x) != rank for x in xs):
         raise Problem(
-            "`concat` inputs must have the same rank and a valid axis, got "
-            + ", ".join(fmt_shape(x) for x in xs),
+            "`concat` inputs must have the same rank, got " + ", ".join(fmt_shape(x) for x in xs),
+            "reshape or flatten one of them first",
             code="E0403",
+        )
+    if not -rank <= a.axis < rank:
+        raise Problem(
+            f"`axis = {a.axis}` is out of range for inputs of rank {rank}",
+            f"use an axis from {-rank} to {rank - 1}; -1 is the channels",
+            arg="axis",
+            code="E0401",
         )
     axis = a.axis % rank
     for x in xs[1:]:

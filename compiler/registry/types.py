@@ -46,6 +46,15 @@ def describe(v: Any) -> str:
     return f"`{show(v)}`"
 
 
+class UnknownWord(Exception):
+    """A bare word where a non-word value was expected: the checker reports it as an unknown
+    name, with a did-you-mean over the names in scope (which only it knows)."""
+
+    def __init__(self, word: Sym, context: str):
+        super().__init__(word.name)
+        self.word, self.context = word, context
+
+
 class ArgType:
     label = "value"
 
@@ -72,7 +81,7 @@ class IntT(ArgType):
         if isinstance(v, bool) or not isinstance(v, int):
             if isinstance(v, float) and v.is_integer():
                 raise Mismatch(self.label, hint=f"write `{int(v)}` without the decimal point")
-            raise Mismatch(self.label)
+            raise Mismatch(self.label, hint=_unquote_hint(v))
         if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
             raise Mismatch(self.label, E_VALUE)
         return v
@@ -94,7 +103,7 @@ class FloatT(ArgType):
 
     def convert(self, v: Any, span: Span) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise Mismatch(self.label)
+            raise Mismatch(self.label, hint=_unquote_hint(v))
         f = float(v)
         bad = not math.isfinite(f)
         bad |= self.min is not None and (f < self.min or (self.min_open and f == self.min))
@@ -102,6 +111,16 @@ class FloatT(ArgType):
         if bad:
             raise Mismatch(self.label, E_VALUE)
         return f
+
+
+def _unquote_hint(v: Any) -> str | None:
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return None
+        return f"write it without quotes: `{v}`"
+    return None
 
 
 def _range_label(base: str, lo: float | None, hi: float | None, open_: bool = False) -> str:
@@ -381,6 +400,8 @@ def convert_at(t: ArgType, v: Any, span: Span, context: str = "value") -> Any:
     try:
         return t.convert(v, span)
     except Mismatch as m:
+        if isinstance(v, Sym) and m.code == E_TYPE:
+            raise UnknownWord(v, context) from None
         raise error(
             m.code, f"{context} must be {_article(m.expected)}, got {describe(v)}", span, m.hint
         ) from None
@@ -443,13 +464,17 @@ def _match(
             spans[variadic.name] = pos[0][1].to(pos[-1][1])
         pos = []
     if len(pos) > len(fixed):
-        extra_span = pos[len(fixed)][1]
+        extra, extra_span = pos[len(fixed)]
+        if isinstance(extra, Sym):  # most likely a misspelt value name, not an argument
+            raise UnknownWord(extra, noun)
         names = ", ".join(f"`{a.name}`" for a in fixed) or "none"
         raise error(
             E_TOO_MANY_ARGS,
             f"`{entry.name}` takes {len(fixed)} positional {noun}(s) ({names}), got {len(pos)}",
             extra_span,
-            "name the others: `name = value`" if fixed else None,
+            "name the others: `name = value`"
+            if len(entry.args) > len(fixed)
+            else f"remove the extra {noun}(s)",
         )
     for a, (v, s) in zip(fixed, pos, strict=False):
         given[a.name], spans[a.name] = v, s
@@ -457,8 +482,8 @@ def _match(
     for k, v, s in kws:
         if k not in arg_names:
             hint: str | None = did_you_mean(k, arg_names) or (
-                f"`{entry.name}` takes " + ", ".join(f"`{n}`" for n in names)
-                if names
+                f"`{entry.name}` takes " + ", ".join(f"`{n}`" for n in arg_names)
+                if arg_names
                 else f"`{entry.name}` takes no {noun}s"
             )
             raise error(E_UNKNOWN_ARG, f"unknown {noun} `{k}` for `{entry.name}`", s, hint)
@@ -476,6 +501,8 @@ def _match(
 def _missing_hint(entry: Entry, a: Arg, noun: str) -> str:
     if noun == "key":
         return f"add `{a.name}: ...` to the record"
+    if noun == "field":
+        return f"add `{a.name} = ...` to the `{entry.name}` section"
     if a.kw_only:
         return f"write `{entry.name}({a.name} = ...)`"
     return f"write `{entry.name}({a.name} = ...)` or give it first"
