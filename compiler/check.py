@@ -623,7 +623,7 @@ class Checker:
             raise error(E_NOT_A_LAYER, f"{describe(f)} cannot be called", e.func.span)
         if tensors:
             return self.apply(f, tensors, config, e.span)
-        return CallVal(f.name, tuple(config), e.span)
+        return CallVal(f.name, tuple(config), e.func.span)  # errors about the word point at it
 
     def _is_word(self, name: str) -> bool:
         return (
@@ -958,9 +958,12 @@ class Checker:
             return
         out = model.node(model.outputs[0])
         if len(out.shape) != 1:
-            hint = "insert `flatten` before `dense`" if len(out.shape) > 1 else None
-            if len(out.shape) == 3:
-                hint = "insert `flatten` (or `global_avgpool`) before the last `dense`"
+            pool = " (or `global_avgpool`)" if len(out.shape) == 3 else ""
+            hint = (
+                f"insert `flatten`{pool} before the last `dense`"
+                if out.op == "dense"
+                else f"end the model with `flatten`{pool} and `dense(classes)`"
+            )
             self.diags.add(
                 Diagnostic(
                     E_SHAPE,
