@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -61,7 +62,20 @@ class _PostLex:
     always_accept = ("COMMENT", "_NL", "LBRACE")
     _OPEN = {"LPAR": "(", "LSQB": "["}
     _CLOSE = {"RPAR", "RSQB"}
-    _RECORD_AFTER = {"EQUAL", "COLON", "COMMA", "LPAR", "LSQB", "_LREC", None}
+    # A `{` right after the end of an expression or a name opens a block (`model m {`,
+    # `block b(c) {`, `repeat 3 {`, `train {`); anywhere else it opens a record.
+    _BLOCK_AFTER = {
+        "NAME",
+        "INT",
+        "FLOAT",
+        "STRING",
+        "RPAR",
+        "RSQB",
+        "RBRACE",
+        "TRUE",
+        "FALSE",
+        "NONE",
+    }
 
     def __init__(self) -> None:
         self.comments: list[Token] = []
@@ -72,18 +86,18 @@ class _PostLex:
         self.comments = []
         self.open = []
         stack: list[str] = []
-        prev: str | None = "EQUAL" if self.expr_mode else "_START"
+        prev: str | None = "EQUAL" if self.expr_mode else "_NL"
         for tok in stream:
             if tok.type == "COMMENT":
                 self.comments.append(tok)
                 continue
             if tok.type == "_NL":
-                if (not stack or stack[-1] == "{") and prev not in ("_START", "LBRACE", "_NL"):
+                if (not stack or stack[-1] == "{") and prev not in ("LBRACE", "_NL"):
                     prev = "_NL"
                     yield tok
                 continue
             if tok.type == "LBRACE" and (
-                prev in self._RECORD_AFTER or (stack and stack[-1] != "{")
+                prev not in self._BLOCK_AFTER or (stack and stack[-1] != "{")
             ):
                 tok = Token.new_borrow_pos("_LREC", tok.value, tok)
             self._track(tok, stack)
@@ -306,7 +320,7 @@ class _Builder(Transformer):  # type: ignore[type-arg]
 
     def __init__(self, text: str, path: str, comments: list[Token]):
         super().__init__()
-        self.text_lines = text.splitlines()
+        self.text_lines = text.split("\n")  # Lark counts only \n as a line break
         self.path = path
         self.comments = sorted(comments, key=lambda t: (t.line, t.column))
         self.claimed: set[int] = set()
@@ -323,14 +337,16 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return out
 
     def _attach(
-        self, stmts: list[Any], first_line: int, last_line: int
+        self, stmts: list[Any], first_line: int, last_line: int, closing: int = 0
     ) -> tuple[list[Any], list[str]]:
         """Give each statement its leading and trailing comments; return the leftovers."""
         out: list[Any] = []
         prev = first_line
         for s in stmts:
             lead = self._take(prev + 1, s.span.end_line - 1)
-            trail = self._take(s.span.end_line, s.span.end_line)
+            trail = (
+                [] if s.span.end_line == closing else self._take(s.span.end_line, s.span.end_line)
+            )
             first = s.span.line - (len(lead) if lead else 0)
             blank = bool(out) and self._blank(min(first, s.span.line) - 1)
             extra = {"comments": tuple(lead), "blank_before": blank}
@@ -394,7 +410,9 @@ class _Builder(Transformer):  # type: ignore[type-arg]
     def body(self, meta: Any, c: list[Any]) -> ast.Body:
         span = _span(self.path, meta)
         opening = self._take(span.line, span.line) if span.end_line > span.line else []
-        stmts, rest = self._attach([s for s in c if s is not None], span.line, span.end_line - 1)
+        stmts, rest = self._attach(
+            [s for s in c if s is not None], span.line, span.end_line - 1, span.end_line
+        )
         return ast.Body(tuple(stmts), opening[0] if opening else None, tuple(rest), span=span)
 
     def input_decl(self, meta: Any, c: list[Any]) -> ast.InputDecl:
@@ -476,10 +494,34 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return ast.Subscript(c[0], tuple(index), span=_span(self.path, meta))
 
     def int_lit(self, meta: Any, c: list[Any]) -> ast.IntLit:
-        return ast.IntLit(int(_number(c[0])), span=_span(self.path, meta))
+        return ast.IntLit(self._int(c[0]), span=_span(self.path, meta))
 
     def float_lit(self, meta: Any, c: list[Any]) -> ast.FloatLit:
-        return ast.FloatLit(float(_number(c[0])), span=_span(self.path, meta))
+        return ast.FloatLit(self._float(c[0]), span=_span(self.path, meta))
+
+    def _float(self, tok: Token) -> float:
+        value = float(_number(tok))
+        if not math.isfinite(value):
+            self._too_large(tok)
+            return 0.0
+        return value
+
+    def _int(self, tok: Token) -> int:
+        digits = _number(tok)
+        if len(digits) > 30:
+            self._too_large(tok)
+            return 0
+        return int(digits)
+
+    def _too_large(self, tok: Token) -> None:
+        self.diagnostics.append(
+            Diagnostic(
+                E_SYNTAX,
+                f"number `{tok}` is too large",
+                _tok_span(self.path, tok),
+                "write a smaller number",
+            )
+        )
 
     def string_lit(self, meta: Any, c: list[Any]) -> ast.StringLit:
         return ast.StringLit(self._string(c[0]), span=_span(self.path, meta))
@@ -498,8 +540,7 @@ class _Builder(Transformer):  # type: ignore[type-arg]
 
     def quantity(self, meta: Any, c: list[Any]) -> ast.Quantity:
         num, unit = c
-        text = _number(num)
-        value: int | float = int(text) if num.type == "INT" else float(text)
+        value: int | float = self._int(num) if num.type == "INT" else self._float(num)
         canonical = UNITS.get(str(unit))
         if canonical is None:
             self.diagnostics.append(
@@ -534,7 +575,8 @@ class _Builder(Transformer):  # type: ignore[type-arg]
     def _string(self, tok: Token) -> str:
         try:
             value = json.loads(str(tok))  # JSON string escapes; spec text is never evaluated
-        except ValueError:
+            value.encode("utf-8")  # a lone surrogate (`\ud800`) is no character
+        except (ValueError, UnicodeEncodeError):
             self.diagnostics.append(
                 Diagnostic(E_SYNTAX, "invalid escape in string", _tok_span(self.path, tok))
             )
