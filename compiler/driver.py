@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
-from .diagnostics import E_FILE, Diagnostic, Diagnostics, Span, SpecError
+from .diagnostics import E_FILE, Diagnostic, DiagnosticError, Diagnostics, Span, SpecError
 from .ir import Program
-from .parse import parse
+from .parse import parse, parse_expr
 from .resolve import Reader, read_file, resolve
+from .values import Ref
 
 # The passes, in order. Each is a function of data; none prints or touches JAX.
 PASSES = ("parse", "resolve", "check")
@@ -42,3 +44,44 @@ def load(path: str, overrides: Sequence[str] = ()) -> Program:
             [Diagnostic(E_FILE, f"cannot read `{path}`: {e.strerror or e}", span)]
         ) from None
     return loads(text, path, overrides)
+
+
+def value(text: str, kind: str, path: str | None = None) -> tuple[Ref, Span]:
+    """A registry word written as in a spec (`adam(lr = 1e-3)`), validated: (Ref, its span)."""
+    from . import ast
+    from .check import Checker
+    from .registry.types import RefT, UnknownWord, convert_at
+    from .resolve import Resolved
+
+    path = path or f"<{kind}>"
+    expr = parse_expr(text, path)
+    checker = Checker(Resolved(ast.Module(()), {}, {}, {path: text}), Diagnostics())
+    try:
+        try:
+            ref = convert_at(RefT(kind), checker.static(expr, checker.menv), expr.span, kind)
+        except UnknownWord as u:
+            raise checker._unknown_word(u.word) from None
+    except DiagnosticError as e:
+        raise SpecError([e.diagnostic], {path: text}) from None
+    assert isinstance(ref, Ref)
+    return ref, expr.span
+
+
+def schedule(
+    text: str, lr: float, steps_per_epoch: int | None = None, total_steps: int | None = None
+) -> Callable[[Any], Any]:
+    """`dnn.schedule("cosine(decay_steps = 1000)", lr=0.1)`: step (0 = first update) → rate."""
+    from .lower_optax import lower_schedule
+
+    ref, span = value(text, "schedule")
+    try:
+        return lower_schedule(ref, lr, steps_per_epoch, total_steps, span)
+    except DiagnosticError as e:
+        raise SpecError([e.diagnostic], {span.path: text}) from None
+
+
+def clipper(text: str) -> Any:
+    """`dnn.clipper("global_norm(1.0)")`: an Optax gradient transformation."""
+    from .lower_optax import lower_clip
+
+    return lower_clip(value(text, "clipper")[0])

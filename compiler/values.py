@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from .diagnostics import NO_SPAN, Span
 
@@ -94,7 +95,7 @@ class Ref:
     name: str
     args: tuple[tuple[str, object], ...] = ()
 
-    def arg(self, name: str) -> object:
+    def arg(self, name: str) -> Any:
         return dict(self.args)[name]
 
     def __str__(self) -> str:
@@ -109,7 +110,7 @@ class Rec:
 
     items: tuple[tuple[str, object], ...]
 
-    def get(self, key: str) -> object:
+    def get(self, key: str) -> Any:
         return dict(self.items)[key]
 
     def __str__(self) -> str:

@@ -1,0 +1,261 @@
+"""IR → Optax: learning-rate schedules and gradient clipping (optimizers land next).
+
+Schedules are functions of the optimizer step `t` (0 for the first update) written with
+`jax.numpy`, so they run inside a jitted step and in float64 when x64 is on. Each registry
+word has one function here of the same name. Durations in epochs are converted with the
+known steps per epoch; an epoch unit without it is a positioned diagnostic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .diagnostics import E_VALUE, Span, error
+from .values import Quantity, Ref
+
+Schedule = Callable[[Any], Any]
+
+
+def steps(q: Quantity, steps_per_epoch: int | None, span: Span, what: str) -> int:
+    """A duration in optimizer steps."""
+    if q.unit == "steps":
+        return int(q.value)
+    if steps_per_epoch is None:
+        raise error(
+            E_VALUE,
+            f"`{what}` is in epochs but the steps per epoch are not known",
+            span,
+            f"write it in steps, e.g. `{what} = 1000 steps`, or pass steps_per_epoch",
+        )
+    return int(round(q.value * steps_per_epoch))
+
+
+class _Durations:
+    """Reads a schedule's duration arguments in steps."""
+
+    def __init__(self, ref: Ref, steps_per_epoch: int | None, span: Span):
+        self.args: dict[str, Any] = dict(ref.args)
+        self.spe, self.span = steps_per_epoch, span
+
+    def __call__(self, name: str) -> int:
+        return steps(self.args[name], self.spe, self.span, name)
+
+    def many(self, name: str) -> list[int]:
+        return [steps(q, self.spe, self.span, name) for q in self.args[name]]
+
+
+def lower_schedule(
+    ref: Ref,
+    lr: float,
+    steps_per_epoch: int | None = None,
+    total_steps: int | None = None,
+    span: Span | None = None,
+) -> Schedule:
+    """The learning rate as a function of the step, for a `schedule = ...` value."""
+    span = span or Span("<schedule>", 1, 1, 1, 1)
+    d = _Durations(ref, steps_per_epoch, span)
+    a = dict(ref.args)
+    body = _SCHEDULES[ref.name](a, d, lr, total_steps, span)
+    warmup = d("warmup") if "warmup" in a and ref.name != "warmup_cosine" else 0
+    return _with_warmup(body, lr, warmup) if warmup else body
+
+
+def _with_warmup(body: Schedule, lr: float, warmup: int) -> Schedule:
+    """Linear warm-up from 0 over `warmup` steps; the schedule's own count starts after it."""
+
+    def f(t: Any) -> Any:
+        t = jnp.asarray(t)
+        return jnp.where(t < warmup, lr * t / warmup, body(jnp.maximum(t - warmup, 0)))
+
+    return f
+
+
+def _const(value: float) -> Schedule:
+    return lambda t: jnp.full(jnp.shape(t), value, dtype=jnp.result_type(float))
+
+
+def constant(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    return _const(lr)
+
+
+def step(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    size, gamma = d("step_size"), a["gamma"]
+    return lambda t: lr * gamma ** jnp.floor_divide(t, size)
+
+
+def multistep(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    milestones, gamma = jnp.asarray(d.many("milestones")), a["gamma"]
+    return lambda t: lr * gamma ** jnp.sum(jnp.asarray(t)[..., None] >= milestones, axis=-1)
+
+
+def _decay_exponent(a: dict, d: _Durations) -> Callable[[Any], Any]:
+    ds, stair = d("decay_steps"), a["staircase"]
+    return lambda t: jnp.floor_divide(t, ds) if stair else jnp.asarray(t) / ds
+
+
+def exponential(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    p, rate = _decay_exponent(a, d), a["decay_rate"]
+    return lambda t: lr * rate ** p(t)
+
+
+def natural_exp(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    p, rate = _decay_exponent(a, d), a["decay_rate"]
+    return lambda t: lr * jnp.exp(-rate * p(t))
+
+
+def inverse_time(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    p, rate = _decay_exponent(a, d), a["decay_rate"]
+    return lambda t: lr / (1 + rate * p(t))
+
+
+def piecewise_constant(
+    a: dict, d: _Durations, lr: float, total: int | None, span: Span
+) -> Schedule:
+    bounds, values = d.many("boundaries"), a["values"]
+    if len(values) != len(bounds) + 1:
+        raise error(
+            E_VALUE,
+            f"`piecewise_constant` needs {len(bounds) + 1} values for "
+            f"{len(bounds)} boundaries, got {len(values)}",
+            span,
+            "give one value before the first boundary and one after each",
+        )
+    b, v = jnp.asarray(bounds), jnp.asarray(values)
+    return lambda t: v[jnp.sum(jnp.asarray(t)[..., None] >= b, axis=-1)]
+
+
+def polynomial(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    ds, end, power = d("decay_steps"), a["end_lr"], a["power"]
+    return lambda t: (lr - end) * (1 - jnp.minimum(t, ds) / ds) ** power + end
+
+
+def cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    return _cosine(lr, d("decay_steps"), a["alpha"])
+
+
+def _cosine(lr: float, ds: int, alpha: float) -> Schedule:
+    return lambda t: (
+        lr * (alpha + (1 - alpha) * (1 + jnp.cos(math.pi * jnp.minimum(t, ds) / ds)) / 2)
+    )
+
+
+def cosine_restarts(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    period, mult, low = d("period"), a["mult"], a["min_lr"]
+
+    def f(t: Any) -> Any:
+        t = jnp.asarray(t, dtype=jnp.result_type(float))
+        if mult == 1:
+            t_cur, t_i = jnp.mod(t, period), period
+        else:  # PyTorch CosineAnnealingWarmRestarts: n = floor(log(t/T0·(m-1) + 1, m))
+            n = jnp.floor(jnp.log(t / period * (mult - 1) + 1) / math.log(mult))
+            t_cur = t - period * (mult**n - 1) / (mult - 1)
+            t_i = period * mult**n
+        return low + (lr - low) * (1 + jnp.cos(math.pi * t_cur / t_i)) / 2
+
+    return f
+
+
+def one_cycle(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    """PyTorch OneCycleLR (two phases); its phase ends are step pct·total - 1 and total - 1."""
+    n = d("total")
+    top = a["max_lr"]
+    start = top / a["div_factor"]
+    low = start / a["final_div_factor"]
+    up_end = float(a["pct_start"] * n) - 1
+    down_end = float(n - 1)
+    anneal = _cos_anneal if str(a["anneal_strategy"]) == "cos" else _lin_anneal
+
+    def f(t: Any) -> Any:
+        t = jnp.asarray(t, dtype=jnp.result_type(float))
+        up = anneal(start, top, t / up_end)
+        down = anneal(top, low, (t - up_end) / (down_end - up_end))
+        return jnp.where(t <= up_end, up, down)
+
+    return f
+
+
+def _cos_anneal(a: float, b: float, p: Any) -> Any:
+    return b + (a - b) / 2 * (1 + jnp.cos(math.pi * p))
+
+
+def _lin_anneal(a: float, b: float, p: Any) -> Any:
+    return a + (b - a) * p
+
+
+def warmup_cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    warm = d("warmup")
+    if a["decay_steps"] is not None:
+        ds = d("decay_steps")
+    elif total is not None:
+        ds = max(total - warm, 1)
+    else:
+        raise error(
+            E_VALUE,
+            "`warmup_cosine` without `decay_steps` needs the length of training",
+            span,
+            "give `decay_steps`, or build it with the total number of steps",
+        )
+    body = _cosine(lr, ds, a["alpha"])
+    return _with_warmup(body, lr, warm) if warm else body
+
+
+def reduce_on_plateau(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
+    """The base rate; the runtime multiplies it by the plateau factor (see `Plateau`)."""
+    return _const(lr)
+
+
+_SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    name: globals()[name]
+    for name in (
+        "constant",
+        "step",
+        "multistep",
+        "exponential",
+        "natural_exp",
+        "inverse_time",
+        "piecewise_constant",
+        "polynomial",
+        "cosine",
+        "cosine_restarts",
+        "one_cycle",
+        "warmup_cosine",
+        "reduce_on_plateau",
+    )
+}
+
+# ------------------------------------------------------------------ clipping
+
+
+def lower_clip(ref: Ref) -> optax.GradientTransformation:
+    """A `clip = ...` value as an Optax transformation (applied first in the chain)."""
+    c = float(ref.arg("c"))
+    if ref.name == "value":
+        return optax.clip(c)
+    if ref.name == "norm":
+        return _per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)), c)
+    if ref.name == "average_norm":
+        return _per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)) / g.size, c)  # TF's avg norm
+    if ref.name == "global_norm":
+        return optax.clip_by_global_norm(c)
+    if ref.name == "adaptive":
+        return optax.adaptive_grad_clip(c, eps=float(ref.arg("eps")))
+    raise NotImplementedError(ref.name)
+
+
+def _per_tensor(norm: Callable[[Any], Any], c: float) -> optax.GradientTransformation:
+    """g <- g · c / max(norm(g), c), for each tensor on its own."""
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        def one(g: Any) -> Any:
+            n = norm(g)
+            return jnp.where(n > c, g * (c / n), g)
+
+        return jax.tree.map(one, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
