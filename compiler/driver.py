@@ -85,3 +85,13 @@ def clipper(text: str) -> Any:
     from .lower_optax import lower_clip
 
     return lower_clip(value(text, "clipper")[0])
+
+
+def optimizer(text: str, steps_per_epoch: int | None = None) -> Any:
+    """`dnn.optimizer("adam(lr = 1e-3, amsgrad = true)")`: an Optax transformation.
+
+    The learning rate is injected: `state.hyperparams["learning_rate"]` can be set.
+    """
+    from .lower_optax import lower_optimizer
+
+    return lower_optimizer(value(text, "optimizer")[0])

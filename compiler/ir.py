@@ -125,6 +125,12 @@ class Program:
     module: Any = field(default=None, compare=False, repr=False)  # the resolved ast.Module
     warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False)
 
+    def build_optimizer(self, steps_per_epoch: int | None = None) -> Any:
+        """The Optax chain of the `train` section: clipping, optimizer, schedule (imports JAX)."""
+        from .lower_optax import lower_train
+
+        return lower_train(self, steps_per_epoch)
+
     def summary(self) -> Any:
         """The Keras-like table of layers, shapes and parameter counts."""
         from .summary import summarize

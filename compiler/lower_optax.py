@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .diagnostics import E_VALUE, Span, error
+from . import lower_transforms as T
+from .diagnostics import E_VALUE, DiagnosticError, Span, error
 from .values import Quantity, Ref
 
 Schedule = Callable[[Any], Any]
@@ -259,3 +260,147 @@ def _per_tensor(norm: Callable[[Any], Any], c: float) -> optax.GradientTransform
         return jax.tree.map(one, updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+# ------------------------------------------------------------------ optimizers
+# The chain, in this fixed order: clipping → coupled L2 (`weight_decay` of the PyTorch
+# optimizers that add it to the gradient) → the optimizer's direction → decoupled decay
+# (AdamW, Lion, LAMB) → learning rate. The whole chain is wrapped in `inject_hyperparams`, so
+# schedules and plateau reduction set `learning_rate` in the optimizer state.
+
+Parts = list[optax.GradientTransformation]
+
+
+def _coupled(a: dict[str, Any]) -> Parts:
+    wd = a.get("weight_decay", 0.0)
+    return [optax.add_decayed_weights(wd)] if wd else []
+
+
+def _decoupled(a: dict[str, Any]) -> Parts:
+    return [optax.add_decayed_weights(a["weight_decay"])] if a["weight_decay"] else []
+
+
+def _sgd(a: dict[str, Any], lr: Any) -> Parts:
+    momentum = (
+        [T.scale_by_sgd_momentum(a["momentum"], a["dampening"], a["nesterov"])]
+        if a["momentum"]
+        else []
+    )
+    return [*_coupled(a), *momentum, optax.scale_by_learning_rate(lr)]
+
+
+def _rmsprop(a: dict[str, Any], lr: Any) -> Parts:
+    scale = optax.scale_by_stddev if a["centered"] else optax.scale_by_rms
+    momentum = [optax.trace(decay=a["momentum"])] if a["momentum"] else []
+    return [
+        *_coupled(a),
+        scale(decay=a["alpha"], eps=a["eps"], eps_in_sqrt=False),
+        *momentum,
+        optax.scale_by_learning_rate(lr),
+    ]
+
+
+def _adam_direction(a: dict[str, Any]) -> optax.GradientTransformation:
+    scale = optax.scale_by_amsgrad if a.get("amsgrad") else optax.scale_by_adam
+    return scale(b1=a["b1"], b2=a["b2"], eps=a["eps"])
+
+
+_OPTIMIZERS: dict[str, Callable[[dict[str, Any], Any], Parts]] = {
+    "sgd": _sgd,
+    "momentum": _sgd,
+    "nesterov": _sgd,
+    "adagrad": lambda a, lr: [
+        *_coupled(a),
+        T.scale_by_torch_adagrad(a["lr_decay"], a["initial_accumulator_value"], a["eps"]),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "rmsprop": _rmsprop,
+    "adadelta": lambda a, lr: [
+        *_coupled(a),
+        optax.scale_by_adadelta(a["rho"], a["eps"]),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "adam": lambda a, lr: [*_coupled(a), _adam_direction(a), optax.scale_by_learning_rate(lr)],
+    "amsgrad": lambda a, lr: [*_coupled(a), _adam_direction(a), optax.scale_by_learning_rate(lr)],
+    "adamw": lambda a, lr: [_adam_direction(a), *_decoupled(a), optax.scale_by_learning_rate(lr)],
+    "adamax": lambda a, lr: [
+        *_coupled(a),
+        T.scale_by_torch_adamax(a["b1"], a["b2"], a["eps"]),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "nadam": lambda a, lr: [
+        *_coupled(a),
+        T.scale_by_torch_nadam(a["b1"], a["b2"], a["eps"], a["momentum_decay"]),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "radam": lambda a, lr: [
+        *_coupled(a),
+        T.scale_by_torch_radam(a["b1"], a["b2"], a["eps"]),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "lion": lambda a, lr: [
+        optax.scale_by_lion(b1=a["b1"], b2=a["b2"]),
+        *_decoupled(a),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "lamb": lambda a, lr: [
+        optax.scale_by_adam(b1=a["b1"], b2=a["b2"], eps=a["eps"]),
+        *_decoupled(a),
+        optax.scale_by_trust_ratio(),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "lars": lambda a, lr: [
+        *_coupled(a),
+        optax.scale_by_trust_ratio(trust_coefficient=a["trust_coefficient"], eps=a["eps"]),
+        optax.trace(decay=a["momentum"], nesterov=a["nesterov"]),
+        optax.scale_by_learning_rate(lr),
+    ],
+    "ftrl": lambda a, lr: [
+        T.ftrl(lr, a["lr_power"], a["initial_accumulator_value"], a["l1"], a["l2"])
+    ],
+    "proximal_sgd": lambda a, lr: [T.proximal_sgd(lr, a["l1"], a["l2"])],
+    "proximal_adagrad": lambda a, lr: [
+        T.proximal_adagrad(lr, a["initial_accumulator_value"], a["l1"], a["l2"])
+    ],
+    "adagrad_da": lambda a, lr: [
+        T.adagrad_da(lr, a["initial_gradient_squared_accumulator_value"], a["l1"], a["l2"])
+    ],
+}
+
+
+def lower_optimizer(
+    ref: Ref, learning_rate: float | Schedule | None = None, clip: Ref | None = None
+) -> optax.GradientTransformation:
+    """An `optimizer = ...` value (with an optional schedule and clipping) as one Optax chain.
+
+    `learning_rate` defaults to the optimizer's `lr`; a schedule (step → rate) may replace it.
+    The result's state holds `hyperparams["learning_rate"]`, which the runtime may overwrite.
+    """
+    a = dict(ref.args)
+    build = _OPTIMIZERS[ref.name]
+    prefix = [lower_clip(clip)] if clip is not None else []
+
+    def chain(learning_rate: Any) -> optax.GradientTransformation:
+        return optax.chain(*prefix, *build(a, learning_rate))
+
+    rate = a["lr"] if learning_rate is None else learning_rate
+    return optax.inject_hyperparams(chain)(learning_rate=rate)
+
+
+def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+    """The `train` section's optimizer, schedule and clipping as one injected Optax chain."""
+    from .diagnostics import SpecError
+
+    train = program.train
+    total = train.epochs * steps_per_epoch if steps_per_epoch else None
+    try:
+        sched = lower_schedule(
+            train.schedule,
+            train.optimizer.arg("lr"),
+            steps_per_epoch,
+            total,
+            train.span_of("schedule"),
+        )
+    except DiagnosticError as e:
+        raise SpecError([e.diagnostic], program.sources) from None
+    return lower_optimizer(train.optimizer, sched, train.clip)

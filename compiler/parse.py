@@ -367,7 +367,7 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return ast.Module(tuple(items), tuple(rest), self.path)
 
     def version(self, meta: Any, c: list[Any]) -> ast.Version:
-        return ast.Version(int(_number(c[0])), span=_span(self.path, meta))
+        return ast.Version(self._int(c[0]), span=_span(self.path, meta))
 
     def import_stmt(self, meta: Any, c: list[Any]) -> ast.ImportStmt:
         return ast.ImportStmt(self._string(c[0]), span=_span(self.path, meta))

@@ -180,3 +180,20 @@ def test_clip_adaptive_unitwise() -> None:
     # one unit: ||W|| = 1, ||G|| = 10 > c·||W|| = 0.1 → G · 0.1 / 10
     out = clipped("adaptive(0.1)", {"w": jnp.array([10.0, 0.0])}, {"w": jnp.array([1.0, 0.0])})
     close(list(out["w"]), [0.1, 0.0])
+
+
+def test_program_build_optimizer_uses_train_section() -> None:
+    import dnn
+
+    program = dnn.load("examples/digits_cnn.dnn")
+    tx = program.build_optimizer(steps_per_epoch=10)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    # warm-up of 50 steps from 0 toward adam's lr = 2e-3: the first rate is 0, step 25 is half
+    assert float(state.hyperparams["learning_rate"]) == 0.0
+    for _ in range(25):
+        _, state = tx.update({"w": jnp.ones(3)}, state, params)
+    np.testing.assert_allclose(float(state.hyperparams["learning_rate"]), 1e-3, rtol=1e-12)
+    with pytest.raises(SpecError) as info:
+        program.build_optimizer()  # `30 epochs` needs the steps per epoch
+    assert info.value.diagnostics[0].span.line == 38
