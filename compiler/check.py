@@ -6,6 +6,7 @@ and elaboration carries on with a poisoned value, so one run reports every indep
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -158,6 +159,8 @@ class Checker:
             self._check_loss(model, train)
         if model is not None and data is not None:
             self._check_data(model, data)
+        if model is not None and train is not None:
+            self._check_freeze(model, train)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
         version = next((i.number for i in self.r.module.items if isinstance(i, ast.Version)), 1)
         return Program(
@@ -972,6 +975,21 @@ class Checker:
                     hint,
                 )
             )
+
+    def _check_freeze(self, model: Graph, train: Config) -> None:
+        """Every `freeze` pattern must name at least one layer with weights."""
+        weighted = [n.name for n in model.nodes if n.params]
+        for pattern in train.freeze:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in weighted):
+                self.diags.add(
+                    Diagnostic(
+                        E_UNKNOWN_NAME,
+                        f'`freeze` pattern "{pattern}" matches no layer with weights',
+                        train.span_of("freeze"),
+                        did_you_mean(pattern, weighted)
+                        or "layers with weights: " + ", ".join(f"`{n}`" for n in weighted[:8]),
+                    )
+                )
 
     def _check_data(self, model: Graph, data: Config) -> None:
         source = data.source

@@ -403,4 +403,7 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
         )
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
-    return lower_optimizer(train.optimizer, sched, train.clip)
+    tx = lower_optimizer(train.optimizer, sched, train.clip)
+    if train.accumulate > 1:  # one update from the mean gradient of k micro-batches
+        return optax.MultiSteps(tx, every_k_schedule=train.accumulate).gradient_transformation()
+    return tx

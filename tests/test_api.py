@@ -148,3 +148,12 @@ def test_negative_units_message() -> None:
         "E0306",
         "argument `units` of `dense` must be an int > 0, got `0`",
     )
+
+
+def test_freeze_patterns_must_match_a_layer() -> None:
+    src = 'model m {\n  input x: f32[4]\n  encoder = dense(3)\n  dense(2)\n}\ntrain {\n  freeze = ["encodr"]\n}\n'
+    assert_error(
+        src, "7:12", "E0201", 'pattern "encodr" matches no layer', "did you mean `encoder`?"
+    )
+    program = dnn.loads(src.replace('"encodr"', '"enc*"'))
+    assert program.train.freeze == ("enc*",)
