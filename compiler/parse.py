@@ -577,9 +577,10 @@ class _Builder(Transformer):  # type: ignore[type-arg]
             value = json.loads(str(tok))  # JSON string escapes; spec text is never evaluated
             value.encode("utf-8")  # a lone surrogate (`\ud800`) is no character
         except (ValueError, UnicodeEncodeError):
-            self.diagnostics.append(
-                Diagnostic(E_SYNTAX, "invalid escape in string", _tok_span(self.path, tok))
-            )
+            raw_control = any(ord(ch) < 32 for ch in str(tok))
+            message = "control character in string" if raw_control else "invalid escape in string"
+            hint = "write a tab as `\\t`" if "\t" in str(tok) else None
+            self.diagnostics.append(Diagnostic(E_SYNTAX, message, _tok_span(self.path, tok), hint))
             return str(tok)[1:-1]
         return str(value)
 

@@ -104,10 +104,21 @@ def _fmt_result(args: argparse.Namespace, path: str, text: str, out: str) -> int
             print(f"{path}: would be reformatted", file=sys.stderr)
         return EXIT_SPEC if changed else EXIT_OK
     if changed and not args.diff:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(out)
+        _write_atomic(path, out)
         print(f"{path}: reformatted", file=sys.stderr)
     return EXIT_OK
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write beside the file, then rename over it: a failure never leaves a truncated spec."""
+    tmp = f"{path}.dnn-fmt.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _read(path: str) -> str:
