@@ -5,12 +5,18 @@ The public API (importing it does not import JAX):
     program = dnn.load("examples/mnist_cnn.dnn", overrides=["width=128"])
     print(program.summary())
     text = dnn.format(open("spec.dnn").read())
+
+Lowering to Optax imports JAX on first use:
+
+    tx = dnn.optimizer("adam(lr = 1e-3, amsgrad = true)")       # optax.GradientTransformation
+    lr = dnn.schedule("cosine(decay_steps = 1000)", lr=0.1)      # step (0 = first) -> rate
+    tx = program.build_optimizer(steps_per_epoch=100)            # the train section's chain
 """
 
 from __future__ import annotations
 
 from dnn.compiler.diagnostics import Diagnostic, InternalError, Span, SpecError
-from dnn.compiler.driver import load, loads
+from dnn.compiler.driver import clipper, load, loads, optimizer, schedule
 from dnn.compiler.format import format_text as format
 from dnn.compiler.ir import Config, Graph, Node, Program
 from dnn.compiler.summary import Summary
