@@ -91,7 +91,7 @@ class _Resolver:
                 self.diags.add(
                     Diagnostic(
                         E_DUPLICATE,
-                        f"block `{block.name}` has two arguments named `{p.name}`",
+                        f"argument `{p.name}` appears twice in block `{block.name}`",
                         p.span,
                         "rename one of them",
                     )
