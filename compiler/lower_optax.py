@@ -387,6 +387,22 @@ def lower_optimizer(
     return optax.inject_hyperparams(chain)(learning_rate=rate)
 
 
+# These compute the parameters with the learning rate in a denominator: a rate of 0 is undefined.
+_RATE_DIVIDERS = ("ftrl", "adagrad_da")
+
+
+def _never_zero(sched: Schedule, total: int | None, name: str, span: Span) -> None:
+    steps_ = jnp.arange(total if total else 10_000)
+    if float(jnp.min(sched(steps_))) <= 0:
+        raise error(
+            E_VALUE,
+            f"this schedule reaches a learning rate of 0, which `{name}` divides by",
+            span,
+            "drop the warm-up, keep a floor (`alpha`, `end_lr`, `min_lr` > 0), "
+            "or choose another optimizer",
+        )
+
+
 def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
     """The `train` section's optimizer, schedule and clipping as one injected Optax chain."""
     from .diagnostics import SpecError
@@ -401,6 +417,8 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
             total,
             train.span_of("schedule"),
         )
+        if train.optimizer.name in _RATE_DIVIDERS:
+            _never_zero(sched, total, train.optimizer.name, train.span_of("schedule"))
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
     tx = lower_optimizer(train.optimizer, sched, train.clip)

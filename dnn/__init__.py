@@ -31,8 +31,11 @@ __all__ = [
     "Span",
     "SpecError",
     "Summary",
+    "clipper",
     "format",
     "load",
     "loads",
+    "optimizer",
+    "schedule",
 ]
 __version__ = "0.1.0"

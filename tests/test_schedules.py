@@ -198,3 +198,16 @@ def test_program_build_optimizer_uses_train_section() -> None:
     with pytest.raises(SpecError) as info:
         program.build_optimizer()  # `30 epochs` needs the steps per epoch
     assert info.value.diagnostics[0].span.line == 38
+
+
+def test_rate_dividing_optimizers_refuse_a_zero_rate() -> None:
+    import dnn
+
+    src = "train {\n  optimizer = ftrl(lr = 0.1)\n  schedule = step(step_size = 5, warmup = 10 steps)\n}\n"
+    with pytest.raises(SpecError) as info:
+        dnn.loads(src, "f.dnn").build_optimizer(steps_per_epoch=10)
+    (d,) = info.value.diagnostics
+    assert "reaches a learning rate of 0, which `ftrl` divides by" in d.message
+    assert (d.span.line, d.span.col) == (3, 14)
+    ok = src.replace(", warmup = 10 steps", "")
+    assert dnn.loads(ok).build_optimizer(steps_per_epoch=10) is not None
