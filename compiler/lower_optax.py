@@ -8,8 +8,10 @@ known steps per epoch; an epoch unit without it is a positioned diagnostic.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -207,7 +209,7 @@ def warmup_cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Sp
 
 
 def reduce_on_plateau(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
-    """The base rate; the runtime multiplies it by the plateau factor (see `Plateau`)."""
+    """The base rate; the runtime multiplies it by `Plateau.scale` (see `plateau_step`)."""
     return _const(lr)
 
 
@@ -273,11 +275,12 @@ Parts = list[optax.GradientTransformation]
 
 def _coupled(a: dict[str, Any]) -> Parts:
     wd = a.get("weight_decay", 0.0)
-    return [optax.add_decayed_weights(wd)] if wd else []
+    return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if wd else []
 
 
 def _decoupled(a: dict[str, Any]) -> Parts:
-    return [optax.add_decayed_weights(a["weight_decay"])] if a["weight_decay"] else []
+    wd = a["weight_decay"]
+    return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if wd else []
 
 
 def _sgd(a: dict[str, Any], lr: Any) -> Parts:
@@ -369,14 +372,19 @@ _OPTIMIZERS: dict[str, Callable[[dict[str, Any], Any], Parts]] = {
 
 
 def lower_optimizer(
-    ref: Ref, learning_rate: float | Schedule | None = None, clip: Ref | None = None
+    ref: Ref,
+    learning_rate: float | Schedule | None = None,
+    clip: Ref | None = None,
+    decay_all: bool = True,
 ) -> optax.GradientTransformation:
     """An `optimizer = ...` value (with an optional schedule and clipping) as one Optax chain.
 
     `learning_rate` defaults to the optimizer's `lr`; a schedule (step → rate) may replace it.
     The result's state holds `hyperparams["learning_rate"]`, which the runtime may overwrite.
+    `decay_all = False` keeps weight decay off biases and normalization scales.
     """
     a = dict(ref.args)
+    a["_mask"] = None if decay_all else decay_mask
     build = _OPTIMIZERS[ref.name]
     prefix = [lower_clip(clip)] if clip is not None else []
 
@@ -421,7 +429,111 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
             _never_zero(sched, total, train.optimizer.name, train.span_of("schedule"))
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
-    tx = lower_optimizer(train.optimizer, sched, train.clip)
+    tx = lower_optimizer(train.optimizer, sched, train.clip, train.decay_all)
+    if train.lr_scale:
+        tx = optax.chain(tx, scale_layers(train.lr_scale))
+    tx = freeze(tx, train.freeze)
     if train.accumulate > 1:  # one update from the mean gradient of k micro-batches
         return optax.MultiSteps(tx, every_k_schedule=train.accumulate).gradient_transformation()
     return tx
+
+
+# ------------------------------------------------------------------ reduce on plateau
+
+
+@dataclass(frozen=True, slots=True)
+class Plateau:
+    """State of `reduce_on_plateau`, stepped once per epoch with the monitored value.
+
+    PyTorch's ReduceLROnPlateau: after more than `patience` epochs without improvement
+    (outside the cooldown), the rate is multiplied by `factor`, not going below `min_lr`.
+    """
+
+    best: float
+    bad_epochs: int = 0
+    cooldown_left: int = 0
+    scale: float = 1.0  # the multiplier on the base rate so far
+
+
+def plateau_start(ref: Ref) -> Plateau:
+    return Plateau(math.inf if str(ref.arg("mode")) == "min" else -math.inf)
+
+
+def plateau_step(ref: Ref, state: Plateau, value: float, base_lr: float) -> Plateau:
+    """The state after an epoch whose monitored quantity is `value`."""
+    a: dict[str, Any] = dict(ref.args)
+    best, bad = state.best, state.bad_epochs + 1
+    if _improved(a, value, best):
+        best, bad = value, 0
+    cooldown = state.cooldown_left
+    if cooldown > 0:
+        cooldown, bad = cooldown - 1, 0
+    scale = state.scale
+    if bad > a["patience"]:
+        old = base_lr * scale
+        new = max(old * a["factor"], a["min_lr"])
+        if old - new > 1e-8:  # PyTorch's eps: changes smaller than this are ignored
+            scale = new / base_lr
+        cooldown, bad = a["cooldown"], 0
+    return Plateau(best, bad, cooldown, scale)
+
+
+def _improved(a: dict[str, Any], value: float, best: float) -> bool:
+    rel, th = str(a["threshold_mode"]) == "rel", a["threshold"]
+    if str(a["mode"]) == "min":
+        return value < (best * (1 - th) if rel else best - th)
+    return value > (best * (1 + th) if rel else best + th)
+
+
+# ------------------------------------------------------------------ parameter groups
+# The contract with the Flax lowering: a parameter's layer is the path of keys above its leaf,
+# joined with "/" (the node names of the IR, e.g. "basic_1/conv_bn/conv2d"); the leaf's key is
+# its role: "kernel", "bias", "scale", "embedding", ...
+
+NO_DECAY_LEAVES = ("bias", "scale")
+
+
+def _layer_and_role(path: Any) -> tuple[str, str]:
+    keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    return "/".join(keys[:-1]), (keys[-1] if keys else "")
+
+
+def decay_mask(params: Any) -> Any:
+    """True where weight decay applies: not on biases and normalization scales."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: _layer_and_role(path)[1] not in NO_DECAY_LEAVES, params
+    )
+
+
+def frozen_labels(params: Any, patterns: tuple[str, ...]) -> Any:
+    """ "frozen" for parameters of layers matching a `freeze` pattern, else "train"."""
+
+    def label(path: Any, _: Any) -> str:
+        layer = _layer_and_role(path)[0]
+        return "frozen" if any(fnmatch.fnmatchcase(layer, p) for p in patterns) else "train"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def freeze(tx: optax.GradientTransformation, patterns: tuple[str, ...]) -> Any:
+    """Zero the updates of frozen layers (their optimizer state is not even kept)."""
+    if not patterns:
+        return tx
+    return optax.multi_transform(
+        {"train": tx, "frozen": optax.set_to_zero()}, lambda params: frozen_labels(params, patterns)
+    )
+
+
+def scale_layers(scales: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
+    """Multiply each layer's update by the factor of the first pattern matching it."""
+
+    def factor(layer: str) -> float:
+        return next((f for pat, f in scales if fnmatch.fnmatchcase(layer, pat)), 1.0)
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        def one(path: Any, u: Any) -> Any:
+            return u * factor(_layer_and_role(path)[0])
+
+        return jax.tree_util.tree_map_with_path(one, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

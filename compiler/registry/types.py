@@ -375,6 +375,29 @@ class RecordT(ArgType):
 
 
 @dataclass(frozen=True)
+class MapT(ArgType):
+    """A record with free keys, e.g. layer patterns: `{ "conv*": 0.1, head: 2.0 }`."""
+
+    value: ArgType
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"{{ name: {self.value.label}, ... }}"
+
+    def convert(self, v: Any, span: Span) -> Any:
+        if not isinstance(v, RecordVal):
+            raise Mismatch(f"a record {{ name: {self.value.label}, ... }}")
+        spans = v.spans or (span,) * len(v.keys)
+        return tuple(
+            (k, convert_at(self.value, x, s, f"the value of `{k}`"))
+            for k, x, s in zip(v.keys, v.values, spans, strict=True)
+        )
+
+    def from_default(self, d: Any) -> Any:
+        return RecordVal((), ()) if d == () else d
+
+
+@dataclass(frozen=True)
 class UnionT(ArgType):
     options: tuple[ArgType, ...]
 
