@@ -15,13 +15,11 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np
+import optax  # noqa: E402
 import pytest
-
-jax = pytest.importorskip("jax")
-jnp = pytest.importorskip("jax.numpy")
-optax = pytest.importorskip("optax")
-
 from dnn.compiler.diagnostics import SpecError  # noqa: E402
 from dnn.compiler.driver import optimizer  # noqa: E402
 from dnn.compiler.registry.core import REQUIRED  # noqa: E402
@@ -639,10 +637,10 @@ def test_rate_can_change_between_steps(name: str) -> None:
     assert_same(run_ours(f"{name}(lr = {lr})", lrs=lrs), run_ref(step, lr, lrs=lrs), name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# Closed-form updates (CLOSED_FORM) divide by the rate, so a zero rate is undefined for them;
+# build_optimizer refuses schedules reaching 0 for those (tests/test_schedules.py).
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in CLOSED_FORM])
 def test_zero_rate_freezes_params(name: str) -> None:
-    if name in CLOSED_FORM:
-        pytest.skip("closed-form update: the rate divides (see CLOSED_FORM)")
     lr = GOOD_LR[name]
     lrs = [lr] * 5 + [0.0] * 4 + [lr] * 3
     ours = run_ours(f"{name}(lr = {lr})", lrs=lrs, steps=len(lrs))

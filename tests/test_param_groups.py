@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np
 import pytest
-
-jax = pytest.importorskip("jax")
-jnp = pytest.importorskip("jax.numpy")
-optax = pytest.importorskip("optax")
-
 from dnn.compiler.driver import value  # noqa: E402
 from dnn.compiler.lower_optax import decay_mask, plateau_start, plateau_step  # noqa: E402
 

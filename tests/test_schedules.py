@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np
 import pytest
-
-jax = pytest.importorskip("jax")
-jnp = pytest.importorskip("jax.numpy")
-
 from dnn.compiler.diagnostics import SpecError  # noqa: E402
 from dnn.compiler.driver import schedule  # noqa: E402
 
