@@ -1,0 +1,112 @@
+"""Losses and weight penalties in JAX: what the train step minimizes (issue 3, in progress).
+
+Each loss word has one function here of the same name, `(logits, targets, args) -> scalar`,
+the mean over the batch (and over output features where the formula says so). Penalties
+(`l1`, `l2`, `l1_l2`) are summed over the kernels of the layers that declare them, and over
+biases and normalization scales too with `on = all`; the train step reports them as their own
+metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .ir import Graph
+from .values import Ref
+
+Array = Any
+
+
+def mse(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    return jnp.mean((y - z) ** 2)
+
+
+def mae(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    return jnp.mean(jnp.abs(y - z))
+
+
+def huber(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    r, d = jnp.abs(y - z), a["delta"]
+    return jnp.mean(jnp.where(r <= d, r * r / 2, d * (r - d / 2)))
+
+
+def binary_cross_entropy(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    y = y.reshape(z.shape).astype(z.dtype)
+    y = y * (1 - a["label_smoothing"]) + a["label_smoothing"] / 2
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(z, y))
+
+
+def cross_entropy(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    """From logits; integer labels (N,) or one-hot / probability targets (N, C)."""
+    classes = z.shape[-1]
+    target = (
+        jax.nn.one_hot(y, classes, dtype=z.dtype) if y.ndim == z.ndim - 1 else y.astype(z.dtype)
+    )
+    target = target * (1 - a["label_smoothing"]) + a["label_smoothing"] / classes
+    return jnp.mean(optax.softmax_cross_entropy(z, target))
+
+
+def _signed(y: Array, z: Array) -> Array:
+    y = y.reshape(z.shape).astype(z.dtype)
+    return jnp.where(jnp.min(y) >= 0, 2 * y - 1, y)  # 0/1 targets become -1/1
+
+
+def hinge(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    return jnp.mean(jnp.maximum(0, 1 - _signed(y, z) * z))
+
+
+def squared_hinge(z: Array, y: Array, a: dict[str, Any]) -> Array:
+    return jnp.mean(jnp.maximum(0, 1 - _signed(y, z) * z) ** 2)
+
+
+LOSSES: dict[str, Callable[[Array, Array, dict[str, Any]], Array]] = {
+    name: globals()[name]
+    for name in (
+        "mse",
+        "mae",
+        "huber",
+        "binary_cross_entropy",
+        "cross_entropy",
+        "hinge",
+        "squared_hinge",
+    )
+}
+
+
+def lower_loss(ref: Ref) -> Callable[[Array, Array], Array]:
+    """The `loss = ...` value as `(logits, targets) -> scalar`."""
+    fn, a = LOSSES[ref.name], dict(ref.args)
+    return lambda z, y: fn(z, y, a)
+
+
+# ------------------------------------------------------------------ penalties
+
+_KERNEL_LEAVES = ("kernel", "recurrent_kernel", "embedding", "slope")
+
+
+def penalty(ref: Ref, leaves: dict[str, Array]) -> Array:
+    """l1 · Σ|w| + l2 · Σw² over the chosen leaves of one layer."""
+    a = dict(ref.args)
+    chosen = [w for k, w in leaves.items() if str(a["on"]) == "all" or k in _KERNEL_LEAVES]
+    l1 = a.get("l1", 0.0) if ref.name != "l2" else 0.0
+    l2 = a.get("l2", 0.0) if ref.name != "l1" else 0.0
+    return sum((l1 * jnp.sum(jnp.abs(w)) + l2 * jnp.sum(w * w) for w in chosen), jnp.zeros(()))
+
+
+def lower_penalties(graph: Graph, default: Ref | None = None) -> Callable[[dict], Array]:
+    """`params -> total penalty` from each layer's `regularizer` (or the model-wide one)."""
+    rules: dict[str, Ref] = {}
+    for n in graph.nodes:
+        args = dict(n.args)
+        if "regularizer" in args and (args["regularizer"] or default) is not None:
+            rules[n.name] = args["regularizer"] or default
+
+    def total(params: dict) -> Array:
+        return sum((penalty(r, params[name]) for name, r in rules.items()), jnp.zeros(()))
+
+    return total
