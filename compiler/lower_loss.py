@@ -91,7 +91,7 @@ _KERNEL_LEAVES = ("kernel", "recurrent_kernel", "embedding", "slope")
 
 def penalty(ref: Ref, leaves: dict[str, Array]) -> Array:
     """l1 · Σ|w| + l2 · Σw² over the chosen leaves of one layer."""
-    a = dict(ref.args)
+    a: dict[str, Any] = dict(ref.args)
     chosen = [w for k, w in leaves.items() if str(a["on"]) == "all" or k in _KERNEL_LEAVES]
     l1 = a.get("l1", 0.0) if ref.name != "l2" else 0.0
     l2 = a.get("l2", 0.0) if ref.name != "l1" else 0.0
@@ -103,8 +103,9 @@ def lower_penalties(graph: Graph, default: Ref | None = None) -> Callable[[dict]
     rules: dict[str, Ref] = {}
     for n in graph.nodes:
         args = dict(n.args)
-        if "regularizer" in args and (args["regularizer"] or default) is not None:
-            rules[n.name] = args["regularizer"] or default
+        rule = args.get("regularizer") or default
+        if "regularizer" in args and rule is not None:
+            rules[n.name] = rule
 
     def total(params: dict) -> Array:
         return sum((penalty(r, params[name]) for name, r in rules.items()), jnp.zeros(()))
