@@ -36,9 +36,16 @@ ACTIVATIONS = registry(
     "Element-wise nonlinearities; usable wherever a layer is (`dense(128) -> relu`).",
 )
 
+# Initializers defined by fan-in/fan-out need a weight matrix; a bias is a vector.
+BIAS_REJECT = (
+    "fan",
+    "needs a weight matrix (it is defined by fan-in and fan-out); a bias is 1-D",
+    "use `zeros`, `constant(...)`, `uniform(...)` or `normal(...)` for a bias",
+)
+
 WEIGHT_ARGS = (
     arg("init", RefT("initializer"), "glorot_uniform", "kernel initializer"),
-    arg("bias_init", RefT("initializer"), "zeros", "bias initializer"),
+    arg("bias_init", RefT("initializer", reject=BIAS_REJECT), "zeros", "bias initializer"),
     arg("regularizer", OptionalT(RefT("regularizer")), None, "penalty on the kernel"),
     arg("constraint", OptionalT(RefT("constraint")), None, "projection after each step"),
 )

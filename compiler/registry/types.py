@@ -324,6 +324,7 @@ class RefT(ArgType):
     """A word from another registry, bare (`he_normal`) or with arguments (`l2(1e-4)`)."""
 
     kind: str
+    reject: tuple[str, str, str] | None = None  # (info key, why, hint): entries that cannot apply
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -344,6 +345,10 @@ class RefT(ArgType):
             kws = (
                 [(k, x, s) for k, x, s in v.args if k is not None] if isinstance(v, CallVal) else []
             )
+            if self.reject is not None and entry.info.get(self.reject[0]):
+                raise error(
+                    E_VALUE, f"`{entry.name}` {self.reject[1]}", v.span or span, self.reject[2]
+                )
             args, spans = bind(entry, pos, kws, v.span or span)
             run_validate(entry, args, spans, v.span or span)
             return Ref(self.kind, entry.name, args.items)
@@ -509,6 +514,8 @@ def _match(
                 if arg_names
                 else f"`{entry.name}` takes no {noun}s"
             )
+            if k in _WEIGHT_WORDS and entry.kind in ("layer", "activation"):
+                hint = f"`{entry.name}` has no weights, so it takes no `{k}`"
             raise error(E_UNKNOWN_ARG, f"unknown {noun} `{k}` for `{entry.name}`", s, hint)
         if k in given:
             raise error(
@@ -519,6 +526,9 @@ def _match(
             )
         given[k], spans[k] = v, s
     return given, spans
+
+
+_WEIGHT_WORDS = ("init", "bias_init", "regularizer", "constraint")
 
 
 def _missing_hint(entry: Entry, a: Arg, noun: str) -> str:
