@@ -138,12 +138,17 @@ def dropout(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.Dropout(n.arg("rate"), deterministic=not train, name=n.name)(xs[0])
 
 
+def _axis(axis: int) -> int:
+    """An IR axis (counted without the batch axis) as an array axis."""
+    return axis if axis < 0 else axis + 1
+
+
 def batchnorm(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=n.arg("momentum"),
         epsilon=n.arg("eps"),
-        axis=n.arg("axis"),
+        axis=_axis(n.arg("axis")),
         use_bias=n.arg("center"),
         use_scale=n.arg("scale"),
         name=n.name,
@@ -197,8 +202,7 @@ def maximum(n: Node, xs: list[Array], train: bool) -> Array:
 
 
 def concat(n: Node, xs: list[Array], train: bool) -> Array:
-    axis = n.arg("axis")
-    return jnp.concatenate(xs, axis=axis if axis < 0 else axis + 1)  # + 1: the batch axis
+    return jnp.concatenate(xs, axis=_axis(n.arg("axis")))
 
 
 # ---- activations
@@ -219,8 +223,8 @@ _SIMPLE: dict[str, Callable[..., Array]] = {
     "hard_sigmoid": lambda x, a: jax.nn.relu6(x + 3) / 6,
     "hard_tanh": lambda x, a: jnp.clip(x, -1, 1),
     "mish": lambda x, a: x * jnp.tanh(jax.nn.softplus(x)),
-    "softmax": lambda x, a: jax.nn.softmax(x, axis=a["axis"]),
-    "log_softmax": lambda x, a: jax.nn.log_softmax(x, axis=a["axis"]),
+    "softmax": lambda x, a: jax.nn.softmax(x, axis=_axis(a["axis"])),
+    "log_softmax": lambda x, a: jax.nn.log_softmax(x, axis=_axis(a["axis"])),
 }
 
 
