@@ -111,3 +111,47 @@ def lower_penalties(graph: Graph, default: Ref | None = None) -> Callable[[dict]
         return sum((penalty(r, params[name]) for name, r in rules.items()), jnp.zeros(()))
 
     return total
+
+
+# ------------------------------------------------------------------ weight constraints
+
+
+def _max_norm(w: Array, a: dict[str, Any]) -> Array:
+    axes = tuple(range(w.ndim - 1)) if str(a["axis"]) == "inputs" and w.ndim > 1 else None
+    norm = jnp.sqrt(jnp.sum(w * w, axis=axes, keepdims=axes is not None))
+    return w * jnp.minimum(1.0, a["value"] / jnp.maximum(norm, 1e-12))
+
+
+def _unit_norm(w: Array, a: dict[str, Any]) -> Array:
+    axes = tuple(range(w.ndim - 1)) if w.ndim > 1 else None
+    return w / jnp.maximum(jnp.sqrt(jnp.sum(w * w, axis=axes, keepdims=axes is not None)), 1e-12)
+
+
+CONSTRAINTS: dict[str, Callable[[Array, dict[str, Any]], Array]] = {
+    "max_norm": _max_norm,
+    "non_neg": lambda w, a: jnp.maximum(w, 0),
+    "unit_norm": _unit_norm,
+}
+
+
+def lower_constraints(graph: Graph) -> Callable[[dict], dict]:
+    """`params -> params` projecting each constrained kernel; applied after every update.
+
+    A unit's incoming weights are a kernel column: all axes but the last (Keras' axis=0 for
+    dense, [0, 1, 2] for conv2d).
+    """
+    rules = {
+        n.name: dict(n.args)["constraint"]
+        for n in graph.nodes
+        if dict(n.args).get("constraint") is not None
+    }
+
+    def project(params: dict) -> dict:
+        out = dict(params)
+        for name, ref in rules.items():
+            layer = dict(out[name])
+            layer["kernel"] = CONSTRAINTS[ref.name](layer["kernel"], dict(ref.args))
+            out[name] = layer
+        return out
+
+    return project

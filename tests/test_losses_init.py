@@ -149,3 +149,27 @@ def test_orthogonal_is_orthogonal() -> None:
 
 def test_constant_and_zeros() -> None:
     assert (draw("constant(0.25)", (3,)) == 0.25).all() and (draw("zeros", (3,)) == 0).all()
+
+
+def test_constraints_project_kernels() -> None:
+    from dnn.compiler.lower_loss import lower_constraints
+
+    src = """model m {
+  input x: f32[3]
+  dense(2, constraint = max_norm(1.0))
+  dense(2, constraint = non_neg)
+  dense(2, constraint = unit_norm)
+}
+"""
+    program = dnn.loads(src)
+    k = np.array([[3.0, 0.1], [4.0, -0.2], [0.0, 0.0]])  # columns: norm 5 and ~0.22
+    params = {
+        n: {"kernel": jnp.asarray(k[: 3 if n == "dense" else 2]), "bias": jnp.zeros(2)}
+        for n in ("dense", "dense_1", "dense_2")
+    }
+    out = jax.tree.map(np.asarray, lower_constraints(program.model)(params))
+    np.testing.assert_allclose(out["dense"]["kernel"][:, 0], [0.6, 0.8, 0.0])  # 5 → 1
+    np.testing.assert_allclose(out["dense"]["kernel"][:, 1], k[:, 1])  # under 1: unchanged
+    assert (out["dense_1"]["kernel"] >= 0).all()
+    norms = np.linalg.norm(out["dense_2"]["kernel"], axis=0)
+    np.testing.assert_allclose(norms, [1.0, 1.0])
