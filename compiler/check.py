@@ -705,6 +705,7 @@ class Checker:
                 state,
                 tuple(self.g.scope),
                 span,
+                written=tuple(spans),
             )
         )
         return Tensor(name, tuple(shape), dtype)

@@ -29,6 +29,9 @@ class Node:
     state: int = 0  # non-trainable (running statistics)
     scope: tuple[str, ...] = ()  # enclosing block instances, outermost first
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    # arguments the spec wrote (the rest are registry defaults); model-wide defaults such as
+    # `train.init` apply to the others. Not compared: writing a default changes nothing else.
+    written: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.params < 0 or self.state < 0 or any(d < 1 for d in self.shape):

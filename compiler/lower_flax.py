@@ -12,6 +12,7 @@ word has one function here of the same name; sizes come from the IR, never recom
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from .ir import Graph, Node
 from .values import Ref, Symbol
 
 Array = Any
+# The spec's `train.init` while a Model is being traced (layers that write no `init` use it).
+_DEFAULT_INIT: contextvars.ContextVar[Ref | None] = contextvars.ContextVar("init", default=None)
 
 # ------------------------------------------------------------------ initializers
 
@@ -72,9 +75,17 @@ def initializer(ref: Ref) -> Callable[..., Array]:
 # ------------------------------------------------------------------ layers
 
 
+def _kernel_init(n: Node) -> Callable[..., Array]:
+    """The layer's `init`, or the model-wide `train.init` when the layer writes none."""
+    default = _DEFAULT_INIT.get()
+    if default is not None and "init" not in n.written:
+        return initializer(default)
+    return initializer(n.arg("init"))
+
+
 def _weights(n: Node) -> dict[str, Any]:
     return {
-        "kernel_init": initializer(n.arg("init")),
+        "kernel_init": _kernel_init(n),
         "bias_init": initializer(n.arg("bias_init")),
         "use_bias": n.arg("use_bias"),
         "name": n.name,
@@ -310,7 +321,7 @@ def _recurrent(n: Node, xs: list[Array], train: bool) -> Array:
     cell = dict(
         cell=n.op,
         units=n.arg("units"),
-        kernel_init=initializer(n.arg("init")),
+        kernel_init=_kernel_init(n),
         recurrent_init=initializer(n.arg("recurrent_init")),
     )
     x = xs[0]
@@ -374,9 +385,17 @@ class Model(nn.Module):
     """The IR graph as one Linen module: inputs by name (or one array), outputs in order."""
 
     graph: Graph
+    default_init: Ref | None = None  # `train.init`
 
     @nn.compact
     def __call__(self, inputs: Any, train: bool = False) -> Any:
+        token = _DEFAULT_INIT.set(self.default_init)
+        try:
+            return self._run(inputs, train)
+        finally:
+            _DEFAULT_INIT.reset(token)
+
+    def _run(self, inputs: Any, train: bool) -> Any:
         if not isinstance(inputs, dict):
             inputs = {self.graph.inputs[0]: inputs}
         values: dict[str, Array] = {}
@@ -391,6 +410,6 @@ class Model(nn.Module):
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-def lower_model(graph: Graph) -> Model:
-    """The Flax module of a checked model graph."""
-    return Model(graph)
+def lower_model(graph: Graph, default_init: Ref | None = None) -> Model:
+    """The Flax module of a checked model graph (`default_init`: the spec's `train.init`)."""
+    return Model(graph, default_init)

@@ -67,7 +67,8 @@ class Built:
         self.program = dnn.loads("model m {\n" + head + lines + "}\n")
         self.model = lower_model(self.program.model)
         self.arg = inputs if len(inputs) > 1 else next(iter(inputs.values()))
-        self.variables = _randomized(self.model.init(jax.random.key(0), self.arg), seed)
+        shapes = jax.eval_shape(self.model.init, jax.random.key(0), self.arg)  # no compile
+        self.variables = _randomized(shapes, seed)
 
     def p(self, layer: str) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, np.float64) for k, v in self.variables["params"][layer].items()}

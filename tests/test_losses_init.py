@@ -173,3 +173,20 @@ def test_constraints_project_kernels() -> None:
     assert (out["dense_1"]["kernel"] >= 0).all()
     norms = np.linalg.norm(out["dense_2"]["kernel"], axis=0)
     np.testing.assert_allclose(norms, [1.0, 1.0])
+
+
+def test_model_wide_init_applies_where_a_layer_writes_none() -> None:
+    src = """model m {
+  input x: f32[400]
+  dense(300)
+  dense(300, init = glorot_uniform)
+}
+train {
+  init = normal(std = 2.0)
+}
+"""
+    program = dnn.loads(src)
+    model = lower_model(program.model, program.train.init)
+    p = model.init(jax.random.key(0), jnp.zeros((1, 400)))["params"]
+    assert float(jnp.std(p["dense"]["kernel"])) == pytest.approx(2.0, rel=0.03)
+    assert float(jnp.std(p["dense_1"]["kernel"])) == pytest.approx(math.sqrt(2 / 600), rel=0.03)

@@ -85,6 +85,12 @@ SECTIONS.add(
         arg("schedule", RefT("schedule"), "constant"),
         arg("clip", OptionalT(RefT("clipper")), None, "gradient clipping"),
         arg(
+            "init",
+            OptionalT(RefT("initializer")),
+            None,
+            "kernel initializer for layers that write no `init`",
+        ),
+        arg(
             "regularizer",
             OptionalT(RefT("regularizer")),
             None,
