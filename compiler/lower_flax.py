@@ -388,14 +388,15 @@ class Model(nn.Module):
     default_init: Ref | None = None  # `train.init`
 
     @nn.compact
-    def __call__(self, inputs: Any, train: bool = False) -> Any:
+    def __call__(self, inputs: Any, train: bool = False, every_value: bool = False) -> Any:
+        """The outputs; with `every_value`, a dict of every node's value (for checks)."""
         token = _DEFAULT_INIT.set(self.default_init)
         try:
-            return self._run(inputs, train)
+            return self._run(inputs, train, every_value)
         finally:
             _DEFAULT_INIT.reset(token)
 
-    def _run(self, inputs: Any, train: bool) -> Any:
+    def _run(self, inputs: Any, train: bool, every_value: bool) -> Any:
         if not isinstance(inputs, dict):
             inputs = {self.graph.inputs[0]: inputs}
         values: dict[str, Array] = {}
@@ -406,6 +407,8 @@ class Model(nn.Module):
                 values[node.name] = LOWERINGS[node.op](
                     node, [values[i] for i in node.inputs], train
                 )
+        if every_value:
+            return values
         outs = [values[o] for o in self.graph.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 

@@ -46,6 +46,9 @@ def built(program: dnn.Program) -> tuple[dict, object]:
     inputs = {n.name: jnp.zeros((2, *n.shape), DTYPES[n.dtype]) for n in g.nodes if n.op == "input"}
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), inputs))
     out = jax.eval_shape(model.apply, variables, inputs)
+    every = jax.eval_shape(lambda v, x: model.apply(v, x, every_value=True), variables, inputs)
+    built_shapes = {name: v.shape[1:] for name, v in every.items()}
+    assert built_shapes == {n.name: n.shape for n in g.nodes}  # every node, not only outputs
     return variables, out
 
 
