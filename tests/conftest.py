@@ -55,3 +55,14 @@ def assert_summary(
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", help="rewrite golden outputs")
+
+
+@pytest.fixture
+def x64():  # type: ignore[no-untyped-def]
+    """Run a test with JAX in float64, restoring the previous setting after."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)

@@ -21,12 +21,7 @@ import dnn
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest)
 
 
 def rand(*shape: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:

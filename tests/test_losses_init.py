@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -15,12 +14,7 @@ from dnn.compiler.lower_loss import lower_loss, lower_penalties
 
 import dnn
 
-
-@pytest.fixture(autouse=True)
-def x64() -> Iterator[None]:
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest)
 
 
 RNG = np.random.default_rng(0)

@@ -11,7 +11,7 @@ exercised. Steps are counted from t = 1 for the first update.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,11 +29,7 @@ STEPS = 20
 RTOL, ATOL = 1e-10, 1e-12
 
 
-@pytest.fixture(autouse=True)
-def x64() -> Iterator[None]:
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest)
 
 
 # ----------------------------------------------------------------------------- the problem

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -12,12 +11,7 @@ import pytest
 from dnn.compiler.diagnostics import SpecError  # noqa: E402
 from dnn.compiler.driver import schedule  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def x64() -> Iterator[None]:
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest)
 
 
 def lrs(text: str, ts: list[int], lr: float = 0.1, **kw: object) -> list[float]:

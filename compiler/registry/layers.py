@@ -102,6 +102,13 @@ def spatial_out(a: Args, x: Shape, rank: int, layer: str, kernel: Shape, dilatio
     )
 
 
+# What the axes of a channels-last input of each spatial rank mean (for messages).
+SPATIAL_AXES = {
+    1: "length, channels",
+    2: "height, width, channels",
+    3: "depth, height, width, channels",
+}
+
 # ------------------------------------------------------------------ dense and convolutions
 
 DENSE = LAYERS.add(
@@ -117,11 +124,7 @@ DENSE = LAYERS.add(
 
 def _conv(rank: int) -> None:
     name = f"conv{rank}d"
-    meaning = {
-        1: "length, channels",
-        2: "height, width, channels",
-        3: "depth, height, width, channels",
-    }[rank]
+    meaning = SPATIAL_AXES[rank]
 
     def shape(a: Args, x: Shape) -> Shape:
         need_rank(x, rank + 1, name, meaning)
@@ -173,11 +176,7 @@ for _r in (1, 2, 3):
 
 def _pool(kind: str, rank: int) -> None:
     name = f"{kind}pool{rank}d"
-    meaning = {
-        1: "length, channels",
-        2: "height, width, channels",
-        3: "depth, height, width, channels",
-    }[rank]
+    meaning = SPATIAL_AXES[rank]
 
     def shape(a: Args, x: Shape) -> Shape:
         need_rank(x, rank + 1, name, meaning)
