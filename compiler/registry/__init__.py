@@ -17,4 +17,27 @@ from . import (  # noqa: F401  (each module declares its registries on import)
 )
 from .core import REGISTRIES, Entry, Registry
 
+# The order `dnn help` and the reference list the kinds in: model words first, then training.
+_ORDER = (
+    "layer",
+    "activation",
+    "initializer",
+    "regularizer",
+    "constraint",
+    "loss",
+    "metric",
+    "optimizer",
+    "schedule",
+    "clipper",
+    "dataset",
+    "normalizer",
+    "augmentation",
+    "search",
+    "distribution",
+    "objective",
+    "section",
+)
+for _kind in sorted(REGISTRIES, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER)):
+    REGISTRIES[_kind] = REGISTRIES.pop(_kind)
+
 __all__ = ["REGISTRIES", "Entry", "Registry"]
