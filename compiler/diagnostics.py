@@ -40,6 +40,7 @@ E_OVERRIDE = "E0504"
 E_MODEL = "E0601"
 E_SECTION = "E0602"
 E_FILE = "E0701"
+E_DATA = "E0702"
 W_UNUSED = "W0801"
 
 CODES: Mapping[str, str] = {
@@ -75,6 +76,7 @@ CODES: Mapping[str, str] = {
     E_MODEL: "a problem with the model as a whole (no input, several models, no output)",
     E_SECTION: "a section whose fields do not fit together",
     E_FILE: "a file that cannot be read",
+    E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",
 }
 
