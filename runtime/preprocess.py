@@ -1,0 +1,184 @@
+"""Input normalization (`normalize = ...`): statistics fitted on the train split, applied to any.
+
+`fit(ref, x_train)` computes the statistics of a normalizer in float64 and returns them as plain
+NumPy arrays (saved with the checkpoint by `np.savez`, no pickle); `apply(ref, stats, x)` then
+transforms any batch (train, val, test, predict) with those train statistics, to float32.
+NumPy only: no JAX here, the transform runs once per data set, before training.
+
+"Per feature" means per element of one example: inputs are flattened to (N, D), so each
+pixel-channel of an image is a feature with its own mean and spread (CS231n's mean image), and
+the principal components are those of the D x D covariance `X_c^T X_c / N`. The formulas are
+those of the registry entries (`compiler/registry/data.py`, `dnn help standardize`).
+
+Statistics by normalizer (all float64, D = features per example, k = components kept):
+  standardize        mean (D,), std (D,)       std = 1 where a feature is constant
+  minmax, scale      min (D,), range (D,)      range = max - min, 1 where a feature is constant
+  mean_subtraction   mean (D,)
+  pca, pca_whiten    mean (D,), components (D, k), variances (k,)   k = n, or D when n is none
+  zca                mean (D,), components (D, D), variances (D,)
+Components are the covariance's eigenvectors by decreasing eigenvalue (`variances`), each with
+its largest-magnitude entry positive so that refitting the same data gives the same signs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from dnn.compiler.values import Ref
+
+Stats = dict[str, np.ndarray]
+
+
+class Normalizer(NamedTuple):
+    """How one normalizer fits its statistics and applies them to flattened (N, D) inputs."""
+
+    fit: Callable[[Ref, np.ndarray], Stats]
+    apply: Callable[[Ref, Stats, np.ndarray], np.ndarray]
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _mean(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=0)
+
+
+def _constant(x: np.ndarray) -> np.ndarray:
+    """True for features with a single value over the split (exact, unlike a std near 0)."""
+    return x.max(axis=0) == x.min(axis=0)
+
+
+def _moments(ref: Ref, x: np.ndarray) -> Stats:
+    std = np.where(_constant(x), 1.0, x.std(axis=0))
+    return {"mean": _mean(x), "std": std}
+
+
+def _extremes(ref: Ref, x: np.ndarray) -> Stats:
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    return {"min": lo, "range": np.where(hi > lo, hi - lo, 1.0)}
+
+
+def _centre(ref: Ref, x: np.ndarray) -> Stats:
+    return {"mean": _mean(x)}
+
+
+def _components(x: np.ndarray, k: int) -> Stats:
+    """Mean and the k leading eigenpairs of the covariance X_c^T X_c / N."""
+    mu = _mean(x)
+    xc = x - mu
+    s, u = np.linalg.eigh(xc.T @ xc / len(x))
+    order = np.argsort(s)[::-1][:k]
+    s, u = s[order], u[:, order]
+    # Sign of each eigenvector fixed as scikit-learn's `svd_flip` does: largest entry positive.
+    signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+    # Round-off can leave the eigenvalues of a singular covariance slightly below 0.
+    return {"mean": mu, "components": u * signs, "variances": s.clip(0)}
+
+
+def _kept(ref: Ref, x: np.ndarray) -> int:
+    """The number of components `n` a PCA keeps (all when none), checked against the data."""
+    n, d = ref.arg("n"), x.shape[1]
+    if n is None:
+        return d
+    if n > d:
+        raise ValueError(
+            f"`{ref}` keeps {n} components but an example has only {d} features; use n <= {d}"
+        )
+    if n > len(x):
+        raise ValueError(
+            f"`{ref}` keeps {n} components but the train split has only {len(x)} examples; "
+            f"use n <= {len(x)} or more training data"
+        )
+    return n
+
+
+def _pca(ref: Ref, x: np.ndarray) -> Stats:
+    return _components(x, _kept(ref, x))
+
+
+def _all_components(ref: Ref, x: np.ndarray) -> Stats:
+    return _components(x, x.shape[1])
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def _identity(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _standardize(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return (x - st["mean"]) / st["std"]
+
+
+def _minmax(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return (x - st["min"]) / st["range"]
+
+
+def _scale(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return 2 * _minmax(ref, st, x) - 1
+
+
+def _mean_subtraction(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return x - st["mean"]
+
+
+def _project(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return (x - st["mean"]) @ st["components"]
+
+
+def _pca_whiten(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return _project(ref, st, x) / np.sqrt(st["variances"] + ref.arg("eps"))
+
+
+def _zca(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
+    return _pca_whiten(ref, st, x) @ st["components"].T
+
+
+NORMALIZE: dict[str, Normalizer] = {
+    "none": Normalizer(lambda ref, x: {}, _identity),
+    "standardize": Normalizer(_moments, _standardize),
+    "minmax": Normalizer(_extremes, _minmax),
+    "scale": Normalizer(_extremes, _scale),
+    "mean_subtraction": Normalizer(_centre, _mean_subtraction),
+    "pca": Normalizer(_pca, _project),
+    "pca_whiten": Normalizer(_pca, _pca_whiten),
+    "zca": Normalizer(_all_components, _zca),
+}
+
+# Normalizers whose output is a flat vector of components rather than an example's shape.
+_FLAT = ("pca", "pca_whiten")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def fit(ref: Ref, x: np.ndarray) -> Stats:
+    """The statistics of normalizer `ref` over train inputs `x` of shape (N, *shape), float64."""
+    if ref.name == "none":
+        return {}
+    if len(x) == 0:
+        raise ValueError(f"cannot fit `{ref}` on an empty train split")
+    return NORMALIZE[ref.name].fit(ref, _flat(x))
+
+
+def apply(ref: Ref, stats: Stats, x: np.ndarray) -> np.ndarray:
+    """Normalize the batch `x` (N, *shape) with train statistics: float32 of `output_shape`."""
+    y = NORMALIZE[ref.name].apply(ref, stats, _flat(x))
+    return y.reshape(len(y), *output_shape(ref, np.shape(x)[1:])).astype(np.float32)
+
+
+def output_shape(ref: Ref, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of one example after normalizer `ref`: (n,) for PCA, else `shape` unchanged."""
+    if ref.name not in _FLAT:
+        return tuple(shape)
+    n = ref.arg("n")
+    return (math.prod(shape) if n is None else n,)
