@@ -143,6 +143,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Semantic diff of two specs; exit 0 equivalent, 1 different, 2 error (as diff(1))."""
+    from dnn.runtime.diff_cmd import run
+
+    return run(args)
+
+
 def cmd_help(args: argparse.Namespace) -> int:
     from dnn.compiler import reference as ref
     from dnn.compiler.registry.core import did_you_mean
@@ -213,6 +220,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file", metavar="FILE")
     overrides(c)
     c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command("diff", cmd_diff, "semantic diff of two specs: exit 0 equivalent, 1 different")
+    c.add_argument("files", nargs="*", metavar="SPEC", help="A.dnn B.dnn; REV:path reads git")
+    overrides(c)
+    c.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    c.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    c.add_argument("--textconv", metavar="FILE", help="print a resolved view (git textconv)")
+    c.add_argument(
+        "--git-external", action="store_true", help="take git's 7 GIT_EXTERNAL_DIFF arguments"
+    )
 
     c = command("help", cmd_help, "the words of the language, their arguments and formulas")
     c.add_argument("name", nargs="?", help="a word (dense, adam) or a kind (layers, optimizers)")
