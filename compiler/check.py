@@ -161,6 +161,7 @@ class Checker:
             self._check_data(model, data)
         if model is not None and train is not None:
             self._check_freeze(model, train)
+            self._check_monitors(train)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
         version = next((i.number for i in self.r.module.items if isinstance(i, ast.Version)), 1)
         return Program(
@@ -977,6 +978,49 @@ class Checker:
                 )
             )
 
+    def _check_augment(self, model: Graph, data: Config) -> None:
+        """Image augmentations need one image input, [height, width, channels], unflattened."""
+        images = [a for a in data.augment if _entry_info("augmentation", a.name).get("input") == "image"]
+        if not images:
+            return
+        shapes = [model.node(i).shape for i in model.inputs]
+        flattening = data.normalize.name in ("pca", "pca_whiten")
+        if len(shapes) != 1 or len(shapes[0]) != 3 or flattening:
+            why = (
+                f"`{data.normalize.name}` turns each example into a vector"
+                if flattening
+                else f"the model's input is {', '.join(fmt_shape(s) for s in shapes)}"
+            )
+            self.diags.add(
+                Diagnostic(
+                    E_SECTION,
+                    f"`{images[0].name}` transforms images [height, width, channels], but {why}",
+                    data.span_of("augment"),
+                    "declare the input as an image, e.g. `input x: f32[8, 8, 1]`, or use "
+                    "`noise(std)`, which takes any input",
+                )
+            )
+
+    def _check_monitors(self, train: Config) -> None:
+        """A monitored metric (early stopping, plateau) must be one the run computes."""
+        watched = []
+        if train.early_stopping is not None:
+            watched.append(("early_stopping", str(train.early_stopping.get("monitor"))))
+        if train.schedule.name == "reduce_on_plateau":
+            watched.append(("schedule", str(train.schedule.arg("monitor"))))
+        computed = {m.name for m in train.metrics}
+        for field_name, monitor in watched:
+            word = monitor.removeprefix("val_")
+            if word not in ("loss", "penalty") and word not in computed:
+                self.diags.add(
+                    Diagnostic(
+                        E_SECTION,
+                        f"`{field_name}` watches `{monitor}`, but `{word}` is not in `metrics`",
+                        train.span_of(field_name),
+                        f"add `{word}` to `metrics = [...]`, or watch `val_loss`",
+                    )
+                )
+
     def _check_freeze(self, model: Graph, train: Config) -> None:
         """Every `freeze` pattern must name at least one layer with weights."""
         weighted = [n.name for n in model.nodes if n.params]
@@ -993,6 +1037,7 @@ class Checker:
                 )
 
     def _check_data(self, model: Graph, data: Config) -> None:
+        self._check_augment(model, data)
         source = data.source
         if source is None or source.name != "builtin":
             return
@@ -1000,7 +1045,22 @@ class Checker:
 
         meta = data_registry.BUILTIN_DATA.get(str(source.arg("name")), {})
         shape = meta.get("shape")
-        if shape is None or len(model.inputs) != 1:
+        if shape is None:
+            return
+        if len(model.inputs) > 1:  # the features are dealt out to the inputs in order
+            sizes = [math.prod(model.node(i).shape) for i in model.inputs]
+            if sum(sizes) != math.prod(shape):
+                first = model.node(model.inputs[0])
+                self.diags.add(
+                    Diagnostic(
+                        E_SHAPE,
+                        f"the inputs take {' + '.join(map(str, sizes))} = {sum(sizes)} values "
+                        f"but `{source.arg('name')}` examples have {math.prod(shape)}",
+                        first.span,
+                        "the features of one example are split across the inputs in the "
+                        "order they are declared: make their sizes add up",
+                    )
+                )
             return
         inp = model.node(model.inputs[0])
         if math.prod(inp.shape) != math.prod(shape):

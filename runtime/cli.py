@@ -150,6 +150,38 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw the model as SVG or PNG (laid out by Graphviz if installed, else built in), DOT, Mermaid."""
+    from dnn.compiler.driver import load
+    from dnn.compiler.graph import describe
+    from dnn.runtime import render
+
+    try:
+        fmt = render.output_format(args.output, args.format)
+        if args.output == "-" and fmt not in render.TEXT_FORMATS:
+            raise render.RenderError(f"{fmt} is not text: write it to a file with -o FILE.{fmt}")
+        program = load(args.file, args.set)
+        if program.model is None:
+            print(f"{args.file}: error: no model to draw", file=sys.stderr)
+            return EXIT_SPEC
+        _warn(program.warnings, program.sources)
+        drawing = render.draw(describe(program.model), fmt, args.layout)
+        if drawing.warning:
+            print(f"warning: {drawing.warning}", file=sys.stderr)
+        if args.output == "-":
+            sys.stdout.write(drawing.data.decode())
+        else:
+            render.write(args.output, drawing.data)
+            print(f"{args.output}: {fmt}, {drawing.engine} layout", file=sys.stderr)
+    except SpecError as e:
+        _report(e, "text")
+        return EXIT_SPEC
+    except render.RenderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def cmd_help(args: argparse.Namespace) -> int:
     from dnn.compiler import reference as ref
     from dnn.compiler.registry.core import did_you_mean
@@ -221,6 +253,10 @@ def _parser() -> argparse.ArgumentParser:
     overrides(c)
     c.add_argument("--format", choices=("text", "json"), default="text")
 
+    from .cli_train import register
+
+    register(command, overrides)
+
     c = command("diff", cmd_diff, "semantic diff of two specs: exit 0 equivalent, 1 different")
     c.add_argument("files", nargs="*", metavar="SPEC", help="A.dnn B.dnn; REV:path reads git")
     overrides(c)
@@ -230,6 +266,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--git-external", action="store_true", help="take git's 7 GIT_EXTERNAL_DIFF arguments"
     )
+
+    c = command("graph", cmd_graph, "draw the model: -o model.svg, .png, .dot or .mmd (Mermaid)")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("-o", "--output", default="-", help="output file; `-` (default): text to stdout")
+    c.add_argument("--format", choices=("svg", "png", "dot", "mmd"), help="default: -o's suffix")
+    c.add_argument(
+        "--layout",
+        choices=("auto", "graphviz", "builtin"),
+        default="auto",
+        help="pictures: Graphviz `dot` if on PATH (auto), required, or the built-in layout",
+    )
+    overrides(c)
 
     c = command("help", cmd_help, "the words of the language, their arguments and formulas")
     c.add_argument("name", nargs="?", help="a word (dense, adam) or a kind (layers, optimizers)")

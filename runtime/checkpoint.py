@@ -1,0 +1,61 @@
+"""Checkpoints with Orbax: the last epoch (to resume) and the best epoch (to restore).
+
+`checkpoints/last/<epoch>/` holds the whole training state (parameters, running statistics,
+optimizer state, step counter) and a JSON record of the loop (history, early-stopping and
+plateau state); `checkpoints/best/<epoch>/` the weights of the best epoch so far. Orbax writes
+each checkpoint to a temporary folder and renames it when complete, so a process killed while
+saving leaves the previous checkpoint intact; only the newest complete one is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Slot:
+    """One series of checkpoints (`last` or `best`), keeping the newest."""
+
+    def __init__(self, folder: Path):
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=1, enable_async_checkpointing=False, create=True
+        )
+        self.manager = ocp.CheckpointManager(folder.resolve(), options=options)
+
+    def save(self, epoch: int, tree: Any, meta: dict[str, Any]) -> None:
+        self.manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
+            ),
+            force=True,
+        )
+        self.manager.wait_until_finished()
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, like: Any, epoch: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """The tree (shaped like `like`) and the JSON record of `epoch` (default: the newest)."""
+        epoch = self.latest() if epoch is None else epoch
+        if epoch is None:
+            raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        out = self.manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return out.state, dict(out.meta)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def exists(folder: Path) -> bool:
+    """Whether `folder` holds a complete checkpoint."""
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())

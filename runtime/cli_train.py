@@ -1,0 +1,154 @@
+"""The commands that run JAX: `dnn train`, `dnn eval`, `dnn predict`.
+
+Errors a user can fix never end in a traceback: spec and data problems are rendered like
+compiler errors (path:line:col, the line, a caret, a hint); training problems (a non-finite
+loss, a bad --resume) as `file: error: ...` with a hint. Exit status 1 for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dnn.compiler.diagnostics import SpecError
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def _load(args: argparse.Namespace, extra: list[str] | None = None) -> Any:
+    from dnn.compiler.driver import load
+
+    return load(args.file, [*args.set, *(extra or [])])
+
+
+def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command; render the errors a user can act on instead of raising them."""
+
+    def run(args: argparse.Namespace) -> int:
+        from . import cli
+        from .train import TrainingError
+
+        try:
+            return fn(args)
+        except SpecError as e:
+            cli._report(e, "text")
+            return EXIT_FAIL
+        except TrainingError as e:
+            print(f"{args.file}: error: {e}", file=sys.stderr)
+            if e.hint:
+                print(f"  hint: {e.hint}", file=sys.stderr)
+            return EXIT_FAIL
+        except OSError as e:
+            name = e.filename or args.file
+            print(f"{name}: error: {e.strerror or e}", file=sys.stderr)
+            return EXIT_FAIL
+
+    return run
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .fit import train
+
+    extra = [f"train.epochs={args.epochs}"] if args.epochs else []
+    program = _load(args, extra)
+    result = train(
+        program,
+        args.out,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        quiet=args.quiet,
+        checkpoint_every=args.checkpoint_every,
+        argv=sys.argv,
+    )
+    folder = args.out or "the run folder"
+    if not result.get("finished", True):
+        print(
+            f"stopped after epoch {result['stopped_after']}; continue with --resume --out {folder}"
+        )
+        return EXIT_OK
+    print(summary_line(result))
+    return EXIT_OK
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    parts = []
+    for split in ("train", "val", "test"):
+        if split in result:
+            shown = {k: v for k, v in result[split].items() if k != "members"}
+            parts.append(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    head = (
+        f"{result['model']}: {result['epochs_run']} epochs in {result['wall_time_s']:.1f} s "
+        f"({result['samples_per_s']:,.0f} samples/s)"
+    )
+    return "\n".join([head, *(f"  {p}" for p in parts)])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .infer import evaluate
+
+    program = _load(args)
+    metrics = evaluate(program, Path(args.run), args.split)
+    if args.format == "json":
+        print(json.dumps({args.split: metrics}, indent=2))
+    else:
+        shown = {k: v for k, v in metrics.items() if k != "members"}
+        print(f"{args.split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .infer import predict
+
+    program = _load(args)
+    out = predict(program, Path(args.run), Path(args.input), Path(args.output), args.probabilities)
+    print(f"{args.output}: {len(out)} predictions", file=sys.stderr)
+    return EXIT_OK
+
+
+def register(
+    command: Callable[..., argparse.ArgumentParser], overrides: Callable[..., None]
+) -> None:
+    """Add the commands to the `dnn` parser (see cli._parser)."""
+    c = command("train", _guard(cmd_train), "train a spec on its data; write a run folder")
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--out", metavar="DIR", help="run folder (default: runs/<spec>-<time>)")
+    c.add_argument("--resume", action="store_true", help="continue the run in --out")
+    c.add_argument("--epochs", type=int, metavar="N", help="train for N epochs (train.epochs)")
+    c.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="K",
+        help="stop after epoch K as if interrupted (continue later with --resume)",
+    )
+    c.add_argument("--quiet", action="store_true", help="print only the final metrics")
+    c.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="write the resumable checkpoint at most this often (and always at the end)",
+    )
+
+    c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
+    c.add_argument("--split", choices=("train", "val", "test"), default="test")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
+    c.add_argument("--input", required=True, metavar="X", help="inputs: .npy or .csv")
+    c.add_argument("--output", required=True, metavar="Y", help="predictions: .npy or .csv")
+    c.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="write class probabilities to .npy instead of class indices",
+    )

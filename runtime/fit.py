@@ -1,0 +1,483 @@
+"""`dnn train`: run the loop of `train.Engine` over epochs, with validation, early stopping,
+plateau reduction, checkpoints, resume, the run folder and the final test evaluation."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from dnn.compiler.ir import Program
+
+from . import checkpoint, pipeline, rundir
+from .progress import Display
+from .train import (
+    Engine,
+    Stopper,
+    TrainingError,
+    bad_step,
+    device_data,
+    evaluate_split,
+    plateau_begin,
+    plateau_json,
+    plateau_monitor,
+    plateau_next,
+    plateau_state,
+    record_key,
+    run_dir_default,
+    set_plateau_scale,
+    spec_error,
+    train_report,
+)
+
+BAR_EVERY_S = 0.5  # how often the bar reads the running loss back from the device
+CHECKPOINT_EVERY_S = 30.0  # the resumable checkpoint's period (and at the end, always)
+
+
+def train(
+    program: Program,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    quiet: bool = False,
+    mode: str | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY_S,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train a checked spec; write the run folder; return the contents of `result.json`.
+
+    `stop_after = k` ends the run after epoch k as if it had been interrupted (continue it
+    with `resume = True`); `mode` is 'bar', 'lines' or 'quiet' (default: from the terminal);
+    the resumable checkpoint is written at most every `checkpoint_every` seconds and when the
+    run ends or stops.
+    """
+    t_start = time.perf_counter()
+    if program.model is None:
+        raise spec_error(program, "loss", "nothing to train: the spec has no model", "add a model")
+    prepared = pipeline.prepare(program)
+    _check_monitors(program, prepared)
+    folder = Path(out) if out is not None else run_dir_default(program)
+    _claim(folder, program, resume, argv)
+    if not resume:
+        pipeline.save(prepared, program, folder)
+    engine = Engine(program, prepared, program.train.ensemble)
+    data = device_data(prepared)
+    st = engine.init()
+    notes: list[str] = []
+    if program.train.init_from and not resume:
+        st, notes = transfer(program, st, engine.members)
+    loop = Loop(program, engine, folder, "val" in data)
+    if resume:
+        st = loop.resume(st)
+    x_train, y_train = data["train"]
+    n, epochs = int(x_train.shape[0]), program.train.epochs
+    finished, last_save = True, time.perf_counter()
+    with Display(epochs, engine.steps_per_epoch, mode or Display.choose(quiet)) as display:
+        for note in notes:
+            display.message(note)
+        for epoch in range(loop.start, epochs + 1):
+            t0 = time.perf_counter()
+            st, acc = _one_epoch(engine, st, epoch, x_train, y_train, display)
+            bad = bad_step(acc)
+            if bad >= 0:
+                _fail(folder, loop, epoch, bad, engine)
+            record = _record(engine, st, acc, data, epoch, n, t0)
+            st, stop = loop.end_epoch(st, epoch, record)
+            interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
+            done = (stop or epoch == epochs) and not interrupted
+            if done or interrupted or time.perf_counter() - last_save >= checkpoint_every:
+                loop.save(st, epoch, done, time.perf_counter() - t_start)
+                last_save = time.perf_counter()
+            rundir.write_history(folder / "metrics.jsonl", loop.history)
+            display.end_epoch(record)
+            if stop:
+                display.message(loop.stop_message())
+                break
+            if interrupted:
+                finished = False
+                break
+    loop.close()
+    rundir.plot_history(loop.history, folder / "plots")
+    if not finished:
+        return {"stopped_after": loop.history[-1]["epoch"], "finished": False}
+    st, restored = loop.final_weights(st)
+    wall = loop.wall_before + time.perf_counter() - t_start
+    result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
+    rundir.write_json(folder / "result.json", result)
+    return result
+
+
+class Loop:
+    """The bookkeeping between epochs: history, best weights, early stopping, plateau, saves."""
+
+    def __init__(self, program: Program, engine: Engine, folder: Path, has_val: bool):
+        self.program, self.engine, self.folder = program, engine, folder
+        self.last = checkpoint.Slot(folder / "checkpoints" / "last")
+        self.best = checkpoint.Slot(folder / "checkpoints" / "best")
+        self.stopper = Stopper.of(program)
+        monitor = self.stopper.monitor if self.stopper else ("val_loss" if has_val else None)
+        self.monitor = monitor
+        self.key = record_key(engine, monitor) if monitor else None
+        self.best_value = self.stopper.best if self.stopper else math.inf
+        self.best_epoch = 0
+        self.best_weights: Any = None  # a device copy of the best epoch's weights
+        self.best_dirty = False  # best_weights not yet on disk
+        self.plateau = plateau_begin(program) if engine.plateau else None
+        self.history: list[dict[str, Any]] = []
+        self.start, self.wall_before = 1, 0.0
+        self.saved_epoch = 0
+
+    def resume(self, st: Any) -> Any:
+        st, meta = self.last.restore(st)
+        if meta.get("done"):
+            raise TrainingError(
+                f"the run in {self.folder} already finished (epoch {meta['epoch']})",
+                "start a new run with another --out, or evaluate it with `dnn eval`",
+            )
+        self.history, self.start = meta["history"], meta["epoch"] + 1
+        self.saved_epoch = meta["epoch"]
+        self.wall_before = meta["wall"]
+        self.best_epoch, self.best_value = meta["best_epoch"], float(meta["best_value"])
+        if self.stopper is not None:
+            self.stopper.load(meta["stopper"])
+        if self.plateau is not None:
+            self.plateau = plateau_state(meta["plateau"], self.plateau)
+        if self.best_epoch and checkpoint.exists(self.best.manager.directory):
+            self.best_weights, _ = self.best.restore(_weights(st))
+        return st
+
+    def end_epoch(self, st: Any, epoch: int, record: dict[str, Any]) -> tuple[Any, bool]:
+        """Record an epoch; keep the best weights; step plateau; True when stopping early."""
+        self.history.append(record)
+        stop = False
+        if self.key is not None and self.monitor is not None:
+            value = float(record[self.key])
+            if _better(self.stopper, self.monitor, value, self.best_value):
+                self.best_value, self.best_epoch = value, epoch
+                self.best_weights = jax.tree.map(jnp.copy, _weights(st))
+                self.best_dirty = True
+            if self.stopper is not None:
+                stop = self.stopper.update(epoch, value)
+        if self.plateau is not None:
+            watched = record[record_key(self.engine, plateau_monitor(self.program))]
+            self.plateau = plateau_next(self.program, self.plateau, float(watched))
+            st = set_plateau_scale(st, self.plateau.scale)
+        return st, stop
+
+    def save(self, st: Any, epoch: int, done: bool, elapsed: float) -> None:
+        """The best weights (if changed) first, then the resumable state: they always agree."""
+        if self.best_dirty:
+            self.best.save(self.best_epoch, self.best_weights, {"epoch": self.best_epoch})
+            self.best_dirty = False
+        meta = {
+            "epoch": epoch,
+            "history": self.history,
+            "wall": self.wall_before + elapsed,
+            "best_epoch": self.best_epoch,
+            "best_value": _json(self.best_value),
+            "stopper": self.stopper.to_json() if self.stopper else None,
+            "plateau": plateau_json(self.plateau) if self.plateau else None,
+            "done": done,
+        }
+        self.last.save(epoch, st, meta)
+        self.saved_epoch = epoch
+
+    def stop_message(self) -> str:
+        s = self.stopper
+        assert s is not None
+        return (
+            f"early stopping: {s.monitor} has not improved for {s.patience} epochs "
+            f"(best {s.best:.4f} at epoch {s.best_epoch})"
+        )
+
+    def final_weights(self, st: Any) -> tuple[Any, bool]:
+        """Early stopping's best epoch's weights when `restore_best`, else the last ones."""
+        if self.stopper is not None and _restore_best(self.program) and self.best_weights:
+            return {**st, **self.best_weights}, True
+        return st, False
+
+    def close(self) -> None:
+        self.last.close()
+        self.best.close()
+
+
+# ------------------------------------------------------------------ one epoch
+
+
+def _one_epoch(
+    engine: Engine, st: Any, epoch: int, x: Any, y: Any, display: Display
+) -> tuple[Any, Any]:
+    display.start_epoch(epoch)
+    n = int(x.shape[0])
+    full, tail = engine.order(epoch, n)
+    acc = engine.train_acc()
+    last_read = time.perf_counter()
+    for i in range(engine.full):
+        st, acc = engine.step(st, acc, x, y, full, i)
+        if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:
+            last_read = time.perf_counter()
+            loss = float(jnp.mean(acc["loss"] / jnp.maximum(acc["count"], 1)))
+            display.step(i + 1, (i + 1) * engine.batch, loss)
+    if tail is not None:
+        st, acc = engine.step(st, acc, x, y, tail, 0)
+    return st, acc
+
+
+def _record(
+    engine: Engine, st: Any, acc: Any, data: dict[str, Any], epoch: int, n: int, t0: float
+) -> dict[str, Any]:
+    train = train_report(engine, acc)
+    train.pop("members", None)
+    record: dict[str, Any] = {"epoch": epoch, **train}
+    if "val" in data:
+        val = evaluate_split(engine, st, *data["val"])
+        val.pop("members", None)
+        record.update({f"val_{k}": v for k, v in val.items()})
+    record["lr"] = learning_rate(st)
+    dt = time.perf_counter() - t0
+    record["time"] = dt
+    record["samples_per_s"] = n * engine.members / dt
+    return record
+
+
+def learning_rate(st: Any) -> float:
+    """The rate of the last update: the injected `learning_rate` times a plateau factor."""
+    rate, scale = math.nan, 1.0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(st["opt"])[0]:
+        key = str(getattr(path[-1], "key", "")) if path else ""
+        if key == "learning_rate":
+            rate = float(np.asarray(leaf).reshape(-1)[0])
+        elif key == "step_size":
+            scale = float(np.asarray(leaf).reshape(-1)[0])
+    return rate * scale
+
+
+def _weights(st: Any) -> dict[str, Any]:
+    return {"params": st["params"], "model_state": st["model_state"]}
+
+
+def _better(stopper: Stopper | None, monitor: str, value: float, best: float) -> bool:
+    if stopper is not None:
+        return stopper.improved(value)
+    from dnn.compiler.registry.metrics import monitor_mode
+
+    return value < best if monitor_mode(monitor) == "min" else value > best
+
+
+def _restore_best(program: Program) -> bool:
+    rec = program.train.early_stopping
+    return bool(rec.get("restore_best")) if rec is not None else False
+
+
+def _float(v: Any) -> float:
+    return float(v)
+
+
+def _json(v: float) -> float | str:
+    return v if math.isfinite(v) else str(v)
+
+
+def _fail(folder: Path, loop: Loop, epoch: int, step: int, engine: Engine) -> None:
+    loop.close()
+    rundir.plot_history(loop.history, folder / "plots")
+    in_epoch = step - (epoch - 1) * engine.steps_per_epoch + 1
+    kept = (
+        f"the checkpoint of epoch {loop.saved_epoch} is kept"
+        if loop.saved_epoch
+        else "no checkpoint had been written yet"
+    )
+    raise TrainingError(
+        f"the loss is not finite (nan or inf) at epoch {epoch}, step {step + 1} "
+        f"(batch {in_epoch} of {engine.steps_per_epoch}); training stopped and {kept}",
+        "lower the learning rate, add `clip = global_norm(1.0)`, or check the inputs for "
+        "extreme values",
+    )
+
+
+def _result(
+    engine: Engine,
+    st: Any,
+    data: dict[str, Any],
+    history: list[dict[str, Any]],
+    wall: float,
+    best_epoch: int,
+    restored: bool,
+    program: Program,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        if split in data:
+            out[split] = evaluate_split(engine, st, *data[split])
+    steps = sum(1 for _ in history) * engine.steps_per_epoch
+    train_time = sum(r["time"] for r in history)
+    assert program.model is not None
+    return {
+        "spec": program.path,
+        "model": program.model.name,
+        "params": program.model.params,
+        "epochs_run": len(history),
+        "epochs": program.train.epochs,
+        "best_epoch": best_epoch,
+        "restored_best": restored,
+        "members": engine.members,
+        **out,
+        "wall_time_s": wall,
+        "train_time_s": train_time,
+        "steps_per_s": steps / train_time if train_time else None,
+        "samples_per_s": engine.prepared.size("train") * len(history) / train_time
+        if train_time
+        else None,
+    }
+
+
+# ------------------------------------------------------------------ run folder
+
+
+def _claim(folder: Path, program: Program, resume: bool, argv: list[str] | None) -> None:
+    """Create the run folder, or check that `--resume` finds the same spec's checkpoint there."""
+    last = folder / "checkpoints" / "last"
+    if resume:
+        if not checkpoint.exists(last):
+            raise TrainingError(
+                f"nothing to resume in {folder}: no checkpoint",
+                "run without --resume to start this run",
+            )
+        _same_spec(folder, program)
+        return
+    if folder.exists() and any(folder.iterdir()):
+        raise TrainingError(
+            f"the run folder {folder} already exists and is not empty",
+            "pass --resume to continue that run, or another --out",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.dnn").write_text(rundir.spec_text(program))
+    rundir.write_yaml(folder / "hparams.yaml", rundir.hparams(program))
+    rundir.write_yaml(folder / "env.yaml", rundir.environment(program, argv))
+
+
+def _same_spec(folder: Path, program: Program) -> None:
+    import yaml
+
+    saved = yaml.safe_load((folder / "hparams.yaml").read_text())
+    now = rundir.hparams(program)
+    if saved != now:
+        diffs = [
+            f"{section}.{k}: {saved.get(section, {}).get(k)!r} -> {v!r}"
+            for section, fields in now.items()
+            for k, v in fields.items()
+            if saved.get(section, {}).get(k) != v
+        ]
+        raise TrainingError(
+            f"cannot resume {folder}: the spec differs from the one it was trained with ("
+            + "; ".join(diffs[:4])
+            + ")",
+            "resume with the same spec and --set values",
+        )
+    if (folder / "spec.dnn").read_text() != rundir.spec_text(program):
+        raise TrainingError(
+            f"cannot resume {folder}: the model differs from the one it was trained with",
+            f"compare with `dnn diff {folder / 'spec.dnn'} {program.path}`",
+        )
+
+
+def remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ checks and transfer
+
+
+def _check_monitors(program: Program, prepared: pipeline.Prepared) -> None:
+    has_val = prepared.size("val") > 0
+    watched = []
+    if program.train.early_stopping is not None:
+        watched.append(("early_stopping", str(program.train.early_stopping.get("monitor"))))
+    if program.train.schedule.name == "reduce_on_plateau":
+        watched.append(("schedule", plateau_monitor(program)))
+    for field, monitor in watched:
+        if monitor.startswith("val_") and not has_val:
+            raise spec_error(
+                program,
+                field,
+                f"`{monitor}` needs validation data, but the validation split is empty",
+                "give `split` a `val` share, or monitor a training quantity such as `loss`",
+            )
+
+
+def transfer(program: Program, st: Any, members: int) -> tuple[Any, list[str]]:
+    """Initialize layers from another run's weights, by layer name and shape."""
+    import orbax.checkpoint as ocp
+
+    source = Path(str(program.train.init_from))
+    if not source.is_absolute():
+        candidates = [Path(program.path).resolve().parent / source, Path.cwd() / source]
+        source = next((c for c in candidates if c.exists()), candidates[-1])
+    slot_dir = next(
+        (
+            source / "checkpoints" / s
+            for s in ("best", "last")
+            if checkpoint.exists(source / "checkpoints" / s)
+        ),
+        None,
+    )
+    if slot_dir is None:
+        raise spec_error(
+            program,
+            "init_from",
+            f"`init_from`: no checkpoint in {source}",
+            "give the folder of a finished `dnn train` run (it holds checkpoints/)",
+        )
+    step = max(int(p.name) for p in slot_dir.iterdir() if p.name.isdigit())
+    raw = ocp.StandardCheckpointer().restore((slot_dir / str(step) / "state").resolve())
+    src_params = raw["params"]
+    src_members = _members_of(raw)
+    loaded, skipped = [], []
+    params = dict(st["params"])
+    for layer, leaves in st["params"].items():
+        if layer not in src_params:
+            continue
+        src = src_params[layer]
+        if src_members > 1:
+            src = jax.tree.map(lambda a: a[0], src)
+        want = jax.tree.map(lambda a: a.shape[1:] if members > 1 else a.shape, leaves)
+        have = jax.tree.map(lambda a: tuple(a.shape), src)
+        if jax.tree.structure(want) != jax.tree.structure(have) or jax.tree.leaves(
+            want
+        ) != jax.tree.leaves(have):
+            skipped.append(f"{layer} (shapes {_shapes(have)} in the source, {_shapes(want)} here)")
+            continue
+        params[layer] = jax.tree.map(
+            lambda new, old: jnp.broadcast_to(jnp.asarray(new, old.dtype), old.shape), src, leaves
+        )
+        loaded.append(layer)
+    if not loaded:
+        raise spec_error(
+            program,
+            "init_from",
+            f"`init_from`: no layer of this model matches a layer of {source} by name and shape",
+            "name the layers to transfer the same in both specs",
+        )
+    notes = [f"init_from {source}: loaded {len(loaded)} layers ({', '.join(loaded)})"]
+    notes += [f"  not loaded: {s}" for s in skipped]
+    missing = [k for k in st["params"] if k not in src_params]
+    if missing:
+        notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
+    return {**st, "params": params}, notes
+
+
+def _members_of(raw: Any) -> int:
+    step = raw.get("step")
+    shape = np.shape(step) if step is not None else ()
+    return int(shape[0]) if shape else 1
+
+
+def _shapes(tree: Any) -> str:
+    return ", ".join(
+        str(tuple(s)) for s in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, tuple))
+    )

@@ -1,0 +1,146 @@
+"""`dnn eval` and `dnn predict`: a trained run's weights and preprocessing, applied again.
+
+The weights are the run's final ones: the best epoch's when early stopping restored them
+(`result.json` says so), else the last checkpoint's. Inputs go through the normalizer with the
+statistics saved from the run's train split, never statistics of the new data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from dnn.compiler.ir import Program
+
+from . import checkpoint, datasets, pipeline
+from .datasets import Table
+from .train import Engine, TrainingError, evaluate_split
+
+PREDICT_BATCH = 1024
+
+
+def _run_folder(run: Path) -> Path:
+    if not checkpoint.exists(run / "checkpoints" / "last"):
+        raise TrainingError(
+            f"{run} is not a finished training run (no checkpoints/last in it)",
+            "give the --out folder of a `dnn train` run",
+        )
+    return run
+
+
+def restore(program: Program, run: Path, prepared: pipeline.Prepared) -> tuple[Engine, Any]:
+    """An engine for the spec and the run's final weights."""
+    _run_folder(run)
+    engine = Engine(program, prepared, program.train.ensemble)
+    st = engine.init()
+    result_path = run / "result.json"
+    restored = result_path.exists() and json.loads(result_path.read_text()).get("restored_best")
+    slot = checkpoint.Slot(run / "checkpoints" / ("best" if restored else "last"))
+    try:
+        like = {"params": st["params"], "model_state": st["model_state"]}
+        if restored:
+            weights, _ = slot.restore(like)
+        else:
+            full, _ = slot.restore(st)
+            weights = {"params": full["params"], "model_state": full["model_state"]}
+    except (ValueError, KeyError) as e:
+        raise TrainingError(
+            f"the checkpoint in {run} does not fit this spec's model ({e})",
+            f"evaluate with the spec the run was trained from: {run / 'spec.dnn'}",
+        ) from None
+    finally:
+        slot.close()
+    return engine, {**st, **weights}
+
+
+def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]:
+    """Loss and metrics of a run's final weights on one split of the spec's data."""
+    transform = pipeline.load_transform(_run_folder(run))
+    prepared = pipeline.prepare(program, stats=transform.stats)
+    if prepared.size(split) == 0:
+        raise TrainingError(f"the {split} split is empty", "choose another --split")
+    engine, st = restore(program, run, prepared)
+    t = prepared.splits[split]
+    return evaluate_split(engine, st, jnp.asarray(t.x), jnp.asarray(t.y))
+
+
+def predict(
+    program: Program, run: Path, inputs: Path, output: Path, probabilities: bool = False
+) -> np.ndarray:
+    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`."""
+    transform = pipeline.load_transform(_run_folder(run))
+    raw = datasets.read_inputs(inputs, transform.raw_shape)
+    x = transform(program, raw)
+    dummy = Table(
+        x=x[:1] if len(x) else np.zeros((1, *x.shape[1:]), np.float32),
+        y=np.zeros((1,), np.int32 if transform.task == "classification" else np.float32),
+        task=transform.task,
+        classes=transform.classes,
+        class_names=transform.class_names,
+        origin=str(inputs),
+    )
+    prepared = pipeline.Prepared(
+        {"train": dummy},
+        transform.stats,
+        transform.raw_shape,
+        transform.task,
+        transform.classes,
+        transform.class_names,
+    )
+    engine, st = restore(program, run, prepared)
+    out = _forward_all(engine, st, x)
+    _write(output, out, engine, transform.class_names, probabilities)
+    return out
+
+
+def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
+    @jax.jit
+    def forward(batch: Any) -> Any:
+        fwd = engine._map(
+            lambda p, s: engine._forward(p, s, batch, False, jax.random.key(0))[0], (0, 0)
+        )
+        out = fwd(st["params"], st["model_state"])
+        return engine.combine(out) if engine.members > 1 else out
+
+    parts = [
+        np.asarray(forward(jnp.asarray(x[i : i + PREDICT_BATCH])))
+        for i in range(0, len(x), PREDICT_BATCH)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def _write(
+    path: Path, out: np.ndarray, engine: Engine, names: tuple[str, ...], probabilities: bool
+) -> None:
+    classify = engine.prepared.task == "classification"
+    if classify:
+        if engine.binary:
+            p1 = jax.nn.sigmoid(out.reshape(-1))
+            probs = np.stack([1 - np.asarray(p1), np.asarray(p1)], axis=1)
+        else:
+            probs = np.asarray(jax.nn.softmax(out, axis=-1))
+        labels = probs.argmax(axis=1)
+    if path.suffix == ".npy":
+        np.save(path, probs if classify and probabilities else labels if classify else out)
+        return
+    if path.suffix != ".csv":
+        raise TrainingError(
+            f"cannot write predictions to `{path.name}`", "use an output ending in .npy or .csv"
+        )
+    with path.open("w") as f:
+        if classify:
+            label_names = names or tuple(str(i) for i in range(probs.shape[1]))
+            f.write(",".join(["label", *(f"p_{n}" for n in label_names)]) + "\n")
+            for lab, row in zip(labels, probs, strict=True):
+                f.write(",".join([label_names[lab], *(f"{v:.6g}" for v in row)]) + "\n")
+        else:
+            flat = out.reshape(len(out), -1)
+            f.write(
+                ",".join(f"y{i}" if flat.shape[1] > 1 else "y" for i in range(flat.shape[1])) + "\n"
+            )
+            for row in flat:
+                f.write(",".join(f"{v:.6g}" for v in row) + "\n")

@@ -1,0 +1,216 @@
+"""From a `data` section to device-resident arrays: load, split, normalize, fit to the model.
+
+Order: load the source (and the separate `val` / `test` sources) → split with `data.seed` →
+fit the normalizer on the train split only → apply it to every split → reshape to the model's
+input (digits are 64 values, a CNN reads 8 x 8 x 1) and check the labels. The fitted statistics
+and what eval/predict need to repeat the transform are saved in the run directory
+(`preprocess.npz` + `preprocess.json`): plain arrays and JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dnn.compiler.diagnostics import E_SECTION, Diagnostic, SpecError
+from dnn.compiler.ir import Program
+from dnn.compiler.registry.losses import LOSSES as LOSS_WORDS
+
+from . import datasets, preprocess
+from .datasets import Table
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The splits as NumPy arrays, ready for the model, and how they were made."""
+
+    splits: dict[str, Table]
+    stats: dict[str, np.ndarray]  # the normalizer's statistics, from the train split
+    raw_shape: tuple[int, ...]  # one example as the source stores it
+    task: str
+    classes: int | None
+    class_names: tuple[str, ...]
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split].y)
+
+
+def task_of(program: Program) -> str:
+    """`classification` or `regression`, from the loss."""
+    entry = LOSS_WORDS.lookup(program.train.loss.name)
+    regression = entry is not None and entry.info.get("task") == "regression"
+    return "regression" if regression else "classification"  # `binary` losses classify
+
+
+def input_sizes(program: Program) -> list[tuple[str, tuple[int, ...]]]:
+    assert program.model is not None
+    return [(n, program.model.node(n).shape) for n in program.model.inputs]
+
+
+def outputs(program: Program) -> int:
+    assert program.model is not None
+    return math.prod(program.model.node(program.model.outputs[0]).shape)
+
+
+def model_input_shape(program: Program) -> tuple[int, ...]:
+    """The shape one example must have: the model's input, or the inputs' sizes end to end."""
+    ins = input_sizes(program)
+    if len(ins) == 1:
+        return ins[0][1]
+    return (sum(math.prod(s) for _, s in ins),)
+
+
+def prepare(program: Program, stats: dict[str, np.ndarray] | None = None) -> Prepared:
+    """Load and transform the data of a spec (raises `SpecError` naming file, row, column).
+
+    `stats`: a trained run's normalizer statistics, used instead of fitting new ones.
+    """
+    data = program.data
+    if data is None or program.model is None:
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_SECTION,
+                    "nothing to train on: the spec has no `data` section"
+                    if program.model is not None
+                    else "nothing to train: the spec has no model",
+                    program.train.span_of("loss") if program.model else _top(program),
+                    'add `data { source = builtin("digits") }` or a csv/npz/images source',
+                )
+            ],
+            program.sources,
+        )
+    task, base = task_of(program), Path(program.path).resolve().parent
+    load = _loader(program, task, base)
+    source = load("source")
+    extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
+    fractions = _fractions(dict(data.split.items), extra)
+    splits = datasets.split(source, fractions, data.seed)
+    splits.update(extra)
+    if len(splits["train"].y) == 0:
+        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
+    raw_shape = tuple(splits["train"].x.shape[1:])
+    if stats is None:
+        stats = preprocess.fit(data.normalize, splits["train"].x)
+    out = {}
+    for name, table in splits.items():
+        x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
+        if not len(table.y):
+            x = x.reshape((0, *preprocess.output_shape(data.normalize, raw_shape)))
+        out[name] = _fit(program, replace(table, x=x))
+    return Prepared(out, stats, raw_shape, task, source.classes, source.class_names)
+
+
+def _top(program: Program) -> Any:
+    from dnn.compiler.diagnostics import Span
+
+    return Span(program.path, 1, 1, 1, 1)
+
+
+def _loader(program: Program, task: str, base: Path) -> Any:
+    data = program.data
+    assert data is not None
+
+    def load(field: str) -> Table:
+        return datasets.load_source(
+            getattr(data, field),
+            task=task,
+            base_dir=base,
+            span=data.span_of(field),
+            sources=program.sources,
+        )
+
+    return load
+
+
+def _fractions(split: dict[str, float], extra: dict[str, Table]) -> tuple[float, float, float]:
+    """The source's shares; a split given by its own file takes none and the rest renormalize."""
+    shares = [0.0 if s in extra else float(split[s]) for s in SPLITS]
+    total = sum(shares)
+    return (shares[0] / total, shares[1] / total, shares[2] / total)  # type: ignore[return-value]
+
+
+def _fit(program: Program, table: Table) -> Table:
+    assert program.model is not None
+    first = program.model.inputs[0]
+    node = program.model.node(first)
+    return datasets.fit_to_model(
+        table,
+        model_input_shape(program),
+        first if len(program.model.inputs) == 1 else ", ".join(program.model.inputs),
+        outputs(program),
+        span=node.span,
+        sources=program.sources,
+    )
+
+
+def _section_error(program: Program, field: str, message: str, hint: str) -> SpecError:
+    assert program.data is not None
+    return SpecError(
+        [Diagnostic(E_SECTION, message, program.data.span_of(field), hint)], program.sources
+    )
+
+
+def model_inputs(program: Program, x: Any) -> Any:
+    """One array of examples → what the model takes: the array, or a dict of its inputs."""
+    ins = input_sizes(program)
+    if len(ins) == 1:
+        return x
+    out, start = {}, 0
+    for name, shape in ins:
+        size = math.prod(shape)
+        out[name] = x[:, start : start + size].reshape((x.shape[0], *shape))
+        start += size
+    return out
+
+
+# ------------------------------------------------------------------ saved with a run
+
+
+def save(prepared: Prepared, program: Program, folder: Path) -> None:
+    """The statistics and the facts eval/predict need, beside the checkpoints."""
+    assert program.data is not None
+    np.savez(folder / "preprocess.npz", **prepared.stats)
+    meta = {
+        "normalize": str(program.data.normalize),
+        "raw_shape": list(prepared.raw_shape),
+        "task": prepared.task,
+        "classes": prepared.classes,
+        "class_names": list(prepared.class_names),
+    }
+    (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """The saved preprocessing of a run, applied to new inputs."""
+
+    stats: dict[str, np.ndarray]
+    raw_shape: tuple[int, ...]
+    task: str
+    classes: int | None
+    class_names: tuple[str, ...]
+
+    def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
+        assert program.data is not None
+        x = preprocess.apply(program.data.normalize, self.stats, x)
+        return x.reshape((x.shape[0], *model_input_shape(program)))
+
+
+def load_transform(folder: Path) -> Transform:
+    meta = json.loads((folder / "preprocess.json").read_text())
+    with np.load(folder / "preprocess.npz", allow_pickle=False) as z:
+        stats = {k: z[k] for k in z.files}
+    return Transform(
+        stats,
+        tuple(meta["raw_shape"]),
+        meta["task"],
+        meta["classes"],
+        tuple(meta["class_names"]),
+    )

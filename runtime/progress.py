@@ -1,0 +1,113 @@
+"""What the user sees while a run trains: a rich progress bar on a terminal, plain lines otherwise.
+
+On a terminal: one bar per epoch with the running loss, throughput and ETA, then one line per
+epoch with its metrics. Not a terminal (CI logs, pipes): one line per epoch. `--quiet`: nothing
+but errors (the caller prints the final result).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+SHOWN = ("loss", "penalty", "accuracy", "mse", "mae", "r2", "f1", "precision", "recall")
+
+
+def fmt_metrics(record: dict[str, Any], prefix: str = "") -> str:
+    parts = []
+    for k, v in record.items():
+        if isinstance(v, float) and not k.endswith("time") and k not in ("lr", "samples_per_s"):
+            parts.append(f"{prefix}{k} {v:.4f}")
+    return "  ".join(parts)
+
+
+class Display:
+    """Progress of a run. `mode`: 'bar' (terminal), 'lines' or 'quiet'."""
+
+    def __init__(self, epochs: int, steps: int, mode: str, stream: TextIO | None = None):
+        self.epochs, self.steps, self.mode = epochs, steps, mode
+        self.stream = stream or sys.stderr
+        self.progress: Any = None
+        self.task: Any = None
+        self.t0 = time.perf_counter()
+
+    @staticmethod
+    def choose(quiet: bool, stream: TextIO | None = None) -> str:
+        if quiet:
+            return "quiet"
+        s = stream or sys.stderr
+        return "bar" if getattr(s, "isatty", lambda: False)() else "lines"
+
+    def __enter__(self) -> Display:
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch_t0 = time.perf_counter()
+        if self.progress is not None:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(
+                "train",
+                total=self.steps,
+                epoch=f"{epoch}/{self.epochs}",
+                info="",
+                speed="",
+            )
+
+    def step(self, done: int, samples: int, loss: float | None = None) -> None:
+        if self.progress is None:
+            return
+        dt = max(time.perf_counter() - self.epoch_t0, 1e-9)
+        info = f"loss {loss:.4f}" if loss is not None else ""
+        self.progress.update(
+            self.task, completed=done, info=info, speed=f"{samples / dt:,.0f} samples/s"
+        )
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        if self.mode == "quiet":
+            return
+        line = (
+            f"epoch {record['epoch']}/{self.epochs}  {fmt_metrics(record)}"
+            f"  ({record['time']:.1f} s, {record['samples_per_s']:,.0f} samples/s)"
+        )
+        if self.progress is not None:
+            self.progress.console.print(line, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        if self.mode == "quiet":
+            return
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)

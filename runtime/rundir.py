@@ -1,0 +1,143 @@
+"""The run folder: everything needed to read, reproduce, evaluate and resume a training run.
+
+spec.dnn        the spec as trained (overrides applied, canonical form)
+hparams.yaml    params, data and train sections with every default filled
+env.yaml        versions, devices, seed, command line, start time
+metrics.jsonl   one JSON line per epoch
+result.json     final train/val/test metrics, epochs run, wall time, throughput
+preprocess.*    the normalizer's train-split statistics (NumPy .npz, no pickle) + JSON
+checkpoints/    Orbax: last/ (to resume) and best/ (early stopping's best epoch)
+plots/          loss and metric curves, train vs val (PNG)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dnn.compiler.format import format_module
+from dnn.compiler.ir import Config, Program
+from dnn.compiler.values import Rec, Ref, show
+
+PACKAGES = ("dnn", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scikit-learn")
+
+
+def plain(v: Any) -> Any:
+    """A resolved spec value as YAML/JSON-ready data: words by name, arguments as a mapping."""
+    if isinstance(v, Ref):
+        return v.name if not v.args else {v.name: {k: plain(a) for k, a in v.args}}
+    if isinstance(v, Rec):
+        return {k: plain(a) for k, a in v.items}
+    if isinstance(v, tuple | list):
+        return [plain(a) for a in v]
+    if isinstance(v, bool | int | float | str) or v is None:
+        return v
+    return show(v)
+
+
+def hparams(program: Program) -> dict[str, Any]:
+    out: dict[str, Any] = {"params": {k: plain(v) for k, v in program.params}}
+    sections: tuple[tuple[str, Config | None], ...] = (
+        ("data", program.data),
+        ("train", program.train),
+    )
+    for name, cfg in sections:
+        if cfg is not None:
+            out[name] = {k: plain(v) for k, v in cfg.fields}
+    return out
+
+
+def spec_text(program: Program) -> str:
+    return format_module(program.module) if program.module is not None else ""
+
+
+def environment(program: Program, argv: list[str] | None = None) -> dict[str, Any]:
+    import jax
+
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "seed": program.train.seed,
+        "command": " ".join(argv if argv is not None else sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cwd": os.getcwd(),
+    }
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write beside, then rename: a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """metrics.jsonl from the history (rewritten whole, so a resumed run has no duplicates)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+    os.replace(tmp, path)
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------ plots
+
+
+def plot_history(history: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """One PNG per quantity (loss, each metric): train and validation curves over epochs."""
+    if not history:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    skip = ("epoch", "lr", "time", "samples_per_s")
+    names = [
+        k
+        for k, v in history[0].items()
+        if k not in skip and not k.startswith("val_") and isinstance(v, int | float)
+    ]
+    written = []
+    epochs = [r["epoch"] for r in history]
+    for name in names:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ax.plot(epochs, [r.get(name) for r in history], marker="o", ms=3, label="train")
+        if f"val_{name}" in history[0]:
+            ax.plot(epochs, [r.get(f"val_{name}") for r in history], marker="o", ms=3, label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

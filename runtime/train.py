@@ -1,0 +1,450 @@
+"""The training loop: a checked Program and its data → trained weights, metrics, a run folder.
+
+One jitted step per batch (augment → forward → loss + penalties → gradients → Optax update →
+weight constraints), with the data resident on the device and batches gathered there by index.
+Nothing is read back to the host per step: the loss, the metrics and a non-finite-loss marker
+accumulate on the device and are read once per epoch. Per-epoch validation drives early
+stopping (the lecture's patience loop) and `reduce_on_plateau`; checkpoints make `--resume`
+continue exactly: the batches of epoch e and the randomness of step s are functions of
+(seed, e) and (seed, s) only, so a resumed run computes what an uninterrupted one would.
+
+`ensemble = N` trains N members (seeds seed .. seed + N - 1) in one program, vmapped over a
+leading member axis; the reported metrics are the ensemble's (mean of the members'
+probabilities), each member's are listed too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from dnn.compiler.diagnostics import E_SECTION, Diagnostic, SpecError
+from dnn.compiler.ir import Program
+from dnn.compiler.lower_flax import lower_model
+from dnn.compiler.lower_loss import lower_constraints, lower_loss, lower_penalties
+from dnn.compiler.lower_optax import Plateau, plateau_start, plateau_step
+from dnn.compiler.registry.metrics import monitor_mode
+
+from . import augment, metrics, pipeline
+from .pipeline import Prepared
+
+Array = Any
+EVAL_BATCH = 512
+
+
+class TrainingError(Exception):
+    """Training could not go on (a non-finite loss, a bad resume); carries a hint."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+# ------------------------------------------------------------------ compiled pieces
+
+
+@dataclass
+class Engine:
+    """The lowered model, loss, optimizer, metrics and augmentation, and their jitted steps."""
+
+    program: Program
+    prepared: Prepared
+    members: int
+    model: Any = field(init=False)
+    tx: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        p, train = self.program, self.program.train
+        assert p.model is not None
+        self.model = lower_model(p.model, train.init)
+        self.loss = lower_loss(train.loss)
+        self.penalty = lower_penalties(p.model, train.regularizer)
+        self.project = lower_constraints(p.model)
+        self.metrics = metrics.build(train.metrics, self.classes, self.outputs)
+        shape = self.prepared.splits["train"].x.shape[1:]
+        data = p.data
+        assert data is not None
+        self.augment = augment.build(tuple(data.augment), tuple(shape))
+        self.batch = train.batch_size
+        n = self.prepared.size("train")
+        self.full, self.tail = divmod(n, self.batch)
+        if data.drop_last and self.full > 0:
+            self.tail = 0  # a batch smaller than batch_size is dropped, unless it is the only one
+        self.steps_per_epoch = self.full + (1 if self.tail else 0)
+        base = p.build_optimizer(max(1, self.steps_per_epoch // train.accumulate))
+        self.plateau = train.schedule if train.schedule.name == "reduce_on_plateau" else None
+        # reduce_on_plateau multiplies the rate by a factor the loop sets once per epoch
+        self.tx = (
+            optax.chain(base, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+            if self.plateau
+            else base
+        )
+        self.binary = self.outputs == 1 and self.prepared.task == "classification"
+        self._build_steps()
+
+    @property
+    def outputs(self) -> int:
+        return pipeline.outputs(self.program)
+
+    @property
+    def classes(self) -> int | None:
+        return self.outputs if self.prepared.task == "classification" else None
+
+    # -------------------------------------------------------------- per member
+
+    def _keys(self, member: Array) -> Array:
+        return jax.random.key(self.program.train.seed + member)
+
+    def _init_one(self, member: Array) -> dict[str, Any]:
+        key = self._keys(member)
+        x = self.prepared.splits["train"].x[:1]
+        variables = self.model.init(
+            {"params": jax.random.fold_in(key, 1), "dropout": jax.random.fold_in(key, 2)},
+            pipeline.model_inputs(self.program, jnp.asarray(x)),
+        )
+        params = variables["params"]
+        state = {k: v for k, v in variables.items() if k != "params"}
+        return {
+            "params": params,
+            "model_state": state,
+            "opt": self.tx.init(params),
+            "step": jnp.zeros((), jnp.int32),
+        }
+
+    def _forward(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
+        xs = pipeline.model_inputs(self.program, x)
+        variables = {"params": params, **state}
+        if not train:
+            return self.model.apply(variables, xs), state
+        if state:
+            return self.model.apply(
+                variables, xs, train=True, rngs={"dropout": key}, mutable=list(state)
+            )
+        return self.model.apply(variables, xs, train=True, rngs={"dropout": key}), state
+
+    def _train_one(
+        self, st: dict[str, Any], acc: dict[str, Any], member: Array, x: Array, y: Array
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        key = jax.random.fold_in(jax.random.fold_in(self._keys(member), 3), st["step"])
+        k_aug, k_drop = jax.random.split(key)
+        x = self.augment(k_aug, x)
+
+        def objective(params: Any) -> tuple[Array, Any]:
+            out, new_state = self._forward(params, st["model_state"], x, True, k_drop)
+            data_loss = self.loss(out, y)
+            pen = self.penalty(params)
+            return data_loss + pen, (new_state, out, data_loss, pen)
+
+        (total, (new_state, out, data_loss, pen)), grads = jax.value_and_grad(
+            objective, has_aux=True
+        )(st["params"])
+        updates, opt = self.tx.update(grads, st["opt"], st["params"])
+        params = self.project(optax.apply_updates(st["params"], updates))
+        ok = jnp.isfinite(total)
+        new = (params, new_state, opt)
+        old = (st["params"], st["model_state"], st["opt"])
+        params, new_state, opt = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        n = y.shape[0]
+        mask = jnp.ones((n,), bool)
+        acc = {
+            "loss": acc["loss"] + data_loss * n,
+            "penalty": acc["penalty"] + pen * n,
+            "count": acc["count"] + n,
+            "metrics": self.metrics.update(acc["metrics"], out, y, mask),
+            "bad_step": jnp.where((acc["bad_step"] < 0) & ~ok, st["step"], acc["bad_step"]),
+        }
+        return {
+            "params": params,
+            "model_state": new_state,
+            "opt": opt,
+            "step": st["step"] + 1,
+        }, acc
+
+    def _train_acc(self) -> dict[str, Any]:
+        return {
+            "loss": jnp.zeros(()),
+            "penalty": jnp.zeros(()),
+            "count": jnp.zeros((), jnp.int32),
+            "metrics": self.metrics.init(),
+            "bad_step": jnp.full((), -1, jnp.int32),
+        }
+
+    def _example_losses(self, out: Array, y: Array) -> Array:
+        return jax.vmap(lambda o, t: self.loss(o[None], t[None]))(out, y)
+
+    def _eval_acc(self) -> dict[str, Any]:
+        return {"loss": jnp.zeros(()), "count": jnp.zeros(()), "metrics": self.metrics.init()}
+
+    def _eval_update(self, acc: dict[str, Any], out: Array, y: Array, mask: Array) -> Any:
+        w = mask.astype(jnp.float32)
+        return {
+            "loss": acc["loss"] + jnp.sum(self._example_losses(out, y) * w),
+            "count": acc["count"] + jnp.sum(w),
+            "metrics": self.metrics.update(acc["metrics"], out, y, mask),
+        }
+
+    def combine(self, outs: Array) -> Array:
+        """The ensemble's output from the members' (axis 0): mean probability, as logits."""
+        if self.prepared.task != "classification":
+            return jnp.mean(outs, axis=0)
+        if self.binary:
+            p = jnp.mean(jax.nn.sigmoid(outs), axis=0)
+            return jnp.log(p) - jnp.log1p(-p)
+        return jnp.log(jnp.mean(jax.nn.softmax(outs, axis=-1), axis=0))
+
+    # -------------------------------------------------------------- jitted, all members
+
+    def _map(self, f: Callable[..., Any], axes: tuple[Any, ...]) -> Callable[..., Any]:
+        return f if self.members == 1 else jax.vmap(f, in_axes=axes)
+
+    def _build_steps(self) -> None:
+        m = self.members
+        ids = jnp.arange(m) if m > 1 else jnp.zeros((), jnp.int32)
+        self.member_ids = ids
+        init = self._map(self._init_one, (0,))
+        self.init = jax.jit(lambda: init(ids))
+        self.train_acc = jax.jit(lambda: self._map(lambda _: self._train_acc(), (0,))(ids))
+
+        train_one = self._map(self._train_one, (0, 0, 0, None, None))
+
+        def step(st: Any, acc: Any, xs: Array, ys: Array, order: Array, i: Array) -> Any:
+            idx = order[i]
+            return train_one(st, acc, ids, xs[idx], ys[idx])
+
+        self.step = jax.jit(step, donate_argnums=(0, 1))
+
+        def evaluate(
+            st: Any, acc: Any, ens: Any, xs: Array, ys: Array, idx: Array, mask: Array
+        ) -> Any:
+            x, y = xs[idx], ys[idx]
+            fwd = self._map(
+                lambda p, s: self._forward(p, s, x, False, jax.random.key(0))[0], (0, 0)
+            )
+            out = fwd(st["params"], st["model_state"])
+            if m == 1:
+                return self._eval_update(acc, out, y, mask), ens
+            acc = jax.vmap(self._eval_update, in_axes=(0, 0, None, None))(acc, out, y, mask)
+            return acc, self._eval_update(ens, self.combine(out), y, mask)
+
+        self.evaluate = jax.jit(evaluate, donate_argnums=(1, 2))
+        self.eval_acc = jax.jit(lambda: self._map(lambda _: self._eval_acc(), (0,))(ids))
+        self.ens_acc = jax.jit(self._eval_acc)
+
+    def order(self, epoch: int, n: int) -> tuple[Array, Array | None]:
+        """The batches of an epoch: indices of full batches (rows) and of the tail batch."""
+        data = self.program.data
+        assert data is not None
+        if data.shuffle:
+            key = jax.random.fold_in(jax.random.key(self.program.train.seed), epoch)
+            perm = jax.random.permutation(jax.random.fold_in(key, 7), n)
+        else:
+            perm = jnp.arange(n)
+        full = perm[: self.full * self.batch].reshape(self.full, self.batch)
+        tail = perm[self.full * self.batch :][None] if self.tail else None
+        return full, tail
+
+
+# ------------------------------------------------------------------ split evaluation
+
+
+def evaluate_split(engine: Engine, st: Any, x: Array, y: Array) -> dict[str, Any]:
+    """Loss and metrics of the current weights on a whole split (eval mode, no augmentation)."""
+    n = int(x.shape[0])
+    if n == 0:
+        return {}
+    size = min(EVAL_BATCH, n)
+    acc, ens = engine.eval_acc(), engine.ens_acc()
+    for start in range(0, n, size):
+        idx = np.arange(start, start + size)
+        mask = idx < n
+        idx = np.where(mask, idx, 0)
+        acc, ens = engine.evaluate(st, acc, ens, x, y, jnp.asarray(idx), jnp.asarray(mask))
+    if engine.members == 1:
+        return _finish(engine, acc)
+    members = [
+        _finish(engine, jax.tree.map(lambda a, i=i: a[i], acc)) for i in range(engine.members)
+    ]
+    return {**_finish(engine, ens), "members": members}
+
+
+def _finish(engine: Engine, acc: Any) -> dict[str, Any]:
+    acc = jax.device_get(acc)
+    out = {"loss": float(acc["loss"]) / max(float(acc["count"]), 1.0)}
+    out.update({k: float(v) for k, v in engine.metrics.finish(acc["metrics"]).items()})
+    return out
+
+
+def train_report(engine: Engine, acc: Any) -> dict[str, Any]:
+    """The epoch's training loss and metrics (on the augmented batches, in train mode)."""
+    acc = jax.device_get(acc)
+
+    def one(a: Any) -> dict[str, float]:
+        count = max(int(a["count"]), 1)
+        out = {"loss": float(a["loss"]) / count}
+        if engine.program.model is not None and _has_penalty(engine.program):
+            out["penalty"] = float(a["penalty"]) / count
+        out.update({k: float(v) for k, v in engine.metrics.finish(a["metrics"]).items()})
+        return out
+
+    if engine.members == 1:
+        return one(acc)
+    members = [one(jax.tree.map(lambda a, i=i: a[i], acc)) for i in range(engine.members)]
+    mean = {k: float(np.mean([m[k] for m in members])) for k in members[0]}
+    return {**mean, "members": members}
+
+
+def _has_penalty(program: Program) -> bool:
+    assert program.model is not None
+    return program.train.regularizer is not None or any(
+        dict(n.args).get("regularizer") is not None for n in program.model.nodes
+    )
+
+
+def bad_step(acc: Any) -> int:
+    steps = np.asarray(jax.device_get(acc["bad_step"])).reshape(-1)
+    bad = steps[steps >= 0]
+    return int(bad.min()) if bad.size else -1
+
+
+# ------------------------------------------------------------------ the loop's bookkeeping
+
+
+@dataclass
+class Stopper:
+    """Early stopping: the lecture's patience loop on a monitored quantity."""
+
+    monitor: str
+    mode: str
+    patience: int
+    min_delta: float
+    best: float
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    @staticmethod
+    def of(program: Program) -> Stopper | None:
+        rec = program.train.early_stopping
+        if rec is None:
+            return None
+        monitor = str(rec.get("monitor"))
+        mode = str(rec.get("mode"))
+        mode = monitor_mode(monitor) if mode == "auto" else mode
+        return Stopper(
+            monitor,
+            mode,
+            int(rec.get("patience")),
+            float(rec.get("min_delta")),
+            math.inf if mode == "min" else -math.inf,
+        )
+
+    def improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def update(self, epoch: int, value: float) -> bool:
+        """Record an epoch; True when the run should stop."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "best": _json_float(self.best),
+            "best_epoch": self.best_epoch,
+            "bad": self.bad_epochs,
+        }
+
+    def load(self, d: dict[str, Any]) -> None:
+        self.best = float(d["best"])
+        self.best_epoch, self.bad_epochs = int(d["best_epoch"]), int(d["bad"])
+
+
+def _json_float(v: float) -> float | str:
+    return v if math.isfinite(v) else str(v)
+
+
+def record_key(engine: Engine, monitor: str) -> str:
+    """The key of an epoch record a monitor reads: `val_top_k` may be reported as `val_top_k_3`."""
+    prefix = "val_" if monitor.startswith("val_") else ""
+    word = monitor.removeprefix("val_")
+    if word == "loss":
+        return monitor
+    return prefix + (engine.metrics.lookup(word) or word)
+
+
+def plateau_state(d: dict[str, Any] | None, start: Plateau) -> Plateau:
+    if not d:
+        return start
+    return Plateau(
+        float(d["best"]), int(d["bad_epochs"]), int(d["cooldown_left"]), float(d["scale"])
+    )
+
+
+def plateau_json(p: Plateau) -> dict[str, Any]:
+    return {
+        "best": _json_float(p.best),
+        "bad_epochs": p.bad_epochs,
+        "cooldown_left": p.cooldown_left,
+        "scale": p.scale,
+    }
+
+
+def set_plateau_scale(st: Any, scale: float) -> Any:
+    """Write the plateau factor into the injected `scale` of the optimizer state."""
+    opt = st["opt"]
+    hyper = opt[1].hyperparams
+    hyper["step_size"] = jnp.full_like(hyper["step_size"], scale)
+    return st
+
+
+def plateau_monitor(program: Program) -> str:
+    sched = program.train.schedule
+    return str(sched.arg("monitor")) if "monitor" in dict(sched.args) else "val_loss"
+
+
+def plateau_begin(program: Program) -> Plateau:
+    return plateau_start(program.train.schedule)
+
+
+def plateau_next(program: Program, state: Plateau, value: float) -> Plateau:
+    return plateau_step(program.train.schedule, state, value, program.train.optimizer.arg("lr"))
+
+
+def spec_error(program: Program, field_name: str, message: str, hint: str) -> SpecError:
+    return SpecError(
+        [Diagnostic(E_SECTION, message, program.train.span_of(field_name), hint)],
+        program.sources,
+    )
+
+
+def steps_for(prepared: Prepared, program: Program) -> int:
+    b = program.train.batch_size
+    n = prepared.size("train")
+    data = program.data
+    assert data is not None
+    return n // b if data.drop_last and n >= b else math.ceil(n / b)
+
+
+def device_data(prepared: Prepared) -> dict[str, tuple[Array, Array]]:
+    """Every split placed on the device once."""
+    return {
+        name: (jnp.asarray(t.x), jnp.asarray(t.y))
+        for name, t in prepared.splits.items()
+        if len(t.y)
+    }
+
+
+def run_dir_default(program: Program) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(program.path).stem}-{stamp}"
