@@ -172,7 +172,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
             sys.stdout.write(drawing.data.decode())
         else:
             render.write(args.output, drawing.data)
-            print(f"{args.output}: {fmt}, {drawing.engine} layout", file=sys.stderr)
+            how = f", {drawing.engine} layout" if drawing.engine != "text" else ""
+            print(f"{args.output}: {fmt}{how}", file=sys.stderr)
     except SpecError as e:
         _report(e, "text")
         return EXIT_SPEC

@@ -1,0 +1,385 @@
+"""`dnn graph`: the diagram of a model, its DOT and Mermaid texts, the built-in layout, SVG, PNG."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from dnn.compiler.driver import load, loads
+from dnn.compiler.graph import Box, Diagram, describe, to_dot, to_mermaid
+from dnn.compiler.ir import Graph, Program
+from dnn.runtime import render
+from dnn.runtime.cli import main
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ["digits_cnn", "resnet_small", "densenet_small", "two_tower", "resnet18"]
+CNN = str(ROOT / "examples" / "digits_cnn.dnn")
+
+# Parallel blocks (each branch its own block) and an input that joins at the end.
+INCEPTION = """dnn 1
+
+block branch(c) {
+  conv2d(c, kernel = 1) -> relu
+}
+
+block inception(c) {
+  p = branch(c)(in)
+  q = branch(c)(in)
+  r = branch(c)(in)
+  output concat(p, q, r)
+}
+
+model m {
+  input x: f32[8, 8, 3]
+  input side: f32[6]
+  h = inception(4)(x)
+  h = inception(8)(h) -> global_avgpool -> dense(6)
+  output add(h, side)
+}
+"""
+CHAIN = "dnn 1\n\nmodel chain {\n  input x: f32[4]\n" + "  dense(4) -> relu\n" * 150 + "}\n"
+
+
+def diagram(name: str) -> Diagram:
+    if name == "inception":
+        return describe(_model(loads(INCEPTION, "inception.dnn")))
+    if name == "chain":
+        return describe(_model(loads(CHAIN, "chain.dnn")))
+    return describe(_model(load(str(ROOT / "examples" / f"{name}.dnn"))))
+
+
+def _model(program: Program) -> Graph:
+    assert program.model is not None
+    return program.model
+
+
+def members(d: Diagram, cluster: str) -> set[str]:
+    """Boxes inside a cluster, at any depth."""
+
+    def inside(b: Box) -> bool:
+        c = b.cluster
+        while c is not None and c != cluster:
+            c = d.cluster(c).parent
+        return c == cluster
+
+    return {b.id for b in d.boxes if inside(b)}
+
+
+# ------------------------------------------------------------------ the diagram
+
+
+def test_describe_resnet_boxes_edges_clusters() -> None:
+    program = load(str(ROOT / "examples" / "resnet_small.dnn"))
+    g = _model(program)
+    d = describe(g)
+    assert [b.name for b in d.boxes] == [n.name for n in g.nodes]
+    assert len(d.edges) == sum(len(n.inputs) for n in g.nodes)
+    paths = {c.path for c in d.clusters}
+    assert paths == {n.scope[:k] for n in g.nodes for k in range(1, len(n.scope) + 1)}
+    inner = next(c for c in d.clusters if c.path == ("basic_1", "conv_bn"))
+    assert d.cluster(inner.parent or "").path == ("basic_1",)
+    assert inner.label == "conv_bn · 2,368 params"
+
+
+def test_box_lines_op_shape_params_and_roles() -> None:
+    d = diagram("resnet_small")
+    by_name = {b.name: b for b in d.boxes}
+    assert by_name["image"].lines == ("input image", "f32[8, 8, 1]")
+    assert by_name["image"].role == "input"
+    assert by_name["basic/conv_bn/batchnorm"].lines == ("batchnorm", "f32[8, 8, 16]", "64 params")
+    assert by_name["basic/h"].lines[0] == "h = batchnorm"  # a named value, as the spec writes it
+    assert by_name["dense"].lines == ("output dense", "f32[10]", "330 params")
+    assert by_name["dense"].role == "output"
+    assert by_name["conv_bn/relu"].role == "activation"
+
+
+# ------------------------------------------------------------------ DOT and Mermaid
+
+DOT_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+DOT_STRING = r'"(?:[^"\\]|\\.)*"'
+KEYWORDS = {"graph", "node", "edge"}
+
+
+def _dot_structure(text: str) -> tuple[dict[str, tuple[str, ...]], list[tuple[str, str]]]:
+    """Node id -> enclosing cluster ids, and the edges; asserts braces balance outside strings."""
+    stack: list[str] = []
+    nodes: dict[str, tuple[str, ...]] = {}
+    edges = []
+    body = text.splitlines()
+    assert re.fullmatch(rf"digraph {DOT_STRING} {{", body[0]) and body[-1] == "}"
+    for line in body[1:-1]:
+        bare = re.sub(DOT_STRING, '""', line).strip()
+        assert "{" not in bare or bare.startswith("subgraph"), line
+        if m := re.fullmatch(rf"subgraph cluster_({DOT_ID}) {{", bare):
+            stack.append(m.group(1))
+        elif bare == "}":
+            stack.pop()  # an unbalanced brace fails here or at the end
+        elif m := re.fullmatch(rf"({DOT_ID}) -> ({DOT_ID});", bare):
+            edges.append((m.group(1), m.group(2)))
+        elif (m := re.fullmatch(rf"({DOT_ID}) \[.*\];", bare)) and m.group(1) not in KEYWORDS:
+            assert m.group(1) not in nodes, f"{m.group(1)} defined twice"
+            nodes[m.group(1)] = tuple(stack)
+    assert not stack
+    return nodes, edges
+
+
+@pytest.mark.parametrize("name", [*EXAMPLES, "inception"])
+def test_dot_every_node_edge_and_cluster(name: str) -> None:
+    d = diagram(name)
+    text = to_dot(d)
+    nodes, edges = _dot_structure(text)
+    assert set(nodes) == {b.id for b in d.boxes}
+    assert sorted(edges) == sorted(d.edges)
+    for b in d.boxes:
+        assert nodes[b.id] == _chain(d, b.cluster)
+        assert all(f"{_dot_escape(s)}" in text for s in b.lines)
+
+
+def _chain(d: Diagram, cluster: str | None) -> tuple[str, ...]:
+    """Cluster ids from the outermost to `cluster`."""
+    out: list[str] = []
+    while cluster is not None:
+        out.insert(0, cluster)
+        cluster = d.cluster(cluster).parent
+    return tuple(out)
+
+
+def _dot_escape(s: str) -> str:
+    return s.replace('"', '\\"')
+
+
+def test_dot_escapes_quotes_and_backslashes() -> None:
+    box = Box("n0", 'a"b\\c', ('say "hi"\\',), "input", None)
+    text = to_dot(Diagram('m"x', "t", (box,), (), ()))
+    assert 'digraph "m\\"x"' in text
+    assert 'label="say \\"hi\\"\\\\"' in text
+    _dot_structure(text)
+
+
+@pytest.mark.parametrize("name", [*EXAMPLES, "inception"])
+def test_mermaid_every_node_edge_and_subgraph(name: str) -> None:
+    d = diagram(name)
+    lines = to_mermaid(d).splitlines()
+    assert lines[1] == "flowchart TD"
+    stack: list[str] = []
+    nodes: dict[str, tuple[str, ...]] = {}
+    edges = []
+    for line in lines[2:]:
+        s = line.strip()
+        if m := re.fullmatch(r'subgraph (c\d+) \["[^"]*"\]', s):
+            stack.append(m.group(1))
+        elif s == "end":
+            stack.pop()
+        elif m := re.fullmatch(r"(n\d+) --> (n\d+)", s):
+            edges.append((m.group(1), m.group(2)))
+        elif m := re.fullmatch(r'(n\d+)(\[|\(\[|\[\[)"([^"]*)"(\]|\]\)|\]\])', s):
+            assert m.group(1) not in nodes
+            nodes[m.group(1)] = tuple(stack)
+    assert not stack
+    assert set(nodes) == {b.id for b in d.boxes}
+    assert sorted(edges) == sorted(d.edges)
+    assert all(nodes[b.id] == _chain(d, b.cluster) for b in d.boxes)
+
+
+def test_mermaid_marks_inputs_and_outputs_and_escapes() -> None:
+    text = to_mermaid(diagram("two_tower"))
+    assert 'n0(["input a<br/>f32[' in text
+    assert "class n0,n1 input" in text
+    box = Box("n0", "x", ('a "b" <c> #1',), "layer", None)
+    assert '["a #quot;b#quot; #lt;c#gt; #35;1"]' in to_mermaid(Diagram("m", "t", (box,), (), ()))
+
+
+# ------------------------------------------------------------------ layout
+
+
+@pytest.mark.parametrize("name", [*EXAMPLES, "inception", "chain"])
+def test_layout_no_overlaps_clusters_enclose_edges_go_down(name: str) -> None:
+    d = diagram(name)
+    lay = render.layout(d)
+    rects = list(lay.boxes.items())
+    for i, (a, ra) in enumerate(rects):
+        for b, rb in rects[i + 1 :]:
+            assert not ra.intersects(rb), (a, b)
+    for c in d.clusters:
+        inside = members(d, c.id)
+        for b, r in lay.boxes.items():
+            if b in inside:
+                assert lay.clusters[c.id].contains(r), (c.path, b)
+            else:
+                assert not lay.clusters[c.id].intersects(r), (c.path, b)
+    for c, k in ((c, k) for c in d.clusters for k in d.clusters if k.parent == c.id):
+        assert lay.clusters[c.id].contains(lay.clusters[k.id])
+    for (s, t), pts in zip(d.edges, lay.edges, strict=True):
+        assert all(p[1] <= q[1] for p, q in zip(pts, pts[1:], strict=False)), (s, t)
+        assert pts[0][1] == lay.boxes[s].y + lay.boxes[s].h and pts[-1][1] == lay.boxes[t].y
+    assert all(0 <= r.x and r.x + r.w <= lay.width and r.y + r.h <= lay.height for _, r in rects)
+
+
+def test_layout_chain_is_straight_and_skips_go_beside_blocks() -> None:
+    lay = render.layout(diagram("chain"))
+    assert len({round(r.x + r.w / 2, 3) for r in lay.boxes.values()}) == 1
+    d = diagram("resnet_small")
+    lay = render.layout(d)
+    skip = d.edges.index(("n3", "n9"))  # conv_bn/relu -> basic/add: around the block
+    block = lay.clusters["c1"]
+    assert any(x > block.x + block.w for x, _ in lay.edges[skip])
+
+
+def test_labels_fit_their_boxes() -> None:
+    """Measured with the PNG's font (DejaVu Sans Mono), bold titles included."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    measure = TextToPath().get_text_width_height_descent
+    for name in ("resnet18", "two_tower"):
+        d = diagram(name)
+        for b in d.boxes:
+            w, _ = render.box_size(b)
+            for i, line in enumerate(b.lines):
+                font = FontProperties(
+                    family="DejaVu Sans Mono", weight="bold" if i == 0 else "normal"
+                )
+                font.set_size(render.FONT_PX)
+                assert measure(line, font, ismath=False)[0] <= w - 2 * render.PAD_X + 0.5, line
+        lay = render.layout(d)
+        for c in d.clusters:
+            font = FontProperties(family="DejaVu Sans Mono", size=render.LABEL_PX)
+            assert measure(c.label, font, ismath=False)[0] < lay.clusters[c.id].w - 5, c.label
+
+
+# ------------------------------------------------------------------ SVG and PNG
+
+
+def test_svg_parses_one_box_per_node_with_its_labels() -> None:
+    d = diagram("resnet_small")
+    root = ET.fromstring(render.to_svg(d, render.layout(d)))
+    ns = "{http://www.w3.org/2000/svg}"
+    groups = root.findall(f"{ns}g[@class='node']")
+    assert [g.get("id") for g in groups] == [b.id for b in d.boxes]
+    for g, b in zip(groups, d.boxes, strict=True):
+        assert len(g.findall(f"{ns}rect")) == 1
+        assert tuple(t.text for t in g.findall(f"{ns}text")) == b.lines
+        assert g.findtext(f"{ns}title") == b.name
+    assert len(root.findall(f"{ns}g[@class='cluster']")) == len(d.clusters)
+    assert len(root.findall(f"{ns}g[@class='edge']")) == len(d.edges)
+
+
+def test_svg_escapes_text() -> None:
+    box = Box("n0", "<a>", ("x < y & z",), "layer", None)
+    d = Diagram("m", "m & n", (box,), (), ())
+    root = ET.fromstring(render.to_svg(d, render.layout(d)))
+    assert "x < y & z" in [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    w, h = struct.unpack(">II", data[16:24])
+    return w, h
+
+
+def test_png_signature_and_size() -> None:
+    d = diagram("digits_cnn")
+    lay = render.layout(d)
+    w, h = _png_size(render.to_png(d, lay))
+    assert abs(w - 2 * lay.width) <= 2 and abs(h - 2 * lay.height) <= 2
+    assert 200 < w < 5000 and h > w
+
+
+# ------------------------------------------------------------------ Graphviz when present
+
+
+def _fake_dot(tmp_path: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    exe = tmp_path / "bin" / "dot"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return tmp_path / "stdin.dot"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script stands in for dot")
+def test_graphviz_used_when_dot_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _fake_dot(tmp_path, f'cat > "{tmp_path}/stdin.dot"\necho "<svg>$1</svg>"\n', monkeypatch)
+    d = diagram("two_tower")
+    out = render.draw(d, "svg")
+    assert (out.engine, out.data, out.warning) == ("graphviz", b"<svg>-Tsvg</svg>\n", None)
+    assert seen.read_text() == to_dot(d)
+    assert render.draw(d, "svg", "builtin").engine == "builtin"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script stands in for dot")
+def test_failing_dot_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_dot(tmp_path, "echo 'Error: syntax error in line 1' >&2\nexit 1\n", monkeypatch)
+    d = diagram("two_tower")
+    out = render.draw(d, "svg")
+    assert out.engine == "builtin" and "syntax error in line 1" in (out.warning or "")
+    with pytest.raises(render.RenderError, match="syntax error"):
+        render.draw(d, "svg", "graphviz")
+
+
+def test_no_dot_builtin_or_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(render.shutil, "which", lambda _: None)
+    assert render.draw(diagram("two_tower"), "svg").engine == "builtin"
+    with pytest.raises(render.RenderError, match="not on PATH"):
+        render.draw(diagram("two_tower"), "png", "graphviz")
+
+
+# ------------------------------------------------------------------ command line
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".png", ".dot", ".gv", ".mmd"])
+def test_cli_each_suffix(suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / f"model{suffix}"
+    assert main(["graph", CNN, "-o", str(out), "--layout", "builtin"]) == 0
+    data = out.read_bytes()
+    head = {".svg": b"<?xml", ".png": b"\x89PNG", ".dot": b"digraph", ".gv": b"digraph"}
+    assert data.startswith(head.get(suffix, b"%% digits_cnn"))
+    assert f"{out}: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["dot", "mmd", "svg"])
+def test_cli_text_to_stdout(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", CNN, "-o", "-", "--format", fmt, "--set", "width=8"]) == 0
+    out = capsys.readouterr().out
+    assert "f32[8, 8, 8]" in out and "conv_bn_2" in out
+
+
+def test_cli_stdout_is_dot_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", CNN]) == 0
+    assert capsys.readouterr().out.startswith('digraph "digits_cnn" {')
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", CNN, "-o", str(tmp_path / "model.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot tell the format of" in err and ".svg" in err
+    assert main(["graph", CNN, "-o", "-", "--format", "png"]) == 2
+    assert "png is not text" in capsys.readouterr().err
+    assert main(["graph", CNN, "-o", str(tmp_path / "no" / "such" / "m.svg")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_cli_spec_error_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.dnn"
+    bad.write_text("dnn 1\n\nmodel m {\n  input x: f32[4]\n  dropot(0.5)\n}\n")
+    assert main(["graph", str(bad), "-o", str(tmp_path / "m.svg")]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:5:3: error[E0202]: unknown layer `dropot`" in err and "Traceback" not in err
+    assert not (tmp_path / "m.svg").exists()
+
+
+def test_cli_graph_does_not_import_jax(tmp_path: Path) -> None:
+    code = (
+        "import sys; from dnn.runtime.cli import main; "
+        f"assert main(['graph', {CNN!r}, '-o', {str(tmp_path / 'm.svg')!r}]) == 0; "
+        "assert 'jax' not in sys.modules and 'matplotlib' not in sys.modules"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
