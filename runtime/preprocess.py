@@ -158,7 +158,7 @@ _FLAT = ("pca", "pca_whiten")
 
 def _flat(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
-    return x.reshape(len(x), -1).astype(np.float64)
+    return x.reshape(len(x), math.prod(x.shape[1:])).astype(np.float64)  # -1 fails when N = 0
 
 
 def fit(ref: Ref, x: np.ndarray) -> Stats:

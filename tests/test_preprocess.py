@@ -274,6 +274,13 @@ def test_output_shape_matches_apply(text: str, shape: tuple[int, ...]) -> None:
     assert preprocess.apply(ref, preprocess.fit(ref, TRAIN), TEST).shape == (len(TEST), *shape)
 
 
+@pytest.mark.parametrize("text, shape", [("standardize", (2, 2, 2)), ("pca(n = 3)", (3,))])
+def test_empty_batch_gives_an_empty_result(text: str, shape: tuple[int, ...]) -> None:
+    ref = norm(text)
+    out = preprocess.apply(ref, preprocess.fit(ref, TRAIN), TEST[:0])
+    assert out.shape == (0, *shape) and out.dtype == np.float32
+
+
 def test_statistics_are_computed_in_float64() -> None:
     # float32 sums of 2^24 + small values would lose the small part; float64 keeps it.
     x = (np.float32(2**24) + np.arange(4, dtype=np.float32).repeat(2)).reshape(8, 1)
