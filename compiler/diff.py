@@ -13,9 +13,12 @@ How layers are aligned (docs/diff.md says the same for users):
    with any `_N` suffix dropped; an auto-named one (`dense_1`, `res_1/conv2d`) by its op and
    resolved arguments. Block paths and auto-generated names never take part, so a block and
    its body written out align.
-3. `difflib.SequenceMatcher` aligns the two key sequences. Inside each replaced stretch, a
-   second alignment by op alone pairs layers whose arguments changed.
-4. Left-over removed and added layers with equal keys are paired as moved.
+3. `difflib.SequenceMatcher` aligns the two key sequences.
+   (Keys carry their inputs' keys too, so a `relu` after `batchnorm` and one after `add`
+   differ.) Inside each replaced stretch, a second alignment by op alone pairs layers whose
+   arguments changed.
+4. Left-over removed and added layers with equal keys are paired as moved; a pair whose
+   inputs are still the same layers is only reordered, not moved.
 
 Two programs are equivalent when every layer pairs with one of identical op, arguments,
 inputs, shape, dtype, parameter count and user name, and every config field is equal.
@@ -173,15 +176,17 @@ class _Side:
 
     nodes: tuple[Node, ...]
     by_name: dict[str, Node]
-    keys: tuple[Any, ...]
+    keys: tuple[Any, ...]  # own keys, with the names of user-named inputs
+    own_keys: dict[str, Any]
     own: dict[str, tuple[tuple[str, Any], ...]]
 
 
 def _side(p: Program) -> _Side:
     nodes = canonical_order(p.model) if p.model else ()
     own = {n.name: own_facts(n, p.train) for n in nodes}
-    keys = tuple(_key(n, own[n.name]) for n in nodes)
-    return _Side(nodes, {n.name: n for n in nodes}, keys, own)
+    own_keys = {n.name: _key(n, own[n.name]) for n in nodes}
+    keys = tuple(_with_named_inputs(n, own_keys) for n in nodes)
+    return _Side(nodes, {n.name: n for n in nodes}, keys, own_keys, own)
 
 
 _Slot = tuple[Node | None, Node | None, bool]  # (before, after, moved)
@@ -189,7 +194,7 @@ _Slot = tuple[Node | None, Node | None, bool]  # (before, after, moved)
 
 def _layer_diffs(a: Program, b: Program) -> tuple[tuple[LayerDiff, ...], dict[str, str]]:
     sa, sb = _side(a), _side(b)
-    slots = _settle(_moves(align(sa, sb), sa, sb))
+    slots = _settle(_moves(slide(align(sa, sb), sa, sb), sa, sb))
     pairs = {x.name: y.name for x, y, _ in slots if x is not None and y is not None}
     skip_a = {x.name for x, y, m in slots if x is not None and (y is None or m)}
     skip_b = {y.name for x, y, m in slots if y is not None and (x is None or m)}
@@ -246,6 +251,15 @@ def _key(n: Node, own: tuple[tuple[str, Any], ...]) -> Any:
     return ("name", label) if label is not None else ("op", n.op, own)
 
 
+def _with_named_inputs(n: Node, own_keys: dict[str, Any]) -> Any:
+    """An auto-named node's key with the names of its user-named inputs: `dense(8)(a)` and
+    `dense(8)(b)` are told apart, while a chain of auto-named layers keeps its plain keys."""
+    key = own_keys[n.name]
+    if key[0] == "name":
+        return key
+    return (key, tuple(own_keys[i] if own_keys[i][0] == "name" else None for i in n.inputs))
+
+
 def align(sa: _Side, sb: _Side) -> list[_Slot]:
     """Pair nodes by key sequence, then by op inside each replaced stretch."""
     return _align(sa.nodes, sb.nodes, sa.keys, sb.keys, second=True)
@@ -254,24 +268,115 @@ def align(sa: _Side, sb: _Side) -> list[_Slot]:
 def _align(
     xs: Sequence[Node], ys: Sequence[Node], kx: Sequence[Any], ky: Sequence[Any], second: bool
 ) -> list[_Slot]:
-    out: list[_Slot] = []
-    matcher = SequenceMatcher(None, kx, ky, autojunk=False)  # type: ignore[arg-type]
+    ids: dict[Any, int] = {}  # small ints hash fast; keys are hashed once
+    ix, iy = [ids.setdefault(k, len(ids)) for k in kx], [ids.setdefault(k, len(ids)) for k in ky]
+    head = _common(ix, iy)
+    tail = _common(ix[head:][::-1], iy[head:][::-1])
+    out: list[_Slot] = [(x, y, False) for x, y in zip(xs[:head], ys[:head], strict=False)]
+    mid_x, mid_y = slice(head, len(xs) - tail), slice(head, len(ys) - tail)
+    matcher = SequenceMatcher(None, ix[mid_x], iy[mid_y], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        px, py = xs[mid_x][i1:i2], ys[mid_y][j1:j2]
         if tag == "equal":
-            out += [(x, y, False) for x, y in zip(xs[i1:i2], ys[j1:j2], strict=True)]
+            out += [(x, y, False) for x, y in zip(px, py, strict=True)]
         elif tag == "replace" and second:
-            ops_x, ops_y = [x.op for x in xs[i1:i2]], [y.op for y in ys[j1:j2]]
-            out += _align(xs[i1:i2], ys[j1:j2], ops_x, ops_y, second=False)
+            out += _align(px, py, [x.op for x in px], [y.op for y in py], second=False)
         else:
-            out += [(x, None, False) for x in xs[i1:i2]]
-            out += [(None, y, False) for y in ys[j1:j2]]
+            out += [(x, None, False) for x in px] + [(None, y, False) for y in py]
+    out += [(x, y, False) for x, y in zip(xs[len(xs) - tail :], ys[len(ys) - tail :], strict=True)]
     return out
 
 
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    """The length of the common prefix (diff tools trim it before the quadratic part)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def slide(slots: list[_Slot], sa: _Side, sb: _Side) -> list[_Slot]:
+    """Shift each run of added (or removed) layers along equal keys to where it spans the
+    fewest block instances, as diff tools slide hunks: in `relu, [conv, bn, relu, add, relu]`
+    the inserted block starts after the first relu, not at it."""
+    out = list(slots)
+    for side, lone_keys, other_keys in (
+        (1, sb.own_keys, sa.own_keys),
+        (0, sa.own_keys, sb.own_keys),
+    ):
+        i = 0
+        while i < len(out):
+            j = i
+            while j < len(out) and _lone(out[j], side):
+                j += 1
+            i = _slide_run(out, i, j, side, lone_keys, other_keys) if j > i else i + 1
+    return out
+
+
+def _lone(s: _Slot, side: int) -> bool:
+    """Added (side 1) or removed (side 0): only that side's node is there."""
+    return _at(s, side) is not None and _at(s, 1 - side) is None
+
+
+def _at(s: _Slot, side: int) -> Node | None:
+    return s[0] if side == 0 else s[1]
+
+
+def _slide_run(
+    out: list[_Slot], i: int, j: int, side: int, kl: dict[str, Any], ko: dict[str, Any]
+) -> int:
+    """Place the run out[i:j] best among its equal-key neighbours; returns where to go on."""
+
+    def key(k: int) -> Any:
+        n = _at(out[k], side)
+        assert n is not None
+        return kl[n.name]
+
+    def exact(k: int) -> bool:  # a pair that could trade its node with the run's
+        other = _at(out[k], 1 - side)
+        return (
+            other is not None
+            and not _lone(out[k], 1 - side)
+            and not out[k][2]
+            and (ko[other.name] == key(k))
+        )
+
+    up = 0
+    while i - up - 1 >= 0 and exact(i - up - 1) and key(i - up - 1) == key(j - up - 1):
+        up += 1
+    down = 0
+    while j + down < len(out) and exact(j + down) and key(j + down) == key(i + down):
+        down += 1
+    lo, hi, size = i - up, j + down, j - i
+    nodes = [_at(out[k], side) for k in range(lo, hi)]
+    partners = iter([_at(out[k], 1 - side) for k in range(lo, hi) if not _lone(out[k], side)])
+    best = min(range(up + down + 1), key=lambda k: (_spread(nodes[k : k + size]), k != up))
+    rebuilt: list[_Slot] = []
+    for k, n in enumerate(nodes):
+        other = None if best <= k < best + size else next(partners)
+        rebuilt.append((other, n, False) if side == 1 else (n, other, False))
+    out[lo:hi] = rebuilt
+    return hi
+
+
+def _spread(nodes: Sequence[Node | None]) -> int:
+    """How many top-level block instances (or the top level) a run of layers touches."""
+    return len({n.scope[:1] for n in nodes if n is not None})
+
+
 def _moves(slots: list[_Slot], sa: _Side, sb: _Side) -> list[_Slot]:
-    """Pair a removed and an added layer of equal key as one moved layer (at its new place)."""
+    """Pair a removed and an added layer of equal key as one moved layer (at its new place).
+
+    Keys with named inputs first, then the layers' own keys.
+    """
     key_a = dict(zip((n.name for n in sa.nodes), sa.keys, strict=True))
     key_b = dict(zip((n.name for n in sb.nodes), sb.keys, strict=True))
+    return _pair_moves(_pair_moves(slots, key_a, key_b), sa.own_keys, sb.own_keys)
+
+
+def _pair_moves(slots: list[_Slot], key_a: dict[str, Any], key_b: dict[str, Any]) -> list[_Slot]:
     removed: dict[Any, list[int]] = {}
     for i, (x, y, _) in enumerate(slots):
         if x is not None and y is None:
@@ -345,8 +450,8 @@ def _whole(status: str, n: Node, own: tuple[tuple[str, Any], ...], before: bool)
 def _pair_changes(x: Node, y: Node, ctx: _Context, moved: bool) -> tuple[Change, ...]:
     out: list[Change] = []
     ux, uy = user_name(x), user_name(y)
-    if ux != uy:
-        out.append(Change("name", ux or _local(x.name), uy or _local(y.name)))
+    if ux is not None and uy is not None and ux != uy:  # naming an unnamed layer is neutral
+        out.append(Change("name", ux, uy))
     if x.op != y.op:
         out.append(Change("op", x.op, y.op))
     out += _dict_changes(dict(ctx.a.own[x.name]), dict(ctx.b.own[y.name]))
@@ -363,17 +468,26 @@ def _dict_changes(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
 
 def _input_changes(x: Node, y: Node, ctx: _Context, moved: bool) -> list[Change]:
     """Inputs that differ, looking through added, removed and moved single-input layers."""
-    ax = [_anchor(i, ctx.a.by_name, ctx.skip_a) for i in x.inputs]
-    by = [_anchor(i, ctx.b.by_name, ctx.skip_b) for i in y.inputs]
-    if not moved and [ctx.pairs.get(i) for i in ax] == by:
+    ax = [_anchors(i, ctx.a.by_name, ctx.skip_a) for i in x.inputs]
+    by = [_anchors(i, ctx.b.by_name, ctx.skip_b) for i in y.inputs]
+    if not moved and [{ctx.pairs.get(i) for i in s} for s in ax] == by:
         return []
     return [Change("inputs", tuple(x.inputs), tuple(y.inputs))]
 
 
-def _anchor(name: str, by_name: dict[str, Node], skip: set[str]) -> str:
-    while name in skip and len(by_name[name].inputs) == 1:
-        name = by_name[name].inputs[0]
-    return name
+def _anchors(name: str, by_name: dict[str, Node], skip: set[str]) -> set[str]:
+    """The nearest layers at or above `name` that are neither added, removed nor moved."""
+    found, todo, seen = set(), [name], {name}
+    while todo:
+        n = todo.pop()
+        if n not in skip:
+            found.add(n)
+            continue
+        for i in by_name[n].inputs:
+            if i not in seen:
+                seen.add(i)
+                todo.append(i)
+    return found
 
 
 def _shape_changes(x: Node, y: Node, ctx: _Context) -> list[Change]:

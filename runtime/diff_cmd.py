@@ -114,8 +114,9 @@ def external_sources(argv: list[str]) -> tuple[Source, Source]:
     path, old, new = argv[0], argv[1], argv[4]
 
     def side(file: str, prefix: str) -> Source:
-        text = "" if file == NULL else read_file(file)
-        return Source(f"{prefix}/{path}", path, text)
+        if file == NULL:  # an added or deleted file: an empty spec on that side
+            return Source(NULL, path, "")
+        return Source(f"{prefix}/{path}", path, read_file(file))
 
     return side(old, "a"), side(new, "b")
 
@@ -194,14 +195,18 @@ def git_external(files: list[str], args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"dnn diff: cannot read a side of `{files[0]}`: {e.strerror or e}", file=sys.stderr)
         return EXIT_ERROR
-    header = f"dnn diff {a.label} {b.label}"
+    header = f"dnn diff {a.label} → {b.label}"
     try:
-        d = diff(_compile(a, args.set), _compile(b, args.set))
+        pa, pb = _compile(a, args.set), _compile(b, args.set)
     except SpecError as e:
         print(f"{header}\n{render_all(e.diagnostics, e.sources)}\n(showing a text diff)")
         sys.stdout.writelines(_text_diff(a, b))
         return EXIT_SAME
-    d = dataclasses.replace(d, before=a.label, after=b.label)
+    if pa.model is None and pb.model is None:  # a library of blocks: its text is what changed
+        print(f"{header}\nno model in this file (blocks or settings): showing a text diff")
+        sys.stdout.writelines(_text_diff(a, b))
+        return EXIT_SAME
+    d = dataclasses.replace(diff(pa, pb), before=a.label, after=b.label)
     print(_render(d, args.format, _wants_color(args.color)))
     return EXIT_SAME  # git treats any other status as a failure of the driver
 
