@@ -193,7 +193,7 @@ def _dot_str(s: str) -> str:
 
 def to_mermaid(d: Diagram) -> str:
     """Mermaid flowchart text (renders inside Markdown on code hosts): blocks as subgraphs."""
-    out = [f"%% {d.title}", "flowchart TD"]
+    out = ["flowchart TD", f"  %% {d.title}"]
     out += _mermaid_children(d.tree(), None, "  ")
     out += [f"  {s} --> {t}" for s, t in d.edges]
     for role, (fill, border) in STYLES.items():

@@ -8,8 +8,9 @@ layered layout in pure Python does, so pictures never need a system package:
 2. an edge that spans several ranks gets a dummy point on each rank between, owned by the
    innermost block both ends share, so a skip connection runs beside a block, not through it;
 3. placement, bottom-up over the block tree: inside a block, children (nodes, dummy points and
-   inner blocks, each laid out already) are placed in rank order, each under the mean of its
-   inputs already placed, then moved sideways to the nearest free spot if it would overlap a
+   inner blocks, each laid out already) are placed in rank order, each so that its output sits
+   under the mean of its inputs already placed (a child with none goes right of its siblings,
+   keeping spec order), then moved sideways to the nearest free spot if it would overlap a
    sibling whose rank range it shares. Real nodes go first, so chains stay straight and long
    edges go around them. Blocks stay contiguous and never overlap what is not inside them;
 4. rows: the gap between two ranks grows with the block borders and labels that fall in it.
@@ -33,9 +34,7 @@ from dnn.compiler.graph import CLUSTER_STYLE, EDGE_COLOR, STYLES, Box, Diagram, 
 
 # Formats by file suffix; text formats may go to stdout (`-o -`).
 SUFFIXES = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mmd"}
-FORMATS = ("svg", "png", "dot", "mmd")
 TEXT_FORMATS = ("svg", "dot", "mmd")
-ENGINES = ("auto", "graphviz", "builtin")
 
 # Geometry in pixels. Text is monospace so widths are known without font metrics:
 # DejaVu Sans Mono (matplotlib's), Menlo and Consolas advance 0.55-0.60 em per character.
@@ -485,7 +484,7 @@ def _ports(g: _Graph, xs: Mapping[str, float], boxes: Mapping[str, Rect], end: i
 
 def cluster_label_at(r: Rect) -> Point:
     """Where a cluster's label starts: top left, inside its border, centred in the label strip."""
-    return r.x + CLUSTER_PAD / 2, r.y + CLUSTER_LABEL_H / 2 + 2
+    return r.x + CLUSTER_PAD / 2, r.y + CLUSTER_LABEL_H / 2 + 5
 
 
 def arrowhead(a: Point, b: Point, size: float = 7.0) -> tuple[Point, Point, Point]:
@@ -529,7 +528,7 @@ def _svg_text(
 ) -> str:
     weight = ' font-weight="bold"' if bold else ""
     if halo:  # an outline in the background colour: an edge passing under stays readable
-        weight += f' stroke="{halo}" stroke-width="4" paint-order="stroke"'
+        weight += f' stroke="{halo}" stroke-width="3" paint-order="stroke"'
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{px:g}" text-anchor="{anchor}"'
         f' dominant-baseline="central"{weight}>{escape(s)}</text>'
@@ -627,7 +626,7 @@ def _png_text(
     from matplotlib.patheffects import withStroke
 
     weight = "bold" if bold else "normal"
-    effects = [withStroke(linewidth=_pt(4), foreground=halo)] if halo else []
+    effects = [withStroke(linewidth=_pt(3), foreground=halo)] if halo else []
     font = {"fontsize": _pt(px), "family": "DejaVu Sans Mono", "fontweight": weight}
     ax.text(x, y, s, ha=ha, va="center", path_effects=effects, **font)
 

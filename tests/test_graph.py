@@ -167,11 +167,11 @@ def test_dot_escapes_quotes_and_backslashes() -> None:
 def test_mermaid_every_node_edge_and_subgraph(name: str) -> None:
     d = diagram(name)
     lines = to_mermaid(d).splitlines()
-    assert lines[1] == "flowchart TD"
+    assert lines[0] == "flowchart TD"
     stack: list[str] = []
     nodes: dict[str, tuple[str, ...]] = {}
     edges = []
-    for line in lines[2:]:
+    for line in lines[1:]:
         s = line.strip()
         if m := re.fullmatch(r'subgraph (c\d+) \["[^"]*"\]', s):
             stack.append(m.group(1))
@@ -340,7 +340,7 @@ def test_cli_each_suffix(suffix: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["graph", CNN, "-o", str(out), "--layout", "builtin"]) == 0
     data = out.read_bytes()
     head = {".svg": b"<?xml", ".png": b"\x89PNG", ".dot": b"digraph", ".gv": b"digraph"}
-    assert data.startswith(head.get(suffix, b"%% digits_cnn"))
+    assert data.startswith(head.get(suffix, b"flowchart TD\n  %% digits_cnn"))
     assert f"{out}: " in capsys.readouterr().err
 
 
