@@ -149,6 +149,7 @@ def draw(d: Diagram, fmt: str, engine: str = "auto") -> Drawing:
 
 
 def _graphviz(dot: str, text: str, fmt: str) -> bytes:
+    """Graphviz's rendering of DOT `text`; its last error line if it fails."""
     try:
         proc = subprocess.run(
             [dot, f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=120
@@ -156,10 +157,9 @@ def _graphviz(dot: str, text: str, fmt: str) -> bytes:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RenderError(f"Graphviz `dot` failed: {e}") from None
     if proc.returncode != 0 or not proc.stdout:
-        why = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
-            f"exit {proc.returncode}"
-        ]
-        raise RenderError(f"Graphviz `dot` failed: {why[0]}")
+        said = proc.stderr.decode(errors="replace").strip().splitlines()
+        why = said[-1] if said else f"exit status {proc.returncode}, no output"
+        raise RenderError(f"Graphviz `dot` failed: {why}")
     return proc.stdout
 
 
