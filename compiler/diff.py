@@ -5,36 +5,36 @@ Formatting, comments, keyword order, named params and blocks are gone from the I
 this pass compares what remains. Renderers (`render_text`, `render_markdown`, `to_json`) and
 `canonical_text` (the git textconv view) are pure functions of the result or the program.
 
-How layers are aligned (docs/diff.md says the same for users):
+How layers are aligned (compiler/diff_align.py; docs/diff.md says the same for users):
 
 1. Each graph is put in a canonical order: inputs as declared, then a depth-first post-order
    from the outputs, so statements that only reorder independent branches compare equal.
 2. Each node gets a key. A layer the user named (`h = ...`, an input) is keyed by that name
-   with any `_N` suffix dropped; an auto-named one (`dense_1`, `res_1/conv2d`) by its op and
-   resolved arguments. Block paths and auto-generated names never take part, so a block and
+   with any `_N` suffix dropped; an auto-named one (`dense_1`, `res_1/conv2d`) by its op,
+   resolved arguments and the names of named layers it reads. Block paths and auto-generated names never take part, so a block and
    its body written out align.
-3. `difflib.SequenceMatcher` aligns the two key sequences.
-   (Keys carry their inputs' keys too, so a `relu` after `batchnorm` and one after `add`
-   differ.) Inside each replaced stretch, a second alignment by op alone pairs layers whose
-   arguments changed.
+3. The key sequences are aligned by a longest common subsequence (Myers' diff, as git's;
+   difflib past 400 edits). Inside each stretch between matches, a second alignment by op
+   alone pairs layers whose arguments changed. A run of added or removed layers that could
+   sit one place earlier or later slides to where it spans the fewest block instances.
 4. Left-over removed and added layers with equal keys are paired as moved; a pair whose
    inputs are still the same layers is only reordered, not moved.
 
 Two programs are equivalent when every layer pairs with one of identical op, arguments,
-inputs, shape, dtype, parameter count and user name, and every config field is equal.
+inputs, shape, dtype and parameter count (and the same name, where both were named by the
+user), and every config field is equal.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from functools import cache
 from typing import Any
 
 from .diagnostics import NO_SPAN
+from .diff_align import Side, Slot, canonical_order, own_facts, pair_layers, side, user_name
 from .ir import Config, Graph, Node, Program
 from .registry import REGISTRIES
 from .registry.core import SameAs
@@ -42,14 +42,6 @@ from .values import Quantity, Rec, Ref, Symbol, TensorType, show
 
 STATUSES = ("added", "removed", "moved", "changed", "renamed", "shape")
 SHAPE_FIELDS = ("shape", "input_shape")
-
-# Model-wide defaults in `train` that the lowering applies to layers: (train field, layer
-# argument, does it apply to this node?). Mirrors lower_flax._kernel_init (a layer that wrote
-# no `init`) and lower_loss.lower_penalties (a layer whose regularizer is none).
-_MODEL_DEFAULTS: tuple[tuple[str, str, Callable[[Node], bool]], ...] = (
-    ("init", "init", lambda n: "init" not in n.written),
-    ("regularizer", "regularizer", lambda n: n.arg("regularizer") is None),
-)
 
 
 # ------------------------------------------------------------------ result
@@ -170,31 +162,9 @@ def diff(before: Program, after: Program) -> ProgramDiff:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Side:
-    """One graph prepared for alignment: nodes in canonical order, by name, and their keys."""
-
-    nodes: tuple[Node, ...]
-    by_name: dict[str, Node]
-    keys: tuple[Any, ...]  # own keys, with the names of user-named inputs
-    own_keys: dict[str, Any]
-    own: dict[str, tuple[tuple[str, Any], ...]]
-
-
-def _side(p: Program) -> _Side:
-    nodes = canonical_order(p.model) if p.model else ()
-    own = {n.name: own_facts(n, p.train) for n in nodes}
-    own_keys = {n.name: _key(n, own[n.name]) for n in nodes}
-    keys = tuple(_with_named_inputs(n, own_keys) for n in nodes)
-    return _Side(nodes, {n.name: n for n in nodes}, keys, own_keys, own)
-
-
-_Slot = tuple[Node | None, Node | None, bool]  # (before, after, moved)
-
-
 def _layer_diffs(a: Program, b: Program) -> tuple[tuple[LayerDiff, ...], dict[str, str]]:
-    sa, sb = _side(a), _side(b)
-    slots = _settle(_moves(slide(align(sa, sb), sa, sb), sa, sb))
+    sa, sb = side(a), side(b)
+    slots = pair_layers(sa, sb)
     pairs = {x.name: y.name for x, y, _ in slots if x is not None and y is not None}
     skip_a = {x.name for x, y, m in slots if x is not None and (y is None or m)}
     skip_b = {y.name for x, y, m in slots if y is not None and (x is None or m)}
@@ -203,216 +173,19 @@ def _layer_diffs(a: Program, b: Program) -> tuple[tuple[LayerDiff, ...], dict[st
     return tuple(d for d in found if d is not None), pairs
 
 
-def canonical_order(g: Graph) -> tuple[Node, ...]:
-    """Inputs as declared, then a depth-first post-order from each output, then the rest."""
-    by_name = {n.name: n for n in g.nodes}
-    seen: set[str] = set()
-    order: list[Node] = []
-    for root in (*g.inputs, *g.outputs, *(n.name for n in g.nodes)):
-        if root in seen:
-            continue
-        seen.add(root)
-        stack: list[tuple[str, Iterator[str]]] = [(root, iter(by_name[root].inputs))]
-        while stack:
-            name, pending = stack[-1]
-            nxt = next((i for i in pending if i not in seen), None)
-            if nxt is None:
-                stack.pop()
-                order.append(by_name[name])
-            else:
-                seen.add(nxt)
-                stack.append((nxt, iter(by_name[nxt].inputs)))
-    return tuple(order)
-
-
-def own_facts(n: Node, train: Config) -> tuple[tuple[str, Any], ...]:
-    """What the spec decides about a node: its effective arguments (an input: dtype, shape)."""
-    if n.kind == "input":
-        return (("dtype", n.dtype), ("shape", n.shape))
-    args = dict(n.args)
-    for field_name, arg_name, applies in _MODEL_DEFAULTS:
-        default = getattr(train, field_name, None)
-        if default is not None and arg_name in args and applies(n):
-            args[arg_name] = default
-    return tuple(args.items())
-
-
-def user_name(n: Node) -> str | None:
-    """The name the user gave (`h` for `res_1/h` or `h_1`); None for an auto-generated one."""
-    local = n.name.rsplit("/", 1)[-1]
-    if n.kind == "input":
-        return local
-    base = re.sub(r"_\d+$", "", local)
-    return None if base == n.op else base
-
-
-def _key(n: Node, own: tuple[tuple[str, Any], ...]) -> Any:
-    label = user_name(n)
-    return ("name", label) if label is not None else ("op", n.op, own)
-
-
-def _with_named_inputs(n: Node, own_keys: dict[str, Any]) -> Any:
-    """An auto-named node's key with the names of its user-named inputs: `dense(8)(a)` and
-    `dense(8)(b)` are told apart, while a chain of auto-named layers keeps its plain keys."""
-    key = own_keys[n.name]
-    if key[0] == "name":
-        return key
-    return (key, tuple(own_keys[i] if own_keys[i][0] == "name" else None for i in n.inputs))
-
-
-def align(sa: _Side, sb: _Side) -> list[_Slot]:
-    """Pair nodes by key sequence, then by op inside each replaced stretch."""
-    return _align(sa.nodes, sb.nodes, sa.keys, sb.keys, second=True)
-
-
-def _align(
-    xs: Sequence[Node], ys: Sequence[Node], kx: Sequence[Any], ky: Sequence[Any], second: bool
-) -> list[_Slot]:
-    ids: dict[Any, int] = {}  # small ints hash fast; keys are hashed once
-    ix, iy = [ids.setdefault(k, len(ids)) for k in kx], [ids.setdefault(k, len(ids)) for k in ky]
-    head = _common(ix, iy)
-    tail = _common(ix[head:][::-1], iy[head:][::-1])
-    out: list[_Slot] = [(x, y, False) for x, y in zip(xs[:head], ys[:head], strict=False)]
-    mid_x, mid_y = slice(head, len(xs) - tail), slice(head, len(ys) - tail)
-    matcher = SequenceMatcher(None, ix[mid_x], iy[mid_y], autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        px, py = xs[mid_x][i1:i2], ys[mid_y][j1:j2]
-        if tag == "equal":
-            out += [(x, y, False) for x, y in zip(px, py, strict=True)]
-        elif tag == "replace" and second:
-            out += _align(px, py, [x.op for x in px], [y.op for y in py], second=False)
-        else:
-            out += [(x, None, False) for x in px] + [(None, y, False) for y in py]
-    out += [(x, y, False) for x, y in zip(xs[len(xs) - tail :], ys[len(ys) - tail :], strict=True)]
-    return out
-
-
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    """The length of the common prefix (diff tools trim it before the quadratic part)."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def slide(slots: list[_Slot], sa: _Side, sb: _Side) -> list[_Slot]:
-    """Shift each run of added (or removed) layers along equal keys to where it spans the
-    fewest block instances, as diff tools slide hunks: in `relu, [conv, bn, relu, add, relu]`
-    the inserted block starts after the first relu, not at it."""
-    out = list(slots)
-    for side, lone_keys, other_keys in (
-        (1, sb.own_keys, sa.own_keys),
-        (0, sa.own_keys, sb.own_keys),
-    ):
-        i = 0
-        while i < len(out):
-            j = i
-            while j < len(out) and _lone(out[j], side):
-                j += 1
-            i = _slide_run(out, i, j, side, lone_keys, other_keys) if j > i else i + 1
-    return out
-
-
-def _lone(s: _Slot, side: int) -> bool:
-    """Added (side 1) or removed (side 0): only that side's node is there."""
-    return _at(s, side) is not None and _at(s, 1 - side) is None
-
-
-def _at(s: _Slot, side: int) -> Node | None:
-    return s[0] if side == 0 else s[1]
-
-
-def _slide_run(
-    out: list[_Slot], i: int, j: int, side: int, kl: dict[str, Any], ko: dict[str, Any]
-) -> int:
-    """Place the run out[i:j] best among its equal-key neighbours; returns where to go on."""
-
-    def key(k: int) -> Any:
-        n = _at(out[k], side)
-        assert n is not None
-        return kl[n.name]
-
-    def exact(k: int) -> bool:  # a pair that could trade its node with the run's
-        other = _at(out[k], 1 - side)
-        return (
-            other is not None
-            and not _lone(out[k], 1 - side)
-            and not out[k][2]
-            and (ko[other.name] == key(k))
-        )
-
-    up = 0
-    while i - up - 1 >= 0 and exact(i - up - 1) and key(i - up - 1) == key(j - up - 1):
-        up += 1
-    down = 0
-    while j + down < len(out) and exact(j + down) and key(j + down) == key(i + down):
-        down += 1
-    lo, hi, size = i - up, j + down, j - i
-    nodes = [_at(out[k], side) for k in range(lo, hi)]
-    partners = iter([_at(out[k], 1 - side) for k in range(lo, hi) if not _lone(out[k], side)])
-    best = min(range(up + down + 1), key=lambda k: (_spread(nodes[k : k + size]), k != up))
-    rebuilt: list[_Slot] = []
-    for k, n in enumerate(nodes):
-        other = None if best <= k < best + size else next(partners)
-        rebuilt.append((other, n, False) if side == 1 else (n, other, False))
-    out[lo:hi] = rebuilt
-    return hi
-
-
-def _spread(nodes: Sequence[Node | None]) -> int:
-    """How many top-level block instances (or the top level) a run of layers touches."""
-    return len({n.scope[:1] for n in nodes if n is not None})
-
-
-def _moves(slots: list[_Slot], sa: _Side, sb: _Side) -> list[_Slot]:
-    """Pair a removed and an added layer of equal key as one moved layer (at its new place).
-
-    Keys with named inputs first, then the layers' own keys.
-    """
-    key_a = dict(zip((n.name for n in sa.nodes), sa.keys, strict=True))
-    key_b = dict(zip((n.name for n in sb.nodes), sb.keys, strict=True))
-    return _pair_moves(_pair_moves(slots, key_a, key_b), sa.own_keys, sb.own_keys)
-
-
-def _pair_moves(slots: list[_Slot], key_a: dict[str, Any], key_b: dict[str, Any]) -> list[_Slot]:
-    removed: dict[Any, list[int]] = {}
-    for i, (x, y, _) in enumerate(slots):
-        if x is not None and y is None:
-            removed.setdefault(key_a[x.name], []).append(i)
-    out, taken = list(slots), set()
-    for i, (x, y, _) in enumerate(slots):
-        if x is None and y is not None and removed.get(key_b[y.name]):
-            j = removed[key_b[y.name]].pop(0)
-            out[i] = (slots[j][0], y, True)
-            taken.add(j)
-    return [s for i, s in enumerate(out) if i not in taken]
-
-
-def _settle(slots: list[_Slot]) -> list[_Slot]:
-    """A moved layer whose inputs are still the same layers did not move; only order did."""
-    pairs = {x.name: y.name for x, y, _ in slots if x is not None and y is not None}
-
-    def moved(x: Node, y: Node) -> bool:
-        return [pairs.get(i) for i in x.inputs] != list(y.inputs)
-
-    return [(x, y, m and x is not None and y is not None and moved(x, y)) for x, y, m in slots]
-
-
 # ------------------------------------------------------------------ one slot
 
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    a: _Side
-    b: _Side
+    a: Side
+    b: Side
     pairs: dict[str, str]  # before name -> after name
     skip_a: set[str]  # removed or moved: looked through when comparing inputs
     skip_b: set[str]
 
 
-def _slot_diff(slot: _Slot, ctx: _Context) -> LayerDiff | None:
+def _slot_diff(slot: Slot, ctx: _Context) -> LayerDiff | None:
     x, y, moved = slot
     if y is None:
         assert x is not None

@@ -147,6 +147,8 @@ def test_keyword_order_is_neutral() -> None:
                 "cosine(decay_steps = 30 epochs, warmup = 50 steps)",
                 "cosine(warmup = 50 steps, decay_steps = 30 epochs)",
             ),
+            ("{ monitor: val_accuracy, patience: 6 }", "{ patience: 6, monitor: val_accuracy }"),
+            ("{ train: 0.8, val: 0.1, test: 0.1 }", "{ test: 0.1, train: 0.8, val: 0.1 }"),
         ),
         "digits_cnn",
     )
