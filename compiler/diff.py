@@ -28,7 +28,7 @@ user), and every config field is equal.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -502,16 +502,9 @@ def render_text(d: ProgramDiff, color: bool = False) -> str:
     head = paint(_BOLD, f"dnn diff {d.before} → {d.after}")
     if d.equivalent:
         return f"{head}\nequivalent: same model and training ({d.params_after:,} params)"
-    out = [head, "", paint(_BOLD, f"model {d.model}")]
-    rows = [
-        (x.status, x.path, x.op, describe(x), _signed(x.delta) if x.delta else "") for x in d.layers
-    ]
-    widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
-    for r in rows:
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]), r[3]]
-        line = f"  {paint(_COLORS[r[0]], cells[0])}  {'  '.join(cells[1:])}"
-        out.append(line + (f"  {paint(_DIM, r[4] + ' params')}" if r[4] else ""))
-    out.append(f"  params  {_params_line(d)}")
+    out = [head]
+    if d.model:
+        out += ["", paint(_BOLD, f"model {d.model}"), *_layer_lines(d, paint)]
     for group, changes in _groups(d.config):
         out += ["", paint(_BOLD, group)]
         width = max(len(c.path) for c in changes)
@@ -521,20 +514,36 @@ def render_text(d: ProgramDiff, color: bool = False) -> str:
     return "\n".join(out)
 
 
+def _layer_lines(d: ProgramDiff, paint: Callable[[str, str], str]) -> list[str]:
+    """One aligned line per layer (status, path, op, what differs, delta), then the totals."""
+    out = []
+    rows = [
+        (x.status, x.path, x.op, describe(x), _signed(x.delta) if x.delta else "") for x in d.layers
+    ]
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]), r[3]]
+        line = f"  {paint(_COLORS[r[0]], cells[0])}  {'  '.join(cells[1:])}"
+        out.append(line + (f"  {paint(_DIM, r[4] + ' params')}" if r[4] else ""))
+    out.append(f"  params  {_params_line(d)}")
+    return out
+
+
 def _md(s: str) -> str:
     return s.replace("|", "\\|")
 
 
 def render_markdown(d: ProgramDiff) -> str:
     """The diff as Markdown for a pull-request comment: a table of layers, one per section."""
-    out = [f"#### `dnn diff` `{d.before}` → `{d.after}`", ""]
+    out = [f"#### `dnn diff` `{d.before}` → `{d.after}`"]
     if d.equivalent:
         return "\n".join(
-            [*out, f"**Equivalent**: same model and training ({d.params_after:,} params)."]
+            [*out, "", f"**Equivalent**: same model and training ({d.params_after:,} params)."]
         )
-    out += [f"**model `{d.model}`**: params {_params_line(d)}", ""]
+    if d.model:
+        out += ["", f"**model `{d.model}`**: params {_params_line(d)}"]
     if d.layers:
-        out += ["| status | layer | op | change | params |", "| --- | --- | --- | --- | ---: |"]
+        out += ["", "| status | layer | op | change | params |", "| --- | --- | --- | --- | ---: |"]
         out += [
             f"| {x.status} | `{x.path}` | {x.op} | {_md(describe(x))} | {_signed(x.delta) if x.delta else ''} |"
             for x in d.layers

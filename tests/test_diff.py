@@ -618,3 +618,15 @@ def test_bad_usage() -> None:
 @pytest.mark.parametrize("name", BASES)
 def test_textconv_is_stable(name: str) -> None:
     assert canonical_text(example(name)) == canonical_text(program(text(name), name))
+
+
+def test_specs_without_a_model() -> None:
+    a, b = (loads(f"dnn 1\ntrain {{\n  epochs = {n}\n}}\n") for n in (3, 4))
+    d = compare(a, b)
+    assert config(d) == {"train.epochs": (3, 4)} and not d.layers
+    assert "model" not in render_text(d) and "model" not in render_markdown(d)
+    e = compare(a, example("digits_mlp"))
+    assert {x.status for x in e.layers} == {"added"} and config(e)["model"] == (
+        None,
+        Symbol("digits_mlp"),
+    )
