@@ -4,6 +4,7 @@ plateau reduction, checkpoints, resume, the run folder and the final test evalua
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def train(
     t_start = time.perf_counter()
     if program.model is None:
         raise spec_error(program, "loss", "nothing to train: the spec has no model", "add a model")
+    enable_compile_cache()
     prepared = pipeline.prepare(program)
     _check_monitors(program, prepared)
     folder = Path(out) if out is not None else run_dir_default(program)
@@ -111,6 +113,22 @@ def train(
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
     rundir.write_json(folder / "result.json", result)
     return result
+
+
+def enable_compile_cache() -> None:
+    """Keep XLA's compiled programs on disk so a repeated run skips compilation.
+
+    JAX's persistent cache, in $DNN_CACHE_DIR or ~/.cache/dnn/xla; DNN_CACHE_DIR=off disables it.
+    A cache the user configured through JAX is left alone.
+    """
+    where = os.environ.get("DNN_CACHE_DIR", "")
+    if where == "off" or jax.config.jax_compilation_cache_dir:
+        return
+    if not where:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        where = os.path.join(base, "dnn", "xla")
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 class Loop:

@@ -37,7 +37,7 @@ from . import augment, metrics, pipeline
 from .pipeline import Prepared
 
 Array = Any
-EVAL_BATCH = 512
+EVAL_BATCH = 256
 
 
 class TrainingError(Exception):
@@ -235,21 +235,24 @@ class Engine:
             return acc, self._eval_update(ens, self.combine(out), y, mask)
 
         self.evaluate = jax.jit(evaluate, donate_argnums=(1, 2))
+        self._permutation = jax.jit(self._permute, static_argnums=(1,))
         self.eval_acc = jax.jit(lambda: self._map(lambda _: self._eval_acc(), (0,))(ids))
         self.ens_acc = jax.jit(self._eval_acc)
 
     def order(self, epoch: int, n: int) -> tuple[Array, Array | None]:
         """The batches of an epoch: indices of full batches (rows) and of the tail batch."""
-        data = self.program.data
-        assert data is not None
-        if data.shuffle:
-            key = jax.random.fold_in(jax.random.key(self.program.train.seed), epoch)
-            perm = jax.random.permutation(jax.random.fold_in(key, 7), n)
-        else:
-            perm = jnp.arange(n)
+        perm = self._permutation(jnp.int32(epoch), n)
         full = perm[: self.full * self.batch].reshape(self.full, self.batch)
         tail = perm[self.full * self.batch :][None] if self.tail else None
         return full, tail
+
+    def _permute(self, epoch: Array, n: int) -> Array:
+        data = self.program.data
+        assert data is not None
+        if not data.shuffle:
+            return jnp.arange(n)
+        key = jax.random.fold_in(jax.random.key(self.program.train.seed), epoch)
+        return jax.random.permutation(jax.random.fold_in(key, 7), n)
 
 
 # ------------------------------------------------------------------ split evaluation
@@ -260,7 +263,7 @@ def evaluate_split(engine: Engine, st: Any, x: Array, y: Array) -> dict[str, Any
     n = int(x.shape[0])
     if n == 0:
         return {}
-    size = min(EVAL_BATCH, n)
+    size = EVAL_BATCH  # one shape for every split: one compilation
     acc, ens = engine.eval_acc(), engine.ens_acc()
     for start in range(0, n, size):
         idx = np.arange(start, start + size)

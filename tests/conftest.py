@@ -66,3 +66,10 @@ def x64():  # type: ignore[no-untyped-def]
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One XLA compilation cache per test session (not the user's ~/.cache): the training
+    tests compile the same small programs many times."""
+    os.environ.setdefault("DNN_CACHE_DIR", str(tmp_path_factory.mktemp("xla-cache")))

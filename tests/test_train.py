@@ -1,0 +1,326 @@
+"""The training runtime end to end: run folder, resume equality, a SIGKILL in mid-run, early
+stopping, plateau, non-finite loss, eval/predict, ensembles, transfer learning, bad data.
+
+Specs are small (an MLP on the built-in digits, a few epochs) so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import yaml
+from dnn.runtime import datasets
+from dnn.runtime.cli import main
+from dnn.runtime.fit import train
+
+import dnn
+
+DNN = str(Path(sys.executable).parent / "dnn")
+
+MLP = """dnn 1
+model tiny {{
+  input pixels: f32[64]
+  dense(32) -> relu
+  dropout(0.2)
+  h = dense(16) -> relu
+  out = dense(10)
+}}
+data {{
+  source = builtin("digits")
+  split = {{ train: 0.7, val: 0.15, test: 0.15 }}
+  normalize = standardize
+  augment = [noise(std = 0.05)]
+}}
+train {{
+  batch_size = 64
+  epochs = {epochs}
+  optimizer = adam(lr = 3e-3)
+  schedule = cosine(decay_steps = 6 epochs, warmup = 5 steps)
+  seed = 1
+  {extra}
+}}
+"""
+
+
+def spec(tmp_path: Path, epochs: int = 4, extra: str = "", name: str = "tiny.dnn") -> Path:
+    path = tmp_path / name
+    path.write_text(MLP.format(epochs=epochs, extra=extra))
+    return path
+
+
+def params_of(run: Path, slot: str = "last") -> dict:
+    folder = run / "checkpoints" / slot
+    step = max(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    return ocp.StandardCheckpointer().restore((folder / str(step) / "state").resolve())["params"]
+
+
+def flat(tree: dict) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update({f"{k}/{kk}": vv for kk, vv in flat(v).items()})
+        else:
+            out[k] = np.asarray(v)
+    return out
+
+
+def finals(result: dict) -> dict:
+    return {s: result[s] for s in ("train", "val", "test")}
+
+
+def test_run_folder_holds_everything(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(dnn.load(str(spec(tmp_path, epochs=3))), run, mode="quiet")
+    for name in ("spec.dnn", "hparams.yaml", "env.yaml", "metrics.jsonl", "result.json"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "plots").iterdir()) == ["accuracy.png", "loss.png"]
+    assert (run / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "samples_per_s"} <= set(lines[0])
+    saved = json.loads((run / "result.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert saved["epochs_run"] == 3 and saved["params"] == 32 * 65 + 16 * 33 + 10 * 17
+    assert 0.5 < saved["test"]["accuracy"] <= 1.0
+    hp = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert hp["train"]["optimizer"]["adam"]["lr"] == pytest.approx(3e-3)
+    assert hp["data"]["source"] == {"builtin": {"name": "digits"}}
+    env = yaml.safe_load((run / "env.yaml").read_text())
+    assert env["seed"] == 1 and "jax" in env["packages"] and env["devices"]
+    # the saved spec is the canonical text of what was trained, and checks again
+    assert dnn.loads((run / "spec.dnn").read_text(), "spec.dnn").model.params == saved["params"]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    path = spec(tmp_path, epochs=4, extra="early_stopping = { monitor: val_accuracy, patience: 3 }")
+    straight = train(dnn.load(str(path)), tmp_path / "a", mode="quiet")
+    first = train(dnn.load(str(path)), tmp_path / "b", stop_after=2, mode="quiet")
+    assert first == {"stopped_after": 2, "finished": False}
+    assert not (tmp_path / "b" / "result.json").exists()
+    resumed = train(dnn.load(str(path)), tmp_path / "b", resume=True, mode="quiet")
+    assert finals(resumed) == finals(straight)
+    assert resumed["epochs_run"] == straight["epochs_run"] == 4
+    pa, pb = flat(params_of(tmp_path / "a")), flat(params_of(tmp_path / "b"))
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    history = lambda d: [  # noqa: E731
+        {k: v for k, v in json.loads(x).items() if k not in ("time", "samples_per_s")}
+        for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert history("a") == history("b")
+
+
+def test_resume_refuses_a_changed_spec_and_a_finished_run(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=2)
+    run = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(run), "--stop-after", "1", "--quiet"]) == 0
+    code = main(["train", str(path), "--out", str(run), "--resume", "--set", "train.seed=5"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot resume" in err and "train.seed: 1 -> 5" in err
+    assert "hint: resume with the same spec" in err
+    assert main(["train", str(path), "--out", str(run), "--resume", "--quiet"]) == 0
+    assert main(["train", str(path), "--out", str(run), "--resume", "--quiet"]) == 1
+    assert "already finished (epoch 2)" in capsys.readouterr().err
+    assert main(["train", str(path), "--out", str(run), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "already exists and is not empty" in err and "--resume" in err
+
+
+def test_sigkill_in_mid_run_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
+    path = spec(tmp_path, epochs=25)
+    run = tmp_path / "run"
+    cmd = [DNN, "train", str(path), "--out", str(run), "--checkpoint-every", "0", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = run / "checkpoints" / "last"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        steps = [int(p.name) for p in last.iterdir() if p.name.isdigit()] if last.is_dir() else []
+        if steps and max(steps) >= 3:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "result.json").exists()
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((run / "result.json").read_text())
+    assert result["epochs_run"] == 25
+    epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 26))
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path: Path) -> None:
+    # a learning rate this high makes the validation loss wander: patience 1 stops early
+    extra = "early_stopping = { monitor: val_loss, patience: 1 }"
+    path = spec(tmp_path, epochs=30, extra=extra)
+    run = tmp_path / "run"
+    result = train(dnn.load(str(path), ["train.optimizer.lr=0.05"]), run, mode="quiet")
+    history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min(history, key=lambda r: r["val_loss"])
+    assert result["epochs_run"] == len(history) < 30
+    assert result["restored_best"] and result["best_epoch"] == best["epoch"]
+    assert result["val"]["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+    assert history[-1]["epoch"] - best["epoch"] == 1  # patience 1
+
+
+def test_reduce_on_plateau_lowers_the_rate(tmp_path: Path) -> None:
+    extra = "early_stopping = none"
+    text = MLP.format(epochs=6, extra=extra).replace(
+        "schedule = cosine(decay_steps = 6 epochs, warmup = 5 steps)",
+        "schedule = reduce_on_plateau(monitor = val_loss, patience = 0, factor = 0.5, "
+        "threshold = 10.0)",  # no epoch ever improves by 1000 %: the rate halves each epoch
+    )
+    path = tmp_path / "plateau.dnn"
+    path.write_text(text)
+    train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    rates = [
+        json.loads(x)["lr"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    # the rate reported for epoch e is the one its steps used: halved after each epoch but the first
+    expected = [3e-3] + [3e-3 * 0.5**k for k in range(1, 6)]
+    assert rates == pytest.approx(expected, rel=1e-6)
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=3)
+    run = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            str(path),
+            "--out",
+            str(run),
+            "--quiet",
+            "--set",
+            "train.optimizer=sgd(lr = 1e12)",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{path}: error: the loss is not finite (nan or inf) at epoch 1, step " in err
+    assert "hint: lower the learning rate" in err
+    assert not (run / "result.json").exists()
+
+
+def test_eval_and_predict_use_the_run(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=3)
+    run = tmp_path / "run"
+    result = train(dnn.load(str(path)), run, mode="quiet")
+    assert main(["eval", str(path), "--run", str(run), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["test"] == pytest.approx(result["test"], rel=1e-6)
+    # raw test inputs, split as the run split them: predictions reach the same accuracy
+    program = dnn.load(str(path))
+    table = datasets.load_source(
+        program.data.source,
+        task="classification",
+        base_dir=tmp_path,
+        span=program.data.span_of("source"),
+        sources={},
+    )
+    test = datasets.split(table, (0.7, 0.15, 0.15), 0)["test"]
+    np.save(tmp_path / "x.npy", test.x)
+    args = ["predict", str(path), "--run", str(run), "--input", str(tmp_path / "x.npy")]
+    assert main([*args, "--output", str(tmp_path / "y.npy")]) == 0
+    labels = np.load(tmp_path / "y.npy")
+    assert labels.shape == (len(test.y),)
+    assert np.mean(labels == test.y) == pytest.approx(result["test"]["accuracy"])
+    assert main([*args, "--output", str(tmp_path / "y.csv")]) == 0
+    rows = (tmp_path / "y.csv").read_text().splitlines()
+    assert rows[0] == "label," + ",".join(f"p_{i}" for i in range(10))
+    assert [int(r.split(",")[0]) for r in rows[1:]] == labels.tolist()
+    probs = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_ensemble_reports_members_and_the_mean(tmp_path: Path) -> None:
+    path = spec(tmp_path, epochs=2, extra="ensemble = 3")
+    result = train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    members = result["test"]["members"]
+    assert len(members) == 3 and result["members"] == 3
+    assert len({m["loss"] for m in members}) == 3  # different seeds, different members
+    # the ensemble's loss is that of the mean probability: at most the members' mean (Jensen)
+    assert result["test"]["loss"] <= np.mean([m["loss"] for m in members]) + 1e-6
+    stacked = flat(params_of(tmp_path / "run"))
+    assert stacked["out/kernel"].shape == (3, 16, 10)
+
+
+def test_init_from_loads_matching_layers_and_freeze_keeps_them(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "source"
+    train(dnn.load(str(spec(tmp_path, epochs=1))), source, mode="quiet")
+    text = MLP.format(epochs=1, extra=f'init_from = "{source}"\n  freeze = ["dense"]').replace(
+        "out = dense(10)", "head = dense(10)"
+    )
+    path = tmp_path / "transfer.dnn"
+    path.write_text(text)
+    run = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "loaded 2 layers (dense, dense_1)" in err  # `h = dense(16) -> relu` names the relu
+    assert "new layers (initialized fresh): head" in err
+    before, after = flat(params_of(source, "best")), flat(params_of(run))
+    np.testing.assert_array_equal(before["dense/kernel"], after["dense/kernel"])  # frozen
+    assert not np.array_equal(before["dense_1/kernel"], after["dense_1/kernel"])  # then trained
+
+
+def test_init_from_a_folder_without_checkpoints_is_a_spec_error(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=1, extra=f'init_from = "{tmp_path / "nothing"}"')
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "`init_from`: no checkpoint in" in err
+    assert "hint: give the folder of a finished `dnn train` run" in err
+
+
+CSV_SPEC = """dnn 1
+model m {{
+  input x: f32[2]
+  dense(3)
+}}
+data {{
+  source = csv("{file}", label = "y")
+}}
+train {{
+  epochs = 1
+}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "where", "message"),
+    [
+        ("a,b,y\n1,2,0\n3,nan,1\n", "data.csv:3:3", "column `b`"),
+        ("a,b,y\n1,2,0\n3,4,7\n", "data.csv:3:5", "7"),
+        ("", "data.csv", "empty"),
+    ],
+    ids=["nan", "label", "empty"],
+)
+def test_bad_data_is_reported_with_file_row_and_column(
+    tmp_path: Path, capsys, content: str, where: str, message: str
+) -> None:
+    (tmp_path / "data.csv").write_text(content)
+    path = tmp_path / "m.dnn"
+    path.write_text(CSV_SPEC.format(file="data.csv"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert where in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing written before the data is known good
+
+
+def test_a_missing_data_file_points_at_the_source_field(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "m.dnn"
+    path.write_text(CSV_SPEC.format(file="missing.csv"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:7:" in err and "missing.csv" in err and "^" in err
