@@ -7,6 +7,7 @@ from pathlib import Path
 from conftest import assert_summary
 from dnn.compiler.driver import load
 
+FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -18,8 +19,8 @@ def test_lecture_dense_stack() -> None:
 
 def test_lecture_two_inputs() -> None:
     # Lecture: inputs (16,) and (32,) → Dense 8 each → concatenate → Dense 4: 136, 264, 68 = 468.
-    src = (EXAMPLES / "two_tower.dnn").read_text()
-    program = load(str(EXAMPLES / "two_tower.dnn"))
+    src = (FIXTURES / "lecture_two_tower.dnn").read_text()
+    program = load(str(FIXTURES / "lecture_two_tower.dnn"))
     counts = {n.name: n.params for n in program.model.nodes if n.params}
     assert sorted(counts.values()) == [68, 136, 264]
     assert_summary(src, 468)
