@@ -18,10 +18,9 @@ test: $(STAMP)
 	$(BIN)/mypy compiler
 	$(BIN)/python -m pytest
 
-# Until the training runtime lands, `make train` checks and summarizes the default example.
+# Train the default example on the built-in digits; the run folder is printed at the end.
 train: $(STAMP)
-	$(BIN)/dnn check examples/digits_cnn.dnn
-	$(BIN)/dnn summary examples/digits_cnn.dnn
+	$(BIN)/dnn train examples/digits_cnn.dnn --out runs/digits_cnn-$$(date +%Y%m%d-%H%M%S)
 
 reference: $(STAMP)
 	$(BIN)/python -m dnn.compiler.reference > docs/reference.md

@@ -134,6 +134,16 @@ class Program:
 
         return lower_train(self, steps_per_epoch)
 
+    def fit(self, out: Any = None, **options: Any) -> dict[str, Any]:
+        """Train on the spec's data, write the run folder `out`, return `result.json`'s contents.
+
+        Options as `dnn train`: resume, stop_after, quiet, checkpoint_every (imports JAX).
+        (`program.train` is the train section, so the method is `fit`; `dnn.train` also works.)
+        """
+        from dnn.runtime.fit import train
+
+        return train(self, out, **options)
+
     def summary(self) -> Any:
         """The Keras-like table of layers, shapes and parameter counts."""
         from .summary import summarize

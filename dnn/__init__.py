@@ -21,6 +21,12 @@ from dnn.compiler.format import format_text as format
 from dnn.compiler.ir import Config, Graph, Node, Program
 from dnn.compiler.summary import Summary
 
+
+def train(program: Program, out: object = None, **options: object) -> dict:
+    """Train a checked spec (see `Program.fit`); returns the contents of result.json."""
+    return program.fit(out, **options)
+
+
 __all__ = [
     "Config",
     "Diagnostic",
@@ -37,5 +43,6 @@ __all__ = [
     "loads",
     "optimizer",
     "schedule",
+    "train",
 ]
 __version__ = "0.1.0"

@@ -71,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     print(summary_line(result))
+    print(f"run folder: {result['run']}")
     return EXIT_OK
 
 
@@ -109,6 +110,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import runs
+
+    if args.what and args.what[0] == "compare":
+        if len(args.what) != 3:
+            print("usage: dnn runs compare RUN_A RUN_B [-o plot.png]", file=sys.stderr)
+            return 2
+        a, b = Path(args.what[1]), Path(args.what[2])
+        for f in (a, b):
+            if not (f / "hparams.yaml").exists():
+                print(f"{f}: error: not a run folder (no hparams.yaml)", file=sys.stderr)
+                return EXIT_FAIL
+        if args.output:
+            names = runs.plot_compare(a, b, Path(args.output))
+            print(f"{args.output}: {', '.join(names)} of {a.name} and {b.name}", file=sys.stderr)
+        from .cli import main
+
+        code = main(["diff", str(a / "spec.dnn"), str(b / "spec.dnn")])
+        return EXIT_OK if code in (0, 1) else code
+    root = Path(args.what[0]) if args.what else Path("runs")
+    if len(args.what) > 1 or not root.is_dir():
+        print(f"{root}: error: no such folder of runs", file=sys.stderr)
+        return EXIT_FAIL
+    found = runs.find(root)
+    if not found:
+        print(f"{root}: no runs", file=sys.stderr)
+        return EXIT_OK
+    from rich.console import Console
+
+    Console().print(runs.table(found))
+    return EXIT_OK
+
+
 def register(
     command: Callable[..., argparse.ArgumentParser], overrides: Callable[..., None]
 ) -> None:
@@ -140,6 +174,14 @@ def register(
     c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
     c.add_argument("--split", choices=("train", "val", "test"), default="test")
     c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command(
+        "runs",
+        cmd_runs,
+        "list runs (`dnn runs [DIR]`) or compare two (`dnn runs compare A B -o plot.png`)",
+    )
+    c.add_argument("what", nargs="*", metavar="ARG", help="DIR, or: compare RUN_A RUN_B")
+    c.add_argument("-o", "--output", metavar="PNG", help="with compare: overlay the curves here")
 
     c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
     c.add_argument("file", metavar="FILE")

@@ -107,10 +107,11 @@ def train(
     loop.close()
     rundir.plot_history(loop.history, folder / "plots")
     if not finished:
-        return {"stopped_after": loop.history[-1]["epoch"], "finished": False}
+        return {"stopped_after": loop.history[-1]["epoch"], "finished": False, "run": str(folder)}
     st, restored = loop.final_weights(st)
     wall = loop.wall_before + time.perf_counter() - t_start
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
+    result["run"] = str(folder)
     rundir.write_json(folder / "result.json", result)
     return result
 

@@ -73,6 +73,7 @@ def environment(program: Program, argv: list[str] | None = None) -> dict[str, An
         "packages": versions,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "spec": program.path,
         "seed": program.train.seed,
         "command": " ".join(argv if argv is not None else sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -104,7 +104,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     path = spec(tmp_path, epochs=4, extra="early_stopping = { monitor: val_accuracy, patience: 3 }")
     straight = train(dnn.load(str(path)), tmp_path / "a", mode="quiet")
     first = train(dnn.load(str(path)), tmp_path / "b", stop_after=2, mode="quiet")
-    assert first == {"stopped_after": 2, "finished": False}
+    assert first == {"stopped_after": 2, "finished": False, "run": str(tmp_path / "b")}
     assert not (tmp_path / "b" / "result.json").exists()
     resumed = train(dnn.load(str(path)), tmp_path / "b", resume=True, mode="quiet")
     assert finals(resumed) == finals(straight)
