@@ -1,0 +1,783 @@
+"""Data sources: built-in sets, CSV and NPZ files and image folders, read into one `Table`.
+
+`load_source` reads what a spec's `data { source = ... }` names, `split` cuts train/val/test by
+a seeded permutation, `fit_to_model` matches examples and targets to the model, and
+`read_inputs` reads the examples given to `dnn predict`. Nothing is downloaded: built-in sets
+come from scikit-learn's bundled loaders or from NumPy generators with a fixed seed, so a
+built-in set is the same on every run.
+
+Bad data never ends in a traceback: every mistake is a `SpecError` rendered like a compiler
+error. A problem with the reference itself (no such file, column or array; examples of the
+wrong shape) points at the spec. A problem inside a file points into it: a CSV's line and
+field, shown with a caret, or an archive or image as a whole (line 1, column 1), with a note
+back to the spec field that names the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dnn.compiler.diagnostics import E_DATA, E_FILE, Diagnostic, InternalError, Span, SpecError
+from dnn.compiler.registry.core import did_you_mean
+from dnn.compiler.registry.data import BUILTIN_DATA
+from dnn.compiler.registry.layers import fmt_shape
+from dnn.compiler.values import Ref
+
+TASKS = ("classification", "regression")
+SPLITS = ("train", "val", "test")
+SEED = 0  # of the built-in generators: the same examples on every run
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+_GRAY_MODES = frozenset({"1", "L", "LA"})
+_PATH_HINT = "the path is relative to the folder of the spec file"
+_LABEL_HINT = (
+    "class labels are whole numbers from 0, or names; use a regression loss such as `mse` "
+    "for real-valued targets"
+)
+
+Field = tuple[str, int, int]  # a CSV field: value, first column, end column (1-based, exclusive)
+Row = tuple[int, list[Field]]  # a CSV line: its number in the file and its fields
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """Examples in memory, one per row: inputs `x` (N, *shape) float32 and targets `y`.
+
+    `y` holds int32 class indices (N,) for classification, float32 (N,) or (N, D) values for
+    regression. `origin` is the file as messages name it, or `builtin:NAME`. The remaining
+    fields let messages point at an example: `span` is the spec field that named the data,
+    `index` each example's position in the source (None: 0..N-1), and for a CSV `places`
+    holds (row, line, col, end_col) of every source row's label and `text` the file's text.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    classes: int | None
+    class_names: tuple[str, ...]
+    origin: str
+    kind: str = "array"  # builtin | csv | npz | images | array (made in code)
+    span: Span | None = field(default=None, repr=False)
+    index: np.ndarray | None = field(default=None, repr=False)
+    places: np.ndarray | None = field(default=None, repr=False)
+    text: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y) or self.task not in TASKS:
+            raise InternalError(
+                f"table from {self.origin}: {len(self.x)} inputs, {len(self.y)} targets, "
+                f"task {self.task!r}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def position(self, i: int) -> int:
+        """Where example `i` sits in its source (0-based), whatever split it is in."""
+        return int(i if self.index is None else self.index[i])
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a source's errors point: `span` in the spec, or into a data file.
+
+    `origin` is the spec field that names the data; errors elsewhere get a note pointing at it.
+    """
+
+    span: Span
+    sources: Mapping[str, str]
+    origin: Span | None = None
+
+    def spec(self, code: str, message: str, hint: str | None = None) -> SpecError:
+        """A problem with the reference itself, at `span`."""
+        return self.file(code, message, self.span, hint)
+
+    def file(
+        self, code: str, message: str, at: Span, hint: str | None = None, text: str | None = None
+    ) -> SpecError:
+        """A problem at `at`; `text` is the data file's text, for the excerpt under the message."""
+        notes: tuple[tuple[str, Span], ...] = ()
+        if self.origin is not None and self.origin != at:
+            notes = (("the data named here", self.origin),)
+        sources = dict(self.sources) | ({at.path: text} if text is not None else {})
+        return SpecError([Diagnostic(code, message, at, hint, notes=notes)], sources)
+
+
+def _start(path: str) -> Span:
+    """A whole file: line 1, column 1 (archives and images have no lines to show)."""
+    return Span(path, 1, 1, 1, 1)
+
+
+def _resolve(base_dir: Path, written: str) -> str:
+    """The path a spec names, relative to its folder; shown from the working folder if inside."""
+    path = Path(base_dir) / written
+    try:  # absolute, not resolved: a symbolic link keeps the name the spec gave it
+        return str(Path(os.path.abspath(path)).relative_to(os.path.abspath(os.getcwd())))
+    except ValueError:
+        return str(path)
+
+
+def _cannot_read(shown: str, e: OSError, where: _Where) -> SpecError:
+    hint = _PATH_HINT if where.origin is not None else None  # `dnn predict` paths are the user's
+    return where.spec(E_FILE, f"cannot read `{shown}`: {e.strerror or e}", hint)
+
+
+def _choose(name: str, names: list[str], what: str, fix: str) -> str:
+    """Hint for an unknown column or array: did-you-mean, else the choices and `fix` (a
+    template whose `{}` takes the first choice)."""
+    close = did_you_mean(name, names)
+    if close or not names:
+        return close or f"the file has no {what}"
+    listed = ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
+    return f"{what}: {listed}; write {fix.format(names[0])}"
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_source(
+    ref: Ref, *, task: str, base_dir: Path, span: Span, sources: Mapping[str, str]
+) -> Table:
+    """Read the examples a `source = ...` reference names (`task` comes from the loss)."""
+    if task not in TASKS:
+        raise InternalError(f"unknown task {task!r}")
+    loader = _LOADERS.get(ref.name)
+    if loader is None:
+        raise InternalError(f"no loader for data source `{ref.name}`")
+    return loader(ref, task, Path(base_dir), _Where(span, sources, span))
+
+
+def split(table: Table, fractions: tuple[float, float, float], seed: int) -> dict[str, Table]:
+    """Cut a table into train/val/test by a permutation drawn from `seed`.
+
+    Sizes are the fractions of N rounded by largest remainder, so they add up to N and a zero
+    fraction gives an empty split.
+    """
+    sizes = _split_sizes(len(table), fractions)
+    order = np.random.default_rng(seed % 2**64).permutation(len(table))
+    parts = np.split(order, np.cumsum(sizes)[:-1])
+    return {name: _take(table, idx) for name, idx in zip(SPLITS, parts, strict=True)}
+
+
+def fit_to_model(
+    table: Table,
+    input_shape: tuple[int, ...],
+    input_name: str,
+    outputs: int,
+    *,
+    span: Span,
+    sources: Mapping[str, str],
+) -> Table:
+    """Match a table to the model: examples reshaped to the input, targets checked.
+
+    Examples take the input's shape when the number of values agrees (digits are 64 values, a
+    CNN may read them as 8 x 8 x 1); `span` is where a mismatch is reported. Class labels must
+    lie in [0, outputs), or be 0/1 for one output. Regression targets must have `outputs`
+    values per example and come back as (N, outputs), lined up with the model's output.
+    """
+    where = _Where(span, sources, table.span)
+    x = _reshape(table, tuple(input_shape), input_name, where)
+    if table.task == "regression":
+        return replace(table, x=x, y=_regression_targets(table, outputs, where))
+    _check_labels(table, outputs, where)
+    return replace(table, x=x)
+
+
+def read_inputs(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Examples for `dnn predict`: a .npy array, or a CSV with a header row (all inputs).
+
+    Returns float32 (N, *shape); a single example of exactly `shape` becomes a batch of one.
+    """
+    shown = str(path)
+    where = _Where(_start(shown), {})
+    reader = _INPUT_READERS.get(Path(shown).suffix.lower())
+    if reader is None:
+        raise where.spec(
+            E_FILE,
+            f"cannot read `{shown}`: inputs must be a .npy or .csv file",
+            "save the examples with `np.save`, or as a CSV file with a header row",
+        )
+    return _as_examples(reader(shown, where), tuple(shape), shown, where)
+
+
+# ----------------------------------------------------------------------------- built-in sets
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _moons(n: int, rng: np.random.Generator) -> Arrays:
+    from sklearn.datasets import make_moons
+
+    return make_moons(n, noise=0.2, random_state=SEED)
+
+
+def _circles(n: int, rng: np.random.Generator) -> Arrays:
+    from sklearn.datasets import make_circles
+
+    return make_circles(n, noise=0.1, factor=0.5, random_state=SEED)
+
+
+def _spirals(n: int, rng: np.random.Generator) -> Arrays:
+    """Three arms 120 degrees apart, each turning 1.5 times about the origin."""
+    arm = np.arange(n) % 3
+    r = rng.uniform(0.05, 1.0, n)
+    t = arm * (2 * np.pi / 3) + r * 3 * np.pi + rng.normal(0.0, 0.2, n)
+    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1), arm
+
+
+def _xor(n: int, rng: np.random.Generator) -> Arrays:
+    x = rng.uniform(-1.0, 1.0, (n, 2))
+    return x, (x[:, 0] * x[:, 1] < 0).astype(np.int64)
+
+
+def _sequence(n: int, rng: np.random.Generator) -> Arrays:
+    x = rng.normal(0.0, 1.0, (n, 20, 1))
+    return x, (x.sum(axis=(1, 2)) > 0).astype(np.int64)
+
+
+# Sets of our own making; the others are scikit-learn's bundled loaders named in BUILTIN_DATA.
+_GENERATORS: dict[str, Callable[[int, np.random.Generator], Arrays]] = {
+    "moons": _moons,
+    "circles": _circles,
+    "spirals": _spirals,
+    "xor": _xor,
+    "sequence": _sequence,
+}
+
+
+def _builtin_arrays(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A built-in set's inputs, targets and class names, as BUILTIN_DATA describes it."""
+    meta = BUILTIN_DATA[name]
+    if name in _GENERATORS:
+        x, y = _GENERATORS[name](meta["samples"], np.random.default_rng(SEED))
+        return x, y, tuple(str(k) for k in range(meta["classes"]))
+    from sklearn import datasets
+
+    bunch = getattr(datasets, meta["source"].rpartition(".")[2])()
+    return bunch.data, bunch.target, tuple(str(n) for n in getattr(bunch, "target_names", ()))
+
+
+def _load_builtin(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    name = str(ref.arg("name"))
+    meta = BUILTIN_DATA[name]
+    if meta["classes"] is None and task != "regression":
+        raise where.spec(
+            E_DATA,
+            f'`builtin("{name}")` has real-valued targets, not class labels',
+            "use a regression loss such as `mse`, with one output",
+        )
+    x, y, names = _builtin_arrays(name)
+    x = np.asarray(x, np.float32).reshape(len(x), *meta["shape"])
+    origin = f"builtin:{name}"
+    if task == "regression":
+        return Table(x, np.asarray(y, np.float32), task, None, (), origin, "builtin", where.span)
+    y = np.asarray(y, np.int32)
+    return Table(x, y, task, meta["classes"], names, origin, "builtin", where.span)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def _fields(line: str) -> list[Field]:
+    """Split one CSV line on commas; a field's columns are those of its stripped value."""
+    if '"' in line:
+        return _quoted_fields(line)
+    out, start = [], 0
+    for part in line.split(","):
+        value = part.strip()
+        lead = len(part) - len(part.lstrip())
+        out.append((value, start + lead + 1, start + lead + len(value) + 1))
+        start += len(part) + 1
+    return out
+
+
+def _quoted_fields(line: str) -> list[Field]:
+    """As `_fields`, for a line with double-quoted fields (`""` inside quotes is one quote)."""
+    out, i = [], 0
+    while True:
+        j = i + len(line[i:]) - len(line[i:].lstrip(" \t"))
+        if line.startswith('"', j):
+            k, chars = j + 1, []
+            while k < len(line) and not (line[k] == '"' and not line.startswith('""', k)):
+                chars.append(line[k])
+                k += 2 if line.startswith('""', k) else 1
+            value, end, comma = "".join(chars), k + 1, line.find(",", k)
+        else:
+            comma = line.find(",", j)
+            value = line[j : len(line) if comma < 0 else comma].rstrip()
+            end = j + len(value)
+        out.append((value, j + 1, min(end, len(line)) + 1))
+        if comma < 0:
+            return out
+        i = comma + 1
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _float_or_nan(value: str) -> float:
+    number = _number(value)
+    return math.nan if number is None else number
+
+
+@dataclass(frozen=True)
+class _Csv:
+    """A CSV file read for a spec: header, rows (blank lines skipped), and where errors go."""
+
+    shown: str
+    text: str
+    header: Row
+    rows: list[Row]
+    where: _Where
+
+    @property
+    def names(self) -> list[str]:
+        return [value for value, _, _ in self.header[1]]
+
+    def error(self, message: str, line: int, col: int, end: int, hint: str) -> SpecError:
+        """A problem at `line`, columns [col, end), shown with the CSV's line and a caret."""
+        at = Span(self.shown, line, col, line, max(end, col + 1))
+        return self.where.file(E_DATA, message, at, hint, self.text)
+
+    def columns(self, cols: list[int]) -> np.ndarray:
+        """These columns as float32 (N, len(cols)); a cell that is no finite number fails."""
+        cells = [[fields[c][0] for c in cols] for _, fields in self.rows]
+        try:
+            x = np.array(cells, dtype=np.float64)
+        except ValueError:  # a cell is no number: NaN marks it for the search below
+            x = np.array([[_float_or_nan(v) for v in row] for row in cells], dtype=np.float64)
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):
+            r, c = (int(i) for i in bad[0])
+            raise self._cell_error(self.rows[r], cols[c])
+        return x.astype(np.float32)
+
+    def _cell_error(self, row: Row, c: int) -> SpecError:
+        (line, fields), name = row, self.names[c]
+        value, col, end = fields[c]
+        problem = "is not a number" if _number(value) is None else "is not a finite number"
+        message = f"value `{value}` in column `{name}` {problem}"
+        if not value:
+            message = f"empty value in column `{name}`"
+        hint = "inputs must be numbers: fill in the value, or drop the row or the column"
+        return self.error(message, line, col, end, hint)
+
+    def labels(self, li: int, task: str) -> tuple[np.ndarray, int | None, tuple[str, ...]]:
+        """Targets from column `li`: numbers for regression; for classification whole numbers
+        are class indices as given, and any other label makes every label a name (sorted)."""
+        values = [fields[li][0] for _, fields in self.rows]
+        numbers = [_number(v) for v in values]
+        numeric = all(n is not None for v, n in zip(values, numbers, strict=True) if v)
+        for k, (v, n) in enumerate(zip(values, numbers, strict=True)):
+            problem = _label_problem(v, n, task, numeric)
+            if problem:
+                raise self._bad_label(k, li, problem, task)
+        if task == "regression":
+            return np.array(numbers, np.float32), None, ()
+        if not numeric:
+            names = sorted(set(values))
+            lookup = {n: i for i, n in enumerate(names)}
+            return np.array([lookup[v] for v in values], np.int32), len(names), tuple(names)
+        y = np.array(numbers, np.int64)
+        classes = max(int(y.max()) + 1, 0)
+        return y.astype(np.int32), classes, tuple(str(i) for i in range(classes))
+
+    def _bad_label(self, k: int, li: int, problem: str, task: str) -> SpecError:
+        line, fields = self.rows[k]
+        value, col, end = fields[li]
+        hint = _LABEL_HINT
+        if task == "regression":
+            hint = "a regression loss needs numbers; use `cross_entropy` for class names"
+        if not value:
+            hint = "give every row a label"
+        shown = f" `{value}`" if value else ""
+        return self.error(f"label{shown} in row {k + 1} {problem}", line, col, end, hint)
+
+
+def _label_problem(value: str, number: float | None, task: str, numeric: bool) -> str | None:
+    """What is wrong with one label, if anything; `numeric`: every label is a number."""
+    if not value:
+        return "is empty"
+    if task == "regression":
+        if number is None:
+            return "is not a number"
+        return None if math.isfinite(number) else "is not a finite number"
+    if numeric and number is not None and not (math.isfinite(number) and number.is_integer()):
+        return "is not a class index or name"
+    return None
+
+
+def _read_csv(shown: str, where: _Where) -> _Csv:
+    """Read a CSV: UTF-8 text, a header row of distinct names, then rows of as many fields."""
+    try:
+        data = Path(shown).read_bytes()
+    except OSError as e:
+        raise _cannot_read(shown, e, where) from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
+    except UnicodeDecodeError as e:
+        message = f"cannot read `{shown}`: not UTF-8 text (byte {e.start})"
+        raise where.file(E_FILE, message, _start(shown), "save the file as UTF-8") from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        hint = "write a header row of column names, then one row per example"
+        raise where.file(E_DATA, f"`{shown}` is empty: no header row", _start(shown), hint, text)
+    header = (lines[0][0], _fields(lines[0][1]))
+    csv = _Csv(shown, text, header, [(n, _fields(line)) for n, line in lines[1:]], where)
+    _check_shape(csv, len(lines[0][1]))
+    return csv
+
+
+def _check_shape(csv: _Csv, header_length: int) -> None:
+    line, fields = csv.header
+    for i, (name, col, end) in enumerate(fields):
+        if name in csv.names[:i]:
+            message = f"column `{name}` appears twice in the header"
+            raise csv.error(message, line, col, end, "give every column its own name")
+    if not csv.rows:
+        message = f"`{csv.shown}` has a header but no rows"
+        hint = "add one row per example below the header"
+        raise csv.error(message, line, 1, header_length + 1, hint)
+    for k, (line, fields) in enumerate(csv.rows, 1):
+        if len(fields) != len(csv.header[1]):
+            more = len(fields) > len(csv.header[1])
+            col = fields[len(csv.header[1])][1] if more else fields[-1][2]
+            message = f"row {k} has {len(fields)} fields but the header has {len(csv.names)}"
+            hint = "give every row one value per column of the header"
+            raise csv.error(message, line, col, fields[-1][2] if more else col + 1, hint)
+
+
+def _load_csv(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    shown = _resolve(base_dir, ref.arg("path"))
+    csv = _read_csv(shown, where)
+    names, label = csv.names, str(ref.arg("label"))
+    if label not in names:
+        fix = f'`csv("{ref.arg("path")}", label = "{{}}")`'
+        hint = _choose(label, names, "columns", fix)
+        raise where.spec(E_DATA, f"`{shown}` has no column `{label}`", hint)
+    li = names.index(label)
+    if len(names) == 1:
+        line, (_, col, end) = csv.header[0], csv.header[1][li]
+        message = f"`{shown}` has no input columns besides the label `{label}`"
+        raise csv.error(message, line, col, end, "add a column for each input")
+    x = csv.columns([i for i in range(len(names)) if i != li])
+    y, classes, class_names = csv.labels(li, task)
+    places = np.array([(k, n, f[li][1], f[li][2]) for k, (n, f) in enumerate(csv.rows, 1)])
+    return Table(x, y, task, classes, class_names, shown, "csv", where.span, None, places, csv.text)
+
+
+# ----------------------------------------------------------------------------- NPZ
+
+
+def _read_npz(shown: str, written: str, keys: dict[str, str], where: _Where) -> list[np.ndarray]:
+    """The arrays named by `keys` (argument of `npz` -> array name) from an .npz archive."""
+    try:
+        archive = np.load(shown, allow_pickle=False)
+    except OSError as e:
+        raise _cannot_read(shown, e, where) from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        archive = None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        message = f"cannot read `{shown}`: not a NumPy .npz archive"
+        hint = "save the arrays with `np.savez(path, x = inputs, y = targets)`"
+        raise where.file(E_FILE, message, _start(shown), hint)
+    with archive:
+        for arg, key in keys.items():
+            if key not in archive.files:
+                fix = f'`npz("{written}", {arg} = "{{}}")`'
+                hint = _choose(key, sorted(archive.files), "arrays in it", fix)
+                raise where.spec(E_DATA, f"`{shown}` has no array `{key}`", hint)
+        return [_member(archive, key, shown, where) for key in keys.values()]
+
+
+def _member(archive: Any, key: str, shown: str, where: _Where) -> np.ndarray:
+    try:
+        return np.asarray(archive[key])
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        message = f"cannot read array `{key}` in `{shown}`: {e}"
+        hint = "save plain numeric arrays with `np.savez`"
+        raise where.file(E_FILE, message, _start(shown), hint) from None
+
+
+def _numbers(a: np.ndarray, what: str, shown: str, where: _Where) -> np.ndarray:
+    """A numeric array with one row per example, as float32, every value finite."""
+    if a.ndim == 0 or a.dtype.kind not in "biuf":
+        problem = "is a single value" if a.ndim == 0 else f"holds `{a.dtype}` values"
+        message = f"{what} in `{shown}` {problem}, not numbers with one row per example"
+        hint = "save a numeric array whose first axis indexes the examples"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    x = a.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        i, *pos = (int(p) for p in bad[0])
+        kind = "NaN" if np.isnan(x[tuple(bad[0])]) else "an infinite value"
+        at = f", feature {pos[0]}" if len(pos) == 1 else f", position {tuple(pos)}" if pos else ""
+        message = f"{what} in `{shown}` has {kind} at example {i}{at}"
+        hint = "fill in or drop the examples with missing values before training"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    return x
+
+
+def _load_npz(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    shown = _resolve(base_dir, ref.arg("path"))
+    xk, yk = str(ref.arg("x")), str(ref.arg("y"))
+    raw_x, raw_y = _read_npz(shown, ref.arg("path"), {"x": xk, "y": yk}, where)
+    x = _numbers(raw_x, f"array `{xk}`", shown, where)
+    n = 1 if raw_y.ndim == 0 else len(raw_y)
+    if n != len(x) or not n:
+        message = f"array `{xk}` in `{shown}` has {len(x)} examples but `{yk}` has {n}"
+        if n == len(x):
+            message = f"`{shown}` holds no examples"
+        hint = "the first axis of both arrays indexes the examples"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    if task == "regression":
+        y = _numbers(raw_y, f"array `{yk}`", shown, where)
+        return Table(x, y, task, None, (), shown, "npz", where.span)
+    y, names = _npz_labels(raw_y, yk, shown, where)
+    return Table(x, y, task, len(names), names, shown, "npz", where.span)
+
+
+def _npz_labels(
+    y: np.ndarray, key: str, shown: str, where: _Where
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices from integer labels, one-hot rows or strings (sorted class names)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all():
+        y = y.argmax(axis=1) if (y.sum(axis=1) == 1).all() else y  # one-hot rows
+    if y.ndim != 1:
+        message = (
+            f"array `{key}` in `{shown}` has shape {fmt_shape(y.shape)}: class labels need "
+            "one value per example"
+        )
+        hint = "store class labels with shape (N,), or use a regression loss such as `mse`"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    if y.dtype.kind in "US":
+        names, idx = np.unique(y, return_inverse=True)
+        return idx.astype(np.int32), tuple(str(n) for n in names)
+    f = _numbers(y, f"array `{key}`", shown, where).astype(np.float64)
+    bad = np.flatnonzero(f != np.round(f))
+    if len(bad):
+        i = int(bad[0])
+        message = f"array `{key}` in `{shown}` holds {f[i]:g} at example {i}, not a class index"
+        raise where.file(E_DATA, message, _start(shown), _LABEL_HINT)
+    classes = max(int(f.max()) + 1, 0)
+    return f.astype(np.int32), tuple(str(i) for i in range(classes))
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _load_images(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    shown = _resolve(base_dir, ref.arg("dir"))
+    folders = _class_folders(shown, where)
+    files = [(k, f) for k, folder in enumerate(folders) for f in _image_files(folder, where)]
+    size = ref.arg("size")
+    pixels = [_read_image(f, size, where) for _, f in files]
+    if size is None:
+        _check_sizes(ref.arg("dir"), [f for _, f in files], pixels, where)
+    if any(p.ndim == 3 for p in pixels):  # some colour image: grey ones get three equal channels
+        pixels = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in pixels]
+    x = np.stack(pixels).astype(np.float32) / 255.0  # 8 bits per channel
+    x = x if x.ndim == 4 else x[..., None]
+    labels = np.array([k for k, _ in files])
+    names = tuple(f.name for f in folders)
+    if task == "regression":
+        return Table(x, labels.astype(np.float32), task, None, (), shown, "images", where.span)
+    return Table(x, labels.astype(np.int32), task, len(names), names, shown, "images", where.span)
+
+
+def _class_folders(shown: str, where: _Where) -> list[Path]:
+    root = Path(shown)
+    if not root.is_dir():
+        problem = "not a folder" if root.exists() else "no such folder"
+        raise where.spec(E_FILE, f"cannot read `{shown}`: {problem}", _PATH_HINT)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        hint = f"put the images of each class in a subfolder named after it: `{shown}/cat/1.png`"
+        raise where.spec(E_DATA, f"`{shown}` has no class folders", hint)
+    return folders
+
+
+def _image_files(folder: Path, where: _Where) -> list[Path]:
+    files = sorted(
+        f
+        for f in folder.iterdir()
+        if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()
+    )
+    if not files:
+        hint = "add .png or .jpg images to it, or remove it"
+        raise where.spec(E_DATA, f"class folder `{folder}` holds no images", hint)
+    return files
+
+
+def _read_image(path: Path, size: Any, where: _Where) -> np.ndarray:
+    """Pixels as uint8: (H, W) for grey images, (H, W, 3) for colour (alpha is dropped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            im = opened.convert("L" if opened.mode in _GRAY_MODES else "RGB")
+        if size is not None:
+            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else e
+        message = f"cannot read image `{path}`: {reason}"
+        raise where.file(E_FILE, message, _start(str(path)), "replace or remove the file") from None
+
+
+def _check_sizes(written: str, files: list[Path], pixels: list[np.ndarray], where: _Where) -> None:
+    """Without `size`, every image must have the most common height and width."""
+    sizes = [p.shape[:2] for p in pixels]
+    (h, w), _ = Counter(sizes).most_common(1)[0]
+    for f, s in zip(files, sizes, strict=True):
+        if s != (h, w):
+            message = f"image `{f}` is {s[0]}x{s[1]} pixels but the others are {h}x{w}"
+            fix = f'`images("{written}", size = [{h}, {w}])`'
+            hint = f"give all images one size, or resize them: {fix}"
+            raise where.spec(E_DATA, message, hint)
+
+
+_LOADERS: dict[str, Callable[[Ref, str, Path, _Where], Table]] = {
+    "builtin": _load_builtin,
+    "csv": _load_csv,
+    "npz": _load_npz,
+    "images": _load_images,
+}
+
+
+# ----------------------------------------------------------------------------- split and fit
+
+
+def _split_sizes(n: int, fractions: tuple[float, float, float]) -> list[int]:
+    """Largest-remainder rounding of `fractions * n`: sums to n, zero stays zero."""
+    f = np.asarray(fractions, np.float64)
+    if f.shape != (3,) or (f < 0).any() or f.sum() <= 0:
+        raise InternalError(f"bad split fractions {fractions!r}")
+    exact = f / f.sum() * n
+    sizes = np.floor(exact).astype(np.int64)
+    remainder = np.where(f > 0, exact - sizes, -1.0)
+    sizes[np.argsort(-remainder, kind="stable")[: n - int(sizes.sum())]] += 1
+    return [int(s) for s in sizes]
+
+
+def _take(table: Table, idx: np.ndarray) -> Table:
+    index = idx if table.index is None else table.index[idx]
+    return replace(table, x=table.x[idx], y=table.y[idx], index=index)
+
+
+def _name(table: Table) -> str:
+    return table.origin.removeprefix("builtin:")
+
+
+def _reshape(table: Table, shape: tuple[int, ...], input_name: str, where: _Where) -> np.ndarray:
+    example = tuple(table.x.shape[1:])
+    if example == shape:
+        return table.x
+    n, m = math.prod(example), math.prod(shape)
+    if n == m:
+        return table.x.reshape((len(table), *shape))
+    raise where.spec(
+        E_DATA,
+        f"`{_name(table)}` examples have shape {fmt_shape(example)} ({n} values) but input "
+        f"`{input_name}` has shape {fmt_shape(shape)} ({m} values)",
+        f"declare `input {input_name}: f32{list(example)}`, or another shape of {n} values",
+    )
+
+
+def _regression_targets(table: Table, outputs: int, where: _Where) -> np.ndarray:
+    width = math.prod(table.y.shape[1:])
+    if width != outputs:
+        raise where.spec(
+            E_DATA,
+            f"`{_name(table)}` has {width} target value{'s' * (width != 1)} per example but "
+            f"the model outputs {outputs}",
+            f"end the model with `dense({width})`",
+        )
+    return table.y.reshape(len(table), outputs).astype(np.float32)
+
+
+def _check_labels(table: Table, outputs: int, where: _Where) -> None:
+    """Class labels in [0, outputs); one output means a binary model with 0/1 labels."""
+    bad = np.flatnonzero((table.y < 0) | (table.y >= max(outputs, 2)))
+    if len(bad):
+        raise _label_error(table, int(bad[0]), outputs, where)
+
+
+def _label_error(table: Table, i: int, outputs: int, where: _Where) -> SpecError:
+    v, names, pos, top = int(table.y[i]), table.class_names, table.position(i), max(outputs, 2)
+    label = f"`{names[v]}` (class {v})" if 0 <= v < len(names) and names[v] != str(v) else f"`{v}`"
+    problem = (
+        f"is outside the {outputs} classes the model outputs"
+        if outputs > 1
+        else "is not 0 or 1, as a model with one output needs"
+    )
+    hint = f"class labels run from 0 to {top - 1}"
+    if (table.classes or 0) > top:
+        loss = " and train with `cross_entropy`" if outputs == 1 else ""
+        k = table.classes
+        hint = f"`{_name(table)}` has {k} classes: end the model with `dense({k})`{loss}"
+    if table.places is not None and table.text is not None:
+        row, line, col, end = (int(p) for p in table.places[pos])
+        at = Span(table.origin, line, col, line, max(end, col + 1))
+        return where.file(E_DATA, f"label {label} in row {row} {problem}", at, hint, table.text)
+    at = _start(table.origin) if table.kind == "npz" else table.span or where.span
+    return where.file(E_DATA, f"label {label} at example {pos} {problem}", at, hint)
+
+
+# ----------------------------------------------------------------------------- predict inputs
+
+
+def _read_npy(shown: str, where: _Where) -> np.ndarray:
+    try:
+        a = np.load(shown, allow_pickle=False)
+    except OSError as e:
+        raise _cannot_read(shown, e, where) from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        a = None
+    if not isinstance(a, np.ndarray):
+        message = f"cannot read `{shown}`: not a NumPy .npy array"
+        raise where.spec(E_FILE, message, "save the examples with `np.save(path, x)`")
+    return _numbers(a, "the array", shown, where)
+
+
+def _read_csv_inputs(shown: str, where: _Where) -> np.ndarray:
+    csv = _read_csv(shown, where)
+    return csv.columns(list(range(len(csv.names))))
+
+
+_INPUT_READERS: dict[str, Callable[[str, _Where], np.ndarray]] = {
+    ".npy": _read_npy,
+    ".csv": _read_csv_inputs,
+}
+
+
+def _as_examples(x: np.ndarray, shape: tuple[int, ...], shown: str, where: _Where) -> np.ndarray:
+    if x.shape[1:] == shape:
+        return x
+    if x.shape == shape:
+        return x[None]
+    if math.prod(x.shape[1:]) == math.prod(shape):
+        return x.reshape((len(x), *shape))
+    raise where.spec(
+        E_DATA,
+        f"`{shown}` holds examples of shape {fmt_shape(x.shape[1:])} but the model takes "
+        f"{fmt_shape(shape)}",
+        f"give {math.prod(shape)} values per example, one example per row",
+    )
