@@ -237,7 +237,9 @@ def _one_epoch(
     full, tail = engine.order(epoch, n)
     acc = engine.train_acc()
     last_read = time.perf_counter()
-    for i in range(engine.full):
+    if engine.scanned and engine.full:
+        st, acc = engine.scan_epoch(st, acc, x, y, full)
+    for i in range(0 if engine.scanned else engine.full):
         st, acc = engine.step(st, acc, x, y, full, i)
         if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:
             last_read = time.perf_counter()

@@ -221,6 +221,15 @@ class Engine:
 
         self.step = jax.jit(step, donate_argnums=(0, 1))
 
+        def epoch(st: Any, acc: Any, xs: Array, ys: Array, order: Array) -> Any:
+            def body(carry: Any, idx: Array) -> tuple[Any, None]:
+                return train_one(*carry, ids, xs[idx], ys[idx]), None
+
+            return jax.lax.scan(body, (st, acc), order)[0]
+
+        self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1))
+        self.scanned = scan_epochs(self.program)
+
         def evaluate(
             st: Any, acc: Any, ens: Any, xs: Array, ys: Array, idx: Array, mask: Array
         ) -> Any:
@@ -253,6 +262,22 @@ class Engine:
             return jnp.arange(n)
         key = jax.random.fold_in(jax.random.key(self.program.train.seed), epoch)
         return jax.random.permutation(jax.random.fold_in(key, 7), n)
+
+
+# Layers whose gradients XLA's CPU backend runs far slower inside a loop body (measured in
+# docs/performance.md): an epoch of them is not scanned on a CPU.
+LOOP_SLOW_ON_CPU = ("conv", "pool", "lstm", "gru", "simple_rnn")
+
+
+def scan_epochs(program: Program) -> bool:
+    """Whether an epoch runs as one scanned XLA program (`train.loop`)."""
+    choice = str(program.train.loop)
+    if choice != "auto":
+        return choice == "scan"
+    if jax.default_backend() != "cpu":
+        return True
+    assert program.model is not None
+    return not any(any(w in n.op for w in LOOP_SLOW_ON_CPU) for n in program.model.nodes)
 
 
 # ------------------------------------------------------------------ split evaluation

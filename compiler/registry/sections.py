@@ -127,6 +127,13 @@ SECTIONS.add(
             "a run directory whose weights initialize the layers of the same name and shape",
         ),
         arg(
+            "loop",
+            EnumT(("auto", "scan", "steps")),
+            "auto",
+            "scan: a whole epoch as one XLA program (lax.scan over batches); steps: one jitted "
+            "call per batch; auto: scan unless convolutions run on a CPU (slower in a loop body)",
+        ),
+        arg(
             "ensemble",
             PosInt,
             1,
