@@ -12,6 +12,7 @@ plots/          loss and metric curves, train vs val (PNG)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dnn.compiler import ast
 from dnn.compiler.format import format_module
+from dnn.compiler.parse import parse
 from dnn.compiler.ir import Config, Program
 from dnn.compiler.values import Rec, Ref, show
 
@@ -55,7 +58,33 @@ def hparams(program: Program) -> dict[str, Any]:
 
 
 def spec_text(program: Program) -> str:
-    return format_module(program.module) if program.module is not None else ""
+    """The spec as trained, canonical and self-contained: imported blocks and params inlined
+    (the run folder has no `blocks/` beside it)."""
+    if program.module is None:
+        return ""
+    items = _inline(program.module.items, program.path, program.sources, set())
+    return format_module(dataclasses.replace(program.module, items=tuple(items)))
+
+
+def _inline(items: Any, importer: str, sources: dict[str, str], seen: set[str]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, ast.ImportStmt):
+            out.append(item)
+            continue
+        path = os.path.normpath(os.path.join(os.path.dirname(importer), item.path))
+        if path in seen or path not in sources:
+            continue
+        seen.add(path)
+        module = parse(sources[path], path)
+        body = [i for i in module.items if not isinstance(i, ast.Version)]
+        inlined = _inline(body, path, sources, seen)
+        if inlined:
+            note = (f"# from {item.path}",)
+            first = inlined[0]
+            inlined[0] = dataclasses.replace(first, comments=(*note, *first.comments))
+        out += inlined
+    return out
 
 
 def environment(program: Program, argv: list[str] | None = None) -> dict[str, Any]:

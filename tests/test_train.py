@@ -324,3 +324,15 @@ def test_a_missing_data_file_points_at_the_source_field(tmp_path: Path, capsys) 
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert f"{path}:7:" in err and "missing.csv" in err and "^" in err
+
+
+def test_saved_spec_is_self_contained_with_overrides(tmp_path: Path) -> None:
+    from dnn.runtime.rundir import spec_text
+
+    examples = Path(__file__).parent.parent / "examples"
+    program = dnn.load(str(examples / "resnet_small.dnn"), ["train.optimizer.lr=0.01"])
+    copy = tmp_path / "spec.dnn"  # elsewhere: the imported blocks/ folder is not beside it
+    copy.write_text(spec_text(program))
+    again = dnn.load(str(copy))
+    assert again.model == program.model and again.train == program.train
+    assert "import" not in copy.read_text() and "# from blocks/resnet.dnn" in copy.read_text()
