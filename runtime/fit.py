@@ -69,7 +69,7 @@ def train(
     if not resume:
         pipeline.save(prepared, program, folder)
     engine = Engine(program, prepared, program.train.ensemble)
-    data = device_data(prepared)
+    data = device_data(prepared, engine.place)
     st = engine.init()
     notes: list[str] = []
     if program.train.init_from and not resume:

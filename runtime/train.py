@@ -35,6 +35,7 @@ from dnn.compiler.registry.metrics import monitor_mode
 
 from . import augment, metrics, pipeline
 from .pipeline import Prepared
+from .placement import Placement
 
 Array = Any
 EVAL_BATCH = 256
@@ -88,6 +89,10 @@ class Engine:
             else base
         )
         self.binary = self.outputs == 1 and self.prepared.task == "classification"
+        try:
+            self.place = Placement.of(train.devices, str(train.shard))
+        except ValueError as e:
+            raise spec_error(p, "devices", str(e), "use `devices = all`") from None
         self._build_steps()
 
     @property
@@ -206,34 +211,40 @@ class Engine:
         return f if self.members == 1 else jax.vmap(f, in_axes=axes)
 
     def _build_steps(self) -> None:
-        m = self.members
+        m, place = self.members, self.place
         ids = jnp.arange(m) if m > 1 else jnp.zeros((), jnp.int32)
         self.member_ids = ids
+        rep = place.replicated()
         init = self._map(self._init_one, (0,))
-        self.init = jax.jit(lambda: init(ids))
-        self.train_acc = jax.jit(lambda: self._map(lambda _: self._train_acc(), (0,))(ids))
-
+        shapes = jax.eval_shape(lambda: init(ids))
+        self.state_sharding = place.state(shapes)
+        self.init = jax.jit(lambda: init(ids), out_shardings=self.state_sharding)
+        self.train_acc = jax.jit(
+            lambda: self._map(lambda _: self._train_acc(), (0,))(ids), out_shardings=rep
+        )
         train_one = self._map(self._train_one, (0, 0, 0, None, None))
+        outs = (self.state_sharding, rep) if place.mesh is not None else None
 
         def step(st: Any, acc: Any, xs: Array, ys: Array, order: Array, i: Array) -> Any:
             idx = order[i]
-            return train_one(st, acc, ids, xs[idx], ys[idx])
+            return train_one(st, acc, ids, place.batch(xs[idx]), place.batch(ys[idx]))
 
-        self.step = jax.jit(step, donate_argnums=(0, 1))
+        self.step = jax.jit(step, donate_argnums=(0, 1), out_shardings=outs)
 
         def epoch(st: Any, acc: Any, xs: Array, ys: Array, order: Array) -> Any:
             def body(carry: Any, idx: Array) -> tuple[Any, None]:
-                return train_one(*carry, ids, xs[idx], ys[idx]), None
+                x, y = place.batch(xs[idx]), place.batch(ys[idx])
+                return train_one(*carry, ids, x, y), None
 
             return jax.lax.scan(body, (st, acc), order)[0]
 
-        self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1))
+        self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1), out_shardings=outs)
         self.scanned = scan_epochs(self.program)
 
         def evaluate(
             st: Any, acc: Any, ens: Any, xs: Array, ys: Array, idx: Array, mask: Array
         ) -> Any:
-            x, y = xs[idx], ys[idx]
+            x, y = place.batch(xs[idx]), ys[idx]
             fwd = self._map(
                 lambda p, s: self._forward(p, s, x, False, jax.random.key(0))[0], (0, 0)
             )
@@ -243,25 +254,28 @@ class Engine:
             acc = jax.vmap(self._eval_update, in_axes=(0, 0, None, None))(acc, out, y, mask)
             return acc, self._eval_update(ens, self.combine(out), y, mask)
 
-        self.evaluate = jax.jit(evaluate, donate_argnums=(1, 2))
-        self._permutation = jax.jit(self._permute, static_argnums=(1,))
-        self.eval_acc = jax.jit(lambda: self._map(lambda _: self._eval_acc(), (0,))(ids))
-        self.ens_acc = jax.jit(self._eval_acc)
+        self.evaluate = jax.jit(evaluate, donate_argnums=(1, 2), out_shardings=rep)
+        self._order = jax.jit(self._permute, static_argnums=(1,), out_shardings=rep)
+        self.eval_acc = jax.jit(
+            lambda: self._map(lambda _: self._eval_acc(), (0,))(ids), out_shardings=rep
+        )
+        self.ens_acc = jax.jit(self._eval_acc, out_shardings=rep)
 
     def order(self, epoch: int, n: int) -> tuple[Array, Array | None]:
         """The batches of an epoch: indices of full batches (rows) and of the tail batch."""
-        perm = self._permutation(jnp.int32(epoch), n)
-        full = perm[: self.full * self.batch].reshape(self.full, self.batch)
-        tail = perm[self.full * self.batch :][None] if self.tail else None
-        return full, tail
+        full, tail = self._order(epoch, n)
+        return full, (tail if self.tail else None)
 
-    def _permute(self, epoch: Array, n: int) -> Array:
+    def _permute(self, epoch: Array, n: int) -> tuple[Array, Array]:
         data = self.program.data
         assert data is not None
         if not data.shuffle:
-            return jnp.arange(n)
-        key = jax.random.fold_in(jax.random.key(self.program.train.seed), epoch)
-        return jax.random.permutation(jax.random.fold_in(key, 7), n)
+            perm = jnp.arange(n)
+        else:
+            key = jax.random.fold_in(jax.random.key(self.program.train.seed), epoch)
+            perm = jax.random.permutation(jax.random.fold_in(key, 7), n)
+        full = perm[: self.full * self.batch].reshape(self.full, self.batch)
+        return full, perm[self.full * self.batch :][None]
 
 
 # Layers whose gradients XLA's CPU backend runs far slower inside a loop body (measured in
@@ -464,12 +478,10 @@ def steps_for(prepared: Prepared, program: Program) -> int:
     return n // b if data.drop_last and n >= b else math.ceil(n / b)
 
 
-def device_data(prepared: Prepared) -> dict[str, tuple[Array, Array]]:
-    """Every split placed on the device once."""
+def device_data(prepared: Prepared, place: Placement) -> dict[str, tuple[Array, Array]]:
+    """Every split placed on the device(s) once."""
     return {
-        name: (jnp.asarray(t.x), jnp.asarray(t.y))
-        for name, t in prepared.splits.items()
-        if len(t.y)
+        name: (place.put(t.x), place.put(t.y)) for name, t in prepared.splits.items() if len(t.y)
     }
 
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-# Two CPU devices for the multi-device tests that later issues add (set before JAX loads).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# Four CPU devices for the multi-device tests (set before JAX loads).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 from dnn.compiler.diagnostics import SpecError  # noqa: E402
 from dnn.compiler.driver import loads  # noqa: E402

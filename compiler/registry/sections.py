@@ -18,6 +18,7 @@ from .types import (
     RecordT,
     RefT,
     Str,
+    UnionT,
 )
 
 SECTIONS = registry(
@@ -132,6 +133,20 @@ SECTIONS.add(
             "auto",
             "scan: a whole epoch as one XLA program (lax.scan over batches); steps: one jitted "
             "call per batch; auto: scan unless convolutions run on a CPU (slower in a loop body)",
+        ),
+        arg(
+            "devices",
+            UnionT((EnumT(("all",)), PosInt)),
+            1,
+            "how many devices one run uses (`all`: every local device, or every device of a "
+            "multi-host run)",
+        ),
+        arg(
+            "shard",
+            EnumT(("data", "fsdp")),
+            "data",
+            "data: split each batch, replicate the weights; fsdp: split the weights and "
+            "optimizer state too",
         ),
         arg(
             "ensemble",
