@@ -1,0 +1,53 @@
+"""Train every example from scratch and check it reaches the score stated in examples/README.md.
+
+    python bench/examples.py [NAME ...]
+
+Prints one line per example (test accuracy, epochs, wall time) and exits 1 if any falls short
+of its stated score. Not part of the test suite: it takes a few minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dnn
+from dnn.runtime.fit import train
+
+ROOT = Path(__file__).resolve().parent.parent
+ROW = re.compile(r"^\| `(?P<file>[\w.]+\.dnn)` \|[^|]*\| ≥ (?P<min>[\d.]+) \|", re.M)
+
+
+def stated() -> dict[str, float]:
+    text = (ROOT / "examples" / "README.md").read_text()
+    return {m["file"]: float(m["min"]) for m in ROW.finditer(text)}
+
+
+def main(names: list[str]) -> int:
+    wanted = stated()
+    if names:
+        wanted = {f: s for f, s in wanted.items() if f.removesuffix(".dnn") in names}
+    failed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for file, least in wanted.items():
+            t0 = time.perf_counter()
+            result = train(dnn.load(str(ROOT / "examples" / file)), Path(tmp) / file, mode="quiet")
+            acc = result["test"]["accuracy"]
+            ok = acc >= least
+            failed += [] if ok else [file]
+            print(
+                f"{file:22s} test accuracy {acc:.4f} (stated >= {least})  "
+                f"{result['epochs_run']} epochs  {time.perf_counter() - t0:.0f} s  "
+                f"{'ok' if ok else 'BELOW'}",
+                flush=True,
+            )
+    if failed:
+        print(f"below the stated score: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
