@@ -52,6 +52,10 @@ class TrainingError(Exception):
 # ------------------------------------------------------------------ compiled pieces
 
 
+def _to_bf16(a: Array) -> Array:
+    return a.astype(jnp.bfloat16) if a.dtype == jnp.float32 else a
+
+
 @dataclass
 class Engine:
     """The lowered model, loss, optimizer, metrics and augmentation, and their jitted steps."""
@@ -125,6 +129,12 @@ class Engine:
         }
 
     def _forward(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
+        out, state = self._forward_raw(params, state, x, train, key)
+        return out.astype(jnp.float32), state
+
+    def _forward_raw(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
+        if str(self.program.train.precision) == "bf16":  # the casts' gradients are f32 again
+            params, x = jax.tree.map(_to_bf16, params), x.astype(jnp.bfloat16)
         xs = pipeline.model_inputs(self.program, x)
         variables = {"params": params, **state}
         if not train:

@@ -76,3 +76,28 @@ def test_the_engine_state_really_lives_on_four_devices(tmp_path: Path) -> None:
     kernel = engine.init()["params"]["dense"]["kernel"]  # (64, 32)
     assert len(kernel.sharding.device_set) == 4
     assert {s.data.shape for s in kernel.addressable_shards} == {(16, 32)}
+
+
+def test_bf16_computes_in_bfloat16_and_keeps_f32_weights(tmp_path: Path) -> None:
+    from dnn.runtime import pipeline
+    from dnn.runtime.train import Engine
+
+    path = tmp_path / "tiny.dnn"
+    path.write_text(MLP.format(epochs=1, extra="precision = bf16"))
+    program = dnn.load(str(path))
+    engine = Engine(program, pipeline.prepare(program), 1)
+    st = engine.init()
+    x = np.zeros((4, 64), np.float32)
+    jaxpr = str(
+        jax.make_jaxpr(lambda p: engine._forward(p, {}, x, False, jax.random.key(0)))(st["params"])
+    )
+    dots = [line for line in jaxpr.splitlines() if "dot_general" in line]
+    assert dots and all("bf16" in line for line in dots)
+    out, _ = engine._forward(st["params"], {}, x, False, jax.random.key(0))
+    assert out.dtype == np.float32
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(st["params"]))
+    assert all(
+        leaf.dtype == np.float32
+        for leaf in jax.tree.leaves(st["opt"])
+        if hasattr(leaf, "dtype") and leaf.dtype.kind == "f"
+    )

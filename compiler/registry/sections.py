@@ -135,6 +135,14 @@ SECTIONS.add(
             "call per batch; auto: scan unless convolutions run on a CPU (slower in a loop body)",
         ),
         arg(
+            "precision",
+            EnumT(("f32", "bf16")),
+            "f32",
+            "bf16: compute the forward and backward passes in bfloat16; parameters, optimizer "
+            "state, loss and metrics stay float32 (bf16 keeps f32's exponent range: no loss "
+            "scaling)",
+        ),
+        arg(
             "devices",
             UnionT((EnumT(("all",)), PosInt)),
             1,
