@@ -50,9 +50,28 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     return run
 
 
+def start_distributed(args: argparse.Namespace) -> None:
+    """Join a multi-host run before JAX does anything (`--coordinator`, or `--distributed` to
+    let JAX read the cluster's environment: SLURM, Open MPI, Kubernetes, Cloud TPU)."""
+    if not (args.coordinator or args.distributed):
+        return
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU all-reduce across hosts
+    if args.coordinator:
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    else:
+        jax.distributed.initialize()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .fit import train
 
+    start_distributed(args)
     extra = [f"train.epochs={args.epochs}"] if args.epochs else []
     program = _load(args, extra)
     result = train(
@@ -160,6 +179,18 @@ def register(
         help="stop after epoch K as if interrupted (continue later with --resume)",
     )
     c.add_argument("--quiet", action="store_true", help="print only the final metrics")
+    c.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="multi-host: address of process 0 (with --num-processes and --process-id)",
+    )
+    c.add_argument("--num-processes", type=int, metavar="N", help="multi-host: process count")
+    c.add_argument("--process-id", type=int, metavar="I", help="multi-host: this process")
+    c.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: read the cluster's environment (SLURM, MPI, TPU) for the above",
+    )
     c.add_argument(
         "--checkpoint-every",
         type=float,

@@ -65,9 +65,12 @@ def train(
     prepared = pipeline.prepare(program)
     _check_monitors(program, prepared)
     folder = Path(out) if out is not None else run_dir_default(program)
-    _claim(folder, program, resume, argv)
-    if not resume:
-        pipeline.save(prepared, program, folder)
+    lead = jax.process_index() == 0  # in a multi-host run, process 0 writes the run folder
+    if lead:
+        _claim(folder, program, resume, argv)
+        if not resume:
+            pipeline.save(prepared, program, folder)
+    _barrier("run folder")
     engine = Engine(program, prepared, program.train.ensemble)
     data = device_data(prepared, engine.place)
     st = engine.init()
@@ -80,7 +83,8 @@ def train(
     x_train, y_train = data["train"]
     n, epochs = int(x_train.shape[0]), program.train.epochs
     finished, last_save = True, time.perf_counter()
-    with Display(epochs, engine.steps_per_epoch, mode or Display.choose(quiet)) as display:
+    shown = (mode or Display.choose(quiet)) if lead else "quiet"
+    with Display(epochs, engine.steps_per_epoch, shown) as display:
         for note in notes:
             display.message(note)
         for epoch in range(loop.start, epochs + 1):
@@ -96,7 +100,8 @@ def train(
             if done or interrupted or time.perf_counter() - last_save >= checkpoint_every:
                 loop.save(st, epoch, done, time.perf_counter() - t_start)
                 last_save = time.perf_counter()
-            rundir.write_history(folder / "metrics.jsonl", loop.history)
+            if lead:
+                rundir.write_history(folder / "metrics.jsonl", loop.history)
             display.end_epoch(record)
             if stop:
                 display.message(loop.stop_message())
@@ -105,15 +110,24 @@ def train(
                 finished = False
                 break
     loop.close()
-    rundir.plot_history(loop.history, folder / "plots")
+    if lead:
+        rundir.plot_history(loop.history, folder / "plots")
     if not finished:
         return {"stopped_after": loop.history[-1]["epoch"], "finished": False, "run": str(folder)}
     st, restored = loop.final_weights(st)
     wall = loop.wall_before + time.perf_counter() - t_start
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
     result["run"] = str(folder)
-    rundir.write_json(folder / "result.json", result)
+    if lead:
+        rundir.write_json(folder / "result.json", result)
     return result
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def enable_compile_cache() -> None:

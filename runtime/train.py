@@ -318,7 +318,7 @@ def evaluate_split(engine: Engine, st: Any, x: Array, y: Array) -> dict[str, Any
         idx = np.arange(start, start + size)
         mask = idx < n
         idx = np.where(mask, idx, 0)
-        acc, ens = engine.evaluate(st, acc, ens, x, y, jnp.asarray(idx), jnp.asarray(mask))
+        acc, ens = engine.evaluate(st, acc, ens, x, y, idx, mask)  # host arrays: every process
     if engine.members == 1:
         return _finish(engine, acc)
     members = [
