@@ -75,7 +75,7 @@ def test_two_processes_train_in_step(tmp_path: Path) -> None:
         for i in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     finals = [
         [x for x in out.splitlines() if x.startswith(("  train:", "  val:", "  test:"))]
