@@ -332,6 +332,8 @@ class RefT(ArgType):
 
     def convert(self, v: Any, span: Span) -> Any:
         reg = REGISTRIES[self.kind]
+        if v is None and reg.lookup("none") is not None:  # `normalize = none`: the word `none`
+            return Ref(self.kind, "none", ())
         if isinstance(v, Sym | CallVal):
             entry = reg.lookup(v.name)
             if entry is None:
