@@ -336,3 +336,30 @@ def test_saved_spec_is_self_contained_with_overrides(tmp_path: Path) -> None:
     again = dnn.load(str(copy))
     assert again.model == program.model and again.train == program.train
     assert "import" not in copy.read_text() and "# from blocks/resnet.dnn" in copy.read_text()
+
+
+def test_runs_lists_and_compares(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=1)
+    train(dnn.load(str(path)), tmp_path / "runs" / "a", mode="quiet")
+    train(dnn.load(str(path), ["train.optimizer.lr=0.01"]), tmp_path / "runs" / "b", mode="quiet")
+    two = dnn.load(str(path), ["train.epochs=2"])
+    train(two, tmp_path / "runs" / "c", stop_after=1, mode="quiet")
+    capsys.readouterr()
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    table = capsys.readouterr().out
+    assert "finished" in table and "stopped" in table and "tiny.dnn" in table
+    png = tmp_path / "curves.png"
+    code = main(
+        [
+            "runs",
+            "compare",
+            str(tmp_path / "runs" / "a"),
+            str(tmp_path / "runs" / "b"),
+            "-o",
+            str(png),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "train.optimizer.lr" in out and "1e-2" in out.replace("0.01", "1e-2")
+    assert main(["runs", "compare", str(tmp_path), str(tmp_path / "runs" / "a")]) == 1
