@@ -794,3 +794,15 @@ def test_bad_predict_inputs() -> None:
         "inputs must be numbers: fill in the value, or drop the row or the column",
     )
     assert caret(text) == ("3,?", 3, 1) and "note:" not in text
+
+
+def test_digits_read_without_sklearn_equal_load_digits() -> None:
+    from dnn.runtime.datasets import _builtin_arrays, _digits_file
+    from sklearn.datasets import load_digits
+
+    assert _digits_file() is not None
+    x, y, names = _builtin_arrays("digits")
+    ref = load_digits()
+    np.testing.assert_array_equal(x, ref.data)
+    np.testing.assert_array_equal(y, ref.target)
+    assert names == tuple(str(k) for k in range(10))
