@@ -30,6 +30,7 @@ class Display:
         self.stream = stream or sys.stderr
         self.progress: Any = None
         self.task: Any = None
+        self.epoch, self.epoch_t0 = 1, time.perf_counter()
         self.t0 = time.perf_counter()
 
     @staticmethod
@@ -71,25 +72,29 @@ class Display:
             self.progress.__exit__(*exc)
 
     def start_epoch(self, epoch: int) -> None:
-        self.epoch_t0 = time.perf_counter()
-        if self.progress is not None:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
+        """One bar for the whole run (its ETA is the run's), labelled with the epoch."""
+        self.epoch, self.epoch_t0 = epoch, time.perf_counter()
+        if self.progress is None:
+            return
+        done = (epoch - 1) * self.steps
+        if self.task is None:
             self.task = self.progress.add_task(
-                "train",
-                total=self.steps,
-                epoch=f"{epoch}/{self.epochs}",
-                info="",
-                speed="",
+                "train", total=self.epochs * self.steps, completed=done, epoch="", info="", speed=""
             )
+            self.progress.reset(self.task, total=self.epochs * self.steps, completed=done)
+        self.progress.update(self.task, completed=done, epoch=f"{epoch}/{self.epochs}")
 
     def step(self, done: int, samples: int, loss: float | None = None) -> None:
+        """`done` steps of the current epoch are dispatched (a scanned epoch reports once)."""
         if self.progress is None:
             return
         dt = max(time.perf_counter() - self.epoch_t0, 1e-9)
         info = f"loss {loss:.4f}" if loss is not None else ""
         self.progress.update(
-            self.task, completed=done, info=info, speed=f"{samples / dt:,.0f} samples/s"
+            self.task,
+            completed=(self.epoch - 1) * self.steps + done,
+            info=info,
+            speed=f"{samples / dt:,.0f} samples/s",
         )
 
     def end_epoch(self, record: dict[str, Any]) -> None:
@@ -100,6 +105,7 @@ class Display:
             f"  ({record['time']:.1f} s, {record['samples_per_s']:,.0f} samples/s)"
         )
         if self.progress is not None:
+            self.progress.update(self.task, completed=record["epoch"] * self.steps)
             self.progress.console.print(line, highlight=False)
         else:
             print(line, file=self.stream, flush=True)

@@ -363,3 +363,30 @@ def test_runs_lists_and_compares(tmp_path: Path, capsys) -> None:
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "train.optimizer.lr" in out and "1e-2" in out.replace("0.01", "1e-2")
     assert main(["runs", "compare", str(tmp_path), str(tmp_path / "runs" / "a")]) == 1
+
+
+def test_progress_modes() -> None:
+    import io
+
+    from dnn.runtime.progress import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    record = {"epoch": 1, "loss": 0.25, "accuracy": 0.5, "time": 0.5, "samples_per_s": 2000.0}
+    assert Display.choose(quiet=False, stream=io.StringIO()) == "lines"
+    assert Display.choose(quiet=False, stream=Terminal()) == "bar"
+    assert Display.choose(quiet=True, stream=Terminal()) == "quiet"
+    for mode, stream in (("lines", io.StringIO()), ("bar", Terminal()), ("quiet", io.StringIO())):
+        with Display(2, 4, mode, stream) as d:
+            d.start_epoch(1)
+            d.step(2, 128, 0.3)
+            d.end_epoch(record)
+        text = stream.getvalue()
+        if mode == "quiet":
+            assert text == ""
+        else:
+            assert "epoch 1/2  loss 0.2500  accuracy 0.5000  (0.5 s, 2,000 samples/s)" in text
+        if mode == "bar":
+            assert "loss 0.3000" in text and "samples/s" in text and "eta" in text
