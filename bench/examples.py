@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import dnn
 from dnn.runtime.fit import train
+
+import dnn
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| `(?P<file>[\w.]+\.dnn)` \|[^|]*\| ≥ (?P<min>[\d.]+) \|", re.M)

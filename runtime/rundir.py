@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 from dnn.compiler import ast
 from dnn.compiler.format import format_module
-from dnn.compiler.parse import parse
 from dnn.compiler.ir import Config, Program
+from dnn.compiler.parse import parse
 from dnn.compiler.values import Rec, Ref, show
 
 PACKAGES = ("dnn", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scikit-learn")

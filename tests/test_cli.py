@@ -73,7 +73,9 @@ def test_set_override() -> None:
 
 
 def test_summary_json_shape() -> None:
-    r = dnn("summary", str(ROOT / "tests" / "fixtures" / "lecture_two_tower.dnn"), "--format", "json")
+    r = dnn(
+        "summary", str(ROOT / "tests" / "fixtures" / "lecture_two_tower.dnn"), "--format", "json"
+    )
     data = json.loads(r.stdout)
     assert data["totals"] == {"params": 468, "trainable": 468, "non_trainable": 0, "bytes": 1872}
     assert {"name", "op", "output_shape", "params"} <= set(data["layers"][0])
