@@ -3,10 +3,13 @@ plateau reduction, checkpoints, resume, the run folder and the final test evalua
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +87,7 @@ def train(
     n, epochs = int(x_train.shape[0]), program.train.epochs
     finished, last_save = True, time.perf_counter()
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
-    with Display(epochs, engine.steps_per_epoch, shown) as display:
+    with Display(epochs, engine.steps_per_epoch, shown) as display, _on_interrupt(loop, folder):
         for note in notes:
             display.message(note)
         for epoch in range(loop.start, epochs + 1):
@@ -121,6 +124,21 @@ def train(
     if lead:
         rundir.write_json(folder / "result.json", result)
     return result
+
+
+@contextlib.contextmanager
+def _on_interrupt(loop: Loop, folder: Path) -> Iterator[None]:
+    """Ctrl-C: say where the run can be resumed from, then let the interrupt through."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        loop.close()
+        where = f"epoch {loop.saved_epoch}" if loop.saved_epoch else "the start (no checkpoint yet)"
+        print(
+            f"\ninterrupted; `dnn train ... --out {folder} --resume` continues from {where}",
+            file=sys.stderr,
+        )
+        raise
 
 
 def _barrier(name: str) -> None:
