@@ -980,7 +980,9 @@ class Checker:
 
     def _check_augment(self, model: Graph, data: Config) -> None:
         """Image augmentations need one image input, [height, width, channels], unflattened."""
-        images = [a for a in data.augment if _entry_info("augmentation", a.name).get("input") == "image"]
+        images = [
+            a for a in data.augment if _entry_info("augmentation", a.name).get("input") == "image"
+        ]
         if not images:
             return
         shapes = [model.node(i).shape for i in model.inputs]
