@@ -158,7 +158,7 @@ class Checker:
         if model is not None and train is not None and "train" in sections:
             self._check_loss(model, train)
         if model is not None and data is not None:
-            self._check_data(model, data)
+            self._check_data(model, data, train)
         if model is not None and train is not None:
             self._check_freeze(model, train)
             self._check_monitors(train)
@@ -1038,7 +1038,7 @@ class Checker:
                     )
                 )
 
-    def _check_data(self, model: Graph, data: Config) -> None:
+    def _check_data(self, model: Graph, data: Config, train: Config | None) -> None:
         self._check_augment(model, data)
         source = data.source
         if source is None or source.name != "builtin":
@@ -1077,7 +1077,16 @@ class Checker:
             )
         classes = meta.get("classes")
         out = model.node(model.outputs[0]) if len(model.outputs) == 1 else None
-        if classes and out is not None and len(out.shape) == 1 and out.shape[0] != classes:
+        loss = train.loss if train is not None else None
+        binary = loss is not None and _entry_info("loss", loss.name).get("task") == "binary"
+        one_logit = binary and classes == 2 and out is not None and out.shape == (1,)
+        if (
+            classes
+            and out is not None
+            and len(out.shape) == 1
+            and out.shape[0] != classes
+            and not one_logit
+        ):
             self.diags.add(
                 Diagnostic(
                     E_SHAPE,

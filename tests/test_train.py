@@ -390,3 +390,57 @@ def test_progress_modes() -> None:
             assert "epoch 1/2  loss 0.2500  accuracy 0.5000  (0.5 s, 2,000 samples/s)" in text
         if mode == "bar":
             assert "loss 0.3000" in text and "samples/s" in text and "eta" in text
+
+
+REGRESSION = """dnn 1
+model reg {
+  input x: f32[10]
+  dense(16) -> relu
+  dense(1)
+}
+data {
+  source = builtin("diabetes")
+  normalize = standardize
+}
+train {
+  loss = mse
+  metrics = [mse, mae, r2]
+  epochs = 3
+  optimizer = adam(lr = 1e-2)
+}
+"""
+
+BINARY = """dnn 1
+model bin {
+  input x: f32[30]
+  dense(8) -> relu
+  dense(1)
+}
+data {
+  source = builtin("breast_cancer")
+  normalize = standardize
+}
+train {
+  loss = binary_cross_entropy
+  metrics = [accuracy, f1]
+  epochs = 3
+  optimizer = adam(lr = 1e-2)
+}
+"""
+
+
+def test_regression_targets_train_and_report_regression_metrics(tmp_path: Path) -> None:
+    path = tmp_path / "reg.dnn"
+    path.write_text(REGRESSION)
+    result = train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    test = result["test"]
+    assert set(test) == {"loss", "mse", "mae", "r2"}
+    assert test["mse"] == pytest.approx(test["loss"], rel=1e-5)  # the loss is the mse
+    assert test["mae"] ** 2 <= test["mse"] + 1e-6  # Jensen: mean |e| squared <= mean e^2
+
+
+def test_binary_single_logit_classification(tmp_path: Path) -> None:
+    path = tmp_path / "bin.dnn"
+    path.write_text(BINARY)
+    result = train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    assert result["test"]["accuracy"] > 0.85 and 0 < result["test"]["f1"] <= 1
