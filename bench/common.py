@@ -123,22 +123,37 @@ class Child:
     stdout: str
 
 
+# Children are started from this small interpreter, not forked from the benchmark itself: on
+# Linux a child's ru_maxrss counts the memory of the process it was forked from, so a child of
+# a process that already holds JAX and a model would report that process's size.
+_TRAMPOLINE = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+wall = time.perf_counter() - t
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "maxrss_kb": usage.ru_maxrss, "code": code}, f)
+"""
+
+
 def run_child(cmd: Sequence[str], env: dict[str, str] | None = None) -> Child:
-    """Run `cmd` to the end: wall time by `time.perf_counter` in this process (the same clock
-    for every command), peak RSS from the child's own rusage (`os.wait4`, `ru_maxrss` in KB)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(
-            list(cmd), stdout=out, stderr=err, env={**os.environ, **(env or {})}
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run `cmd` to the end: wall time by `time.perf_counter` from spawn to exit (the same
+    clock for every command), peak RSS from the child's own rusage (`wait4`, `ru_maxrss`)."""
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r") as rec,
+    ):
+        tramp = [sys.executable, "-c", _TRAMPOLINE, rec.name, *cmd]
+        code = subprocess.call(tramp, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        got = json.loads(Path(rec.name).read_text() or "{}")
         out.seek(0)
         err.seek(0)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read()[-3000:]}")
-        return Child(wall, usage.ru_maxrss / 1024, out.read())
+        if code != 0 or got.get("code") != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.read()[-3000:]}")
+        return Child(got["wall"], got["maxrss_kb"] / 1024, out.read())
 
 
 def process_age() -> float:
