@@ -25,6 +25,7 @@ from .train import (
     Stopper,
     TrainingError,
     bad_step,
+    batched,
     device_data,
     evaluate_split,
     plateau_begin,
@@ -76,6 +77,8 @@ def train(
     _barrier("run folder")
     engine = Engine(program, prepared, program.train.ensemble)
     data = device_data(prepared, engine.place)
+    x_train, y_train = data["train"]
+    data = {k: batched(*v) for k, v in data.items()}
     st = engine.init()
     notes: list[str] = []
     if program.train.init_from and not resume:
@@ -83,7 +86,6 @@ def train(
     loop = Loop(program, engine, folder, "val" in data)
     if resume:
         st = loop.resume(st)
-    x_train, y_train = data["train"]
     n, epochs = int(x_train.shape[0]), program.train.epochs
     finished, last_save = True, time.perf_counter()
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
@@ -211,7 +213,7 @@ class Loop:
             value = float(record[self.key])
             if _better(self.stopper, self.monitor, value, self.best_value):
                 self.best_value, self.best_epoch = value, epoch
-                self.best_weights = jax.tree.map(jnp.copy, _weights(st))
+                self.best_weights = self.engine.copy(_weights(st))
                 self.best_dirty = True
             if self.stopper is not None:
                 stop = self.stopper.update(epoch, value)
@@ -289,7 +291,7 @@ def _record(
     train.pop("members", None)
     record: dict[str, Any] = {"epoch": epoch, **train}
     if "val" in data:
-        val = evaluate_split(engine, st, *data["val"])
+        val = evaluate_split(engine, st, data["val"])
         val.pop("members", None)
         record.update({f"val_{k}": v for k, v in val.items()})
     record["lr"] = learning_rate(st)
@@ -366,7 +368,7 @@ def _result(
     out: dict[str, Any] = {}
     for split in ("train", "val", "test"):
         if split in data:
-            out[split] = evaluate_split(engine, st, *data[split])
+            out[split] = evaluate_split(engine, st, data[split])
     steps = sum(1 for _ in history) * engine.steps_per_epoch
     train_time = sum(r["time"] for r in history)
     assert program.model is not None

@@ -18,7 +18,7 @@ from dnn.compiler.ir import Program
 
 from . import checkpoint, datasets, pipeline
 from .datasets import Table
-from .train import Engine, TrainingError, evaluate_split
+from .train import Engine, TrainingError, batched, evaluate_split
 
 PREDICT_BATCH = 1024
 
@@ -65,7 +65,7 @@ def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
     t = prepared.splits[split]
-    return evaluate_split(engine, st, jnp.asarray(t.x), jnp.asarray(t.y))
+    return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
 
 
 def predict(

@@ -39,6 +39,10 @@ from .placement import Placement
 
 Array = Any
 EVAL_BATCH = 256
+# Programs run once per run or per epoch (initialization, permutations, zeroed accumulators):
+# XLA's backend optimizations cost more compile time than they save (init: 0.39 s instead of
+# 1.55 s on the digits MLP, bit-identical parameters; docs/performance.md).
+ONE_OFF = {"xla_backend_optimization_level": 0}
 
 
 class TrainingError(Exception):
@@ -163,10 +167,7 @@ class Engine:
         )(st["params"])
         updates, opt = self.tx.update(grads, st["opt"], st["params"])
         params = self.project(optax.apply_updates(st["params"], updates))
-        ok = jnp.isfinite(total)
-        new = (params, new_state, opt)
-        old = (st["params"], st["model_state"], st["opt"])
-        params, new_state, opt = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        ok = jnp.isfinite(total)  # marked only: a run with a bad step stops unsaved at epoch end
         n = y.shape[0]
         mask = jnp.ones((n,), bool)
         acc = {
@@ -228,9 +229,13 @@ class Engine:
         init = self._map(self._init_one, (0,))
         shapes = jax.eval_shape(lambda: init(ids))
         self.state_sharding = place.state(shapes)
-        self.init = jax.jit(lambda: init(ids), out_shardings=self.state_sharding)
+        self.init = jax.jit(
+            lambda: init(ids), out_shardings=self.state_sharding, compiler_options=ONE_OFF
+        )
         self.train_acc = jax.jit(
-            lambda: self._map(lambda _: self._train_acc(), (0,))(ids), out_shardings=rep
+            lambda: self._map(lambda _: self._train_acc(), (0,))(ids),
+            out_shardings=rep,
+            compiler_options=ONE_OFF,
         )
         train_one = self._map(self._train_one, (0, 0, 0, None, None))
         outs = (self.state_sharding, rep) if place.mesh is not None else None
@@ -251,10 +256,8 @@ class Engine:
         self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1), out_shardings=outs)
         self.scanned = scan_epochs(self.program)
 
-        def evaluate(
-            st: Any, acc: Any, ens: Any, xs: Array, ys: Array, idx: Array, mask: Array
-        ) -> Any:
-            x, y = place.batch(xs[idx]), ys[idx]
+        def evaluate(st: Any, acc: Any, ens: Any, x: Array, y: Array, mask: Array) -> Any:
+            x = place.batch(x)
             fwd = self._map(
                 lambda p, s: self._forward(p, s, x, False, jax.random.key(0))[0], (0, 0)
             )
@@ -265,11 +268,16 @@ class Engine:
             return acc, self._eval_update(ens, self.combine(out), y, mask)
 
         self.evaluate = jax.jit(evaluate, donate_argnums=(1, 2), out_shardings=rep)
-        self._order = jax.jit(self._permute, static_argnums=(1,), out_shardings=rep)
-        self.eval_acc = jax.jit(
-            lambda: self._map(lambda _: self._eval_acc(), (0,))(ids), out_shardings=rep
+        self._order = jax.jit(
+            self._permute, static_argnums=(1,), out_shardings=rep, compiler_options=ONE_OFF
         )
-        self.ens_acc = jax.jit(self._eval_acc, out_shardings=rep)
+        self.eval_acc = jax.jit(
+            lambda: self._map(lambda _: self._eval_acc(), (0,))(ids),
+            out_shardings=rep,
+            compiler_options=ONE_OFF,
+        )
+        self.ens_acc = jax.jit(self._eval_acc, out_shardings=rep, compiler_options=ONE_OFF)
+        self.copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree), compiler_options=ONE_OFF)
 
     def order(self, epoch: int, n: int) -> tuple[Array, Array | None]:
         """The batches of an epoch: indices of full batches (rows) and of the tail batch."""
@@ -307,18 +315,37 @@ def scan_epochs(program: Program) -> bool:
 # ------------------------------------------------------------------ split evaluation
 
 
-def evaluate_split(engine: Engine, st: Any, x: Array, y: Array) -> dict[str, Any]:
-    """Loss and metrics of the current weights on a whole split (eval mode, no augmentation)."""
+@dataclass(frozen=True)
+class Batched:
+    """A split cut into EVAL_BATCH-row batches (the last padded, `mask` marks real rows), so
+    one compiled evaluation serves every split."""
+
+    x: Array  # (batches, EVAL_BATCH, *shape)
+    y: Array
+    mask: Array
+    n: int
+
+
+def batched(x: Array, y: Array) -> Batched:
     n = int(x.shape[0])
-    if n == 0:
+    nb = -(-n // EVAL_BATCH)
+    pad = nb * EVAL_BATCH - n
+
+    def cut(a: Array) -> Array:
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape((nb, EVAL_BATCH, *a.shape[1:]))
+
+    mask = (np.arange(nb * EVAL_BATCH) < n).reshape(nb, EVAL_BATCH)
+    return Batched(cut(x), cut(y), jnp.asarray(mask), n)
+
+
+def evaluate_split(engine: Engine, st: Any, split: Batched) -> dict[str, Any]:
+    """Loss and metrics of the current weights on a whole split (eval mode, no augmentation)."""
+    if split.n == 0:
         return {}
-    size = EVAL_BATCH  # one shape for every split: one compilation
     acc, ens = engine.eval_acc(), engine.ens_acc()
-    for start in range(0, n, size):
-        idx = np.arange(start, start + size)
-        mask = idx < n
-        idx = np.where(mask, idx, 0)
-        acc, ens = engine.evaluate(st, acc, ens, x, y, idx, mask)  # host arrays: every process
+    for i in range(split.x.shape[0]):
+        acc, ens = engine.evaluate(st, acc, ens, split.x[i], split.y[i], split.mask[i])
     if engine.members == 1:
         return _finish(engine, acc)
     members = [
@@ -489,7 +516,7 @@ def steps_for(prepared: Prepared, program: Program) -> int:
 
 
 def device_data(prepared: Prepared, place: Placement) -> dict[str, tuple[Array, Array]]:
-    """Every split placed on the device(s) once."""
+    """Every split placed on the device(s) once (`batched` cuts them for evaluation)."""
     return {
         name: (place.put(t.x), place.put(t.y)) for name, t in prepared.splits.items() if len(t.y)
     }
