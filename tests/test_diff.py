@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
+# A frozen copy of the digits CNN example (with early stopping): the edits below name its text.
+FROZEN = {"digits_cnn": ROOT / "tests" / "fixtures" / "digits_cnn.dnn"}
 BASES = ("digits_cnn", "digits_mlp", "resnet_small", "densenet_small", "sequence_lstm")
 
 TWO_TOWER = """dnn 1
@@ -50,7 +52,7 @@ model two_tower {
 
 def text(name: str, *edits: tuple[str, str]) -> str:
     """An example's text with each `old -> new` edit applied (each `old` must be there)."""
-    src = (EXAMPLES / f"{name}.dnn").read_text()
+    src = FROZEN.get(name, EXAMPLES / f"{name}.dnn").read_text()
     for old, new in edits:
         assert old in src, f"{name}: {old!r} not found"
         src = src.replace(old, new)
