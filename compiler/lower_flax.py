@@ -8,6 +8,9 @@ and 18% faster than calling `nnx.jit` on the module each step (issue 3's numbers
 Parameters live under the IR node names (`params["basic_1/conv_bn/conv2d"]["kernel"]`), the
 contract `lower_optax` relies on for freeze, lr_scale and the weight-decay mask. Each layer
 word has one function here of the same name; sizes come from the IR, never recomputed.
+Runs of identical block instances that the model is asked to scan (`scan`, from
+`lower_scan.plan`) are one `nn.scan` whose weights stack under the run's key
+(`params["res..res_63"]["dense"]["kernel"]`, leading axis N); see lower_scan.py.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from .ir import Graph, Node
+from .lower_scan import CARRY, Group, ScanPlan, skipped
 from .values import Ref, Symbol
 
 Array = Any
@@ -404,11 +408,45 @@ LOWERINGS: dict[str, Callable[[Node, list[Array], bool], Array]] = {
 }
 
 
+class _Repeat(nn.Module):
+    """One instance of a scanned run: the body's nodes applied to the carry."""
+
+    body: tuple[Node, ...]
+    output: str
+    train: bool
+    every_value: bool
+
+    @nn.compact
+    def __call__(self, carry: Array, _: Any) -> tuple[Array, Any]:
+        values: dict[str, Array] = {CARRY: carry}
+        for node in self.body:
+            values[node.name] = LOWERINGS[node.op](
+                node, [values[i] for i in node.inputs], self.train
+            )
+        seen = {k: v for k, v in values.items() if k != CARRY} if self.every_value else None
+        return values[self.output], seen
+
+
+def _scan_group(g: Group, remat: bool, train: bool, every_value: bool) -> nn.Module:
+    """The run as one `nn.scan`: weights and batch statistics stacked on a leading axis of
+    length N, a fresh dropout key per iteration; with `remat`, each iteration's activations are
+    recomputed in the backward pass (only the carries are stored)."""
+    body = nn.remat(_Repeat, prevent_cse=False) if remat else _Repeat  # no CSE worry in a scan
+    scanned = nn.scan(
+        body,
+        variable_axes={True: 0},
+        split_rngs={"params": True, "dropout": True},
+        length=g.length,
+    )
+    return scanned(g.body, g.output, train, every_value, name=g.key)
+
+
 class Model(nn.Module):
     """The IR graph as one Linen module: inputs by name (or one array), outputs in order."""
 
     graph: Graph
     default_init: Ref | None = None  # `train.init`
+    scan: ScanPlan | None = None  # runs of identical blocks lowered as scans (lower_scan.py)
 
     @nn.compact
     def __call__(self, inputs: Any, train: bool = False, every_value: bool = False) -> Any:
@@ -422,11 +460,15 @@ class Model(nn.Module):
     def _run(self, inputs: Any, train: bool, every_value: bool) -> Any:
         if not isinstance(inputs, dict):
             inputs = {self.graph.inputs[0]: inputs}
+        groups = {g.names(g.body[0].name)[0]: g for g in self.scan.groups} if self.scan else {}
+        inside = set(skipped(self.scan))
         values: dict[str, Array] = {}
         for node in self.graph.nodes:
             if node.op == "input":
                 values[node.name] = inputs[node.name]
-            else:
+            elif node.name in groups:
+                self._run_group(groups[node.name], values, train, every_value)
+            elif node.name not in inside:
                 values[node.name] = LOWERINGS[node.op](
                     node, [values[i] for i in node.inputs], train
                 )
@@ -435,7 +477,17 @@ class Model(nn.Module):
         outs = [values[o] for o in self.graph.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def _run_group(self, g: Group, values: dict[str, Array], train: bool, every: bool) -> None:
+        assert self.scan is not None
+        out, seen = _scan_group(g, self.scan.remat, train, every)(values[g.source], None)
+        values[g.last_output] = out
+        for local, stacked in (seen or {}).items():
+            values.update(zip(g.names(local), stacked, strict=True))
 
-def lower_model(graph: Graph, default_init: Ref | None = None) -> Model:
-    """The Flax module of a checked model graph (`default_init`: the spec's `train.init`)."""
-    return Model(graph, default_init)
+
+def lower_model(
+    graph: Graph, default_init: Ref | None = None, scan: ScanPlan | None = None
+) -> Model:
+    """The Flax module of a checked model graph (`default_init`: the spec's `train.init`;
+    `scan`: the runs to lower as scans, `lower_scan.plan_for(program)`; none by default)."""
+    return Model(graph, default_init, scan)

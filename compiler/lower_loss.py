@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from .ir import Graph
+from .lower_scan import ScanPlan
 from .values import Ref
 
 Array = Any
@@ -98,17 +99,34 @@ def penalty(ref: Ref, leaves: dict[str, Array]) -> Array:
     return sum((l1 * jnp.sum(jnp.abs(w)) + l2 * jnp.sum(w * w) for w in chosen), jnp.zeros(()))
 
 
-def lower_penalties(graph: Graph, default: Ref | None = None) -> Callable[[dict], Array]:
-    """`params -> total penalty` from each layer's `regularizer` (or the model-wide one)."""
-    rules: dict[str, Ref] = {}
+def _path(name: str, scan: ScanPlan | None) -> tuple[str, str | None]:
+    """Where a node's weights are: its own key, or (group key, instance-relative name)."""
+    hit = scan.group_of(name) if scan else None
+    return (hit[0].key, hit[2]) if hit else (name, None)
+
+
+def _leaves(params: dict, path: tuple[str, str | None]) -> Any:
+    key, local = path
+    return params[key] if local is None else params[key][local]
+
+
+def lower_penalties(
+    graph: Graph, default: Ref | None = None, scan: ScanPlan | None = None
+) -> Callable[[dict], Array]:
+    """`params -> total penalty` from each layer's `regularizer` (or the model-wide one).
+
+    A scanned run's stacked leaf is penalized once over all its slices: the sum over the
+    instances, as unscanned.
+    """
+    rules: dict[tuple[str, str | None], Ref] = {}
     for n in graph.nodes:
         args = dict(n.args)
         rule = args.get("regularizer") or default
         if "regularizer" in args and rule is not None:
-            rules[n.name] = rule
+            rules[_path(n.name, scan)] = rule  # every instance of a body layer: one path
 
     def total(params: dict) -> Array:
-        return sum((penalty(r, params[name]) for name, r in rules.items()), jnp.zeros(()))
+        return sum((penalty(r, _leaves(params, path)) for path, r in rules.items()), jnp.zeros(()))
 
     return total
 
@@ -134,24 +152,33 @@ CONSTRAINTS: dict[str, Callable[[Array, dict[str, Any]], Array]] = {
 }
 
 
-def lower_constraints(graph: Graph) -> Callable[[dict], dict]:
+def _projector(ref: Ref) -> Callable[[Array], Array]:
+    rule, a = CONSTRAINTS[ref.name], dict(ref.args)
+    return lambda w: rule(w, a)
+
+
+def lower_constraints(graph: Graph, scan: ScanPlan | None = None) -> Callable[[dict], dict]:
     """`params -> params` projecting each constrained kernel; applied after every update.
 
     A unit's incoming weights are a kernel column: all axes but the last (Keras' axis=0 for
-    dense, [0, 1, 2] for conv2d).
+    dense, [0, 1, 2] for conv2d). A scanned run's stacked kernel is projected slice by slice.
     """
     rules = {
-        n.name: dict(n.args)["constraint"]
+        _path(n.name, scan): dict(n.args)["constraint"]
         for n in graph.nodes
         if dict(n.args).get("constraint") is not None
     }
 
     def project(params: dict) -> dict:
         out = dict(params)
-        for name, ref in rules.items():
-            layer = dict(out[name])
-            layer["kernel"] = CONSTRAINTS[ref.name](layer["kernel"], dict(ref.args))
-            out[name] = layer
+        for (key, local), ref in rules.items():
+            fn = _projector(ref)
+            if local is None:
+                out[key] = {**out[key], "kernel": fn(out[key]["kernel"])}
+            else:
+                layer = out[key][local]
+                kernel = jax.vmap(fn)(layer["kernel"])
+                out[key] = {**out[key], local: {**layer, "kernel": kernel}}
         return out
 
     return project

@@ -20,6 +20,7 @@ import optax
 
 from . import lower_transforms as T
 from .diagnostics import E_VALUE, DiagnosticError, Span, error
+from .lower_scan import ScanPlan, plan_for
 from .values import Quantity, Ref
 
 Schedule = Callable[[Any], Any]
@@ -430,9 +431,10 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
     tx = lower_optimizer(train.optimizer, sched, train.clip, train.decay_all)
+    scan = plan_for(program)  # the layout of the weights: stacked where repeats are scanned
     if train.lr_scale:
-        tx = optax.chain(tx, scale_layers(train.lr_scale))
-    tx = freeze(tx, train.freeze)
+        tx = optax.chain(tx, scale_layers(train.lr_scale, scan))
+    tx = freeze(tx, train.freeze, scan)
     if train.accumulate > 1:  # one update from the mean gradient of k micro-batches
         return optax.MultiSteps(tx, every_k_schedule=train.accumulate).gradient_transformation()
     return tx
@@ -488,7 +490,9 @@ def _improved(a: dict[str, Any], value: float, best: float) -> bool:
 # ------------------------------------------------------------------ parameter groups
 # The contract with the Flax lowering: a parameter's layer is the path of keys above its leaf,
 # joined with "/" (the node names of the IR, e.g. "basic_1/conv_bn/conv2d"); the leaf's key is
-# its role: "kernel", "bias", "scale", "embedding", ...
+# its role: "kernel", "bias", "scale", "embedding", ... A scanned run's leaves sit under its
+# group key (`"res..res_63/dense"`, lower_scan.py) and stack one slice per instance: patterns
+# are matched against the instance names (`"res_5/dense"`).
 
 NO_DECAY_LEAVES = ("bias", "scale")
 
@@ -505,35 +509,54 @@ def decay_mask(params: Any) -> Any:
     )
 
 
-def frozen_labels(params: Any, patterns: tuple[str, ...]) -> Any:
-    """ "frozen" for parameters of layers matching a `freeze` pattern, else "train"."""
+def frozen_labels(params: Any, patterns: tuple[str, ...], scan: ScanPlan | None = None) -> Any:
+    """ "frozen" for parameters of layers matching a `freeze` pattern, else "train".
+
+    A stacked leaf of a scanned run is one leaf: it is frozen when a pattern matches any of
+    its instances (`lower_scan.plan` does not scan such a run under `scan_repeats = auto`).
+    """
+    scan = scan or ScanPlan()
 
     def label(path: Any, _: Any) -> str:
-        layer = _layer_and_role(path)[0]
-        return "frozen" if any(fnmatch.fnmatchcase(layer, p) for p in patterns) else "train"
+        layers = scan.instance_layers(_layer_and_role(path)[0])
+        hit = any(fnmatch.fnmatchcase(x, p) for x in layers for p in patterns)
+        return "frozen" if hit else "train"
 
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def freeze(tx: optax.GradientTransformation, patterns: tuple[str, ...]) -> Any:
+def freeze(
+    tx: optax.GradientTransformation, patterns: tuple[str, ...], scan: ScanPlan | None = None
+) -> Any:
     """Zero the updates of frozen layers (their optimizer state is not even kept)."""
     if not patterns:
         return tx
     return optax.multi_transform(
-        {"train": tx, "frozen": optax.set_to_zero()}, lambda params: frozen_labels(params, patterns)
+        {"train": tx, "frozen": optax.set_to_zero()},
+        lambda params: frozen_labels(params, patterns, scan),
     )
 
 
-def scale_layers(scales: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
-    """Multiply each layer's update by the factor of the first pattern matching it."""
+def scale_layers(
+    scales: tuple[tuple[str, float], ...], scan: ScanPlan | None = None
+) -> optax.GradientTransformation:
+    """Multiply each layer's update by the factor of the first pattern matching it.
+
+    A stacked leaf of a scanned run gets one factor per slice (per instance).
+    """
+    scan = scan or ScanPlan()
 
     def factor(layer: str) -> float:
         return next((f for pat, f in scales if fnmatch.fnmatchcase(layer, pat)), 1.0)
 
-    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
-        def one(path: Any, u: Any) -> Any:
-            return u * factor(_layer_and_role(path)[0])
+    def one(path: Any, u: Any) -> Any:
+        layer = _layer_and_role(path)[0]
+        if scan.stacked(layer) is None:
+            return u * factor(layer)
+        f = jnp.asarray([factor(x) for x in scan.instance_layers(layer)], u.dtype)
+        return u * f.reshape((-1,) + (1,) * (u.ndim - 1))
 
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
         return jax.tree_util.tree_map_with_path(one, updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
