@@ -31,6 +31,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_loss import lower_constraints, lower_loss, lower_penalties
 from dnn.compiler.lower_optax import Plateau, plateau_start, plateau_step
+from dnn.compiler.lower_scan import plan_for, stack
 from dnn.compiler.registry.metrics import monitor_mode
 
 from . import augment, metrics, pipeline
@@ -73,10 +74,15 @@ class Engine:
     def __post_init__(self) -> None:
         p, train = self.program, self.program.train
         assert p.model is not None
-        self.model = lower_model(p.model, train.init)
+        scan = plan_for(p)  # runs of identical block instances lowered as one nn.scan
+        self.scan = scan if scan is not None and scan.groups else None
+        self.model = lower_model(p.model, train.init, self.scan)
+        # weights are drawn by the unrolled model, then stacked: a seed gives the same start
+        # whether or not (and wherever) repeats are scanned
+        self.init_model = lower_model(p.model, train.init) if self.scan else self.model
         self.loss = lower_loss(train.loss)
-        self.penalty = lower_penalties(p.model, train.regularizer)
-        self.project = lower_constraints(p.model)
+        self.penalty = lower_penalties(p.model, train.regularizer, scan)
+        self.project = lower_constraints(p.model, scan)
         self.metrics = metrics.build(train.metrics, self.classes, self.outputs)
         shape = self.prepared.splits["train"].x.shape[1:]
         data = p.data
@@ -119,10 +125,12 @@ class Engine:
     def _init_one(self, member: Array) -> dict[str, Any]:
         key = self._keys(member)
         x = self.prepared.splits["train"].x[:1]
-        variables = self.model.init(
+        variables = self.init_model.init(
             {"params": jax.random.fold_in(key, 1), "dropout": jax.random.fold_in(key, 2)},
             pipeline.model_inputs(self.program, jnp.asarray(x)),
         )
+        if self.scan is not None:
+            variables = {k: stack(dict(v), self.scan) for k, v in variables.items()}
         params = variables["params"]
         state = {k: v for k, v in variables.items() if k != "params"}
         return {

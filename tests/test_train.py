@@ -444,3 +444,43 @@ def test_binary_single_logit_classification(tmp_path: Path) -> None:
     path.write_text(BINARY)
     result = train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
     assert result["test"]["accuracy"] > 0.85 and 0 < result["test"]["f1"] <= 1
+
+
+DEEP = """dnn 1
+block res(c) {
+  h = dense(c)(in) -> relu
+  add(in, dense(c)(h))
+}
+model deep {
+  input pixels: f32[64]
+  dense(16)
+  repeat 8 { res(16) }
+  dense(10)
+}
+data {
+  source = builtin("digits")
+  normalize = standardize
+}
+train {
+  epochs = 2
+  optimizer = adam(lr = 1e-3)
+  regularizer = l2(1e-4)
+  loop = steps
+}
+"""
+
+
+def test_scanned_repeats_train_like_unrolled_ones(tmp_path: Path) -> None:
+    path = tmp_path / "deep.dnn"
+    path.write_text(DEEP)
+    runs = {}
+    for scan in ("true", "false"):
+        program = dnn.load(str(path), [f"train.scan_repeats={scan}"])
+        runs[scan] = train(program, tmp_path / scan, mode="quiet")
+    for split in ("train", "val", "test"):
+        assert runs["true"][split]["loss"] == pytest.approx(runs["false"][split]["loss"], rel=1e-4)
+    stacked = params_of(tmp_path / "true")
+    (group,) = [k for k in stacked if ".." in k]
+    assert group == "res..res_7"
+    assert np.shape(stacked[group]["dense"]["kernel"]) == (8, 16, 16)
+    assert "res_3/dense" in params_of(tmp_path / "false")
