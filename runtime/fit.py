@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -330,10 +329,6 @@ def _restore_best(program: Program) -> bool:
     return bool(rec.get("restore_best")) if rec is not None else False
 
 
-def _float(v: Any) -> float:
-    return float(v)
-
-
 def _json(v: float) -> float | str:
     return v if math.isfinite(v) else str(v)
 
@@ -439,10 +434,6 @@ def _same_spec(folder: Path, program: Program) -> None:
             f"cannot resume {folder}: the model differs from the one it was trained with",
             f"compare with `dnn diff {folder / 'spec.dnn'} {program.path}`",
         )
-
-
-def remove(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ checks and transfer

@@ -515,14 +515,6 @@ def spec_error(program: Program, field_name: str, message: str, hint: str) -> Sp
     )
 
 
-def steps_for(prepared: Prepared, program: Program) -> int:
-    b = program.train.batch_size
-    n = prepared.size("train")
-    data = program.data
-    assert data is not None
-    return n // b if data.drop_last and n >= b else math.ceil(n / b)
-
-
 def device_data(prepared: Prepared, place: Placement) -> dict[str, tuple[Array, Array]]:
     """Every split placed on the device(s) once (`batched` cuts them for evaluation)."""
     return {
