@@ -35,6 +35,7 @@ def _run_folder(run: Path) -> Path:
 def restore(program: Program, run: Path, prepared: pipeline.Prepared) -> tuple[Engine, Any]:
     """An engine for the spec and the run's final weights."""
     _run_folder(run)
+    _same_model(program, run)
     engine = Engine(program, prepared, program.train.ensemble)
     st = engine.init()
     result_path = run / "result.json"
@@ -48,13 +49,35 @@ def restore(program: Program, run: Path, prepared: pipeline.Prepared) -> tuple[E
             full, _ = slot.restore(st)
             weights = {"params": full["params"], "model_state": full["model_state"]}
     except (ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainingError(
-            f"the checkpoint in {run} does not fit this spec's model ({e})",
+            f"the checkpoint in {run} does not fit this spec's model ({first})",
             f"evaluate with the spec the run was trained from: {run / 'spec.dnn'}",
         ) from None
     finally:
         slot.close()
     return engine, {**st, **weights}
+
+
+def _same_model(program: Program, run: Path) -> None:
+    """The run's saved spec must describe the same model as the one given."""
+    from dnn.compiler.diagnostics import SpecError
+    from dnn.compiler.driver import load
+
+    saved_path = run / "spec.dnn"
+    try:
+        saved = load(str(saved_path))
+    except SpecError:
+        return  # an unreadable saved spec: the checkpoint itself will be the judge
+    if saved.model != program.model:
+        a, b = saved.model, program.model
+        assert a is not None and b is not None
+        raise TrainingError(
+            f"the run in {run} trained `{a.name}` ({len(a.nodes)} layers, {a.params:,} params), "
+            f"not this spec's `{b.name}` ({len(b.nodes)} layers, {b.params:,} params)",
+            f"use the spec the run was trained from, or compare: dnn diff {saved_path} "
+            f"{program.path}",
+        )
 
 
 def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]:

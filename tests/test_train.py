@@ -243,6 +243,15 @@ def test_eval_and_predict_use_the_run(tmp_path: Path, capsys) -> None:
     assert [int(r.split(",")[0]) for r in rows[1:]] == labels.tolist()
     probs = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    # another model than the run's: a short error naming both, not a checkpoint dump
+    assert main(["eval", str(path), "--run", str(run), "--set", "train.seed=3"]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other.dnn"
+    other.write_text(path.read_text().replace("dense(32)", "dense(48)"))
+    assert main(["eval", str(other), "--run", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"the run in {run} trained `tiny` (7 layers, 2,778 params), not this spec's" in err
+    assert f"hint: use the spec the run was trained from, or compare: dnn diff {run}" in err
 
 
 def test_ensemble_reports_members_and_the_mean(tmp_path: Path) -> None:
