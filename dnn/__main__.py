@@ -1,7 +1,5 @@
 """`python -m dnn` runs the command line."""
 
-import sys
+from dnn.runtime.cli import entry
 
-from dnn.runtime.cli import main
-
-sys.exit(main())
+entry()
