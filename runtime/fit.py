@@ -27,6 +27,7 @@ from .train import (
     batched,
     device_data,
     evaluate_split,
+    json_float,
     plateau_begin,
     plateau_json,
     plateau_monitor,
@@ -232,7 +233,7 @@ class Loop:
             "history": self.history,
             "wall": self.wall_before + elapsed,
             "best_epoch": self.best_epoch,
-            "best_value": _json(self.best_value),
+            "best_value": json_float(self.best_value),
             "stopper": self.stopper.to_json() if self.stopper else None,
             "plateau": plateau_json(self.plateau) if self.plateau else None,
             "done": done,
@@ -327,10 +328,6 @@ def _better(stopper: Stopper | None, monitor: str, value: float, best: float) ->
 def _restore_best(program: Program) -> bool:
     rec = program.train.early_stopping
     return bool(rec.get("restore_best")) if rec is not None else False
-
-
-def _json(v: float) -> float | str:
-    return v if math.isfinite(v) else str(v)
 
 
 def _fail(folder: Path, loop: Loop, epoch: int, step: int, engine: Engine) -> None:

@@ -29,6 +29,9 @@ from dnn.compiler.ir import Config, Program
 from dnn.compiler.parse import parse
 from dnn.compiler.values import Rec, Ref, show
 
+# Epoch-record keys that are bookkeeping, not curves to plot.
+NOT_CURVES = ("epoch", "lr", "time", "samples_per_s")
+
 PACKAGES = ("dnn", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scikit-learn")
 
 
@@ -147,11 +150,10 @@ def plot_history(history: list[dict[str, Any]], folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    skip = ("epoch", "lr", "time", "samples_per_s")
     names = [
         k
         for k, v in history[0].items()
-        if k not in skip and not k.startswith("val_") and isinstance(v, int | float)
+        if k not in NOT_CURVES and not k.startswith("val_") and isinstance(v, int | float)
     ]
     written = []
     epochs = [r["epoch"] for r in history]

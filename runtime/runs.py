@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .rundir import read_history
+from .rundir import NOT_CURVES, read_history
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,10 @@ def plot_compare(a: Path, b: Path, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     ha, hb = read_history(a / "metrics.jsonl"), read_history(b / "metrics.jsonl")
-    skip = ("epoch", "lr", "time", "samples_per_s")
     names = [
         k
         for k in (ha[0] if ha else {})
-        if k not in skip and not k.startswith("val_") and any(k in r for r in hb)
+        if k not in NOT_CURVES and not k.startswith("val_") and any(k in r for r in hb)
     ]
     if not names:
         raise ValueError(f"{a.name} and {b.name} share no recorded quantity to compare")

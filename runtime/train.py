@@ -447,7 +447,7 @@ class Stopper:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "best": _json_float(self.best),
+            "best": json_float(self.best),
             "best_epoch": self.best_epoch,
             "bad": self.bad_epochs,
         }
@@ -457,7 +457,8 @@ class Stopper:
         self.best_epoch, self.bad_epochs = int(d["best_epoch"]), int(d["bad"])
 
 
-def _json_float(v: float) -> float | str:
+def json_float(v: float) -> float | str:
+    """A float for JSON: infinities (an unset best) as the strings float() reads back."""
     return v if math.isfinite(v) else str(v)
 
 
@@ -480,7 +481,7 @@ def plateau_state(d: dict[str, Any] | None, start: Plateau) -> Plateau:
 
 def plateau_json(p: Plateau) -> dict[str, Any]:
     return {
-        "best": _json_float(p.best),
+        "best": json_float(p.best),
         "bad_epochs": p.bad_epochs,
         "cooldown_left": p.cooldown_left,
         "scale": p.scale,
