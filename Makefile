@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test train lint reference clean
+.PHONY: test train lint reference grammar clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ train: $(STAMP)
 reference: $(STAMP)
 	$(BIN)/python -m dnn.compiler.reference > docs/reference.md
 	$(BIN)/python -m dnn.compiler.reference errors > docs/errors.md
+
+# After editing grammar/dnn.lark: rebuild the shipped LALR tables (grammar/tables.py).
+grammar: $(STAMP)
+	$(BIN)/python -m dnn.compiler.grammar_tables
 
 clean:
 	rm -rf $(VENV) build *.egg-info
