@@ -85,6 +85,7 @@ def dnn_child(model: str, epochs: int, out: str) -> None:
     )
     clock.phases["total (process age)"] = process_age()
     print(json.dumps({"phases": clock.phases, "jax_events": clock.events, "counts": clock.counts}))
+    cli.quick_exit(0)  # as the `dnn` executable ends
 
 
 def _instrument(
@@ -98,13 +99,13 @@ def _instrument(
     clock.wrap(fit, "_claim", "run folder (spec, hparams, env.yaml)", block=False)
     clock.wrap(pipeline, "save", "run folder (preprocess stats)", block=False)
     clock.wrap(fit, "device_data", "data to device")
-    clock.wrap(checkpoint.ocp, "CheckpointManager", "Orbax: checkpoint managers", block=False)
     clock.wrap(fit, "_one_epoch", "epochs: train steps")
     clock.wrap(fit, "bad_step", "epochs: non-finite check (read-back)")
     clock.wrap(fit, "_record", "epochs: train metrics + validation")
     clock.wrap(fit.Loop, "save", "Orbax: save checkpoints", block=False)
     clock.wrap(rundir, "write_history", "metrics.jsonl", block=False)
-    clock.wrap(rundir, "plot_history", "plots (matplotlib)", block=False)
+    clock.wrap(rundir, "plot_history", "plots (matplotlib; side thread, overlapped)", block=False)
+    clock.wrap(fit, "_wait", "waiting for the side thread (plots)", block=False)
     clock.wrap(fit.Loop, "close", "Orbax: close", block=False)
     clock.wrap(fit, "_result", "final evaluation (train, val, test)")
     clock.wrap(rundir, "write_json", "result.json", block=False)

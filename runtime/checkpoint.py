@@ -5,6 +5,10 @@ optimizer state, step counter) and a JSON record of the loop (history, early-sto
 plateau state); `checkpoints/best/<epoch>/` the weights of the best epoch so far. Orbax writes
 each checkpoint to a temporary folder and renames it when complete, so a process killed while
 saving leaves the previous checkpoint intact; only the newest complete one is kept.
+
+Orbax is imported when a checkpoint is first saved or read, not with this module: `dnn
+train` imports it on a side thread while XLA compiles (runtime/fit.py), which takes its
+0.25 s import off a short run's critical path.
 """
 
 from __future__ import annotations
@@ -13,19 +17,34 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
+
+
+def orbax() -> Any:
+    import orbax.checkpoint as ocp
+
+    return ocp
 
 
 class Slot:
     """One series of checkpoints (`last` or `best`), keeping the newest."""
 
     def __init__(self, folder: Path):
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=1, enable_async_checkpointing=False, create=True
-        )
-        self.manager = ocp.CheckpointManager(folder.resolve(), options=options)
+        self.folder = folder.resolve()
+        self._manager: Any = None
+
+    @property
+    def manager(self) -> Any:
+        """Orbax's manager of the folder, made on first use."""
+        if self._manager is None:
+            ocp = orbax()
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=1, enable_async_checkpointing=False, create=True
+            )
+            self._manager = ocp.CheckpointManager(self.folder, options=options)
+        return self._manager
 
     def save(self, epoch: int, tree: Any, meta: dict[str, Any]) -> None:
+        ocp = orbax()
         self.manager.save(
             epoch,
             args=ocp.args.Composite(
@@ -40,6 +59,7 @@ class Slot:
 
     def restore(self, like: Any, epoch: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The tree (shaped like `like`) and the JSON record of `epoch` (default: the newest)."""
+        ocp = orbax()
         epoch = self.latest() if epoch is None else epoch
         if epoch is None:
             raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
@@ -53,7 +73,8 @@ class Slot:
         return out.state, dict(out.meta)
 
     def close(self) -> None:
-        self.manager.close()
+        if self._manager is not None:
+            self._manager.close()
 
 
 def exists(folder: Path) -> bool:

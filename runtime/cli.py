@@ -304,7 +304,11 @@ def entry() -> None:
     skips the interpreter's teardown of JAX and Orbax: 0.5 s of a one-epoch `dnn train`
     (docs/performance.md). Commands that never import JAX exit normally.
     """
-    code = main()
+    quick_exit(main())
+
+
+def quick_exit(code: int) -> None:
+    """Exit with `code`; once JAX has run, without the interpreter's teardown."""
     if "jax" not in sys.modules:
         sys.exit(code)
     import logging
