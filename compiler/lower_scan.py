@@ -267,8 +267,11 @@ def plan_for(program: Any) -> ScanPlan | None:
 # ------------------------------------------------------------------ parameter layouts
 
 
-def stack(tree: dict[str, Any], scan: ScanPlan) -> dict[str, Any]:
-    """A per-node collection (`params`, `batch_stats`) in the plan's stacked layout."""
+def stack(tree: dict[str, Any], scan: ScanPlan, axis: int = 0) -> dict[str, Any]:
+    """A per-node collection (`params`, `batch_stats`) in the plan's stacked layout.
+
+    `axis` is where the instance axis goes: 0, or 1 under an ensemble's member axis.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -278,23 +281,44 @@ def stack(tree: dict[str, Any], scan: ScanPlan) -> dict[str, Any]:
         if not locals_:
             continue
         out[g.key] = {
-            loc: jax.tree.map(lambda *xs: jnp.stack(xs), *(out.pop(x) for x in g.names(loc)))
+            loc: jax.tree.map(
+                lambda *xs: jnp.stack(xs, axis=axis), *(out.pop(x) for x in g.names(loc))
+            )
             for loc in locals_
         }
     return out
 
 
-def unstack(tree: dict[str, Any], scan: ScanPlan) -> dict[str, Any]:
+def unstack(tree: dict[str, Any], scan: ScanPlan, axis: int = 0) -> dict[str, Any]:
     """The inverse of `stack`: one entry per node name again (checkpoints, `init_from`)."""
     import jax
 
     out = dict(tree)
+    at = (slice(None),) * axis
     for g in scan.groups:
         stacked = out.pop(g.key, None)
         for loc, leaves in (stacked or {}).items():
             for k, x in enumerate(g.names(loc)):
-                out[x] = jax.tree.map(lambda a, k=k: a[k], leaves)
+                out[x] = jax.tree.map(lambda a, k=k: a[(*at, k)], leaves)
     return out
+
+
+def relayout(tree: Any, scan: ScanPlan, to_stacked: bool, axis: int = 0) -> Any:
+    """A whole training state between the per-node and the stacked layout: `stack` or
+    `unstack` applied to every mapping in it, so parameters, batch statistics and each
+    per-parameter tree of the optimizer's state (Adam's moments, ...) convert alike."""
+
+    def walk(t: Any) -> Any:
+        if isinstance(t, dict):
+            t = {k: walk(v) for k, v in t.items()}
+            return stack(t, scan, axis) if to_stacked else unstack(t, scan, axis)
+        if isinstance(t, tuple) and hasattr(t, "_fields"):  # optax's NamedTuple states
+            return type(t)(*(walk(v) for v in t))
+        if isinstance(t, tuple | list):
+            return type(t)(walk(v) for v in t)
+        return t
+
+    return walk(tree)
 
 
 def skipped(scan: ScanPlan | None) -> Iterable[str]:

@@ -103,7 +103,7 @@ def _train(
     st = engine.init()
     notes: list[str] = []
     if program.train.init_from and not resume:
-        st, notes = transfer(program, st, engine.members)
+        st, notes = transfer(program, st, engine)
     loop = Loop(program, engine, folder, "val" in data)
     if resume:
         st = loop.resume(st)
@@ -222,7 +222,8 @@ class Loop:
         self.saved_epoch = 0
 
     def resume(self, st: Any) -> Any:
-        st, meta = self.last.restore(st)
+        disk, meta = self.last.restore(self.engine.to_disk(st))
+        st = self.engine.from_disk(disk)
         if meta.get("done"):
             raise TrainingError(
                 f"the run in {self.folder} already finished (epoch {meta['epoch']})",
@@ -237,7 +238,8 @@ class Loop:
         if self.plateau is not None:
             self.plateau = plateau_state(meta["plateau"], self.plateau)
         if self.best_epoch and checkpoint.exists(self.best.folder):
-            self.best_weights, _ = self.best.restore(_weights(st))
+            best, _ = self.best.restore(self.engine.to_disk(_weights(st)))
+            self.best_weights = self.engine.from_disk(best)
         return st
 
     def end_epoch(self, st: Any, epoch: int, record: dict[str, Any]) -> tuple[Any, bool]:
@@ -261,7 +263,8 @@ class Loop:
     def save(self, st: Any, epoch: int, done: bool, elapsed: float) -> None:
         """The best weights (if changed) first, then the resumable state: they always agree."""
         if self.best_dirty:
-            self.best.save(self.best_epoch, self.best_weights, {"epoch": self.best_epoch})
+            weights = self.engine.to_disk(self.best_weights)
+            self.best.save(self.best_epoch, weights, {"epoch": self.best_epoch})
             self.best_dirty = False
         meta = {
             "epoch": epoch,
@@ -273,7 +276,7 @@ class Loop:
             "plateau": plateau_json(self.plateau) if self.plateau else None,
             "done": done,
         }
-        self.last.save(epoch, st, meta)
+        self.last.save(epoch, self.engine.to_disk(st), meta)
         self.saved_epoch = epoch
 
     def stop_message(self) -> str:
@@ -488,8 +491,11 @@ def _check_monitors(program: Program, prepared: pipeline.Prepared) -> None:
             )
 
 
-def transfer(program: Program, st: Any, members: int) -> tuple[Any, list[str]]:
-    """Initialize layers from another run's weights, by layer name and shape."""
+def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str]]:
+    """Initialize layers from another run's weights, by layer name and shape.
+
+    Both sides are matched in the per-node layout checkpoints hold (scanned runs unstacked).
+    """
     import orbax.checkpoint as ocp
 
     source = Path(str(program.train.init_from))
@@ -516,8 +522,10 @@ def transfer(program: Program, st: Any, members: int) -> tuple[Any, list[str]]:
     src_params = raw["params"]
     src_members = _members_of(raw)
     loaded, skipped = [], []
-    params = dict(st["params"])
-    for layer, leaves in st["params"].items():
+    members = engine.members
+    here = engine.to_disk(st["params"])
+    params = dict(here)
+    for layer, leaves in here.items():
         if layer not in src_params:
             continue
         src = src_params[layer]
@@ -543,10 +551,10 @@ def transfer(program: Program, st: Any, members: int) -> tuple[Any, list[str]]:
         )
     notes = [f"init_from {source}: loaded {len(loaded)} layers ({', '.join(loaded)})"]
     notes += [f"  not loaded: {s}" for s in skipped]
-    missing = [k for k in st["params"] if k not in src_params]
+    missing = [k for k in here if k not in src_params]
     if missing:
         notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
-    return {**st, "params": params}, notes
+    return {**st, "params": engine.from_disk(params)}, notes
 
 
 def _members_of(raw: Any) -> int:

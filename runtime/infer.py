@@ -44,10 +44,11 @@ def restore(program: Program, run: Path, prepared: pipeline.Prepared) -> tuple[E
     try:
         like = {"params": st["params"], "model_state": st["model_state"]}
         if restored:
-            weights, _ = slot.restore(like)
+            weights, _ = slot.restore(engine.to_disk(like))
         else:
-            full, _ = slot.restore(st)
+            full, _ = slot.restore(engine.to_disk(st))
             weights = {"params": full["params"], "model_state": full["model_state"]}
+        weights = engine.from_disk(weights)
     except (ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainingError(

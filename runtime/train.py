@@ -31,7 +31,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_loss import lower_constraints, lower_loss, lower_penalties
 from dnn.compiler.lower_optax import Plateau, plateau_start, plateau_step
-from dnn.compiler.lower_scan import plan_for, stack
+from dnn.compiler.lower_scan import plan_for, relayout, stack
 from dnn.compiler.registry.metrics import monitor_mode
 
 from . import augment, metrics, pipeline
@@ -76,6 +76,7 @@ class Engine:
         assert p.model is not None
         scan = plan_for(p)  # runs of identical block instances lowered as one nn.scan
         self.scan = scan if scan is not None and scan.groups else None
+        self._relayouts: dict[bool, Any] = {}
         self.model = lower_model(p.model, train.init, self.scan)
         # weights are drawn by the unrolled model, then stacked: a seed gives the same start
         # whether or not (and wherever) repeats are scanned
@@ -112,6 +113,30 @@ class Engine:
     @property
     def outputs(self) -> int:
         return pipeline.outputs(self.program)
+
+    # -------------------------------------------------------------- checkpoint layout
+
+    def to_disk(self, tree: Any) -> Any:
+        """A state (or weights) tree as checkpoints hold it: one entry per node name.
+
+        Scanned runs are unstacked, so a checkpoint does not depend on the scan decision,
+        which `scan_repeats = auto` makes per backend: a run saved on one machine resumes,
+        evaluates and transfers (`init_from`) on another that scans differently.
+        """
+        return tree if self.scan is None else self._relayout(tree, False)
+
+    def from_disk(self, tree: Any) -> Any:
+        """The inverse of `to_disk`: a checkpoint's tree in this engine's layout."""
+        return tree if self.scan is None else self._relayout(tree, True)
+
+    def _relayout(self, tree: Any, to_stacked: bool) -> Any:
+        scan, axis = self.scan, 1 if self.members > 1 else 0
+        assert scan is not None
+        if to_stacked not in self._relayouts:
+            self._relayouts[to_stacked] = jax.jit(
+                lambda t: relayout(t, scan, to_stacked, axis), compiler_options=ONE_OFF
+            )
+        return self._relayouts[to_stacked](tree)
 
     @property
     def classes(self) -> int | None:

@@ -18,9 +18,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import yaml
-from dnn.runtime import datasets
+from dnn.runtime import datasets, infer, pipeline
 from dnn.runtime.cli import main
-from dnn.runtime.fit import train
+from dnn.runtime.fit import train, transfer
+from dnn.runtime.train import Engine
 
 import dnn
 
@@ -488,8 +489,83 @@ def test_scanned_repeats_train_like_unrolled_ones(tmp_path: Path) -> None:
         runs[scan] = train(program, tmp_path / scan, mode="quiet")
     for split in ("train", "val", "test"):
         assert runs["true"][split]["loss"] == pytest.approx(runs["false"][split]["loss"], rel=1e-4)
-    stacked = params_of(tmp_path / "true")
-    (group,) = [k for k in stacked if ".." in k]
-    assert group == "res..res_7"
-    assert np.shape(stacked[group]["dense"]["kernel"]) == (8, 16, 16)
-    assert "res_3/dense" in params_of(tmp_path / "false")
+    # checkpoints hold one entry per node whether or not the run was scanned
+    scanned, unrolled = params_of(tmp_path / "true"), params_of(tmp_path / "false")
+    assert set(scanned) == set(unrolled) and "res_3/dense" in scanned
+    assert not [k for k in scanned if ".." in k]
+    assert np.shape(scanned["res_3/dense"]["kernel"]) == (16, 16)
+
+
+def _state_of(run: Path) -> dict:
+    folder = run / "checkpoints" / "last"
+    step = max(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    return ocp.StandardCheckpointer().restore((folder / str(step) / "state").resolve())
+
+
+def test_a_run_moves_between_scan_decisions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`scan_repeats = auto` decides per backend; a checkpoint written under one decision
+    resumes, evaluates and transfers under the other (checkpoints are per node)."""
+    from dnn.compiler import lower_scan
+
+    path = tmp_path / "deep.dnn"
+    path.write_text(DEEP.replace("  epochs = 2\n", "  epochs = 3\n"))
+    program = dnn.load(str(path))  # auto: 8 dense blocks are scanned on any backend
+    assert lower_scan.plan_for(program).groups
+    straight = train(program, tmp_path / "straight", mode="quiet")
+    # begun where auto leaves the run unrolled, resumed where it scans it
+    with monkeypatch.context() as m:
+        m.setattr(lower_scan, "MIN_AUTO", 100)
+        assert not lower_scan.plan_for(program).groups
+        train(program, tmp_path / "moved", stop_after=1, mode="quiet")
+    moved = train(program, tmp_path / "moved", resume=True, mode="quiet")
+    for split in ("train", "val", "test"):
+        assert moved[split]["loss"] == pytest.approx(straight[split]["loss"], rel=1e-4)
+    # the optimizer's moments are unstacked too
+    opt = _state_of(tmp_path / "straight")["opt"]
+    mus = [t["mu"] for t in _mappings(opt) if "mu" in t]
+    assert mus and "res_7/dense_1" in mus[0] and not [k for k in mus[0] if ".." in k]
+    # the scanned run's weights evaluated by an unrolled engine, and transferred into one
+    with monkeypatch.context() as m:
+        m.setattr(lower_scan, "MIN_AUTO", 100)
+        again = infer.evaluate(program, tmp_path / "straight", "test")
+        assert again["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-5)
+        target = dnn.load(str(path), [f'train.init_from="{tmp_path / "straight"}"'])
+        engine = Engine(target, pipeline.prepare(target), 1)
+        assert engine.scan is None
+        st, notes = transfer(target, engine.init(), engine)
+    assert f"loaded {len(st['params'])} layers" in notes[0]
+    assert len(notes) == 1  # nothing skipped, nothing new
+    source = params_of(tmp_path / "straight")
+    for layer, leaves in st["params"].items():
+        for name, value in leaves.items():
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(source[layer][name]))
+
+
+def _mappings(tree: object) -> list[dict]:
+    """Every mapping in a restored tree (Orbax gives sequences back as mappings or lists)."""
+    found: list[dict] = []
+    if isinstance(tree, dict):
+        found.append(tree)
+        for v in tree.values():
+            found += _mappings(v)
+    elif isinstance(tree, list | tuple):
+        for v in tree:
+            found += _mappings(v)
+    return found
+
+
+def test_a_scanned_ensemble_checkpoints_per_node_with_the_member_axis_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "deep.dnn"
+    path.write_text(DEEP)
+    program = dnn.load(str(path), ["train.ensemble=2", "train.epochs=1"])
+    result = train(program, tmp_path / "run", mode="quiet")
+    saved = params_of(tmp_path / "run")
+    assert np.shape(saved["res_3/dense"]["kernel"]) == (2, 16, 16)
+    members = np.asarray(saved["res_3/dense"]["kernel"])
+    assert not np.array_equal(members[0], members[1])  # two members, not one copied
+    again = infer.evaluate(program, tmp_path / "run", "test")
+    assert again["loss"] == pytest.approx(result["test"]["loss"], rel=1e-5)
