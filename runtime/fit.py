@@ -310,7 +310,8 @@ def _one_epoch(
     acc = engine.train_acc()
     last_read = time.perf_counter()
     if engine.scanned and engine.full:
-        st, acc = engine.scan_epoch(st, acc, x, y, full)
+        st, acc = engine.scan_epoch(st, acc, x, y, full, tail)
+        tail = None
     for i in range(0 if engine.scanned else engine.full):
         st, acc = engine.step(st, acc, x, y, full, i)
         if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:

@@ -279,12 +279,17 @@ class Engine:
 
         self.step = jax.jit(step, donate_argnums=(0, 1), out_shardings=outs)
 
-        def epoch(st: Any, acc: Any, xs: Array, ys: Array, order: Array) -> Any:
+        def epoch(st: Any, acc: Any, xs: Array, ys: Array, order: Array, tail: Any) -> Any:
             def body(carry: Any, idx: Array) -> tuple[Any, None]:
                 x, y = place.batch(xs[idx]), place.batch(ys[idx])
                 return train_one(*carry, ids, x, y), None
 
-            return jax.lax.scan(body, (st, acc), order)[0]
+            st, acc = jax.lax.scan(body, (st, acc), order)[0]
+            if tail is not None:  # the last, smaller batch: in the same program, one compile
+                st, acc = train_one(
+                    st, acc, ids, place.batch(xs[tail[0]]), place.batch(ys[tail[0]])
+                )
+            return st, acc
 
         self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1), out_shardings=outs)
         self.scanned = scan_epochs(self.program)

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -569,3 +570,33 @@ def test_a_scanned_ensemble_checkpoints_per_node_with_the_member_axis_first(
     assert not np.array_equal(members[0], members[1])  # two members, not one copied
     again = infer.evaluate(program, tmp_path / "run", "test")
     assert again["loss"] == pytest.approx(result["test"]["loss"], rel=1e-5)
+
+
+def test_scanned_epochs_train_like_per_step_epochs(tmp_path: Path) -> None:
+    """`loop = scan` (one XLA program an epoch, the last smaller batch inside it) and
+    `loop = steps` run the same steps: same losses and weights, dropout and noise included."""
+    results, weights = {}, {}
+    for loop in ("scan", "steps"):
+        path = spec(tmp_path, epochs=2, extra=f"loop = {loop}", name=f"{loop}.dnn")
+        results[loop] = train(dnn.load(str(path)), tmp_path / loop, mode="quiet")
+        weights[loop] = flat(params_of(tmp_path / loop))
+    assert results["scan"]["epochs"] == results["steps"]["epochs"] == 2
+    for split in ("train", "val", "test"):
+        for k, v in results["steps"][split].items():
+            assert results["scan"][split][k] == pytest.approx(v, rel=1e-5, abs=1e-7), (split, k)
+    for k, v in weights["steps"].items():
+        np.testing.assert_allclose(weights["scan"][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    # the tail batch (1,258 training rows = 19 x 64 + 42) ran inside the scanned program
+    from dnn.runtime import fit
+    from dnn.runtime.progress import Display
+
+    program = dnn.load(str(tmp_path / "scan.dnn"))
+    engine = Engine(program, pipeline.prepare(program), 1)
+    assert engine.scanned and engine.full == 19 and engine.tail == 42
+    x, y = (
+        jnp.asarray(a)
+        for a in (engine.prepared.splits["train"].x, engine.prepared.splits["train"].y)
+    )
+    st, acc = fit._one_epoch(engine, engine.init(), 1, x, y, Display(1, 20, "quiet"))
+    assert int(acc["count"]) == 1258 and int(st["step"]) == 20
+    assert engine.step._cache_size() == 0  # no per-step program was compiled
