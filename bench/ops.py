@@ -13,9 +13,11 @@ Ops (float32, NHWC, the shapes of issue 7):
   `flax.linen.max_pool` (XLA reduce-window; its gradient is select-and-scatter) and written as
   reshape + max (the window tiles the input, so the forward is identical; the gradient differs
   only where a window holds tied maxima, as after a ReLU that zeroed it, where it then flows
-  to ReLU's zero-gradient side anyway);
+  to ReLU's zero-gradient side anyway), and as dnn lowers it now: the window's four strided
+  slices combined by a chain of selects (first maximum wins; Flax's gradient exactly); and the
+  same three poolings after cnn28's first convolution and ReLU (a block, kernel gradient);
 - step: one whole training step of bench/specs/cnn28.dnn's twin (bench/handwritten.py) with
-  either pooling.
+  each pooling.
 
 Each is timed three ways: a jitted call per iteration from a Python loop (`jit`), `iters`
 iterations inside one `lax.scan` (`scan`), and inside one `lax.fori_loop` (`fori`); every
@@ -81,6 +83,13 @@ def pool_reshape(x: Array) -> Array:
     return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+def pool_dnn(x: Array) -> Array:
+    """What dnn lowers `maxpool(2)` on an even input to: strided slices and a select chain."""
+    from dnn.compiler.lower_flax import _tiled_pool
+
+    return _tiled_pool(x, (2, 2), "max")
+
+
 # ------------------------------------------------------------------ the iterations
 # Each case: initial carry (a tuple of arrays) and `update(carry) -> carry`, one iteration.
 
@@ -132,9 +141,25 @@ def pool_cases(key: Array) -> dict[str, tuple[tuple[Array, ...], Callable[..., A
 
         return update
 
+    x1 = jax.random.normal(kx, (128, 28, 28, 1))
+    w1 = jax.random.normal(kc, (3, 3, 1, 32)) * 0.3
+
+    def block(pool: Callable[[Array], Array]) -> Callable[..., Any]:
+        """conv 3x3 1 -> 32, ReLU, pool (cnn28's first block); gradient for the kernel."""
+
+        def update(c: tuple[Array]) -> tuple[Array]:
+            g = jax.grad(lambda w: jnp.sum(pool(jax.nn.relu(conv(x1, w))) ** 2))(c[0])
+            return (c[0] - 1e-3 * g,)
+
+        return update
+
     return {
         "max-pool 2x2 forward + grad, flax.linen.max_pool": ((x,), case(pool_flax)),
         "max-pool 2x2 forward + grad, reshape + max": ((x,), case(pool_reshape)),
+        "max-pool 2x2 forward + grad, slices + selects (dnn)": ((x,), case(pool_dnn)),
+        "conv-relu-pool block 28x28x1 -> 32, flax.linen.max_pool": ((w1,), block(pool_flax)),
+        "conv-relu-pool block, reshape + max": ((w1,), block(pool_reshape)),
+        "conv-relu-pool block, slices + selects (dnn)": ((w1,), block(pool_dnn)),
     }
 
 
@@ -156,7 +181,12 @@ def step_cases(key: Array) -> dict[str, tuple[tuple[Array, ...], Callable[..., A
 
     x, y = (jnp.asarray(a[:128]) for a in load("cnn28")["train"])
     out = {}
-    for label, pool in (("flax.linen.max_pool", pool_flax), ("reshape + max", pool_reshape)):
+    pools = (
+        ("flax.linen.max_pool", pool_flax),
+        ("reshape + max", pool_reshape),
+        ("slices + selects (dnn)", pool_dnn),
+    )
+    for label, pool in pools:
         model, tx = _Net(pool), optax.adam(1e-3)
         params = model.init(key, x[:1])["params"]
 
