@@ -8,7 +8,9 @@ installed (`pip install torch`), the same kernels through `torch.mm` / `conv2d` 
 one more child for comparison. Shapes: the cnn28 benchmark model's (bench/specs/cnn28.dnn,
 batch 128): conv 3x3 28x28x1 -> 32 and 14x14x32 -> 64 (SAME), and the 9-tap im2col matrix
 product of the second (25,088 x 288 @ 288 x 64) and of its kernel gradient
-(288 x 25,088 @ 25,088 x 64). The last line is JSON.
+(288 x 25,088 @ 25,088 x 64); and, in JAX only, each convolution's forward written as matrix
+products: im2col (the 9 shifted views concatenated, one dot) and 9 shifted dots summed. The
+last line is JSON.
 """
 
 from __future__ import annotations
@@ -78,7 +80,35 @@ def jax_child(repeats: int) -> dict[str, float]:
         out[f"conv {h}x{h}x{cin}->{cout} forward + kernel gradient"] = (
             2 * _flops_conv(h, cin, cout) / ms / 1e6
         )
+        for name, f in (("as im2col + one dot", _im2col), ("as 9 shifted dots", _shifted)):
+            jf = jax.jit(f)
+            ms = _median_ms(lambda w=w, x=x, f=jf: jax.block_until_ready(f(w, x)), repeats)
+            out[f"conv {h}x{h}x{cin}->{cout} forward {name}"] = _flops_conv(h, cin, cout) / ms / 1e6
     return out
+
+
+def _padded_taps(x: Any) -> list[Any]:
+    """The 9 shifted views of x a SAME 3x3 convolution multiplies by its 9 kernel taps."""
+    import jax.numpy as jnp
+
+    h = x.shape[1]
+    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return [p[:, dy : dy + h, dx : dx + h, :] for dy in range(3) for dx in range(3)]
+
+
+def _im2col(w: Any, x: Any) -> Any:
+    import jax.numpy as jnp
+
+    b, h, _, cin = x.shape
+    cols = jnp.concatenate(_padded_taps(x), axis=-1).reshape(-1, 9 * cin)
+    return (cols @ w.reshape(9 * cin, -1)).reshape(b, h, h, -1)
+
+
+def _shifted(w: Any, x: Any) -> Any:
+    import jax.numpy as jnp
+
+    taps = _padded_taps(x)
+    return sum(jnp.einsum("bhwc,co->bhwo", t, w[k // 3, k % 3]) for k, t in enumerate(taps))
 
 
 def torch_child(repeats: int) -> dict[str, float]:
