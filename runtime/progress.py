@@ -32,6 +32,7 @@ class Display:
         self.task: Any = None
         self.epoch, self.epoch_t0 = 1, time.perf_counter()
         self.t0 = time.perf_counter()
+        self.compiled = False  # the first epoch in a process waits on XLA compiling the step
 
     @staticmethod
     def choose(quiet: bool, stream: TextIO | None = None) -> str:
@@ -82,10 +83,12 @@ class Display:
                 "train", total=self.epochs * self.steps, completed=done, epoch="", info="", speed=""
             )
             self.progress.reset(self.task, total=self.epochs * self.steps, completed=done)
-        self.progress.update(self.task, completed=done, epoch=f"{epoch}/{self.epochs}")
+        info = {} if self.compiled else {"info": "compiling the training step..."}
+        self.progress.update(self.task, completed=done, epoch=f"{epoch}/{self.epochs}", **info)
 
     def step(self, done: int, samples: int, loss: float | None = None) -> None:
         """`done` steps of the current epoch are dispatched (a scanned epoch reports once)."""
+        self.compiled = True
         if self.progress is None:
             return
         dt = max(time.perf_counter() - self.epoch_t0, 1e-9)
@@ -98,6 +101,7 @@ class Display:
         )
 
     def end_epoch(self, record: dict[str, Any]) -> None:
+        self.compiled = True
         if self.mode == "quiet":
             return
         line = (

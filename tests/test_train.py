@@ -392,8 +392,14 @@ def test_progress_modes() -> None:
     for mode, stream in (("lines", io.StringIO()), ("bar", Terminal()), ("quiet", io.StringIO())):
         with Display(2, 4, mode, stream) as d:
             d.start_epoch(1)
+            if d.progress is not None:
+                d.progress.refresh()
+                assert "compiling the training step" in stream.getvalue()
             d.step(2, 128, 0.3)
             d.end_epoch(record)
+            d.start_epoch(2)  # compiled by now: the bar shows the running loss, no note
+            if d.progress is not None:
+                assert d.progress.tasks[0].fields["info"] == "loss 0.3000"
         text = stream.getvalue()
         if mode == "quiet":
             assert text == ""
