@@ -28,8 +28,9 @@ def orbax() -> Any:
 class Slot:
     """One series of checkpoints (`last` or `best`), keeping the newest."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, keep: int = 1):
         self.folder = folder.resolve()
+        self.keep = keep
         self._manager: Any = None
 
     @property
@@ -38,13 +39,16 @@ class Slot:
         if self._manager is None:
             ocp = orbax()
             options = ocp.CheckpointManagerOptions(
-                max_to_keep=1, enable_async_checkpointing=False, create=True
+                max_to_keep=self.keep, enable_async_checkpointing=False, create=True
             )
             self._manager = ocp.CheckpointManager(self.folder, options=options)
         return self._manager
 
     def save(self, epoch: int, tree: Any, meta: dict[str, Any]) -> None:
+        """Write `epoch` (replacing a checkpoint of that epoch left by an interrupted run)."""
         ocp = orbax()
+        if epoch in self.steps():
+            self.manager.delete(epoch)
         self.manager.save(
             epoch,
             args=ocp.args.Composite(
@@ -56,6 +60,15 @@ class Slot:
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
+
+    def steps(self) -> list[int]:
+        return sorted(int(s) for s in self.manager.all_steps())
+
+    def drop_after(self, epoch: int) -> None:
+        """Delete checkpoints newer than `epoch` (written just before a run was killed)."""
+        for step in self.steps():
+            if step > epoch:
+                self.manager.delete(step)
 
     def restore(self, like: Any, epoch: int | None = None) -> tuple[Any, dict[str, Any]]:
         """The tree (shaped like `like`) and the JSON record of `epoch` (default: the newest)."""

@@ -207,7 +207,9 @@ class Loop:
     def __init__(self, program: Program, engine: Engine, folder: Path, has_val: bool):
         self.program, self.engine, self.folder = program, engine, folder
         self.last = checkpoint.Slot(folder / "checkpoints" / "last")
-        self.best = checkpoint.Slot(folder / "checkpoints" / "best")
+        # two kept: a run killed between saving `best` and `last` resumes from `last` and
+        # still finds the best epoch it knew of (the newer one is dropped on resume)
+        self.best = checkpoint.Slot(folder / "checkpoints" / "best", keep=2)
         self.stopper = Stopper.of(program)
         monitor = self.stopper.monitor if self.stopper else ("val_loss" if has_val else None)
         self.monitor = monitor
@@ -237,8 +239,11 @@ class Loop:
             self.stopper.load(meta["stopper"])
         if self.plateau is not None:
             self.plateau = plateau_state(meta["plateau"], self.plateau)
-        if self.best_epoch and checkpoint.exists(self.best.folder):
-            best, _ = self.best.restore(self.engine.to_disk(_weights(st)))
+        if checkpoint.exists(self.best.folder):
+            self.best.drop_after(self.saved_epoch)
+        if self.best_epoch and self.best_epoch in self.best.steps():
+            like = self.engine.to_disk(_weights(st))
+            best, _ = self.best.restore(like, epoch=self.best_epoch)
             self.best_weights = self.engine.from_disk(best)
         return st
 

@@ -39,12 +39,13 @@ def restore(program: Program, run: Path, prepared: pipeline.Prepared) -> tuple[E
     engine = Engine(program, prepared, program.train.ensemble)
     st = engine.init()
     result_path = run / "result.json"
-    restored = result_path.exists() and json.loads(result_path.read_text()).get("restored_best")
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    restored = bool(result.get("restored_best"))
     slot = checkpoint.Slot(run / "checkpoints" / ("best" if restored else "last"))
     try:
         like = {"params": st["params"], "model_state": st["model_state"]}
         if restored:
-            weights, _ = slot.restore(engine.to_disk(like))
+            weights, _ = slot.restore(engine.to_disk(like), epoch=result.get("best_epoch"))
         else:
             full, _ = slot.restore(engine.to_disk(st))
             weights = {"params": full["params"], "model_state": full["model_state"]}

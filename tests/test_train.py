@@ -606,3 +606,25 @@ def test_scanned_epochs_train_like_per_step_epochs(tmp_path: Path) -> None:
     st, acc = fit._one_epoch(engine, engine.init(), 1, x, y, Display(1, 20, "quiet"))
     assert int(acc["count"]) == 1258 and int(st["step"]) == 20
     assert engine.step._cache_size() == 0  # no per-step program was compiled
+
+
+def test_a_best_checkpoint_ahead_of_the_last_one_is_dropped_on_resume(tmp_path: Path) -> None:
+    """A run killed after saving `best` of epoch k but before `last` of epoch k (the SIGKILL
+    test can land there) resumes from `last`, recomputes epoch k and ends as a straight run."""
+    import shutil
+
+    path = spec(tmp_path, epochs=6)
+    straight = train(dnn.load(str(path)), tmp_path / "straight", mode="quiet")
+    train(dnn.load(str(path)), tmp_path / "ahead", stop_after=4, mode="quiet")
+    run = tmp_path / "run"
+    train(dnn.load(str(path)), run, stop_after=3, mode="quiet")
+    future = tmp_path / "ahead" / "checkpoints" / "best" / "4"
+    assert future.is_dir()  # epoch 4 improved val_loss (deterministic for this spec)
+    shutil.copytree(future, run / "checkpoints" / "best" / "4")
+    # saving every epoch, as `--checkpoint-every 0` does, writes `best` of epoch 4 again
+    resumed = train(dnn.load(str(path)), run, resume=True, mode="quiet", checkpoint_every=0)
+    for split in ("train", "val", "test"):
+        assert resumed[split] == straight[split]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    best = run / "checkpoints" / "best"
+    assert sorted(int(p.name) for p in best.iterdir() if p.name.isdigit())[-1] == 6
