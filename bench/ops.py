@@ -17,7 +17,8 @@ Ops (float32, NHWC, the shapes of issue 7):
   slices combined by a chain of selects (first maximum wins; Flax's gradient exactly); and the
   same three poolings after cnn28's first convolution and ReLU (a block, kernel gradient);
 - step: one whole training step of bench/specs/cnn28.dnn's twin (bench/handwritten.py) with
-  each pooling.
+  each pooling, and with dnn's pooling and its one-channel convolution for the first layer
+  (`lower_flax.one_channel_conv`: shifted sums forward, XLA's convolution for the gradients).
 
 Each is timed three ways: a jitted call per iteration from a Python loop (`jit`), `iters`
 iterations inside one `lax.scan` (`scan`), and inside one `lax.fori_loop` (`fori`); every
@@ -167,11 +168,13 @@ class _Net(nn.Module):
     """bench/handwritten.py's CNN28 with a choice of pooling."""
 
     pool: Callable[[Array], Array]
+    conv: Any = None  # `conv_general_dilated` for nn.Conv (None: lax's)
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for c in (32, 64):
-            x = self.pool(nn.relu(nn.Conv(c, (3, 3), padding="SAME")(x)))
+            conv = nn.Conv(c, (3, 3), padding="SAME", conv_general_dilated=self.conv)
+            x = self.pool(nn.relu(conv(x)))
         return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
 
@@ -181,13 +184,16 @@ def step_cases(key: Array) -> dict[str, tuple[tuple[Array, ...], Callable[..., A
 
     x, y = (jnp.asarray(a[:128]) for a in load("cnn28")["train"])
     out = {}
+    from dnn.compiler.lower_flax import one_channel_conv
+
     pools = (
-        ("flax.linen.max_pool", pool_flax),
-        ("reshape + max", pool_reshape),
-        ("slices + selects (dnn)", pool_dnn),
+        ("flax.linen.max_pool", pool_flax, None),
+        ("reshape + max", pool_reshape, None),
+        ("slices + selects (dnn)", pool_dnn, None),
+        ("dnn's pooling and one-channel convolution", pool_dnn, one_channel_conv),
     )
-    for label, pool in pools:
-        model, tx = _Net(pool), optax.adam(1e-3)
+    for label, pool, conv_fn in pools:
+        model, tx = _Net(pool, conv_fn), optax.adam(1e-3)
         params = model.init(key, x[:1])["params"]
 
         def update(c: tuple[Any, Any], model: Any = model, tx: Any = tx) -> tuple[Any, Any]:
