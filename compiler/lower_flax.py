@@ -172,15 +172,16 @@ def one_channel_conv(
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _shifted_conv(x: Array, w: Array, pads: tuple[tuple[int, int], ...], precision: Any) -> Array:
-    p = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    acc = jnp.promote_types(x.dtype, jnp.float32)  # bf16 inputs: sum in f32, as XLA's does
+    p = jnp.pad(x, ((0, 0), *pads, (0, 0))).astype(acc)
     size = [p.shape[i + 1] - w.shape[i] + 1 for i in range(len(pads))]
     out: Array | None = None
     for taps in itertools.product(*(range(k) for k in w.shape[:-2])):
         window = tuple(slice(t, t + n) for t, n in zip(taps, size, strict=True))
-        term = p[(slice(None), *window, slice(None))] * w[taps][0]  # (..., 1) x (out,)
+        term = p[(slice(None), *window, slice(None))] * w[taps][0].astype(acc)  # (..., 1) x (out,)
         out = term if out is None else out + term
     assert out is not None
-    return out
+    return out.astype(jnp.result_type(x, w))
 
 
 def _shifted_conv_fwd(x: Array, w: Array, pads: Any, precision: Any) -> tuple[Array, Any]:

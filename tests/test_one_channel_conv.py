@@ -85,3 +85,20 @@ def test_a_spec_with_a_gray_image_input_uses_it_on_the_cpu() -> None:
     jaxpr = str(jax.make_jaxpr(lambda p: model.apply(p, x))(params))
     assert jax.default_backend() == "cpu"
     assert jaxpr.count("conv_general_dilated") == 1  # the second layer (4 channels in) only
+
+
+def test_bf16_inputs_are_summed_in_float32() -> None:
+    kx, kw = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (2, 9, 9, 1)).astype(jnp.bfloat16)
+    w = jax.random.normal(kw, (3, 3, 1, 6)).astype(jnp.bfloat16)
+    args = {"window_strides": (1, 1), "padding": "SAME", "dimension_numbers": _dims(2)}
+    ours = one_channel_conv(x, w, **args)
+    assert ours.dtype == jnp.bfloat16
+    # reference: XLA's convolution of the same values in float32, rounded once to bf16
+    # (the products of two bf16 numbers are exact in float32); summing in bf16 instead would
+    # round after every one of the 9 additions
+    exact = lax.conv_general_dilated(x.astype(jnp.float32), w.astype(jnp.float32), **args)
+    np.testing.assert_array_equal(
+        np.asarray(ours, np.float32),
+        np.asarray(exact.astype(jnp.bfloat16), np.float32),
+    )
