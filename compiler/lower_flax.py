@@ -138,9 +138,7 @@ def one_channel_conv(
     for the shifted form; the cnn28 train step took 44 ms instead of 60–66 ms
     (docs/performance.md). Exact up to the order of the sum. Any other case goes to `lax`."""
     d = lhs.ndim - 2
-    default = lax.ConvDimensionNumbers(
-        (0, d + 1, *range(1, d + 1)), (d + 1, d, *range(d)), (0, d + 1, *range(1, d + 1))
-    )
+    default = _channels_last(d)
     pads = (
         tuple(lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding))
         if isinstance(padding, str)
@@ -170,6 +168,14 @@ def one_channel_conv(
     return _shifted_conv(lhs, rhs, tuple((int(lo), int(hi)) for lo, hi in pads), precision)
 
 
+def _channels_last(d: int) -> lax.ConvDimensionNumbers:
+    """Flax's convolution layout for d spatial axes: NHWC inputs, HWIO kernels."""
+    spatial = tuple(range(1, d + 1))
+    return lax.ConvDimensionNumbers(
+        (0, d + 1, *spatial), (d + 1, d, *range(d)), (0, d + 1, *spatial)
+    )
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _shifted_conv(x: Array, w: Array, pads: tuple[tuple[int, int], ...], precision: Any) -> Array:
     acc = jnp.promote_types(x.dtype, jnp.float32)  # bf16 inputs: sum in f32, as XLA's does
@@ -191,9 +197,7 @@ def _shifted_conv_fwd(x: Array, w: Array, pads: Any, precision: Any) -> tuple[Ar
 def _shifted_conv_bwd(pads: Any, precision: Any, res: Any, g: Array) -> tuple[Array, Array]:
     x, w = res
     d = x.ndim - 2
-    dims = lax.ConvDimensionNumbers(
-        (0, d + 1, *range(1, d + 1)), (d + 1, d, *range(d)), (0, d + 1, *range(1, d + 1))
-    )
+    dims = _channels_last(d)
 
     def conv(x: Array, w: Array) -> Array:
         return lax.conv_general_dilated(
