@@ -305,8 +305,10 @@ def _rmsprop(a: dict[str, Any], lr: Any) -> Parts:
 
 
 def _adam_direction(a: dict[str, Any]) -> optax.GradientTransformation:
-    scale = optax.scale_by_amsgrad if a.get("amsgrad") else optax.scale_by_adam
-    return scale(b1=a["b1"], b2=a["b2"], eps=a["eps"])
+    # torch.optim.Adam's amsgrad keeps the maximum of the raw v, Optax's of the corrected vhat.
+    if a.get("amsgrad"):
+        return T.scale_by_torch_amsgrad(a["b1"], a["b2"], a["eps"])
+    return optax.scale_by_adam(b1=a["b1"], b2=a["b2"], eps=a["eps"])
 
 
 _OPTIMIZERS: dict[str, Callable[[dict[str, Any], Any], Parts]] = {

@@ -1,9 +1,10 @@
 """Optimizer transformations Optax lacks, or has with other semantics, written Optax's way.
 
 Each `scale_by_x` returns a `GradientTransformation` whose state is an `XState` NamedTuple.
-The formulas are those of the registry entries (PyTorch's documented pseudo-code for the names
-it shares, TensorFlow's for FTRL and the proximal family); `count` is the number of updates
-already made, so PyTorch's `t` is `count + 1`.
+The formulas are those of the registry entries (PyTorch's for the names it shares: its
+documented pseudo-code, or its code where the two differ, as for amsgrad; TensorFlow's for FTRL
+and the proximal family); `count` is the number of updates already made, so PyTorch's `t` is
+`count + 1`.
 """
 
 from __future__ import annotations
@@ -99,6 +100,40 @@ def scale_by_torch_adamax(b1: float, b2: float, eps: float):
         u = jax.tree.map(lambda u, g: jnp.maximum(b2 * u, jnp.abs(g) + eps), state.nu, g)
         out = jax.tree.map(lambda m, u: m / ((1 - b1**t) * u), m, u)
         return out, MomentsState(t, m, u)
+
+    return optax.GradientTransformation(init, update)
+
+
+class AmsgradState(NamedTuple):
+    count: Any
+    mu: Tree
+    nu: Tree
+    nu_max: Tree
+
+
+def scale_by_torch_amsgrad(b1: float, b2: float, eps: float):
+    """AMSGrad as torch.optim.Adam(amsgrad=True) computes it: the maximum of the raw v.
+
+    vmax <- max(vmax, v); out = (m / (1 - b1^t)) / (sqrt(vmax) / sqrt(1 - b2^t) + eps).
+    PyTorch's `_single_tensor_adam` (torch/optim/adam.py): `torch.maximum(max_exp_avg_sqs[i],
+    exp_avg_sq, out=max_exp_avg_sqs[i])`, then `denom = (max_exp_avg_sqs[i].sqrt() /
+    bias_correction2_sqrt).add_(eps)`. Its documented pseudo-code and `optax.scale_by_amsgrad`
+    take the maximum of the bias-corrected vhat instead, which weighs early steps more (their
+    1 / (1 - b2^t) is larger) and so gives other parameters.
+    """
+
+    def init(params: Tree) -> AmsgradState:
+        zeros = jnp.zeros([], jnp.int32)
+        return AmsgradState(zeros, _zeros(params), _zeros(params), _zeros(params))
+
+    def update(g: Tree, state: AmsgradState, params: Tree = None):
+        t = _inc(state.count)
+        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, g)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, g)
+        vmax = jax.tree.map(jnp.maximum, state.nu_max, v)
+        bc1, bc2_sqrt = 1 - b1**t, jnp.sqrt(1 - b2**t)
+        out = jax.tree.map(lambda m, w: (m / bc1) / (jnp.sqrt(w) / bc2_sqrt + eps), m, vmax)
+        return out, AmsgradState(t, m, v, vmax)
 
     return optax.GradientTransformation(init, update)
 

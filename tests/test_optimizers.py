@@ -2,7 +2,8 @@
 
 The references below are transcribed from the update formulas in
 `compiler/registry/optimizers.py`, which follow the pseudo-code of PyTorch's `torch.optim`
-documentation (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam),
+documentation (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam; for
+amsgrad its code in torch/optim/adam.py, which differs from its pseudo-code),
 TensorFlow's (FTRL, proximal SGD, proximal Adagrad, Adagrad-DA) and Optax's (Lion, LAMB, LARS).
 They do not call Optax. The problem is a small least-squares fit plus a separable quadratic,
 with parameters in a dict of two arrays so that tree handling (and per-tensor norms) is
@@ -151,16 +152,29 @@ def adadelta(theta, g, s, t, lr, rho=0.9, eps=1e-6, weight_decay=0.0):
 
 
 def adam(theta, g, s, t, lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False):
-    # torch.optim.Adam docs: coupled L2; amsgrad keeps the running max of the bias-corrected vhat.
+    # torch.optim.Adam docs: coupled L2. amsgrad as the implementation computes it, not as its
+    # pseudo-code says: torch/optim/adam.py, _single_tensor_adam, keeps the running max of the
+    # RAW second moment, `torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])`,
+    # and corrects it after: `denom = (max_exp_avg_sqs[i].sqrt() / bias_correction2_sqrt)
+    # .add_(eps)`, `param.addcdiv_(exp_avg, denom, value=-step_size)`, step_size = lr / bc1.
     g = g + weight_decay * theta
     s["m"] = b1 * s.get("m", np.zeros_like(theta)) + (1 - b1) * g
     s["v"] = b2 * s.get("v", np.zeros_like(theta)) + (1 - b2) * g * g
-    mhat = s["m"] / (1 - b1**t)
-    vhat = s["v"] / (1 - b2**t)
+    v = s["v"]
     if amsgrad:
-        s["vmax"] = np.maximum(s.get("vmax", np.zeros_like(theta)), vhat)
-        vhat = s["vmax"]
-    return theta - lr * mhat / (np.sqrt(vhat) + eps)
+        s["vmax"] = np.maximum(s.get("vmax", np.zeros_like(theta)), s["v"])
+        v = s["vmax"]
+    denom = np.sqrt(v) / np.sqrt(1 - b2**t) + eps
+    return theta - lr / (1 - b1**t) * s["m"] / denom
+
+
+def adam_documented_amsgrad(theta, g, s, t, lr, b1=0.9, b2=0.999, eps=1e-8):
+    # torch.optim.Adam's documented pseudo-code (and optax.scale_by_amsgrad): the running max
+    # of the bias-corrected vhat. Kept to show that dnn does NOT follow it (PyTorch's code wins).
+    s["m"] = b1 * s.get("m", np.zeros_like(theta)) + (1 - b1) * g
+    s["v"] = b2 * s.get("v", np.zeros_like(theta)) + (1 - b2) * g * g
+    s["vmax"] = np.maximum(s.get("vmax", np.zeros_like(theta)), s["v"] / (1 - b2**t))
+    return theta - lr * s["m"] / (1 - b1**t) / (np.sqrt(s["vmax"]) + eps)
 
 
 def adamw(theta, g, s, t, lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01, amsgrad=False):
@@ -544,6 +558,23 @@ def test_amsgrad_differs_from_adam() -> None:
     a = run_ref(adam, 0.05, dict(b2=0.9))
     b = check("adam(lr = 0.05, b2 = 0.9, amsgrad = true)", adam, 0.05, amsgrad=True, b2=0.9)
     assert any(np.max(np.abs(a[-1][k] - b[-1][k])) > 1e-6 for k in THETA0)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "adam(lr = 0.05, amsgrad = true)",
+        "amsgrad(lr = 0.05)",
+        "adamw(lr = 0.05, weight_decay = 0, amsgrad = true)",
+    ],
+)
+def test_amsgrad_is_pytorchs_implementation_not_its_pseudo_code(spec: str) -> None:
+    # Issue 14, class 8 (optimizer semantics): PyTorch maximizes the raw v and corrects after;
+    # its docs (and Optax) maximize the corrected vhat. The two part by far more than RTOL.
+    ours = run_ours(spec)
+    assert_same(ours, run_ref(adam, 0.05, dict(amsgrad=True)), spec)
+    documented = run_ref(adam_documented_amsgrad, 0.05)
+    assert max(np.max(np.abs(ours[-1][k] - documented[-1][k])) for k in THETA0) > 1e-3
 
 
 def test_trust_ratio_is_one_for_a_zero_tensor() -> None:

@@ -230,12 +230,18 @@ theta <- theta - lr * dx""",
 
 # ----------------------------------------------------------------------------- Adam family
 
-_ADAM_FORMULA = """\
-g <- g + weight_decay * theta
+# The Adam step as torch/optim/adam.py computes it (`_single_tensor_adam`). With amsgrad the
+# code keeps the maximum of the raw v and corrects it after, `denom = (max_exp_avg_sqs[i].sqrt()
+# / bias_correction2_sqrt).add_(eps)`, while PyTorch's documented pseudo-code and Optax's
+# `amsgrad` keep the maximum of the corrected vhat; the two part by ~4e-2 in 20 steps.
+_ADAM_STEP = """\
 m <- b1 * m + (1 - b1) * g;  v <- b2 * v + (1 - b2) * g^2
-mhat = m / (1 - b1^t);  vhat = v / (1 - b2^t)
-if amsgrad:  vmax <- max(vmax, vhat);  vhat = vmax
-theta <- theta - lr * mhat / (sqrt(vhat) + eps)"""
+if amsgrad:  vmax <- max(vmax, v);  s = vmax   else  s = v      (vmax_0 = 0)
+theta <- theta - lr / (1 - b1^t) * m / (sqrt(s) / sqrt(1 - b2^t) + eps)
+amsgrad maximizes the raw v and bias-corrects after, as torch.optim.Adam's code does; PyTorch's
+documented pseudo-code and Optax's `amsgrad` maximize vhat = v / (1 - b2^t) (other steps)"""
+
+_ADAM_FORMULA = "g <- g + weight_decay * theta\n" + _ADAM_STEP
 
 ADAM = OPTIMIZERS.add(
     "adam",
@@ -245,7 +251,13 @@ ADAM = OPTIMIZERS.add(
         _B2,
         _eps(1e-8),
         _weight_decay(),
-        arg("amsgrad", Bool, False, doc="use the running maximum of vhat (Reddi et al. 2018)"),
+        arg(
+            "amsgrad",
+            Bool,
+            False,
+            doc="use the running maximum of the second moment (Reddi et al. 2018), of the raw v "
+            "as in torch.optim.Adam's code",
+        ),
     ),
     doc="Adam (Kingma & Ba 2015): bias-corrected first and second moment estimates",
     formula=_ADAM_FORMULA,
@@ -256,7 +268,7 @@ OPTIMIZERS.derive(
     "amsgrad",
     ADAM,
     args=_with_defaults(ADAM, amsgrad=True),
-    doc="AMSGrad (Reddi et al. 2018): `adam` with amsgrad, a non-increasing step size",
+    doc="AMSGrad (Reddi et al. 2018): `adam` with amsgrad, a second moment that never shrinks",
 )
 
 OPTIMIZERS.derive(
@@ -266,12 +278,7 @@ OPTIMIZERS.derive(
         _weight_decay(0.01, "decoupled") if a.name == "weight_decay" else a for a in ADAM.args
     ),
     doc="AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay",
-    formula="""\
-theta <- theta - lr * weight_decay * theta
-m <- b1 * m + (1 - b1) * g;  v <- b2 * v + (1 - b2) * g^2
-mhat = m / (1 - b1^t);  vhat = v / (1 - b2^t)
-if amsgrad:  vmax <- max(vmax, vhat);  vhat = vmax
-theta <- theta - lr * mhat / (sqrt(vhat) + eps)""",
+    formula="theta <- theta - lr * weight_decay * theta\n" + _ADAM_STEP,
     info={"weight_decay": "decoupled", "ref": "torch.optim.AdamW"},
 )
 
