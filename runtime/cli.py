@@ -192,6 +192,7 @@ def cmd_help(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.name:
         print(ref.help_index())
+        print(f"\ndnn {version()}")
         return EXIT_OK
     reg = ref.registry_by_title(args.name)
     if reg is not None:
@@ -217,8 +218,32 @@ def cmd_help(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def version() -> str:
+    """The installed package's version (its metadata), as `dnn --version` prints it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dnn")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from dnn import __version__
+
+        return __version__
+
+
+class _Version(argparse.Action):
+    """`--version`: print `dnn <version>` and exit 0 (looked up only when asked for)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"dnn {version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dnn", description="A declarative language for deep networks.")
+    p.add_argument("--version", action=_Version, help="print `dnn <version>` and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(

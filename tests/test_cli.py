@@ -113,6 +113,18 @@ def test_help() -> None:
     assert r.returncode == 1 and "did you mean `dropout`?" in r.stderr
 
 
+# Issue 14, class 6 (runs and interruption): `dnn --version` was missing.
+
+
+def test_version_prints_the_package_version() -> None:
+    from importlib import metadata
+
+    r = dnn("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"dnn {metadata.version('dnn')}\n"
+    assert dnn("help").stdout.endswith(f"\ndnn {metadata.version('dnn')}\n")
+
+
 def test_front_end_never_imports_jax(tmp_path: Path) -> None:
     code = (
         "import sys\n"
