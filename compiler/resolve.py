@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from . import ast
 from .diagnostics import (
     E_DUPLICATE,
+    E_FILE,
     E_IMPORT_CONTENT,
     E_IMPORT_CYCLE,
     E_IMPORT_MISSING,
@@ -43,8 +44,43 @@ class Resolved:
 
 
 def read_file(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    """A spec file's text; `SpecError` where it is not UTF-8 (OSError where it cannot be read)."""
+    with open(path, "rb") as f:
+        return decode(f.read(), path)
+
+
+def decode(data: bytes, path: str) -> str:
+    """Spec bytes as text, newlines translated as `open` does; `SpecError` if not UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(data, e.start, path) from None
+    return _newlines(text)
+
+
+def _newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _not_utf8(data: bytes, start: int, path: str) -> SpecError:
+    """Points at the first byte that is not UTF-8 (line and column in characters, as spans are).
+
+    The source kept for the excerpt is the text up to that line, cut 60 characters past the
+    byte, with control characters shown as U+FFFD: a binary file must not drive the terminal.
+    """
+    before = _newlines(data[:start].decode("utf-8"))
+    line = before.count("\n") + 1
+    col = len(before) - before.rfind("\n")
+    rest = _newlines(data[start:].decode("utf-8", "replace")).split("\n", 1)[0]
+    shown = "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in before + rest)
+    d = Diagnostic(
+        E_FILE,
+        f"cannot read `{path}`: not UTF-8 text (byte 0x{data[start]:02x})",
+        Span(path, line, col, line, col + 1),
+        "a spec is a UTF-8 text file: check that this is the file you meant, or re-save it "
+        "as UTF-8",
+    )
+    return SpecError([d], {path: shown[: len(before) + 60]})
 
 
 def resolve(
@@ -131,6 +167,11 @@ class _Resolver:
             return
         try:
             text = self.reader(path)
+        except SpecError as e:  # not UTF-8: reported in the imported file, noted at the import
+            self.sources.update(e.sources)
+            for d in e.diagnostics:
+                self.diags.add(replace(d, notes=(*d.notes, ("imported here", item.span))))
+            return
         except OSError as e:
             self.diags.add(
                 Diagnostic(

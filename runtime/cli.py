@@ -67,11 +67,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_fmt(args: argparse.Namespace) -> int:
     from dnn.compiler.format import format_text
+    from dnn.compiler.resolve import decode, read_file
 
     status = EXIT_OK
     for path in args.files:
         try:
-            text = sys.stdin.read() if path == "-" else _read(path)
+            text = decode(sys.stdin.buffer.read(), "<stdin>") if path == "-" else read_file(path)
             out = format_text(text, "<stdin>" if path == "-" else path)
         except SpecError as e:
             _report(e, "text")
@@ -119,11 +120,6 @@ def _write_atomic(path: str, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

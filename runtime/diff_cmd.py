@@ -28,7 +28,7 @@ from dnn.compiler.diff import (
 )
 from dnn.compiler.driver import loads
 from dnn.compiler.ir import Program
-from dnn.compiler.resolve import Reader, read_file
+from dnn.compiler.resolve import Reader, decode, read_file
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 NULL = "/dev/null"  # what git passes for the missing side of an added or deleted file
@@ -94,10 +94,12 @@ def _shower(top: str, rev: str) -> Reader:
 
     def show(path: str) -> str:
         inside = os.path.relpath(path, top)
-        r = _git(top, "show", f"{rev}:{inside}")
+        cmd = ["git", "show", f"{rev}:{inside}"]
+        r = subprocess.run(cmd, cwd=top, capture_output=True, check=False)  # bytes: see decode
         if r.returncode != 0:
-            raise OSError(r.stderr.strip().removeprefix("fatal: ") or f"`{rev}:{inside}` not found")
-        return r.stdout
+            why = r.stderr.decode(errors="replace").strip().removeprefix("fatal: ")
+            raise OSError(why or f"`{rev}:{inside}` not found")
+        return decode(r.stdout, f"{rev}:{inside}")
 
     return show
 

@@ -1,0 +1,108 @@
+"""Issue 14, class 10 (the front end itself): what no spec may do to `check`, `fmt`, `summary`.
+
+Each case was first reproduced from the command line: a traceback, a silent "ok", a missed
+error, a message that contradicts itself, or a check that runs for minutes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dnn.compiler.diagnostics import E_FILE
+
+import dnn
+
+ROOT = Path(__file__).parent.parent
+NOT_UTF8 = b"dnn 1\nmodel m {\n  input x: f32[4]  # caf\xe9\n  dense(2)\n}\n"
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "dnn", *args],
+        capture_output=True,
+        input=stdin,
+        cwd=ROOT,
+        timeout=60,
+    )
+    out, err = r.stdout.decode(), r.stderr.decode()
+    return subprocess.CompletedProcess(r.args, r.returncode, out, err)
+
+
+# ---------------------------------------------------------------- files that are not UTF-8 text
+
+
+EXTRA = {
+    "graph": ["-o", "{tmp}/g.svg"],
+    "eval": ["--run", "{tmp}"],
+    "predict": ["--run", "{tmp}", "--input", "{tmp}/x.npy", "--output", "{tmp}/y.csv"],
+    "diff": ["{tmp}/latin1.dnn"],
+}
+EXIT = {"diff": 2}  # diff(1)'s convention: 1 means "different"
+
+
+@pytest.mark.parametrize(
+    "command", ["check", "fmt", "summary", "graph", "diff", "train", "eval", "predict"]
+)
+def test_a_file_that_is_not_utf8_is_a_diagnostic_in_every_command(
+    tmp_path: Path, command: str
+) -> None:
+    spec = tmp_path / "latin1.dnn"
+    spec.write_bytes(NOT_UTF8)
+    extra = [a.format(tmp=tmp_path) for a in EXTRA.get(command, [])]
+    r = run(command, str(spec), *extra)
+    assert "Traceback" not in r.stderr and r.returncode == EXIT.get(command, 1), r.stderr
+    assert f"{spec}:3:25: error[{E_FILE}]: cannot read `{spec}`: not UTF-8 text (byte 0xe9)" in (
+        r.stderr
+    )
+    assert "3 |   input x: f32[4]  # caf\ufffd\n  | " + " " * 24 + "^\n" in r.stderr
+    assert "hint: a spec is a UTF-8 text file" in r.stderr
+
+
+def test_binary_input_is_shown_without_control_characters(tmp_path: Path) -> None:
+    spec = tmp_path / "blob.dnn"
+    spec.write_bytes(b"\x1b[31m\x00\x01\xff" + bytes(range(256)) * 40)
+    r = run("check", str(spec))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{spec}:1:8: error[{E_FILE}]" in r.stderr and "\x1b" not in r.stderr
+    shown = r.stderr.splitlines()[1]
+    assert shown.startswith("1 | \ufffd[31m") and len(shown) < 100  # cut, not 10 kB of noise
+
+
+def test_fmt_of_stdin_that_is_not_utf8(tmp_path: Path) -> None:
+    r = run("fmt", "-", stdin=NOT_UTF8)
+    assert r.returncode == 1 and f"<stdin>:3:25: error[{E_FILE}]" in r.stderr
+
+
+def test_load_raises_spec_error_for_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    spec = tmp_path / "latin1.dnn"
+    spec.write_bytes(NOT_UTF8.replace(b"\n", b"\r\n"))  # CRLF: columns count characters
+    with pytest.raises(dnn.SpecError) as info:
+        dnn.load(str(spec))
+    (d,) = info.value.diagnostics
+    assert (d.code, d.span.line, d.span.col) == (E_FILE, 3, 25)
+    assert d.message == f"cannot read `{spec}`: not UTF-8 text (byte 0xe9)"
+
+
+def test_an_import_that_is_not_utf8_is_reported_where_it_is_imported(tmp_path: Path) -> None:
+    (tmp_path / "lib.dnn").write_bytes(b"block b() {\n  dense(2) # \xff\n}\n")
+    main = tmp_path / "main.dnn"
+    main.write_text('import "lib.dnn"\nmodel m {\n  input x: f32[4]\n  b()\n}\n')
+    with pytest.raises(dnn.SpecError) as info:
+        dnn.load(str(main))
+    d = info.value.diagnostics[0]
+    assert (d.code, d.span.path, d.span.line, d.span.col) == (
+        E_FILE,
+        str(tmp_path / "lib.dnn"),
+        2,
+        14,
+    )
+    assert [(n, s.path, s.line) for n, s in d.notes] == [("imported here", str(main), 1)]
+
+
+def test_crlf_files_still_read_as_before(tmp_path: Path) -> None:
+    spec = tmp_path / "crlf.dnn"
+    spec.write_bytes(b"model m {\r\n  input x: f32[4]\r\n  dense(2)\r\n}\r\n")
+    assert dnn.load(str(spec)).model.params == 10
