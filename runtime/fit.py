@@ -89,9 +89,13 @@ def _train(
     prepared = pipeline.prepare(program)
     _check_monitors(program, prepared)
     folder = Path(out) if out is not None else run_dir_default(program)
+    resume_asked = resume
     lead = jax.process_index() == 0  # in a multi-host run, process 0 writes the run folder
+    # --resume on a run stopped before its first checkpoint starts it again (every process
+    # reads this before the lead replaces the folder)
+    resume = resume and checkpoint.exists(folder / "checkpoints" / "last")
     if lead:
-        _claim(folder, program, resume, argv)
+        _claim(folder, program, resume_asked, argv)
         if not resume:
             pipeline.save(prepared, program, folder)
     _barrier("run folder")
@@ -431,25 +435,57 @@ def _result(
 
 
 def _claim(folder: Path, program: Program, resume: bool, argv: list[str] | None) -> None:
-    """Create the run folder, or check that `--resume` finds the same spec's checkpoint there."""
-    last = folder / "checkpoints" / "last"
-    if resume:
-        if not checkpoint.exists(last):
-            raise TrainingError(
-                f"nothing to resume in {folder}: no checkpoint",
-                "run without --resume to start this run",
-            )
+    """Create the run folder, or check that `--resume` finds the same spec's checkpoint there.
+
+    A dnn run folder without a checkpoint (a run stopped before its first save) is replaced,
+    with or without `--resume`, and one line says so; a folder that holds a checkpoint, or that
+    is not a dnn run folder, is never deleted.
+    """
+    if resume and checkpoint.exists(folder / "checkpoints" / "last"):
         _same_spec(folder, program)
         return
-    if folder.exists() and any(folder.iterdir()):
+    if resume and not folder.is_dir():
         raise TrainingError(
-            f"the run folder {folder} already exists and is not empty",
-            "pass --resume to continue that run, or another --out",
+            f"nothing to resume in {folder}: no such folder",
+            "run without --resume to start this run",
         )
+    if folder.is_dir() and any(folder.iterdir()):
+        _replace(folder, resume)
     folder.mkdir(parents=True, exist_ok=True)
+    # env.yaml first: it marks the folder as a dnn run folder (see `run_folder_start`)
+    rundir.write_yaml(folder / "env.yaml", rundir.environment(program, argv))
     (folder / "spec.dnn").write_text(rundir.spec_text(program))
     rundir.write_yaml(folder / "hparams.yaml", rundir.hparams(program))
-    rundir.write_yaml(folder / "env.yaml", rundir.environment(program, argv))
+
+
+def _replace(folder: Path, resume: bool) -> None:
+    """Empty a dnn run folder that holds no checkpoint; refuse any other non-empty folder."""
+    started = rundir.run_folder_start(folder)
+    if started is None:
+        raise TrainingError(
+            f"{folder} is not empty and is not a dnn run folder; dnn writes only into an "
+            "empty folder or one of its own runs",
+            "pass another --out",
+        )
+    saved = [s for s in ("last", "best") if checkpoint.exists(folder / "checkpoints" / s)]
+    if saved:
+        # only `best` can be here with --resume: a run killed between its first two saves
+        raise TrainingError(
+            f"the run folder {folder} already holds a checkpoint ({saved[0]})"
+            + (", but none to resume from" if resume else ""),
+            "pass another --out"
+            if resume
+            else "pass --resume to continue that run, or another --out",
+        )
+    rundir.empty_run_folder(folder)
+    line = (
+        f"{folder}: nothing to resume (the run started {started} stopped before its first "
+        "checkpoint); starting it again"
+        if resume
+        else f"{folder}: replaced the run started {started}, which stopped before its first "
+        "checkpoint"
+    )
+    print(line, file=sys.stderr, flush=True)
 
 
 def _same_spec(folder: Path, program: Program) -> None:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from importlib import metadata
@@ -31,6 +32,23 @@ from dnn.compiler.values import Rec, Ref, show
 
 # Epoch-record keys that are bookkeeping, not curves to plot.
 NOT_CURVES = ("epoch", "lr", "time", "samples_per_s")
+
+# Everything `dnn train` writes at the top of a run folder (`.tmp`: a write cut short).
+RUN_ENTRIES = (
+    "env.yaml",
+    "spec.dnn",
+    "hparams.yaml",
+    "metrics.jsonl",
+    "metrics.tmp",
+    "result.json",
+    "result.json.tmp",
+    "preprocess.npz",
+    "preprocess.json",
+    "checkpoints",
+    "plots",
+)
+# Keys of env.yaml that mark a dnn run (a conda env.yaml, say, has none of them).
+ENV_MARKS = ("spec", "seed", "command", "started")
 
 PACKAGES = ("dnn", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scikit-learn")
 
@@ -111,6 +129,32 @@ def environment(program: Program, argv: list[str] | None = None) -> dict[str, An
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cwd": os.getcwd(),
     }
+
+
+def run_folder_start(folder: Path) -> str | None:
+    """When the dnn run in `folder` started, or None if `folder` is not (only) a dnn run folder.
+
+    A run folder holds env.yaml with dnn's keys and nothing but the entries dnn writes.
+    """
+    if any(p.name not in RUN_ENTRIES for p in folder.iterdir()):
+        return None
+    try:
+        env = yaml.safe_load((folder / "env.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(env, dict) or not all(k in env for k in ENV_MARKS):
+        return None
+    return str(env["started"])
+
+
+def empty_run_folder(folder: Path) -> None:
+    """Delete what `dnn train` wrote in `folder` (checked with `run_folder_start` first)."""
+    for name in RUN_ENTRIES:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def write_yaml(path: Path, data: Any) -> None:

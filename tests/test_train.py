@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,7 +136,75 @@ def test_resume_refuses_a_changed_spec_and_a_finished_run(tmp_path: Path, capsys
     assert "already finished (epoch 2)" in capsys.readouterr().err
     assert main(["train", str(path), "--out", str(run), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "already exists and is not empty" in err and "--resume" in err
+    assert f"the run folder {run} already holds a checkpoint (last)" in err
+    assert "hint: pass --resume to continue that run, or another --out" in err
+    assert (run / "result.json").exists()
+
+
+# Issue 14, class 6 (runs and interruption): a run stopped before its first checkpoint left a
+# folder that blocked both a rerun ("already exists") and --resume ("nothing to resume").
+
+
+def interrupted_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A run folder as Ctrl-C leaves it after epoch 1, before any checkpoint (SIGINT)."""
+    path, run = spec(tmp_path, epochs=5000), tmp_path / "run"
+    cmd = [DNN, "train", str(path), "--out", str(run), "--quiet", "--checkpoint-every", "1e9"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "continues from the start (no checkpoint yet)" in err
+    assert not (run / "checkpoints" / "last").exists()
+    return path, run
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_replaced(tmp_path: Path, capsys) -> None:
+    path, run = interrupted_run(tmp_path)
+    started = yaml.safe_load((run / "env.yaml").read_text())["started"]
+    again = tmp_path / "again"
+    shutil.copytree(run, again)
+    assert main(["train", str(path), "--out", str(run), "--epochs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{run}: replaced the run started {started}, which stopped before its first checkpoint"
+    ]
+    assert json.loads((run / "result.json").read_text())["epochs_run"] == 1
+    # --resume, as the interrupt message suggests, starts it again too
+    argv = ["train", str(path), "--out", str(again), "--resume", "--epochs", "1", "--quiet"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{again}: nothing to resume (the run started {started} stopped before its first "
+        "checkpoint); starting it again"
+    ]
+    assert json.loads((again / "result.json").read_text())["epochs_run"] == 1
+
+
+def test_a_folder_that_is_not_a_run_is_never_replaced(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=1)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (mine / "env.yaml").write_text("name: conda-env\ndependencies: [numpy]\n")
+    for extra in ([], ["--resume"]):
+        assert main(["train", str(path), "--out", str(mine), "--quiet", *extra]) == 1
+        err = capsys.readouterr().err
+        assert (
+            f"error: {mine} is not empty and is not a dnn run folder; dnn writes only into an "
+            "empty folder or one of its own runs\n  hint: pass another --out"
+        ) in err
+    (mine / "notes.txt").unlink()  # a conda env.yaml alone is not a run either
+    assert main(["train", str(path), "--out", str(mine), "--quiet"]) == 1
+    assert "is not a dnn run folder" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["env.yaml"]
+    missing = tmp_path / "missing"
+    assert main(["train", str(path), "--out", str(missing), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: nothing to resume in {missing}: no such folder" in err
+    assert "hint: run without --resume to start this run" in err
 
 
 def test_sigkill_in_mid_run_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
