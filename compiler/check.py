@@ -30,6 +30,7 @@ from .diagnostics import (
     E_UNKNOWN_NAME,
     E_UNKNOWN_SECTION,
     E_VALUE,
+    W_NO_MODEL,
     W_UNUSED,
     Diagnostic,
     DiagnosticError,
@@ -153,6 +154,8 @@ class Checker:
         data = self._section("data", sections["data"], env) if "data" in sections else None
         sweep: Config | None = None
         axes: tuple[SweepAxis, ...] = ()
+        if not any(isinstance(i, ast.ModelDef) for i in self.r.module.items):
+            self._no_model()
         if "sweep" in sections:
             sweep, axes = self._sweep(sections["sweep"], env)
         if model is not None and train is not None and "train" in sections:
@@ -176,6 +179,17 @@ class Checker:
             dict(self.r.sources),
             self.r.module,
         )
+
+    def _no_model(self) -> None:
+        """No model: warn that `dnn train` will refuse the spec, unless it is a block library.
+
+        A block library (blocks and params only, for other specs to import) checks clean. A
+        spec of sections only still loads (`dnn.loads(...).build_optimizer()` reads `train`).
+        """
+        sections = any(isinstance(i, ast.Section) for i in self.r.module.items)
+        if sections or not (self.r.blocks or self.r.params):
+            d = nothing_to_train(self.r.module)
+            self.diags.add(replace(d, code=W_NO_MODEL, severity="warning"))
 
     def _try(self, f: Callable[[], Any], fallback: Any = None) -> Any:
         try:
@@ -1153,6 +1167,20 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": lambda a, b: a <= b,
     ">=": lambda a, b: a >= b,
 }
+
+
+def nothing_to_train(module: ast.Module) -> Diagnostic:
+    """Why a spec without a model cannot train: `dnn train`'s error, `dnn check`'s warning."""
+    sections = [i for i in module.items if isinstance(i, ast.Section)]
+    span = sections[0].span if sections else Span(module.path, 1, 1, 1, 1)
+    what = f"a `{sections[0].name}` section but no model" if sections else "no model"
+    return Diagnostic(
+        E_MODEL,
+        f"nothing to train: the spec has {what}",
+        span,
+        "define one in this file: `model NAME { input x: f32[N] ... }` "
+        "(imported files bring blocks and params only)",
+    )
 
 
 def check(resolved: Resolved, diags: Diagnostics) -> Program:

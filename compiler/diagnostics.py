@@ -42,6 +42,7 @@ E_SECTION = "E0602"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
+W_NO_MODEL = "W0802"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -75,9 +76,10 @@ CODES: Mapping[str, str] = {
     E_OVERRIDE: "a `--set` override that names nothing or does not parse",
     E_MODEL: "a problem with the model as a whole (no input, several models, no output)",
     E_SECTION: "a section whose fields do not fit together",
-    E_FILE: "a file that cannot be read",
+    E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",
+    W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
 }
 
 

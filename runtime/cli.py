@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dnn.compiler.diagnostics import Diagnostic, SpecError, render, render_all, to_dict, to_json
+from dnn.compiler.ir import Program
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
@@ -58,11 +59,30 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             _warn(program.warnings, program.sources)
             model = program.model
-            what = f"{len(model.nodes)} layers, {model.params:,} params" if model else "no model"
+            what = (
+                f"{len(model.nodes)} layers, {model.params:,} params"
+                if model
+                else _library(program)
+            )
             print(f"{path}: ok ({what})")
     if args.format == "json":
         print(json.dumps({"diagnostics": found}, indent=2))
     return status
+
+
+def _library(program: Program) -> str:
+    """What a spec without a model holds: blocks and params for other specs to import."""
+    from dnn.compiler import ast
+
+    blocks = sum(isinstance(i, ast.BlockDef) for i in program.module.items)
+    params = sum(isinstance(i, ast.ParamDef) for i in program.module.items)
+    if not blocks and not params:
+        return "no model"
+    return f"no model; {_count(blocks, 'block')}, {_count(params, 'param')} to import"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:

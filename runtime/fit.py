@@ -16,6 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from dnn.compiler.check import nothing_to_train
+from dnn.compiler.diagnostics import SpecError
 from dnn.compiler.ir import Program
 
 from . import checkpoint, pipeline, rundir
@@ -84,7 +86,7 @@ def _train(
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     if program.model is None:
-        raise spec_error(program, "loss", "nothing to train: the spec has no model", "add a model")
+        raise SpecError([nothing_to_train(program.module)], program.sources)  # as `dnn check` says
     enable_compile_cache()
     prepared = pipeline.prepare(program)
     _check_monitors(program, prepared)

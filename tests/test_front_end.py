@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dnn.compiler.diagnostics import E_FILE
+from dnn.compiler.diagnostics import E_FILE, E_MODEL, W_NO_MODEL
 
 import dnn
 
@@ -106,3 +106,53 @@ def test_crlf_files_still_read_as_before(tmp_path: Path) -> None:
     spec = tmp_path / "crlf.dnn"
     spec.write_bytes(b"model m {\r\n  input x: f32[4]\r\n  dense(2)\r\n}\r\n")
     assert dnn.load(str(spec)).model.params == 10
+
+
+# ---------------------------------------------------------------- specs without a model
+# `dnn train` refuses them; `dnn check` says the same as a warning, except for a block library
+# (blocks and params that other specs import), which checks clean.
+
+
+@pytest.mark.parametrize(
+    ("src", "where", "message"),
+    [
+        ("", "1:1", "nothing to train: the spec has no model"),
+        ("dnn 1\n# a comment\n", "1:1", "nothing to train: the spec has no model"),
+        (
+            "dnn 1\ntrain {\n  epochs = 3\n}\n",
+            "2:1",
+            "nothing to train: the spec has a `train` section but no model",
+        ),
+    ],
+)
+def test_check_warns_where_train_refuses(
+    tmp_path: Path, src: str, where: str, message: str
+) -> None:
+    spec = tmp_path / "s.dnn"
+    spec.write_text(src)
+    r = run("check", str(spec))
+    assert r.returncode == 0 and r.stdout == f"{spec}: ok (no model)\n", r.stderr
+    assert f"{spec}:{where}: warning[{W_NO_MODEL}]: {message}\n" in r.stderr
+    assert "hint: define one in this file: `model NAME {" in r.stderr
+    r = run("train", str(spec), "--out", str(tmp_path / "run"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{spec}:{where}: error[{E_MODEL}]: {message}\n" in r.stderr
+
+
+def test_a_block_library_checks_clean_and_does_not_train(tmp_path: Path) -> None:
+    lib = tmp_path / "lib.dnn"
+    lib.write_text("dnn 1\nparam width = 8\nblock b(c) {\n  dense(c)\n}\n")
+    r = run("check", str(lib))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == f"{lib}: ok (no model; 1 block, 1 param to import)\n"
+    assert dnn.load(str(lib)).warnings == ()
+    r = run("train", str(lib), "--out", str(tmp_path / "run"))
+    assert r.returncode == 1
+    assert f"{lib}:1:1: error[{E_MODEL}]: nothing to train: the spec has no model" in r.stderr
+    r = run("check", str(ROOT / "examples" / "blocks" / "resnet.dnn"))
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+
+
+def test_a_spec_of_sections_only_still_builds_its_optimizer() -> None:
+    program = dnn.loads("train {\n  optimizer = sgd(lr = 0.1)\n}\n")
+    assert [d.code for d in program.warnings] == [W_NO_MODEL]
