@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from . import ast
+from . import ast, rules
 from .diagnostics import (
     E_DTYPE,
     E_DUPLICATE,
@@ -41,7 +41,7 @@ from .diagnostics import (
 from .ir import Config, Graph, Node, Program, SweepAxis
 from .registry import REGISTRIES
 from .registry.core import Entry, Problem, did_you_mean
-from .registry.layers import ACTIVATIONS, LAYERS, fmt_shape
+from .registry.layers import ACTIVATIONS, LAYERS
 from .registry.sections import SECTIONS
 from .registry.types import RefT, UnknownWord, bind, convert_at, describe
 from .resolve import Resolved
@@ -158,11 +158,8 @@ class Checker:
             self._no_model()
         if "sweep" in sections:
             sweep, axes = self._sweep(sections["sweep"], env)
-        if model is not None and train is not None and "train" in sections:
-            self._check_loss(model, train)
-        if model is not None and data is not None:
-            self._check_data(model, data, train)
         if model is not None and train is not None:
+            train = rules.apply(model, data, train, "train" in sections, self.diags)
             self._check_freeze(model, train)
             self._check_monitors(train)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
@@ -473,29 +470,35 @@ class Checker:
         )
 
     def _eval_Chain(self, e: ast.Chain, env: Env, current: Any) -> Any:
-        head = self.eval(e.items[0], env, current)
+        # A mistake in one link poisons the rest of the chain, whose words are still checked.
+        head = self._try(partial(self._chain_head, e.items[0], env, current), POISON)
+        for item in e.items[1:]:
+            head = self._try(partial(self._chain_link, item, env, current, head), POISON)
+        return head
+
+    def _chain_head(self, item: ast.Expr, env: Env, current: Any) -> Tensor:
+        head = self.eval(item, env, current)
         if _layer_like(head):
-            head = self.apply(
-                head, [self._current(current, head, e.items[0].span)], [], e.items[0].span
-            )
+            head = self.apply(head, [self._current(current, head, item.span)], [], item.span)
         if not isinstance(head, Tensor):
             raise error(
                 E_NOT_A_LAYER,
                 f"{describe(head)} is not a layer or tensor",
-                e.items[0].span,
+                item.span,
                 "a chain starts with a layer or a named value",
             )
-        for item in e.items[1:]:
-            layer = self.eval(item, env, current)
-            if not _layer_like(layer):
-                raise error(
-                    E_NOT_A_LAYER,
-                    f"{describe(layer)} cannot follow `->`",
-                    item.span,
-                    "only layers and blocks can follow `->`",
-                )
-            head = self.apply(layer, [head], [], item.span)
         return head
+
+    def _chain_link(self, item: ast.Expr, env: Env, current: Any, head: Tensor) -> Tensor:
+        layer = self.eval(item, env, current)
+        if not _layer_like(layer):
+            raise error(
+                E_NOT_A_LAYER,
+                f"{describe(layer)} cannot follow `->`",
+                item.span,
+                "only layers and blocks can follow `->`",
+            )
+        return self.apply(layer, [head], [], item.span)
 
     def _eval_Cond(self, e: ast.Cond, env: Env, current: Any) -> Any:
         test = self.static(e.test, env, "the condition")
@@ -508,8 +511,8 @@ class Checker:
     def _eval_Attr(self, e: ast.Attr, env: Env, current: Any) -> Any:
         v = self.eval(e.value, env, current)
         if isinstance(v, Tensor):
-            if v.shape is None:
-                raise error(E_SHAPE, "shape unknown after an earlier error", e.span)
+            if v.shape is None:  # unknown after an earlier error, which was reported
+                raise DiagnosticError(Diagnostic("", "", e.span))
             props = {
                 "channels": v.shape[-1] if v.shape else 1,
                 "shape": v.shape,
@@ -674,16 +677,24 @@ class Checker:
             return self._expand(name, inputs, all_config, span)
         entry = LAYERS.lookup(name) or ACTIVATIONS.lookup(name)
         if entry is None:
-            raise error(
-                E_UNKNOWN_LAYER,
-                f"unknown layer `{name}`",
-                f.span or span,
-                did_you_mean(
-                    name, [*LAYERS.names(), *ACTIVATIONS.names(), *self.r.blocks, *_aliases()]
-                )
-                or "see `dnn help layers`",
-            )
+            self._unknown_layer(f, all_config, span)
+            return POISON  # the statement goes on: later words in it are still checked
         return self._node(entry, inputs, all_config, span)
+
+    def _unknown_layer(self, f: Any, config: list[Any], span: Span) -> None:
+        """Report the unknown layer, and the unknown words among its arguments."""
+        words = [*LAYERS.names(), *ACTIVATIONS.names(), *self.r.blocks, *_aliases()]
+        self.diags.add(
+            Diagnostic(
+                E_UNKNOWN_LAYER,
+                f"unknown layer `{f.name}`",
+                f.span or span,
+                did_you_mean(f.name, words) or "see `dnn help layers`",
+            )
+        )
+        for _, v, _ in config:
+            if isinstance(v, Sym) and not self._is_word(v.name):
+                self.diags.add(self._unknown_word(v).diagnostic)
 
     def _node(self, entry: Entry, inputs: list[Tensor], config: list[Any], span: Span) -> Tensor:
         pos = [(v, s) for k, v, s in config if k is None]
@@ -772,8 +783,6 @@ class Checker:
                 "merge them first, e.g. `concat(a, b)`",
             )
         values = self._block_args(bdef, config, span)
-        if inputs[0].poisoned:
-            return POISON
         instance = self.g.unique(name).rsplit("/", 1)[-1]
         self.g.scope.append(instance)
         self.g.blocks_active.append(name)
@@ -790,6 +799,8 @@ class Checker:
             raise error(
                 E_MODEL, f"block `{name}` has {len(outs)} outputs; a block returns one", bdef.span
             )
+        if inputs[0].poisoned:  # the body was walked for its own mistakes (unknown words)
+            return POISON
         if outs:
             shape = next(n.shape for n in self.g.nodes if n.name == outs[0])
             return Tensor(outs[0], shape, next(n.dtype for n in self.g.nodes if n.name == outs[0]))
@@ -970,53 +981,6 @@ class Checker:
 
     # ---- cross-checks between model, data and train ------------------------
 
-    def _check_loss(self, model: Graph, train: Config) -> None:
-        loss = train.loss
-        task = _entry_info("loss", loss.name).get("task") if loss is not None else None
-        if task != "classification" or len(model.outputs) != 1:
-            return
-        out = model.node(model.outputs[0])
-        if len(out.shape) != 1:
-            pool = " (or `global_avgpool`)" if len(out.shape) == 3 else ""
-            hint = (
-                f"insert `flatten`{pool} before the last `dense`"
-                if out.op == "dense"
-                else f"end the model with `flatten`{pool} and `dense(classes)`"
-            )
-            self.diags.add(
-                Diagnostic(
-                    E_SHAPE,
-                    f"`{loss.name}` needs a model output of shape (classes,), got {fmt_shape(out.shape)}",
-                    out.span,
-                    hint,
-                )
-            )
-
-    def _check_augment(self, model: Graph, data: Config) -> None:
-        """Image augmentations need one image input, [height, width, channels], unflattened."""
-        images = [
-            a for a in data.augment if _entry_info("augmentation", a.name).get("input") == "image"
-        ]
-        if not images:
-            return
-        shapes = [model.node(i).shape for i in model.inputs]
-        flattening = data.normalize.name in ("pca", "pca_whiten")
-        if len(shapes) != 1 or len(shapes[0]) != 3 or flattening:
-            why = (
-                f"`{data.normalize.name}` turns each example into a vector"
-                if flattening
-                else f"the model's input is {', '.join(fmt_shape(s) for s in shapes)}"
-            )
-            self.diags.add(
-                Diagnostic(
-                    E_SECTION,
-                    f"`{images[0].name}` transforms images [height, width, channels], but {why}",
-                    data.span_of("augment"),
-                    "declare the input as an image, e.g. `input x: f32[8, 8, 1]`, or use "
-                    "`noise(std)`, which takes any input",
-                )
-            )
-
     def _check_monitors(self, train: Config) -> None:
         """A monitored metric (early stopping, plateau) must be one the run computes."""
         watched = []
@@ -1052,65 +1016,6 @@ class Checker:
                     )
                 )
 
-    def _check_data(self, model: Graph, data: Config, train: Config | None) -> None:
-        self._check_augment(model, data)
-        source = data.source
-        if source is None or source.name != "builtin":
-            return
-        from .registry import data as data_registry
-
-        meta = data_registry.BUILTIN_DATA.get(str(source.arg("name")), {})
-        shape = meta.get("shape")
-        if shape is None:
-            return
-        if len(model.inputs) > 1:  # the features are dealt out to the inputs in order
-            sizes = [math.prod(model.node(i).shape) for i in model.inputs]
-            if sum(sizes) != math.prod(shape):
-                first = model.node(model.inputs[0])
-                self.diags.add(
-                    Diagnostic(
-                        E_SHAPE,
-                        f"the inputs take {' + '.join(map(str, sizes))} = {sum(sizes)} values "
-                        f"but `{source.arg('name')}` examples have {math.prod(shape)}",
-                        first.span,
-                        "the features of one example are split across the inputs in the "
-                        "order they are declared: make their sizes add up",
-                    )
-                )
-            return
-        inp = model.node(model.inputs[0])
-        if math.prod(inp.shape) != math.prod(shape):
-            self.diags.add(
-                Diagnostic(
-                    E_SHAPE,
-                    f"input `{inp.name}` has shape {fmt_shape(inp.shape)} ({math.prod(inp.shape)} "
-                    f"values) but `{source.arg('name')}` examples have {fmt_shape(tuple(shape))}",
-                    inp.span,
-                    f"declare `input {inp.name}: f32{list(shape)}` or a reshaping of it",
-                )
-            )
-        classes = meta.get("classes")
-        out = model.node(model.outputs[0]) if len(model.outputs) == 1 else None
-        loss = train.loss if train is not None else None
-        binary = loss is not None and _entry_info("loss", loss.name).get("task") == "binary"
-        one_logit = binary and classes == 2 and out is not None and out.shape == (1,)
-        if (
-            classes
-            and out is not None
-            and len(out.shape) == 1
-            and out.shape[0] != classes
-            and not one_logit
-        ):
-            self.diags.add(
-                Diagnostic(
-                    E_SHAPE,
-                    f"the model outputs {out.shape[0]} values but `{source.arg('name')}` has "
-                    f"{classes} classes",
-                    out.span,
-                    f"end the model with `dense({classes})`",
-                )
-            )
-
 
 # ------------------------------------------------------------------ helpers
 
@@ -1128,12 +1033,6 @@ def _block_arg(p: ast.BlockParam) -> Any:
     from .registry.types import AnyT
 
     return Arg(p.name, AnyT(), REQUIRED if p.default is None else None)
-
-
-def _entry_info(kind: str, name: str) -> dict[str, Any]:
-    reg = REGISTRIES.get(kind)
-    entry = reg.lookup(name) if reg else None
-    return dict(entry.info) if entry else {}
 
 
 def _binop(e: ast.BinOp, a: Any, b: Any) -> Any:

@@ -1,7 +1,10 @@
-"""Losses and weight penalties in JAX: what the train step minimizes (issue 3, in progress).
+"""Losses and weight penalties in JAX: what the train step minimizes.
 
 Each loss word has one function here of the same name, `(logits, targets, args) -> scalar`,
-the mean over the batch (and over output features where the formula says so). Penalties
+the mean over the batch (and over output features where the formula says so). The task a
+loss implies (its entry's `task`) follows from the output's width, which is static: one unit
+is a binary decision, several units classes or labels; class-label targets (N,) against
+several units are read as one-hot rows. Penalties
 (`l1`, `l2`, `l1_l2`) are summed over the kernels of the layers that declare them, and over
 biases and normalization scales too with `on = all`; the train step reports them as their own
 metric.
@@ -36,8 +39,16 @@ def huber(z: Array, y: Array, a: dict[str, Any]) -> Array:
     return jnp.mean(jnp.where(r <= d, r * r / 2, d * (r - d / 2)))
 
 
+def _rows(y: Array, z: Array) -> Array:
+    """Targets shaped like the logits: class labels (N,) against C > 1 units become one-hot
+    rows; 0/1 targets of one unit, and multi-hot rows, keep their values."""
+    if z.shape[-1] > 1 and y.ndim == z.ndim - 1:
+        return jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
+    return y.reshape(z.shape).astype(z.dtype)
+
+
 def binary_cross_entropy(z: Array, y: Array, a: dict[str, Any]) -> Array:
-    y = y.reshape(z.shape).astype(z.dtype)
+    y = _rows(y, z)
     y = y * (1 - a["label_smoothing"]) + a["label_smoothing"] / 2
     return jnp.mean(optax.sigmoid_binary_cross_entropy(z, y))
 
@@ -57,12 +68,24 @@ def _signed(y: Array, z: Array) -> Array:
     return jnp.where(jnp.min(y) >= 0, 2 * y - 1, y)  # 0/1 targets become -1/1
 
 
+def _hinge_margins(z: Array, y: Array) -> Array:
+    """Class labels (N,) against C > 1 units: Crammer & Singer's margin per example,
+    max(0, 1 + max_{c != y} z_c - z_y). Otherwise max(0, 1 - y z) per unit: one unit with 0/1
+    or -1/1 targets, or multi-hot rows (one decision per unit)."""
+    if z.shape[-1] == 1 or y.ndim == z.ndim:
+        return jnp.maximum(0, 1 - _signed(y, z) * z)
+    onehot = _rows(y, z) > 0
+    true = jnp.sum(jnp.where(onehot, z, 0), axis=-1)
+    other = jnp.max(jnp.where(onehot, -jnp.inf, z), axis=-1)
+    return jnp.maximum(0, 1 + other - true)
+
+
 def hinge(z: Array, y: Array, a: dict[str, Any]) -> Array:
-    return jnp.mean(jnp.maximum(0, 1 - _signed(y, z) * z))
+    return jnp.mean(_hinge_margins(z, y))
 
 
 def squared_hinge(z: Array, y: Array, a: dict[str, Any]) -> Array:
-    return jnp.mean(jnp.maximum(0, 1 - _signed(y, z) * z) ** 2)
+    return jnp.mean(_hinge_margins(z, y) ** 2)
 
 
 LOSSES: dict[str, Callable[[Array, Array, dict[str, Any]], Array]] = {

@@ -215,7 +215,7 @@ AUGMENT: dict[str, Augmentation] = {
 
 def _check_shape(ref: Ref, shape: Shape) -> None:
     entry = AUGMENTATIONS.lookup(ref.name)
-    if entry is not None and entry.info.get("input") == "image" and len(shape) != 3:
+    if entry is not None and entry.needs.input == "image" and len(shape) != 3:
         raise ValueError(
             f"augmentation `{ref}` needs image inputs [height, width, channels], but an example "
             f"has shape [{', '.join(map(str, shape))}]; remove it or use `noise`, which takes "

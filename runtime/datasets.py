@@ -49,7 +49,8 @@ Row = tuple[int, list[Field]]  # a CSV line: its number in the file and its fiel
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """Examples in memory, one per row: inputs `x` (N, *shape) float32 and targets `y`.
+    """Examples in memory, one per row: inputs `x` (N, *shape) float32 (int32 for integer
+    sources: token ids) and targets `y`.
 
     `y` holds int32 class indices (N,) for classification, float32 (N,) or (N, D) values for
     regression. `origin` is the file as messages name it, or `builtin:NAME`. The remaining
@@ -246,6 +247,11 @@ def _sequence(n: int, rng: np.random.Generator) -> Arrays:
     return x, (x.sum(axis=(1, 2)) > 0).astype(np.int64)
 
 
+def _tokens(n: int, rng: np.random.Generator) -> Arrays:
+    ids = rng.integers(0, 20, (n, 13))
+    return ids, ((ids < 10).sum(axis=1) > 6).astype(np.int64)
+
+
 # Sets of our own making; the others are scikit-learn's bundled loaders named in BUILTIN_DATA.
 _GENERATORS: dict[str, Callable[[int, np.random.Generator], Arrays]] = {
     "moons": _moons,
@@ -253,6 +259,7 @@ _GENERATORS: dict[str, Callable[[int, np.random.Generator], Arrays]] = {
     "spirals": _spirals,
     "xor": _xor,
     "sequence": _sequence,
+    "tokens": _tokens,
 }
 
 
@@ -294,7 +301,8 @@ def _load_builtin(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
             "use a regression loss such as `mse`, with one output",
         )
     x, y, names = _builtin_arrays(name)
-    x = np.asarray(x, np.float32).reshape(len(x), *meta["shape"])
+    dtype = np.int32 if meta.get("dtype") == "int" else np.float32
+    x = np.asarray(x, dtype).reshape(len(x), *meta["shape"])
     origin = f"builtin:{name}"
     if task == "regression":
         return Table(x, np.asarray(y, np.float32), task, None, (), origin, "builtin", where.span)
@@ -531,12 +539,15 @@ def _member(archive: Any, key: str, shown: str, where: _Where) -> np.ndarray:
 
 
 def _numbers(a: np.ndarray, what: str, shown: str, where: _Where) -> np.ndarray:
-    """A numeric array with one row per example, as float32, every value finite."""
+    """A numeric array with one row per example, every value finite: int32 when the archive
+    holds integers (token ids stay ids), float32 otherwise."""
     if a.ndim == 0 or a.dtype.kind not in "biuf":
         problem = "is a single value" if a.ndim == 0 else f"holds `{a.dtype}` values"
         message = f"{what} in `{shown}` {problem}, not numbers with one row per example"
         hint = "save a numeric array whose first axis indexes the examples"
         raise where.file(E_DATA, message, _start(shown), hint)
+    if a.dtype.kind in "biu":
+        return a.astype(np.int32)
     x = a.astype(np.float32)
     bad = np.argwhere(~np.isfinite(x))
     if len(bad):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from dnn.compiler.ir import Program
+from dnn.compiler.rules import target_kind
 
 from . import checkpoint, datasets, pipeline
 from .datasets import Table
@@ -100,10 +101,12 @@ def predict(
     transform = pipeline.load_transform(_run_folder(run))
     raw = datasets.read_inputs(inputs, transform.raw_shape)
     x = transform(program, raw)
+    task = pipeline.task_of(program)  # the run's model: `restore` checks it is the same
+    kind = target_kind(task)
     dummy = Table(
-        x=x[:1] if len(x) else np.zeros((1, *x.shape[1:]), np.float32),
-        y=np.zeros((1,), np.int32 if transform.task == "classification" else np.float32),
-        task=transform.task,
+        x=x[:1] if len(x) else np.zeros((1, *x.shape[1:]), x.dtype),
+        y=np.zeros((1,), np.int32 if kind == "classification" else np.float32),
+        task=kind,
         classes=transform.classes,
         class_names=transform.class_names,
         origin=str(inputs),
@@ -112,7 +115,7 @@ def predict(
         {"train": dummy},
         transform.stats,
         transform.raw_shape,
-        transform.task,
+        task,
         transform.classes,
         transform.class_names,
     )
@@ -141,9 +144,11 @@ def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
 def _write(
     path: Path, out: np.ndarray, engine: Engine, names: tuple[str, ...], probabilities: bool
 ) -> None:
-    classify = engine.prepared.task == "classification"
+    classify = engine.prepared.task != "regression"
     if classify:
-        if engine.binary:
+        if engine.prepared.task == "multilabel":  # one yes/no decision per unit
+            probs = np.asarray(jax.nn.sigmoid(out))
+        elif engine.binary:
             p1 = jax.nn.sigmoid(out.reshape(-1))
             probs = np.stack([1 - np.asarray(p1), np.asarray(p1)], axis=1)
         else:

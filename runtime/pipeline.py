@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dnn.compiler.diagnostics import E_SECTION, Diagnostic, SpecError
+from dnn.compiler.diagnostics import E_DTYPE, E_SECTION, Diagnostic, InternalError, SpecError
 from dnn.compiler.ir import Program
-from dnn.compiler.registry.losses import LOSSES as LOSS_WORDS
+from dnn.compiler.registry.core import Problem
+from dnn.compiler.rules import target_kind
+from dnn.compiler.rules import task_of as loss_task
+from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess
 from .datasets import Table
@@ -33,7 +36,7 @@ class Prepared:
     splits: dict[str, Table]
     stats: dict[str, np.ndarray]  # the normalizer's statistics, from the train split
     raw_shape: tuple[int, ...]  # one example as the source stores it
-    task: str
+    task: str  # regression | binary | multiclass | multilabel (core.TASKS)
     classes: int | None
     class_names: tuple[str, ...]
 
@@ -42,10 +45,12 @@ class Prepared:
 
 
 def task_of(program: Program) -> str:
-    """`classification` or `regression`, from the loss."""
-    entry = LOSS_WORDS.lookup(program.train.loss.name)
-    regression = entry is not None and entry.info.get("task") == "regression"
-    return "regression" if regression else "classification"  # `binary` losses classify
+    """The task the loss implies for the model's output (`dnn check` refused any other)."""
+    assert program.model is not None
+    task = loss_task(program.train.loss, program.model)
+    if task is None:
+        raise InternalError(f"`{program.train.loss.name}` has no task for this output")
+    return task
 
 
 def input_sizes(program: Program) -> list[tuple[str, tuple[int, ...]]]:
@@ -87,7 +92,7 @@ def prepare(program: Program, stats: dict[str, np.ndarray] | None = None) -> Pre
             program.sources,
         )
     task, base = task_of(program), Path(program.path).resolve().parent
-    load = _loader(program, task, base)
+    load = _loader(program, target_kind(task), base)
     source = load("source")
     extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
     fractions = _fractions(dict(data.split.items), extra)
@@ -96,15 +101,58 @@ def prepare(program: Program, stats: dict[str, np.ndarray] | None = None) -> Pre
     if len(splits["train"].y) == 0:
         raise _section_error(program, "split", "the train split is empty", "give `train` a share")
     raw_shape = tuple(splits["train"].x.shape[1:])
+    try:
+        shape = preprocess.output_shape(data.normalize, raw_shape)
+    except Problem as p:
+        raise _section_error(program, "normalize", p.message, p.hint or "") from None
+    _check_dtypes(program, splits["train"])
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
     out = {}
     for name, table in splits.items():
         x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
         if not len(table.y):
-            x = x.reshape((0, *preprocess.output_shape(data.normalize, raw_shape)))
+            x = x.reshape((0, *shape))
         out[name] = _fit(program, replace(table, x=x))
     return Prepared(out, stats, raw_shape, task, source.classes, source.class_names)
+
+
+def _check_dtypes(program: Program, table: Table) -> None:
+    """Integer inputs need integer examples (token ids); real examples never become ids.
+
+    Integer examples feed a float input as numbers (pixel values 0..255, say).
+    """
+    assert program.model is not None
+    if table.x.dtype.kind in "iub" or (table.kind == "csv" and _whole(table.x)):
+        return  # a CSV has no dtypes: whole numbers in its cells are ids
+    for name in program.model.inputs:
+        node = program.model.node(name)
+        if not is_float_dtype(node.dtype):
+            raise SpecError(
+                [
+                    Diagnostic(
+                        E_DTYPE,
+                        f"input `{name}` is {node.dtype} but `{table.origin}` holds "
+                        f"{table.x.dtype} examples, not integers",
+                        node.span,
+                        f"store the inputs as integers (`x.astype(np.int32)`), or declare "
+                        f"`input {name}: f32{list(node.shape)}`",
+                    )
+                ],
+                program.sources,
+            )
+
+
+def _whole(x: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(x)) and np.all(x == np.round(x)))
+
+
+def input_dtype(program: Program) -> Any:
+    """The NumPy dtype the model's inputs take: int32 for integer inputs, else float32
+    (`dnn check` refuses inputs of both kinds fed by one source)."""
+    assert program.model is not None
+    ints = [not is_float_dtype(program.model.node(n).dtype) for n in program.model.inputs]
+    return np.int32 if all(ints) else np.float32
 
 
 def _top(program: Program) -> Any:
@@ -140,6 +188,7 @@ def _fit(program: Program, table: Table) -> Table:
     assert program.model is not None
     first = program.model.inputs[0]
     node = program.model.node(first)
+    table = replace(table, x=table.x.astype(input_dtype(program), copy=False))
     return datasets.fit_to_model(
         table,
         model_input_shape(program),
@@ -200,6 +249,7 @@ class Transform:
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
         x = preprocess.apply(program.data.normalize, self.stats, x)
+        x = x.astype(input_dtype(program), copy=False)
         return x.reshape((x.shape[0], *model_input_shape(program)))
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from dnn.compiler.rules import example_shape
 from dnn.compiler.values import Ref
 
 Stats = dict[str, np.ndarray]
@@ -150,7 +151,6 @@ NORMALIZE: dict[str, Normalizer] = {
 }
 
 # Normalizers whose output is a flat vector of components rather than an example's shape.
-_FLAT = ("pca", "pca_whiten")
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -171,14 +171,17 @@ def fit(ref: Ref, x: np.ndarray) -> Stats:
 
 
 def apply(ref: Ref, stats: Stats, x: np.ndarray) -> np.ndarray:
-    """Normalize the batch `x` (N, *shape) with train statistics: float32 of `output_shape`."""
+    """Normalize the batch `x` (N, *shape) with train statistics: float32 of `output_shape`.
+
+    `none` leaves the examples as they are, integer token ids included.
+    """
+    if ref.name == "none":
+        return x
     y = NORMALIZE[ref.name].apply(ref, stats, _flat(x))
     return y.reshape(len(y), *output_shape(ref, np.shape(x)[1:])).astype(np.float32)
 
 
 def output_shape(ref: Ref, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of one example after normalizer `ref`: (n,) for PCA, else `shape` unchanged."""
-    if ref.name not in _FLAT:
-        return tuple(shape)
-    n = ref.arg("n")
-    return (math.prod(shape) if n is None else n,)
+    """The shape of one example after normalizer `ref`: its entry's shape rule, the one
+    `dnn check` uses (raises `Problem` where the normalizer cannot apply)."""
+    return example_shape(ref, tuple(shape))

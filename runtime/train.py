@@ -103,7 +103,7 @@ class Engine:
             if self.plateau
             else base
         )
-        self.binary = self.outputs == 1 and self.prepared.task == "classification"
+        self.binary = self.prepared.task == "binary"
         try:
             self.place = Placement.of(train.devices, str(train.shard))
         except ValueError as e:
@@ -140,7 +140,7 @@ class Engine:
 
     @property
     def classes(self) -> int | None:
-        return self.outputs if self.prepared.task == "classification" else None
+        return self.outputs if self.prepared.task != "regression" else None
 
     # -------------------------------------------------------------- per member
 
@@ -171,7 +171,7 @@ class Engine:
 
     def _forward_raw(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
         if str(self.program.train.precision) == "bf16":  # the casts' gradients are f32 again
-            params, x = jax.tree.map(_to_bf16, params), x.astype(jnp.bfloat16)
+            params, x = jax.tree.map(_to_bf16, params), _to_bf16(x)  # token ids stay ids
         xs = pipeline.model_inputs(self.program, x)
         variables = {"params": params, **state}
         if not train:
@@ -242,9 +242,9 @@ class Engine:
 
     def combine(self, outs: Array) -> Array:
         """The ensemble's output from the members' (axis 0): mean probability, as logits."""
-        if self.prepared.task != "classification":
+        if self.prepared.task == "regression":
             return jnp.mean(outs, axis=0)
-        if self.binary:
+        if self.binary or self.prepared.task == "multilabel":  # a sigmoid per unit
             p = jnp.mean(jax.nn.sigmoid(outs), axis=0)
             return jnp.log(p) - jnp.log1p(-p)
         return jnp.log(jnp.mean(jax.nn.softmax(outs, axis=-1), axis=0))

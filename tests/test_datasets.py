@@ -9,11 +9,12 @@ characters of the data file, and the hint.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dnn.compiler.diagnostics import E_DATA, E_FILE
+from dnn.compiler.diagnostics import E_DATA, E_FILE, E_SECTION
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.runtime.datasets import Table, fit_to_model, load_source, read_inputs, split
@@ -23,11 +24,14 @@ from dnn import SpecError, loads
 
 SPEC = """dnn 1
 model m {{
-  input x: f32[{shape}]
-  dense({outputs})
+  input x: {dtype}[{shape}]
+  {layers}dense({outputs})
 }}
 data {{
   source = {source}
+}}
+train {{
+  loss = {loss}
 }}
 """
 SOURCE = "spec.dnn:7:12"  # where `source = ...` puts its value in SPEC
@@ -39,8 +43,22 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def program(source: str, shape: tuple[int, ...] = (2,), outputs: int = 3) -> Program:
-    text = SPEC.format(source=source, shape=", ".join(map(str, shape)), outputs=outputs)
+def program(
+    source: str, shape: tuple[int, ...] = (2,), outputs: int = 3, loss: str | None = None
+) -> Program:
+    """A spec reading `source`; its loss (one `dnn check` accepts for the output) sets the task."""
+    loss = loss or ("binary_cross_entropy" if outputs == 1 else "cross_entropy")
+    dims = ", ".join(map(str, shape))
+    ids = source == 'builtin("tokens")'  # integer examples: ids into an embedding
+    layers = "embedding(20, 2) -> flatten -> " if ids else "flatten -> " if len(shape) > 1 else ""
+    text = SPEC.format(
+        source=source,
+        shape=dims,
+        outputs=outputs,
+        loss=loss,
+        dtype="i32" if ids else "f32",
+        layers=layers,
+    )
     return loads(text, "spec.dnn")
 
 
@@ -52,7 +70,7 @@ def load(
     outputs: int = 3,
 ) -> Table:
     """Load a source written as in a spec, e.g. `csv("x.csv", label = "y")`."""
-    p = program(source, shape, outputs)
+    p = program(source, shape, outputs, "mse" if task == "regression" else None)
     assert p.data is not None
     return load_source(
         p.data.source,
@@ -65,8 +83,9 @@ def load(
 
 def builtin(name: str, task: str | None = None) -> Table:
     meta = BUILTIN_DATA[name]  # the checker matches the spec's model to a built-in set
-    source, outputs = f'builtin("{name}")', meta["classes"] or 1
-    return load(source, task or meta["task"], shape=meta["shape"], outputs=outputs)
+    task = task or meta["task"]
+    outputs = 1 if task == "regression" else meta["classes"]
+    return load(f'builtin("{name}")', task, shape=meta["shape"], outputs=outputs)
 
 
 def fit(table: Table, shape: tuple[int, ...], outputs: int) -> Table:
@@ -122,7 +141,8 @@ def csv_fails(text: str, where: str, message: str, hint: str, **kw: str) -> str:
 @pytest.mark.parametrize("name", list(BUILTIN_DATA))
 def test_builtin_matches_its_description(name: str) -> None:
     meta, t = BUILTIN_DATA[name], builtin(name)
-    assert t.x.shape == (meta["samples"], *meta["shape"]) and t.x.dtype == np.float32
+    dtype = np.int32 if meta.get("dtype") == "int" else np.float32  # token ids stay ids
+    assert t.x.shape == (meta["samples"], *meta["shape"]) and t.x.dtype == dtype
     assert t.classes == meta["classes"] and t.task == meta["task"]
     assert t.origin == f"builtin:{name}" and np.isfinite(t.x).all()
     if meta["classes"] is None:
@@ -133,7 +153,7 @@ def test_builtin_matches_its_description(name: str) -> None:
         assert sorted(set(t.y.tolist())) == list(range(meta["classes"]))
 
 
-@pytest.mark.parametrize("name", ["moons", "circles", "spirals", "xor", "sequence"])
+@pytest.mark.parametrize("name", ["moons", "circles", "spirals", "xor", "sequence", "tokens"])
 def test_generated_sets_are_the_same_on_every_load(name: str) -> None:
     a, b = builtin(name), builtin(name)
     assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
@@ -146,6 +166,9 @@ def test_generated_sets_follow_their_docs() -> None:
     assert np.array_equal(seq.y, (seq.x.sum(axis=(1, 2)) > 0).astype(np.int32))
     assert np.bincount(spirals.y).tolist() == [334, 333, 333]
     assert builtin("iris").class_names == ("setosa", "versicolor", "virginica")
+    tokens = builtin("tokens")
+    assert tokens.x.min() == 0 and tokens.x.max() == BUILTIN_DATA["tokens"]["vocab"] - 1
+    assert np.array_equal(tokens.y, ((tokens.x < 10).sum(axis=1) > 6).astype(np.int32))
 
 
 def test_classification_set_under_a_regression_loss_gives_numbers() -> None:
@@ -153,9 +176,30 @@ def test_classification_set_under_a_regression_loss_gives_numbers() -> None:
     assert t.y.dtype == np.float32 and t.classes is None and set(t.y.tolist()) == {0.0, 1.0, 2.0}
 
 
-def test_regression_set_under_a_classification_loss() -> None:
+def test_regression_set_under_a_classification_loss_is_refused_by_check_class_1() -> None:
+    """Loss / target consistency (issue 14, class 1): known statically for built-in sets."""
     fails(
-        lambda: builtin("diabetes", "classification"),
+        lambda: program('builtin("diabetes")', (10,), 2),
+        "spec.dnn:10:10",
+        "`cross_entropy` needs class labels, but `diabetes` has real-valued targets",
+        "train with a regression loss such as `mse`, `mae` or `huber`",
+        code=E_SECTION,
+    )
+
+
+def test_regression_set_under_a_classification_loss_in_the_loader() -> None:
+    p = program('builtin("diabetes")', (10,), 1, "mse")
+    assert p.data is not None
+    load_classes = partial(
+        load_source,
+        p.data.source,
+        task="classification",
+        base_dir=Path("."),
+        span=p.data.span_of("source"),
+        sources=p.sources,
+    )
+    fails(
+        load_classes,
         SOURCE,
         '`builtin("diabetes")` has real-valued targets, not class labels',
         "use a regression loss such as `mse`, with one output",

@@ -156,3 +156,58 @@ def test_a_block_library_checks_clean_and_does_not_train(tmp_path: Path) -> None
 def test_a_spec_of_sections_only_still_builds_its_optimizer() -> None:
     program = dnn.loads("train {\n  optimizer = sgd(lr = 0.1)\n}\n")
     assert [d.code for d in program.warnings] == [W_NO_MODEL]
+
+
+# ---------------------------------------------------------------- every unknown word in one run
+
+UNKNOWN_WORDS = """\
+dnn 1
+block b(c) {
+  dense(c) -> relux
+  dropot(0.1)
+}
+model m {
+  input x: f32[8]
+  h = foo(3, widht)
+  y = dense(in.channels)(h) -> gelux
+  z = b(4)(h)
+  w = add(y, zzz)
+  q = b(unitz)
+  output o = dense(2)(w) -> softmaxx
+}
+"""
+
+
+def diagnostics(src: str) -> list[str]:
+    with pytest.raises(dnn.SpecError) as info:
+        dnn.loads(src, "spec.dnn")
+    return [
+        f"{d.span.line}:{d.span.col} {d.code} {d.message} | {d.hint}"
+        for d in info.value.diagnostics
+    ]
+
+
+def test_every_unknown_word_is_reported_past_the_first() -> None:
+    # After `foo`, the values that depend on it are poisoned; the checker walks on through
+    # the chain, the block's body and the later statements, reporting each unknown word
+    # once, and nothing that only follows from the first mistake.
+    assert diagnostics(UNKNOWN_WORDS) == [
+        "3:15 E0202 unknown layer `relux` | did you mean `relu`, `relu6` or `prelu`?",
+        "4:3 E0202 unknown layer `dropot` | did you mean `dropout`?",
+        "8:7 E0202 unknown layer `foo` | see `dnn help layers`",
+        "8:14 E0201 unknown name `widht` | values in scope: `x`",
+        "9:13 E0201 `in` is only defined inside a block or repeat"
+        " | refer to a named value or input instead",
+        "9:32 E0202 unknown layer `gelux` | did you mean `gelu`, `elu` or `selu`?",
+        "11:14 E0201 unknown name `zzz` | values in scope: `x`, `h`, `y`, `z`",
+        "12:9 E0201 unknown name `unitz` | define it with `param` or as a block argument",
+        "13:29 E0202 unknown layer `softmaxx` | did you mean `softmax` or `log_softmax`?",
+    ]
+
+
+def test_a_shape_property_of_a_poisoned_value_is_not_a_second_error() -> None:
+    src = "model m {\n  input x: f32[8]\n  h = foo(3)(x)\n  dense(h.channels)(x) -> gelux\n}\n"
+    assert [d.split(" |")[0] for d in diagnostics(src)] == [
+        "3:7 E0202 unknown layer `foo`",
+        "4:27 E0202 unknown layer `gelux`",
+    ]

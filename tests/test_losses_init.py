@@ -64,6 +64,23 @@ def test_binary_losses() -> None:
     assert loss("squared_hinge", Z, B) == pytest.approx(ref, rel=1e-12)
 
 
+def test_several_units_with_class_labels_class_1() -> None:
+    """Task-dependent losses (issue 14, class 1): class labels against C units are one-hot rows
+    for binary_cross_entropy (one-vs-rest) and Crammer & Singer's margin for the hinges."""
+    onehot = np.eye(4)[LABELS]
+    p = 1 / (1 + np.exp(-Z))
+    ref = -np.mean(onehot * np.log(p) + (1 - onehot) * np.log(1 - p))
+    assert loss("binary_cross_entropy", Z, LABELS) == pytest.approx(ref, rel=1e-10)
+    true = Z[np.arange(6), LABELS]
+    other = np.where(onehot > 0, -np.inf, Z).max(axis=1)
+    margin = np.maximum(0, 1 + other - true)
+    assert loss("hinge", Z, LABELS) == pytest.approx(np.mean(margin), rel=1e-12)
+    assert loss("squared_hinge", Z, LABELS) == pytest.approx(np.mean(margin**2), rel=1e-12)
+    # hand-worked: scores (2, 0.5, -1), class 0: max(0, 1 + 0.5 - 2) = 0; class 2: 1 + 2 + 1 = 4
+    z = np.array([[2.0, 0.5, -1.0], [2.0, 0.5, -1.0]])
+    assert loss("hinge", z, np.array([0, 2])) == pytest.approx(2.0, rel=1e-12)
+
+
 def test_penalties_apply_to_kernels_unless_on_all() -> None:
     src = """model m {
   input x: f32[3]

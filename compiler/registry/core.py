@@ -84,6 +84,69 @@ class Args:
         return dict(self.items)
 
 
+# The tasks a loss can imply, and the targets each reads (DESIGN §7: facts on the entry).
+TASKS: dict[str, str] = {
+    "regression": "real-valued targets, as many per example as the model has output units",
+    "binary": "one output unit; 0/1 targets (a class label of a two-class set)",
+    "multiclass": "one unit per class; integer class labels or one-hot rows",
+    "multilabel": "one unit per label, each a yes/no decision; multi-hot 0/1 rows, or class "
+    "labels (read as one-hot rows)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """The task a loss implies, by the width of the model's output.
+
+    `one` is the task when the output has one unit, `several` when it has more; None means
+    the loss is not valid for that width, and `refuse_one` / `refuse_several` say why.
+    """
+
+    one: str | None
+    several: str | None
+    refuse_one: str = ""
+    refuse_several: str = ""
+
+    def __post_init__(self) -> None:
+        for t in (self.one, self.several):
+            if t is not None and t not in TASKS:
+                raise InternalError(f"unknown task {t!r}")
+
+    def of(self, units: int) -> str | None:
+        """The task for a model output of `units` values, or None when it is not valid."""
+        return self.one if units == 1 else self.several
+
+    def refusal(self, units: int) -> str:
+        return self.refuse_one if units == 1 else self.refuse_several
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a word needs at run time, evaluated by the checker against the model and data.
+
+    `dtype`: the input tensors it takes (`float`, `int` or `any`). `tasks`: the tasks whose
+    targets it can read (metrics: accuracy reads class labels, r2 real values); empty means
+    any. `input`: `image` for words that need one image input [height, width, channels].
+    """
+
+    dtype: str = "float"
+    tasks: tuple[str, ...] = ()
+    input: str = "any"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float", "int", "any") or self.input not in ("any", "image"):
+            raise InternalError(f"bad needs {self!r}")
+        for t in self.tasks:
+            if t not in TASKS:
+                raise InternalError(f"unknown task {t!r}")
+
+    def fits(self, task: str) -> bool:
+        return not self.tasks or task in self.tasks
+
+
+CLASS_TASKS = ("binary", "multiclass", "multilabel")
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A word of the language.
@@ -107,6 +170,10 @@ class Entry:
     int_input: bool = False  # takes integer tensors (embedding) instead of floats
     lower: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    needs: Needs = Needs()
+    task: Task | None = None  # losses: the task implied by the output's width
+    example: str | None = None  # a minimal valid use, for the contract test and `dnn help`
+    traits: frozenset[str] = frozenset()  # e.g. `rate_divides`: the rate is in a denominator
 
     def get_arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)
@@ -200,8 +267,12 @@ def registry(kind: str, title: str, doc: str = "") -> Registry:
 
 
 __all__ = [
+    "CLASS_TASKS",
     "REQUIRED",
+    "TASKS",
     "Arg",
+    "Needs",
+    "Task",
     "Args",
     "Entry",
     "Problem",

@@ -13,9 +13,10 @@ batches only, with fresh randomness per example and step.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .core import Args, Problem, arg, registry
+from .core import Args, Needs, Problem, arg, registry
 from .types import EnumT, FloatT, ListT, NonNegFloat, NonNegInt, OptionalT, PosFloat, PosInt, Str
 
 # ----------------------------------------------------------------------------- data sets
@@ -102,6 +103,17 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
         "doc": "noisy sequences of 20 steps, one feature; class 1 where the sum is positive "
         "(synthetic, for recurrent and 1-d convolutional models)",
     },
+    "tokens": {
+        "shape": (13,),
+        "classes": 2,
+        "samples": 1000,
+        "task": "classification",
+        "dtype": "int",
+        "vocab": 20,
+        "source": "synthetic",
+        "doc": "sequences of 13 token ids in 0..19; class 1 where most ids are below 10 "
+        "(synthetic, for `input t: i32[13]` and `embedding(20, dim)`)",
+    },
 }
 
 DATASETS = registry(
@@ -170,6 +182,20 @@ NORMALIZERS = registry(
     "covariance's eigenvectors U and eigenvalues S are per feature and from the train split).",
 )
 
+
+def _components(a: Args, x: tuple[int, ...]) -> tuple[int, ...]:
+    """PCA's output: n components of the flattened example, n at most its feature count."""
+    features = math.prod(x)
+    n = features if a.n is None else a.n
+    if n > features:
+        raise Problem(
+            f"`n = {n}` components, but the examples have {features} features",
+            hint=f"keep at most {features}: `n = {features}`",
+            arg="n",
+        )
+    return (n,)
+
+
 _WHITEN_EPS = arg("eps", PosFloat, 1e-5, doc="added to the eigenvalues before the square root")
 
 NORMALIZERS.add(
@@ -215,6 +241,7 @@ NORMALIZERS.add(
     args=(arg("n", PosInt, doc="number of principal components kept"),),
     doc="project the centred inputs on the n leading principal components",
     formula="cov = X_c^T X_c / N,  U, S = svd(cov);  x' = (x - mu) U[:, :n]",
+    shape=_components,
     info={"fit": True},
 )
 
@@ -227,6 +254,7 @@ NORMALIZERS.add(
     aliases=("whiten",),
     doc="PCA whitening: decorrelate, then give every component unit variance",
     formula="x' = (x - mu) U[:, :n] / sqrt(S[:n] + eps)",
+    shape=_components,
     info={"fit": True},
 )
 
@@ -241,10 +269,12 @@ NORMALIZERS.add(
 
 # ----------------------------------------------------------------------------- augmentation
 
+_IMAGE = Needs(input="image")
+
 AUGMENTATIONS = registry(
     "augmentation",
     "augmentations",
-    "Random transforms of training inputs; `info['input']` says whether an entry needs images "
+    "Random transforms of training inputs; `needs.input` says whether an entry needs images "
     "([height, width, channels]) or takes any input.",
 )
 
@@ -254,7 +284,7 @@ AUGMENTATIONS.add(
     aliases=("crop",),
     doc="pad the image with zeros, then crop a random window of the original size",
     formula="x' = pad(x, padding)[i : i + H, j : j + W],  i, j ~ U{0 .. 2 padding}",
-    info={"input": "image"},
+    needs=_IMAGE,
 )
 
 AUGMENTATIONS.add(
@@ -270,7 +300,7 @@ AUGMENTATIONS.add(
     aliases=("flip",),
     doc="mirror the image with probability 1/2",
     formula="x' = flip(x) with probability 0.5, else x",
-    info={"input": "image"},
+    needs=_IMAGE,
 )
 
 AUGMENTATIONS.add(
@@ -279,7 +309,7 @@ AUGMENTATIONS.add(
     aliases=("random_rotation",),
     doc="rotate the image by a random angle about its centre (uncovered pixels are 0)",
     formula="x' = rotate(x, a),  a ~ U(-max_degrees, max_degrees) degrees, bilinear",
-    info={"input": "image"},
+    needs=_IMAGE,
 )
 
 AUGMENTATIONS.add(
@@ -296,7 +326,7 @@ AUGMENTATIONS.add(
     doc="scale the image about its centre by a random factor, keeping its size",
     formula="x' = zoom(x, s),  s ~ U(1 - max_factor, 1 + max_factor), bilinear, cropped or "
     "zero-padded to H x W",
-    info={"input": "image"},
+    needs=_IMAGE,
 )
 
 AUGMENTATIONS.add(
@@ -305,7 +335,7 @@ AUGMENTATIONS.add(
     aliases=("brightness",),
     doc="add a random offset to each channel",
     formula="x'_c = x_c + d_c,  d_c ~ U(-max_delta, max_delta) per image and channel",
-    info={"input": "image"},
+    needs=_IMAGE,
 )
 
 AUGMENTATIONS.add(
@@ -314,7 +344,6 @@ AUGMENTATIONS.add(
     aliases=("gaussian_noise",),
     doc="add Gaussian noise to every input element",
     formula="x' = x + e,  e ~ N(0, std^2) element-wise",
-    info={"input": "any"},
 )
 
 AUGMENTATIONS.add(
@@ -323,7 +352,7 @@ AUGMENTATIONS.add(
     doc="set a randomly placed square of the image to zero (DeVries & Taylor 2017)",
     formula="x' = x with the size x size square centred at (i, j) set to 0, all channels;  "
     "(i, j) uniform over the image, the square clipped at the borders",
-    info={"input": "image"},
+    needs=_IMAGE,
 )
 
 AUGMENTATIONS.add(
@@ -339,5 +368,5 @@ AUGMENTATIONS.add(
     aliases=("random_contrast",),
     doc="scale each channel's deviation from its mean by a random factor",
     formula="x'_c = (x_c - mean(x_c)) * f + mean(x_c),  f ~ U(1 - max_factor, 1 + max_factor)",
-    info={"input": "image"},
+    needs=_IMAGE,
 )

@@ -6,13 +6,14 @@ N the batch size, D the number of output units, C the number of classes. Every l
 mean over the batch (and over output units where there are several), so its scale does not
 depend on the batch size.
 
-`info["task"]`: `regression` (real-valued targets), `classification` (one of C classes, as
-integer labels or one-hot rows) or `binary` (0/1 targets, one output unit per label).
+`task` says which task a loss implies for a model output of one unit and of several (see
+`core.TASKS`): the checker refuses a width the loss is not valid for, the data loader reads the
+targets that task needs, and the default metrics follow it.
 """
 
 from __future__ import annotations
 
-from .core import arg, registry
+from .core import Task, arg, registry
 from .types import PosFloat, Prob
 
 LOSSES = registry(
@@ -27,7 +28,7 @@ LOSSES.add(
     aliases=("mean_squared_error",),
     doc="mean squared error, mean over the batch and output units",
     formula="L = (1/(N D)) sum_i sum_d (y_id - z_id)^2",
-    info={"task": "regression"},
+    task=Task("regression", "regression"),
 )
 
 LOSSES.add(
@@ -35,7 +36,7 @@ LOSSES.add(
     aliases=("mean_absolute_error",),
     doc="mean absolute error, mean over the batch and output units",
     formula="L = (1/(N D)) sum_i sum_d |y_id - z_id|",
-    info={"task": "regression"},
+    task=Task("regression", "regression"),
 )
 
 LOSSES.add(
@@ -46,20 +47,23 @@ LOSSES.add(
         "r = y - z;  l(r) = r^2 / 2  if |r| <= delta  else  delta * (|r| - delta / 2);  "
         "L = (1/(N D)) sum_i sum_d l(r_id)"
     ),
-    info={"task": "regression"},
+    task=Task("regression", "regression"),
 )
 
 LOSSES.add(
     "binary_cross_entropy",
     args=(arg("label_smoothing", Prob, 0.0, doc="pull the 0/1 targets towards 1/2 by this much"),),
     aliases=("bce", "sigmoid_cross_entropy"),
-    doc="cross-entropy of sigmoid(z) against 0/1 targets, from logits; mean over the batch and units",
+    doc="cross-entropy of sigmoid(z) against 0/1 targets, from logits; mean over the batch and "
+    "units. One output unit: a binary classifier; several: multi-label, one yes/no decision per "
+    "unit, with multi-hot targets (class labels are read as one-hot rows: one-vs-rest)",
     formula=(
         "y' = y * (1 - label_smoothing) + label_smoothing / 2;  "
         "l = -(y' log sigmoid(z) + (1 - y') log(1 - sigmoid(z))) "
-        "= max(z, 0) - z y' + log(1 + exp(-|z|));  L = (1/(N D)) sum_i sum_d l_id"
+        "= max(z, 0) - z y' + log(1 + exp(-|z|));  L = (1/(N D)) sum_i sum_d l_id;  "
+        "several units with class labels: y = one_hot(label)"
     ),
-    info={"task": "binary"},
+    task=Task("binary", "multilabel"),
 )
 
 LOSSES.add(
@@ -73,21 +77,40 @@ LOSSES.add(
         "y' = y * (1 - label_smoothing) + label_smoothing / C;  "
         "L = -(1/N) sum_i sum_c y'_ic log p_ic"
     ),
-    info={"task": "classification"},
+    task=Task(
+        None,
+        "multiclass",
+        refuse_one="softmax over one unit is 1 whatever the weights, so the loss is always 0",
+    ),
+)
+
+_HINGE_MULTI = (
+    "several units: the multi-class hinge of Crammer & Singer (2001), the true class's score "
+    "against the best other one; it differs from Keras' `categorical_hinge`, which takes the "
+    "best other score as max((1 - y) z) and so counts a negative best score as 0"
 )
 
 LOSSES.add(
     "hinge",
     doc="hinge loss of the margin y z with targets in {-1, 1} (0/1 targets are mapped to -1/1); "
-    "mean over the batch and units",
-    formula="y in {-1, 1} (y <- 2 y - 1 for 0/1 targets);  L = (1/(N D)) sum max(0, 1 - y z)",
-    info={"task": "binary"},
+    f"mean over the batch and units. One unit: a binary classifier; {_HINGE_MULTI}",
+    formula=(
+        "one unit: y in {-1, 1} (y <- 2 y - 1 for 0/1 targets);  L = (1/N) sum_i max(0, 1 - y_i z_i);  "
+        "C units, class label y_i: L = (1/N) sum_i max(0, 1 + max_{c != y_i} z_ic - z_i,y_i);  "
+        "C units, multi-hot rows: the one-unit form per unit, L = (1/(N C)) sum"
+    ),
+    task=Task("binary", "multiclass"),
 )
 
 LOSSES.add(
     "squared_hinge",
     doc="squared hinge loss with targets in {-1, 1} (0/1 targets are mapped to -1/1); "
-    "mean over the batch and units",
-    formula="y in {-1, 1} (y <- 2 y - 1 for 0/1 targets);  L = (1/(N D)) sum max(0, 1 - y z)^2",
-    info={"task": "binary"},
+    f"mean over the batch and units. One unit: a binary classifier; {_HINGE_MULTI}, squared",
+    formula=(
+        "one unit: y in {-1, 1} (y <- 2 y - 1 for 0/1 targets);  "
+        "L = (1/N) sum_i max(0, 1 - y_i z_i)^2;  "
+        "C units, class label y_i: L = (1/N) sum_i max(0, 1 + max_{c != y_i} z_ic - z_i,y_i)^2;  "
+        "C units, multi-hot rows: the one-unit form per unit, L = (1/(N C)) sum"
+    ),
+    task=Task("binary", "multiclass"),
 )

@@ -1,14 +1,15 @@
 """Metrics: what `train { metrics = [...] }` reports, and what early stopping, plateau
 reduction and sweep objectives may monitor.
 
-`info["mode"]` says whether larger (`max`) or smaller (`min`) is better; `info["task"]` says
-which kind of target the metric reads (`classification` for class labels, `regression` for
-real-valued targets). Model outputs are logits, as for the losses.
+`info["mode"]` says whether larger (`max`) or smaller (`min`) is better; `needs.tasks` says
+which tasks' targets the metric reads (class labels, or real values). Model outputs are
+logits, as for the losses. A spec that lists no metrics gets its task's defaults
+(`DEFAULT_METRICS`).
 """
 
 from __future__ import annotations
 
-from .core import arg, registry
+from .core import CLASS_TASKS, Needs, arg, registry
 from .types import EnumT, PosInt
 
 METRICS = registry(
@@ -16,6 +17,9 @@ METRICS = registry(
     "metrics",
     "Quantities computed on the model's outputs and the targets, averaged over a split.",
 )
+
+_CLASSES = Needs(tasks=CLASS_TASKS)
+_REAL = Needs(tasks=("regression",))
 
 _AVERAGE = arg(
     "average",
@@ -32,7 +36,8 @@ METRICS.add(
         "accuracy = (1/N) sum_i [argmax_c z_ic == y_i]; "
         "one output unit (binary): prediction = [z_i > 0], i.e. sigmoid(z_i) > 0.5"
     ),
-    info={"mode": "max", "task": "classification"},
+    info={"mode": "max"},
+    needs=_CLASSES,
 )
 
 METRICS.add(
@@ -41,7 +46,8 @@ METRICS.add(
     aliases=("top_k_accuracy",),
     doc="fraction of examples whose target class is among the k largest logits",
     formula="top_k = (1/N) sum_i [y_i in the k classes with the largest z_ic]",
-    info={"mode": "max", "task": "classification"},
+    info={"mode": "max"},
+    needs=_CLASSES,
 )
 
 METRICS.add(
@@ -53,7 +59,8 @@ METRICS.add(
         "macro = (1/C) sum_c precision_c; micro = sum_c TP_c / sum_c (TP_c + FP_c); "
         "a class never predicted scores 0"
     ),
-    info={"mode": "max", "task": "classification"},
+    info={"mode": "max"},
+    needs=_CLASSES,
 )
 
 METRICS.add(
@@ -64,7 +71,8 @@ METRICS.add(
         "recall_c = TP_c / (TP_c + FN_c); "
         "macro = (1/C) sum_c recall_c; micro = sum_c TP_c / sum_c (TP_c + FN_c)"
     ),
-    info={"mode": "max", "task": "classification"},
+    info={"mode": "max"},
+    needs=_CLASSES,
 )
 
 METRICS.add(
@@ -76,7 +84,8 @@ METRICS.add(
         "f1_c = 2 TP_c / (2 TP_c + FP_c + FN_c); "
         "macro = (1/C) sum_c f1_c; micro = 2 sum_c TP_c / sum_c (2 TP_c + FP_c + FN_c)"
     ),
-    info={"mode": "max", "task": "classification"},
+    info={"mode": "max"},
+    needs=_CLASSES,
 )
 
 METRICS.add(
@@ -84,7 +93,8 @@ METRICS.add(
     aliases=("mean_squared_error",),
     doc="mean squared error over examples and output units",
     formula="mse = (1/(N D)) sum_i sum_d (y_id - yhat_id)^2",
-    info={"mode": "min", "task": "regression"},
+    info={"mode": "min"},
+    needs=_REAL,
 )
 
 METRICS.add(
@@ -92,7 +102,8 @@ METRICS.add(
     aliases=("mean_absolute_error",),
     doc="mean absolute error over examples and output units",
     formula="mae = (1/(N D)) sum_i sum_d |y_id - yhat_id|",
-    info={"mode": "min", "task": "regression"},
+    info={"mode": "min"},
+    needs=_REAL,
 )
 
 METRICS.add(
@@ -100,8 +111,18 @@ METRICS.add(
     aliases=("r2_score",),
     doc="coefficient of determination, averaged over output units (1 is a perfect fit)",
     formula="r2_d = 1 - sum_i (y_id - yhat_id)^2 / sum_i (y_id - mean_i y_id)^2; r2 = (1/D) sum_d r2_d",
-    info={"mode": "max", "task": "regression"},
+    info={"mode": "max"},
+    needs=_REAL,
 )
+
+
+# What a run reports when `metrics` is not written: by the task the loss implies.
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "r2"),
+    "binary": ("accuracy",),
+    "multiclass": ("accuracy",),
+    "multilabel": ("accuracy",),
+}
 
 
 # Names a monitor may take (early stopping, reduce_on_plateau, sweep objectives): the loss and

@@ -151,6 +151,7 @@ a <- a + g                        (a_0 = 0)
 s <- s + g^2                      (s_0 = initial_gradient_squared_accumulator_value)
 theta <- -lr * sign(a) * max(|a| - l1 * t, 0) / (l2 * t * lr + sqrt(s))""",
     info={"ref": "tf.compat.v1.train.AdagradDAOptimizer"},
+    traits=frozenset({"rate_divides"}),
 )
 
 OPTIMIZERS.add(
@@ -186,6 +187,7 @@ sigma = (n'^(-lr_power) - n^(-lr_power)) / lr
 z <- z + g - sigma * theta;  n <- n'
 theta <- (sign(z) * l1 - z) / (n^(-lr_power) / lr + 2 * l2)   if |z| > l1   else 0""",
     info={"ref": "tf.keras.optimizers.Ftrl"},
+    traits=frozenset({"rate_divides"}),
 )
 
 # ----------------------------------------------------------------------------- RMSprop, Adadelta

@@ -1,0 +1,349 @@
+"""Cross-checks between the model, the data section and the train section.
+
+Each rule reads facts declared on registry entries — a loss's `task`, a metric's or an
+augmentation's `needs`, a layer's input dtype, a normalizer's shape rule, an optimizer's
+`traits`, a built-in data set's description — never a list of names. They are what makes
+"`dnn check` accepts it" mean "`dnn train` trains it" (DESIGN §2.9): whatever can be known
+without reading the data is refused here, at the spec line; the rest is checked by the same
+facts when the data loads (runtime/pipeline.py).
+
+Entry point: `apply(model, data, train, train_written, diags) -> train`, the train section
+with its task-dependent defaults (the metrics) filled in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from .diagnostics import E_DTYPE, E_MODEL, E_SECTION, E_SHAPE, Diagnostic, Diagnostics, Span
+from .ir import Config, Graph, Node
+from .registry.core import TASKS, Args, Problem
+from .registry.data import AUGMENTATIONS, BUILTIN_DATA, NORMALIZERS
+from .registry.layers import fmt_shape
+from .registry.losses import LOSSES
+from .registry.metrics import DEFAULT_METRICS, METRICS
+from .registry.optimizers import OPTIMIZERS
+from .values import Quantity, Ref, is_float_dtype
+
+# ------------------------------------------------------------------ facts the runtime reads too
+
+
+def output_units(model: Graph) -> int:
+    """The number of values the (first) output has per example."""
+    return math.prod(model.node(model.outputs[0]).shape)
+
+
+def task_of(loss: Ref, model: Graph) -> str | None:
+    """The task `loss` implies for this model's output (see `core.TASKS`); None: not valid."""
+    entry = LOSSES.lookup(loss.name)
+    if entry is None or entry.task is None:
+        return None
+    return entry.task.of(output_units(model))
+
+
+def target_kind(task: str) -> str:
+    """How a data source reads targets for `task`: `classification` labels or `regression`."""
+    return "regression" if task == "regression" else "classification"
+
+
+def example_shape(normalize: Ref, raw: tuple[int, ...]) -> tuple[int, ...]:
+    """One example's shape after the normalizer, by its entry's shape rule.
+
+    The model's input is this shape, in `dnn check` and in `dnn train` alike. Raises `Problem`
+    (arg `n`) when the normalizer cannot apply to examples of shape `raw`.
+    """
+    entry = NORMALIZERS.lookup(normalize.name)
+    if entry is None or entry.shape is None:
+        return tuple(raw)
+    return tuple(entry.shape(Args(normalize.args), tuple(raw)))
+
+
+def builtin_meta(data: Config | None) -> dict[str, Any] | None:
+    """The description of a built-in data set the data section names, if it names one."""
+    source = data.source if data is not None else None
+    if source is None or source.name != "builtin":
+        return None
+    return BUILTIN_DATA.get(str(source.arg("name")))
+
+
+# ------------------------------------------------------------------ the rules
+
+
+class _Ctx:
+    """What every rule reads: the model, the sections, where to report."""
+
+    def __init__(
+        self,
+        model: Graph,
+        data: Config | None,
+        train: Config,
+        train_written: bool,
+        diags: Diagnostics,
+    ):
+        self.model, self.data, self.train, self.diags = model, data, train, diags
+        # A model file without data or train sections (a library of models) is not held to the
+        # default loss: it says nothing about training yet.
+        self.trains = train_written or data is not None
+        self.task = task_of(train.loss, model) if self.trains and train.loss else None
+
+    def add(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
+        self.diags.add(Diagnostic(code, message, span, hint))
+
+    @property
+    def out(self) -> Node:
+        return self.model.node(self.model.outputs[0])
+
+
+def _outputs(c: _Ctx) -> None:
+    """A model trains one output for now; several outputs are refused at the second one."""
+    if len(c.model.outputs) > 1 and c.trains:
+        second = c.model.node(c.model.outputs[1])
+        c.add(
+            E_MODEL,
+            f"`dnn train` trains a model with one output; this one has {len(c.model.outputs)}",
+            second.span,
+            "keep one `output` line, or train each head as its own model",
+        )
+
+
+def _loss_output(c: _Ctx) -> None:
+    """The loss must be valid for the output's width, and class tasks need a vector output."""
+    if not c.trains or c.train.loss is None:
+        return
+    loss, units = c.train.loss, output_units(c.model)
+    entry = LOSSES.lookup(loss.name)
+    if entry is None or entry.task is None:
+        return
+    if c.task is None:
+        other = "binary_cross_entropy" if units == 1 else "mse"
+        c.add(
+            E_SHAPE,
+            f"`{loss.name}` is not valid for a model with {units} output "
+            f"unit{'s' * (units != 1)}: {entry.task.refusal(units)}",
+            c.out.span,
+            f"end the model with `dense(2)` (two classes), or train with `{other}`"
+            if units == 1
+            else f"train with `{other}`",
+        )
+        return
+    if c.task != "regression" and len(c.out.shape) != 1:
+        pool = " (or `global_avgpool`)" if len(c.out.shape) == 3 else ""
+        c.add(
+            E_SHAPE,
+            f"`{loss.name}` needs a model output of shape (classes,), got {fmt_shape(c.out.shape)}",
+            c.out.span,
+            f"insert `flatten`{pool} before the last `dense`"
+            if c.out.op == "dense"
+            else f"end the model with `flatten`{pool} and `dense(classes)`",
+        )
+
+
+def _metrics(c: _Ctx) -> Config:
+    """Each metric must read the targets of the loss's task; unwritten metrics follow the task."""
+    if c.task is None:
+        return c.train
+    if "metrics" not in c.train.written:
+        defaults = tuple(Ref("metric", m) for m in DEFAULT_METRICS[c.task])
+        return _with_field(c.train, "metrics", defaults)
+    for m in c.train.metrics:
+        entry = METRICS.lookup(m.name)
+        if entry is not None and not entry.needs.fits(c.task):
+            fitting = [e.name for e in METRICS if e.needs.fits(c.task)]
+            c.add(
+                E_SECTION,
+                f"metric `{m.name}` does not fit the task of `{c.train.loss.name}` "
+                f"({c.task}: {TASKS[c.task]})",
+                c.train.span_of("metrics"),
+                "use " + ", ".join(f"`{n}`" for n in fitting) + ", or leave `metrics` out "
+                "for the task's defaults",
+            )
+    return c.train
+
+
+def _input_dtypes(c: _Ctx) -> None:
+    """One source feeds every input: they are all integer (token ids) or all real, and
+    integer inputs are not normalized (a normalizer makes real numbers of the ids)."""
+    inputs = [c.model.node(i) for i in c.model.inputs]
+    ints = [n for n in inputs if not is_float_dtype(n.dtype)]
+    if ints and len(ints) != len(inputs):
+        real = next(n for n in inputs if is_float_dtype(n.dtype))
+        c.add(
+            E_DTYPE,
+            f"input `{ints[0].name}` is {ints[0].dtype} but input `{real.name}` is "
+            f"{real.dtype}: one data source feeds them both",
+            ints[0].span,
+            "declare every input with the same kind of dtype, or train the two on separate models",
+        )
+    if ints and c.data is not None and c.data.normalize.name != "none":
+        c.add(
+            E_DTYPE,
+            f"`{c.data.normalize.name}` makes real numbers of the examples, but input "
+            f"`{ints[0].name}` takes integer ids ({ints[0].dtype})",
+            _norm(c),
+            "leave `normalize` out (token ids are not scaled), or declare the input as f32",
+        )
+
+
+def _data_input(c: _Ctx) -> None:
+    """A built-in set's examples, after the normalizer, must fit the inputs (size and dtype)."""
+    meta = builtin_meta(c.data)
+    if c.data is None or meta is None:
+        return
+    name = str(c.data.source.arg("name"))
+    try:
+        shape = example_shape(c.data.normalize, tuple(meta["shape"]))
+    except Problem as p:
+        c.add(E_SECTION, p.message.replace("the examples", f"`{name}` examples"), _norm(c), p.hint)
+        return
+    after = f" after `{c.data.normalize}`" if shape != tuple(meta["shape"]) else ""
+    inputs = [c.model.node(i) for i in c.model.inputs]
+    for node in inputs:
+        if is_float_dtype(node.dtype) != (meta.get("dtype", "float") == "float"):
+            kind = "real numbers" if meta.get("dtype", "float") == "float" else "integers"
+            c.add(
+                E_DTYPE,
+                f"`{name}` examples are {kind} but input `{node.name}` is {node.dtype}",
+                node.span,
+                f"declare `input {node.name}: "
+                f"{'f32' if kind == 'real numbers' else 'i32'}{list(node.shape)}`",
+            )
+    sizes = [math.prod(n.shape) for n in inputs]
+    if len(inputs) > 1 and sum(sizes) != math.prod(shape):
+        c.add(
+            E_SHAPE,
+            f"the inputs take {' + '.join(map(str, sizes))} = {sum(sizes)} values "
+            f"but `{name}` examples have {math.prod(shape)}{after}",
+            inputs[0].span,
+            "the features of one example are split across the inputs in the "
+            "order they are declared: make their sizes add up",
+        )
+    elif len(inputs) == 1 and sizes[0] != math.prod(shape):
+        inp = inputs[0]
+        c.add(
+            E_SHAPE,
+            f"input `{inp.name}` has shape {fmt_shape(inp.shape)} ({sizes[0]} values) but "
+            f"`{name}` examples have {fmt_shape(shape)}{after}",
+            inp.span,
+            f"declare `input {inp.name}: {inp.dtype}{list(shape)}` or a reshaping of it",
+        )
+
+
+def _data_targets(c: _Ctx) -> None:
+    """A built-in set's targets must be what the loss's task reads, as many as the outputs."""
+    meta = builtin_meta(c.data)
+    if c.data is None or meta is None or c.task is None or len(c.out.shape) != 1:
+        return
+    name, classes, units = str(c.data.source.arg("name")), meta.get("classes"), c.out.shape[0]
+    loss = c.train.loss.name
+    if classes is None and c.task != "regression":
+        c.add(
+            E_SECTION,
+            f"`{loss}` needs class labels, but `{name}` has real-valued targets",
+            c.train.span_of("loss"),
+            "train with a regression loss such as `mse`, `mae` or `huber`",
+        )
+    elif classes is not None and c.task == "regression" and units != 1:
+        c.add(
+            E_SHAPE,
+            f"`{name}` has one class label per example but the model outputs {units} values "
+            f"for `{loss}` to compare with it",
+            c.out.span,
+            f"classify with `cross_entropy` and `dense({classes})`, or regress the label with "
+            "`dense(1)`",
+        )
+    elif classes is not None and c.task == "binary" and classes != 2:
+        c.add(
+            E_SHAPE,
+            f"one output unit makes a binary classifier, but `{name}` has {classes} classes",
+            c.out.span,
+            f"end the model with `dense({classes})` and train with `cross_entropy`",
+        )
+    elif classes is not None and c.task in ("multiclass", "multilabel") and units != classes:
+        c.add(
+            E_SHAPE,
+            f"the model outputs {units} values but `{name}` has {classes} classes",
+            c.out.span,
+            f"end the model with `dense({classes})`",
+        )
+
+
+def _augment(c: _Ctx) -> None:
+    """Image augmentations need one image input, [height, width, channels], unflattened."""
+    if c.data is None:
+        return
+    images = [a for a in c.data.augment if _needs_image(a)]
+    if not images:
+        return
+    shapes = [c.model.node(i).shape for i in c.model.inputs]
+    entry = NORMALIZERS.lookup(c.data.normalize.name)
+    flattening = entry is not None and entry.shape is not None
+    if len(shapes) != 1 or len(shapes[0]) != 3 or flattening:
+        why = (
+            f"`{c.data.normalize.name}` turns each example into a vector"
+            if flattening
+            else f"the model's input is {', '.join(fmt_shape(s) for s in shapes)}"
+        )
+        c.add(
+            E_SECTION,
+            f"`{images[0].name}` transforms images [height, width, channels], but {why}",
+            c.data.span_of("augment"),
+            "declare the input as an image, e.g. `input x: f32[8, 8, 1]`, or use "
+            "`noise(std)`, which takes any input",
+        )
+
+
+def _needs_image(ref: Ref) -> bool:
+    entry = AUGMENTATIONS.lookup(ref.name)
+    return entry is not None and entry.needs.input == "image"
+
+
+def _rate_divides(c: _Ctx) -> None:
+    """An optimizer that divides by the learning rate cannot start a warm-up from 0."""
+    opt, sched = c.train.optimizer, c.train.schedule
+    entry = OPTIMIZERS.lookup(opt.name) if opt is not None else None
+    if entry is None or "rate_divides" not in entry.traits or sched is None:
+        return
+    warmup = dict(sched.args).get("warmup")
+    amount = warmup.value if isinstance(warmup, Quantity) else warmup
+    if amount:
+        c.add(
+            E_SECTION,
+            f"`{opt.name}` divides by the learning rate, and the warm-up of `{sched.name}` "
+            "starts it at 0",
+            c.train.span_of("schedule"),
+            f"drop the warm-up (`{sched.name}(..., warmup = 0)`), or choose another optimizer",
+        )
+
+
+def _norm(c: _Ctx) -> Span:
+    assert c.data is not None
+    return c.data.span_of("normalize")
+
+
+def _with_field(config: Config, name: str, value: Any) -> Config:
+    return replace(config, fields=tuple((k, value if k == name else v) for k, v in config.fields))
+
+
+# The rules, in order; the first two may leave later ones nothing to say.
+CHECKS: tuple[Callable[[_Ctx], None], ...] = (
+    _outputs,
+    _loss_output,
+    _input_dtypes,
+    _data_input,
+    _data_targets,
+    _augment,
+    _rate_divides,
+)
+
+
+def apply(
+    model: Graph, data: Config | None, train: Config, train_written: bool, diags: Diagnostics
+) -> Config:
+    """Run every cross-check; return `train` with the task's default metrics filled in."""
+    c = _Ctx(model, data, train, train_written, diags)
+    for rule in CHECKS:
+        rule(c)
+    return _metrics(c)
