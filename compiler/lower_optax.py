@@ -21,7 +21,6 @@ import optax
 from . import lower_transforms as T
 from .diagnostics import E_VALUE, DiagnosticError, Span, error
 from .lower_scan import ScanPlan, plan_for
-from .registry.optimizers import OPTIMIZERS
 from .values import Quantity, Ref
 
 Schedule = Callable[[Any], Any]
@@ -211,7 +210,8 @@ def warmup_cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Sp
 
 
 def reduce_on_plateau(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
-    """The base rate; the runtime multiplies it by `Plateau.scale` (see `plateau_step`)."""
+    """The base rate (warmed up by `lower_schedule`); the runtime multiplies it by
+    `Plateau.scale` (see `plateau_step`) once the warm-up is over (`plateau_watches`)."""
     return _const(lr)
 
 
@@ -399,6 +399,10 @@ def lower_optimizer(
     return optax.inject_hyperparams(chain)(learning_rate=rate)
 
 
+# These compute the parameters with the learning rate in a denominator: a rate of 0 is undefined.
+_RATE_DIVIDERS = ("ftrl", "adagrad_da")
+
+
 def _never_zero(sched: Schedule, total: int | None, name: str, span: Span) -> None:
     steps_ = jnp.arange(total if total else 10_000)
     if float(jnp.min(sched(steps_))) <= 0:
@@ -425,9 +429,7 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
             total,
             train.span_of("schedule"),
         )
-        # the `rate_divides` trait: the rate is in a denominator, so a rate of 0 is undefined
-        entry = OPTIMIZERS.get(train.optimizer.name, train.span_of("optimizer"))
-        if "rate_divides" in entry.traits:
+        if train.optimizer.name in _RATE_DIVIDERS:
             _never_zero(sched, total, train.optimizer.name, train.span_of("schedule"))
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
@@ -456,6 +458,16 @@ class Plateau:
     bad_epochs: int = 0
     cooldown_left: int = 0
     scale: float = 1.0  # the multiplier on the base rate so far
+
+
+def plateau_watches(ref: Ref, updates: int, steps_per_epoch: int) -> bool:
+    """Whether the epoch that ended after `updates` optimizer steps counts for the plateau:
+    not while warming up (the rate was still rising), so the first watched epoch is the first
+    one that ends after the warm-up."""
+    q = dict(ref.args).get("warmup")
+    if not isinstance(q, Quantity):
+        return True
+    return updates > steps(q, steps_per_epoch, Span("<schedule>", 1, 1, 1, 1), "warmup")
 
 
 def plateau_start(ref: Ref) -> Plateau:

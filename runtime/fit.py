@@ -19,6 +19,7 @@ import numpy as np
 from dnn.compiler.check import nothing_to_train
 from dnn.compiler.diagnostics import SpecError
 from dnn.compiler.ir import Program
+from dnn.compiler.lower_optax import plateau_watches
 
 from . import checkpoint, pipeline, rundir
 from .progress import Display
@@ -265,11 +266,18 @@ class Loop:
                 self.best_dirty = True
             if self.stopper is not None:
                 stop = self.stopper.update(epoch, value)
-        if self.plateau is not None:
+        if self.plateau is not None and self._plateau_watches(epoch):
             watched = record[record_key(self.engine, plateau_monitor(self.program))]
             self.plateau = plateau_next(self.program, self.plateau, float(watched))
             st = set_plateau_scale(st, self.plateau.scale)
         return st, stop
+
+    def _plateau_watches(self, epoch: int) -> bool:
+        """False for the epochs of the schedule's warm-up (see `plateau_watches`)."""
+        k = self.program.train.accumulate  # one update per k micro-batches, across epochs
+        spe = self.engine.steps_per_epoch
+        updates = epoch * spe // k
+        return plateau_watches(self.program.train.schedule, updates, max(1, spe // k))
 
     def save(self, st: Any, epoch: int, done: bool, elapsed: float) -> None:
         """The best weights (if changed) first, then the resumable state: they always agree."""

@@ -304,7 +304,7 @@ def test_every_optimizer_takes_lr() -> None:
 
 
 def test_warmup_on_every_decaying_schedule() -> None:
-    without = {"constant", "one_cycle", "reduce_on_plateau"}
+    without = {"constant", "one_cycle"}  # reduce_on_plateau warms up too (issue 14, class 6)
     for e in schedules.SCHEDULES:
         assert (e.get_arg("warmup") is None) == (e.name in without), e.name
 

@@ -85,6 +85,15 @@ def test_warmup_then_schedule_counts_from_the_end_of_warmup() -> None:
     close(got, [0.0, 0.25, 0.75, 1.0, 1.0, 0.5])
 
 
+def test_reduce_on_plateau_warms_up_like_every_other_schedule() -> None:
+    # Issue 14, class 6: `reduce_on_plateau` refused `warmup`. The base rate it lowers to is
+    # lr_0 * s / warmup for s < warmup, then lr_0 (the runtime multiplies in the plateau factor)
+    got = lrs("reduce_on_plateau(monitor = loss, warmup = 4 steps)", [0, 1, 2, 3, 4, 50], lr=1.0)
+    close(got, [0.0, 0.25, 0.5, 0.75, 1.0, 1.0])
+    got = lrs("plateau(warmup = 1 epochs)", [0, 1, 2, 3], lr=0.1, steps_per_epoch=2)
+    close(got, [0.0, 0.05, 0.1, 0.1])
+
+
 def test_warmup_cosine() -> None:
     got = lrs("warmup_cosine(warmup = 10 steps, decay_steps = 20)", [0, 5, 10, 20, 30, 40], lr=1.0)
     close(got, [0.0, 0.5, 1.0, 0.5, 0.0, 0.0])

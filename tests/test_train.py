@@ -264,6 +264,26 @@ def test_reduce_on_plateau_lowers_the_rate(tmp_path: Path) -> None:
     assert rates == pytest.approx(expected, rel=1e-6)
 
 
+def test_reduce_on_plateau_after_a_warm_up(tmp_path: Path) -> None:
+    # Issue 14, class 6: `reduce_on_plateau` takes `warmup`. 1,257 training examples in
+    # batches of 64: 20 steps an epoch; warm-up over 30 steps, then lr_0 times the plateau's
+    # factor, which halves after every watched epoch (none improves by 1000 %). The plateau
+    # watches the epochs that end after step 30: epoch 2 (40 steps) on, not epoch 1 (20).
+    text = MLP.format(epochs=4, extra="").replace(
+        "schedule = cosine(decay_steps = 6 epochs, warmup = 5 steps)",
+        "schedule = reduce_on_plateau(monitor = val_loss, patience = 0, factor = 0.5, "
+        "threshold = 10.0, warmup = 30 steps)",
+    )
+    path = tmp_path / "plateau.dnn"
+    path.write_text(text)
+    train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    history = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # the rate reported for an epoch is its last step's: step 19, 39, 59, 79
+    lr = 3e-3
+    expected = [lr * 19 / 30, lr, lr * 0.5, lr * 0.25]
+    assert [r["lr"] for r in history] == pytest.approx(expected, rel=1e-6)
+
+
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, capsys) -> None:
     path = spec(tmp_path, epochs=3)
     run = tmp_path / "run"

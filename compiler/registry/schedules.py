@@ -6,12 +6,16 @@ count optimizer steps; epochs are converted with the known steps per epoch. Argu
 follow PyTorch's `torch.optim.lr_scheduler` where it has the schedule (step, multistep,
 one_cycle, cosine_restarts, reduce_on_plateau), Keras/TensorFlow otherwise.
 
-Every schedule except `constant`, `one_cycle` and `reduce_on_plateau` takes `warmup`: the rate
-first rises linearly from 0 to lr_0 over `warmup`, then the schedule runs with its step count t
-starting at 0 where the warm-up ends:
+Every schedule except `constant` and `one_cycle` takes `warmup`: the rate first rises linearly
+from 0 to lr_0 over `warmup`, then the schedule runs with its step count t starting at 0 where
+the warm-up ends:
 
     lr(s) = lr_0 * s / warmup            for s < warmup
     lr(s) = schedule(t = s - warmup)     otherwise
+
+For `reduce_on_plateau` the schedule after the warm-up is lr_0 times the plateau's factor, and
+the plateau watches only the epochs that end after the warm-up (an epoch spent warming up is
+neither an improvement nor a stall).
 """
 
 from __future__ import annotations
@@ -289,6 +293,12 @@ SCHEDULES.add(
             "rel",
             doc="rel: relative to the best value; abs: absolute",
         ),
+        arg(
+            "warmup",
+            Duration,
+            0,
+            doc="linear warm-up from 0 to lr_0; the plateau watches the epochs that end after it",
+        ),
     ),
     aliases=("plateau",),
     doc="divide the rate when a monitored quantity stops improving (checked once per epoch)",
@@ -296,7 +306,8 @@ SCHEDULES.add(
         "improved (mode min) if x < best * (1 - threshold) [rel] or x < best - threshold [abs] "
         "(mode max: x > best * (1 + threshold) or x > best + threshold); "
         "after more than patience epochs without improvement, outside cooldown: "
-        "lr <- max(lr * factor, min_lr)"
+        "lr <- max(lr * factor, min_lr); with warmup: lr_s = lr_0 * s / warmup for s < warmup, "
+        "and epochs ending at or before step warmup are not watched"
     ),
     validate=_check_plateau,
 )
