@@ -21,6 +21,7 @@ import optax
 from . import lower_transforms as T
 from .diagnostics import E_VALUE, DiagnosticError, Span, error
 from .lower_scan import ScanPlan, plan_for
+from .registry.optimizers import OPTIMIZERS
 from .values import Quantity, Ref
 
 Schedule = Callable[[Any], Any]
@@ -399,10 +400,6 @@ def lower_optimizer(
     return optax.inject_hyperparams(chain)(learning_rate=rate)
 
 
-# These compute the parameters with the learning rate in a denominator: a rate of 0 is undefined.
-_RATE_DIVIDERS = ("ftrl", "adagrad_da")
-
-
 def _never_zero(sched: Schedule, total: int | None, name: str, span: Span) -> None:
     steps_ = jnp.arange(total if total else 10_000)
     if float(jnp.min(sched(steps_))) <= 0:
@@ -429,7 +426,9 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
             total,
             train.span_of("schedule"),
         )
-        if train.optimizer.name in _RATE_DIVIDERS:
+        # the `rate_divides` trait: the rate is in a denominator, so a rate of 0 is undefined
+        entry = OPTIMIZERS.get(train.optimizer.name, train.span_of("optimizer"))
+        if "rate_divides" in entry.traits:
             _never_zero(sched, total, train.optimizer.name, train.span_of("schedule"))
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
