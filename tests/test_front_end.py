@@ -211,3 +211,94 @@ def test_a_shape_property_of_a_poisoned_value_is_not_a_second_error() -> None:
         "3:7 E0202 unknown layer `foo`",
         "4:27 E0202 unknown layer `gelux`",
     ]
+
+
+# ---------------------------------------------------------------- explicit padding, per rank
+
+PADDING = "argument `padding` of `{layer}` must be same | valid | int >= 0 | list of {n} ({axes})"
+BOTH_SIDES = "padding is zeros added on both sides of each spatial axis"
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "padding", "n", "axes", "got", "hint"),
+    [
+        (
+            "conv1d(4, 3",
+            "16, 3",
+            "[1, 1]",
+            "1 int",
+            "length",
+            "a list of 2 ints",
+            f"{BOTH_SIDES} (length): write `padding = 1`",
+        ),
+        (
+            "conv1d(4, 3",
+            "16, 3",
+            "[[1, 1]]",
+            "1 int",
+            "length",
+            "a list of 1 list",
+            f"{BOTH_SIDES}: write `padding = [1]` (length)",
+        ),
+        (
+            "conv2d(4, 3",
+            "16, 16, 3",
+            "[[1, 1], [2, 2]]",
+            "2 ints",
+            "height, width",
+            "a list of 2 lists",
+            f"{BOTH_SIDES}: write `padding = [1, 2]` (height, width)",
+        ),
+        (
+            "conv2d(4, 3",
+            "16, 16, 3",
+            "[[0, 1], [1, 1]]",
+            "2 ints",
+            "height, width",
+            "a list of 2 lists",
+            f"{BOTH_SIDES}, the same before and after; per-side pairs are not taken",
+        ),
+        (
+            "conv3d(4, 3",
+            "8, 8, 8, 3",
+            "[1, 2]",
+            "3 ints",
+            "depth, height, width",
+            "a list of 2 ints",
+            f"{BOTH_SIDES}: one int per axis (depth, height, width), or one int for all",
+        ),
+        (
+            "maxpool1d(2",
+            "16, 3",
+            "[1, 1]",
+            "1 int",
+            "length",
+            "a list of 2 ints",
+            f"{BOTH_SIDES} (length): write `padding = 1`",
+        ),
+    ],
+)
+def test_padding_message_states_one_int_per_spatial_axis(
+    layer: str, shape: str, padding: str, n: str, axes: str, got: str, hint: str
+) -> None:
+    src = f"model m {{\n  input x: f32[{shape}]\n  {layer}, padding = {padding})\n}}\n"
+    col = len(f"  {layer}, ") + 1
+    name = layer.split("(")[0]
+    message = PADDING.format(layer=name, n=n, axes=axes)
+    assert diagnostics(src) == [f"3:{col} E0305 {message}, got {got} | {hint}"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "padding", "out"),
+    [
+        ("conv1d(4, 3", "16, 3", "1", (16, 4)),
+        ("conv1d(4, 3", "16, 3", "[2]", (18, 4)),
+        ("conv2d(4, 3", "16, 16, 3", "[1, 2]", (16, 18, 4)),
+        ("conv3d(4, 3", "8, 8, 8, 3", "[0, 1, 2]", (6, 8, 10, 4)),
+    ],
+)
+def test_padding_that_the_message_offers_is_taken(
+    layer: str, shape: str, padding: str, out: tuple[int, ...]
+) -> None:
+    src = f"model m {{\n  input x: f32[{shape}]\n  {layer}, padding = {padding})\n}}\n"
+    assert dnn.loads(src).model.nodes[-1].shape == out

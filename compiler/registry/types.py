@@ -38,12 +38,21 @@ def describe(v: Any) -> str:
     if isinstance(v, CallVal):
         return f"`{v.name}(...)`"
     if isinstance(v, ListVal):
-        return "a list"
+        return _describe_list(v.items)
     if isinstance(v, RecordVal):
         return "a record"
     if type(v).__name__ == "Tensor":
         return "a tensor"
     return f"`{show(v)}`"
+
+
+def _describe_list(items: Sequence[Any]) -> str:
+    """`a list of 2 ints`, `a list of 1 list`, `an empty list`: enough to see a wrong length."""
+    if not items:
+        return "an empty list"
+    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in items)
+    noun = "int" if ints else "list" if all(isinstance(x, ListVal) for x in items) else "value"
+    return f"a list of {len(items)} {noun}{'s' * (len(items) != 1)}"
 
 
 class UnknownWord(Exception):
@@ -201,11 +210,25 @@ class SizeT(ArgType):
 
 @dataclass(frozen=True)
 class PaddingT(ArgType):
-    """`same`, `valid`, an int for every side, or a list with one int per spatial axis."""
+    """`same`, `valid`, an int for every side, or a list with one int per spatial axis.
+
+    Explicit padding adds p zeros on BOTH sides of its axis, as torch.nn.Conv1d/2d/3d's
+    `padding` int or tuple does: `padding = [1, 2]` on conv2d pads height by 1 above and 1
+    below, width by 2 left and 2 right. Per-side pairs are not taken.
+    """
 
     rank: int
 
-    label = "same | valid | int >= 0 | list of ints"
+    @property
+    def axes(self) -> str:
+        from .layers import SPATIAL_AXES
+
+        return SPATIAL_AXES[self.rank].removesuffix(", channels")
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        ints = "1 int" if self.rank == 1 else f"{self.rank} ints"
+        return f"same | valid | int >= 0 | list of {ints} ({self.axes})"
 
     def convert(self, v: Any, span: Span) -> Any:
         if isinstance(v, Sym | str):
@@ -217,10 +240,25 @@ class PaddingT(ArgType):
         if len(items) != self.rank or any(
             isinstance(x, bool) or not isinstance(x, int) for x in items
         ):
-            raise Mismatch(self.label)
+            raise Mismatch(self.label, hint=self._hint(items))
         if any(x < 0 for x in items):
             raise Mismatch(self.label, E_VALUE)
         return tuple(items)
+
+    def _hint(self, items: tuple[Any, ...]) -> str:
+        """The padding the user most likely meant, written as this layer takes it."""
+        pairs = [x.items for x in items if isinstance(x, ListVal)]
+        sides = "zeros added on both sides of each spatial axis"
+        if pairs and len(pairs) == len(items) == self.rank and all(len(q) == 2 for q in pairs):
+            if all(q[0] == q[1] for q in pairs):
+                per_axis = ", ".join(show(q[0]) for q in pairs)
+                return f"padding is {sides}: write `padding = [{per_axis}]` ({self.axes})"
+            return f"padding is {sides}, the same before and after; per-side pairs are not taken"
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in items)
+        if ints and items and len(set(items)) == 1:
+            one = f"write `padding = {items[0]}`"
+            return f"padding is {sides} ({self.axes}): {one}"
+        return f"padding is {sides}: one int per axis ({self.axes}), or one int for all"
 
     def from_default(self, d: Any) -> Any:
         return Sym(d) if isinstance(d, str) else d
