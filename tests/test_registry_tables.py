@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from dnn.compiler.diagnostics import E_MISSING_ARG, E_VALUE, DiagnosticError, Span
 from dnn.compiler.registry import clippers, data, losses, metrics, optimizers, schedules, sweep
-from dnn.compiler.registry.core import Entry, Problem, Registry
+from dnn.compiler.registry.core import TASKS, Entry, Problem, Registry
 from dnn.compiler.registry.types import bind
 from dnn.compiler.values import ListVal, Quantity, Sym, Symbol
 
@@ -311,9 +311,15 @@ def test_warmup_on_every_decaying_schedule() -> None:
 
 def test_losses_and_metrics_declare_task_and_mode() -> None:
     for e in losses.LOSSES:
-        assert e.info["task"] in ("classification", "regression", "binary"), e.name
+        assert e.task is not None and (e.task.one or e.task.several), e.name
+        for units in (1, 10):  # a refused width says why
+            assert e.task.of(units) in TASKS or e.task.refusal(units), (e.name, units)
     for e in metrics.METRICS:
         assert e.info["mode"] in ("min", "max"), e.name
+        assert e.needs.tasks and set(e.needs.tasks) <= set(TASKS), e.name
+    assert set(metrics.DEFAULT_METRICS) == set(TASKS)
+    for task, words in metrics.DEFAULT_METRICS.items():  # every default fits its task
+        assert all(metrics.METRICS.lookup(w).needs.fits(task) for w in words), task
 
 
 def test_monitors() -> None:
@@ -338,7 +344,8 @@ def test_builtin_data_table() -> None:
 
 def test_augmentations_declare_their_input() -> None:
     for e in data.AUGMENTATIONS:
-        assert e.info["input"] in ("image", "any"), e.name
+        assert e.needs.input in ("image", "any"), e.name
+    assert {e.name for e in data.AUGMENTATIONS if e.needs.input == "any"} == {"noise"}
 
 
 def test_front_end_imports_no_jax() -> None:

@@ -36,6 +36,7 @@ SPLIT = RecordT(
         arg("test", Prob, 0.1),
     ),
     "split",
+    rest=0.0,  # `{ train: 0.8, test: 0.2 }` has no val share (a separate val file, say)
 )
 
 EARLY_STOPPING = RecordT(
@@ -64,7 +65,12 @@ SECTIONS.add(
     "data",
     args=(
         arg("source", RefT("dataset"), doc="where examples come from"),
-        arg("split", SPLIT, RecordVal((), ()), "fractions of the source"),
+        arg(
+            "split",
+            SPLIT,
+            RecordVal((), ()),
+            "fractions of the source (0.8 / 0.1 / 0.1); keys a written split leaves out are 0",
+        ),
         arg("normalize", RefT("normalizer"), "none", "statistics from the train split only"),
         arg("augment", ListT(RefT("augmentation")), (), "random transforms applied in training"),
         arg("shuffle", Bool, True, "reshuffle the train split every epoch"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..diagnostics import (
@@ -20,7 +20,7 @@ from ..diagnostics import (
     error,
 )
 from ..values import CallVal, ListVal, Quantity, Rec, RecordVal, Ref, Sym, Symbol, show
-from .core import REGISTRIES, Arg, Args, Entry, Problem, SameAs, did_you_mean
+from .core import REGISTRIES, REQUIRED, Arg, Args, Entry, Problem, SameAs, did_you_mean
 
 
 class Mismatch(Exception):
@@ -404,6 +404,7 @@ class RecordT(ArgType):
 
     fields: tuple[Arg, ...]
     name: str = "record"
+    rest: Any = REQUIRED  # once any key is written, the unwritten ones take this value
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -413,7 +414,10 @@ class RecordT(ArgType):
         if not isinstance(v, RecordVal):
             raise Mismatch(f"a record {{ {', '.join(f.name + ': ...' for f in self.fields)} }}")
         spans = v.spans or (span,) * len(v.keys)
-        entry = Entry("record", self.name, self.fields)
+        fields = self.fields
+        if v.keys and self.rest is not REQUIRED:
+            fields = tuple(f if f.name in v.keys else replace(f, default=self.rest) for f in fields)
+        entry = Entry("record", self.name, fields)
         kws = list(zip(v.keys, v.values, spans, strict=True))
         args, _ = bind(entry, [], kws, span, noun="key")
         return Rec(args.items)
