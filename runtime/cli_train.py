@@ -68,12 +68,31 @@ def start_distributed(args: argparse.Namespace) -> None:
         jax.distributed.initialize()
 
 
+def every_device(args: argparse.Namespace, program: Any, extra: list[str]) -> Any:
+    """In a multi-host run, a spec that does not say `devices` trains on every process's
+    devices (`devices = all`: one data-parallel mesh); one that says another count is refused
+    at its line when the run is placed (runtime/placement.py)."""
+    import jax
+
+    if jax.process_count() == 1 or "devices" in program.train.written:
+        return program
+    if jax.process_index() == 0:
+        print(
+            f"multi-host: {jax.process_count()} processes train as one on all "
+            f"{jax.device_count()} devices (`devices = all`)",
+            file=sys.stderr,
+        )
+    return _load(args, [*extra, "train.devices=all"])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .fit import train
 
     start_distributed(args)
     extra = [f"train.epochs={args.epochs}"] if args.epochs else []
     program = _load(args, extra)
+    if args.coordinator or args.distributed:
+        program = every_device(args, program, extra)
     result = train(
         program,
         args.out,

@@ -7,7 +7,10 @@ also split, along its largest axis that the device count divides (replicated whe
 XLA gathers it where a layer needs it whole. The data set itself is replicated (it fits: that is
 when a run keeps it on the device), so a batch is gathered by index on every device.
 
-Multi-host runs (`dnn train --coordinator ...`) build the same mesh over every process's devices.
+Multi-host runs (`dnn train --coordinator ...`) build the same mesh over every process's devices:
+the flags imply `devices = all` where the spec does not set `devices` (runtime/cli_train.py), and
+a count that leaves some process's devices out is refused at its line (Orbax cannot checkpoint
+such a run, nor can its arrays be gathered across hosts).
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ class Placement:
             raise ValueError(
                 f"`devices = {n}` but this machine has {len(available)} "
                 f"{available[0].platform.upper()} device{'s' * (len(available) != 1)}"
+            )
+        if jax.process_count() > 1 and n < len(available):
+            # a mesh that leaves out some process's devices cannot be checkpointed or
+            # gathered across hosts (Orbax: "Cannot serialize host local jax.Array")
+            raise ValueError(
+                f"`devices = {n}`, but a multi-host run trains on all {len(available)} "
+                f"devices of its {jax.process_count()} processes"
             )
         if n <= 1:
             return Placement(None, mode)

@@ -47,9 +47,8 @@ def env(devices: int) -> dict[str, str]:
     }
 
 
-def test_two_processes_train_in_step(tmp_path: Path) -> None:
-    spec = tmp_path / "tiny.dnn"
-    spec.write_text(SPEC)
+def two_processes(spec: Path, out: Path) -> list[tuple[int, str, str]]:
+    """`dnn train` in two processes of one run (one CPU device each): (status, stdout, stderr)."""
     port = free_port()
     procs = [
         subprocess.Popen(
@@ -58,7 +57,7 @@ def test_two_processes_train_in_step(tmp_path: Path) -> None:
                 "train",
                 str(spec),
                 "--out",
-                str(tmp_path / "multi"),
+                str(out),
                 "--quiet",
                 "--coordinator",
                 f"localhost:{port}",
@@ -75,13 +74,23 @@ def test_two_processes_train_in_step(tmp_path: Path) -> None:
         for i in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-2000:]
+    return [(p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
+
+
+def finals_in_step(runs: list[tuple[int, str, str]]) -> None:
+    for code, _, err in runs:
+        assert code == 0, err[-2000:]
     finals = [
         [x for x in out.splitlines() if x.startswith(("  train:", "  val:", "  test:"))]
-        for out, _ in outs
+        for _, out, _ in runs
     ]
     assert finals[0] == finals[1] and len(finals[0]) == 3 and "test: loss" in finals[0][2]
+
+
+def test_two_processes_train_in_step(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.dnn"
+    spec.write_text(SPEC)
+    finals_in_step(two_processes(spec, tmp_path / "multi"))
     single = subprocess.run(
         [DNN, "train", str(spec), "--out", str(tmp_path / "single"), "--quiet"],
         env=env(2),
@@ -95,3 +104,32 @@ def test_two_processes_train_in_step(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         assert a[split]["loss"] == pytest.approx(b[split]["loss"], rel=1e-5)
         assert a[split]["accuracy"] == pytest.approx(b[split]["accuracy"], abs=1e-9)
+
+
+# Issue 14, class 6 (runs and interruption): without `devices = all`, both processes died with
+# Orbax's "Cannot serialize host local jax.Array in multi-host setting".
+
+
+def test_multi_host_flags_imply_devices_all(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.dnn"
+    spec.write_text(SPEC.replace("  devices = all\n", ""))
+    runs = two_processes(spec, tmp_path / "multi")
+    finals_in_step(runs)
+    note = "multi-host: 2 processes train as one on all 2 devices (`devices = all`)"
+    assert note in runs[0][2].splitlines() and note not in runs[1][2]
+    saved = (tmp_path / "multi" / "hparams.yaml").read_text()
+    assert "  devices: all\n" in saved
+
+
+def test_multi_host_refuses_a_device_count_that_leaves_processes_out(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.dnn"
+    spec.write_text(SPEC.replace("  devices = all\n", "  devices = 1\n"))
+    for code, _, err in two_processes(spec, tmp_path / "multi"):
+        assert code == 1 and "Traceback" not in err, err[-2000:]
+        assert (
+            f"{spec}:14:13: error[E0602]: `devices = 1`, but a multi-host run trains on all 2 "
+            "devices of its 2 processes\n"
+            "14 |   devices = 1\n"
+            "   |             ^\n"
+            "  hint: use `devices = all`"
+        ) in err
