@@ -11,7 +11,7 @@ from typing import Any
 
 from .diagnostics import CODES
 from .registry import REGISTRIES
-from .registry.core import REQUIRED, Entry, Registry, SameAs
+from .registry.core import REQUIRED, TRAITS, Entry, Registry, SameAs
 from .values import CallVal, show
 
 
@@ -47,6 +47,32 @@ def entry_dict(e: Entry) -> dict[str, Any]:
         for a in e.args
     }
     return {"args": args, "doc": e.doc, "formula": e.formula, "aliases": list(e.aliases)}
+
+
+def facts(e: Entry) -> list[str]:
+    """What an entry needs and implies, as `dnn check` applies it, and its minimal use."""
+    out = []
+    if e.task is not None:
+        out.append(
+            "task: "
+            + "; ".join(
+                f"{width}: {task}" if task else f"{width}: refused ({why})"
+                for width, task, why in (
+                    ("one output unit", e.task.one, e.task.refuse_one),
+                    ("several units", e.task.several, e.task.refuse_several),
+                )
+            )
+        )
+    if e.int_input:
+        out.append('input: integer ids (`i32`), e.g. from `builtin("tokens")` or an npz of ints')
+    if e.needs.tasks:
+        out.append("fits: " + ", ".join(e.needs.tasks))
+    if e.needs.input == "image":
+        out.append("input: one image [height, width, channels]")
+    out += [f"{trait}: {TRAITS[trait]}" for trait in sorted(e.traits)]
+    if e.example:
+        out.append(f"example: {e.example}")
+    return out
 
 
 def help_json() -> str:
@@ -91,6 +117,7 @@ def help_entry(reg: Registry, e: Entry) -> str:
         out += ["", f"  formula: {e.formula}"]
     if e.aliases:
         out += [f"  aliases: {', '.join(e.aliases)}"]
+    out += [f"  {line}" for line in facts(e)]
     if e.args:
         out += ["", "  arguments:"]
         for a in e.args:
@@ -141,6 +168,8 @@ def _entry_markdown(e: Entry) -> list[str]:
         out += ["", "Aliases: " + ", ".join(f"`{a}`" for a in e.aliases) + "."]
     if e.formula:
         out += ["", f"Formula: `{e.formula}`"]
+    if facts(e):
+        out += ["", *(f"- {line}" for line in facts(e))]
     if e.args:
         out += ["", "| argument | type | default | meaning |", "| --- | --- | --- | --- |"]
         out += [

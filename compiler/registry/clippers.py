@@ -18,6 +18,7 @@ CLIPPERS = registry(
 
 CLIPPERS.add(
     "value",
+    example="value(1.0)",
     args=(arg("c", PosFloat, doc="largest absolute value of a gradient element"),),
     aliases=("clip_by_value",),
     doc="clip every gradient element to [-c, c]",
@@ -26,6 +27,7 @@ CLIPPERS.add(
 
 CLIPPERS.add(
     "norm",
+    example="norm(1.0)",
     args=(arg("c", PosFloat, doc="largest L2 norm of each gradient tensor"),),
     aliases=("clip_by_norm",),
     doc="rescale each gradient tensor whose L2 norm exceeds c",
@@ -34,6 +36,7 @@ CLIPPERS.add(
 
 CLIPPERS.add(
     "average_norm",
+    example="average_norm(1.0)",
     args=(arg("c", PosFloat, doc="largest average L2 norm of each gradient tensor"),),
     aliases=("clip_by_average_norm",),
     doc="rescale each gradient tensor whose L2 norm divided by its element count exceeds c",
@@ -42,6 +45,7 @@ CLIPPERS.add(
 
 CLIPPERS.add(
     "global_norm",
+    example="global_norm(1.0)",
     args=(arg("c", PosFloat, doc="largest L2 norm of all gradients together"),),
     aliases=("clip_by_global_norm",),
     doc="rescale all gradients together when their joint L2 norm exceeds c",
@@ -50,6 +54,7 @@ CLIPPERS.add(
 
 CLIPPERS.add(
     "adaptive",
+    example="adaptive(0.01)",
     args=(
         arg("c", PosFloat, doc="largest ratio of gradient norm to parameter norm, per unit"),
         arg("eps", PosFloat, 1e-3, doc="floor on the parameter norm"),

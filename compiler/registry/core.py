@@ -146,6 +146,12 @@ class Needs:
 
 CLASS_TASKS = ("binary", "multiclass", "multilabel")
 
+# Traits an entry may declare, read by the checker and the lowering instead of name lists.
+TRAITS: dict[str, str] = {
+    "rate_divides": "the learning rate is in a denominator: a schedule that reaches 0 (a "
+    "warm-up from 0) is refused",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -174,6 +180,10 @@ class Entry:
     task: Task | None = None  # losses: the task implied by the output's width
     example: str | None = None  # a minimal valid use, for the contract test and `dnn help`
     traits: frozenset[str] = frozenset()  # e.g. `rate_divides`: the rate is in a denominator
+
+    def __post_init__(self) -> None:
+        if not self.traits <= TRAITS.keys():
+            raise InternalError(f"{self.kind} `{self.name}`: unknown traits {set(self.traits)}")
 
     def get_arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)
@@ -270,6 +280,7 @@ __all__ = [
     "CLASS_TASKS",
     "REQUIRED",
     "TASKS",
+    "TRAITS",
     "Arg",
     "Needs",
     "Task",

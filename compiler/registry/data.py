@@ -134,6 +134,7 @@ def _check_images(a: Args) -> None:
 
 DATASETS.add(
     "builtin",
+    example='builtin("iris")',
     args=(arg("name", EnumT(tuple(BUILTIN_DATA)), doc="which built-in data set"),),
     doc="a small data set shipped with an installed package or generated on the spot",
     formula="(x, y) = the named set; shapes, classes and sizes as listed in BUILTIN_DATA",
@@ -142,6 +143,7 @@ DATASETS.add(
 
 DATASETS.add(
     "csv",
+    example='csv("data.csv")',
     args=(
         arg("path", Str, doc="file path, relative to the spec file"),
         arg("label", Str, "label", doc="name of the target column"),
@@ -152,6 +154,7 @@ DATASETS.add(
 
 DATASETS.add(
     "npz",
+    example='npz("data.npz")',
     args=(
         arg("path", Str, doc="file path, relative to the spec file"),
         arg("x", Str, "x", doc="name of the input array"),
@@ -163,6 +166,7 @@ DATASETS.add(
 
 DATASETS.add(
     "images",
+    example='images("images")',
     args=(
         arg("dir", Str, doc="folder with one subfolder of images per class"),
         arg("size", OptionalT(ListT(PosInt)), None, doc="[height, width] to resize to"),
@@ -238,6 +242,7 @@ NORMALIZERS.add(
 
 NORMALIZERS.add(
     "pca",
+    example="pca(n = 2)",
     args=(arg("n", PosInt, doc="number of principal components kept"),),
     doc="project the centred inputs on the n leading principal components",
     formula="cov = X_c^T X_c / N,  U, S = svd(cov);  x' = (x - mu) U[:, :n]",

@@ -113,6 +113,7 @@ SPATIAL_AXES = {
 
 DENSE = LAYERS.add(
     "dense",
+    example="dense(4)",
     args=(arg("units", PosInt, doc="output features"), arg("use_bias", Bool, True), *WEIGHT_ARGS),
     shape=lambda a, x: (*x[:-1], a.units),
     params=lambda a, x: x[-1] * a.units + (a.units if a.use_bias else 0),
@@ -151,6 +152,7 @@ def _conv(rank: int) -> None:
 
     LAYERS.add(
         name,
+        example=f"{name}(2, kernel = 2)",
         args=(
             arg("filters", PosInt, doc="output channels"),
             arg("kernel", SizeT(rank), doc="window size, one int or one per spatial axis"),
@@ -259,6 +261,7 @@ def _reshape(a: Args, x: Shape) -> Shape:
 
 LAYERS.add(
     "reshape",
+    example="reshape([2, -1])",
     args=(arg("shape", ShapeT(), doc="target shape without the batch axis; one -1 is inferred"),),
     shape=_reshape,
     params=lambda a, x: 0,
@@ -268,6 +271,7 @@ LAYERS.add(
 
 LAYERS.add(
     "dropout",
+    example="dropout(0.5)",
     args=(arg("rate", Rate, doc="probability of dropping a unit"),),
     shape=lambda a, x: x,
     params=lambda a, x: 0,
@@ -332,6 +336,7 @@ LAYERS.add(
 
 LAYERS.add(
     "embedding",
+    example="embedding(10, 4)",
     args=(
         arg("vocab", PosInt, doc="number of distinct token ids"),
         arg("dim", PosInt, doc="vector size"),
@@ -357,6 +362,7 @@ def _recurrent(name: str, gates: int, biases: int, doc: str, formula: str) -> No
 
     LAYERS.add(
         name,
+        example=f"{name}(4)",
         args=(
             arg("units", PosInt, doc="hidden state size"),
             arg("return_sequences", Bool, False, "output every step, not only the last"),

@@ -103,6 +103,7 @@ OPTIMIZERS.derive(
 
 OPTIMIZERS.add(
     "proximal_sgd",
+    example="proximal_sgd(lr = 0.05)",
     args=(_lr(), _L1, _L2),
     aliases=("proximal_gradient_descent",),
     doc="gradient descent followed by the proximal step of the L1/L2 penalties (FOBOS)",
@@ -134,6 +135,7 @@ theta <- theta - lr_t * g / (sqrt(s) + eps)""",
 
 OPTIMIZERS.add(
     "adagrad_da",
+    example="adagrad_da(lr = 0.05)",
     args=(
         _lr(),
         arg(
@@ -156,6 +158,7 @@ theta <- -lr * sign(a) * max(|a| - l1 * t, 0) / (l2 * t * lr + sqrt(s))""",
 
 OPTIMIZERS.add(
     "proximal_adagrad",
+    example="proximal_adagrad(lr = 0.05)",
     args=(
         _lr(),
         arg("initial_accumulator_value", PosFloat, 0.1, doc="initial sum of squares"),
@@ -365,6 +368,7 @@ theta <- theta - lr * (||theta|| / ||r||) * r      (ratio 1 where a norm is 0; n
 
 OPTIMIZERS.add(
     "lars",
+    example="lars(lr = 0.05)",
     args=(
         _lr(),
         arg("momentum", Rate, 0.9, doc="momentum factor"),

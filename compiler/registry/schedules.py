@@ -106,6 +106,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "step",
+    example="step(step_size = 1 epochs)",
     args=(
         arg("step_size", Duration, doc="period of the decay"),
         arg("gamma", PosFloat, 0.1, doc="multiplicative factor of the decay"),
@@ -119,6 +120,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "multistep",
+    example="multistep(milestones = [1 epochs, 2 epochs])",
     args=(
         arg("milestones", ListT(Duration, min_len=1), doc="when to decay, increasing"),
         arg("gamma", PosFloat, 0.1, doc="multiplicative factor of each decay"),
@@ -131,6 +133,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "exponential",
+    example="exponential(decay_rate = 0.5, decay_steps = 1 epochs)",
     args=(
         arg("decay_rate", PosFloat, doc="factor per decay_steps"),
         arg(
@@ -149,6 +152,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "natural_exp",
+    example="natural_exp(decay_rate = 0.5, decay_steps = 1 epochs)",
     args=(
         arg("decay_rate", NonNegFloat, doc="rate in the exponent"),
         arg("decay_steps", Duration, doc="time scale of the decay"),
@@ -163,6 +167,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "inverse_time",
+    example="inverse_time(decay_rate = 0.5, decay_steps = 1 epochs)",
     args=(
         arg("decay_rate", NonNegFloat, doc="rate of the decay"),
         arg("decay_steps", Duration, doc="time scale of the decay"),
@@ -177,6 +182,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "piecewise_constant",
+    example="piecewise_constant(boundaries = [2 steps], values = [1.0, 0.1])",
     args=(
         arg("boundaries", ListT(Duration, min_len=1), doc="where the rate changes, increasing"),
         arg("values", ListT(PosFloat, min_len=2), doc="the rates, one more than the boundaries"),
@@ -189,6 +195,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "polynomial",
+    example="polynomial(decay_steps = 2 epochs)",
     args=(
         arg("decay_steps", Duration, doc="length of the decay"),
         arg("end_lr", NonNegFloat, 1e-4, doc="rate at the end of the decay and after it"),
@@ -203,6 +210,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "cosine",
+    example="cosine(decay_steps = 2 epochs)",
     args=(
         arg("decay_steps", Duration, doc="length of the decay"),
         arg("alpha", Prob, 0.0, doc="final rate as a fraction of lr_0"),
@@ -218,6 +226,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "cosine_restarts",
+    example="cosine_restarts(period = 1 epochs)",
     args=(
         arg("period", Duration, doc="length of the first cycle (PyTorch's T_0)"),
         arg("mult", PosInt, 1, doc="factor by which each cycle is longer than the last (T_mult)"),
@@ -235,6 +244,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "one_cycle",
+    example="one_cycle(max_lr = 0.01, total = 2 epochs)",
     args=(
         arg("max_lr", PosFloat, doc="peak rate (replaces lr_0)"),
         arg("total", Duration, doc="length of the cycle (usually the whole training)"),
@@ -256,6 +266,7 @@ SCHEDULES.add(
 
 SCHEDULES.add(
     "warmup_cosine",
+    example="warmup_cosine(warmup = 1 steps)",
     args=(
         arg("warmup", Duration, doc="linear warm-up from 0 to lr_0"),
         arg(

@@ -94,6 +94,7 @@ def _low_below_high(a: Args) -> None:
 
 DISTRIBUTIONS.add(
     "choice",
+    example="choice(32, 64)",
     args=(arg("values", ListT(Any_, min_len=1), doc="the values to choose from", variadic=True),),
     aliases=("categorical",),
     doc="one of the listed values",
@@ -102,6 +103,7 @@ DISTRIBUTIONS.add(
 
 DISTRIBUTIONS.add(
     "uniform",
+    example="uniform(0.0, 0.5)",
     args=(arg("low", Float, doc="lower bound"), arg("high", Float, doc="upper bound")),
     doc="a real number drawn uniformly between low and high",
     formula="x ~ U(low, high)",
@@ -110,6 +112,7 @@ DISTRIBUTIONS.add(
 
 DISTRIBUTIONS.add(
     "loguniform",
+    example="loguniform(1e-4, 1e-2)",
     args=(
         arg("low", PosFloat, doc="lower bound, > 0"),
         arg("high", PosFloat, doc="upper bound"),
@@ -122,6 +125,7 @@ DISTRIBUTIONS.add(
 
 DISTRIBUTIONS.add(
     "int_uniform",
+    example="int_uniform(1, 4)",
     args=(arg("low", Int, doc="smallest value"), arg("high", Int, doc="largest value (included)")),
     aliases=("randint",),
     doc="an integer drawn uniformly from low to high, both included",

@@ -18,7 +18,11 @@ NONLINEARITY = EnumT(("relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu")
 INITIALIZERS.add("zeros", doc="all zeros", formula="W = 0")
 INITIALIZERS.add("ones", doc="all ones", formula="W = 1")
 INITIALIZERS.add(
-    "constant", args=(arg("value", Float),), doc="one value everywhere", formula="W = value"
+    "constant",
+    example="constant(0.1)",
+    args=(arg("value", Float),),
+    doc="one value everywhere",
+    formula="W = value",
 )
 INITIALIZERS.add(
     "uniform",
