@@ -31,6 +31,7 @@ from .diagnostics import (
     E_UNKNOWN_SECTION,
     E_VALUE,
     W_NO_MODEL,
+    W_NOTHING_TRAINS,
     W_UNUSED,
     Diagnostic,
     DiagnosticError,
@@ -161,6 +162,8 @@ class Checker:
         if model is not None and train is not None:
             train = rules.apply(model, data, train, "train" in sections, self.diags)
             self._check_freeze(model, train)
+            if "train" in sections or "data" in sections:
+                self._check_trains(model, train)
             self._check_monitors(train)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
         version = next((i.number for i in self.r.module.items if isinstance(i, ast.Version)), 1)
@@ -1016,6 +1019,13 @@ class Checker:
                     )
                 )
 
+    def _check_trains(self, model: Graph, train: Config) -> None:
+        """Warn when training would change no weight (`dnn train` says the same at run time)."""
+        weighted = [n.name for n in model.nodes if n.params]
+        frozen = [n for n in weighted if any(fnmatch.fnmatchcase(n, p) for p in train.freeze)]
+        if frozen == weighted:
+            self.diags.add(nothing_trains(model, train))
+
 
 # ------------------------------------------------------------------ helpers
 
@@ -1079,6 +1089,26 @@ def nothing_to_train(module: ast.Module) -> Diagnostic:
         span,
         "define one in this file: `model NAME { input x: f32[N] ... }` "
         "(imported files bring blocks and params only)",
+    )
+
+
+def nothing_trains(model: Graph, train: Config) -> Diagnostic:
+    """Why a run changes no weight: at `freeze` when it covers every layer with weights, else
+    at the model, which has none. `dnn check`'s warning and `dnn train`'s."""
+    if any(n.params for n in model.nodes):
+        return Diagnostic(
+            W_NOTHING_TRAINS,
+            "`freeze` covers every layer with weights: training changes no weight",
+            train.span_of("freeze"),
+            "leave out of `freeze` the layers to train (`dnn summary` lists the layers)",
+            severity="warning",
+        )
+    return Diagnostic(
+        W_NOTHING_TRAINS,
+        f"model `{model.name}` has no weights: training changes nothing",
+        model.span,
+        "add a layer with weights, such as `dense(N)`",
+        severity="warning",
     )
 
 

@@ -43,6 +43,8 @@ E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
 W_NO_MODEL = "W0802"
+W_SWEEP_NOT_RUN = "W0803"
+W_NOTHING_TRAINS = "W0804"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -80,6 +82,8 @@ CODES: Mapping[str, str] = {
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",
     W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
+    W_SWEEP_NOT_RUN: "`dnn train` on a spec with a `sweep` section trains the spec's own values",
+    W_NOTHING_TRAINS: "a run that changes no weight: every layer with weights frozen, or none",
 }
 
 

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dnn.compiler.diagnostics import SpecError
+from dnn.compiler.diagnostics import (
+    W_NOTHING_TRAINS,
+    W_SWEEP_NOT_RUN,
+    Diagnostic,
+    Span,
+    SpecError,
+)
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -85,6 +91,42 @@ def every_device(args: argparse.Namespace, program: Any, extra: list[str]) -> An
     return _load(args, [*extra, "train.devices=all"])
 
 
+def _warn_before_training(program: Any) -> None:
+    """The spec's warnings, and that a `sweep` section is not run, once (process 0).
+
+    W0804 (nothing trains) is left to the run, which reads it from the weights it builds.
+    """
+    import jax
+
+    from . import cli
+
+    if jax.process_index() != 0:
+        return
+    shown = [d for d in program.warnings if d.code != W_NOTHING_TRAINS]
+    if program.sweep is not None:
+        shown.append(sweep_not_run(program))
+    cli._warn(shown, program.sources)
+
+
+def sweep_not_run(program: Any) -> Diagnostic:
+    """`dnn train` on a spec with a `sweep` section: what it trains, and that it searches not."""
+    from dnn.compiler import ast
+
+    section = next(
+        i for i in program.module.items if isinstance(i, ast.Section) and i.name == "sweep"
+    )
+    s = section.span
+    example = ".".join(program.sweep_axes[0].path) if program.sweep_axes else "NAME"
+    return Diagnostic(
+        W_SWEEP_NOT_RUN,
+        "`dnn train` trains the base point (the spec's own values); "
+        "it does not run the `sweep` search",
+        Span(s.path, s.line, s.col, s.line, s.col + len("sweep")),
+        f"no command runs the search yet; train one of its points with `--set {example}=VALUE`",
+        severity="warning",
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .fit import train
 
@@ -93,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     program = _load(args, extra)
     if args.coordinator or args.distributed:
         program = every_device(args, program, extra)
+    _warn_before_training(program)
     result = train(
         program,
         args.out,

@@ -108,6 +108,8 @@ def _train(
     data = {k: batched(*v) for k, v in data.items()}
     side.submit(_warm_imports)
     st = engine.init()
+    if lead:
+        _warn_if_nothing_trains(program, st["params"])
     notes: list[str] = []
     if program.train.init_from and not resume:
         st, notes = transfer(program, st, engine)
@@ -157,6 +159,29 @@ def _train(
     if lead:
         rundir.write_json(folder / "result.json", result)
     return result
+
+
+def _warn_if_nothing_trains(program: Program, params: Any) -> None:
+    """Say, at the spec line, that the run changes no weight: no parameter, or all frozen.
+
+    Read from the weights the run built (a frozen stacked repeat freezes all its instances);
+    `dnn check` warns the same where the spec alone tells (compiler/check.py).
+    """
+    from dnn.compiler.check import nothing_trains
+    from dnn.compiler.lower_optax import frozen_labels
+    from dnn.compiler.lower_scan import plan_for
+
+    from . import cli
+
+    freeze = program.train.freeze
+    if freeze:
+        trained = "train" in jax.tree.leaves(frozen_labels(params, freeze, plan_for(program)))
+    else:
+        trained = bool(jax.tree.leaves(params))
+    if trained:
+        return
+    assert program.model is not None
+    cli._warn([nothing_trains(program.model, program.train)], program.sources)
 
 
 def _warm_imports() -> None:

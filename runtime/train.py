@@ -156,7 +156,7 @@ class Engine:
         )
         if self.scan is not None:
             variables = {k: stack(dict(v), self.scan) for k, v in variables.items()}
-        params = variables["params"]
+        params = variables.get("params", {})  # a model without weights has none
         state = {k: v for k, v in variables.items() if k != "params"}
         return {
             "params": params,

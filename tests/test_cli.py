@@ -125,6 +125,59 @@ def test_version_prints_the_package_version() -> None:
     assert dnn("help").stdout.endswith(f"\ndnn {metadata.version('dnn')}\n")
 
 
+# Issue 14, class 6: a run that trains nothing (every layer with weights frozen, or a model
+# without weights) was silent; `dnn check` warns where the spec alone tells.
+
+DIGITS_MLP = """dnn 1
+model m {
+  input x: f32[64]
+  dense(16) -> relu
+  dense(10)
+}
+data {
+  source = builtin("digits")
+}
+train {
+  epochs = 1
+  freeze = ["dense*"]
+}
+"""
+
+
+def test_check_warns_when_freeze_covers_every_layer_with_weights(tmp_path: Path) -> None:
+    spec = tmp_path / "frozen.dnn"
+    spec.write_text(DIGITS_MLP)
+    r = dnn("check", str(spec))
+    assert r.returncode == 0 and r.stdout == f"{spec}: ok (4 layers, 1,210 params)\n"
+    assert r.stderr.splitlines() == [
+        f"{spec}:12:12: warning[W0804]: `freeze` covers every layer with weights: "
+        "training changes no weight",
+        '12 |   freeze = ["dense*"]',
+        "   |            ^^^^^^^^^^",
+        "  hint: leave out of `freeze` the layers to train (`dnn summary` lists the layers)",
+    ]
+    r = dnn("check", str(spec), "--set", 'train.freeze=["dense"]')  # `dense_1` still trains
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_check_warns_when_the_model_has_no_weights(tmp_path: Path) -> None:
+    spec = tmp_path / "none.dnn"
+    spec.write_text(
+        'dnn 1\nmodel m {\n  input x: f32[2]\n  relu\n}\ndata {\n  source = builtin("moons")\n}\n'
+    )
+    r = dnn("check", str(spec))
+    assert r.returncode == 0 and r.stderr.splitlines() == [
+        f"{spec}:2:1: warning[W0804]: model `m` has no weights: training changes nothing",
+        "2 | model m {",
+        "  | ^^^^^^^^^",
+        "  hint: add a layer with weights, such as `dense(N)`",
+    ]
+    model_only = tmp_path / "model_only.dnn"  # a model to summarize, not to train: no warning
+    model_only.write_text("dnn 1\nmodel m {\n  input x: f32[2]\n  relu\n}\n")
+    r = dnn("check", str(model_only))
+    assert r.returncode == 0 and r.stderr == ""
+
+
 def test_front_end_never_imports_jax(tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -284,6 +284,49 @@ def test_reduce_on_plateau_after_a_warm_up(tmp_path: Path) -> None:
     assert [r["lr"] for r in history] == pytest.approx(expected, rel=1e-6)
 
 
+# Issue 14, class 6: `dnn train` ignored a `sweep` section silently, and trained silently when
+# nothing could change.
+
+
+def test_train_says_it_trains_the_base_point_of_a_sweep(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=1)
+    path.write_text(
+        path.read_text() + "sweep {\n  train.optimizer.lr = loguniform(1e-4, 1e-2)\n}\n"
+    )
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    line = MLP.count("\n") + 1  # the `sweep` line, after the spec's own lines
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}:{line}:1: warning[W0803]: `dnn train` trains the base point (the spec's own "
+        "values); it does not run the `sweep` search",
+        f"{line} | sweep {{",
+        "   | ^^^^^",
+        "  hint: no command runs the search yet; train one of its points with "
+        "`--set train.optimizer.lr=VALUE`",
+    ]
+    saved = yaml.safe_load((tmp_path / "run" / "hparams.yaml").read_text())
+    assert saved["train"]["optimizer"]["adam"]["lr"] == 0.003  # the base point
+
+
+def test_train_warns_when_nothing_trains(tmp_path: Path, capsys) -> None:
+    path = spec(tmp_path, epochs=1, extra='freeze = ["*"]')
+    assert main(["train", str(path), "--out", str(tmp_path / "frozen"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    warning = f"{path}:21:12: warning[W0804]: `freeze` covers every layer with weights: "
+    assert err.count(warning) == 1  # once: `dnn check`'s warning is not repeated
+    assert (
+        '21 |   freeze = ["*"]' in err and "hint: leave out of `freeze` the layers to train" in err
+    )
+    none = tmp_path / "none.dnn"  # a model without weights trained (was KeyError: 'params')
+    none.write_text(
+        'dnn 1\nmodel m {\n  input x: f32[2]\n  relu\n}\ndata {\n  source = builtin("moons")\n}\n'
+        "train {\n  epochs = 1\n}\n"
+    )
+    assert main(["train", str(none), "--out", str(tmp_path / "none"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"{none}:2:1: warning[W0804]: model `m` has no weights: training changes nothing" in err
+    assert "Traceback" not in err
+
+
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, capsys) -> None:
     path = spec(tmp_path, epochs=3)
     run = tmp_path / "run"
