@@ -3,6 +3,10 @@
 Run by hand: `python bench/check_speed.py [--layers 2000] [--repeats 7]`. Prints the median
 wall time of each whole command (a fresh process each time, as a user runs it) and a last
 line of JSON. Target (issue 2): `dnn check` on a 2,000-layer spec under 0.5 s wall.
+
+`--repeat-counts 300,3000,100000` also times `dnn check` of `repeat N { basic(16) }` (the
+ResNet basic block of examples/blocks/resnet.dnn, 7 layers) for each N, each run cut at
+`--timeout` seconds (issue 14, class 10: every spec checks in bounded time).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def deep_spec(layers: int) -> str:
@@ -44,6 +49,41 @@ def deep_spec(layers: int) -> str:
     return "\n".join(lines)
 
 
+def repeat_spec(n: int) -> str:
+    """`repeat n { basic(16) }` between a stem and a head, as in examples/resnet_small.dnn."""
+    blocks = Path(__file__).resolve().parent.parent / "examples" / "blocks" / "resnet.dnn"
+    return (
+        f'dnn 1\nimport "{blocks}"\nmodel r {{\n  input image: f32[8, 8, 1]\n'
+        f"  conv_bn(16)\n  repeat {n} {{ basic(16) }}\n  global_avgpool\n  dense(10)\n}}\n"
+    )
+
+
+def timed_repeats(counts: list[int], timeout: float) -> dict[str, Any]:
+    """Wall time and output of `dnn check` per repeat count (None where it ran past timeout)."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for n in counts:
+            path = Path(d) / f"repeat{n}.dnn"
+            path.write_text(repeat_spec(n))
+            t = time.perf_counter()
+            try:
+                r = subprocess.run(
+                    [sys.executable, "-m", "dnn", "check", str(path)],
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:
+                print(f"repeat {n:>7}: over {timeout:.0f} s (stopped)")
+                out[str(n)] = None
+                continue
+            wall = time.perf_counter() - t
+            said = (r.stdout.strip() or r.stderr.strip().splitlines()[0]).split(": ", 1)[-1]
+            print(f"repeat {n:>7}: {wall:6.2f} s  {said}")
+            out[str(n)] = round(wall, 3)
+    return out
+
+
 def timed(cmd: list[str], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -57,7 +97,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--layers", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeat-counts", default="", help="e.g. 300,3000,100000")
+    p.add_argument("--timeout", type=float, default=120.0)
     args = p.parse_args()
+    if args.repeat_counts:
+        counts = [int(n) for n in args.repeat_counts.split(",")]
+        print(json.dumps({"repeat_check_s": timed_repeats(counts, args.timeout)}))
+        return
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "deep.dnn"
         path.write_text(deep_spec(args.layers))

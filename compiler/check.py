@@ -6,6 +6,7 @@ and elaboration carries on with a poisoned value, so one run reports every indep
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from .diagnostics import (
     E_NOT_STATIC,
     E_SECTION,
     E_SHAPE,
+    E_TOO_LARGE,
     E_TYPE,
     E_UNKNOWN_FIELD,
     E_UNKNOWN_LAYER,
@@ -108,6 +110,24 @@ class Env:
 _BUILTINS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs}
 
 
+# The most layers a model may expand to (blocks and repeats unrolled), so that every spec
+# checks in bounded time and memory: ~1 s of `dnn check` for a replicated repeat, ~15 s for
+# one elaborated layer by layer (docs/performance.md). The largest example has 76 layers.
+MAX_LAYERS = 100_000
+
+
+_SMALLER = "lower the count, or make the body smaller"
+
+
+class _TooLarge(Exception):
+    """The graph reached MAX_LAYERS: the outermost `repeat`, or the model line, reports it."""
+
+
+# A naming step of one repeat iteration, replayed for the next: ("unique", prefix, base,
+# full name) or ("discard", "", "", full name).
+_NameOp = tuple[str, str, str, str]
+
+
 @dataclass(slots=True)
 class _Graph:
     """The graph under construction."""
@@ -119,10 +139,14 @@ class _Graph:
     blocks_active: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)  # node name -> position in `nodes`
+    logs: list[list[_NameOp]] = field(default_factory=list)  # one per repeat being recorded
 
     def unique(self, base: str) -> str:
         """`dense`, `dense_1`, ... within the current block instance."""
-        prefix = "/".join(self.scope)
+        return self.unique_in("/".join(self.scope), base)
+
+    def unique_in(self, prefix: str, base: str) -> str:
         key = f"{prefix}/{base}"
         while True:
             n = self.counters.get(key, 0)
@@ -131,7 +155,30 @@ class _Graph:
             full = f"{prefix}/{local}" if prefix else local
             if full not in self.names:
                 self.names.add(full)
+                for log in self.logs:
+                    log.append(("unique", prefix, base, full))
                 return full
+
+    def discard(self, name: str) -> None:
+        self.names.discard(name)
+        for log in self.logs:
+            log.append(("discard", "", "", name))
+
+    def add(self, node: Node) -> None:
+        if len(self.nodes) >= MAX_LAYERS:
+            raise _TooLarge
+        self.index[node.name] = len(self.nodes)
+        self.nodes.append(node)
+
+    def rename(self, i: int, name: str) -> Node:
+        old = self.nodes[i]
+        del self.index[old.name]
+        self.index[name] = i
+        self.nodes[i] = replace(old, name=name)
+        return self.nodes[i]
+
+    def node(self, name: str) -> Node:
+        return self.nodes[self.index[name]]
 
 
 class Checker:
@@ -144,6 +191,7 @@ class Checker:
         self.menv = Env({})
         self.env = self.menv  # the innermost scope being evaluated, for did-you-mean hints
         self.failed: set[str] = set()  # params whose value had an error: uses stay silent
+        self.repeats = 0  # repeats being elaborated around the current statement
 
     # ---- entry -----------------------------------------------------------
 
@@ -278,6 +326,13 @@ class Checker:
             for stmt in body.stmts:
                 try:
                     current = self._stmt(stmt, env, current, top)
+                except _TooLarge:
+                    if not top:
+                        raise
+                    self.diags.add(
+                        _too_large(stmt.span, "this line", "use fewer or smaller blocks").diagnostic
+                    )
+                    return POISON
                 except DiagnosticError as e:
                     self.diags.add(e.diagnostic)
                     if isinstance(stmt, ast.Assign | ast.InputDecl):
@@ -353,10 +408,9 @@ class Checker:
         old = self.g.nodes[idx]
         if old.kind == "input":
             return value
-        self.g.names.discard(old.name)
-        new_name = self.g.unique(name)
-        self.g.nodes[idx] = replace(old, name=new_name)
-        return replace(value, node=new_name)
+        self.g.discard(old.name)
+        new = self.g.rename(idx, self.g.unique(name))
+        return replace(value, node=new.name)
 
     def _input(self, stmt: ast.InputDecl, env: Env, top: bool) -> Tensor:
         if not top:
@@ -377,9 +431,7 @@ class Checker:
         if stmt.name in self.g.names:
             raise error(E_DUPLICATE, f"input `{stmt.name}` is declared twice", stmt.span)
         self.g.names.add(stmt.name)
-        self.g.nodes.append(
-            Node(stmt.name, "input", "input", (), (), t.shape, t.dtype, 0, span=stmt.span)
-        )
+        self.g.add(Node(stmt.name, "input", "input", (), (), t.shape, t.dtype, 0, span=stmt.span))
         self.g.inputs.append(stmt.name)
         tensor = Tensor(stmt.name, t.shape, t.dtype)
         env.vars[stmt.name] = tensor
@@ -400,10 +452,98 @@ class Checker:
                 stmt.count.span,
                 "delete the repeat, or make the count at least 1",
             )
-        for i in range(start, end):
-            scope = env.child(**({stmt.var: i} if stmt.var else {}))
-            scope.vars["in"] = current
-            current = self._body(stmt.body, scope, current)
+        mark = len(self.g.nodes)
+        try:
+            return self._iterations(stmt, env, current, start, end)
+        except _TooLarge:
+            if self.repeats:  # an enclosing repeat reports the whole expansion
+                raise
+            for node in self.g.nodes[mark:]:  # later lines are checked against a sane graph
+                del self.g.index[node.name]
+            del self.g.nodes[mark:]
+            raise _too_large(stmt.count.span, f"`repeat {end - start:,}`", _SMALLER) from None
+
+    def _iterations(self, stmt: ast.Repeat, env: Env, current: Any, start: int, end: int) -> Any:
+        """Elaborate the first iteration; replicate it if the next ones must be the same.
+
+        They are the same when the body keeps its input's shape and dtype and does not read
+        the loop index: then each iteration builds the same layers with the same shapes and
+        parameters, named as the unrolled loop names them (the first iteration's naming steps,
+        replayed). Otherwise each iteration is elaborated, until one fails.
+        """
+        before, marks = current, (len(self.g.nodes), len(self.diags.items), len(self.g.outputs))
+        log: list[_NameOp] = []
+        self.g.logs.append(log)
+        self.repeats += 1
+        try:
+            current = self._iteration(stmt, env, current, start)
+        finally:
+            self.repeats -= 1
+            self.g.logs.pop()  # a stack: nested repeats push and pop in turn
+        if self._replicable(stmt, env, before, current, marks):
+            per = len(self.g.nodes) - marks[0]
+            total = len(self.g.nodes) + per * (end - start - 1)
+            if total > MAX_LAYERS:
+                what = f"`repeat {end - start:,}` of {per:,} layers"
+                raise _too_large(stmt.count.span, what, _SMALLER, total)
+            return self._replicate(log, self.g.nodes[marks[0] :], before, current, end - start)
+        for i in range(start + 1, end):
+            if not isinstance(current, Tensor) or current.poisoned:
+                break  # the mistakes of one iteration would only repeat
+            self.repeats += 1
+            try:
+                current = self._iteration(stmt, env, current, i)
+            finally:
+                self.repeats -= 1
+        return current
+
+    def _iteration(self, stmt: ast.Repeat, env: Env, current: Any, i: int) -> Any:
+        scope = env.child(**({stmt.var: i} if stmt.var else {}))
+        scope.vars["in"] = current
+        return self._body(stmt.body, scope, current)
+
+    def _replicable(
+        self, stmt: ast.Repeat, env: Env, before: Any, after: Any, marks: tuple[int, int, int]
+    ) -> bool:
+        return (
+            isinstance(before, Tensor)
+            and isinstance(after, Tensor)
+            and not before.poisoned
+            and (before.shape, before.dtype) == (after.shape, after.dtype)
+            and (len(self.diags.items), len(self.g.outputs)) == marks[1:]
+            and (stmt.var is None or stmt.var not in _names_in(stmt.body))
+            # the body may read its first input only as `in`: under another name it stays
+            # the same tensor in every iteration, which renaming could not tell apart
+            and not any(
+                isinstance(v := env.lookup(k), Tensor) and v.node == before.node
+                for k in env.names()
+                if k != "in"  # the body's own `in` hides any outer one
+            )
+        )
+
+    def _replicate(
+        self, log: list[_NameOp], first: list[Node], before: Tensor, after: Tensor, n: int
+    ) -> Tensor:
+        """Iterations 2..n as copies of the first, renamed as elaboration would name them."""
+        current = after
+        for _ in range(n - 1):
+            renamed = {before.node: current.node}
+            for op, prefix, base, full in log:
+                if op == "unique":
+                    renamed[full] = self.g.unique_in(renamed.get(prefix, prefix), base)
+                else:
+                    self.g.discard(renamed.get(full, full))
+            for node in first:
+                scope = renamed.get("/".join(node.scope), "/".join(node.scope))
+                self.g.add(
+                    replace(
+                        node,
+                        name=renamed[node.name],
+                        inputs=tuple(renamed.get(i, i) for i in node.inputs),
+                        scope=tuple(scope.split("/")) if scope else (),
+                    )
+                )
+            current = replace(after, node=renamed.get(after.node, after.node))
         return current
 
     def _int(self, expr: ast.Expr, env: Env, what: str) -> int:
@@ -721,7 +861,7 @@ class Checker:
             ) from None
         dtype = "f32" if entry.int_input else inputs[0].dtype
         name = self.g.unique(entry.name)
-        self.g.nodes.append(
+        self.g.add(
             Node(
                 name,
                 entry.name,
@@ -805,8 +945,8 @@ class Checker:
         if inputs[0].poisoned:  # the body was walked for its own mistakes (unknown words)
             return POISON
         if outs:
-            shape = next(n.shape for n in self.g.nodes if n.name == outs[0])
-            return Tensor(outs[0], shape, next(n.dtype for n in self.g.nodes if n.name == outs[0]))
+            out = self.g.node(outs[0])
+            return Tensor(out.name, out.shape, out.dtype)
         if not isinstance(result, Tensor):
             raise error(E_MODEL, f"block `{name}` produces no tensor", bdef.span)
         return result
@@ -1076,6 +1216,28 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": lambda a, b: a <= b,
     ">=": lambda a, b: a >= b,
 }
+
+
+def _too_large(span: Span, what: str, fix: str, total: int | None = None) -> DiagnosticError:
+    layers = f"{total:,} layers" if total is not None else f"more than {MAX_LAYERS:,} layers"
+    return error(
+        E_TOO_LARGE,
+        f"{what} expands the model to {layers}; the limit is {MAX_LAYERS:,}",
+        span,
+        f"{fix}; a model this large is beyond what dnn checks in bounded time "
+        "(docs/performance.md)",
+    )
+
+
+def _names_in(node: Any) -> set[str]:
+    """Every name an AST subtree reads."""
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, tuple):
+        return set().union(*(_names_in(x) for x in node))
+    if dataclasses.is_dataclass(node) and not isinstance(node, type | Span):
+        return set().union(*(_names_in(getattr(node, f.name)) for f in dataclasses.fields(node)))
+    return set()
 
 
 def nothing_to_train(module: ast.Module) -> Diagnostic:

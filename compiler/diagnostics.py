@@ -39,6 +39,7 @@ E_IMPORT_CONTENT = "E0503"
 E_OVERRIDE = "E0504"
 E_MODEL = "E0601"
 E_SECTION = "E0602"
+E_TOO_LARGE = "E0603"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
@@ -78,6 +79,7 @@ CODES: Mapping[str, str] = {
     E_OVERRIDE: "a `--set` override that names nothing or does not parse",
     E_MODEL: "a problem with the model as a whole (no input, several models, no output)",
     E_SECTION: "a section whose fields do not fit together",
+    E_TOO_LARGE: "a model that expands to more than 100,000 layers (see docs/performance.md)",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

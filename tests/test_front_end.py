@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from dnn.compiler import check
 from dnn.compiler.diagnostics import E_FILE, E_MODEL, W_NO_MODEL
 
 import dnn
@@ -302,3 +305,123 @@ def test_padding_that_the_message_offers_is_taken(
 ) -> None:
     src = f"model m {{\n  input x: f32[{shape}]\n  {layer}, padding = {padding})\n}}\n"
     assert dnn.loads(src).model.nodes[-1].shape == out
+
+
+# ---------------------------------------------------------------- repeat: bounded check time
+
+RESNET = str(ROOT / "examples" / "blocks" / "resnet.dnn")
+REPEATS = {
+    "nested blocks, named values": (
+        'import "' + RESNET + '"\nmodel r {{\n  input image: f32[8, 8, 1]\n  conv_bn(16)\n'
+        "  repeat {n} {{ basic(16) }}\n  basic(16)\n  global_avgpool\n  dense(10)\n}}\n"
+    ),
+    "layers at the top, counters shared": (
+        "model m {{\n  input x: f32[8]\n  dense(8)\n"
+        "  repeat {n} {{\n    h = dense(8)(in) -> relu\n    dense(8)(add(in, h))\n  }}\n"
+        "  h = dense(8) -> relu\n  dense(2)\n}}\n"
+    ),
+    "nested repeats in a block used twice": (
+        "block stack(c) {{\n  repeat 2 {{\n    repeat {n} {{ dense(c) -> relu }}\n"
+        "    batchnorm\n  }}\n}}\nmodel m {{\n  input x: f32[8]\n  stack(8)\n  stack(8)\n}}\n"
+    ),
+    "a skip from outside the repeat": (
+        "model m {{\n  input x: f32[8]\n  s = dense(8)(x)\n  dense(8)\n"
+        "  repeat {n} {{ add(in, s) -> dense(8) }}\n  dense(1)\n}}\n"
+    ),
+    # `in` is also `s` in the first iteration only: elaborated, not replicated
+    "its first input also named": (
+        "model m {{\n  input x: f32[8]\n  s = dense(8)(x)\n"
+        "  repeat {n} {{ add(in, s) -> dense(8) }}\n  dense(1)\n}}\n"
+    ),
+}
+
+
+def graph(src: str) -> list[tuple[Any, ...]]:
+    model = dnn.loads(src, "spec.dnn").model
+    assert model is not None
+    return [
+        (n.name, n.op, n.args, n.inputs, n.shape, n.dtype, n.params, n.state, n.scope, n.span)
+        for n in model.nodes
+    ] + [model.outputs, model.params]
+
+
+@pytest.mark.parametrize("case", sorted(REPEATS))
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_a_replicated_repeat_is_its_full_expansion(
+    case: str, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = REPEATS[case].format(n=n)
+    iterations = []
+    monkeypatch.setattr(
+        check.Checker, "_iteration", spy(check.Checker._iteration, iterations), raising=True
+    )
+    fast = graph(src)
+    elaborated = len(iterations)
+    monkeypatch.setattr(check.Checker, "_replicable", lambda *a: False)
+    iterations.clear()
+    assert fast == graph(src)  # names, ops, arguments, inputs, shapes, params, scopes, spans
+    replicated = elaborated < len(iterations)
+    assert replicated == (case != "its first input also named" and (n > 1 or "repeat 2" in src))
+
+
+def spy(f: Any, calls: list[Any]) -> Any:
+    def wrapped(*a: Any, **k: Any) -> Any:
+        calls.append(a)
+        return f(*a, **k)
+
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "repeat {n} {{ dense(8) }}",  # changes the shape: [4] -> [8]
+        "repeat i in 0..{n} {{ dense(4 + i) }}",  # reads the loop index
+    ],
+)
+def test_a_repeat_that_varies_is_elaborated_each_time(
+    body: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iterations: list[Any] = []
+    monkeypatch.setattr(check.Checker, "_iteration", spy(check.Checker._iteration, iterations))
+    src = f"model m {{{{\n  input x: f32[4]\n  {body}\n}}}}\n".format(n=3)
+    shapes = [n.shape for n in dnn.loads(src).model.nodes]
+    assert len(iterations) == 3 and len(shapes) == 4
+
+
+def test_repeat_100000_basic_blocks_is_refused_at_once() -> None:
+    src = REPEATS["nested blocks, named values"].format(n=100000)
+    t = time.perf_counter()
+    found = diagnostics(src)
+    assert time.perf_counter() - t < 10  # minutes before (3,000 repeats took 8 s)
+    assert found == [
+        "5:10 E0603 `repeat 100,000` of 7 layers expands the model to 700,004 layers;"
+        " the limit is 100,000 | lower the count, or make the body smaller; a model this large"
+        " is beyond what dnn checks in bounded time (docs/performance.md)"
+    ]
+
+
+def test_the_limit_is_exact() -> None:
+    # 4 layers before, 7 per basic block, 2 after (+ 7 for the extra basic): 100,000 fits
+    def layers(n: int) -> str:
+        return REPEATS["nested blocks, named values"].format(n=n)
+
+    assert len(dnn.loads(layers(14283)).model.nodes) == check.MAX_LAYERS - 6
+    assert diagnostics(layers(14285))[0].startswith(
+        "6:3 E0603 this line expands the model to more than 100,000 layers"
+    )
+
+
+def test_a_varying_repeat_and_a_block_explosion_stop_at_the_limit() -> None:
+    src = "model m {\n  input x: f32[4]\n  repeat i in 0..200000 { dense(4 + i % 2) }\n  dense(2)\n}\n"
+    assert [d.split(" |")[0] for d in diagnostics(src)] == [
+        "3:18 E0603 `repeat 200,000` expands the model to more than 100,000 layers;"
+        " the limit is 100,000"
+    ]
+    blocks = "block b0() {\n  dense(4)\n}\n" + "".join(
+        f"block b{k}() {{\n  b{k - 1}()\n  b{k - 1}()\n}}\n" for k in range(1, 18)
+    )
+    src = blocks + "model m {\n  input x: f32[4]\n  b17()\n}\n"
+    (d,) = diagnostics(src)
+    assert d.startswith("74:3 E0603 this line expands the model to more than 100,000 layers")
+    assert "| use fewer or smaller blocks;" in d
