@@ -10,18 +10,16 @@ output width, a metric of another task, an image augmentation on vectors, an int
 layer fed reals, a rate-dividing optimizer under a warm-up, PCA keeping more components than
 there are features) must be refused by check. Adding a word that does not train fails here.
 
-The runs go through the engine the `dnn train` loop drives (runtime/train.py), without the
-run folder, which tests/test_train.py covers once for all words.
+The runs go through the engine the `dnn train` loop drives (runtime/contract.py `exercise`),
+without the run folder, which tests/test_train.py covers once for all words.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from dnn.compiler import lower_flax, lower_loss, lower_optax
@@ -30,10 +28,8 @@ from dnn.compiler.registry import REGISTRIES
 from dnn.compiler.registry.core import Entry
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
-from dnn.runtime import augment, datasets, infer, metrics, pipeline, preprocess
-from dnn.runtime.fit import _one_epoch, enable_compile_cache
-from dnn.runtime.progress import Display
-from dnn.runtime.train import Engine, batched, device_data, evaluate_split
+from dnn.runtime import augment, datasets, metrics, pipeline, preprocess
+from dnn.runtime.contract import exercise
 from PIL import Image
 
 import dnn
@@ -237,30 +233,6 @@ def trained_ids() -> list[tuple[str, str, int]]:
 # ------------------------------------------------------------------ the contract
 
 
-def train_evaluate_predict(program: dnn.Program) -> None:
-    """The checks-implies-trains contract for one checked spec."""
-    enable_compile_cache()  # as `dnn train`: words that leave the step alone reuse its program
-    prepared = pipeline.prepare(program)
-    engine = Engine(program, prepared, 1)
-    st = engine.init()
-    assert program.model is not None
-    lowered = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(st["params"]))
-    assert lowered == program.model.trainable, (lowered, program.model.trainable)
-    data = device_data(prepared, engine.place)
-    before = evaluate_split(engine, st, batched(*data["val"]))
-    with Display(2, engine.steps_per_epoch, "quiet") as display:
-        for epoch in (1, 2):
-            st, acc = _one_epoch(engine, st, epoch, *data["train"], display)
-    after = evaluate_split(engine, st, batched(*data["val"]))
-    test = evaluate_split(engine, st, batched(*data["test"]))
-    for report in (before, after, test):
-        assert all(np.isfinite(v) for v in report.values()), report
-    assert after["loss"] != before["loss"], "the loss does not change with the weights"
-    out = infer._forward_all(engine, st, prepared.splits["test"].x)
-    node = program.model.node(program.model.outputs[0])
-    assert out.shape == (prepared.size("test"), *node.shape) and np.isfinite(out).all()
-
-
 @pytest.mark.parametrize(
     ("kind", "name", "i"), trained_ids(), ids=lambda v: str(v) if not isinstance(v, int) else ""
 )
@@ -271,7 +243,8 @@ def test_a_checked_word_trains_evaluates_and_predicts(
     case = cases(kind, REGISTRIES[kind].lookup(name))[i]
     write_data(case, tmp_path)
     (tmp_path / "spec.dnn").write_text(case.text())
-    train_evaluate_predict(dnn.load(str(tmp_path / "spec.dnn")))
+    done = exercise(dnn.load(str(tmp_path / "spec.dnn")))
+    assert done.problems() == [], done
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_DATA))
