@@ -168,7 +168,7 @@ def _input_dtypes(c: _Ctx) -> None:
     integer inputs are not normalized (a normalizer makes real numbers of the ids)."""
     inputs = [c.model.node(i) for i in c.model.inputs]
     ints = [n for n in inputs if not is_float_dtype(n.dtype)]
-    if ints and len(ints) != len(inputs):
+    if ints and len(ints) != len(inputs) and c.trains:  # a model file alone may mix them
         real = next(n for n in inputs if is_float_dtype(n.dtype))
         c.add(
             E_DTYPE,
@@ -318,6 +318,33 @@ def _rate_divides(c: _Ctx) -> None:
         )
 
 
+def _targets(c: _Ctx) -> None:
+    """`data.targets` scales real-valued targets: it needs a regression loss and a normalizer
+    that maps each output unit on its own and can be inverted (the `invertible` trait)."""
+    if c.data is None or c.data.targets.name == "none":
+        return
+    ref, span = c.data.targets, c.data.span_of("targets")
+    entry = NORMALIZERS.lookup(ref.name)
+    if entry is not None and "invertible" not in entry.traits:
+        fitting = [f"`{e.name}`" for e in NORMALIZERS if "invertible" in e.traits]
+        fitting.remove("`none`")
+        c.add(
+            E_SECTION,
+            f"`{ref.name}` cannot scale targets: it is not an invertible map of each output "
+            "unit on its own, so predictions could not be mapped back",
+            span,
+            f"use {', '.join(fitting[:-1])} or {fitting[-1]}",
+        )
+    elif c.task is not None and c.task != "regression":
+        c.add(
+            E_SECTION,
+            f"`targets = {ref}` scales real-valued targets, but `{c.train.loss.name}` trains "
+            f"a {c.task} task ({TASKS[c.task]})",
+            span,
+            "leave `targets` out, or train with a regression loss such as `mse`, `mae` or `huber`",
+        )
+
+
 def _norm(c: _Ctx) -> Span:
     assert c.data is not None
     return c.data.span_of("normalize")
@@ -336,6 +363,7 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _data_targets,
     _augment,
     _rate_divides,
+    _targets,
 )
 
 
