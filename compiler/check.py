@@ -213,6 +213,7 @@ class Checker:
             if "train" in sections or "data" in sections:
                 self._check_trains(model, train)
             self._check_monitors(train)
+            self._check_memory(model, train, data)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
         version = next((i.number for i in self.r.module.items if isinstance(i, ast.Version)), 1)
         return Program(
@@ -1158,6 +1159,15 @@ class Checker:
                         or "layers with weights: " + ", ".join(f"`{n}`" for n in weighted[:8]),
                     )
                 )
+
+    def _check_memory(self, model: Graph, train: Config, data: Config | None) -> None:
+        """Warn when the memory estimate alone passes a fixed bound (`dnn train` checks the
+        device's memory before allocating; compiler/memory.py)."""
+        from .memory import estimate, warning
+
+        found = warning(estimate(model, train, data))
+        if found is not None:
+            self.diags.add(found)
 
     def _check_trains(self, model: Graph, train: Config) -> None:
         """Warn when training would change no weight (`dnn train` says the same at run time)."""

@@ -40,12 +40,14 @@ E_OVERRIDE = "E0504"
 E_MODEL = "E0601"
 E_SECTION = "E0602"
 E_TOO_LARGE = "E0603"
+E_MEMORY = "E0604"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
 W_NO_MODEL = "W0802"
 W_SWEEP_NOT_RUN = "W0803"
 W_NOTHING_TRAINS = "W0804"
+W_MEMORY = "W0805"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -80,12 +82,16 @@ CODES: Mapping[str, str] = {
     E_MODEL: "a problem with the model as a whole (no input, several models, no output)",
     E_SECTION: "a section whose fields do not fit together",
     E_TOO_LARGE: "a model that expands to more than 100,000 layers (see docs/performance.md)",
+    E_MEMORY: "a run whose memory estimate exceeds the device's memory: refused before allocating "
+    "(docs/memory.md)",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",
     W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
     W_SWEEP_NOT_RUN: "`dnn train` on a spec with a `sweep` section trains the spec's own values",
     W_NOTHING_TRAINS: "a run that changes no weight: every layer with weights frozen, or none",
+    W_MEMORY: "a model whose memory estimate exceeds 80 GiB per device, more than most single "
+    "accelerators hold (docs/memory.md)",
 }
 
 

@@ -70,6 +70,9 @@ def facts(e: Entry) -> list[str]:
     if e.needs.input == "image":
         out.append("input: one image [height, width, channels]")
     out += [f"{trait}: {TRAITS[trait]}" for trait in sorted(e.traits)]
+    if e.slots is not None:
+        defaults = {a.name: a.default for a in e.args}
+        out.append(f"state: {e.slots.describe(defaults)}")
     if e.example:
         out.append(f"example: {e.example}")
     return out

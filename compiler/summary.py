@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .ir import Program
+from .memory import Estimate, estimate, human
 
 BYTES_PER_PARAM = 4  # parameters are kept in float32, whatever the compute precision
 
@@ -31,6 +32,7 @@ class Summary:
     params: int
     trainable: int
     non_trainable: int
+    memory: Estimate | None = None  # per device, one training step (compiler/memory.py)
 
     @property
     def bytes(self) -> int:
@@ -47,7 +49,10 @@ class Summary:
             "non_trainable": self.non_trainable,
             "bytes": self.bytes,
         }
-        return {"model": self.model, "layers": layers, "totals": totals}
+        out = {"model": self.model, "layers": layers, "totals": totals}
+        if self.memory is not None:
+            out["memory"] = self.memory.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -65,19 +70,15 @@ def summarize(program: Program) -> Summary:
         LayerRow(n.name, n.op, (None, *n.shape), n.total_params, n.params, n.state, n.inputs)
         for n in g.nodes
     )
-    return Summary(g.name, rows, g.params, g.trainable, g.non_trainable)
+    memory = estimate(g, program.train, program.data)
+    return Summary(g.name, rows, g.params, g.trainable, g.non_trainable, memory)
 
 
 def _shape(s: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in s) + ")"
 
 
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+_human = human
 
 
 def render_table(s: Summary) -> str:
@@ -110,4 +111,22 @@ def render_table(s: Summary) -> str:
     out.append(
         f" Non-trainable params: {s.non_trainable:,} ({_human(s.non_trainable * BYTES_PER_PARAM)})"
     )
+    if s.memory is not None:
+        out += memory_lines(s.memory)
     return "\n".join(out)
+
+
+def memory_lines(m: Estimate) -> list[str]:
+    """The estimate's lines under the totals: per device by part, then the largest layers."""
+    where = f"{m.devices} devices, " if m.devices > 1 else ""
+    lines = [
+        f" Memory per device (training estimate, docs/memory.md): {human(m.total)}",
+        f"   {m.breakdown()}",
+        f"   ({where}batch {m.batch} per device, {m.precision}, {m.slots} optimizer slots)",
+    ]
+    top = m.largest()
+    if top:
+        lines.append(
+            " Largest: " + ", ".join(f"{t.name} {human(t.total)} (line {t.span.line})" for t in top)
+        )
+    return lines

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dnn.compiler.diagnostics import (
+    W_MEMORY,
     W_NOTHING_TRAINS,
     W_SWEEP_NOT_RUN,
     Diagnostic,
@@ -94,7 +95,8 @@ def every_device(args: argparse.Namespace, program: Any, extra: list[str]) -> An
 def _warn_before_training(program: Any) -> None:
     """The spec's warnings, and that a `sweep` section is not run, once (process 0).
 
-    W0804 (nothing trains) is left to the run, which reads it from the weights it builds.
+    W0804 (nothing trains) is left to the run, which reads it from the weights it builds, and
+    W0805 (memory past a fixed bound) to the run's check against the device's own memory.
     """
     import jax
 
@@ -102,7 +104,7 @@ def _warn_before_training(program: Any) -> None:
 
     if jax.process_index() != 0:
         return
-    shown = [d for d in program.warnings if d.code != W_NOTHING_TRAINS]
+    shown = [d for d in program.warnings if d.code not in (W_NOTHING_TRAINS, W_MEMORY)]
     if program.sweep is not None:
         shown.append(sweep_not_run(program))
     cli._warn(shown, program.sources)

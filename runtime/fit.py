@@ -21,7 +21,7 @@ from dnn.compiler.diagnostics import SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
-from . import checkpoint, pipeline, rundir
+from . import checkpoint, memory_limit, pipeline, rundir
 from .progress import Display
 from .train import (
     Engine,
@@ -91,6 +91,7 @@ def _train(
     enable_compile_cache()
     prepared = pipeline.prepare(program)
     _check_monitors(program, prepared)
+    memory_limit.check_fits(program, prepared)  # before the run folder and any allocation
     folder = Path(out) if out is not None else run_dir_default(program)
     resume_asked = resume
     lead = jax.process_index() == 0  # in a multi-host run, process 0 writes the run folder

@@ -154,6 +154,33 @@ TRAITS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Slots:
+    """How many parameter-sized arrays an optimizer keeps (its moments, traces, sums).
+
+    `base` always, plus `n` for each `(argument, n)` in `when` whose value is set (true or
+    non-zero): `sgd` keeps a momentum trace only when `momentum` > 0, `adam` a third slot with
+    `amsgrad`. The memory estimate (compiler/memory.py) reads it; a test compares it with the
+    state Optax allocates.
+    """
+
+    base: int
+    when: tuple[tuple[str, int], ...] = ()
+
+    def count(self, args: Mapping[str, Any]) -> int:
+        """The slots kept for these argument values."""
+        return self.base + sum(n for name, n in self.when if args.get(name))
+
+    def describe(self, args: Mapping[str, Any]) -> str:
+        """`2 parameter-sized arrays` (and the rule, when arguments change it)."""
+        n = self.count(args)
+        text = f"{n} parameter-sized array{'s' * (n != 1)}"
+        if self.when:
+            rule = ", ".join(f"+{k} with `{name}` set" for name, k in self.when)
+            text += f" with the defaults ({self.base}, {rule})"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """A word of the language.
 
@@ -180,6 +207,7 @@ class Entry:
     task: Task | None = None  # losses: the task implied by the output's width
     example: str | None = None  # a minimal valid use, for the contract test and `dnn help`
     traits: frozenset[str] = frozenset()  # e.g. `rate_divides`: the rate is in a denominator
+    slots: Slots | None = None  # optimizers: the parameter-sized arrays their state keeps
 
     def __post_init__(self) -> None:
         if not self.traits <= TRAITS.keys():
@@ -289,6 +317,7 @@ __all__ = [
     "Problem",
     "Registry",
     "SameAs",
+    "Slots",
     "arg",
     "did_you_mean",
     "registry",

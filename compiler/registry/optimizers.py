@@ -10,12 +10,15 @@ operations are element-wise unless written as a norm ||.||.
 weight_decay * theta to the gradient before the update rule (an L2 penalty, as in
 torch.optim.Adam); `decoupled` shrinks the parameter separately (as in torch.optim.AdamW).
 `info["ref"]` names the reference implementation whose defaults and formula are copied.
+`slots` counts the parameter-sized arrays the optimizer's state keeps (m and v for Adam: 2;
+plain SGD: 0), which the memory estimate reads (compiler/memory.py); tests/test_memory.py
+compares it with the state the lowering allocates.
 """
 
 from __future__ import annotations
 
 from ..diagnostics import InternalError
-from .core import REQUIRED, Arg, Args, Entry, Problem, arg, registry, replace
+from .core import REQUIRED, Arg, Args, Entry, Problem, Slots, arg, registry, replace
 from .types import Bool, FloatT, NonNegFloat, PosFloat, Prob, Rate
 
 OPTIMIZERS = registry(
@@ -84,6 +87,7 @@ SGD = OPTIMIZERS.add(
     formula=_SGD_FORMULA,
     validate=_check_nesterov,
     info={"weight_decay": "coupled", "ref": "torch.optim.SGD"},
+    slots=Slots(0, (("momentum", 1),)),
 )
 
 OPTIMIZERS.derive(
@@ -111,6 +115,7 @@ OPTIMIZERS.add(
 v = theta - lr * g
 theta <- sign(v) * max(|v| - lr * l1, 0) / (1 + lr * l2)""",
     info={"ref": "tf.compat.v1.train.ProximalGradientDescentOptimizer"},
+    slots=Slots(0),
 )
 
 # ----------------------------------------------------------------------------- Adagrad family
@@ -131,6 +136,7 @@ g <- g + weight_decay * theta
 s <- s + g^2                      (s_0 = initial_accumulator_value)
 theta <- theta - lr_t * g / (sqrt(s) + eps)""",
     info={"weight_decay": "coupled", "ref": "torch.optim.Adagrad"},
+    slots=Slots(1),
 )
 
 OPTIMIZERS.add(
@@ -154,6 +160,7 @@ s <- s + g^2                      (s_0 = initial_gradient_squared_accumulator_va
 theta <- -lr * sign(a) * max(|a| - l1 * t, 0) / (l2 * t * lr + sqrt(s))""",
     info={"ref": "tf.compat.v1.train.AdagradDAOptimizer"},
     traits=frozenset({"rate_divides"}),
+    slots=Slots(2),
 )
 
 OPTIMIZERS.add(
@@ -172,6 +179,7 @@ lr_t = lr / sqrt(s)
 v = theta - lr_t * g
 theta <- sign(v) * max(|v| - lr_t * l1, 0) / (1 + lr_t * l2)""",
     info={"ref": "tf.compat.v1.train.ProximalAdagradOptimizer"},
+    slots=Slots(1),
 )
 
 OPTIMIZERS.add(
@@ -191,6 +199,7 @@ z <- z + g - sigma * theta;  n <- n'
 theta <- (sign(z) * l1 - z) / (n^(-lr_power) / lr + 2 * l2)   if |z| > l1   else 0""",
     info={"ref": "tf.keras.optimizers.Ftrl"},
     traits=frozenset({"rate_divides"}),
+    slots=Slots(2),
 )
 
 # ----------------------------------------------------------------------------- RMSprop, Adadelta
@@ -213,6 +222,7 @@ if centered:  gbar <- alpha * gbar + (1 - alpha) * g;  v~ = v - gbar^2   else  v
 if momentum > 0:  b <- momentum * b + g / (sqrt(v~) + eps);  theta <- theta - lr * b
 else:             theta <- theta - lr * g / (sqrt(v~) + eps)""",
     info={"weight_decay": "coupled", "ref": "torch.optim.RMSprop"},
+    slots=Slots(1, (("centered", 1), ("momentum", 1))),
 )
 
 OPTIMIZERS.add(
@@ -231,6 +241,7 @@ dx = sqrt(u + eps) / sqrt(v + eps) * g
 u <- rho * u + (1 - rho) * dx^2
 theta <- theta - lr * dx""",
     info={"weight_decay": "coupled", "ref": "torch.optim.Adadelta"},
+    slots=Slots(2),
 )
 
 # ----------------------------------------------------------------------------- Adam family
@@ -267,6 +278,7 @@ ADAM = OPTIMIZERS.add(
     doc="Adam (Kingma & Ba 2015): bias-corrected first and second moment estimates",
     formula=_ADAM_FORMULA,
     info={"weight_decay": "coupled", "ref": "torch.optim.Adam"},
+    slots=Slots(2, (("amsgrad", 1),)),
 )
 
 OPTIMIZERS.derive(
@@ -297,6 +309,7 @@ m <- b1 * m + (1 - b1) * g
 u <- max(b2 * u, |g| + eps)
 theta <- theta - lr * m / ((1 - b1^t) * u)""",
     info={"weight_decay": "coupled", "ref": "torch.optim.Adamax"},
+    slots=Slots(2),
 )
 
 OPTIMIZERS.add(
@@ -318,6 +331,7 @@ mhat = mu_{t+1} * m / (1 - prod_{i<=t+1} mu_i) + (1 - mu_t) * g / (1 - prod_{i<=
 vhat = v / (1 - b2^t)
 theta <- theta - lr * mhat / (sqrt(vhat) + eps)""",
     info={"weight_decay": "coupled", "ref": "torch.optim.NAdam"},
+    slots=Slots(2),
 )
 
 OPTIMIZERS.add(
@@ -336,6 +350,7 @@ if rho_t > 5:
 else:
     theta <- theta - lr * mhat""",
     info={"weight_decay": "coupled", "ref": "torch.optim.RAdam"},
+    slots=Slots(2),
 )
 
 OPTIMIZERS.add(
@@ -352,6 +367,7 @@ c = b1 * m + (1 - b1) * g
 theta <- theta - lr * (sign(c) + weight_decay * theta)
 m <- b2 * m + (1 - b2) * g""",
     info={"weight_decay": "decoupled", "ref": "optax.lion"},
+    slots=Slots(1),
 )
 
 OPTIMIZERS.add(
@@ -364,6 +380,7 @@ mhat = m / (1 - b1^t);  vhat = v / (1 - b2^t)
 r = mhat / (sqrt(vhat) + eps) + weight_decay * theta
 theta <- theta - lr * (||theta|| / ||r||) * r      (ratio 1 where a norm is 0; norms per tensor)""",
     info={"weight_decay": "decoupled", "ref": "optax.lamb"},
+    slots=Slots(2),
 )
 
 OPTIMIZERS.add(
@@ -384,4 +401,5 @@ u <- trust_coefficient * ||theta|| / (||u|| + eps) * u     (ratio 1 where a norm
 b <- momentum * b + u;  u <- u + momentum * b   if nesterov   else   u <- b
 theta <- theta - lr * u""",
     info={"weight_decay": "coupled", "ref": "optax.lars"},
+    slots=Slots(1),
 )
