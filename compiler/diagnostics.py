@@ -48,6 +48,7 @@ W_NO_MODEL = "W0802"
 W_SWEEP_NOT_RUN = "W0803"
 W_NOTHING_TRAINS = "W0804"
 W_MEMORY = "W0805"
+W_NO_DATA_FILE = "W0806"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -92,6 +93,8 @@ CODES: Mapping[str, str] = {
     W_NOTHING_TRAINS: "a run that changes no weight: every layer with weights frozen, or none",
     W_MEMORY: "a model whose memory estimate exceeds 80 GiB per device, more than most single "
     "accelerators hold (docs/memory.md)",
+    W_NO_DATA_FILE: "a data file or folder the spec names that does not exist (yet): `dnn train` "
+    "would stop at it",
 }
 
 

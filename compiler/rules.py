@@ -18,10 +18,21 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from .diagnostics import E_DTYPE, E_MODEL, E_SECTION, E_SHAPE, Diagnostic, Diagnostics, Span
+from pathlib import Path
+
+from .diagnostics import (
+    E_DTYPE,
+    E_MODEL,
+    E_SECTION,
+    E_SHAPE,
+    Diagnostic,
+    Diagnostics,
+    Span,
+    W_NO_DATA_FILE,
+)
 from .ir import Config, Graph, Node
 from .registry.core import TASKS, Args, Problem
-from .registry.data import AUGMENTATIONS, BUILTIN_DATA, NORMALIZERS
+from .registry.data import AUGMENTATIONS, BUILTIN_DATA, DATASETS, NORMALIZERS
 from .registry.layers import fmt_shape
 from .registry.losses import LOSSES
 from .registry.metrics import DEFAULT_METRICS, METRICS
@@ -345,6 +356,30 @@ def _targets(c: _Ctx) -> None:
         )
 
 
+def _data_files(c: _Ctx) -> None:
+    """A file or folder a data source names should exist: a warning, not an error, so a spec
+    can be checked and reviewed where its data is not (`dnn train` stops at it, at this line)."""
+    if c.data is None:
+        return
+    for name in ("source", "val", "test"):
+        ref = getattr(c.data, name)
+        entry = DATASETS.lookup(ref.name) if ref is not None else None
+        if entry is None or entry.needs.file is None:
+            continue
+        span = c.data.span_of(name)
+        written = str(ref.arg(entry.needs.file))
+        if not (Path(span.path).parent / written).exists():
+            c.diags.add(
+                Diagnostic(
+                    W_NO_DATA_FILE,
+                    f"`{written}` does not exist: `dnn train` would stop here",
+                    span,
+                    "the path is relative to the folder of the spec file",
+                    severity="warning",
+                )
+            )
+
+
 def _norm(c: _Ctx) -> Span:
     assert c.data is not None
     return c.data.span_of("normalize")
@@ -363,6 +398,7 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _data_targets,
     _augment,
     _rate_divides,
+    _data_files,
     _targets,
 )
 

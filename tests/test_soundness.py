@@ -149,6 +149,29 @@ def test_real_examples_into_an_integer_input_are_refused_at_the_input_class_2(
     assert "hint: store the inputs as integers (`x.astype(np.int32)`)" in text
 
 
+# ------------------------------------------------------------------ class 10: the front end
+
+
+def test_a_data_file_that_does_not_exist_is_a_warning_at_check_class_10(tmp_path: Path) -> None:
+    """A warning, not an error: a spec can be checked and reviewed where its data is not."""
+    text = IRIS.format(units=3, loss="cross_entropy", epochs=1)
+    (tmp_path / "spec.dnn").write_text(text.replace('builtin("iris")', 'csv("data/d.csv")'))
+    program = dnn.load(str(tmp_path / "spec.dnn"))
+    found = [(d.code, d.span.line, d.span.col, d.message, d.hint) for d in program.warnings]
+    assert found == [
+        (
+            "W0806",
+            8,
+            12,
+            "`data/d.csv` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        )
+    ]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "d.csv").write_text("a,b,c,d,label\n1,2,3,4,0\n")
+    assert dnn.load(str(tmp_path / "spec.dnn")).warnings == ()
+
+
 # ------------------------------------------------------------------ class 4: check and train agree
 
 

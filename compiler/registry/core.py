@@ -127,11 +127,13 @@ class Needs:
     `dtype`: the input tensors it takes (`float`, `int` or `any`). `tasks`: the tasks whose
     targets it can read (metrics: accuracy reads class labels, r2 real values); empty means
     any. `input`: `image` for words that need one image input [height, width, channels].
+    `file`: for a data source, the argument naming the file or folder it reads.
     """
 
     dtype: str = "float"
     tasks: tuple[str, ...] = ()
     input: str = "any"
+    file: str | None = None  # data sources: the argument that names a file or folder
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float", "int", "any") or self.input not in ("any", "image"):

@@ -143,6 +143,7 @@ DATASETS.add(
 
 DATASETS.add(
     "csv",
+    needs=Needs(file="path"),
     example='csv("data.csv")',
     args=(
         arg("path", Str, doc="file path, relative to the spec file"),
@@ -154,6 +155,7 @@ DATASETS.add(
 
 DATASETS.add(
     "npz",
+    needs=Needs(file="path"),
     example='npz("data.npz")',
     args=(
         arg("path", Str, doc="file path, relative to the spec file"),
@@ -166,6 +168,7 @@ DATASETS.add(
 
 DATASETS.add(
     "images",
+    needs=Needs(file="dir"),
     example='images("images")',
     args=(
         arg("dir", Str, doc="folder with one subfolder of images per class"),
