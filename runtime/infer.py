@@ -2,7 +2,10 @@
 
 The weights are the run's final ones: the best epoch's when early stopping restored them
 (`result.json` says so), else the last checkpoint's. Inputs go through the normalizer with the
-statistics saved from the run's train split, never statistics of the new data.
+statistics saved from the run's train split, never statistics of the new data; so do the
+targets (`data.targets`): `dnn eval`'s metrics and `dnn predict`'s outputs are in the data's
+units, the model's outputs mapped back through the run's target statistics (a run saved
+without them learned the targets as they are).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def _same_model(program: Program, run: Path) -> None:
 def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]:
     """Loss and metrics of a run's final weights on one split of the spec's data."""
     transform = pipeline.load_transform(_run_folder(run))
-    prepared = pipeline.prepare(program, stats=transform.stats)
+    prepared = pipeline.prepare(program, stats=transform.stats, targets=transform.targets)
     if prepared.size(split) == 0:
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
@@ -118,9 +121,12 @@ def predict(
         task,
         transform.classes,
         transform.class_names,
+        transform.targets,
     )
     engine, st = restore(program, run, prepared)
     out = _forward_all(engine, st, x)
+    if task == "regression":  # in the data's units, computed in float64
+        out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)
     _write(output, out, engine, transform.class_names, probabilities)
     return out
 

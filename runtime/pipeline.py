@@ -2,16 +2,19 @@
 
 Order: load the source (and the separate `val` / `test` sources) → split with `data.seed` →
 fit the normalizer on the train split only → apply it to every split → reshape to the model's
-input (digits are 64 values, a CNN reads 8 x 8 x 1) and check the labels. The fitted statistics
-and what eval/predict need to repeat the transform are saved in the run directory
-(`preprocess.npz` + `preprocess.json`): plain arrays and JSON, never pickle.
+input (digits are 64 values, a CNN reads 8 x 8 x 1) and check the labels. Regression targets go
+the same way through `data.targets` (fitted on the train split's targets, applied to every
+split; the engine inverts it on the outputs for the metrics, `dnn predict` for its output). The
+fitted statistics and what eval/predict need to repeat the transforms are saved in the run
+directory (`preprocess.npz` + `preprocess.json`; the target statistics under `targets.<name>`):
+plain arrays and JSON, never pickle.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ class Prepared:
     task: str  # regression | binary | multiclass | multilabel (core.TASKS)
     classes: int | None
     class_names: tuple[str, ...]
+    targets: preprocess.Targets = field(default_factory=preprocess.Targets)  # y as learned
 
     def size(self, split: str) -> int:
         return len(self.splits[split].y)
@@ -71,10 +75,15 @@ def model_input_shape(program: Program) -> tuple[int, ...]:
     return (sum(math.prod(s) for _, s in ins),)
 
 
-def prepare(program: Program, stats: dict[str, np.ndarray] | None = None) -> Prepared:
+def prepare(
+    program: Program,
+    stats: dict[str, np.ndarray] | None = None,
+    targets: preprocess.Targets | None = None,
+) -> Prepared:
     """Load and transform the data of a spec (raises `SpecError` naming file, row, column).
 
-    `stats`: a trained run's normalizer statistics, used instead of fitting new ones.
+    `stats`, `targets`: a trained run's normalizer and target statistics, used instead of
+    fitting new ones.
     """
     data = program.data
     if data is None or program.model is None:
@@ -108,13 +117,25 @@ def prepare(program: Program, stats: dict[str, np.ndarray] | None = None) -> Pre
     _check_dtypes(program, splits["train"])
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
+    if targets is None:
+        targets = _fit_targets(program, task, splits["train"])
     out = {}
     for name, table in splits.items():
         x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
         if not len(table.y):
             x = x.reshape((0, *shape))
-        out[name] = _fit(program, replace(table, x=x))
-    return Prepared(out, stats, raw_shape, task, source.classes, source.class_names)
+        out[name] = _fit(program, replace(table, x=x, y=targets.apply(table.y)))
+    return Prepared(out, stats, raw_shape, task, source.classes, source.class_names, targets)
+
+
+def _fit_targets(program: Program, task: str, train: Table) -> preprocess.Targets:
+    """`data.targets` fitted on the train split's targets (regression only: check refuses
+    target scaling for class labels)."""
+    assert program.data is not None
+    ref = program.data.targets
+    if ref.name == "none" or task != "regression":
+        return preprocess.Targets()
+    return preprocess.Targets.fitted(ref, train.y)
 
 
 def _check_dtypes(program: Program, table: Table) -> None:
@@ -225,9 +246,11 @@ def model_inputs(program: Program, x: Any) -> Any:
 def save(prepared: Prepared, program: Program, folder: Path) -> None:
     """The statistics and the facts eval/predict need, beside the checkpoints."""
     assert program.data is not None
-    np.savez(folder / "preprocess.npz", **prepared.stats)
+    targets = {f"targets.{k}": v for k, v in prepared.targets.stats.items()}
+    np.savez(folder / "preprocess.npz", **prepared.stats, **targets)
     meta = {
         "normalize": str(program.data.normalize),
+        "targets": str(prepared.targets.ref),
         "raw_shape": list(prepared.raw_shape),
         "task": prepared.task,
         "classes": prepared.classes,
@@ -245,6 +268,7 @@ class Transform:
     task: str
     classes: int | None
     class_names: tuple[str, ...]
+    targets: preprocess.Targets = field(default_factory=preprocess.Targets)
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
@@ -254,13 +278,23 @@ class Transform:
 
 
 def load_transform(folder: Path) -> Transform:
+    """A run's saved preprocessing; a run saved before `data.targets` existed has no target
+    statistics and learned the targets as they are."""
     meta = json.loads((folder / "preprocess.json").read_text())
     with np.load(folder / "preprocess.npz", allow_pickle=False) as z:
-        stats = {k: z[k] for k in z.files}
+        arrays = {k: z[k] for k in z.files}
+    stats = {k: v for k, v in arrays.items() if not k.startswith("targets.")}
+    target_stats = {k[len("targets.") :]: v for k, v in arrays.items() if k.startswith("targets.")}
+    targets = preprocess.Targets()
+    if meta.get("targets", "none") != "none":
+        from dnn.compiler.driver import value
+
+        targets = preprocess.Targets(value(meta["targets"], "normalizer")[0], target_stats)
     return Transform(
         stats,
         tuple(meta["raw_shape"]),
         meta["task"],
         meta["classes"],
         tuple(meta["class_names"]),
+        targets,
     )

@@ -18,13 +18,18 @@ Statistics by normalizer (all float64, D = features per example, k = components 
   zca                mean (D,), components (D, D), variances (D,)
 Components are the covariance's eigenvectors by decreasing eigenvalue (`variances`), each with
 its largest-magnitude entry positive so that refitting the same data gives the same signs.
+
+Regression targets (`targets = ...`, `Targets`): an `invertible` normalizer is fitted the same
+way on the train split's targets, one feature per output unit, applied to the targets of every
+split, and inverted (`Targets.invert`) on the model's outputs for the metrics and predictions.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 from dnn.compiler.rules import example_shape
@@ -34,10 +39,15 @@ Stats = dict[str, np.ndarray]
 
 
 class Normalizer(NamedTuple):
-    """How one normalizer fits its statistics and applies them to flattened (N, D) inputs."""
+    """How one normalizer fits its statistics and applies them to flattened (N, D) inputs.
+
+    `affine`, for the `invertible` ones: (shift, scale) per feature with x' = (x - shift) / scale,
+    which `Targets.invert` reads to map outputs back to the data's units.
+    """
 
     fit: Callable[[Ref, np.ndarray], Stats]
     apply: Callable[[Ref, Stats, np.ndarray], np.ndarray]
+    affine: Callable[[Stats], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -139,19 +149,34 @@ def _zca(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
     return _pca_whiten(ref, st, x) @ st["components"].T
 
 
+# x' = (x - shift) / scale of each invertible normalizer; `scale`: 2 (x - min) / range - 1 is
+# (x - (min + range / 2)) / (range / 2).
+def _standardize_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
+    return st["mean"], st["std"]
+
+
+def _minmax_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
+    return st["min"], st["range"]
+
+
+def _scale_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
+    return st["min"] + st["range"] / 2, st["range"] / 2
+
+
+def _centre_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
+    return st["mean"], np.ones_like(st["mean"])
+
+
 NORMALIZE: dict[str, Normalizer] = {
-    "none": Normalizer(lambda ref, x: {}, _identity),
-    "standardize": Normalizer(_moments, _standardize),
-    "minmax": Normalizer(_extremes, _minmax),
-    "scale": Normalizer(_extremes, _scale),
-    "mean_subtraction": Normalizer(_centre, _mean_subtraction),
+    "none": Normalizer(lambda ref, x: {}, _identity, lambda st: (np.zeros(()), np.ones(()))),
+    "standardize": Normalizer(_moments, _standardize, _standardize_affine),
+    "minmax": Normalizer(_extremes, _minmax, _minmax_affine),
+    "scale": Normalizer(_extremes, _scale, _scale_affine),
+    "mean_subtraction": Normalizer(_centre, _mean_subtraction, _centre_affine),
     "pca": Normalizer(_pca, _project),
     "pca_whiten": Normalizer(_pca, _pca_whiten),
     "zca": Normalizer(_all_components, _zca),
 }
-
-# Normalizers whose output is a flat vector of components rather than an example's shape.
-
 
 # ----------------------------------------------------------------------------- entry points
 
@@ -185,3 +210,41 @@ def output_shape(ref: Ref, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape of one example after normalizer `ref`: its entry's shape rule, the one
     `dnn check` uses (raises `Problem` where the normalizer cannot apply)."""
     return example_shape(ref, tuple(shape))
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Targets:
+    """A regression target normalizer (`data.targets`) with its train-split statistics.
+
+    The model learns y' = (y - shift) / scale per output unit; `invert` maps its outputs back
+    to the data's units for the metrics and `dnn predict`. `none` (no statistics) is the identity.
+    """
+
+    ref: Ref = Ref("normalizer", "none")
+    stats: Stats = field(default_factory=dict)
+
+    @staticmethod
+    def fitted(ref: Ref, y: np.ndarray) -> Targets:
+        """`ref` fitted on the train split's targets `y` (N, ...), statistics in float64."""
+        return Targets(ref, fit(ref, y))
+
+    def apply(self, y: np.ndarray) -> np.ndarray:
+        """Targets (N, ...) in the units the model learns: float32 (unchanged under `none`)."""
+        return apply(self.ref, self.stats, y) if len(y) else y
+
+    def invert(self, z: Any) -> Any:
+        """Outputs (N, ...) in learned units -> the data's units, z * scale + shift per unit.
+
+        Plain arithmetic in z's dtype, so a NumPy or a JAX array (inside jit) alike; NumPy
+        callers wanting float64 pass float64.
+        """
+        if self.ref.name == "none":
+            return z
+        affine = NORMALIZE[self.ref.name].affine
+        assert affine is not None, f"`{self.ref}` is not invertible: `dnn check` refuses it"
+        shift, scale = (np.asarray(a, np.float64).reshape(1, -1) for a in affine(self.stats))
+        flat = z.reshape(z.shape[0], math.prod(z.shape[1:]))  # -1 fails when N = 0
+        return (flat * scale.astype(flat.dtype) + shift.astype(flat.dtype)).reshape(z.shape)

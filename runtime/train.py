@@ -207,7 +207,7 @@ class Engine:
             "loss": acc["loss"] + data_loss * n,
             "penalty": acc["penalty"] + pen * n,
             "count": acc["count"] + n,
-            "metrics": self.metrics.update(acc["metrics"], out, y, mask),
+            "metrics": self._update_metrics(acc["metrics"], out, y, mask),
             "bad_step": jnp.where((acc["bad_step"] < 0) & ~ok, st["step"], acc["bad_step"]),
         }
         return {
@@ -229,6 +229,11 @@ class Engine:
     def _example_losses(self, out: Array, y: Array) -> Array:
         return jax.vmap(lambda o, t: self.loss(o[None], t[None]))(out, y)
 
+    def _update_metrics(self, acc: Any, out: Array, y: Array, mask: Array) -> Any:
+        """Metrics in the data's units: outputs and targets through `data.targets`' inverse."""
+        untarget = self.prepared.targets.invert
+        return self.metrics.update(acc, untarget(out), untarget(y), mask)
+
     def _eval_acc(self) -> dict[str, Any]:
         return {"loss": jnp.zeros(()), "count": jnp.zeros(()), "metrics": self.metrics.init()}
 
@@ -237,7 +242,7 @@ class Engine:
         return {
             "loss": acc["loss"] + jnp.sum(self._example_losses(out, y) * w),
             "count": acc["count"] + jnp.sum(w),
-            "metrics": self.metrics.update(acc["metrics"], out, y, mask),
+            "metrics": self._update_metrics(acc["metrics"], out, y, mask),
         }
 
     def combine(self, outs: Array) -> Array:

@@ -152,6 +152,9 @@ CLASS_TASKS = ("binary", "multiclass", "multilabel")
 TRAITS: dict[str, str] = {
     "rate_divides": "the learning rate is in a denominator: a schedule that reaches 0 (a "
     "warm-up from 0) is refused",
+    "invertible": "maps each feature on its own by an invertible affine map, x' = (x - shift) / "
+    "scale: it can also normalize regression targets (`data.targets`), and the model's outputs "
+    "are mapped back to the data's units",
 }
 
 

@@ -1,5 +1,6 @@
 """Data: where examples come from (`data { source = ... }`), how inputs are normalized
-(`normalize = ...`) and how training inputs are augmented (`augment = [...]`).
+(`normalize = ...`), how regression targets are scaled (`targets = ...`) and how training inputs
+are augmented (`augment = [...]`).
 
 Built-in data sets come only from what installed packages ship or from small generators of
 our own: nothing is downloaded at run time. `BUILTIN_DATA` describes each one (input shape
@@ -185,8 +186,9 @@ DATASETS.add(
 NORMALIZERS = registry(
     "normalizer",
     "normalizers",
-    "Transforms of the inputs fitted on the train split (mu, sigma, min, max and the "
-    "covariance's eigenvectors U and eigenvalues S are per feature and from the train split).",
+    "Transforms of the inputs (`normalize`) or of regression targets (`targets`, the "
+    "`invertible` ones) fitted on the train split (mu, sigma, min, max and the covariance's "
+    "eigenvectors U and eigenvalues S are per feature and from the train split).",
 )
 
 
@@ -203,12 +205,15 @@ def _components(a: Args, x: tuple[int, ...]) -> tuple[int, ...]:
     return (n,)
 
 
+_INVERTIBLE = frozenset({"invertible"})  # may normalize regression targets too
+
 _WHITEN_EPS = arg("eps", PosFloat, 1e-5, doc="added to the eigenvalues before the square root")
 
 NORMALIZERS.add(
     "none",
     doc="inputs as they are",
     formula="x' = x",
+    traits=_INVERTIBLE,
     info={"fit": False},
 )
 
@@ -217,6 +222,7 @@ NORMALIZERS.add(
     aliases=("zscore", "standard"),
     doc="zero mean and unit variance per feature",
     formula="x' = (x - mu) / sigma   (sigma = 1 where a feature is constant)",
+    traits=_INVERTIBLE,
     info={"fit": True},
 )
 
@@ -225,6 +231,7 @@ NORMALIZERS.add(
     aliases=("min_max",),
     doc="rescale each feature to [0, 1]",
     formula="x' = (x - min) / (max - min)   (max - min = 1 where a feature is constant)",
+    traits=_INVERTIBLE,
     info={"fit": True},
 )
 
@@ -232,6 +239,7 @@ NORMALIZERS.add(
     "scale",
     doc="rescale each feature to [-1, 1]",
     formula="x' = 2 (x - min) / (max - min) - 1   (max - min = 1 where a feature is constant)",
+    traits=_INVERTIBLE,
     info={"fit": True},
 )
 
@@ -240,6 +248,7 @@ NORMALIZERS.add(
     aliases=("center",),
     doc="subtract the mean of each feature",
     formula="x' = x - mu",
+    traits=_INVERTIBLE,
     info={"fit": True},
 )
 

@@ -72,6 +72,16 @@ SECTIONS.add(
             "fractions of the source (0.8 / 0.1 / 0.1); keys a written split leaves out are 0",
         ),
         arg("normalize", RefT("normalizer"), "none", "statistics from the train split only"),
+        arg(
+            "targets",
+            RefT("normalizer"),
+            "none",
+            "scale regression targets (an `invertible` normalizer, per output unit, fitted on "
+            "the train split); the model learns the scaled targets, the reported `loss` is in "
+            "scaled units, metrics and `dnn predict` are in the data's units. Not the default: "
+            "it would change the meaning of the loss (and of `huber`'s delta) and break an "
+            "output bounded to the data's range (a sigmoid for targets in [0, 1])",
+        ),
         arg("augment", ListT(RefT("augmentation")), (), "random transforms applied in training"),
         arg("shuffle", Bool, True, "reshuffle the train split every epoch"),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
@@ -91,13 +101,20 @@ SECTIONS.add(
     ),
     validate=_check_split,
     doc="the data a model trains and is evaluated on",
-    formula="train / val / test = split of source; x <- normalize(x), fitted on train",
+    formula="train / val / test = split of source; x <- normalize(x), y <- targets(y), each "
+    "fitted on train; metrics and predictions read targets^-1(model(x))",
 )
 
 SECTIONS.add(
     "train",
     args=(
-        arg("loss", RefT("loss"), "cross_entropy"),
+        arg(
+            "loss",
+            RefT("loss"),
+            "cross_entropy",
+            "reported in the units of the targets the model learns: scaled ones under "
+            "`data.targets` (metrics stay in the data's units)",
+        ),
         arg("metrics", ListT(RefT("metric")), ("accuracy",)),
         arg("batch_size", PosInt, 32),
         arg("epochs", PosInt, 10),
