@@ -28,7 +28,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from .ir import Graph, Node
-from .lower_scan import CARRY, Group, ScanPlan, skipped
+from .lower_scan import CARRY, Group, ScanPlan, frozen, skipped
+from .registry.layers import LAYERS
 from .values import Ref, Symbol
 
 Array = Any
@@ -531,6 +532,14 @@ LOWERINGS: dict[str, Callable[[Node, list[Array], bool], Array]] = {
 }
 
 
+def inference_mode(op: str, name: str, freeze: tuple[str, ...]) -> bool:
+    """A frozen layer with running statistics (an entry with `state`: batchnorm) runs in
+    inference mode in training too, as Keras's `trainable = False`: its running averages
+    normalize, and are not updated."""
+    entry = LAYERS.lookup(op)
+    return entry is not None and entry.state is not None and frozen(name, freeze)
+
+
 class _Repeat(nn.Module):
     """One instance of a scanned run: the body's nodes applied to the carry."""
 
@@ -538,22 +547,27 @@ class _Repeat(nn.Module):
     output: str
     train: bool
     every_value: bool
+    still: tuple[str, ...] = ()  # body nodes in inference mode (frozen batchnorms)
 
     @nn.compact
     def __call__(self, carry: Array, _: Any) -> tuple[Array, Any]:
         values: dict[str, Array] = {CARRY: carry}
         for node in self.body:
             values[node.name] = LOWERINGS[node.op](
-                node, [values[i] for i in node.inputs], self.train
+                node, [values[i] for i in node.inputs], self.train and node.name not in self.still
             )
         seen = {k: v for k, v in values.items() if k != CARRY} if self.every_value else None
         return values[self.output], seen
 
 
-def _scan_group(g: Group, remat: bool, train: bool, every_value: bool) -> nn.Module:
+def _scan_group(
+    g: Group, remat: bool, train: bool, every_value: bool, freeze: tuple[str, ...]
+) -> nn.Module:
     """The run as one `nn.scan`: weights and batch statistics stacked on a leading axis of
     length N, a fresh dropout key per iteration; with `remat`, each iteration's activations are
-    recomputed in the backward pass (only the carries are stored)."""
+    recomputed in the backward pass (only the carries are stored). Every instance freezes the
+    same layers (`lower_scan.split`), so the first one's say which run in inference mode."""
+    still = tuple(n.name for n in g.body if inference_mode(n.op, g.names(n.name)[0], freeze))
     body = nn.remat(_Repeat, prevent_cse=False) if remat else _Repeat  # no CSE worry in a scan
     scanned = nn.scan(
         body,
@@ -561,7 +575,7 @@ def _scan_group(g: Group, remat: bool, train: bool, every_value: bool) -> nn.Mod
         split_rngs={"params": True, "dropout": True},
         length=g.length,
     )
-    return scanned(g.body, g.output, train, every_value, name=g.key)
+    return scanned(g.body, g.output, train, every_value, still, name=g.key)
 
 
 class Model(nn.Module):
@@ -570,6 +584,7 @@ class Model(nn.Module):
     graph: Graph
     default_init: Ref | None = None  # `train.init`
     scan: ScanPlan | None = None  # runs of identical blocks lowered as scans (lower_scan.py)
+    freeze: tuple[str, ...] = ()  # `train.freeze`: frozen batchnorms run in inference mode
 
     @nn.compact
     def __call__(self, inputs: Any, train: bool = False, every_value: bool = False) -> Any:
@@ -592,8 +607,9 @@ class Model(nn.Module):
             elif node.name in groups:
                 self._run_group(groups[node.name], values, train, every_value)
             elif node.name not in inside:
+                still = inference_mode(node.op, node.name, self.freeze)
                 values[node.name] = LOWERINGS[node.op](
-                    node, [values[i] for i in node.inputs], train
+                    node, [values[i] for i in node.inputs], train and not still
                 )
         if every_value:
             return values
@@ -602,15 +618,20 @@ class Model(nn.Module):
 
     def _run_group(self, g: Group, values: dict[str, Array], train: bool, every: bool) -> None:
         assert self.scan is not None
-        out, seen = _scan_group(g, self.scan.remat, train, every)(values[g.source], None)
+        run = _scan_group(g, self.scan.remat, train, every, self.freeze)
+        out, seen = run(values[g.source], None)
         values[g.last_output] = out
         for local, stacked in (seen or {}).items():
             values.update(zip(g.names(local), stacked, strict=True))
 
 
 def lower_model(
-    graph: Graph, default_init: Ref | None = None, scan: ScanPlan | None = None
+    graph: Graph,
+    default_init: Ref | None = None,
+    scan: ScanPlan | None = None,
+    freeze: tuple[str, ...] = (),
 ) -> Model:
     """The Flax module of a checked model graph (`default_init`: the spec's `train.init`;
-    `scan`: the runs to lower as scans, `lower_scan.plan_for(program)`; none by default)."""
-    return Model(graph, default_init, scan)
+    `scan`: the runs to lower as scans, `lower_scan.plan_for(program)`; none by default;
+    `freeze`: the spec's `train.freeze`, whose batchnorms run in inference mode)."""
+    return Model(graph, default_init, scan, tuple(freeze))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from .ir import Graph
-from .lower_scan import ScanPlan
+from .lower_scan import ScanPlan, frozen
 from .values import Ref
 
 Array = Any
@@ -180,16 +180,20 @@ def _projector(ref: Ref) -> Callable[[Array], Array]:
     return lambda w: rule(w, a)
 
 
-def lower_constraints(graph: Graph, scan: ScanPlan | None = None) -> Callable[[dict], dict]:
+def lower_constraints(
+    graph: Graph, scan: ScanPlan | None = None, freeze: tuple[str, ...] = ()
+) -> Callable[[dict], dict]:
     """`params -> params` projecting each constrained kernel; applied after every update.
 
     A unit's incoming weights are a kernel column: all axes but the last (Keras' axis=0 for
     dense, [0, 1, 2] for conv2d). A scanned run's stacked kernel is projected slice by slice.
+    A frozen layer (`freeze`) is left as it is, as Keras projects trainable weights only (a
+    scanned run freezes all its instances or none: `lower_scan.split`).
     """
     rules = {
         _path(n.name, scan): dict(n.args)["constraint"]
         for n in graph.nodes
-        if dict(n.args).get("constraint") is not None
+        if dict(n.args).get("constraint") is not None and not frozen(n.name, freeze)
     }
 
     def project(params: dict) -> dict:

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from . import lower_transforms as T
-from .diagnostics import E_VALUE, DiagnosticError, Span, error
-from .lower_scan import ScanPlan, plan_for
+from .diagnostics import E_VALUE, DiagnosticError, InternalError, Span, error
+from .lower_scan import ScanPlan, frozen, plan_for
 from .registry.optimizers import OPTIMIZERS
 from .values import Quantity, Ref
 
@@ -238,19 +238,22 @@ _SCHEDULES: dict[str, Callable[..., Schedule]] = {
 # ------------------------------------------------------------------ clipping
 
 
-def lower_clip(ref: Ref) -> optax.GradientTransformation:
-    """A `clip = ...` value as an Optax transformation (applied first in the chain)."""
+def lower_clip(ref: Ref, scan: ScanPlan | None = None) -> optax.GradientTransformation:
+    """A `clip = ...` value as an Optax transformation (applied first in the chain).
+
+    The per-tensor clippers see each slice of a scanned run's stacked leaf as its own tensor.
+    """
     c = float(ref.arg("c"))
     if ref.name == "value":
         return optax.clip(c)
     if ref.name == "norm":
-        return _per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)), c)
-    if ref.name == "average_norm":
-        return _per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)) / g.size, c)  # TF's avg norm
+        return per_slice(_per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)), c), scan)
+    if ref.name == "average_norm":  # TF's average norm
+        return per_slice(_per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)) / g.size, c), scan)
     if ref.name == "global_norm":
         return optax.clip_by_global_norm(c)
     if ref.name == "adaptive":
-        return optax.adaptive_grad_clip(c, eps=float(ref.arg("eps")))
+        return per_slice(optax.adaptive_grad_clip(c, eps=float(ref.arg("eps"))), scan)
     raise NotImplementedError(ref.name)
 
 
@@ -265,6 +268,34 @@ def _per_tensor(norm: Callable[[Any], Any], c: float) -> optax.GradientTransform
         return jax.tree.map(one, updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def per_slice(
+    inner: optax.GradientTransformation, scan: ScanPlan | None
+) -> optax.GradientTransformation:
+    """`inner`, a stateless transformation that looks at each tensor on its own (a norm, a
+    trust ratio), applied to each slice of a scanned run's stacked leaf as to its own tensor:
+    what it computes for the unrolled instances (lower_scan.py)."""
+    if scan is None or not scan.groups:
+        return inner
+
+    def init(params: Any) -> Any:
+        state = inner.init(params)
+        assert not jax.tree.leaves(state), "per_slice needs a stateless transformation"
+        return state
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        def one(path: Any, u: Any, p: Any) -> Any:
+            def f(u: Any, p: Any) -> Any:
+                return inner.update(u, state, p)[0]
+
+            return jax.vmap(f)(u, p) if scan.stacked(_layer_and_role(path)[0]) else f(u, p)
+
+        if params is None:
+            return jax.tree_util.tree_map_with_path(lambda k, u: one(k, u, None), updates), state
+        return jax.tree_util.tree_map_with_path(one, updates, params), state
+
+    return optax.GradientTransformation(init, update)
 
 
 # ------------------------------------------------------------------ optimizers
@@ -354,12 +385,15 @@ _OPTIMIZERS: dict[str, Callable[[dict[str, Any], Any], Parts]] = {
     "lamb": lambda a, lr: [
         optax.scale_by_adam(b1=a["b1"], b2=a["b2"], eps=a["eps"]),
         *_decoupled(a),
-        optax.scale_by_trust_ratio(),
+        per_slice(optax.scale_by_trust_ratio(), a["_scan"]),
         optax.scale_by_learning_rate(lr),
     ],
     "lars": lambda a, lr: [
         *_coupled(a),
-        optax.scale_by_trust_ratio(trust_coefficient=a["trust_coefficient"], eps=a["eps"]),
+        per_slice(
+            optax.scale_by_trust_ratio(trust_coefficient=a["trust_coefficient"], eps=a["eps"]),
+            a["_scan"],
+        ),
         optax.trace(decay=a["momentum"], nesterov=a["nesterov"]),
         optax.scale_by_learning_rate(lr),
     ],
@@ -381,17 +415,20 @@ def lower_optimizer(
     learning_rate: float | Schedule | None = None,
     clip: Ref | None = None,
     decay_all: bool = True,
+    scan: ScanPlan | None = None,
 ) -> optax.GradientTransformation:
     """An `optimizer = ...` value (with an optional schedule and clipping) as one Optax chain.
 
     `learning_rate` defaults to the optimizer's `lr`; a schedule (step → rate) may replace it.
     The result's state holds `hyperparams["learning_rate"]`, which the runtime may overwrite.
-    `decay_all = False` keeps weight decay off biases and normalization scales.
+    `decay_all = False` keeps weight decay off biases and normalization scales. `scan`: the
+    stacked layout the parameters come in, whose slices per-tensor steps treat one by one.
     """
     a = dict(ref.args)
     a["_mask"] = None if decay_all else decay_mask
+    a["_scan"] = scan
     build = _OPTIMIZERS[ref.name]
-    prefix = [lower_clip(clip)] if clip is not None else []
+    prefix = [lower_clip(clip, scan)] if clip is not None else []
 
     def chain(learning_rate: Any) -> optax.GradientTransformation:
         return optax.chain(*prefix, *build(a, learning_rate))
@@ -432,8 +469,8 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
             _never_zero(sched, total, train.optimizer.name, train.span_of("schedule"))
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
-    tx = lower_optimizer(train.optimizer, sched, train.clip, train.decay_all)
     scan = plan_for(program)  # the layout of the weights: stacked where repeats are scanned
+    tx = lower_optimizer(train.optimizer, sched, train.clip, train.decay_all, scan)
     if train.lr_scale:
         tx = optax.chain(tx, scale_layers(train.lr_scale, scan))
     tx = freeze(tx, train.freeze, scan)
@@ -524,15 +561,16 @@ def decay_mask(params: Any) -> Any:
 def frozen_labels(params: Any, patterns: tuple[str, ...], scan: ScanPlan | None = None) -> Any:
     """ "frozen" for parameters of layers matching a `freeze` pattern, else "train".
 
-    A stacked leaf of a scanned run is one leaf: it is frozen when a pattern matches any of
-    its instances (`lower_scan.plan` does not scan such a run under `scan_repeats = auto`).
+    A stacked leaf of a scanned run is one leaf: `lower_scan.split` cuts runs so that the
+    pattern matches all of its instances or none.
     """
     scan = scan or ScanPlan()
 
     def label(path: Any, _: Any) -> str:
-        layers = scan.instance_layers(_layer_and_role(path)[0])
-        hit = any(fnmatch.fnmatchcase(x, p) for x in layers for p in patterns)
-        return "frozen" if hit else "train"
+        hits = {frozen(x, patterns) for x in scan.instance_layers(_layer_and_role(path)[0])}
+        if len(hits) > 1:
+            raise InternalError(f"`freeze` splits the scanned layer {_layer_and_role(path)[0]}")
+        return "frozen" if hits == {True} else "train"
 
     return jax.tree_util.tree_map_with_path(label, params)
 

@@ -23,6 +23,7 @@ convert between this and the per-node layout.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,10 +37,6 @@ MIN_AUTO = 8
 # Layers whose gradients XLA's CPU backend runs far slower inside a loop body (the same list
 # as runtime/train.py's epoch scan; measured again for repeats in docs/performance.md).
 LOOP_SLOW_ON_CPU = ("conv", "pool", "lstm", "gru", "simple_rnn")
-# Optax transformations that look at each tensor as a whole: a stacked tensor would be one
-# tensor to them instead of N, so auto does not scan when the train section uses one.
-PER_TENSOR_OPTIMIZERS = ("lamb", "lars")
-PER_TENSOR_CLIPS = ("norm", "average_norm", "adaptive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,42 +213,46 @@ def plan(
 ) -> ScanPlan:
     """The runs to scan for `scan_repeats = choice` (`auto`, True, False).
 
-    True: every run of two or more. Auto: runs of at least MIN_AUTO instances, except bodies
-    with convolutions, pooling or recurrences on a CPU, and except where scanning would change
-    what the `train` section means (a `freeze` pattern matching part of a run, an optimizer or
-    clipping that treats each tensor as a whole).
+    A run is first cut where the `train` section treats its instances differently (`split`):
+    each scanned piece then means what its unrolled instances mean. True: every piece of two
+    or more instances. Auto: pieces of at least MIN_AUTO instances, except bodies with
+    convolutions, pooling or recurrences on a CPU.
     """
     if choice is False or str(choice) == "false":
         return ScanPlan((), remat)
-    runs = find_runs(graph)
+    freeze = tuple(train.freeze) if train is not None else ()
+    runs = [piece for g in find_runs(graph) for piece in split(g, freeze)]
     if choice is True or str(choice) == "true":
         return ScanPlan(tuple(runs), remat)
-    if train is not None and _per_tensor(train):
-        return ScanPlan((), remat)
-    keep = [
-        g
-        for g in runs
-        if g.length >= MIN_AUTO
-        and not (backend == "cpu" and loop_slow(g))
-        and not _splits_freeze(g, tuple(train.freeze) if train is not None else ())
-    ]
+    keep = [g for g in runs if g.length >= MIN_AUTO and not (backend == "cpu" and loop_slow(g))]
     return ScanPlan(tuple(keep), remat)
 
 
-def _per_tensor(train: Any) -> bool:
-    clip = train.clip
-    return train.optimizer.name in PER_TENSOR_OPTIMIZERS or (
-        clip is not None and clip.name in PER_TENSOR_CLIPS
-    )
+def frozen(name: str, patterns: Iterable[str]) -> bool:
+    """The layer `name` matches a `freeze` pattern."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _splits_freeze(g: Group, patterns: tuple[str, ...]) -> bool:
-    """Some but not all instances of a body layer match a freeze pattern."""
-    for n in g.body:
-        hits = {any(fnmatch.fnmatchcase(x, p) for p in patterns) for x in g.names(n.name)}
-        if len(hits) > 1:
-            return True
-    return False
+def split(g: Group, freeze: tuple[str, ...]) -> list[Group]:
+    """The run cut into pieces whose instances freeze the same body layers (pieces of one
+    instance are left unrolled). A stacked leaf is then frozen or trained as a whole, as
+    `optax.multi_transform` labels it, and a frozen batchnorm's inference mode is one mode per
+    scan body. `lr_scale` needs no cut: its factors apply per slice (lower_optax.scale_layers).
+    """
+
+    def mask(instance: str) -> tuple[bool, ...]:
+        return tuple(frozen(f"{instance}/{n.name}", freeze) for n in g.body)
+
+    pieces = [tuple(p) for _, p in itertools.groupby(g.instances, key=mask)]
+    if len(pieces) == 1:
+        return [g]
+    out, start = [], 0
+    for p in pieces:
+        source = g.source if start == 0 else f"{g.instances[start - 1]}/{g.output}"
+        if len(p) > 1:
+            out.append(replace(g, key=f"{p[0]}..{p[-1]}", instances=p, source=source))
+        start += len(p)
+    return out
 
 
 def plan_for(program: Any) -> ScanPlan | None:

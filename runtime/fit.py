@@ -573,6 +573,9 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str]]
     """Initialize layers from another run's weights, by layer name and shape.
 
     Both sides are matched in the per-node layout checkpoints hold (scanned runs unstacked).
+    A layer's running statistics (batchnorm's `batch_stats`) come with it, as Keras's
+    `load_weights` and PyTorch's `load_state_dict` bring them: a frozen batchnorm normalizes
+    with the statistics of the data it was trained on.
     """
     import orbax.checkpoint as ocp
 
@@ -597,16 +600,41 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str]]
         )
     step = max(int(p.name) for p in slot_dir.iterdir() if p.name.isdigit())
     raw = ocp.StandardCheckpointer().restore((slot_dir / str(step) / "state").resolve())
-    src_params = raw["params"]
     src_members = _members_of(raw)
-    loaded, skipped = [], []
-    members = engine.members
     here = engine.to_disk(st["params"])
-    params = dict(here)
+    params, loaded, skipped = _matching(here, raw["params"], src_members, engine.members)
+    if not loaded:
+        raise spec_error(
+            program,
+            "init_from",
+            f"`init_from`: no layer of this model matches a layer of {source} by name and shape",
+            "name the layers to transfer the same in both specs",
+        )
+    src_state = raw.get("model_state") or {}
+    stats = {
+        kind: _matching(tree, src_state.get(kind, {}), src_members, engine.members)[0]
+        for kind, tree in engine.to_disk(st["model_state"]).items()
+    }
+    notes = [f"init_from {source}: loaded {len(loaded)} layers ({', '.join(loaded)})"]
+    notes += [f"  not loaded: {s}" for s in skipped]
+    missing = [k for k in here if k not in raw["params"]]
+    if missing:
+        notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
+    new = {"params": engine.from_disk(params), "model_state": engine.from_disk(stats)}
+    return {**st, **new}, notes
+
+
+def _matching(
+    here: dict[str, Any], source: dict[str, Any], src_members: int, members: int
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """`here` with each layer that `source` has by the same name and shapes taken from it
+    (the first member of an ensemble source, broadcast to this run's members); the layers
+    loaded, and those skipped for their shapes."""
+    out, loaded, skipped = dict(here), [], []
     for layer, leaves in here.items():
-        if layer not in src_params:
+        if layer not in source:
             continue
-        src = src_params[layer]
+        src = source[layer]
         if src_members > 1:
             src = jax.tree.map(lambda a: a[0], src)
         want = jax.tree.map(lambda a: a.shape[1:] if members > 1 else a.shape, leaves)
@@ -616,23 +644,11 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str]]
         ) != jax.tree.leaves(have):
             skipped.append(f"{layer} (shapes {_shapes(have)} in the source, {_shapes(want)} here)")
             continue
-        params[layer] = jax.tree.map(
+        out[layer] = jax.tree.map(
             lambda new, old: jnp.broadcast_to(jnp.asarray(new, old.dtype), old.shape), src, leaves
         )
         loaded.append(layer)
-    if not loaded:
-        raise spec_error(
-            program,
-            "init_from",
-            f"`init_from`: no layer of this model matches a layer of {source} by name and shape",
-            "name the layers to transfer the same in both specs",
-        )
-    notes = [f"init_from {source}: loaded {len(loaded)} layers ({', '.join(loaded)})"]
-    notes += [f"  not loaded: {s}" for s in skipped]
-    missing = [k for k in here if k not in src_params]
-    if missing:
-        notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
-    return {**st, "params": engine.from_disk(params)}, notes
+    return out, loaded, skipped
 
 
 def _members_of(raw: Any) -> int:

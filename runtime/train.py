@@ -77,13 +77,14 @@ class Engine:
         scan = plan_for(p)  # runs of identical block instances lowered as one nn.scan
         self.scan = scan if scan is not None and scan.groups else None
         self._relayouts: dict[bool, Any] = {}
-        self.model = lower_model(p.model, train.init, self.scan)
+        # a frozen batchnorm runs in inference mode (lower_flax.inference_mode)
+        self.model = lower_model(p.model, train.init, self.scan, tuple(train.freeze))
         # weights are drawn by the unrolled model, then stacked: a seed gives the same start
         # whether or not (and wherever) repeats are scanned
         self.init_model = lower_model(p.model, train.init) if self.scan else self.model
         self.loss = lower_loss(train.loss)
         self.penalty = lower_penalties(p.model, train.regularizer, scan)
-        self.project = lower_constraints(p.model, scan)
+        self.project = lower_constraints(p.model, scan, tuple(train.freeze))
         self.metrics = metrics.build(train.metrics, self.classes, self.outputs)
         shape = self.prepared.splits["train"].x.shape[1:]
         data = p.data

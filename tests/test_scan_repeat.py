@@ -8,6 +8,9 @@ fresh mask per iteration. Penalties, constraints, freeze and lr_scale read the s
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +18,9 @@ import pytest
 from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_loss import lower_constraints, lower_penalties
 from dnn.compiler.lower_scan import ScanPlan, find_runs, plan, plan_for, stack, unstack
+from dnn.runtime import fit, pipeline
+from dnn.runtime.fit import transfer
+from dnn.runtime.train import Engine, device_data
 
 import dnn
 
@@ -127,14 +133,15 @@ def test_auto_rule() -> None:
     assert plan(conv8, "auto", "cpu").groups == ()  # convolutions in a loop body on a CPU
     assert len(plan(conv8, "auto", "gpu").groups) == 1
     assert plan(dense8, False).groups == ()
-    # scanning would change what the train section means: auto leaves the run unrolled
+    # a freeze pattern cuts the run (class 5): auto scans the pieces that are long enough
     partly = load(DENSE, 8, 'train.freeze=["res_1/*"]')
-    assert plan_for(partly).groups == ()
+    assert plan_for(partly).groups == ()  # res | res_1 | res_2..res_7: 6 < 8
+    assert [g.key for g in plan_for(load(DENSE, 11, 'train.freeze=["res_1/*"]')).groups] == [
+        "res_2..res_10"
+    ]
     assert len(plan_for(load(DENSE, 8, 'train.freeze=["res*"]')).groups) == 1
-    assert plan_for(load(DENSE, 8, "train.optimizer=lamb")).groups == ()
-    assert (
-        len(plan_for(load(DENSE, 8, "train.optimizer=lamb", "train.scan_repeats=true")).groups) == 1
-    )
+    # per-tensor optimizers see each slice on its own (lower_optax.per_slice): auto scans
+    assert len(plan_for(load(DENSE, 8, "train.optimizer=lamb")).groups) == 1
 
 
 def test_program_size_does_not_grow_with_n() -> None:
@@ -234,7 +241,7 @@ def updates(program: dnn.Program, grads: dict, params: dict) -> dict:
     return jax.jit(lambda g, p: tx.update(g, tx.init(p), p)[0])(grads, params)
 
 
-def test_lr_scale_per_instance_and_freeze_of_a_whole_run() -> None:
+def test_lr_scale_and_freeze_per_instance() -> None:
     x = jnp.ones((2, 6))
     p_flat = load(DENSE, 3, "train.optimizer=sgd(lr = 1.0)", 'train.lr_scale={"res_1/*": 0.5}')
     p_scan = load(
@@ -250,8 +257,173 @@ def test_lr_scale_per_instance_and_freeze_of_a_whole_run() -> None:
     u_scan = updates(p_scan, stack(g, scan), vs["params"])
     assert float(u_flat["res_1/dense"]["kernel"][0, 0]) == -0.5
     close(unstack(u_scan, scan), u_flat)
-    # freezing one instance of a scanned run (scan_repeats = true) freezes the whole run
-    frozen = load(DENSE, 3, 'train.freeze=["res_1/*"]', "train.scan_repeats=true")
-    u = updates(frozen, stack(g, scan), vs["params"])
-    assert not np.any(np.asarray(u["res..res_2"]["dense"]["kernel"]))
-    assert np.all(np.asarray(u["dense"]["kernel"]) != 0)
+    # freezing one instance of a scanned run freezes that instance only (class 5)
+    frozen = load(DENSE, 4, 'train.freeze=["res_1/*"]', "train.scan_repeats=true")
+    scan = plan_for(frozen)
+    assert [g.key for g in scan.groups] == ["res_2..res_3"]
+    g4 = jax.tree.map(jnp.ones_like, lower_model(frozen.model).init(jax.random.key(0), x))
+    u = unstack(updates(frozen, stack(g4["params"], scan), stack(g4["params"], scan)), scan)
+    assert not np.any(np.asarray(u["res_1/dense"]["kernel"]))
+    for layer in ("dense", "res/dense", "res_2/dense", "res_3/dense"):
+        assert np.all(np.asarray(u[layer]["kernel"]) != 0)
+
+
+# ---------------------------------------------------------------- class 5: scanned = unrolled
+# Issue 14, class 5: a compiled form means what the plain form means. Every per-layer option
+# of the train section, on a scanned run, trains to the losses and weights of the unrolled
+# run; a frozen batchnorm runs in inference mode (Keras's `trainable = False`).
+
+TRAINED = """dnn 1
+block res(c) {
+  h = dense(c, use_bias = false, regularizer = l2(0.01), constraint = max_norm(1.0))(in) -> batchnorm -> relu
+  output relu(add(in, dense(c)(h)))
+}
+model m {
+  input pixels: f32[64]
+  dense(8)
+  repeat 4 { res(8) }
+  dense(10)
+}
+data {
+  source = builtin("digits")
+  normalize = standardize
+}
+train {
+  batch_size = 128
+  epochs = 1
+  optimizer = adam(lr = 0.01)
+  loop = steps
+  seed = 3
+}
+"""
+
+
+def trained(program: dnn.Program, steps: int = 3) -> tuple[list[float], dict, dict, Engine]:
+    """Losses of `steps` train steps, and the state before and after them as checkpoints
+    hold it (per node, scanned runs unstacked); `init_from` is applied first."""
+    engine = Engine(program, pipeline.prepare(program), 1)
+    st = engine.init()
+    if program.train.init_from:
+        st, _ = transfer(program, st, engine)
+    start = engine.to_disk(engine.copy(st))
+    x, y = device_data(engine.prepared, engine.place)["train"]
+    order, _ = engine.order(1, int(x.shape[0]))
+    losses = []
+    for i in range(steps):
+        st, acc = engine.step(st, engine.train_acc(), x, y, order, i)
+        losses.append(float(acc["loss"] / acc["count"]))
+    return losses, start, engine.to_disk(st), engine
+
+
+@functools.cache
+def scanned_and_unrolled(*options: str) -> dict[bool, tuple]:
+    """`trained` with `scan_repeats = true` and `false` (the scanned one does scan); cached,
+    since several tests read the same pair."""
+    runs = {}
+    for scan in (True, False):
+        program = dnn.loads(TRAINED, overrides=[*options, f"train.scan_repeats={scan}".lower()])
+        assert bool(plan_for(program).groups) == scan
+        runs[scan] = trained(program)
+    return runs
+
+
+def assert_same_training(runs: dict[bool, tuple]) -> None:
+    (l1, _, s1, _), (l0, _, s0, _) = runs[True], runs[False]
+    np.testing.assert_allclose(l1, l0, rtol=1e-5)
+    for part in ("params", "model_state"):
+        assert sorted(s1[part]) == sorted(s0[part])
+        close(s1[part], s0[part])
+
+
+def unchanged(before: dict, after: dict, *path: str) -> bool:
+    """The subtree at `path` is bit for bit the same."""
+    for key in path:
+        before, after = before[key], after[key]
+    return all(jax.tree.leaves(jax.tree.map(np.array_equal, before, after)))
+
+
+FREEZE_BLOCKS = 'train.freeze=["res_1/*", "res_2/*"]'  # two instances, batchnorm included
+# the first three: what reaches them is the same in train and eval mode (no dropout)
+FREEZE_NORMS = 'train.freeze=["res/batchnorm", "res_1/batchnorm", "res_2/batchnorm"]'
+SCALES = 'train.lr_scale={"res_1/*": 0.1, "res_3/dense": 3.0}'
+PENALTY = "train.regularizer=l1(0.001)"  # the second dense; the first has its own l2, max_norm
+
+
+@pytest.mark.parametrize("options", [(FREEZE_BLOCKS,), (FREEZE_NORMS,), (SCALES, PENALTY)])
+def test_class5_per_layer_options_train_the_same_scanned_and_unrolled(options: tuple) -> None:
+    assert_same_training(scanned_and_unrolled(*options))
+
+
+def test_class5_freeze_keeps_exactly_the_instances_it_names() -> None:
+    _, before, after, engine = scanned_and_unrolled(FREEZE_BLOCKS)[True]
+    assert [g.key for g in engine.scan.groups] == ["res_1..res_2"]  # res and res_3: unrolled
+    for layer in ("res_1/dense", "res_1/batchnorm", "res_2/dense_1"):
+        assert unchanged(before, after, "params", layer)
+    for layer in ("res/dense", "res_3/dense", "res_3/batchnorm"):
+        assert not unchanged(before, after, "params", layer)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_class5_a_frozen_batchnorm_runs_in_inference_mode(scan: bool) -> None:
+    """Its running statistics stay as they were, and its train-mode forward is its eval one."""
+    _, before, after, engine = scanned_and_unrolled(FREEZE_NORMS)[scan]
+    assert [g.key for g in engine.scan.groups] == ["res..res_2"] if scan else engine.scan is None
+    frozen = ("res/batchnorm", "res_1/batchnorm", "res_2/batchnorm")
+    for layer in frozen:
+        assert unchanged(before, after, "model_state", "batch_stats", layer)
+        assert unchanged(before, after, "params", layer)
+    assert not unchanged(before, after, "model_state", "batch_stats", "res_3/batchnorm")
+    st = engine.from_disk(after)
+    variables = {"params": st["params"], **st["model_state"]}
+    x = jnp.asarray(engine.prepared.splits["train"].x[:64])
+    in_train, _ = engine.model.apply(
+        variables, x, train=True, every_value=True, mutable=["batch_stats"]
+    )
+    in_eval = engine.model.apply(variables, x, every_value=True)
+    for layer in frozen:
+        np.testing.assert_array_equal(in_train[layer], in_eval[layer])
+    assert not np.allclose(in_train["res_3/batchnorm"], in_eval["res_3/batchnorm"])
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "train.optimizer=lamb(lr = 0.01)",
+        "train.optimizer=lars(lr = 0.01)",
+        "train.clip=norm(0.1)",  # with sgd: Adam's first step would undo any scaling
+        "train.clip=average_norm(0.001)",
+        "train.clip=adaptive(0.01)",
+    ],
+)
+def test_class5_per_tensor_steps_see_each_slice_as_its_own_tensor(option: str) -> None:
+    """A trust ratio or a clipping norm per tensor: per instance when the run is scanned."""
+    options = (option, "train.optimizer=sgd(lr = 1.0)") if "clip" in option else (option,)
+    p_flat = load(DENSE, 3, *options)
+    p_scan = load(DENSE, 3, *options, "train.scan_repeats=true")
+    _, _, v, vs, scan = pair(p_flat, jnp.ones((2, 6)))
+    g = jax.tree.map(lambda a: a * jnp.arange(1, a.size + 1).reshape(a.shape), v["params"])
+    u_flat = updates(p_flat, g, v["params"])
+    u_scan = unstack(updates(p_scan, stack(g, scan), vs["params"]), scan)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=0), u_scan, u_flat)
+
+
+def test_class5_init_from_loads_weights_and_running_statistics_scanned_or_not(
+    tmp_path: Path,
+) -> None:
+    """Transferred into a run whose frozen instances are scanned or unrolled: the same
+    training, and the frozen layers keep the source's weights and batch statistics exactly."""
+    import orbax.checkpoint as ocp
+
+    source = tmp_path / "source"
+    fit.train(dnn.loads(TRAINED, overrides=["train.seed=4"]), source, mode="quiet")
+    slot = source / "checkpoints" / "last"
+    step = max(int(p.name) for p in slot.iterdir() if p.name.isdigit())
+    saved = ocp.StandardCheckpointer().restore((slot / str(step) / "state").resolve())
+    runs = scanned_and_unrolled(f'train.init_from="{source}"', FREEZE_BLOCKS)
+    assert_same_training(runs)
+    for _, before, after, _ in runs.values():
+        for layer in ("res_1/dense", "res_1/batchnorm", "res_2/dense_1"):
+            assert unchanged(saved, after, "params", layer)
+        for layer in ("res_1/batchnorm", "res_2/batchnorm"):
+            assert unchanged(saved, after, "model_state", "batch_stats", layer)
+        assert not unchanged(before, after, "model_state", "batch_stats", "res/batchnorm")

@@ -143,7 +143,14 @@ SECTIONS.add(
             "learning-rate multipliers by layer name or glob pattern (first match wins)",
         ),
         arg("decay_all", Bool, False, "apply weight decay to biases and normalization scales too"),
-        arg("freeze", ListT(Str), (), "layer names or glob patterns whose weights stay fixed"),
+        arg(
+            "freeze",
+            ListT(Str),
+            (),
+            "layer names or glob patterns whose weights stay fixed; a frozen batchnorm runs "
+            "in inference mode (its running averages normalize and are not updated, as Keras's "
+            "`trainable = False`)",
+        ),
         arg(
             "init_from",
             OptionalT(Str),
@@ -162,9 +169,10 @@ SECTIONS.add(
             UnionT((EnumT(("auto",)), Bool)),
             "auto",
             "true: lower each run of identical consecutive block instances (`repeat N { b }`) "
-            "as one scanned body with weights stacked under `first..last`; false: unroll; "
+            "as one scanned body with weights stacked under `first..last`, cut where `freeze` "
+            "treats instances differently; it trains as the unrolled run does; false: unroll; "
             "auto: scan runs of 8 or more, except convolution/pooling/recurrent bodies on a "
-            "CPU, partly frozen runs and per-tensor optimizers. Measured on a CPU: compile of "
+            "CPU. Measured on a CPU: compile of "
             "repeat 64 is 1.4x repeat 4's scanned, 13x unrolled (dense block); scanned steps "
             "are 1.2x slower at N = 4, equal at 8, 0.6x at 64; a conv block's are 2.6-10x "
             "slower in the loop (docs/performance.md)",
