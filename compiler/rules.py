@@ -16,19 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from .diagnostics import (
     E_DTYPE,
     E_MODEL,
     E_SECTION,
     E_SHAPE,
+    W_NO_DATA_FILE,
     Diagnostic,
     Diagnostics,
     Span,
-    W_NO_DATA_FILE,
 )
 from .ir import Config, Graph, Node
 from .registry.core import TASKS, Args, Problem
