@@ -586,11 +586,13 @@ def _npz_labels(
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all():
-        y = y.argmax(axis=1) if (y.sum(axis=1) == 1).all() else y  # one-hot rows
+        if not (y.sum(axis=1) == 1).all():  # multi-hot rows: several yes/no labels each
+            return y.astype(np.int32), tuple(str(i) for i in range(y.shape[1]))
+        y = y.argmax(axis=1)  # one-hot rows
     if y.ndim != 1:
         message = (
             f"array `{key}` in `{shown}` has shape {fmt_shape(y.shape)}: class labels need "
-            "one value per example"
+            "one value per example, multi-label targets one 0/1 row"
         )
         hint = "store class labels with shape (N,), or use a regression loss such as `mse`"
         raise where.file(E_DATA, message, _start(shown), hint)
@@ -741,7 +743,17 @@ def _regression_targets(table: Table, outputs: int, where: _Where) -> np.ndarray
 
 
 def _check_labels(table: Table, outputs: int, where: _Where) -> None:
-    """Class labels in [0, outputs); one output means a binary model with 0/1 labels."""
+    """Class labels in [0, outputs); one output means a binary model with 0/1 labels; multi-hot
+    rows (N, C) need C == outputs (the pipeline allows them only for a multi-label task)."""
+    if table.y.ndim == 2:
+        if table.y.shape[1] != outputs:
+            raise where.spec(
+                E_DATA,
+                f"`{_name(table)}` has {table.y.shape[1]} yes/no labels per example (multi-hot "
+                f"rows) but the model outputs {outputs}",
+                f"end the model with `dense({table.y.shape[1]})`",
+            )
+        return
     bad = np.flatnonzero((table.y < 0) | (table.y >= max(outputs, 2)))
     if len(bad):
         raise _label_error(table, int(bad[0]), outputs, where)

@@ -127,7 +127,7 @@ def predict(
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
         out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)
-    _write(output, out, engine, transform.class_names, probabilities)
+    _write(output, out, engine, transform.class_names, probabilities, transform.multi_hot)
     return out
 
 
@@ -148,8 +148,16 @@ def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _write(
-    path: Path, out: np.ndarray, engine: Engine, names: tuple[str, ...], probabilities: bool
+    path: Path,
+    out: np.ndarray,
+    engine: Engine,
+    names: tuple[str, ...],
+    probabilities: bool,
+    multi_hot: bool = False,
 ) -> None:
+    if multi_hot:  # one yes/no decision per unit, as the run's targets were
+        _write_decisions(path, np.asarray(jax.nn.sigmoid(out)), names, probabilities)
+        return
     classify = engine.prepared.task != "regression"
     if classify:
         if engine.prepared.task == "multilabel":  # one yes/no decision per unit
@@ -180,3 +188,23 @@ def _write(
             )
             for row in flat:
                 f.write(",".join(f"{v:.6g}" for v in row) + "\n")
+
+
+def _write_decisions(
+    path: Path, probs: np.ndarray, names: tuple[str, ...], probs_out: bool
+) -> None:
+    """Multi-label predictions: `[p > 0.5]` per unit (.npy: (N, C) 0/1, or the probabilities
+    with `--probabilities`; .csv: a 0/1 column and a probability column per label)."""
+    decisions = (probs > 0.5).astype(np.int32)
+    if path.suffix == ".npy":
+        np.save(path, probs if probs_out else decisions)
+        return
+    if path.suffix != ".csv":
+        raise TrainingError(
+            f"cannot write predictions to `{path.name}`", "use an output ending in .npy or .csv"
+        )
+    labels = names or tuple(str(i) for i in range(probs.shape[1]))
+    with path.open("w") as f:
+        f.write(",".join([*labels, *(f"p_{n}" for n in labels)]) + "\n")
+        for d, p in zip(decisions, probs, strict=True):
+            f.write(",".join([*(str(v) for v in d), *(f"{v:.6g}" for v in p)]) + "\n")

@@ -23,6 +23,10 @@ Outputs and targets:
   lowest class index, for the prediction and for `top_k` alike, so `top_k(k = 1)` equals
   `accuracy`. A label outside 0..C-1 counts as a miss for accuracy and top_k and is left out of
   the confusion matrix.
+- multi-label: logits (N, C) with multi-hot 0/1 rows (N, C): every unit is its own yes/no
+  decision `[z > 0]`; accuracy is the fraction of correct decisions (Keras' binary accuracy),
+  precision, recall and f1 count each label (macro over every label, as scikit-learn does for
+  label-indicator targets); top_k does not apply.
 - regression: outputs (N, ...) and targets of the same size per example, flattened to (N, D).
 
 Averages follow scikit-learn with `zero_division=0`: a class never predicted scores precision 0,
@@ -76,15 +80,23 @@ def _ratio(num: Any, den: Any) -> Any:
 
 
 def _per_class(s: Stats, ref: Ref, num: Callable[..., Any], den: Callable[..., Any]) -> float:
-    """Macro or micro average of num/den over the classes, from the confusion matrix."""
-    cm = s["confusion"]
-    if cm.sum() == 0:
-        return float("nan")
-    tp, predicted, actual = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
-    fp, fn = predicted - tp, actual - tp
+    """Macro or micro average of num/den over the classes, from the confusion matrix (or, for
+    multi-hot targets, the per-label counts: macro over every label, as scikit-learn does for
+    label-indicator targets)."""
+    if "tp" in s:
+        tp, fp, fn = s["tp"], s["fp"], s["fn"]
+        if s["count"] == 0:
+            return float("nan")
+        present = np.ones(tp.shape, bool)
+    else:
+        cm = s["confusion"]
+        if cm.sum() == 0:
+            return float("nan")
+        tp, predicted, actual = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+        fp, fn = predicted - tp, actual - tp
+        present = (actual + predicted) > 0
     if str(ref.arg("average")) == "micro":
         return float(_ratio(num(tp, fp, fn).sum(), den(tp, fp, fn).sum()))
-    present = (actual + predicted) > 0
     return float(_ratio(num(tp, fp, fn), den(tp, fp, fn))[present].mean())
 
 
@@ -182,6 +194,17 @@ def _classification(m: Metrics, acc: Stats, logits: Array, y: Array, w: Array) -
     return out
 
 
+def _multilabel(m: Metrics, acc: Stats, logits: Array, y: Array, w: Array) -> Stats:
+    """Multi-hot targets (N, C): one yes/no decision per unit, predicted as [z > 0]."""
+    pred, true, keep = logits > 0, y > 0, w[:, None]
+    out = dict(acc, count=acc["count"] + jnp.sum(w, dtype=jnp.int32) * logits.shape[1])
+    out["correct"] = acc["correct"] + jnp.sum(keep & (pred == true), dtype=jnp.int32)
+    if "tp" in acc:
+        for name, hit in (("tp", pred & true), ("fp", pred & ~true), ("fn", ~pred & true)):
+            out[name] = acc[name] + jnp.sum(keep & hit, axis=0, dtype=jnp.int32)
+    return out
+
+
 def _regression(m: Metrics, acc: Stats, pred: Array, y: Array, w: Array) -> Stats:
     n, dtype = pred.shape[0], acc["mean"].dtype
     if pred.size != n * m.outputs or y.size != n * m.outputs:
@@ -218,6 +241,7 @@ class Metrics:
     classes: int  # confusion matrix size (2 for a single binary logit); 0 without classification
     outputs: int  # regression output units D
     ks: tuple[int, ...]  # distinct `top_k` values, in the order written
+    multilabel: bool = False  # targets are multi-hot rows: every unit its own yes/no label
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -235,7 +259,9 @@ class Metrics:
             acc.update(count=jnp.zeros((), jnp.int32), correct=jnp.zeros((), jnp.int32))
         if "top_k" in stats:
             acc["top_k"] = jnp.zeros(len(self.ks), jnp.int32)
-        if "confusion" in stats:
+        if "confusion" in stats and self.multilabel:
+            acc.update({k: jnp.zeros(self.outputs, jnp.int32) for k in ("tp", "fp", "fn")})
+        elif "confusion" in stats:
             acc["confusion"] = jnp.zeros((self.classes, self.classes), jnp.int32)
         if "regression" in stats:
             acc["n"] = jnp.zeros((), jnp.int32)
@@ -247,7 +273,8 @@ class Metrics:
         """Add one batch; `mask` (N,) marks real examples (padding is ignored, even if nan)."""
         w = jnp.ones(logits.shape[0], bool) if mask is None else jnp.asarray(mask).astype(bool)
         if "count" in acc:
-            acc = _classification(self, acc, logits, y, w)
+            score = _multilabel if self.multilabel else _classification
+            acc = score(self, acc, logits, y, w)
         if "n" in acc:
             acc = _regression(self, acc, logits, y, w)
         return acc
@@ -266,7 +293,12 @@ class Metrics:
         return next((key(r) for r in self.refs if r.name == word), None)
 
 
-def build(refs: tuple[Ref, ...], classes: int | None, outputs: int | None = None) -> Metrics:
+def build(
+    refs: tuple[Ref, ...],
+    classes: int | None,
+    outputs: int | None = None,
+    multilabel: bool = False,
+) -> Metrics:
     """The `Metrics` for a spec's metric list.
 
     Args:
@@ -274,6 +306,8 @@ def build(refs: tuple[Ref, ...], classes: int | None, outputs: int | None = None
         classes: the model's class count C (1 for a single binary logit); needed by the
             classification metrics.
         outputs: regression output units D per example; defaults to `classes`, else 1.
+        multilabel: the targets are multi-hot rows (N, C); accuracy is then the fraction of
+            correct yes/no decisions and precision, recall and f1 count each label.
     """
     first: dict[str, Ref] = {}
     for r in refs:
@@ -286,5 +320,7 @@ def build(refs: tuple[Ref, ...], classes: int | None, outputs: int | None = None
     if needs_classes and not classes:
         raise InternalError(f"classification metrics {[key(r) for r in unique]} need `classes`")
     ks = tuple(dict.fromkeys(int(r.arg("k")) for r in unique if r.name == "top_k"))
+    if multilabel and ks:
+        raise InternalError("`top_k` on multi-hot targets (the pipeline refuses it)")
     size = max(classes, 2) if needs_classes and classes else 0
-    return Metrics(unique, size, outputs or classes or 1, ks)
+    return Metrics(unique, size, outputs or classes or 1, ks, multilabel)

@@ -115,6 +115,8 @@ def prepare(
     except Problem as p:
         raise _section_error(program, "normalize", p.message, p.hint or "") from None
     _check_dtypes(program, splits["train"])
+    for table in splits.values():
+        _check_multi_hot(program, task, table)
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
     if targets is None:
@@ -136,6 +138,42 @@ def _fit_targets(program: Program, task: str, train: Table) -> preprocess.Target
     if ref.name == "none" or task != "regression":
         return preprocess.Targets()
     return preprocess.Targets.fitted(ref, train.y)
+
+
+def _check_multi_hot(program: Program, task: str, table: Table) -> None:
+    """Multi-hot target rows (several 0/1 labels per example) train a multi-label task only,
+    and `top_k` ranks one class per example, which such rows do not have."""
+    if table.task != "classification" or table.y.ndim != 2:
+        return
+    train = program.train
+    if task != "multilabel":
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_SECTION,
+                    f"`{table.origin}` holds multi-hot rows (several yes/no labels per example), "
+                    f"but `{train.loss.name}` trains a {task} task: one class per example",
+                    train.span_of("loss"),
+                    f"train with `binary_cross_entropy` and `dense({table.y.shape[1]})`: one "
+                    "yes/no decision per unit",
+                )
+            ],
+            program.sources,
+        )
+    ranked = [m.name for m in train.metrics if m.name == "top_k"]
+    if ranked:
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_SECTION,
+                    f"`top_k` ranks the one class of each example, but `{table.origin}` holds "
+                    "multi-hot rows",
+                    train.span_of("metrics"),
+                    "drop `top_k`; `accuracy`, `precision`, `recall` and `f1` score each label",
+                )
+            ],
+            program.sources,
+        )
 
 
 def _check_dtypes(program: Program, table: Table) -> None:
@@ -255,6 +293,7 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
         "task": prepared.task,
         "classes": prepared.classes,
         "class_names": list(prepared.class_names),
+        "multi_hot": prepared.task != "regression" and prepared.splits["train"].y.ndim == 2,
     }
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -269,6 +308,7 @@ class Transform:
     classes: int | None
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)
+    multi_hot: bool = False  # trained on multi-hot rows: predictions are one 0/1 per unit
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
@@ -297,4 +337,5 @@ def load_transform(folder: Path) -> Transform:
         meta["classes"],
         tuple(meta["class_names"]),
         targets,
+        bool(meta.get("multi_hot", False)),
     )

@@ -85,7 +85,8 @@ class Engine:
         self.loss = lower_loss(train.loss)
         self.penalty = lower_penalties(p.model, train.regularizer, scan)
         self.project = lower_constraints(p.model, scan, tuple(train.freeze))
-        self.metrics = metrics.build(train.metrics, self.classes, self.outputs)
+        multi_hot = self.prepared.splits["train"].y.ndim == 2 and self.classes is not None
+        self.metrics = metrics.build(train.metrics, self.classes, self.outputs, multi_hot)
         shape = self.prepared.splits["train"].x.shape[1:]
         data = p.data
         assert data is not None

@@ -210,3 +210,90 @@ def test_a_split_without_val_beside_a_val_file_class_4(tmp_path: Path) -> None:
     prepared = pipeline.prepare(program)
     assert [prepared.size(s) for s in ("train", "val", "test")] == [48, 60, 12]
     assert result["epochs_run"] == 1
+
+
+# ------------------------------------------------------------------ class 1: multi-hot targets
+
+MULTI = """dnn 1
+model m {{
+  input x: f32[6]
+  dense(16) -> relu
+  dense(4)
+}}
+data {{
+  source = npz("labels.npz")
+}}
+train {{
+  loss = {loss}
+  epochs = {epochs}
+  batch_size = 16
+  optimizer = adam(lr = 0.02)
+  {extra}
+}}
+"""
+
+
+def multi_hot(tmp_path: Path, n: int = 240) -> np.ndarray:
+    """Four yes/no labels per example: label c is on where feature c is positive."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (x[:, :4] > 0).astype(np.int8)
+    np.savez(tmp_path / "labels.npz", x=x, y=y)
+    return y
+
+
+def test_multi_hot_targets_train_a_multilabel_model_class_1(tmp_path: Path) -> None:
+    multi_hot(tmp_path)
+    spec = MULTI.format(loss="binary_cross_entropy", epochs=30, extra="metrics = [accuracy, f1]")
+    program, result, run = fit(tmp_path, spec)
+    assert pipeline.prepare(program).splits["train"].y.shape[1:] == (4,)
+    assert result["test"]["accuracy"] >= 0.9, result["test"]  # per yes/no decision
+    x = np.array([[1, -1, 1, -1, 0, 0], [-1, 1, -1, 1, 0, 0]], np.float32)
+    np.save(tmp_path / "x.npy", x)
+    infer.predict(program, run, tmp_path / "x.npy", tmp_path / "y.npy")
+    assert np.load(tmp_path / "y.npy").tolist() == [[1, 0, 1, 0], [0, 1, 0, 1]]
+    infer.predict(program, run, tmp_path / "x.npy", tmp_path / "y.csv")
+    lines = (tmp_path / "y.csv").read_text().splitlines()
+    assert lines[0] == "0,1,2,3,p_0,p_1,p_2,p_3" and lines[1].startswith("1,0,1,0,")
+
+
+def test_multi_hot_metrics_match_scikit_learn_class_1() -> None:
+    from dnn.compiler.driver import value
+    from dnn.runtime import metrics
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    rng = np.random.default_rng(3)
+    z, y = rng.normal(size=(50, 5)), rng.integers(0, 2, (50, 5))
+    y[:, 4] = 0  # a label that never occurs: scored 0 by both (zero_division=0)
+    words = ["accuracy", "precision", "recall", "f1", "precision(average = micro)"]
+    refs = tuple(value(w, "metric")[0] for w in words)
+    m = metrics.build(refs, 5, 5, multilabel=True)
+    mask = np.arange(50) < 47  # the last three are padding
+    got = m.finish(m.update(m.init(), z, y, mask))
+    pred, t = (z > 0).astype(int)[:47], y[:47]
+    kw = {"zero_division": 0}
+    want = {
+        "accuracy": np.mean(pred == t),
+        "precision": precision_score(t, pred, average="macro", **kw),
+        "recall": recall_score(t, pred, average="macro", **kw),
+        "f1": f1_score(t, pred, average="macro", **kw),
+        "precision_micro": precision_score(t, pred, average="micro", **kw),
+    }
+    assert got == pytest.approx(want, rel=1e-12), (got, want)
+
+
+def test_multi_hot_targets_under_a_one_class_loss_are_refused_at_the_loss_class_1(
+    tmp_path: Path,
+) -> None:
+    multi_hot(tmp_path, 40)
+    (tmp_path / "spec.dnn").write_text(MULTI.format(loss="cross_entropy", epochs=1, extra=""))
+    text = spec_error(lambda: pipeline.prepare(dnn.load(str(tmp_path / "spec.dnn"))))
+    assert text.splitlines()[0].endswith(
+        "11:10: error[E0602]: `labels.npz` holds multi-hot rows (several yes/no labels per "
+        "example), but `cross_entropy` trains a multiclass task: one class per example"
+    ), text
+    assert "hint: train with `binary_cross_entropy` and `dense(4)`" in text
+    spec = MULTI.format(loss="binary_cross_entropy", epochs=1, extra="metrics = [top_k(k = 2)]")
+    (tmp_path / "spec.dnn").write_text(spec)
+    text = spec_error(lambda: pipeline.prepare(dnn.load(str(tmp_path / "spec.dnn"))))
+    assert "error[E0602]: `top_k` ranks the one class of each example" in text, text

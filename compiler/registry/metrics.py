@@ -34,7 +34,9 @@ METRICS.add(
     doc="fraction of examples whose predicted class is the target class",
     formula=(
         "accuracy = (1/N) sum_i [argmax_c z_ic == y_i]; "
-        "one output unit (binary): prediction = [z_i > 0], i.e. sigmoid(z_i) > 0.5"
+        "one output unit (binary): prediction = [z_i > 0], i.e. sigmoid(z_i) > 0.5; "
+        "multi-hot targets (multi-label): (1/(N C)) sum_i sum_c [[z_ic > 0] == y_ic], the fraction "
+        "of correct yes/no decisions (Keras' binary accuracy)"
     ),
     info={"mode": "max"},
     needs=_CLASSES,
@@ -55,7 +57,8 @@ METRICS.add(
     args=(_AVERAGE,),
     doc="of the examples predicted as a class, the fraction that belong to it",
     formula=(
-        "precision_c = TP_c / (TP_c + FP_c); "
+        "precision_c = TP_c / (TP_c + FP_c) (multi-hot targets: per label, predicted [z_c > 0], "
+        "macro over every label); "
         "macro = (1/C) sum_c precision_c; micro = sum_c TP_c / sum_c (TP_c + FP_c); "
         "a class never predicted scores 0"
     ),
