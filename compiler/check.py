@@ -55,7 +55,7 @@ class Checker(Graphs, Sections, Evaluate):
             self._check_freeze(model, train)
             if "train" in sections or "data" in sections:
                 self._check_trains(model, train)
-            self._check_monitors(train)
+            self._check_monitors(train, len(model.outputs))
             self._check_memory(model, train, data)
         params = tuple((k, v) for k, v in env.vars.items() if not isinstance(v, Tensor))
         version = next((i.number for i in self.r.module.items if isinstance(i, ast.Version)), 1)

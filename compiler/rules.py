@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from .diagnostics import (
     Span,
 )
 from .ir import Config, Graph, Node
-from .registry.core import TASKS, Args, Problem
+from .registry.core import TASKS, Args, Problem, did_you_mean
 from .registry.data import AUGMENTATIONS, BUILTIN_DATA, DATASETS, NORMALIZERS
 from .registry.layers import fmt_shape
 from .registry.losses import LOSSES
@@ -52,6 +52,37 @@ def task_of(loss: Ref, model: Graph) -> str | None:
     if entry is None or entry.task is None:
         return None
     return entry.task.of(output_units(model))
+
+
+@dataclass(frozen=True)
+class Head:
+    """One model output as training sees it: its loss, weight in the total, task and width."""
+
+    name: str
+    loss: Ref
+    weight: float
+    task: str | None  # None: the loss is not valid for this output's width
+    units: int
+    node: Node
+
+
+def heads(model: Graph, train: Config) -> tuple[Head, ...]:
+    """The model's outputs with their losses: `loss = word` applies to every output, `loss =
+    { a: cross_entropy, b: mse }` names one per output; `loss_weights` scales each (default 1).
+    An output without a loss is left out (the rules report it)."""
+    losses = train.loss
+    named = dict(losses) if isinstance(losses, tuple) else {}
+    weights = dict(train.loss_weights)
+    out = []
+    for name in model.outputs:
+        ref = named.get(name) if named else losses
+        if not isinstance(ref, Ref):
+            continue
+        node, entry = model.node(name), LOSSES.lookup(ref.name)
+        units = math.prod(node.shape)
+        task = entry.task.of(units) if entry is not None and entry.task is not None else None
+        out.append(Head(name, ref, float(weights.get(name, 1.0)), task, units, node))
+    return tuple(out)
 
 
 def target_kind(task: str) -> str:
@@ -97,7 +128,12 @@ class _Ctx:
         # A model file without data or train sections (a library of models) is not held to the
         # default loss: it says nothing about training yet.
         self.trains = train_written or data is not None
-        self.task = task_of(train.loss, model) if self.trains and train.loss else None
+        self.heads = heads(model, train) if self.trains else ()
+        self.multi = len(model.outputs) > 1
+        # One output: its loss and task, read by the single-output rules below.
+        one = self.heads[0] if len(self.heads) == 1 and not self.multi else None
+        self.loss: Ref | None = one.loss if one else None
+        self.task = one.task if one else None
 
     def add(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.diags.add(Diagnostic(code, message, span, hint))
@@ -108,64 +144,120 @@ class _Ctx:
 
 
 def _outputs(c: _Ctx) -> None:
-    """A model trains one output for now; several outputs are refused at the second one."""
-    if len(c.model.outputs) > 1 and c.trains:
+    """Several outputs: a loss for each (and no other names), targets from an npz archive with
+    one array per output, no target scaling."""
+    if not c.trains:
+        return
+    named = dict(c.train.loss) if isinstance(c.train.loss, tuple) else {}
+    for key in named:
+        if key not in c.model.outputs:
+            c.add(
+                E_SECTION,
+                f"`loss` names `{key}`, which is not an output of the model",
+                c.train.span_of("loss"),
+                did_you_mean(key, list(c.model.outputs))
+                or "outputs: " + ", ".join(f"`{o}`" for o in c.model.outputs),
+            )
+    for name in c.model.outputs:
+        if named and name not in named:
+            c.add(
+                E_SECTION,
+                f"output `{name}` has no loss",
+                c.model.node(name).span,
+                f"add `{name}: mse` (or the loss it needs) to `loss = {{ ... }}`",
+            )
+    for key in dict(c.train.loss_weights):
+        if key not in c.model.outputs:
+            c.add(
+                E_SECTION,
+                f"`loss_weights` names `{key}`, which is not an output of the model",
+                c.train.span_of("loss_weights"),
+                did_you_mean(key, list(c.model.outputs)),
+            )
+    if c.multi and c.data is not None:
+        _several_outputs_data(c)
+
+
+def _several_outputs_data(c: _Ctx) -> None:
+    assert c.data is not None
+    outputs = ", ".join(f"`{o}`" for o in c.model.outputs)
+    source = c.data.source
+    if source is not None and source.name != "npz":
         second = c.model.node(c.model.outputs[1])
         c.add(
             E_MODEL,
-            f"`dnn train` trains a model with one output; this one has {len(c.model.outputs)}",
+            f"the model has {len(c.model.outputs)} outputs, but "
+            + (
+                f"`{source.arg('name')}`"
+                if source.name == "builtin"
+                else f"a `{source.name}` source"
+            )
+            + " has one target per example",
             second.span,
-            "keep one `output` line, or train each head as its own model",
+            f"read the targets from an npz archive with one array per output ({outputs}), "
+            "or keep one `output`",
+        )
+    if c.data.targets.name != "none":
+        c.add(
+            E_SECTION,
+            "`targets` scales the targets of a model with one output",
+            c.data.span_of("targets"),
+            "leave `targets` out for a model with several outputs",
         )
 
 
 def _loss_output(c: _Ctx) -> None:
-    """The loss must be valid for the output's width, and class tasks need a vector output."""
-    if not c.trains or c.train.loss is None:
-        return
-    loss, units = c.train.loss, output_units(c.model)
-    entry = LOSSES.lookup(loss.name)
-    if entry is None or entry.task is None:
-        return
-    if c.task is None:
-        other = "binary_cross_entropy" if units == 1 else "mse"
-        c.add(
-            E_SHAPE,
-            f"`{loss.name}` is not valid for a model with {units} output "
-            f"unit{'s' * (units != 1)}: {entry.task.refusal(units)}",
-            c.out.span,
-            f"end the model with `dense(2)` (two classes), or train with `{other}`"
-            if units == 1
-            else f"train with `{other}`",
-        )
-        return
-    if c.task != "regression" and len(c.out.shape) != 1:
-        pool = " (or `global_avgpool`)" if len(c.out.shape) == 3 else ""
-        c.add(
-            E_SHAPE,
-            f"`{loss.name}` needs a model output of shape (classes,), got {fmt_shape(c.out.shape)}",
-            c.out.span,
-            f"insert `flatten`{pool} before the last `dense`"
-            if c.out.op == "dense"
-            else f"end the model with `flatten`{pool} and `dense(classes)`",
-        )
+    """Each output's loss must be valid for its width, and a class task needs a vector."""
+    for h in c.heads:
+        entry = LOSSES.lookup(h.loss.name)
+        if entry is None or entry.task is None:
+            continue
+        if h.task is None:
+            units = h.units
+            other = "binary_cross_entropy" if units == 1 else "mse"
+            c.add(
+                E_SHAPE,
+                f"`{h.loss.name}` is not valid for a model with {units} output "
+                f"unit{'s' * (units != 1)}: {entry.task.refusal(units)}",
+                h.node.span,
+                f"end the model with `dense(2)` (two classes), or train with `{other}`"
+                if units == 1
+                else f"train with `{other}`",
+            )
+        elif h.task != "regression" and len(h.node.shape) != 1:
+            pool = " (or `global_avgpool`)" if len(h.node.shape) == 3 else ""
+            c.add(
+                E_SHAPE,
+                f"`{h.loss.name}` needs a model output of shape (classes,), got "
+                f"{fmt_shape(h.node.shape)}",
+                h.node.span,
+                f"insert `flatten`{pool} before the last `dense`"
+                if h.node.op == "dense"
+                else f"end the model with `flatten`{pool} and `dense(classes)`",
+            )
 
 
 def _metrics(c: _Ctx) -> Config:
-    """Each metric must read the targets of the loss's task; unwritten metrics follow the task."""
-    if c.task is None:
+    """Each metric must read the targets of an output's task (with several outputs, it is
+    reported for each output it fits); unwritten metrics follow the tasks."""
+    tasks = [h.task for h in c.heads if h.task is not None]
+    if not tasks or len(tasks) != len(c.model.outputs):
         return c.train
     if "metrics" not in c.train.written:
-        defaults = tuple(Ref("metric", m) for m in DEFAULT_METRICS[c.task])
-        return _with_field(c.train, "metrics", defaults)
+        words = dict.fromkeys(m for t in tasks for m in DEFAULT_METRICS[t])
+        return _with_field(c.train, "metrics", tuple(Ref("metric", m) for m in words))
     for m in c.train.metrics:
         entry = METRICS.lookup(m.name)
-        if entry is not None and not entry.needs.fits(c.task):
-            fitting = [e.name for e in METRICS if e.needs.fits(c.task)]
+        if entry is not None and not any(entry.needs.fits(t) for t in tasks):
+            fitting = [e.name for e in METRICS if any(e.needs.fits(t) for t in tasks)]
+            what = (
+                f"the task of `{c.loss.name}` ({tasks[0]}: {TASKS[tasks[0]]})"
+                if c.loss is not None
+                else "the task of any output (" + ", ".join(sorted(set(tasks))) + ")"
+            )
             c.add(
                 E_SECTION,
-                f"metric `{m.name}` does not fit the task of `{c.train.loss.name}` "
-                f"({c.task}: {TASKS[c.task]})",
+                f"metric `{m.name}` does not fit {what}",
                 c.train.span_of("metrics"),
                 "use " + ", ".join(f"`{n}`" for n in fitting) + ", or leave `metrics` out "
                 "for the task's defaults",
@@ -247,7 +339,8 @@ def _data_targets(c: _Ctx) -> None:
     if c.data is None or meta is None or c.task is None or len(c.out.shape) != 1:
         return
     name, classes, units = str(c.data.source.arg("name")), meta.get("classes"), c.out.shape[0]
-    loss = c.train.loss.name
+    assert c.loss is not None
+    loss = c.loss.name
     if classes is None and c.task != "regression":
         c.add(
             E_SECTION,
@@ -348,7 +441,7 @@ def _targets(c: _Ctx) -> None:
     elif c.task is not None and c.task != "regression":
         c.add(
             E_SECTION,
-            f"`targets = {ref}` scales real-valued targets, but `{c.train.loss.name}` trains "
+            f"`targets = {ref}` scales real-valued targets, but `{c.loss.name if c.loss else ''}` trains "
             f"a {c.task} task ({TASKS[c.task]})",
             span,
             "leave `targets` out, or train with a regression loss such as `mse`, `mae` or `huber`",

@@ -189,7 +189,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     program = _load(args)
     out = predict(program, Path(args.run), Path(args.input), Path(args.output), args.probabilities)
-    print(f"{args.output}: {len(out)} predictions", file=sys.stderr)
+    n = len(out[0]) if isinstance(out, tuple) else len(out)  # several outputs: one array each
+    print(f"{args.output}: {n} predictions", file=sys.stderr)
     return EXIT_OK
 
 
@@ -283,7 +284,12 @@ def register(
     overrides(c)
     c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
     c.add_argument("--input", required=True, metavar="X", help="inputs: .npy or .csv")
-    c.add_argument("--output", required=True, metavar="Y", help="predictions: .npy or .csv")
+    c.add_argument(
+        "--output",
+        required=True,
+        metavar="Y",
+        help="predictions: .npy or .csv (.npz for several outputs)",
+    )
     c.add_argument(
         "--probabilities",
         action="store_true",

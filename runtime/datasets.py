@@ -820,3 +820,85 @@ def _as_examples(x: np.ndarray, shape: tuple[int, ...], shown: str, where: _Wher
         f"{fmt_shape(shape)}",
         f"give {math.prod(shape)} values per example, one example per row",
     )
+
+
+# ----------------------------------------------------------------------------- several outputs
+
+
+@dataclass(frozen=True)
+class Block:
+    """Where one output's targets sit in a several-output table's target columns."""
+
+    name: str
+    task: str  # core.TASKS
+    start: int
+    width: int  # 1: a class label or one value; C: multi-hot rows or C real values
+    classes: int | None
+
+
+def load_outputs(
+    ref: Ref,
+    outputs: tuple[tuple[str, str, int], ...],
+    *,
+    base_dir: Path,
+    span: Span,
+    sources: Mapping[str, str],
+) -> tuple[Table, tuple[Block, ...]]:
+    """Targets for a model with several outputs: an npz archive's `x` and one array per output,
+    named after it. `outputs` holds (name, task, units) in the model's order.
+
+    The targets are laid side by side in one float32 array (class labels as whole numbers,
+    exact in float32), so splitting, batching and sharding treat them as one; `Block`s say
+    where each output's columns are.
+    """
+    where = _Where(span, sources, span)
+    if ref.name != "npz":
+        raise InternalError(f"several outputs from `{ref.name}` (check refuses it)")
+    shown = _resolve(base_dir, ref.arg("path"))
+    xk = str(ref.arg("x"))
+    keys = {"x": xk, **{name: name for name, _, _ in outputs}}
+    raw = dict(zip(keys, _read_npz(shown, ref.arg("path"), keys, where), strict=True))
+    x = _numbers(raw["x"], f"array `{xk}`", shown, where)
+    columns, blocks, start = [], [], 0
+    for name, task, units in outputs:
+        y = raw[name]
+        if (1 if y.ndim == 0 else len(y)) != len(x):
+            message = f"array `{xk}` in `{shown}` has {len(x)} examples but `{name}` has {len(y)}"
+            hint = "the first axis of every array indexes the examples"
+            raise where.file(E_DATA, message, _start(shown), hint)
+        col, classes = _output_targets(y, name, task, units, shown, where)
+        columns.append(col.reshape(len(x), -1).astype(np.float32))
+        blocks.append(Block(name, task, start, columns[-1].shape[1], classes))
+        start += columns[-1].shape[1]
+    y = np.concatenate(columns, axis=1)
+    return Table(x, y, "regression", None, (), shown, "npz", span), tuple(blocks)
+
+
+def _output_targets(
+    y: np.ndarray, name: str, task: str, units: int, shown: str, where: _Where
+) -> tuple[np.ndarray, int | None]:
+    """One output's targets, checked against its task and width."""
+    what = f"array `{name}` in `{shown}`"
+    if task == "regression":
+        values = _numbers(y, what, shown, where).astype(np.float32).reshape(len(y), -1)
+        if values.shape[1] != units:
+            message = (
+                f"{what} has {values.shape[1]} values per example but output `{name}` has {units}"
+            )
+            raise where.file(
+                E_DATA, message, _start(shown), f"end `{name}` with `dense({values.shape[1]})`"
+            )
+        return values, None
+    labels, _ = _npz_labels(y, name, shown, where)
+    top = 2 if task == "binary" else units
+    if labels.ndim == 2 and (task != "multilabel" or labels.shape[1] != units):
+        message = f"{what} holds multi-hot rows of {labels.shape[1]}, but output `{name}` is {task}"
+        raise where.file(E_DATA, message, _start(shown), "store one class label per example")
+    bad = np.flatnonzero((labels < 0) | (labels >= top)) if labels.ndim == 1 else []
+    if len(bad):
+        i = int(bad[0])
+        message = (
+            f"{what} holds {labels[i]} at example {i}, outside output `{name}`'s {top} classes"
+        )
+        raise where.file(E_DATA, message, _start(shown), f"class labels run from 0 to {top - 1}")
+    return labels, top

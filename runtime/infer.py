@@ -11,6 +11,7 @@ without them learned the targets as they are).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,9 @@ def predict(
         class_names=transform.class_names,
         origin=str(inputs),
     )
+    if transform.blocks:  # several outputs: one target column block each
+        width = sum(b.width for b in transform.blocks)
+        dummy = replace(dummy, y=np.zeros((1, width), np.float32), task="regression")
     prepared = pipeline.Prepared(
         {"train": dummy},
         transform.stats,
@@ -122,6 +126,7 @@ def predict(
         transform.classes,
         transform.class_names,
         transform.targets,
+        transform.blocks,
     )
     engine, st = restore(program, run, prepared)
     out = _forward_all(engine, st, x)
@@ -141,9 +146,11 @@ def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
         return engine.combine(out) if engine.members > 1 else out
 
     parts = [
-        np.asarray(forward(jnp.asarray(x[i : i + PREDICT_BATCH])))
+        jax.tree.map(np.asarray, forward(jnp.asarray(x[i : i + PREDICT_BATCH])))
         for i in range(0, len(x), PREDICT_BATCH)
     ]
+    if parts and isinstance(parts[0], tuple):  # several outputs: one array each
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
     return np.concatenate(parts) if parts else np.zeros((0,))
 
 
@@ -155,6 +162,9 @@ def _write(
     probabilities: bool,
     multi_hot: bool = False,
 ) -> None:
+    if engine.blocks:
+        _write_outputs(path, out, engine, probabilities)
+        return
     if multi_hot:  # one yes/no decision per unit, as the run's targets were
         _write_decisions(path, np.asarray(jax.nn.sigmoid(out)), names, probabilities)
         return
@@ -208,3 +218,32 @@ def _write_decisions(
         f.write(",".join([*labels, *(f"p_{n}" for n in labels)]) + "\n")
         for d, p in zip(decisions, probs, strict=True):
             f.write(",".join([*(str(v) for v in d), *(f"{v:.6g}" for v in p)]) + "\n")
+
+
+def _write_outputs(path: Path, outs: Any, engine: Engine, probabilities: bool) -> None:
+    """A model with several outputs: an .npz archive with one array per output, named after
+    it (class labels, 0/1 rows for multi-hot outputs, values for regression; probabilities
+    with `--probabilities`)."""
+    if path.suffix != ".npz":
+        raise TrainingError(
+            f"cannot write the {len(outs)} outputs' predictions to `{path.name}`",
+            "use an output ending in .npz (one array per output)",
+        )
+    arrays = {}
+    for out, b in zip(outs, engine.blocks, strict=True):
+        probs = _probabilities(np.asarray(out), b.task)
+        if b.task == "regression":
+            arrays[b.name] = np.asarray(out)
+        elif probabilities:
+            arrays[b.name] = probs
+        elif b.width > 1 or b.task == "binary":
+            arrays[b.name] = (probs > 0.5).astype(np.int32)
+        else:
+            arrays[b.name] = probs.argmax(axis=1)
+    np.savez(path, **arrays)
+
+
+def _probabilities(out: np.ndarray, task: str) -> np.ndarray:
+    if task in ("binary", "multilabel"):
+        return np.asarray(jax.nn.sigmoid(out))
+    return np.asarray(jax.nn.softmax(out, axis=-1)) if task != "regression" else out

@@ -324,3 +324,52 @@ def build(
         raise InternalError("`top_k` on multi-hot targets (the pipeline refuses it)")
     size = max(classes, 2) if needs_classes and classes else 0
     return Metrics(unique, size, outputs or classes or 1, ks, multilabel)
+
+
+# ---- several outputs ----
+
+
+def block_targets(block: Any, y: Array) -> Array:
+    """One output's targets from a several-output target array (datasets.Block): its class
+    labels as int32, or its columns (real values, multi-hot rows)."""
+    cols = y[:, block.start : block.start + block.width]
+    if block.task == "regression" or block.width > 1:
+        return cols
+    return cols[:, 0].astype(jnp.int32)
+
+
+@dataclass(frozen=True)
+class PerOutput:
+    """The metrics of a model with several outputs: each output's own, keys `output_metric`."""
+
+    parts: tuple[tuple[Any, Metrics], ...]  # (datasets.Block, its Metrics), in output order
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{b.name}_{k}" for b, m in self.parts for k in m.names)
+
+    def init(self) -> Stats:
+        return {b.name: m.init() for b, m in self.parts}
+
+    def update(self, acc: Stats, outs: Any, y: Array, mask: Array | None = None) -> Stats:
+        pairs = zip(self.parts, outs, strict=True)
+        return {b.name: m.update(acc[b.name], o, block_targets(b, y), mask) for (b, m), o in pairs}
+
+    def finish(self, acc: Stats) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for b, m in self.parts:
+            out.update({f"{b.name}_{k}": v for k, v in m.finish(acc[b.name]).items()})
+        return out
+
+    def lookup(self, word: str) -> str | None:
+        return word if word in self.names else None
+
+
+def build_outputs(refs: tuple[Ref, ...], blocks: tuple[Any, ...], units: tuple[int, ...]) -> Any:
+    """`PerOutput` metrics: each output reports the metrics of `refs` that fit its task."""
+    parts = []
+    for b, u in zip(blocks, units, strict=True):
+        mine = tuple(r for r in refs if METRICS.lookup(r.name).needs.fits(b.task))  # type: ignore[union-attr]
+        classes = None if b.task == "regression" else u
+        parts.append((b, build(mine, classes, u, b.task == "multilabel" and b.width > 1)))
+    return PerOutput(tuple(parts))

@@ -12,6 +12,7 @@ plain arrays and JSON, never pickle.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -22,8 +23,7 @@ import numpy as np
 from dnn.compiler.diagnostics import E_DTYPE, E_SECTION, Diagnostic, InternalError, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
-from dnn.compiler.rules import target_kind
-from dnn.compiler.rules import task_of as loss_task
+from dnn.compiler.rules import heads, target_kind
 from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess
@@ -43,18 +43,30 @@ class Prepared:
     classes: int | None
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)  # y as learned
+    blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets are
 
     def size(self, split: str) -> int:
         return len(self.splits[split].y)
 
 
+MULTI = "multioutput"  # the task of a model with several outputs: each has its own
+
+
 def task_of(program: Program) -> str:
-    """The task the loss implies for the model's output (`dnn check` refused any other)."""
+    """The task the loss implies for the model's output (`dnn check` refused any other), or
+    `MULTI` for a model with several outputs."""
     assert program.model is not None
-    task = loss_task(program.train.loss, program.model)
-    if task is None:
-        raise InternalError(f"`{program.train.loss.name}` has no task for this output")
-    return task
+    if len(program.model.outputs) > 1:
+        return MULTI
+    found = heads(program.model, program.train)
+    if not found or found[0].task is None:
+        raise InternalError("the loss has no task for this output (check refuses it)")
+    return found[0].task
+
+
+def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
+    assert program.model is not None
+    return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
 
 
 def input_sizes(program: Program) -> list[tuple[str, tuple[int, ...]]]:
@@ -101,8 +113,14 @@ def prepare(
             program.sources,
         )
     task, base = task_of(program), Path(program.path).resolve().parent
-    load = _loader(program, target_kind(task), base)
-    source = load("source")
+    blocks: tuple[datasets.Block, ...] = ()
+    if task == MULTI:
+        load = _outputs_loader(program, base)
+        source, blocks = load("source")
+        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
+    else:
+        load = _loader(program, target_kind(task), base)
+        source = load("source")
     extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
     fractions = _fractions(dict(data.split.items), extra)
     splits = datasets.split(source, fractions, data.seed)
@@ -127,7 +145,8 @@ def prepare(
         if not len(table.y):
             x = x.reshape((0, *shape))
         out[name] = _fit(program, replace(table, x=x, y=targets.apply(table.y)))
-    return Prepared(out, stats, raw_shape, task, source.classes, source.class_names, targets)
+    names = source.class_names
+    return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
 
 
 def _fit_targets(program: Program, task: str, train: Table) -> preprocess.Targets:
@@ -236,6 +255,22 @@ def _loader(program: Program, task: str, base: Path) -> Any:
     return load
 
 
+def _outputs_loader(program: Program, base: Path) -> Any:
+    data = program.data
+    assert data is not None
+
+    def load(field: str) -> tuple[Table, tuple[datasets.Block, ...]]:
+        return datasets.load_outputs(
+            getattr(data, field),
+            _output_tasks(program),
+            base_dir=base,
+            span=data.span_of(field),
+            sources=program.sources,
+        )
+
+    return load
+
+
 def _fractions(split: dict[str, float], extra: dict[str, Table]) -> tuple[float, float, float]:
     """The source's shares; a split given by its own file takes none and the rest renormalize."""
     shares = [0.0 if s in extra else float(split[s]) for s in SPLITS]
@@ -252,7 +287,7 @@ def _fit(program: Program, table: Table) -> Table:
         table,
         model_input_shape(program),
         first if len(program.model.inputs) == 1 else ", ".join(program.model.inputs),
-        outputs(program),
+        table.y.shape[1] if task_of(program) == MULTI else outputs(program),
         span=node.span,
         sources=program.sources,
     )
@@ -293,7 +328,9 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
         "task": prepared.task,
         "classes": prepared.classes,
         "class_names": list(prepared.class_names),
-        "multi_hot": prepared.task != "regression" and prepared.splits["train"].y.ndim == 2,
+        "multi_hot": prepared.task not in ("regression", MULTI)
+        and prepared.splits["train"].y.ndim == 2,
+        "outputs": [dataclasses.asdict(b) for b in prepared.blocks],
     }
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -309,6 +346,7 @@ class Transform:
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)
     multi_hot: bool = False  # trained on multi-hot rows: predictions are one 0/1 per unit
+    blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets were
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
@@ -338,4 +376,5 @@ def load_transform(folder: Path) -> Transform:
         tuple(meta["class_names"]),
         targets,
         bool(meta.get("multi_hot", False)),
+        tuple(datasets.Block(**b) for b in meta.get("outputs", ())),
     )

@@ -33,6 +33,7 @@ from dnn.compiler.lower_loss import lower_constraints, lower_loss, lower_penalti
 from dnn.compiler.lower_optax import Plateau, plateau_start, plateau_step
 from dnn.compiler.lower_scan import plan_for, relayout, stack
 from dnn.compiler.registry.metrics import monitor_mode
+from dnn.compiler.rules import heads
 
 from . import augment, metrics, pipeline
 from .pipeline import Prepared
@@ -55,6 +56,18 @@ class TrainingError(Exception):
 
 
 # ------------------------------------------------------------------ compiled pieces
+
+
+def _combine(outs: Array, task: str) -> Array:
+    """Members' outputs (axis 0) of one output as the ensemble's: the mean probability, as
+    logits (a sigmoid per unit for binary and multi-label, a softmax for classes), or the mean
+    value for regression."""
+    if task == "regression":
+        return jnp.mean(outs, axis=0)
+    if task in ("binary", "multilabel"):
+        p = jnp.mean(jax.nn.sigmoid(outs), axis=0)
+        return jnp.log(p) - jnp.log1p(-p)
+    return jnp.log(jnp.mean(jax.nn.softmax(outs, axis=-1), axis=0))
 
 
 def _to_bf16(a: Array) -> Array:
@@ -82,11 +95,16 @@ class Engine:
         # weights are drawn by the unrolled model, then stacked: a seed gives the same start
         # whether or not (and wherever) repeats are scanned
         self.init_model = lower_model(p.model, train.init) if self.scan else self.model
-        self.loss = lower_loss(train.loss)
+        self.blocks = self.prepared.blocks  # several outputs: where each one's targets are
+        self.loss = self._several_losses() if self.blocks else lower_loss(train.loss)
         self.penalty = lower_penalties(p.model, train.regularizer, scan)
         self.project = lower_constraints(p.model, scan, tuple(train.freeze))
         multi_hot = self.prepared.splits["train"].y.ndim == 2 and self.classes is not None
-        self.metrics = metrics.build(train.metrics, self.classes, self.outputs, multi_hot)
+        self.metrics = (
+            metrics.build_outputs(train.metrics, self.blocks, self._units())
+            if self.blocks
+            else metrics.build(train.metrics, self.classes, self.outputs, multi_hot)
+        )
         shape = self.prepared.splits["train"].x.shape[1:]
         data = p.data
         assert data is not None
@@ -115,6 +133,28 @@ class Engine:
     @property
     def outputs(self) -> int:
         return pipeline.outputs(self.program)
+
+    def _units(self) -> tuple[int, ...]:
+        assert self.program.model is not None
+        return tuple(h.units for h in heads(self.program.model, self.program.train))
+
+    def _several_losses(self) -> Callable[[Any, Array], Array]:
+        """The weighted sum of each output's loss on its own targets."""
+        assert self.program.model is not None
+        parts = [
+            (lower_loss(h.loss), h.weight, b, h.task)
+            for h, b in zip(heads(self.program.model, self.program.train), self.blocks, strict=True)
+        ]
+
+        def loss(outs: Any, y: Array) -> Array:
+            total = jnp.zeros(())
+            for (fn, w, b, task), o in zip(parts, outs, strict=True):
+                t = metrics.block_targets(b, y)
+                t = t.reshape(o.shape) if task == "regression" else t
+                total = total + w * fn(o, t)
+            return total
+
+        return loss
 
     # -------------------------------------------------------------- checkpoint layout
 
@@ -169,7 +209,7 @@ class Engine:
 
     def _forward(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
         out, state = self._forward_raw(params, state, x, train, key)
-        return out.astype(jnp.float32), state
+        return jax.tree.map(lambda o: o.astype(jnp.float32), out), state
 
     def _forward_raw(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
         if str(self.program.train.precision) == "bf16":  # the casts' gradients are f32 again
@@ -229,7 +269,8 @@ class Engine:
         }
 
     def _example_losses(self, out: Array, y: Array) -> Array:
-        return jax.vmap(lambda o, t: self.loss(o[None], t[None]))(out, y)
+        one = lambda o, t: self.loss(jax.tree.map(lambda a: a[None], o), t[None])  # noqa: E731
+        return jax.vmap(one)(out, y)
 
     def _update_metrics(self, acc: Any, out: Array, y: Array, mask: Array) -> Any:
         """Metrics in the data's units: outputs and targets through `data.targets`' inverse."""
@@ -249,12 +290,9 @@ class Engine:
 
     def combine(self, outs: Array) -> Array:
         """The ensemble's output from the members' (axis 0): mean probability, as logits."""
-        if self.prepared.task == "regression":
-            return jnp.mean(outs, axis=0)
-        if self.binary or self.prepared.task == "multilabel":  # a sigmoid per unit
-            p = jnp.mean(jax.nn.sigmoid(outs), axis=0)
-            return jnp.log(p) - jnp.log1p(-p)
-        return jnp.log(jnp.mean(jax.nn.softmax(outs, axis=-1), axis=0))
+        if self.blocks:
+            return tuple(_combine(o, b.task) for o, b in zip(outs, self.blocks, strict=True))
+        return _combine(outs, self.prepared.task)
 
     # -------------------------------------------------------------- jitted, all members
 

@@ -177,8 +177,10 @@ class Sections(Base):
                     did_you_mean(path[2], names),
                 )
 
-    def _check_monitors(self, train: Config) -> None:
-        """A monitored metric (early stopping, plateau) must be one the run computes."""
+    def _check_monitors(self, train: Config, outputs: int = 1) -> None:
+        """A monitored metric (early stopping, plateau) must be one the run computes; a model
+        with several outputs reports each output's metrics under its name, so its monitors
+        watch the total loss."""
         watched = []
         if train.early_stopping is not None:
             watched.append(("early_stopping", str(train.early_stopping.get("monitor"))))
@@ -187,7 +189,17 @@ class Sections(Base):
         computed = {m.name for m in train.metrics}
         for field_name, monitor in watched:
             word = monitor.removeprefix("val_")
-            if word not in ("loss", "penalty") and word not in computed:
+            if word not in ("loss", "penalty") and outputs > 1:
+                self.diags.add(
+                    Diagnostic(
+                        E_SECTION,
+                        f"`{field_name}` watches `{monitor}`, but each of the {outputs} outputs "
+                        "reports its own metrics",
+                        train.span_of(field_name),
+                        "watch the total loss: `val_loss`",
+                    )
+                )
+            elif word not in ("loss", "penalty") and word not in computed:
                 self.diags.add(
                     Diagnostic(
                         E_SECTION,

@@ -110,10 +110,17 @@ SECTIONS.add(
     args=(
         arg(
             "loss",
-            RefT("loss"),
+            UnionT((RefT("loss"), MapT(RefT("loss")))),
             "cross_entropy",
-            "reported in the units of the targets the model learns: scaled ones under "
-            "`data.targets` (metrics stay in the data's units)",
+            "one loss for every output, or one per output by name (`{ digit: cross_entropy, "
+            "size: mse }`); reported in the units of the targets the model learns: scaled ones "
+            "under `data.targets` (metrics stay in the data's units)",
+        ),
+        arg(
+            "loss_weights",
+            MapT(NonNegFloat),
+            (),
+            "weights of the outputs' losses in the total, by output name (default 1 each)",
         ),
         arg("metrics", ListT(RefT("metric")), ("accuracy",)),
         arg("batch_size", PosInt, 32),
