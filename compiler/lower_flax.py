@@ -6,8 +6,9 @@ MLP, a Linen step under `jax.jit` ran as fast as an NNX model split once into gr
 and 18% faster than calling `nnx.jit` on the module each step (issue 3's numbers).
 
 Parameters live under the IR node names (`params["basic_1/conv_bn/conv2d"]["kernel"]`), the
-contract `lower_optax` relies on for freeze, lr_scale and the weight-decay mask. Each layer
-word has one function here of the same name; sizes come from the IR, never recomputed.
+contract `lower_optax` relies on for freeze, lr_scale and the weight-decay mask. Each layer,
+activation and initializer word has one function here, tagged `@implements(kind, name)` (the
+registry finds it by that tag, DESIGN §7); sizes come from the IR, never recomputed.
 Runs of identical block instances that the model is asked to scan (`scan`, from
 `lower_scan.plan`) are one `nn.scan` whose weights stack under the run's key
 (`params["res..res_63"]["dense"]["kernel"]`, leading axis N); see lower_scan.py.
@@ -29,7 +30,9 @@ from jax import lax
 
 from .ir import Graph, Node
 from .lower_scan import CARRY, Group, ScanPlan, frozen, skipped
+from .registry.core import implementation, implements
 from .registry.layers import LAYERS
+from .registry.weights import INITIALIZERS
 from .values import Ref, Symbol
 
 Array = Any
@@ -39,45 +42,93 @@ _DEFAULT_INIT: contextvars.ContextVar[Ref | None] = contextvars.ContextVar("init
 # ------------------------------------------------------------------ initializers
 
 _GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "selu": 0.75}  # PyTorch's gains
+Init = Callable[..., Array]  # a `jax.nn.initializers` function: (key, shape, dtype) -> array
+_vs: Any = jax.nn.initializers.variance_scaling  # its mode/distribution are Literal-typed
 
 
-def initializer(ref: Ref) -> Callable[..., Array]:
+def initializer(ref: Ref) -> Init:
     """A registry initializer as a `jax.nn.initializers` function (fans from the kernel shape)."""
-    a: dict[str, Any] = dict(ref.args)
-    vs: Any = jax.nn.initializers.variance_scaling  # its mode/distribution are Literal-typed
-    name = ref.name
-    if name in ("zeros", "ones", "constant"):
-        value = {"zeros": 0.0, "ones": 1.0}.get(name, a.get("value", 0.0))
-        return jax.nn.initializers.constant(value)
-    if name == "uniform":
-        low, high = a["low"], a["high"]
-        return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-            key, shape, dtype, low, high
-        )
-    if name in ("normal", "truncated_normal"):
-        mean, std = a["mean"], a["std"]
-        base = (
-            jax.nn.initializers.normal(std)
-            if name == "normal"
-            else (jax.nn.initializers.truncated_normal(std))
-        )
-        return lambda key, shape, dtype=jnp.float32: mean + base(key, shape, dtype)
-    if name in ("glorot_uniform", "glorot_normal"):
-        dist = "uniform" if name == "glorot_uniform" else "normal"
-        return vs(a["gain"] ** 2, "fan_avg", dist)
-    if name in ("he_uniform", "he_normal"):
-        nl = str(a["nonlinearity"])
-        gain2 = 2.0 / (1 + a["a"] ** 2) if nl in ("relu", "leaky_relu") else _GAINS[nl] ** 2
-        return vs(gain2, str(a["mode"]), "uniform" if name == "he_uniform" else "normal")
-    if name == "lecun_uniform":
-        return vs(1.0, "fan_in", "uniform")
-    if name == "lecun_normal":
-        return vs(1.0, "fan_in", "truncated_normal")
-    if name == "orthogonal":
-        return jax.nn.initializers.orthogonal(scale=a["gain"])
-    if name == "variance_scaling":
-        return vs(a["scale"], str(a["mode"]), str(a["distribution"]))
-    raise NotImplementedError(f"initializer {name}")
+    return INITIALIZERS.implementation(ref.name)(dict(ref.args))
+
+
+@implements("initializer", "zeros")
+def zeros(a: dict[str, Any]) -> Init:
+    return jax.nn.initializers.constant(0.0)
+
+
+@implements("initializer", "ones")
+def ones(a: dict[str, Any]) -> Init:
+    return jax.nn.initializers.constant(1.0)
+
+
+@implements("initializer", "constant")
+def constant(a: dict[str, Any]) -> Init:
+    return jax.nn.initializers.constant(a.get("value", 0.0))
+
+
+@implements("initializer", "uniform")
+def uniform(a: dict[str, Any]) -> Init:
+    low, high = a["low"], a["high"]
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, low, high)
+
+
+def _shifted(base: Init, mean: float) -> Init:
+    return lambda key, shape, dtype=jnp.float32: mean + base(key, shape, dtype)
+
+
+@implements("initializer", "normal")
+def normal(a: dict[str, Any]) -> Init:
+    return _shifted(jax.nn.initializers.normal(a["std"]), a["mean"])
+
+
+@implements("initializer", "truncated_normal")
+def truncated_normal(a: dict[str, Any]) -> Init:
+    return _shifted(jax.nn.initializers.truncated_normal(a["std"]), a["mean"])
+
+
+@implements("initializer", "glorot_uniform")
+def glorot_uniform(a: dict[str, Any]) -> Init:
+    return _vs(a["gain"] ** 2, "fan_avg", "uniform")
+
+
+@implements("initializer", "glorot_normal")
+def glorot_normal(a: dict[str, Any]) -> Init:
+    return _vs(a["gain"] ** 2, "fan_avg", "normal")
+
+
+def _he_gain2(a: dict[str, Any]) -> float:
+    nl = str(a["nonlinearity"])
+    return 2.0 / (1 + a["a"] ** 2) if nl in ("relu", "leaky_relu") else _GAINS[nl] ** 2
+
+
+@implements("initializer", "he_uniform")
+def he_uniform(a: dict[str, Any]) -> Init:
+    return _vs(_he_gain2(a), str(a["mode"]), "uniform")
+
+
+@implements("initializer", "he_normal")
+def he_normal(a: dict[str, Any]) -> Init:
+    return _vs(_he_gain2(a), str(a["mode"]), "normal")
+
+
+@implements("initializer", "lecun_uniform")
+def lecun_uniform(a: dict[str, Any]) -> Init:
+    return _vs(1.0, "fan_in", "uniform")
+
+
+@implements("initializer", "lecun_normal")
+def lecun_normal(a: dict[str, Any]) -> Init:
+    return _vs(1.0, "fan_in", "truncated_normal")
+
+
+@implements("initializer", "orthogonal")
+def orthogonal(a: dict[str, Any]) -> Init:
+    return jax.nn.initializers.orthogonal(scale=a["gain"])
+
+
+@implements("initializer", "variance_scaling")
+def variance_scaling(a: dict[str, Any]) -> Init:
+    return _vs(a["scale"], str(a["mode"]), str(a["distribution"]))
 
 
 # ------------------------------------------------------------------ layers
@@ -100,6 +151,7 @@ def _weights(n: Node) -> dict[str, Any]:
     }
 
 
+@implements("layer", "dense")
 def dense(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.Dense(n.arg("units"), **_weights(n))(xs[0])
 
@@ -108,7 +160,8 @@ def _padding(p: Any) -> Any:
     return p.name.upper() if isinstance(p, Symbol) else [(q, q) for q in p]
 
 
-def _conv(n: Node, xs: list[Array], train: bool) -> Array:
+@implements("layer", "conv1d", "conv2d", "conv3d")
+def conv(n: Node, xs: list[Array], train: bool) -> Array:
     one_channel = xs[0].shape[-1] == 1 and jax.default_backend() == "cpu"
     return nn.Conv(
         n.arg("filters"),
@@ -212,9 +265,6 @@ def _shifted_conv_bwd(pads: Any, precision: Any, res: Any, g: Array) -> tuple[Ar
 _shifted_conv.defvjp(_shifted_conv_fwd, _shifted_conv_bwd)
 
 
-conv1d = conv2d = conv3d = _conv
-
-
 def _pool(kind: str) -> Callable[[Node, list[Array], bool], Array]:
     def pool(n: Node, xs: list[Array], train: bool) -> Array:
         window, stride, pad = n.arg("size"), n.arg("stride"), _padding(n.arg("padding"))
@@ -276,26 +326,31 @@ def _window_slices(x: Array, window: tuple[int, ...]) -> Iterator[Array]:
         yield x[(slice(None), *spatial, slice(None))]
 
 
-maxpool1d = maxpool2d = maxpool3d = _pool("max")
-avgpool1d = avgpool2d = avgpool3d = _pool("avg")
+maxpool = implements("layer", "maxpool1d", "maxpool2d", "maxpool3d")(_pool("max"))
+avgpool = implements("layer", "avgpool1d", "avgpool2d", "avgpool3d")(_pool("avg"))
 
 
+@implements("layer", "global_avgpool")
 def global_avgpool(n: Node, xs: list[Array], train: bool) -> Array:
     return jnp.mean(xs[0], axis=tuple(range(1, xs[0].ndim - 1)))
 
 
+@implements("layer", "global_maxpool")
 def global_maxpool(n: Node, xs: list[Array], train: bool) -> Array:
     return jnp.max(xs[0], axis=tuple(range(1, xs[0].ndim - 1)))
 
 
+@implements("layer", "flatten")
 def flatten(n: Node, xs: list[Array], train: bool) -> Array:
     return xs[0].reshape(xs[0].shape[0], -1)
 
 
+@implements("layer", "reshape")
 def reshape(n: Node, xs: list[Array], train: bool) -> Array:
     return xs[0].reshape(xs[0].shape[0], *n.shape)
 
 
+@implements("layer", "dropout")
 def dropout(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.Dropout(n.arg("rate"), deterministic=not train, name=n.name)(xs[0])
 
@@ -305,6 +360,7 @@ def _axis(axis: int) -> int:
     return axis if axis < 0 else axis + 1
 
 
+@implements("layer", "batchnorm")
 def batchnorm(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.BatchNorm(
         use_running_average=not train,
@@ -317,12 +373,14 @@ def batchnorm(n: Node, xs: list[Array], train: bool) -> Array:
     )(xs[0])
 
 
+@implements("layer", "layernorm")
 def layernorm(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.LayerNorm(
         epsilon=n.arg("eps"), use_bias=n.arg("center"), use_scale=n.arg("scale"), name=n.name
     )(xs[0])
 
 
+@implements("layer", "local_response_norm")
 def local_response_norm(n: Node, xs: list[Array], train: bool) -> Array:
     """AlexNet: x_c / (k + alpha · sum of x² over `size` neighbouring channels)^beta."""
     x, size = xs[0], n.arg("size")
@@ -331,6 +389,7 @@ def local_response_norm(n: Node, xs: list[Array], train: bool) -> Array:
     return x / (n.arg("k") + n.arg("alpha") * window) ** n.arg("beta")
 
 
+@implements("layer", "embedding")
 def embedding(n: Node, xs: list[Array], train: bool) -> Array:
     return nn.Embed(
         n.arg("vocab"), n.arg("dim"), embedding_init=initializer(n.arg("init")), name=n.name
@@ -340,22 +399,27 @@ def embedding(n: Node, xs: list[Array], train: bool) -> Array:
 # ---- merges
 
 
+@implements("layer", "add")
 def add(n: Node, xs: list[Array], train: bool) -> Array:
     return sum(xs[1:], xs[0])
 
 
+@implements("layer", "subtract")
 def subtract(n: Node, xs: list[Array], train: bool) -> Array:
     return xs[0] - xs[1]
 
 
+@implements("layer", "multiply")
 def multiply(n: Node, xs: list[Array], train: bool) -> Array:
     return math.prod(xs[1:], start=xs[0])
 
 
+@implements("layer", "average")
 def average(n: Node, xs: list[Array], train: bool) -> Array:
     return sum(xs[1:], xs[0]) / len(xs)
 
 
+@implements("layer", "maximum")
 def maximum(n: Node, xs: list[Array], train: bool) -> Array:
     out = xs[0]
     for x in xs[1:]:
@@ -363,6 +427,7 @@ def maximum(n: Node, xs: list[Array], train: bool) -> Array:
     return out
 
 
+@implements("layer", "concat")
 def concat(n: Node, xs: list[Array], train: bool) -> Array:
     return jnp.concatenate(xs, axis=_axis(n.arg("axis")))
 
@@ -390,9 +455,12 @@ _SIMPLE: dict[str, Callable[..., Array]] = {
 }
 
 
-def _activation(name: str) -> Callable[[Node, list[Array], bool], Array]:
-    fn = _SIMPLE[name]
+def _activation(fn: Callable[..., Array]) -> Callable[[Node, list[Array], bool], Array]:
     return lambda n, xs, train: fn(xs[0], dict(n.args))
+
+
+for _name, _fn in _SIMPLE.items():
+    implements("activation", _name)(_activation(_fn))
 
 
 class _PReLU(nn.Module):
@@ -405,6 +473,7 @@ class _PReLU(nn.Module):
         return jnp.where(x > 0, x, slope * x)
 
 
+@implements("activation", "prelu")
 def prelu(n: Node, xs: list[Array], train: bool) -> Array:
     shape = (1,) if n.arg("shared") else (n.shape[-1],)
     return _PReLU(shape, initializer(n.arg("init")), name=n.name)(xs[0])
@@ -468,7 +537,8 @@ def _gru_step(carry: Any, xt: Array, r: Array, rb: Array, u: int) -> Any:
     return ((1 - z) * n_ + z * h,)
 
 
-def _recurrent(n: Node, xs: list[Array], train: bool) -> Array:
+@implements("layer", "simple_rnn", "lstm", "gru")
+def recurrent(n: Node, xs: list[Array], train: bool) -> Array:
     cell = dict(
         cell=n.op,
         units=n.arg("units"),
@@ -489,47 +559,12 @@ def _recurrent(n: Node, xs: list[Array], train: bool) -> Array:
     )
 
 
-simple_rnn = lstm = gru = _recurrent
-
 # ------------------------------------------------------------------ the model
 
-LOWERINGS: dict[str, Callable[[Node, list[Array], bool], Array]] = {
-    **{name: _activation(name) for name in _SIMPLE},
-    **{
-        name: globals()[name]
-        for name in (
-            "dense",
-            "conv1d",
-            "conv2d",
-            "conv3d",
-            "maxpool1d",
-            "maxpool2d",
-            "maxpool3d",
-            "avgpool1d",
-            "avgpool2d",
-            "avgpool3d",
-            "global_avgpool",
-            "global_maxpool",
-            "flatten",
-            "reshape",
-            "dropout",
-            "batchnorm",
-            "layernorm",
-            "local_response_norm",
-            "embedding",
-            "simple_rnn",
-            "lstm",
-            "gru",
-            "add",
-            "subtract",
-            "multiply",
-            "average",
-            "maximum",
-            "concat",
-            "prelu",
-        )
-    },
-}
+
+def lowering(node: Node) -> Callable[[Node, list[Array], bool], Array]:
+    """The function lowering a layer or activation node: `(node, inputs, train) -> output`."""
+    return implementation(node.kind, node.op)
 
 
 def inference_mode(op: str, name: str, freeze: tuple[str, ...]) -> bool:
@@ -553,7 +588,7 @@ class _Repeat(nn.Module):
     def __call__(self, carry: Array, _: Any) -> tuple[Array, Any]:
         values: dict[str, Array] = {CARRY: carry}
         for node in self.body:
-            values[node.name] = LOWERINGS[node.op](
+            values[node.name] = lowering(node)(
                 node, [values[i] for i in node.inputs], self.train and node.name not in self.still
             )
         seen = {k: v for k, v in values.items() if k != CARRY} if self.every_value else None
@@ -608,7 +643,7 @@ class Model(nn.Module):
                 self._run_group(groups[node.name], values, train, every_value)
             elif node.name not in inside:
                 still = inference_mode(node.op, node.name, self.freeze)
-                values[node.name] = LOWERINGS[node.op](
+                values[node.name] = lowering(node)(
                     node, [values[i] for i in node.inputs], train and not still
                 )
         if every_value:

@@ -1,13 +1,13 @@
 """Losses and weight penalties in JAX: what the train step minimizes.
 
-Each loss word has one function here of the same name, `(logits, targets, args) -> scalar`,
-the mean over the batch (and over output features where the formula says so). The task a
-loss implies (its entry's `task`) follows from the output's width, which is static: one unit
-is a binary decision, several units classes or labels; class-label targets (N,) against
-several units are read as one-hot rows. Penalties
-(`l1`, `l2`, `l1_l2`) are summed over the kernels of the layers that declare them, and over
+Each loss word has one function here, tagged `@implements("loss", name)`: `(logits, targets,
+args) -> scalar`, the mean over the batch (and over output features where the formula says so).
+The task a loss implies (its entry's `task`) follows from the output's width, which is static:
+one unit is a binary decision, several units classes or labels; class-label targets (N,)
+against several units are read as one-hot rows. Penalties (`l1`, `l2`, `l1_l2`, each word
+giving its coefficients) are summed over the kernels of the layers that declare them, and over
 biases and normalization scales too with `on = all`; the train step reports them as their own
-metric.
+metric. Constraints (`max_norm`, `non_neg`, `unit_norm`) project kernels after each update.
 """
 
 from __future__ import annotations
@@ -21,19 +21,25 @@ import optax
 
 from .ir import Graph
 from .lower_scan import ScanPlan, frozen
+from .registry.core import implements
+from .registry.losses import LOSSES
+from .registry.weights import CONSTRAINTS, REGULARIZERS
 from .values import Ref
 
 Array = Any
 
 
+@implements("loss", "mse")
 def mse(z: Array, y: Array, a: dict[str, Any]) -> Array:
     return jnp.mean((y - z) ** 2)
 
 
+@implements("loss", "mae")
 def mae(z: Array, y: Array, a: dict[str, Any]) -> Array:
     return jnp.mean(jnp.abs(y - z))
 
 
+@implements("loss", "huber")
 def huber(z: Array, y: Array, a: dict[str, Any]) -> Array:
     r, d = jnp.abs(y - z), a["delta"]
     return jnp.mean(jnp.where(r <= d, r * r / 2, d * (r - d / 2)))
@@ -47,12 +53,14 @@ def _rows(y: Array, z: Array) -> Array:
     return y.reshape(z.shape).astype(z.dtype)
 
 
+@implements("loss", "binary_cross_entropy")
 def binary_cross_entropy(z: Array, y: Array, a: dict[str, Any]) -> Array:
     y = _rows(y, z)
     y = y * (1 - a["label_smoothing"]) + a["label_smoothing"] / 2
     return jnp.mean(optax.sigmoid_binary_cross_entropy(z, y))
 
 
+@implements("loss", "cross_entropy")
 def cross_entropy(z: Array, y: Array, a: dict[str, Any]) -> Array:
     """From logits; integer labels (N,) or one-hot / probability targets (N, C)."""
     classes = z.shape[-1]
@@ -80,31 +88,19 @@ def _hinge_margins(z: Array, y: Array) -> Array:
     return jnp.maximum(0, 1 + other - true)
 
 
+@implements("loss", "hinge")
 def hinge(z: Array, y: Array, a: dict[str, Any]) -> Array:
     return jnp.mean(_hinge_margins(z, y))
 
 
+@implements("loss", "squared_hinge")
 def squared_hinge(z: Array, y: Array, a: dict[str, Any]) -> Array:
     return jnp.mean(_hinge_margins(z, y) ** 2)
 
 
-LOSSES: dict[str, Callable[[Array, Array, dict[str, Any]], Array]] = {
-    name: globals()[name]
-    for name in (
-        "mse",
-        "mae",
-        "huber",
-        "binary_cross_entropy",
-        "cross_entropy",
-        "hinge",
-        "squared_hinge",
-    )
-}
-
-
 def lower_loss(ref: Ref) -> Callable[[Array, Array], Array]:
     """The `loss = ...` value as `(logits, targets) -> scalar`."""
-    fn, a = LOSSES[ref.name], dict(ref.args)
+    fn, a = LOSSES.implementation(ref.name), dict(ref.args)
     return lambda z, y: fn(z, y, a)
 
 
@@ -113,12 +109,29 @@ def lower_loss(ref: Ref) -> Callable[[Array, Array], Array]:
 _KERNEL_LEAVES = ("kernel", "recurrent_kernel", "embedding", "slope")
 
 
+# Each regularizer word gives its coefficients (l1, l2) of the one penalty formula.
+
+
+@implements("regularizer", "l1")
+def l1(a: dict[str, Any]) -> tuple[float, float]:
+    return a["l1"], 0.0
+
+
+@implements("regularizer", "l2")
+def l2(a: dict[str, Any]) -> tuple[float, float]:
+    return 0.0, a["l2"]
+
+
+@implements("regularizer", "l1_l2")
+def l1_l2(a: dict[str, Any]) -> tuple[float, float]:
+    return a["l1"], a["l2"]
+
+
 def penalty(ref: Ref, leaves: dict[str, Array]) -> Array:
     """l1 · Σ|w| + l2 · Σw² over the chosen leaves of one layer."""
     a: dict[str, Any] = dict(ref.args)
     chosen = [w for k, w in leaves.items() if str(a["on"]) == "all" or k in _KERNEL_LEAVES]
-    l1 = a.get("l1", 0.0) if ref.name != "l2" else 0.0
-    l2 = a.get("l2", 0.0) if ref.name != "l1" else 0.0
+    l1, l2 = REGULARIZERS.implementation(ref.name)(a)
     return sum((l1 * jnp.sum(jnp.abs(w)) + l2 * jnp.sum(w * w) for w in chosen), jnp.zeros(()))
 
 
@@ -157,26 +170,26 @@ def lower_penalties(
 # ------------------------------------------------------------------ weight constraints
 
 
-def _max_norm(w: Array, a: dict[str, Any]) -> Array:
+@implements("constraint", "max_norm")
+def max_norm(w: Array, a: dict[str, Any]) -> Array:
     axes = tuple(range(w.ndim - 1)) if str(a["axis"]) == "inputs" and w.ndim > 1 else None
     norm = jnp.sqrt(jnp.sum(w * w, axis=axes, keepdims=axes is not None))
     return w * jnp.minimum(1.0, a["value"] / jnp.maximum(norm, 1e-12))
 
 
-def _unit_norm(w: Array, a: dict[str, Any]) -> Array:
+@implements("constraint", "non_neg")
+def non_neg(w: Array, a: dict[str, Any]) -> Array:
+    return jnp.maximum(w, 0)
+
+
+@implements("constraint", "unit_norm")
+def unit_norm(w: Array, a: dict[str, Any]) -> Array:
     axes = tuple(range(w.ndim - 1)) if w.ndim > 1 else None
     return w / jnp.maximum(jnp.sqrt(jnp.sum(w * w, axis=axes, keepdims=axes is not None)), 1e-12)
 
 
-CONSTRAINTS: dict[str, Callable[[Array, dict[str, Any]], Array]] = {
-    "max_norm": _max_norm,
-    "non_neg": lambda w, a: jnp.maximum(w, 0),
-    "unit_norm": _unit_norm,
-}
-
-
 def _projector(ref: Ref) -> Callable[[Array], Array]:
-    rule, a = CONSTRAINTS[ref.name], dict(ref.args)
+    rule, a = CONSTRAINTS.implementation(ref.name), dict(ref.args)
     return lambda w: rule(w, a)
 
 

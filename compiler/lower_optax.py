@@ -1,8 +1,9 @@
 """IR → Optax: learning-rate schedules and gradient clipping (optimizers land next).
 
 Schedules are functions of the optimizer step `t` (0 for the first update) written with
-`jax.numpy`, so they run inside a jitted step and in float64 when x64 is on. Each registry
-word has one function here of the same name. Durations in epochs are converted with the
+`jax.numpy`, so they run inside a jitted step and in float64 when x64 is on. Each schedule,
+clipper and optimizer word has one function here, tagged `@implements(kind, name)` (the
+registry finds it by that tag, DESIGN §7). Durations in epochs are converted with the
 known steps per epoch; an epoch unit without it is a positioned diagnostic.
 """
 
@@ -21,7 +22,10 @@ import optax
 from . import lower_transforms as T
 from .diagnostics import E_VALUE, DiagnosticError, InternalError, Span, error
 from .lower_scan import ScanPlan, frozen, plan_for
+from .registry.clippers import CLIPPERS
+from .registry.core import implements
 from .registry.optimizers import OPTIMIZERS
+from .registry.schedules import SCHEDULES
 from .values import Quantity, Ref
 
 Schedule = Callable[[Any], Any]
@@ -66,7 +70,7 @@ def lower_schedule(
     span = span or Span("<schedule>", 1, 1, 1, 1)
     d = _Durations(ref, steps_per_epoch, span)
     a = dict(ref.args)
-    body = _SCHEDULES[ref.name](a, d, lr, total_steps, span)
+    body = SCHEDULES.implementation(ref.name)(a, d, lr, total_steps, span)
     warmup = d("warmup") if "warmup" in a and ref.name != "warmup_cosine" else 0
     return _with_warmup(body, lr, warmup) if warmup else body
 
@@ -85,15 +89,18 @@ def _const(value: float) -> Schedule:
     return lambda t: jnp.full(jnp.shape(t), value, dtype=jnp.result_type(float))
 
 
+@implements("schedule", "constant")
 def constant(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     return _const(lr)
 
 
+@implements("schedule", "step")
 def step(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     size, gamma = d("step_size"), a["gamma"]
     return lambda t: lr * gamma ** jnp.floor_divide(t, size)
 
 
+@implements("schedule", "multistep")
 def multistep(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     milestones, gamma = jnp.asarray(d.many("milestones")), a["gamma"]
     return lambda t: lr * gamma ** jnp.sum(jnp.asarray(t)[..., None] >= milestones, axis=-1)
@@ -104,21 +111,25 @@ def _decay_exponent(a: dict, d: _Durations) -> Callable[[Any], Any]:
     return lambda t: jnp.floor_divide(t, ds) if stair else jnp.asarray(t) / ds
 
 
+@implements("schedule", "exponential")
 def exponential(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     p, rate = _decay_exponent(a, d), a["decay_rate"]
     return lambda t: lr * rate ** p(t)
 
 
+@implements("schedule", "natural_exp")
 def natural_exp(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     p, rate = _decay_exponent(a, d), a["decay_rate"]
     return lambda t: lr * jnp.exp(-rate * p(t))
 
 
+@implements("schedule", "inverse_time")
 def inverse_time(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     p, rate = _decay_exponent(a, d), a["decay_rate"]
     return lambda t: lr / (1 + rate * p(t))
 
 
+@implements("schedule", "piecewise_constant")
 def piecewise_constant(
     a: dict, d: _Durations, lr: float, total: int | None, span: Span
 ) -> Schedule:
@@ -135,11 +146,13 @@ def piecewise_constant(
     return lambda t: v[jnp.sum(jnp.asarray(t)[..., None] >= b, axis=-1)]
 
 
+@implements("schedule", "polynomial")
 def polynomial(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     ds, end, power = d("decay_steps"), a["end_lr"], a["power"]
     return lambda t: (lr - end) * (1 - jnp.minimum(t, ds) / ds) ** power + end
 
 
+@implements("schedule", "cosine")
 def cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     return _cosine(lr, d("decay_steps"), a["alpha"])
 
@@ -150,6 +163,7 @@ def _cosine(lr: float, ds: int, alpha: float) -> Schedule:
     )
 
 
+@implements("schedule", "cosine_restarts")
 def cosine_restarts(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     period, mult, low = d("period"), a["mult"], a["min_lr"]
 
@@ -166,6 +180,7 @@ def cosine_restarts(a: dict, d: _Durations, lr: float, total: int | None, span: 
     return f
 
 
+@implements("schedule", "one_cycle")
 def one_cycle(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     """PyTorch OneCycleLR (two phases); its phase ends are step pct·total - 1 and total - 1."""
     n = d("total")
@@ -193,6 +208,7 @@ def _lin_anneal(a: float, b: float, p: Any) -> Any:
     return a + (b - a) * p
 
 
+@implements("schedule", "warmup_cosine")
 def warmup_cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     warm = d("warmup")
     if a["decay_steps"] is not None:
@@ -210,30 +226,12 @@ def warmup_cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Sp
     return _with_warmup(body, lr, warm) if warm else body
 
 
+@implements("schedule", "reduce_on_plateau")
 def reduce_on_plateau(a: dict, d: _Durations, lr: float, total: int | None, span: Span) -> Schedule:
     """The base rate (warmed up by `lower_schedule`); the runtime multiplies it by
     `Plateau.scale` (see `plateau_step`) once the warm-up is over (`plateau_watches`)."""
     return _const(lr)
 
-
-_SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    name: globals()[name]
-    for name in (
-        "constant",
-        "step",
-        "multistep",
-        "exponential",
-        "natural_exp",
-        "inverse_time",
-        "piecewise_constant",
-        "polynomial",
-        "cosine",
-        "cosine_restarts",
-        "one_cycle",
-        "warmup_cosine",
-        "reduce_on_plateau",
-    )
-}
 
 # ------------------------------------------------------------------ clipping
 
@@ -243,18 +241,39 @@ def lower_clip(ref: Ref, scan: ScanPlan | None = None) -> optax.GradientTransfor
 
     The per-tensor clippers see each slice of a scanned run's stacked leaf as its own tensor.
     """
-    c = float(ref.arg("c"))
-    if ref.name == "value":
-        return optax.clip(c)
-    if ref.name == "norm":
-        return per_slice(_per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)), c), scan)
-    if ref.name == "average_norm":  # TF's average norm
-        return per_slice(_per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)) / g.size, c), scan)
-    if ref.name == "global_norm":
-        return optax.clip_by_global_norm(c)
-    if ref.name == "adaptive":
-        return per_slice(optax.adaptive_grad_clip(c, eps=float(ref.arg("eps"))), scan)
-    raise NotImplementedError(ref.name)
+    return CLIPPERS.implementation(ref.name)(float(ref.arg("c")), dict(ref.args), scan)
+
+
+@implements("clipper", "value")
+def clip_value(c: float, a: dict[str, Any], scan: ScanPlan | None) -> optax.GradientTransformation:
+    return optax.clip(c)
+
+
+@implements("clipper", "norm")
+def clip_norm(c: float, a: dict[str, Any], scan: ScanPlan | None) -> optax.GradientTransformation:
+    return per_slice(_per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)), c), scan)
+
+
+@implements("clipper", "average_norm")
+def clip_average_norm(
+    c: float, a: dict[str, Any], scan: ScanPlan | None
+) -> optax.GradientTransformation:
+    """TF's average norm: the norm divided by the tensor's size."""
+    return per_slice(_per_tensor(lambda g: jnp.sqrt(jnp.sum(g * g)) / g.size, c), scan)
+
+
+@implements("clipper", "global_norm")
+def clip_global_norm(
+    c: float, a: dict[str, Any], scan: ScanPlan | None
+) -> optax.GradientTransformation:
+    return optax.clip_by_global_norm(c)
+
+
+@implements("clipper", "adaptive")
+def clip_adaptive(
+    c: float, a: dict[str, Any], scan: ScanPlan | None
+) -> optax.GradientTransformation:
+    return per_slice(optax.adaptive_grad_clip(c, eps=float(a["eps"])), scan)
 
 
 def _per_tensor(norm: Callable[[Any], Any], c: float) -> optax.GradientTransformation:
@@ -317,7 +336,8 @@ def _decoupled(a: dict[str, Any]) -> Parts:
     return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if wd else []
 
 
-def _sgd(a: dict[str, Any], lr: Any) -> Parts:
+@implements("optimizer", "sgd", "momentum", "nesterov")
+def sgd(a: dict[str, Any], lr: Any) -> Parts:
     momentum = (
         [T.scale_by_sgd_momentum(a["momentum"], a["dampening"], a["nesterov"])]
         if a["momentum"]
@@ -326,13 +346,32 @@ def _sgd(a: dict[str, Any], lr: Any) -> Parts:
     return [*_coupled(a), *momentum, optax.scale_by_learning_rate(lr)]
 
 
-def _rmsprop(a: dict[str, Any], lr: Any) -> Parts:
+@implements("optimizer", "adagrad")
+def adagrad(a: dict[str, Any], lr: Any) -> Parts:
+    return [
+        *_coupled(a),
+        T.scale_by_torch_adagrad(a["lr_decay"], a["initial_accumulator_value"], a["eps"]),
+        optax.scale_by_learning_rate(lr),
+    ]
+
+
+@implements("optimizer", "rmsprop")
+def rmsprop(a: dict[str, Any], lr: Any) -> Parts:
     scale = optax.scale_by_stddev if a["centered"] else optax.scale_by_rms
     momentum = [optax.trace(decay=a["momentum"])] if a["momentum"] else []
     return [
         *_coupled(a),
         scale(decay=a["alpha"], eps=a["eps"], eps_in_sqrt=False),
         *momentum,
+        optax.scale_by_learning_rate(lr),
+    ]
+
+
+@implements("optimizer", "adadelta")
+def adadelta(a: dict[str, Any], lr: Any) -> Parts:
+    return [
+        *_coupled(a),
+        optax.scale_by_adadelta(a["rho"], a["eps"]),
         optax.scale_by_learning_rate(lr),
     ]
 
@@ -344,51 +383,65 @@ def _adam_direction(a: dict[str, Any]) -> optax.GradientTransformation:
     return optax.scale_by_adam(b1=a["b1"], b2=a["b2"], eps=a["eps"])
 
 
-_OPTIMIZERS: dict[str, Callable[[dict[str, Any], Any], Parts]] = {
-    "sgd": _sgd,
-    "momentum": _sgd,
-    "nesterov": _sgd,
-    "adagrad": lambda a, lr: [
-        *_coupled(a),
-        T.scale_by_torch_adagrad(a["lr_decay"], a["initial_accumulator_value"], a["eps"]),
-        optax.scale_by_learning_rate(lr),
-    ],
-    "rmsprop": _rmsprop,
-    "adadelta": lambda a, lr: [
-        *_coupled(a),
-        optax.scale_by_adadelta(a["rho"], a["eps"]),
-        optax.scale_by_learning_rate(lr),
-    ],
-    "adam": lambda a, lr: [*_coupled(a), _adam_direction(a), optax.scale_by_learning_rate(lr)],
-    "amsgrad": lambda a, lr: [*_coupled(a), _adam_direction(a), optax.scale_by_learning_rate(lr)],
-    "adamw": lambda a, lr: [_adam_direction(a), *_decoupled(a), optax.scale_by_learning_rate(lr)],
-    "adamax": lambda a, lr: [
+@implements("optimizer", "adam", "amsgrad")
+def adam(a: dict[str, Any], lr: Any) -> Parts:
+    return [*_coupled(a), _adam_direction(a), optax.scale_by_learning_rate(lr)]
+
+
+@implements("optimizer", "adamw")
+def adamw(a: dict[str, Any], lr: Any) -> Parts:
+    return [_adam_direction(a), *_decoupled(a), optax.scale_by_learning_rate(lr)]
+
+
+@implements("optimizer", "adamax")
+def adamax(a: dict[str, Any], lr: Any) -> Parts:
+    return [
         *_coupled(a),
         T.scale_by_torch_adamax(a["b1"], a["b2"], a["eps"]),
         optax.scale_by_learning_rate(lr),
-    ],
-    "nadam": lambda a, lr: [
+    ]
+
+
+@implements("optimizer", "nadam")
+def nadam(a: dict[str, Any], lr: Any) -> Parts:
+    return [
         *_coupled(a),
         T.scale_by_torch_nadam(a["b1"], a["b2"], a["eps"], a["momentum_decay"]),
         optax.scale_by_learning_rate(lr),
-    ],
-    "radam": lambda a, lr: [
+    ]
+
+
+@implements("optimizer", "radam")
+def radam(a: dict[str, Any], lr: Any) -> Parts:
+    return [
         *_coupled(a),
         T.scale_by_torch_radam(a["b1"], a["b2"], a["eps"]),
         optax.scale_by_learning_rate(lr),
-    ],
-    "lion": lambda a, lr: [
+    ]
+
+
+@implements("optimizer", "lion")
+def lion(a: dict[str, Any], lr: Any) -> Parts:
+    return [
         optax.scale_by_lion(b1=a["b1"], b2=a["b2"]),
         *_decoupled(a),
         optax.scale_by_learning_rate(lr),
-    ],
-    "lamb": lambda a, lr: [
+    ]
+
+
+@implements("optimizer", "lamb")
+def lamb(a: dict[str, Any], lr: Any) -> Parts:
+    return [
         optax.scale_by_adam(b1=a["b1"], b2=a["b2"], eps=a["eps"]),
         *_decoupled(a),
         per_slice(optax.scale_by_trust_ratio(), a["_scan"]),
         optax.scale_by_learning_rate(lr),
-    ],
-    "lars": lambda a, lr: [
+    ]
+
+
+@implements("optimizer", "lars")
+def lars(a: dict[str, Any], lr: Any) -> Parts:
+    return [
         *_coupled(a),
         per_slice(
             optax.scale_by_trust_ratio(trust_coefficient=a["trust_coefficient"], eps=a["eps"]),
@@ -396,18 +449,30 @@ _OPTIMIZERS: dict[str, Callable[[dict[str, Any], Any], Parts]] = {
         ),
         optax.trace(decay=a["momentum"], nesterov=a["nesterov"]),
         optax.scale_by_learning_rate(lr),
-    ],
-    "ftrl": lambda a, lr: [
-        T.ftrl(lr, a["lr_power"], a["initial_accumulator_value"], a["l1"], a["l2"])
-    ],
-    "proximal_sgd": lambda a, lr: [T.proximal_sgd(lr, a["l1"], a["l2"])],
-    "proximal_adagrad": lambda a, lr: [
-        T.proximal_adagrad(lr, a["initial_accumulator_value"], a["l1"], a["l2"])
-    ],
-    "adagrad_da": lambda a, lr: [
-        T.adagrad_da(lr, a["initial_gradient_squared_accumulator_value"], a["l1"], a["l2"])
-    ],
-}
+    ]
+
+
+# The optimizers whose own transformation takes the learning rate (lower_transforms.py).
+
+
+@implements("optimizer", "ftrl")
+def ftrl(a: dict[str, Any], lr: Any) -> Parts:
+    return [T.ftrl(lr, a["lr_power"], a["initial_accumulator_value"], a["l1"], a["l2"])]
+
+
+@implements("optimizer", "proximal_sgd")
+def proximal_sgd(a: dict[str, Any], lr: Any) -> Parts:
+    return [T.proximal_sgd(lr, a["l1"], a["l2"])]
+
+
+@implements("optimizer", "proximal_adagrad")
+def proximal_adagrad(a: dict[str, Any], lr: Any) -> Parts:
+    return [T.proximal_adagrad(lr, a["initial_accumulator_value"], a["l1"], a["l2"])]
+
+
+@implements("optimizer", "adagrad_da")
+def adagrad_da(a: dict[str, Any], lr: Any) -> Parts:
+    return [T.adagrad_da(lr, a["initial_gradient_squared_accumulator_value"], a["l1"], a["l2"])]
 
 
 def lower_optimizer(
@@ -427,7 +492,7 @@ def lower_optimizer(
     a = dict(ref.args)
     a["_mask"] = None if decay_all else decay_mask
     a["_scan"] = scan
-    build = _OPTIMIZERS[ref.name]
+    build = OPTIMIZERS.implementation(ref.name)
     prefix = [lower_clip(clip, scan)] if clip is not None else []
 
     def chain(learning_rate: Any) -> optax.GradientTransformation:

@@ -16,16 +16,17 @@ without the run folder, which tests/test_train.py covers once for all words.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dnn.compiler import lower_flax, lower_loss, lower_optax
+from dnn.compiler.diagnostics import InternalError
 from dnn.compiler.driver import value
 from dnn.compiler.registry import REGISTRIES
-from dnn.compiler.registry.core import Entry
+from dnn.compiler.registry.core import Entry, Registry, implements
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
 from dnn.runtime import augment, datasets, metrics, pipeline, preprocess
@@ -356,15 +357,21 @@ def test_every_entry_is_documented_and_its_example_binds(kind: str, name: str) -
         assert ref.name == entry.name
 
 
-# Where each kind's implementations live, by name (the `@implements` tables of DESIGN §7 are
-# the next step; kinds lowered by a function that takes every entry are trained above).
-IMPLEMENTATIONS = {
-    "layer": lambda: lower_flax.LOWERINGS,
-    "activation": lambda: lower_flax.LOWERINGS,
-    "loss": lambda: lower_loss.LOSSES,
-    "constraint": lambda: lower_loss.CONSTRAINTS,
-    "schedule": lambda: lower_optax._SCHEDULES,
-    "optimizer": lambda: lower_optax._OPTIMIZERS,
+# The kinds whose implementations are tagged `@implements(kind, name)` in the module their
+# registry names (DESIGN §7).
+TAGGED = (
+    "layer",
+    "activation",
+    "initializer",
+    "regularizer",
+    "constraint",
+    "loss",
+    "optimizer",
+    "schedule",
+    "clipper",
+)
+# The runtime kinds not tagged yet: where their implementations live, by name.
+TABLES = {
     "metric": lambda: metrics.FINISH,
     "normalizer": lambda: preprocess.NORMALIZE,
     "augmentation": lambda: augment.AUGMENT,
@@ -372,8 +379,57 @@ IMPLEMENTATIONS = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(IMPLEMENTATIONS))
+def test_the_tagged_kinds_name_their_module() -> None:
+    named = {k for k, reg in REGISTRIES.items() if reg.implemented_in is not None}
+    assert named == set(TAGGED)
+    assert not set(TRAINED) - set(TAGGED) - set(TABLES)
+
+
+@pytest.mark.parametrize("kind", TAGGED)
 def test_every_entry_has_an_implementation(kind: str) -> None:
-    table = IMPLEMENTATIONS[kind]()
+    missing, unclaimed = REGISTRIES[kind].implementation_gaps()
+    assert not missing, f"{kind}s without an implementation: {missing}"
+    assert not unclaimed, f"{kind} implementations without an entry: {unclaimed}"
+    for entry in REGISTRIES[kind]:
+        assert callable(REGISTRIES[kind].implementation(entry.name))
+        for alias in entry.aliases:  # an alias is implemented by its entry's function
+            assert REGISTRIES[kind].implementation(alias) is REGISTRIES[kind].implementation(
+                entry.name
+            )
+
+
+@pytest.mark.parametrize("kind", sorted(TABLES))
+def test_every_runtime_entry_has_an_implementation(kind: str) -> None:
+    table = TABLES[kind]()
     missing = [e.name for e in REGISTRIES[kind] if e.name not in table]
     assert not missing, f"{kind}s without an implementation: {missing}"
+
+
+def test_a_gap_between_entries_and_implementations_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a throwaway kind: an entry without an implementation, and an implementation without
+    an entry, are both reported; the implementing module is imported on first use."""
+    module = "dnn_contract_toy_impl"
+    (tmp_path / f"{module}.py").write_text(
+        "from dnn.compiler.registry.core import implements\n"
+        "@implements('toy_contract', 'both', 'twin')\n"
+        "def both(x):\n    return x + 1\n"
+        "@implements('toy_contract', 'orphan')\n"
+        "def orphan(x):\n    return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    toy = Registry("toy_contract", "toys", implemented_in=module)
+    for name in ("both", "twin", "bare"):
+        toy.add(name, doc="a toy")
+    assert module not in sys.modules
+    assert toy.implementation("twin")(1) == 2  # imports the module
+    assert module in sys.modules
+    assert toy.implementation_gaps() == (["bare"], ["orphan"])
+    with pytest.raises(InternalError, match="`bare` has no implementation"):
+        toy.implementation("bare")
+    with pytest.raises(InternalError, match="implemented twice"):
+        implements("toy_contract", "both")(lambda x: x)
+    with pytest.raises(InternalError, match="no implementing module"):
+        Registry("toy_untagged", "toys").implementation_gaps()

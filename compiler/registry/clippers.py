@@ -14,6 +14,7 @@ CLIPPERS = registry(
     "clipper",
     "clippers",
     "Limits on the gradients, applied before the optimizer's update (against exploding gradients).",
+    implemented_in="dnn.compiler.lower_optax",
 )
 
 CLIPPERS.add(

@@ -1,16 +1,18 @@
 """Registries: one table per kind, one entry per word of the language.
 
 Validation, `dnn help`, the generated reference, shape inference and lowering all read the
-same `Entry`. Nothing here imports JAX: `lower` names a function by import path, loaded only
-when lowering.
+same `Entry`. Nothing here imports JAX: a word's implementation (its lowering) is tagged
+`@implements(kind, name)` in the module its kind names (`Registry.implemented_in`), which is
+imported only when an implementation is first asked for (DESIGN §7).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..diagnostics import E_UNKNOWN_ENTRY, InternalError, Span, error
 
@@ -229,8 +231,11 @@ class Entry:
 class Registry:
     """A table of entries of one kind, with aliases and did-you-mean lookup."""
 
-    def __init__(self, kind: str, title: str, doc: str = ""):
+    def __init__(self, kind: str, title: str, doc: str = "", implemented_in: str | None = None):
         self.kind, self.title, self.doc = kind, title, doc
+        # the module whose import tags this kind's implementations (`@implements`); None for
+        # kinds whose words are not implemented through the table
+        self.implemented_in = implemented_in
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
 
@@ -286,6 +291,29 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def implementation(self, name: str) -> Callable[..., Any]:
+        """The function that implements the word `name` (an alias names its entry's), from
+        the kind's implementing module, imported on first use."""
+        entry = self.lookup(name)
+        found = _IMPLEMENTATIONS.get((self.kind, entry.name)) if entry else None
+        if found is None:
+            self._load()
+            found = _IMPLEMENTATIONS.get((self.kind, entry.name)) if entry else None
+        if found is None:
+            raise InternalError(f"{self.kind} `{name}` has no implementation")
+        return found
+
+    def implementation_gaps(self) -> tuple[list[str], list[str]]:
+        """(entries without an implementation, implementations without an entry)."""
+        self._load()
+        tagged = {name for kind, name in _IMPLEMENTATIONS if kind == self.kind}
+        return [n for n in self._entries if n not in tagged], sorted(tagged - self._entries.keys())
+
+    def _load(self) -> None:
+        if self.implemented_in is None:
+            raise InternalError(f"{self.kind}s name no implementing module")
+        importlib.import_module(self.implemented_in)
+
 
 def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:
     """A did-you-mean hint from close matches among `candidates`."""
@@ -301,12 +329,49 @@ def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str | No
 REGISTRIES: dict[str, Registry] = {}
 
 
-def registry(kind: str, title: str, doc: str = "") -> Registry:
-    """Create and record the registry for `kind`."""
+def registry(kind: str, title: str, doc: str = "", implemented_in: str | None = None) -> Registry:
+    """Create and record the registry for `kind`; `implemented_in`: the module (an import
+    path) whose `@implements(kind, ...)` functions implement its words."""
     if kind in REGISTRIES:
         raise InternalError(f"registry `{kind}` created twice")
-    REGISTRIES[kind] = Registry(kind, title, doc)
+    REGISTRIES[kind] = Registry(kind, title, doc, implemented_in)
     return REGISTRIES[kind]
+
+
+# ------------------------------------------------------------------ implementations
+
+# (kind, name) -> the function implementing that word; filled by `@implements` as the
+# implementing modules are imported. Read through `Registry.implementation`.
+_IMPLEMENTATIONS: dict[tuple[str, str], Callable[..., Any]] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def implements(kind: str, name: str, *more_names: str) -> Callable[[F], F]:
+    """Tag `fn` as the implementation of the word `name` of `kind` (and of `more_names`, its
+    variants: `conv1d`, `conv2d` and `conv3d` share one lowering). Records it only; a name
+    claimed twice is refused at import."""
+
+    def tag(fn: F) -> F:
+        for n in (name, *more_names):
+            old = _IMPLEMENTATIONS.get((kind, n))
+            if old is not None and _origin(old) != _origin(fn):  # a reload re-tags the same
+                raise InternalError(
+                    f"{kind} `{n}` implemented twice: {_origin(old)}, {_origin(fn)}"
+                )
+            _IMPLEMENTATIONS[(kind, n)] = fn
+        return fn
+
+    return tag
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def implementation(kind: str, name: str) -> Callable[..., Any]:
+    """The function implementing the word `name` of `kind` (`Registry.implementation`)."""
+    return REGISTRIES[kind].implementation(name)
 
 
 __all__ = [
@@ -325,6 +390,8 @@ __all__ = [
     "Slots",
     "arg",
     "did_you_mean",
+    "implementation",
+    "implements",
     "registry",
     "REGISTRIES",
     "replace",

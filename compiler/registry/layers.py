@@ -29,11 +29,17 @@ from .types import (
 
 Shape = tuple[int, ...]
 
-LAYERS = registry("layer", "layers", "Layers, applied in a chain or to named values.")
+LAYERS = registry(
+    "layer",
+    "layers",
+    "Layers, applied in a chain or to named values.",
+    implemented_in="dnn.compiler.lower_flax",
+)
 ACTIVATIONS = registry(
     "activation",
     "activations",
     "Element-wise nonlinearities; usable wherever a layer is (`dense(128) -> relu`).",
+    implemented_in="dnn.compiler.lower_flax",
 )
 
 # Initializers defined by fan-in/fan-out need a weight matrix; a bias is a vector.

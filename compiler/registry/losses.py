@@ -21,6 +21,7 @@ LOSSES = registry(
     "losses",
     "What training minimizes: a function of the model's outputs and the targets, "
     "averaged over the batch.",
+    implemented_in="dnn.compiler.lower_loss",
 )
 
 LOSSES.add(

@@ -25,6 +25,7 @@ OPTIMIZERS = registry(
     "optimizer",
     "optimizers",
     "Update rules for the parameters; the learning rate `lr` may be driven by a schedule.",
+    implemented_in="dnn.compiler.lower_optax",
 )
 
 

@@ -43,6 +43,7 @@ SCHEDULES = registry(
     "schedule",
     "schedules",
     "How the learning rate changes over training; lr_0 is the optimizer's `lr`.",
+    implemented_in="dnn.compiler.lower_optax",
 )
 
 _WARMUP = arg("warmup", Duration, 0, doc="linear warm-up from 0 to lr_0 before the schedule")

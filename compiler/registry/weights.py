@@ -11,6 +11,7 @@ INITIALIZERS = registry(
     "How a weight tensor is drawn before training. fan_in / fan_out count the inputs / outputs "
     "of one unit: for a dense kernel [n, m] they are n and m; for a conv kernel "
     "[*window, c_in, c_out] they are prod(window)·c_in and prod(window)·c_out.",
+    implemented_in="dnn.compiler.lower_flax",
 )
 FAN_MODE = EnumT(("fan_in", "fan_out", "fan_avg"))
 NONLINEARITY = EnumT(("relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"))
@@ -115,6 +116,7 @@ REGULARIZERS = registry(
     "regularizers",
     "Penalties added to the loss. They apply to kernels (not biases or normalization scales) "
     "unless `on = all`.",
+    implemented_in="dnn.compiler.lower_loss",
 )
 _ON = arg("on", EnumT(("kernel", "all")), "kernel", "which weights the penalty sums over")
 REGULARIZERS.add(
@@ -137,7 +139,10 @@ REGULARIZERS.add(
 )
 
 CONSTRAINTS = registry(
-    "constraint", "constraints", "Projections applied to a weight after each optimizer step."
+    "constraint",
+    "constraints",
+    "Projections applied to a weight after each optimizer step.",
+    implemented_in="dnn.compiler.lower_loss",
 )
 CONSTRAINTS.add(
     "max_norm",
