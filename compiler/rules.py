@@ -182,7 +182,38 @@ def _several_outputs_data(c: _Ctx) -> None:
     assert c.data is not None
     outputs = ", ".join(f"`{o}`" for o in c.model.outputs)
     source = c.data.source
-    if source is not None and source.name != "npz":
+    meta = builtin_meta(c.data)
+    if meta is not None and "targets" in meta:  # a built-in set with several targets
+        names = [t for t, _ in meta["targets"]]
+        for o in c.model.outputs:
+            if o not in names:
+                c.add(
+                    E_MODEL,
+                    f"output `{o}` has no target in `{source.arg('name')}`",
+                    c.model.node(o).span,
+                    "its targets: " + ", ".join(f"`{t}`" for t in names),
+                )
+        classes = dict(meta["targets"])
+        for h in c.heads:
+            k = classes.get(h.name)
+            wrong = (
+                k is not None
+                and h.task is not None
+                and (
+                    (h.task == "binary" and k != 2)
+                    or (h.task in ("multiclass", "multilabel") and h.units != k)
+                )
+            )
+            if wrong:
+                c.add(
+                    E_SHAPE,
+                    f"output `{h.name}` has {h.units} unit{'s' * (h.units != 1)} for "
+                    f"`{h.loss.name}`, but its target has {k} classes",
+                    h.node.span,
+                    f"end `{h.name}` with `dense({k})`"
+                    + (" and train it with `cross_entropy`" if h.task == "binary" else ""),
+                )
+    elif source is not None and source.name != "npz":
         second = c.model.node(c.model.outputs[1])
         c.add(
             E_MODEL,

@@ -33,8 +33,8 @@ class Exercise:
     before: dict[str, float]
     after: dict[str, float]
     test: dict[str, float]
-    predictions: tuple[int, ...]
-    expected: tuple[int, ...]
+    predictions: tuple[tuple[int, ...], ...]  # one shape per output
+    expected: tuple[tuple[int, ...], ...]
     notes: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -80,15 +80,16 @@ def exercise(program: Program, epochs: int = 2, limit: int | None = None) -> Exe
     test = _report(engine, st, data["test"]) if prepared.size("test") else {}
     x = prepared.splits["test" if prepared.size("test") else "train"].x
     out = infer._forward_all(engine, st, x)
-    node = program.model.node(program.model.outputs[0])
+    outs = out if isinstance(out, tuple) else (out,)  # several outputs: one array each
+    nodes = [program.model.node(o) for o in program.model.outputs]
     return Exercise(
         program.model.trainable,
         lowered,
         before,
         after,
         test,
-        tuple(out.shape),
-        (len(x), *node.shape),
+        tuple(tuple(o.shape) for o in outs),
+        tuple((len(x), *n.shape) for n in nodes),
     )
 
 

@@ -269,7 +269,7 @@ def _builtin_arrays(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]
     if name in _GENERATORS:
         x, y = _GENERATORS[name](meta["samples"], np.random.default_rng(SEED))
         return x, y, tuple(str(k) for k in range(meta["classes"]))
-    if name == "digits":
+    if meta["source"] == "sklearn.datasets.load_digits":
         fast = _digits_file()
         if fast is not None:
             table = np.loadtxt(fast, delimiter=",")
@@ -836,6 +836,19 @@ class Block:
     classes: int | None
 
 
+# The targets of built-in sets with several (BUILTIN_DATA's `targets`), from their labels.
+_BUILTIN_TARGETS: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]] = {
+    "digits_multi": lambda y: {"digit": y, "odd": y % 2},
+}
+
+
+def _builtin_outputs(ref: Ref, xk: str) -> tuple[str, dict[str, np.ndarray]]:
+    name = str(ref.arg("name"))
+    x, y, _ = _builtin_arrays(name)
+    x = np.asarray(x, np.float32).reshape(len(x), *BUILTIN_DATA[name]["shape"])
+    return f"builtin:{name}", {xk: x, **_BUILTIN_TARGETS[name](np.asarray(y))}
+
+
 def load_outputs(
     ref: Ref,
     outputs: tuple[tuple[str, str, int], ...],
@@ -852,12 +865,16 @@ def load_outputs(
     where each output's columns are.
     """
     where = _Where(span, sources, span)
-    if ref.name != "npz":
+    if ref.name == "builtin" and str(ref.arg("name")) in _BUILTIN_TARGETS:
+        shown, arrays = _builtin_outputs(ref, "x")
+        raw = {"x": arrays["x"], **{name: arrays[name] for name, _, _ in outputs}}
+    elif ref.name == "npz":
+        shown = _resolve(base_dir, ref.arg("path"))
+        keys = {"x": str(ref.arg("x")), **{name: name for name, _, _ in outputs}}
+        raw = dict(zip(keys, _read_npz(shown, ref.arg("path"), keys, where), strict=True))
+    else:
         raise InternalError(f"several outputs from `{ref.name}` (check refuses it)")
-    shown = _resolve(base_dir, ref.arg("path"))
-    xk = str(ref.arg("x"))
-    keys = {"x": xk, **{name: name for name, _, _ in outputs}}
-    raw = dict(zip(keys, _read_npz(shown, ref.arg("path"), keys, where), strict=True))
+    xk = "x" if ref.name == "builtin" else str(ref.arg("x"))
     x = _numbers(raw["x"], f"array `{xk}`", shown, where)
     columns, blocks, start = [], [], 0
     for name, task, units in outputs:
@@ -871,7 +888,7 @@ def load_outputs(
         blocks.append(Block(name, task, start, columns[-1].shape[1], classes))
         start += columns[-1].shape[1]
     y = np.concatenate(columns, axis=1)
-    return Table(x, y, "regression", None, (), shown, "npz", span), tuple(blocks)
+    return Table(x, y, "regression", None, (), shown, ref.name, span), tuple(blocks)
 
 
 def _output_targets(

@@ -164,3 +164,24 @@ def test_an_output_whose_array_is_missing_is_reported_with_the_file_class_3() ->
     np.savez("multi.npz", x=rng.normal(size=(10, 6)), digit=np.zeros(10), size=np.zeros((10, 2)))
     text = str(pytest.raises(dnn.SpecError, pipeline.prepare, dnn.load(str(spec()))).value)
     assert "error[E0702]: `multi.npz` has no array `flag`" in text, text
+
+
+def test_a_builtin_set_with_several_targets_names_them_class_3() -> None:
+    base = Path(__file__).parent.parent / "examples" / "digits_two_heads.dnn"
+    text = base.read_text()
+    loads(text, "spec.dnn")  # the example checks
+    wrong = text.replace("output odd = dense(1)", "output even = dense(1)").replace(
+        "odd: binary", "even: binary"
+    )
+    with pytest.raises(dnn.SpecError) as info:
+        loads(wrong, "spec.dnn")
+    d = info.value.diagnostics[0]
+    assert d.message == "output `even` has no target in `digits_multi`", d
+    assert d.hint == "its targets: `digit`, `odd`"
+    three = text.replace("output odd = dense(1)", "output odd = dense(3)").replace(
+        "odd: binary_cross_entropy", "odd: cross_entropy"
+    )
+    with pytest.raises(dnn.SpecError) as info:
+        loads(three, "spec.dnn")
+    d = info.value.diagnostics[0]
+    assert d.message == "output `odd` has 3 units for `cross_entropy`, but its target has 2 classes"

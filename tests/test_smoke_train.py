@@ -16,6 +16,7 @@ import optax
 import pytest
 from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_loss import lower_loss, lower_penalties
+from dnn.compiler.rules import heads
 from dnn.compiler.values import DTYPES
 
 import dnn
@@ -28,7 +29,8 @@ EXAMPLES = [
 N, BATCH, EPOCHS = 64, 16, 3
 
 
-def synthetic(program: dnn.Program) -> tuple[dict, jnp.ndarray]:
+def synthetic(program: dnn.Program) -> tuple[dict, tuple[jnp.ndarray, ...]]:
+    """Inputs, and targets for each output: labels of its classes (0/1 for one unit)."""
     rng = np.random.default_rng(0)
     g = program.model
     xs = {
@@ -36,15 +38,26 @@ def synthetic(program: dnn.Program) -> tuple[dict, jnp.ndarray]:
         for n in g.nodes
         if n.op == "input"
     }
-    classes = g.node(g.outputs[0]).shape[-1]
-    return xs, jnp.asarray(rng.integers(0, classes, size=N))
+    ys = tuple(jnp.asarray(rng.integers(0, max(g.node(o).shape[-1], 2), size=N)) for o in g.outputs)
+    return xs, ys
+
+
+def losses(program: dnn.Program):  # type: ignore[no-untyped-def]
+    """The weighted sum of each output's loss (one output: its loss)."""
+    parts = [(lower_loss(h.loss), h.weight) for h in heads(program.model, program.train)]
+
+    def total(out, ys):  # type: ignore[no-untyped-def]
+        outs = out if isinstance(out, tuple) else (out,)
+        return sum(w * fn(o, y) for (fn, w), o, y in zip(parts, outs, ys, strict=True))
+
+    return total
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_three_epochs_lower_the_loss(path: Path) -> None:
     program = dnn.load(str(path), overrides=["train.schedule=constant", "train.accumulate=1"])
     model = lower_model(program.model)
-    loss_fn = lower_loss(program.train.loss)
+    loss_fn = losses(program)
     penalty = lower_penalties(program.model, program.train.regularizer)
     tx = program.build_optimizer(steps_per_epoch=N // BATCH)
     xs, ys = synthetic(program)
@@ -74,5 +87,6 @@ def test_three_epochs_lower_the_loss(path: Path) -> None:
         for i in range(0, N, BATCH):
             key, sub = jax.random.split(key)
             batch = {k: v[i : i + BATCH] for k, v in xs.items()}
-            params, state, opt, _ = step(params, state, opt, batch, ys[i : i + BATCH], sub)
+            ybatch = tuple(y[i : i + BATCH] for y in ys)
+            params, state, opt, _ = step(params, state, opt, batch, ybatch, sub)
     assert epoch_loss() < before

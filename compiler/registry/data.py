@@ -104,6 +104,16 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
         "doc": "noisy sequences of 20 steps, one feature; class 1 where the sum is positive "
         "(synthetic, for recurrent and 1-d convolutional models)",
     },
+    "digits_multi": {
+        "shape": (64,),
+        "classes": 10,
+        "samples": 1797,
+        "task": "classification",
+        "targets": (("digit", 10), ("odd", 2)),
+        "source": "sklearn.datasets.load_digits",
+        "doc": "the digits with two targets, for a model with two outputs: `digit` (the class, "
+        "0..9) and `odd` (1 for odd digits); a model with one output reads `digit`",
+    },
     "tokens": {
         "shape": (13,),
         "classes": 2,
