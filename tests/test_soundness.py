@@ -128,6 +128,18 @@ def test_integer_inputs_stay_integer_end_to_end_class_2(tmp_path: Path) -> None:
     assert (tmp_path / "out.csv").read_text().splitlines()[1].startswith("1,")
 
 
+def test_integer_inputs_shard_over_devices_class_2(tmp_path: Path) -> None:
+    """Sharded over the test session's 4 CPU devices, the ids stay int32 on every device."""
+    from dnn.runtime.train import Engine, device_data
+
+    text = TOKENS.format(source='builtin("tokens")', epochs=1, extra="devices = all")
+    program, result, _ = fit(tmp_path, text)
+    engine = Engine(program, pipeline.prepare(program), 1)
+    x, _ = device_data(engine.prepared, engine.place)["train"]
+    assert x.dtype == np.int32 and len(x.sharding.device_set) == 4
+    assert result["test"]["accuracy"] > 0.5
+
+
 def test_integer_archives_feed_integer_inputs_class_2(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 20, (64, 13)).astype(np.uint8)
