@@ -367,12 +367,25 @@ def _data_input(c: _Ctx) -> None:
 def _data_targets(c: _Ctx) -> None:
     """A built-in set's targets must be what the loss's task reads, as many as the outputs."""
     meta = builtin_meta(c.data)
-    if c.data is None or meta is None or c.task is None or len(c.out.shape) != 1:
+    if c.data is None or meta is None or c.task is None:
         return
-    name, classes, units = str(c.data.source.arg("name")), meta.get("classes"), c.out.shape[0]
+    name, classes, units = (
+        str(c.data.source.arg("name")),
+        meta.get("classes"),
+        math.prod(c.out.shape),
+    )
     assert c.loss is not None
     loss = c.loss.name
-    if classes is None and c.task != "regression":
+    if classes is None and c.task == "regression" and units != 1:  # one real value each
+        c.add(
+            E_SHAPE,
+            f"`{name}` has 1 target value per example but the model outputs {units}",
+            c.out.span,
+            "end the model with `dense(1)`",
+        )
+    elif len(c.out.shape) != 1:
+        return
+    elif classes is None and c.task != "regression":
         c.add(
             E_SECTION,
             f"`{loss}` needs class labels, but `{name}` has real-valued targets",
