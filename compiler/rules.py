@@ -24,6 +24,7 @@ from .diagnostics import (
     E_MODEL,
     E_SECTION,
     E_SHAPE,
+    E_VALUE,
     W_NO_DATA_FILE,
     Diagnostic,
     Diagnostics,
@@ -32,7 +33,7 @@ from .diagnostics import (
 from .ir import Config, Graph, Node
 from .registry.core import TASKS, Args, Problem, did_you_mean
 from .registry.data import AUGMENTATIONS, BUILTIN_DATA, DATASETS, NORMALIZERS
-from .registry.layers import fmt_shape
+from .registry.layers import LAYERS, fmt_shape
 from .registry.losses import LOSSES
 from .registry.metrics import DEFAULT_METRICS, METRICS
 from .registry.optimizers import OPTIMIZERS
@@ -320,6 +321,37 @@ def _input_dtypes(c: _Ctx) -> None:
         )
 
 
+def id_layers(model: Graph) -> list[tuple[Node, int, str]]:
+    """The layers of integer ids fed by a model input: (node, the bound ids stay below, the
+    input's name), from the entries' `needs.ids` fact (`embedding`'s `vocab`)."""
+    out = []
+    for node in model.nodes:
+        entry = LAYERS.lookup(node.op)
+        bound = entry.needs.ids if entry is not None else None
+        fed = [i for i in node.inputs if i in model.inputs]
+        if bound is not None and fed:
+            out.append((node, int(node.arg(bound)), fed[0]))
+    return out
+
+
+def _token_ids(c: _Ctx) -> None:
+    """A built-in set's token ids must have a row in each layer of ids they feed (an id past
+    the table reads no row: the output is nan)."""
+    meta = builtin_meta(c.data)
+    vocab = meta.get("vocab") if meta is not None else None
+    if vocab is None or c.data is None:
+        return
+    name = str(c.data.source.arg("name"))
+    for node, bound, _ in id_layers(c.model):
+        if bound < vocab:
+            c.add(
+                E_VALUE,
+                f"`{name}` holds ids 0..{vocab - 1}, but `{node.op}` here has {bound} rows",
+                node.span,
+                f"give it a row per id: `{node.op}({vocab}, ...)`",
+            )
+
+
 def _data_input(c: _Ctx) -> None:
     """A built-in set's examples, after the normalizer, must fit the inputs (size and dtype)."""
     meta = builtin_meta(c.data)
@@ -530,6 +562,7 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _outputs,
     _loss_output,
     _input_dtypes,
+    _token_ids,
     _data_input,
     _data_targets,
     _augment,

@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dnn.compiler.diagnostics import E_DTYPE, E_SECTION, Diagnostic, InternalError, SpecError
+from dnn.compiler.diagnostics import (
+    E_DATA,
+    E_DTYPE,
+    E_SECTION,
+    Diagnostic,
+    InternalError,
+    SpecError,
+)
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
-from dnn.compiler.rules import heads, target_kind
+from dnn.compiler.rules import heads, id_layers, target_kind
 from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess
@@ -134,6 +141,8 @@ def prepare(
         raise _section_error(program, "normalize", p.message, p.hint or "") from None
     _check_dtypes(program, splits["train"])
     for table in splits.values():
+        _check_ids(program, table)
+    for table in splits.values():
         _check_multi_hot(program, task, table)
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
@@ -193,6 +202,47 @@ def _check_multi_hot(program: Program, task: str, table: Table) -> None:
             ],
             program.sources,
         )
+
+
+def _check_ids(program: Program, table: Table) -> None:
+    """Every token id must have a row in each layer of ids it feeds (0 <= id < vocab): an id
+    past the table reads no row and the loss is nan from the first step."""
+    assert program.model is not None
+    if not len(table.x):
+        return
+    columns = dict(zip(program.model.inputs, _input_columns(program, table.x), strict=True))
+    for node, bound, fed in id_layers(program.model):
+        ids = columns[fed]
+        bad = np.flatnonzero(((ids < 0) | (ids >= bound)).reshape(len(ids), -1).any(axis=1))
+        if len(bad):
+            i = int(bad[0])
+            row = ids[i].reshape(-1)
+            v = int(row[(row < 0) | (row >= bound)][0])
+            raise SpecError(
+                [
+                    Diagnostic(
+                        E_DATA,
+                        f"`{table.origin}` holds id {v} at example {table.position(i)}, but "
+                        f"`{node.op}` here has rows for ids 0..{bound - 1}",
+                        node.span,
+                        f"give it a row per id: `{node.op}({int(table.x.max()) + 1}, ...)`"
+                        if v >= 0
+                        else "ids are whole numbers from 0",
+                    )
+                ],
+                program.sources,
+            )
+
+
+def _input_columns(program: Program, x: np.ndarray) -> list[np.ndarray]:
+    """Each input's part of the examples (several inputs share one array, in order)."""
+    ins = input_sizes(program)
+    flat, out, start = x.reshape(len(x), -1), [], 0
+    for _, shape in ins:
+        size = math.prod(shape)
+        out.append(flat[:, start : start + size])
+        start += size
+    return out
 
 
 def _check_dtypes(program: Program, table: Table) -> None:

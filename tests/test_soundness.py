@@ -148,6 +148,20 @@ def test_integer_archives_feed_integer_inputs_class_2(tmp_path: Path) -> None:
     assert result["epochs_run"] == 1
 
 
+def test_an_id_past_the_embedding_is_refused_at_its_line_class_2(tmp_path: Path) -> None:
+    """Fuzzer finding: ids past an embedding's rows read no row and the loss was nan from the
+    first step, with a hint about learning rates; now the load names the id and the layer."""
+    x = np.arange(8 * 13).reshape(8, 13) % 25  # ids 0..24 against 20 rows
+    np.savez(tmp_path / "ids.npz", x=x.astype(np.int32), y=np.arange(8) % 2)
+    (tmp_path / "spec.dnn").write_text(TOKENS.format(source='npz("ids.npz")', epochs=1, extra=""))
+    program = dnn.load(str(tmp_path / "spec.dnn"))
+    text = spec_error(lambda: pipeline.prepare(program))
+    first = text.splitlines()[0]
+    assert first.endswith("but `embedding` here has rows for ids 0..19"), text
+    assert ":4:3: error[E0702]: `ids.npz` holds id 2" in first, text
+    assert "hint: give it a row per id: `embedding(25, ...)`" in text
+
+
 def test_real_examples_into_an_integer_input_are_refused_at_the_input_class_2(
     tmp_path: Path,
 ) -> None:

@@ -130,12 +130,14 @@ class Needs:
     targets it can read (metrics: accuracy reads class labels, r2 real values); empty means
     any. `input`: `image` for words that need one image input [height, width, channels].
     `file`: for a data source, the argument naming the file or folder it reads.
+    `ids`: for a layer of integer ids, the argument bounding them (0 <= id < its value).
     """
 
     dtype: str = "float"
     tasks: tuple[str, ...] = ()
     input: str = "any"
     file: str | None = None  # data sources: the argument that names a file or folder
+    ids: str | None = None  # layers of integer ids: the argument they must stay below
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float", "int", "any") or self.input not in ("any", "image"):

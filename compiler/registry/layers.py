@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..values import Symbol
-from .core import Args, Problem, SameAs, arg, registry
+from .core import Args, Needs, Problem, SameAs, arg, registry
 from .types import (
     Axis,
     Bool,
@@ -351,7 +351,8 @@ LAYERS.add(
     shape=lambda a, x: (*x, a.dim),
     params=lambda a, x: a.vocab * a.dim,
     int_input=True,
-    doc="a learned vector per integer token id",
+    needs=Needs(dtype="int", ids="vocab"),
+    doc="a learned vector per integer token id (0 <= id < vocab; an id outside has no row)",
     formula="y[..., :] = E[x[...], :],  E: [vocab, dim]",
 )
 
