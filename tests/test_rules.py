@@ -15,6 +15,7 @@ import pytest
 from dnn.compiler.diagnostics import SpecError
 from dnn.compiler.driver import load, loads
 from dnn.compiler.registry.metrics import monitor_mode
+from dnn.compiler.values import Ref
 
 
 def spec(model: str, data: str = "", train: str = "") -> str:
@@ -165,6 +166,40 @@ CASES = {
         'source = builtin("iris"); targets = minmax',
         "loss = cross_entropy",
     ),
+    "model_only_one_unit": spec("input x: f32[4]; dense(1)"),
+    "warmup_zero": spec(
+        "input x: f32[4]; dense(3)",
+        "",
+        "optimizer = ftrl(lr = 0.1); schedule = cosine(decay_steps = 100 steps, warmup = 0 steps)",
+    ),
+    "val_after_builtin": spec(
+        "input x: f32[4]; dense(3)", 'source = builtin("iris"); val = npz("v.npz")'
+    ),
+    "augment_two_images": spec(
+        "input a: f32[8, 8, 1]; input b: f32[8, 8, 1]; output dense(2)(concat(a, b) -> flatten)",
+        'source = npz("t.npz"); augment = [random_flip]',
+    ),
+    "augment_image_ok": spec(
+        "input x: f32[8, 8, 1]; flatten; dense(10)",
+        'source = builtin("digits"); augment = [random_flip]',
+    ),
+    "reg_of_labels_two": spec(
+        "input x: f32[4]; dense(2)", 'source = builtin("iris")', "loss = mse"
+    ),
+    "metric_with_invalid_head": spec(
+        "input x: f32[4]; output a = dense(3)(x); output b = dense(1)(x)",
+        "",
+        "loss = cross_entropy; metrics = [mae]",
+    ),
+    "rate_constant_ok": spec(
+        "input x: f32[4]; dense(3)", "", "optimizer = ftrl(lr = 0.1); schedule = constant"
+    ),
+    "targets_regression_ok": spec(
+        "input x: f32[10]; dense(1)",
+        'source = builtin("diabetes"); targets = standardize',
+        "loss = mse",
+    ),
+    "regression_image_ok": spec("input x: f32[4, 4, 1]; dense(3)", "", "loss = mse"),
     "files": spec(
         "input x: f32[4]; dense(3)",
         'source = csv("nope.csv"); val = npz("v.npz"); test = images("imgs")',
@@ -514,6 +549,54 @@ EXPECTED: dict[str, list[tuple[str, str, str, str | None]]] = {
             "the path is relative to the folder of the spec file",
         ),
     ],
+    "model_only_one_unit": [],
+    "warmup_zero": [],
+    "val_after_builtin": [
+        (
+            "8:9",
+            "W0806",
+            "`v.npz` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        )
+    ],
+    "augment_two_images": [
+        (
+            "8:12",
+            "W0806",
+            "`t.npz` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        ),
+        (
+            "9:13",
+            "E0602",
+            "`random_flip` transforms images [height, width, channels], but the model's input is "
+            "(8, 8, 1), (8, 8, 1)",
+            "declare the input as an image, e.g. `input x: f32[8, 8, 1]`, or use `noise(std)`, "
+            "which takes any input",
+        ),
+    ],
+    "augment_image_ok": [],
+    "reg_of_labels_two": [
+        (
+            "4:3",
+            "E0401",
+            "`iris` has one class label per example but the model outputs 2 values for `mse` to "
+            "compare with it",
+            "classify with `cross_entropy` and `dense(3)`, or regress the label with `dense(1)`",
+        )
+    ],
+    "metric_with_invalid_head": [  # no metric check while an output's loss does not fit it
+        (
+            "5:14",
+            "E0401",
+            "`cross_entropy` is not valid for a model with 1 output unit: softmax over one unit "
+            "is 1 whatever the weights, so the loss is always 0",
+            "end the model with `dense(2)` (two classes), or train with `binary_cross_entropy`",
+        )
+    ],
+    "regression_image_ok": [],
+    "targets_regression_ok": [],
+    "rate_constant_ok": [],  # a schedule without a warm-up  # a regression loss takes any output shape
 }
 
 
@@ -540,11 +623,17 @@ def test_each_rule_reports_its_whole_diagnostic(name: str) -> None:
         ("reg_one_label_ok", ["mae", "r2"]),
         ("augment_noise_ok", ["accuracy"]),
         ("rate_no_warmup", ["accuracy"]),
+        ("warmup_zero", ["accuracy"]),
+        ("augment_image_ok", ["accuracy"]),
+        ("regression_image_ok", ["mae", "r2"]),
+        ("model_only_one_unit", ["accuracy"]),
+        ("targets_regression_ok", ["mae", "r2"]),
+        ("rate_constant_ok", ["accuracy"]),  # a model file alone is not held to a loss
     ],
 )
 def test_what_passes_gets_the_metrics_of_its_tasks(name: str, metrics: list[str]) -> None:
     assert EXPECTED[name] == []
-    assert [m.name for m in loads(CASES[name], "spec.dnn").train.metrics] == metrics
+    assert loads(CASES[name], "spec.dnn").train.metrics == tuple(Ref("metric", m) for m in metrics)
 
 
 def test_written_metrics_are_kept() -> None:
@@ -555,10 +644,10 @@ def test_written_metrics_are_kept() -> None:
 def test_a_data_file_is_looked_up_beside_the_spec(tmp_path: Path) -> None:
     (tmp_path / "imgs").mkdir()
     (tmp_path / "spec.dnn").write_text(CASES["files"])
-    found = [(d.code, d.message) for d in load(str(tmp_path / "spec.dnn")).warnings]
+    found = [(d.severity, d.code, d.message) for d in load(str(tmp_path / "spec.dnn")).warnings]
     assert found == [
-        ("W0806", "`nope.csv` does not exist: `dnn train` would stop here"),
-        ("W0806", "`v.npz` does not exist: `dnn train` would stop here"),
+        ("warning", "W0806", "`nope.csv` does not exist: `dnn train` would stop here"),
+        ("warning", "W0806", "`v.npz` does not exist: `dnn train` would stop here"),
     ]
 
 
