@@ -42,19 +42,6 @@ from .values import Quantity, Ref, is_float_dtype
 # ------------------------------------------------------------------ facts the runtime reads too
 
 
-def output_units(model: Graph) -> int:
-    """The number of values the (first) output has per example."""
-    return math.prod(model.node(model.outputs[0]).shape)
-
-
-def task_of(loss: Ref, model: Graph) -> str | None:
-    """The task `loss` implies for this model's output (see `core.TASKS`); None: not valid."""
-    entry = LOSSES.lookup(loss.name)
-    if entry is None or entry.task is None:
-        return None
-    return entry.task.of(output_units(model))
-
-
 @dataclass(frozen=True)
 class Head:
     """One model output as training sees it: its loss, weight in the total, task and width."""
@@ -203,9 +190,18 @@ def _several_outputs_data(c: _Ctx) -> None:
                 and (
                     (h.task == "binary" and k != 2)
                     or (h.task in ("multiclass", "multilabel") and h.units != k)
+                    or (h.task == "regression" and h.units != 1)  # the label as one number
                 )
             )
-            if wrong:
+            if wrong and h.task == "regression":
+                c.add(
+                    E_SHAPE,
+                    f"output `{h.name}` has {h.units} units for `{h.loss.name}`, but its target "
+                    "is one class label per example",
+                    h.node.span,
+                    "classify with `cross_entropy`, or regress the label with `dense(1)`",
+                )
+            elif wrong:
                 c.add(
                     E_SHAPE,
                     f"output `{h.name}` has {h.units} unit{'s' * (h.units != 1)} for "
