@@ -167,50 +167,16 @@ def _outputs(c: _Ctx) -> None:
 
 
 def _several_outputs_data(c: _Ctx) -> None:
+    """Where a model with several outputs finds a target for each: a built-in set with named
+    targets, or a source whose entry reads one per output, named after it (`needs.outputs`)."""
     assert c.data is not None
     outputs = ", ".join(f"`{o}`" for o in c.model.outputs)
     source = c.data.source
     meta = builtin_meta(c.data)
-    if meta is not None and "targets" in meta:  # a built-in set with several targets
-        names = [t for t, _ in meta["targets"]]
-        for o in c.model.outputs:
-            if o not in names:
-                c.add(
-                    E_MODEL,
-                    f"output `{o}` has no target in `{source.arg('name')}`",
-                    c.model.node(o).span,
-                    "its targets: " + ", ".join(f"`{t}`" for t in names),
-                )
-        classes = dict(meta["targets"])
-        for h in c.heads:
-            k = classes.get(h.name)
-            wrong = (
-                k is not None
-                and h.task is not None
-                and (
-                    (h.task == "binary" and k != 2)
-                    or (h.task in ("multiclass", "multilabel") and h.units != k)
-                    or (h.task == "regression" and h.units != 1)  # the label as one number
-                )
-            )
-            if wrong and h.task == "regression":
-                c.add(
-                    E_SHAPE,
-                    f"output `{h.name}` has {h.units} units for `{h.loss.name}`, but its target "
-                    "is one class label per example",
-                    h.node.span,
-                    "classify with `cross_entropy`, or regress the label with `dense(1)`",
-                )
-            elif wrong:
-                c.add(
-                    E_SHAPE,
-                    f"output `{h.name}` has {h.units} unit{'s' * (h.units != 1)} for "
-                    f"`{h.loss.name}`, but its target has {k} classes",
-                    h.node.span,
-                    f"end `{h.name}` with `dense({k})`"
-                    + (" and train it with `cross_entropy`" if h.task == "binary" else ""),
-                )
-    elif source is not None and source.name != "npz":
+    entry = DATASETS.lookup(source.name) if source is not None else None
+    if meta is not None and "targets" in meta:
+        _builtin_targets(c, meta)
+    elif entry is not None and entry.needs.outputs is None:
         second = c.model.node(c.model.outputs[1])
         c.add(
             E_MODEL,
@@ -218,20 +184,76 @@ def _several_outputs_data(c: _Ctx) -> None:
             + (
                 f"`{source.arg('name')}`"
                 if source.name == "builtin"
-                else f"a `{source.name}` source"
+                else f"{'an' if source.name[0] in 'aeiou' else 'a'} `{source.name}` source"
             )
             + " has one target per example",
             second.span,
-            f"read the targets from an npz archive with one array per output ({outputs}), "
-            "or keep one `output`",
+            f"read the targets from an npz archive with one array per output ({outputs}) "
+            "or a CSV file with a column per output, or keep one `output`",
         )
-    if c.data.targets.name != "none":
+    elif entry is not None:
+        arg = entry.needs.outputs
+        default = next(a.default for a in entry.args if a.name == arg)
+        if source.arg(arg) != default:
+            c.add(
+                E_SECTION,
+                f'`{arg} = "{source.arg(arg)}"` names the target of a model with one output; '
+                f"the {len(c.model.outputs)} outputs read the targets named after them "
+                f"({outputs})",
+                c.data.span_of("source"),
+                f"leave `{arg}` out",
+            )
+    if c.data.targets.name != "none" and not any(h.task == "regression" for h in c.heads):
         c.add(
             E_SECTION,
-            "`targets` scales the targets of a model with one output",
+            f"`targets = {c.data.targets}` scales real-valued targets, but no output of the "
+            "model is trained with a regression loss",
             c.data.span_of("targets"),
-            "leave `targets` out for a model with several outputs",
+            "leave `targets` out, or train a real-valued output with `mse`, `mae` or `huber`",
         )
+
+
+def _builtin_targets(c: _Ctx, meta: dict[str, Any]) -> None:
+    """A built-in set with named targets: one for each output, as many classes as its units."""
+    assert c.data is not None
+    names = [t for t, _ in meta["targets"]]
+    for o in c.model.outputs:
+        if o not in names:
+            c.add(
+                E_MODEL,
+                f"output `{o}` has no target in `{c.data.source.arg('name')}`",
+                c.model.node(o).span,
+                "its targets: " + ", ".join(f"`{t}`" for t in names),
+            )
+    classes = dict(meta["targets"])
+    for h in c.heads:
+        k = classes.get(h.name)
+        wrong = (
+            k is not None
+            and h.task is not None
+            and (
+                (h.task == "binary" and k != 2)
+                or (h.task in ("multiclass", "multilabel") and h.units != k)
+                or (h.task == "regression" and h.units != 1)  # the label as one number
+            )
+        )
+        if wrong and h.task == "regression":
+            c.add(
+                E_SHAPE,
+                f"output `{h.name}` has {h.units} units for `{h.loss.name}`, but its target "
+                "is one class label per example",
+                h.node.span,
+                "classify with `cross_entropy`, or regress the label with `dense(1)`",
+            )
+        elif wrong:
+            c.add(
+                E_SHAPE,
+                f"output `{h.name}` has {h.units} unit{'s' * (h.units != 1)} for "
+                f"`{h.loss.name}`, but its target has {k} classes",
+                h.node.span,
+                f"end `{h.name}` with `dense({k})`"
+                + (" and train it with `cross_entropy`" if h.task == "binary" else ""),
+            )
 
 
 def _loss_output(c: _Ctx) -> None:

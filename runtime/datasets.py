@@ -858,13 +858,16 @@ def load_outputs(
     sources: Mapping[str, str],
 ) -> tuple[Table, tuple[Block, ...]]:
     """Targets for a model with several outputs: an npz archive's `x` and one array per output,
-    named after it. `outputs` holds (name, task, units) in the model's order.
+    or a CSV file's columns named after the outputs (`_csv_outputs`), or a built-in set's named
+    targets. `outputs` holds (name, task, units) in the model's order.
 
     The targets are laid side by side in one float32 array (class labels as whole numbers,
     exact in float32), so splitting, batching and sharding treat them as one; `Block`s say
     where each output's columns are.
     """
     where = _Where(span, sources, span)
+    if ref.name == "csv":
+        return _csv_outputs(ref, outputs, base_dir, where)
     if ref.name == "builtin" and str(ref.arg("name")) in _BUILTIN_TARGETS:
         shown, arrays = _builtin_outputs(ref, "x")
         raw = {"x": arrays["x"], **{name: arrays[name] for name, _, _ in outputs}}
@@ -889,6 +892,94 @@ def load_outputs(
         start += columns[-1].shape[1]
     y = np.concatenate(columns, axis=1)
     return Table(x, y, "regression", None, (), shown, ref.name, span), tuple(blocks)
+
+
+def _csv_outputs(
+    ref: Ref, outputs: tuple[tuple[str, str, int], ...], base_dir: Path, where: _Where
+) -> tuple[Table, tuple[Block, ...]]:
+    """A CSV file for a model with several outputs. Output `a` reads column `a` (a class label,
+    a name or a whole number, or one real value), or, for several values per example (a
+    regression output of D units, multi-hot rows of a multi-label one), columns `a_0` ... `a_D-1`.
+    Every other column is an input, in file order."""
+    shown = _resolve(base_dir, ref.arg("path"))
+    csv = _read_csv(shown, where)
+    names = csv.names
+    columns, blocks, taken, start = [], [], set(), 0
+    for name, task, units in outputs:
+        cols = _csv_output_columns(csv, name, task, units)
+        taken.update(cols)
+        col, classes = _csv_output_targets(csv, cols, name, task, units)
+        columns.append(col.reshape(len(col), -1).astype(np.float32))
+        blocks.append(Block(name, task, start, columns[-1].shape[1], classes))
+        start += columns[-1].shape[1]
+    inputs = [i for i in range(len(names)) if i not in taken]
+    if not inputs:
+        line, (_, col, end) = csv.header[0], csv.header[1][0]
+        message = f"`{shown}` has no input columns besides the outputs' targets"
+        raise csv.error(message, line, col, end, "add a column for each input")
+    x, y = csv.columns(inputs), np.concatenate(columns, axis=1)
+    return Table(x, y, "regression", None, (), shown, "csv", where.span), tuple(blocks)
+
+
+def _csv_output_columns(csv: _Csv, name: str, task: str, units: int) -> list[int]:
+    """The columns holding output `name`'s targets: `name`, or `name_0` ... `name_<units-1>`."""
+    names = csv.names
+    several = [f"{name}_{i}" for i in range(units)]
+    if name in names and (units == 1 or task != "regression"):
+        return [names.index(name)]
+    if units > 1 and task in ("regression", "multilabel") and all(n in names for n in several):
+        return [names.index(n) for n in several]
+    if name in names:  # one column for a regression output of several units
+        line, (_, col, end) = csv.header[0], csv.header[1][names.index(name)]
+        message = (
+            f"column `{name}` holds one value per example, but output `{name}` has {units} units"
+        )
+        hint = f"name its {units} columns `{several[0]}` ... `{several[-1]}`, or end `{name}` "
+        hint += "with `dense(1)`"
+        raise csv.error(message, line, col, end, hint)
+    wanted = f"`{name}`"
+    if units > 1 and task in ("regression", "multilabel"):
+        wanted += f" (or `{several[0]}` ... `{several[-1]}`)"
+    message = f"`{csv.shown}` has no column {wanted} for output `{name}`"
+    hint = did_you_mean(name, names) or (
+        "a model with several outputs reads each one's targets from the column named after it"
+    )
+    line, (_, col, end) = csv.header[0], csv.header[1][0]
+    raise csv.error(message, line, col, end, hint)
+
+
+def _csv_output_targets(
+    csv: _Csv, cols: list[int], name: str, task: str, units: int
+) -> tuple[np.ndarray, int | None]:
+    """Output `name`'s targets from its columns, checked against its task and width."""
+    if task == "regression":
+        return csv.columns(cols), None
+    if len(cols) > 1:  # multi-hot rows: a 0/1 per unit
+        values = csv.columns(cols)
+        bad = np.argwhere((values != 0) & (values != 1))
+        if len(bad):
+            r, c = (int(i) for i in bad[0])
+            line, fields = csv.rows[r]
+            value, col, end = fields[cols[c]]
+            message = f"value `{value}` in column `{csv.names[cols[c]]}` is not 0 or 1"
+            hint = f"output `{name}` reads one yes/no label per unit from these columns"
+            raise csv.error(message, line, col, end, hint)
+        return values, units
+    labels, classes, class_names = csv.labels(cols[0], "classification")
+    top = 2 if task == "binary" else units
+    bad = np.flatnonzero(labels >= top)
+    if len(bad):
+        k = int(bad[0])
+        line, fields = csv.rows[k]
+        value, col, end = fields[cols[0]]
+        shown = f"`{value}`" if value == str(labels[k]) else f"`{value}` (class {labels[k]})"
+        message = f"label {shown} in row {k + 1} is outside output `{name}`'s {top} classes"
+        hint = f"class labels run from 0 to {top - 1}"
+        if (classes or 0) > top:
+            hint = f"column `{csv.names[cols[0]]}` has {classes} classes: end `{name}` with "
+            hint += f"`dense({classes})`"
+        raise csv.error(message, line, col, end, hint)
+    return labels, top
 
 
 def _output_targets(

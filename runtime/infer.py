@@ -21,7 +21,7 @@ import numpy as np
 from dnn.compiler.ir import Program
 from dnn.compiler.rules import target_kind
 
-from . import checkpoint, datasets, pipeline
+from . import checkpoint, datasets, pipeline, preprocess
 from .datasets import Table
 from .train import Engine, TrainingError, batched, evaluate_split
 
@@ -132,8 +132,19 @@ def predict(
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
         out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)
+    elif engine.blocks:
+        out = tuple(
+            _untarget(o, b, transform.targets) for o, b in zip(out, engine.blocks, strict=True)
+        )
     _write(output, out, engine, transform.class_names, probabilities, transform.multi_hot)
     return out
+
+
+def _untarget(out: np.ndarray, block: datasets.Block, targets: preprocess.Targets) -> np.ndarray:
+    """One output of several in the data's units (a regression output's, in float64)."""
+    if block.task != "regression":
+        return out
+    return targets.invert(np.asarray(out, np.float64), block.start).astype(out.dtype)
 
 
 def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:

@@ -147,7 +147,7 @@ def prepare(
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
     if targets is None:
-        targets = _fit_targets(program, task, splits["train"])
+        targets = _fit_targets(program, task, splits["train"], blocks)
     out = {}
     for name, table in splits.items():
         x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
@@ -158,14 +158,25 @@ def prepare(
     return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
 
 
-def _fit_targets(program: Program, task: str, train: Table) -> preprocess.Targets:
+def _fit_targets(
+    program: Program, task: str, train: Table, blocks: tuple[datasets.Block, ...]
+) -> preprocess.Targets:
     """`data.targets` fitted on the train split's targets (regression only: check refuses
-    target scaling for class labels)."""
+    target scaling for class labels; with several outputs, the regression outputs' columns)."""
     assert program.data is not None
     ref = program.data.targets
-    if ref.name == "none" or task != "regression":
+    if ref.name == "none" or task not in ("regression", MULTI):
         return preprocess.Targets()
+    if task == MULTI:
+        return preprocess.Targets.fitted(ref, train.y, regression_columns(blocks))
     return preprocess.Targets.fitted(ref, train.y)
+
+
+def regression_columns(blocks: tuple[datasets.Block, ...]) -> tuple[int, ...]:
+    """The target columns of the regression outputs, which `data.targets` scales."""
+    return tuple(
+        i for b in blocks if b.task == "regression" for i in range(b.start, b.start + b.width)
+    )
 
 
 def _check_multi_hot(program: Program, task: str, table: Table) -> None:
@@ -414,10 +425,15 @@ def load_transform(folder: Path) -> Transform:
     stats = {k: v for k, v in arrays.items() if not k.startswith("targets.")}
     target_stats = {k[len("targets.") :]: v for k, v in arrays.items() if k.startswith("targets.")}
     targets = preprocess.Targets()
+    blocks = tuple(datasets.Block(**b) for b in meta.get("outputs", ()))
     if meta.get("targets", "none") != "none":
         from dnn.compiler.driver import value
 
-        targets = preprocess.Targets(value(meta["targets"], "normalizer")[0], target_stats)
+        ref = value(meta["targets"], "normalizer")[0]
+        targets = preprocess.Targets(ref, target_stats)
+        if blocks:
+            width = sum(b.width for b in blocks)
+            targets = preprocess.Targets(ref, target_stats, regression_columns(blocks), width)
     return Transform(
         stats,
         tuple(meta["raw_shape"]),
@@ -426,5 +442,5 @@ def load_transform(folder: Path) -> Transform:
         tuple(meta["class_names"]),
         targets,
         bool(meta.get("multi_hot", False)),
-        tuple(datasets.Block(**b) for b in meta.get("outputs", ())),
+        blocks,
     )

@@ -221,30 +221,56 @@ class Targets:
 
     The model learns y' = (y - shift) / scale per output unit; `invert` maps its outputs back
     to the data's units for the metrics and `dnn predict`. `none` (no statistics) is the identity.
+
+    With several outputs the targets sit side by side in one (N, width) array and only the
+    regression outputs' `columns` are scaled (class labels stay whole numbers): the statistics
+    are those of these columns, and every other column maps to itself.
     """
 
     ref: Ref = Ref("normalizer", "none")
     stats: Stats = field(default_factory=dict)
+    columns: tuple[int, ...] | None = None  # None: every column (one output)
+    width: int = 0  # with `columns`: the width of the whole target array
 
     @staticmethod
-    def fitted(ref: Ref, y: np.ndarray) -> Targets:
-        """`ref` fitted on the train split's targets `y` (N, ...), statistics in float64."""
-        return Targets(ref, fit(ref, y))
+    def fitted(ref: Ref, y: np.ndarray, columns: tuple[int, ...] | None = None) -> Targets:
+        """`ref` fitted on the train split's targets `y` (N, ...), statistics in float64; with
+        `columns`, on those columns of a (N, width) array only."""
+        if columns is None:
+            return Targets(ref, fit(ref, y))
+        return Targets(ref, fit(ref, y[:, list(columns)]), columns, y.shape[1])
 
     def apply(self, y: np.ndarray) -> np.ndarray:
         """Targets (N, ...) in the units the model learns: float32 (unchanged under `none`)."""
-        return apply(self.ref, self.stats, y) if len(y) else y
+        if not len(y) or self.ref.name == "none":
+            return y
+        if self.columns is None:
+            return apply(self.ref, self.stats, y)
+        out = np.array(y, np.float32)
+        out[:, list(self.columns)] = apply(self.ref, self.stats, y[:, list(self.columns)])
+        return out
 
-    def invert(self, z: Any) -> Any:
+    def invert(self, z: Any, start: int = 0) -> Any:
         """Outputs (N, ...) in learned units -> the data's units, z * scale + shift per unit.
+        `start`: where z's units begin in the target array (an output's block; 0 for one).
 
         Plain arithmetic in z's dtype, so a NumPy or a JAX array (inside jit) alike; NumPy
         callers wanting float64 pass float64.
         """
         if self.ref.name == "none":
             return z
+        shift, scale = self._affine()
+        flat = z.reshape(z.shape[0], math.prod(z.shape[1:]))  # -1 fails when N = 0
+        shift, scale = (a[:, start : start + flat.shape[1]] for a in (shift, scale))
+        return (flat * scale.astype(flat.dtype) + shift.astype(flat.dtype)).reshape(z.shape)
+
+    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) rows (1, units) over the whole target array; 0 and 1 off `columns`."""
         affine = NORMALIZE[self.ref.name].affine
         assert affine is not None, f"`{self.ref}` is not invertible: `dnn check` refuses it"
         shift, scale = (np.asarray(a, np.float64).reshape(1, -1) for a in affine(self.stats))
-        flat = z.reshape(z.shape[0], math.prod(z.shape[1:]))  # -1 fails when N = 0
-        return (flat * scale.astype(flat.dtype) + shift.astype(flat.dtype)).reshape(z.shape)
+        if self.columns is None:
+            return shift, scale
+        full = np.zeros((1, self.width)), np.ones((1, self.width))
+        full[0][0, list(self.columns)], full[1][0, list(self.columns)] = shift[0], scale[0]
+        return full

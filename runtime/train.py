@@ -274,8 +274,16 @@ class Engine:
 
     def _update_metrics(self, acc: Any, out: Array, y: Array, mask: Array) -> Any:
         """Metrics in the data's units: outputs and targets through `data.targets`' inverse."""
-        untarget = self.prepared.targets.invert
-        return self.metrics.update(acc, untarget(out), untarget(y), mask)
+        return self.metrics.update(acc, self.untarget(out), self.prepared.targets.invert(y), mask)
+
+    def untarget(self, out: Any) -> Any:
+        """The model's outputs in the data's units (`data.targets` inverted); with several
+        outputs, each regression output through its own columns' statistics."""
+        invert = self.prepared.targets.invert
+        if not self.blocks:
+            return invert(out)
+        pairs = zip(out, self.blocks, strict=True)
+        return tuple(invert(o, b.start) if b.task == "regression" else o for o, b in pairs)
 
     def _eval_acc(self) -> dict[str, Any]:
         return {"loss": jnp.zeros(()), "count": jnp.zeros(()), "metrics": self.metrics.init()}

@@ -151,12 +151,13 @@ def test_what_cannot_train_is_refused_at_its_line_class_3(
 
 
 def test_a_source_with_one_target_is_refused_at_the_second_output_class_3() -> None:
-    text = SPEC.format(loss=LOSSES, epochs=1).replace('npz("multi.npz")', 'csv("d.csv")')
+    text = SPEC.format(loss=LOSSES, epochs=1).replace('npz("multi.npz")', 'builtin("wine")')
+    text = text.replace("f32[6]", "f32[13]")
     with pytest.raises(dnn.SpecError) as info:
         loads(text, "spec.dnn")
     d = info.value.diagnostics[0]
     assert (d.code, d.span.line, d.span.col) == ("E0601", 6, 17), d
-    assert d.message == "the model has 3 outputs, but a `csv` source has one target per example"
+    assert d.message == "the model has 3 outputs, but `wine` has one target per example"
 
 
 def test_an_output_whose_array_is_missing_is_reported_with_the_file_class_3() -> None:
@@ -185,3 +186,122 @@ def test_a_builtin_set_with_several_targets_names_them_class_3() -> None:
         loads(three, "spec.dnn")
     d = info.value.diagnostics[0]
     assert d.message == "output `odd` has 3 units for `cross_entropy`, but its target has 2 classes"
+
+
+def _csv(path: str, rows: int = 300, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+    """The fixture's data as a CSV: class names for `digit`, `size_0`/`size_1` (times `scale`
+    plus `shift`), a 0/1 `flag` between the inputs; returns the size values written."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 6))
+    names = np.array(["high", "low", "mid"])[[1, 2, 0]]  # digit 0, 1, 2 -> low, mid, high
+    digit = names[(x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)]
+    size = np.stack([x[:, 2] + x[:, 3], x[:, 4]], axis=1) * scale + shift
+    flag = (x[:, 5] > 0).astype(int)
+    lines = ["x0,x1,x2,flag,x3,x4,x5,size_0,digit,size_1"]
+    for r in range(rows):
+        a = [f"{v:.6f}" for v in x[r]]
+        lines.append(
+            ",".join(
+                [*a[:3], str(flag[r]), *a[3:], f"{size[r, 0]:.6f}", digit[r], f"{size[r, 1]:.6f}"]
+            )
+        )
+    Path(path).write_text("\n".join(lines) + "\n")
+    return size
+
+
+def test_csv_columns_named_after_the_outputs_are_their_targets_class_3(tmp_path: Path) -> None:
+    """Output `a` reads column `a`, or `a_0`...`a_<D-1>` for D values; every other column is an
+    input, in file order. `targets = standardize` scales the regression output only (its class
+    labels stay labels); metrics and predictions are in the data's units."""
+    _csv("multi.csv", scale=100.0, shift=1000.0)
+    text = SPEC.format(loss=LOSSES, epochs=40).replace('npz("multi.npz")', 'csv("multi.csv")')
+    text = text.replace('csv("multi.csv")', 'csv("multi.csv")\n  targets = standardize')
+    Path("spec.dnn").write_text(text)
+    program = dnn.load("spec.dnn")
+    prepared = pipeline.prepare(program)
+    train_y = prepared.splits["train"].y
+    assert [(b.name, b.start, b.width) for b in prepared.blocks] == [
+        ("digit", 0, 1),
+        ("size", 1, 2),
+        ("flag", 3, 1),
+    ]
+    assert set(np.unique(train_y[:, 0])) == {0.0, 1.0, 2.0}  # labels are not scaled
+    assert set(np.unique(train_y[:, 3])) == {0.0, 1.0}
+    assert train_y[:, 1:3].mean(axis=0) == pytest.approx([0, 0], abs=1e-5)  # standardized
+    assert train_y[:, 1:3].std(axis=0) == pytest.approx([1, 1], rel=1e-4)
+    result = train(program, tmp_path / "run", mode="quiet")
+    test = result["test"]
+    assert test["digit_accuracy"] >= 0.85 and test["flag_accuracy"] >= 0.9, test
+    assert test["size_r2"] >= 0.9 and 5.0 < test["size_mae"] < 35.0, test  # in the data's units
+    assert infer.evaluate(program, tmp_path / "run") == pytest.approx(test)
+    # inputs in file order: x0, x1, x2, x3, x4, x5 (flag, size and digit are targets)
+    x = np.array([[1, 1, 1, 1, 1, 1], [-1, -1, 0, 0, -2, -1]], np.float32)
+    np.save("x.npy", x)
+    infer.predict(program, tmp_path / "run", Path("x.npy"), Path("y.npz"))
+    with np.load("y.npz") as out:
+        # sorted class names: high 0, low 1, mid 2
+        assert out["digit"].tolist() == [0, 1] and out["flag"].tolist() == [[1], [0]]
+        want = np.array([[2.0, 1.0], [0.0, -2.0]]) * 100 + 1000
+        assert out["size"] == pytest.approx(want, abs=35)
+
+
+@pytest.mark.parametrize(
+    ("header", "where", "message", "hint"),
+    [
+        (
+            "x0,x1,x2,flag,x3,x4,x5,size_0,digits,size_1",
+            "1:1",
+            "`multi.csv` has no column `digit` for output `digit`",
+            "did you mean `digits`?",
+        ),
+        (
+            "x0,x1,x2,flag,x3,x4,x5,size_0,label,size_1",
+            "1:1",
+            "`multi.csv` has no column `digit` for output `digit`",
+            "a model with several outputs reads each one's targets from the column named after it",
+        ),
+        (
+            "x0,x1,x2,flag,x3,x4,x5,sz,digit,size_1",
+            "1:1",
+            "`multi.csv` has no column `size` (or `size_0` ... `size_1`) for output `size`",
+            "did you mean `size_1` or `sz`?",
+        ),
+        (
+            "x0,x1,x2,flag,x3,x4,x5,size,digit,sz",
+            "1:24",
+            "column `size` holds one value per example, but output `size` has 2 units",
+            "name its 2 columns `size_0` ... `size_1`, or end `size` with `dense(1)`",
+        ),
+    ],
+)
+def test_csv_output_columns_that_are_missing_are_named_class_3(
+    header: str, where: str, message: str, hint: str
+) -> None:
+    _csv("multi.csv", rows=20)
+    lines = Path("multi.csv").read_text().splitlines()
+    Path("multi.csv").write_text("\n".join([header, *lines[1:]]) + "\n")
+    text = SPEC.format(loss=LOSSES, epochs=1).replace('npz("multi.npz")', 'csv("multi.csv")')
+    Path("spec.dnn").write_text(text)
+    with pytest.raises(dnn.SpecError) as info:
+        pipeline.prepare(dnn.load("spec.dnn"))
+    (d,) = info.value.diagnostics
+    assert (d.code, f"{d.span.line}:{d.span.col}", d.span.path) == ("E0702", where, "multi.csv")
+    assert d.message == message
+    assert d.hint == hint
+
+
+def test_a_csv_label_outside_an_outputs_classes_is_shown_in_its_row_class_3() -> None:
+    _csv("multi.csv", rows=20)
+    text = SPEC.format(loss=LOSSES, epochs=1).replace('npz("multi.npz")', 'csv("multi.csv")')
+    Path("spec.dnn").write_text(text.replace("output digit = dense(3)", "output digit = dense(2)"))
+    with pytest.raises(dnn.SpecError) as info:
+        pipeline.prepare(dnn.load("spec.dnn"))
+    (d,) = info.value.diagnostics
+    assert d.message.startswith("label `mid` (class 2) in row ") and d.message.endswith(
+        "is outside output `digit`'s 2 classes"
+    ), d.message
+    assert d.hint == "column `digit` has 3 classes: end `digit` with `dense(3)`"
+    row = int(d.message.split(" in row ")[1].split()[0])
+    line = Path("multi.csv").read_text().splitlines()[row]
+    assert line.split(",")[8] == "mid" and d.span.line == row + 1
+    assert d.span.col == len(",".join(line.split(",")[:8])) + 2

@@ -73,15 +73,35 @@ CASES = {
         'source = builtin("digits_multi")',
         "loss = { digit: cross_entropy, odd: binary_cross_entropy }",
     ),
+    "multi_images": spec(
+        "input x: f32[4, 4, 1]; f = flatten(x); output a = dense(3)(f); output b = dense(1)(f)",
+        'source = images("imgs")',
+        "loss = { a: cross_entropy, b: mse }",
+    ),
     "multi_csv": spec(
         "input x: f32[4]; output a = dense(3)(x); output b = dense(1)(x)",
         'source = csv("t.csv")',
+        "loss = { a: cross_entropy, b: mse }",
+    ),
+    "multi_csv_label": spec(
+        "input x: f32[4]; output a = dense(3)(x); output b = dense(1)(x)",
+        'source = csv("t.csv", label = "y")',
+        "loss = { a: cross_entropy, b: mse }",
+    ),
+    "multi_npz_y": spec(
+        "input x: f32[4]; output a = dense(3)(x); output b = dense(1)(x)",
+        'source = npz("t.npz", y = "a")',
         "loss = { a: cross_entropy, b: mse }",
     ),
     "multi_targets": spec(
         "input x: f32[4]; output a = dense(3)(x); output b = dense(1)(x)",
         'source = npz("t.npz"); targets = standardize',
         "loss = { a: cross_entropy, b: mse }",
+    ),
+    "multi_targets_classes": spec(
+        "input x: f32[4]; output a = dense(3)(x); output b = dense(1)(x)",
+        'source = npz("t.npz"); targets = standardize',
+        "loss = { a: cross_entropy, b: binary_cross_entropy }",
     ),
     "ce_one_unit": spec("input x: f32[4]; dense(1)", "", "loss = cross_entropy"),
     "class_image_dense": spec("input x: f32[4, 4, 1]; dense(3)", "", "loss = cross_entropy"),
@@ -278,17 +298,56 @@ EXPECTED: dict[str, list[tuple[str, str, str, str | None]]] = {
         )
     ],
     "multi_ok": [],
+    "multi_images": [
+        (
+            "6:14",
+            "E0601",
+            "the model has 2 outputs, but an `images` source has one target per example",
+            "read the targets from an npz archive with one array per output (`a`, `b`) or a CSV "
+            "file with a column per output, or keep one `output`",
+        ),
+        (
+            "9:12",
+            "W0806",
+            "`imgs` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        ),
+    ],
     "multi_csv": [
         (
-            "5:14",
-            "E0601",
-            "the model has 2 outputs, but a `csv` source has one target per example",
-            "read the targets from an npz archive with one array per output (`a`, `b`), or keep one `output`",
+            "8:12",
+            "W0806",
+            "`t.csv` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        ),
+    ],
+    "multi_csv_label": [
+        (
+            "8:12",
+            "E0602",
+            '`label = "y"` names the target of a model with one output; the 2 outputs read the '
+            "targets named after them (`a`, `b`)",
+            "leave `label` out",
         ),
         (
             "8:12",
             "W0806",
             "`t.csv` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        ),
+    ],
+    "multi_npz_y": [
+        (
+            "8:12",
+            "E0602",
+            '`y = "a"` names the target of a model with one output; the 2 outputs read the '
+            "targets named after them (`a`, `b`)",
+            "leave `y` out",
+        ),
+        (
+            "8:12",
+            "W0806",
+            "`t.npz` does not exist: `dnn train` would stop here",
             "the path is relative to the folder of the spec file",
         ),
     ],
@@ -299,11 +358,20 @@ EXPECTED: dict[str, list[tuple[str, str, str, str | None]]] = {
             "`t.npz` does not exist: `dnn train` would stop here",
             "the path is relative to the folder of the spec file",
         ),
+    ],
+    "multi_targets_classes": [
+        (
+            "8:12",
+            "W0806",
+            "`t.npz` does not exist: `dnn train` would stop here",
+            "the path is relative to the folder of the spec file",
+        ),
         (
             "9:13",
             "E0602",
-            "`targets` scales the targets of a model with one output",
-            "leave `targets` out for a model with several outputs",
+            "`targets = standardize` scales real-valued targets, but no output of the model is "
+            "trained with a regression loss",
+            "leave `targets` out, or train a real-valued output with `mse`, `mae` or `huber`",
         ),
     ],
     "ce_one_unit": [

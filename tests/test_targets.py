@@ -138,6 +138,26 @@ def test_invert_undoes_apply_in_float64_class_7(name: str) -> None:
     np.testing.assert_allclose(targets.invert(z), want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", INVERTIBLE)
+def test_several_outputs_scale_only_the_regression_columns_class_7(name: str) -> None:
+    """Several outputs: the targets sit side by side; `columns` (a regression output's) are
+    fitted and scaled, class labels in the other columns stay as they are, and an output's
+    block inverts with its own columns' statistics (`start`)."""
+    rng = np.random.default_rng(3)
+    reg = rng.normal([150, -3], [80, 0.5], size=(40, 2))
+    y = np.concatenate([rng.integers(0, 3, (40, 1)), reg, rng.integers(0, 2, (40, 1))], axis=1)
+    targets = preprocess.Targets.fitted(Ref("normalizer", name), y, columns=(1, 2))
+    alone = preprocess.Targets.fitted(Ref("normalizer", name), reg)  # the same two columns
+    scaled = targets.apply(y)
+    np.testing.assert_array_equal(scaled[:, [0, 3]], y[:, [0, 3]])
+    np.testing.assert_array_equal(scaled[:, 1:3], alone.apply(reg))
+    z = np.linspace(-1, 1, 8).reshape(4, 2)
+    np.testing.assert_allclose(targets.invert(z, start=1), alone.invert(z), rtol=1e-12)
+    whole = targets.invert(scaled.astype(np.float64))
+    np.testing.assert_array_equal(whole[:, [0, 3]], y[:, [0, 3]])
+    assert np.all(np.abs(whole[:, 1:3] - reg) <= 1e-6 * np.ptp(reg, axis=0))
+
+
 # ------------------------------------------------------------------ train, eval, predict
 
 

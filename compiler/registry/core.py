@@ -131,6 +131,8 @@ class Needs:
     any. `input`: `image` for words that need one image input [height, width, channels].
     `file`: for a data source, the argument naming the file or folder it reads.
     `ids`: for a layer of integer ids, the argument bounding them (0 <= id < its value).
+    `outputs`: for a data source that can feed a model with several outputs (one target each,
+    named after the output), the argument naming a one-output model's target, unused then.
     """
 
     dtype: str = "float"
@@ -138,6 +140,7 @@ class Needs:
     input: str = "any"
     file: str | None = None  # data sources: the argument that names a file or folder
     ids: str | None = None  # layers of integer ids: the argument they must stay below
+    outputs: str | None = None  # data sources: the one-output target argument (see above)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float", "int", "any") or self.input not in ("any", "image"):

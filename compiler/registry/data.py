@@ -154,27 +154,32 @@ DATASETS.add(
 
 DATASETS.add(
     "csv",
-    needs=Needs(file="path"),
+    needs=Needs(file="path", outputs="label"),
     example='csv("data.csv")',
     args=(
         arg("path", Str, doc="file path, relative to the spec file"),
         arg("label", Str, "label", doc="name of the target column"),
     ),
-    doc="a CSV file with a header row: the label column is the target, the others the inputs",
-    formula="y = column `label`; x = every other column, as float32, in file order",
+    doc="a CSV file with a header row: the label column is the target, the others the inputs; "
+    "a model with several outputs reads output `a`'s targets from column `a` (or `a_0` ... "
+    "`a_<D-1>` for D values or multi-hot rows) and leaves `label` out",
+    formula="y = column `label` (several outputs: y_a = column a, or columns a_0 ... a_<D-1>); "
+    "x = every other column, as float32, in file order",
 )
 
 DATASETS.add(
     "npz",
-    needs=Needs(file="path"),
+    needs=Needs(file="path", outputs="y"),
     example='npz("data.npz")',
     args=(
         arg("path", Str, doc="file path, relative to the spec file"),
         arg("x", Str, "x", doc="name of the input array"),
         arg("y", Str, "y", doc="name of the target array"),
     ),
-    doc="a NumPy .npz archive holding an input array and a target array",
-    formula="x = archive[x], y = archive[y]; the first axis indexes the examples",
+    doc="a NumPy .npz archive holding an input array and a target array; a model with several "
+    "outputs reads output `a`'s targets from array `a` and leaves `y` out",
+    formula="x = archive[x], y = archive[y] (several outputs: y_a = archive[a]); the first axis "
+    "indexes the examples",
 )
 
 DATASETS.add(
