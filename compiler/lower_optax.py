@@ -71,7 +71,7 @@ def lower_schedule(
     d = _Durations(ref, steps_per_epoch, span)
     a = dict(ref.args)
     body = SCHEDULES.implementation(ref.name)(a, d, lr, total_steps, span)
-    warmup = d("warmup") if "warmup" in a and ref.name != "warmup_cosine" else 0
+    warmup = d("warmup") if "warmup" in a else 0  # every schedule warms up the same way
     return _with_warmup(body, lr, warmup) if warmup else body
 
 
@@ -222,8 +222,7 @@ def warmup_cosine(a: dict, d: _Durations, lr: float, total: int | None, span: Sp
             span,
             "give `decay_steps`, or build it with the total number of steps",
         )
-    body = _cosine(lr, ds, a["alpha"])
-    return _with_warmup(body, lr, warm) if warm else body
+    return _cosine(lr, ds, a["alpha"])  # after the warm-up, which `lower_schedule` adds
 
 
 @implements("schedule", "reduce_on_plateau")
