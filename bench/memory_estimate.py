@@ -7,6 +7,11 @@ on built-in data). For each spec it builds the `dnn train` engine, compiles its 
 measured device total of a step is arguments + outputs - aliased + temporaries, plus the
 validation and test splits that stay on the device beside it. Prints one line per spec and
 program, then a JSON line. Nothing is trained.
+
+`--recurrent` measures what one recurrent layer keeps: for `lstm`, `gru` and `simple_rnn` over
+a grid of steps T and units u (batch 32, one feature, sgd), XLA's temporaries of the train step
+per unit, step and example in float32 values (the slope that the `keeps` fact of the layers'
+registry entries models as 6 gates + 1), beside the estimate's gradients + activations.
 """
 
 from __future__ import annotations
@@ -69,11 +74,76 @@ def measure(path: str, overrides: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+RECURRENT_SPEC = """dnn 1
+model m {{
+  input s: f32[{steps}, 1]
+  {layer}({units})
+  dense(2)
+}}
+data {{
+  source = npz("seq.npz")
+}}
+train {{
+  batch_size = {batch}
+  optimizer = sgd(lr = 0.1)
+}}
+"""
+
+
+def recurrent(folder: Path, batch: int = 32) -> list[dict[str, Any]]:
+    import numpy as np
+    from dnn.compiler.driver import loads
+    from dnn.compiler.memory import estimate
+    from dnn.runtime import pipeline
+    from dnn.runtime.train import Engine, device_data
+
+    rows = []
+    for layer in ("lstm", "gru", "simple_rnn"):
+        for steps, units in ((10, 16), (20, 16), (20, 32), (40, 32)):
+            rng = np.random.default_rng(0)
+            x = rng.normal(size=(256, steps, 1)).astype(np.float32)
+            np.savez(folder / "seq.npz", x=x, y=rng.integers(0, 2, 256))
+            src = RECURRENT_SPEC.format(steps=steps, layer=layer, units=units, batch=batch)
+            program = loads(src, str(folder / "seq.dnn"))
+            assert program.model is not None
+            engine = Engine(program, pipeline.prepare(program), 1)
+            xs, ys = device_data(engine.prepared, engine.place)["train"]
+            st, acc = engine.init(), engine.train_acc()
+            full, _ = engine.order(1, int(xs.shape[0]))
+            temp = engine.step.lower(st, acc, xs, ys, full, 0).compile().memory_analysis()
+            est = estimate(program.model, program.train, program.data)
+            per = temp.temp_size_in_bytes / (batch * steps * units * 4)
+            rows.append(
+                {
+                    "layer": layer,
+                    "steps": steps,
+                    "units": units,
+                    "temp": temp.temp_size_in_bytes,
+                    "estimate_gradients_activations": est.gradients + est.activations,
+                    "values_per_unit_step": per,
+                }
+            )
+            print(
+                f"{layer:10s} T={steps:2d} u={units:2d}: XLA temp {temp.temp_size_in_bytes:9d} B "
+                f"= {per:5.2f} values per unit, step and example; estimate gradients + "
+                f"activations {est.gradients + est.activations:9d} B",
+                flush=True,
+            )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("specs", nargs="*")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--recurrent", action="store_true", help="one recurrent layer, a grid")
     args = ap.parse_args(argv)
+    if args.recurrent:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(recurrent(Path(tmp))))
+        return 0
     specs = args.specs or [str(ROOT / "examples" / f"{s}.dnn") for s in DEFAULT]
     rows = []
     for spec in specs:

@@ -11,7 +11,8 @@ anything is allocated (runtime/memory_limit.py). What it counts, per device:
 - gradients: one float32 array per trainable parameter;
 - activations: every node's output for one batch, kept for the backward pass (batch × output
   size × bytes of its dtype; 2 bytes for floats under `precision = bf16`, which also keeps a
-  bfloat16 copy of the weights);
+  bfloat16 copy of the weights); a layer whose entry says it keeps more (`keeps`: recurrent
+  layers keep every step's gates and states) counts that instead;
 - data: every split of the data set, which the run places whole on each device (replicated
   over a mesh; runtime/train.py `device_data`). Known up front for built-in sets; for files
   `dnn train` passes the loaded arrays' size.
@@ -39,7 +40,9 @@ from typing import Any
 
 from .diagnostics import E_MEMORY, NO_SPAN, W_MEMORY, Diagnostic, Span
 from .ir import Config, Graph, Node
+from .registry.core import Args
 from .registry.data import BUILTIN_DATA
+from .registry.layers import LAYERS
 from .registry.optimizers import OPTIMIZERS
 from .values import DTYPE_BYTES
 
@@ -157,7 +160,8 @@ def estimate(
     slots = optimizer_slots(train)
     frozen = tuple(_get(train, "freeze", ()))
     layers = tuple(
-        _layer(node, slots, frozen, per_device, members, split, bf16) for node in model.nodes
+        _layer(node, _kept(model, node), slots, frozen, per_device, members, split, bf16)
+        for node in model.nodes
     )
     if data_bytes is None and data is not None:
         data_bytes = builtin_data_bytes(model, data)
@@ -185,8 +189,18 @@ def optimizer_slots(train: Config) -> int:
     return entry.slots.count(args) + (1 if int(_get(train, "accumulate", 1)) > 1 else 0)
 
 
+def _kept(model: Graph, node: Node) -> int:
+    """Values per example the training step keeps for `node`: its output, or what its entry
+    says it keeps (`keeps`: a recurrent layer keeps every step's gates and states)."""
+    entry = LAYERS.lookup(node.op) if node.kind == "layer" else None
+    if entry is None or entry.keeps is None:
+        return math.prod(node.shape)
+    return int(entry.keeps(Args(node.args), model.node(node.inputs[0]).shape, node.shape))
+
+
 def _layer(
     node: Node,
+    kept: int,
     slots: int,
     frozen: tuple[str, ...],
     batch: int,
@@ -198,7 +212,7 @@ def _layer(
     out = DTYPE_BYTES.get(node.dtype, F32)
     if bf16 and node.dtype.startswith("f"):
         out = BF16
-    activations = math.prod(node.shape) * batch * out + (node.params * BF16 if bf16 else 0)
+    activations = kept * batch * out + (node.params * BF16 if bf16 else 0)
     return LayerMemory(
         node.name,
         node.op,

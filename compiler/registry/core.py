@@ -220,6 +220,9 @@ class Entry:
     example: str | None = None  # a minimal valid use, for the contract test and `dnn help`
     traits: frozenset[str] = frozenset()  # e.g. `rate_divides`: the rate is in a denominator
     slots: Slots | None = None  # optimizers: the parameter-sized arrays their state keeps
+    # layers: values per example a training step keeps for this layer, keeps(args, x, y) with
+    # x, y the input and output shapes; None: its output (compiler/memory.py, docs/memory.md)
+    keeps: Callable[..., int] | None = None
 
     def __post_init__(self) -> None:
         if not self.traits <= TRAITS.keys():
