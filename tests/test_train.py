@@ -149,16 +149,16 @@ def interrupted_run(tmp_path: Path) -> tuple[Path, Path]:
     """A run folder as Ctrl-C leaves it after epoch 1, before any checkpoint (SIGINT)."""
     path, run = spec(tmp_path, epochs=5000), tmp_path / "run"
     cmd = [DNN, "train", str(path), "--out", str(run), "--quiet", "--checkpoint-every", "1e9"]
-    # A terminal's Ctrl-C: SIGINT with its default disposition in the child. An ignored SIGINT
-    # is inherited across exec, and in the full suite something earlier leaves the test process
-    # ignoring it (the child then never saw the interrupt: two fresh-clone runs timed out here).
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # A terminal's Ctrl-C reaches a foreground process. A shell without job control starts
+    # background commands (`make test &`, a CI step) with SIGINT ignored, and an ignored signal
+    # stays ignored across fork and exec: the child then never sees the interrupt (two
+    # fresh-clone runs timed out here). A caught one is reset to the default on exec, so
+    # catching it while the child starts gives the child the terminal's disposition.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
