@@ -1,11 +1,12 @@
 """Data augmentation (`augment = [...]`): random transforms of training batches, in JAX.
 
 `build(refs, shape)` returns `augment(key, x)`, which applies the augmentations in order to a
-batch `x` of shape (B, *shape) inside the jitted train step. Each augmentation is two functions
-in the `AUGMENT` table: `draw(ref, key, batch, shape) -> params` makes every random choice for
-the batch (one row per example, so each example gets its own), and `apply(ref, x, params)` is
-a deterministic function of the batch and those choices, testable against NumPy. `bind(ref,
-shape)` gives the pair with `ref` bound: `draw(key, batch, shape)` and `apply(x, params)`.
+batch `x` of shape (B, *shape) inside the jitted train step. Each augmentation is two functions,
+recorded as its word's implementation (`provides`, read by `AUGMENTATIONS.implementation`):
+`draw(ref, key, batch, shape) -> params` makes every random choice for the batch (one row per
+example, so each example gets its own), and `apply(ref, x, params)` is a deterministic function
+of the batch and those choices, testable against NumPy. `bind(ref, shape)` gives the pair with
+`ref` bound: `draw(key, batch, shape)` and `apply(x, params)`.
 
 Augmentation i of the list draws with `jax.random.fold_in(key, i)`, so the augmentations are
 independent of each other and adding one at the end leaves the earlier ones' draws unchanged.
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from dnn.compiler.registry.core import provides
 from dnn.compiler.registry.data import AUGMENTATIONS
 from dnn.compiler.values import Ref
 from jax.scipy.ndimage import map_coordinates
@@ -74,6 +76,9 @@ def _random_crop(ref: Ref, x: Array, params: Params) -> Array:
     return jax.vmap(crop)(padded, params["offset"])
 
 
+provides("augmentation", "random_crop", Augmentation(_draw_random_crop, _random_crop))
+
+
 # ----------------------------------------------------------------------------- random_flip
 
 
@@ -85,6 +90,9 @@ def _draw_random_flip(ref: Ref, key: Array, batch: int, shape: Shape) -> Params:
 def _random_flip(ref: Ref, x: Array, params: Params) -> Array:
     axis = {"horizontal": 2, "vertical": 1}[str(ref.arg("direction"))]
     return jnp.where(_per_example(params["flip"], x.ndim), jnp.flip(x, axis), x)
+
+
+provides("augmentation", "random_flip", Augmentation(_draw_random_flip, _random_flip))
 
 
 # ----------------------------------------------------------------------------- rotate and zoom
@@ -124,6 +132,9 @@ def _rotate(ref: Ref, x: Array, params: Params) -> Array:
     return jax.vmap(_rotate_one)(x, params["degrees"]).astype(x.dtype)
 
 
+provides("augmentation", "rotate", Augmentation(_draw_rotate, _rotate))
+
+
 def _zoom_one(img: Array, factor: Array) -> Array:
     y, x = _centred(*img.shape[:2])
     return _sample(img, y / factor, x / factor)
@@ -137,6 +148,9 @@ def _draw_zoom(ref: Ref, key: Array, batch: int, shape: Shape) -> Params:
 
 def _zoom(ref: Ref, x: Array, params: Params) -> Array:
     return jax.vmap(_zoom_one)(x, params["factor"]).astype(x.dtype)
+
+
+provides("augmentation", "zoom", Augmentation(_draw_zoom, _zoom))
 
 
 # ----------------------------------------------------------------------------- colour and noise
@@ -153,6 +167,9 @@ def _color_shift(ref: Ref, x: Array, params: Params) -> Array:
     return (x + delta.reshape(delta.shape[0], 1, 1, delta.shape[1])).astype(x.dtype)
 
 
+provides("augmentation", "color_shift", Augmentation(_draw_color_shift, _color_shift))
+
+
 def _draw_noise(ref: Ref, key: Array, batch: int, shape: Shape) -> Params:
     """Gaussian noise e ~ N(0, std^2), one value per input element."""
     return {"noise": ref.arg("std") * jax.random.normal(key, (batch, *shape), jnp.float32)}
@@ -160,6 +177,9 @@ def _draw_noise(ref: Ref, key: Array, batch: int, shape: Shape) -> Params:
 
 def _noise(ref: Ref, x: Array, params: Params) -> Array:
     return (x + params["noise"]).astype(x.dtype)
+
+
+provides("augmentation", "noise", Augmentation(_draw_noise, _noise))
 
 
 def _draw_contrast(ref: Ref, key: Array, batch: int, shape: Shape) -> Params:
@@ -172,6 +192,9 @@ def _contrast(ref: Ref, x: Array, params: Params) -> Array:
     # One factor per image, each channel about its own mean (as tf.image.adjust_contrast).
     mean = x.mean(axis=(1, 2), keepdims=True)
     return ((x - mean) * _per_example(params["factor"], x.ndim) + mean).astype(x.dtype)
+
+
+provides("augmentation", "contrast", Augmentation(_draw_contrast, _contrast))
 
 
 # ----------------------------------------------------------------------------- cutout
@@ -198,16 +221,7 @@ def _cutout(ref: Ref, x: Array, params: Params) -> Array:
     return jnp.where(square, jnp.zeros((), x.dtype), x)
 
 
-AUGMENT: dict[str, Augmentation] = {
-    "random_crop": Augmentation(_draw_random_crop, _random_crop),
-    "random_flip": Augmentation(_draw_random_flip, _random_flip),
-    "rotate": Augmentation(_draw_rotate, _rotate),
-    "zoom": Augmentation(_draw_zoom, _zoom),
-    "color_shift": Augmentation(_draw_color_shift, _color_shift),
-    "noise": Augmentation(_draw_noise, _noise),
-    "cutout": Augmentation(_draw_cutout, _cutout),
-    "contrast": Augmentation(_draw_contrast, _contrast),
-}
+provides("augmentation", "cutout", Augmentation(_draw_cutout, _cutout))
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -226,8 +240,8 @@ def _check_shape(ref: Ref, shape: Shape) -> None:
 def bind(ref: Ref, shape: Shape) -> Augmentation:
     """Augmentation `ref` for examples of `shape`: `draw(key, batch, shape)`, `apply(x, params)`."""
     _check_shape(ref, tuple(shape))
-    entry = AUGMENT[ref.name]
-    return Augmentation(functools.partial(entry.draw, ref), functools.partial(entry.apply, ref))
+    parts: Augmentation = AUGMENTATIONS.implementation(ref.name)
+    return Augmentation(functools.partial(parts.draw, ref), functools.partial(parts.apply, ref))
 
 
 def build(refs: tuple[Ref, ...], shape: Shape) -> Callable[[Array, Array], Array]:

@@ -23,12 +23,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from dnn.compiler.diagnostics import E_DATA, E_FILE, Diagnostic, InternalError, Span, SpecError
-from dnn.compiler.registry.core import did_you_mean
-from dnn.compiler.registry.data import BUILTIN_DATA
+from dnn.compiler.registry.core import did_you_mean, provides
+from dnn.compiler.registry.data import BUILTIN_DATA, DATASETS
 from dnn.compiler.registry.layers import fmt_shape
 from dnn.compiler.values import Ref
 
@@ -153,10 +153,7 @@ def load_source(
     """Read the examples a `source = ...` reference names (`task` comes from the loss)."""
     if task not in TASKS:
         raise InternalError(f"unknown task {task!r}")
-    loader = _LOADERS.get(ref.name)
-    if loader is None:
-        raise InternalError(f"no loader for data source `{ref.name}`")
-    return loader(ref, task, Path(base_dir), _Where(span, sources, span))
+    return _source(ref).load(ref, task, Path(base_dir), _Where(span, sources, span))
 
 
 def split(table: Table, fractions: tuple[float, float, float], seed: int) -> dict[str, Table]:
@@ -683,14 +680,6 @@ def _check_sizes(written: str, files: list[Path], pixels: list[np.ndarray], wher
             raise where.spec(E_DATA, message, hint)
 
 
-_LOADERS: dict[str, Callable[[Ref, str, Path, _Where], Table]] = {
-    "builtin": _load_builtin,
-    "csv": _load_csv,
-    "npz": _load_npz,
-    "images": _load_images,
-}
-
-
 # ----------------------------------------------------------------------------- split and fit
 
 
@@ -825,6 +814,9 @@ def _as_examples(x: np.ndarray, shape: tuple[int, ...], shown: str, where: _Wher
 # ----------------------------------------------------------------------------- several outputs
 
 
+Outputs = tuple[tuple[str, str, int], ...]  # a model's outputs: (name, task, units) in order
+
+
 @dataclass(frozen=True)
 class Block:
     """Where one output's targets sit in a several-output table's target columns."""
@@ -866,18 +858,38 @@ def load_outputs(
     where each output's columns are.
     """
     where = _Where(span, sources, span)
-    if ref.name == "csv":
-        return _csv_outputs(ref, outputs, base_dir, where)
-    if ref.name == "builtin" and str(ref.arg("name")) in _BUILTIN_TARGETS:
-        shown, arrays = _builtin_outputs(ref, "x")
-        raw = {"x": arrays["x"], **{name: arrays[name] for name, _, _ in outputs}}
-    elif ref.name == "npz":
-        shown = _resolve(base_dir, ref.arg("path"))
-        keys = {"x": str(ref.arg("x")), **{name: name for name, _, _ in outputs}}
-        raw = dict(zip(keys, _read_npz(shown, ref.arg("path"), keys, where), strict=True))
-    else:
+    several = _source(ref).outputs
+    if several is None:
         raise InternalError(f"several outputs from `{ref.name}` (check refuses it)")
-    xk = "x" if ref.name == "builtin" else str(ref.arg("x"))
+    return several(ref, outputs, base_dir, where)
+
+
+def _builtin_several(
+    ref: Ref, outputs: Outputs, base_dir: Path, where: _Where
+) -> tuple[Table, tuple[Block, ...]]:
+    """A built-in set with named targets (`_BUILTIN_TARGETS`) for a model with several outputs."""
+    if str(ref.arg("name")) not in _BUILTIN_TARGETS:
+        raise InternalError(f"several outputs from `{ref.name}` (check refuses it)")
+    shown, arrays = _builtin_outputs(ref, "x")
+    raw = {"x": arrays["x"], **{name: arrays[name] for name, _, _ in outputs}}
+    return _array_outputs(ref, raw, "x", shown, outputs, where)
+
+
+def _npz_several(
+    ref: Ref, outputs: Outputs, base_dir: Path, where: _Where
+) -> tuple[Table, tuple[Block, ...]]:
+    """An npz archive's `x` and one array per output, named after it."""
+    shown = _resolve(base_dir, ref.arg("path"))
+    keys = {"x": str(ref.arg("x")), **{name: name for name, _, _ in outputs}}
+    raw = dict(zip(keys, _read_npz(shown, ref.arg("path"), keys, where), strict=True))
+    return _array_outputs(ref, raw, str(ref.arg("x")), shown, outputs, where)
+
+
+def _array_outputs(
+    ref: Ref, raw: dict[str, np.ndarray], xk: str, shown: str, outputs: Outputs, where: _Where
+) -> tuple[Table, tuple[Block, ...]]:
+    """The examples `raw["x"]` (array `xk` of `shown`) and each output's targets `raw[name]`,
+    laid side by side."""
     x = _numbers(raw["x"], f"array `{xk}`", shown, where)
     columns, blocks, start = [], [], 0
     for name, task, units in outputs:
@@ -891,11 +903,11 @@ def load_outputs(
         blocks.append(Block(name, task, start, columns[-1].shape[1], classes))
         start += columns[-1].shape[1]
     y = np.concatenate(columns, axis=1)
-    return Table(x, y, "regression", None, (), shown, ref.name, span), tuple(blocks)
+    return Table(x, y, "regression", None, (), shown, ref.name, where.span), tuple(blocks)
 
 
 def _csv_outputs(
-    ref: Ref, outputs: tuple[tuple[str, str, int], ...], base_dir: Path, where: _Where
+    ref: Ref, outputs: Outputs, base_dir: Path, where: _Where
 ) -> tuple[Table, tuple[Block, ...]]:
     """A CSV file for a model with several outputs. Output `a` reads column `a` (a class label,
     a name or a whole number, or one real value), or, for several values per example (a
@@ -1010,3 +1022,25 @@ def _output_targets(
         )
         raise where.file(E_DATA, message, _start(shown), f"class labels run from 0 to {top - 1}")
     return labels, top
+
+
+# ----------------------------------------------------------------------------- implementations
+
+
+class Source(NamedTuple):
+    """A data source word's implementation: `load` reads its examples and targets; `outputs`
+    reads the targets of a model with several outputs (None where the source has none)."""
+
+    load: Callable[[Ref, str, Path, _Where], Table]
+    outputs: Callable[[Ref, Outputs, Path, _Where], tuple[Table, tuple[Block, ...]]] | None = None
+
+
+def _source(ref: Ref) -> Source:
+    source: Source = DATASETS.implementation(ref.name)
+    return source
+
+
+provides("dataset", "builtin", Source(_load_builtin, _builtin_several))
+provides("dataset", "csv", Source(_load_csv, _csv_outputs))
+provides("dataset", "npz", Source(_load_npz, _npz_several))
+provides("dataset", "images", Source(_load_images))

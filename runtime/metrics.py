@@ -47,12 +47,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from dnn.compiler.diagnostics import InternalError
+from dnn.compiler.registry.core import provides
 from dnn.compiler.registry.metrics import METRICS
 from dnn.compiler.values import Ref
 
@@ -68,6 +69,19 @@ def key(ref: Ref) -> str:
     defaults = {a.name: a.default for a in entry.args}
     changed = [str(v) for name, v in ref.args if str(v) != str(defaults.get(name))]
     return "_".join((entry.name, *changed))
+
+
+class Metric(NamedTuple):
+    """A metric word's implementation: the statistic it reads (`correct`, `top_k`, `confusion`
+    or `regression`) and its value from the split's statistics."""
+
+    reads: str
+    finish: Callable[[Stats, Ref], float]
+
+
+def _metric(name: str) -> Metric:
+    metric: Metric = METRICS.implementation(name)
+    return metric
 
 
 # ---- host side: each word from the split's statistics (float64) ----
@@ -104,16 +118,53 @@ def _precision(s: Stats, ref: Ref) -> float:
     return _per_class(s, ref, lambda tp, fp, fn: tp, lambda tp, fp, fn: tp + fp)
 
 
+provides("metric", "precision", Metric("confusion", _precision))
+
+
 def _recall(s: Stats, ref: Ref) -> float:
     return _per_class(s, ref, lambda tp, fp, fn: tp, lambda tp, fp, fn: tp + fn)
+
+
+provides("metric", "recall", Metric("confusion", _recall))
 
 
 def _f1(s: Stats, ref: Ref) -> float:
     return _per_class(s, ref, lambda tp, fp, fn: 2 * tp, lambda tp, fp, fn: 2 * tp + fp + fn)
 
 
+provides("metric", "f1", Metric("confusion", _f1))
+
+
 def _per_example(total: Any, n: Any) -> float:
     return float(np.sum(total) / n) if n > 0 else float("nan")
+
+
+def _accuracy(s: Stats, ref: Ref) -> float:
+    return _per_example(s["correct"], s["count"])
+
+
+provides("metric", "accuracy", Metric("correct", _accuracy))
+
+
+def _top_k(s: Stats, ref: Ref) -> float:
+    return _per_example(s["top_k"][s["ks"].index(ref.arg("k"))], s["count"])
+
+
+provides("metric", "top_k", Metric("top_k", _top_k))
+
+
+def _mse(s: Stats, ref: Ref) -> float:
+    return _per_example(s["sse"], s["n"] * s["sse"].size)
+
+
+provides("metric", "mse", Metric("regression", _mse))
+
+
+def _mae(s: Stats, ref: Ref) -> float:
+    return _per_example(s["sae"], s["n"] * s["sae"].size)
+
+
+provides("metric", "mae", Metric("regression", _mae))
 
 
 def _r2(s: Stats, ref: Ref) -> float:
@@ -127,20 +178,7 @@ def _r2(s: Stats, ref: Ref) -> float:
     return float(per_unit.mean())
 
 
-# word -> (statistic it reads, host function (stats, ref) -> value). One row per metric word.
-FINISH: dict[str, tuple[str, Callable[[Stats, Ref], float]]] = {
-    "accuracy": ("correct", lambda s, r: _per_example(s["correct"], s["count"])),
-    "top_k": (
-        "top_k",
-        lambda s, r: _per_example(s["top_k"][s["ks"].index(r.arg("k"))], s["count"]),
-    ),
-    "precision": ("confusion", _precision),
-    "recall": ("confusion", _recall),
-    "f1": ("confusion", _f1),
-    "mse": ("regression", lambda s, r: _per_example(s["sse"], s["n"] * s["sse"].size)),
-    "mae": ("regression", lambda s, r: _per_example(s["sae"], s["n"] * s["sae"].size)),
-    "r2": ("regression", _r2),
-}
+provides("metric", "r2", Metric("regression", _r2))
 
 
 # ---- device side: one batch's statistics, pure and jittable ----
@@ -250,7 +288,7 @@ class Metrics:
 
     @property
     def _stats(self) -> frozenset[str]:
-        return frozenset(FINISH[r.name][0] for r in self.refs)
+        return frozenset(_metric(r.name).reads for r in self.refs)
 
     def init(self) -> Stats:
         """The empty accumulator: a dict of int32 counts and float sums (float64 under x64)."""
@@ -284,7 +322,7 @@ class Metrics:
         host = jax.device_get(acc)
         stats: Stats = {k: np.asarray(v).astype(np.float64) for k, v in host.items()}
         stats["ks"] = list(self.ks)
-        return {key(r): FINISH[r.name][1](stats, r) for r in self.refs}
+        return {key(r): _metric(r.name).finish(stats, r) for r in self.refs}
 
     def lookup(self, word: str) -> str | None:
         """The key a monitor naming `word` reads: that key, else the first metric of that word."""
@@ -313,13 +351,11 @@ def build(
     for r in refs:
         first.setdefault(key(r), r)
     unique = tuple(first.values())
-    for r in unique:
-        if r.name not in FINISH:
-            raise InternalError(f"metric `{r.name}` has no runtime implementation")
-    needs_classes = any(FINISH[r.name][0] != "regression" for r in unique)
+    reads = [_metric(r.name).reads for r in unique]  # an InternalError for a word without one
+    needs_classes = any(stat != "regression" for stat in reads)
     if needs_classes and not classes:
         raise InternalError(f"classification metrics {[key(r) for r in unique]} need `classes`")
-    ks = tuple(dict.fromkeys(int(r.arg("k")) for r in unique if r.name == "top_k"))
+    ks = tuple(dict.fromkeys(int(r.arg("k")) for r in unique if _metric(r.name).reads == "top_k"))
     if multilabel and ks:
         raise InternalError("`top_k` on multi-hot targets (the pipeline refuses it)")
     size = max(classes, 2) if needs_classes and classes else 0

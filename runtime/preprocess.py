@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+from dnn.compiler.registry.core import provides
+from dnn.compiler.registry.data import NORMALIZERS
 from dnn.compiler.rules import example_shape
 from dnn.compiler.values import Ref
 
@@ -51,6 +53,10 @@ class Normalizer(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- statistics
+
+
+def _nothing(ref: Ref, x: np.ndarray) -> Stats:
+    return {}
 
 
 def _mean(x: np.ndarray) -> np.ndarray:
@@ -151,6 +157,10 @@ def _zca(ref: Ref, st: Stats, x: np.ndarray) -> np.ndarray:
 
 # x' = (x - shift) / scale of each invertible normalizer; `scale`: 2 (x - min) / range - 1 is
 # (x - (min + range / 2)) / (range / 2).
+def _identity_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(()), np.ones(())
+
+
 def _standardize_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
     return st["mean"], st["std"]
 
@@ -167,18 +177,22 @@ def _centre_affine(st: Stats) -> tuple[np.ndarray, np.ndarray]:
     return st["mean"], np.ones_like(st["mean"])
 
 
-NORMALIZE: dict[str, Normalizer] = {
-    "none": Normalizer(lambda ref, x: {}, _identity, lambda st: (np.zeros(()), np.ones(()))),
-    "standardize": Normalizer(_moments, _standardize, _standardize_affine),
-    "minmax": Normalizer(_extremes, _minmax, _minmax_affine),
-    "scale": Normalizer(_extremes, _scale, _scale_affine),
-    "mean_subtraction": Normalizer(_centre, _mean_subtraction, _centre_affine),
-    "pca": Normalizer(_pca, _project),
-    "pca_whiten": Normalizer(_pca, _pca_whiten),
-    "zca": Normalizer(_all_components, _zca),
-}
+# One implementation per normalizer word (`NORMALIZERS.implementation(name)`).
+provides("normalizer", "none", Normalizer(_nothing, _identity, _identity_affine))
+provides("normalizer", "standardize", Normalizer(_moments, _standardize, _standardize_affine))
+provides("normalizer", "minmax", Normalizer(_extremes, _minmax, _minmax_affine))
+provides("normalizer", "scale", Normalizer(_extremes, _scale, _scale_affine))
+provides("normalizer", "mean_subtraction", Normalizer(_centre, _mean_subtraction, _centre_affine))
+provides("normalizer", "pca", Normalizer(_pca, _project))
+provides("normalizer", "pca_whiten", Normalizer(_pca, _pca_whiten))
+provides("normalizer", "zca", Normalizer(_all_components, _zca))
 
 # ----------------------------------------------------------------------------- entry points
+
+
+def _normalizer(ref: Ref) -> Normalizer:
+    normalizer: Normalizer = NORMALIZERS.implementation(ref.name)
+    return normalizer
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -192,7 +206,7 @@ def fit(ref: Ref, x: np.ndarray) -> Stats:
         return {}
     if len(x) == 0:
         raise ValueError(f"cannot fit `{ref}` on an empty train split")
-    return NORMALIZE[ref.name].fit(ref, _flat(x))
+    return _normalizer(ref).fit(ref, _flat(x))
 
 
 def apply(ref: Ref, stats: Stats, x: np.ndarray) -> np.ndarray:
@@ -202,7 +216,7 @@ def apply(ref: Ref, stats: Stats, x: np.ndarray) -> np.ndarray:
     """
     if ref.name == "none":
         return x
-    y = NORMALIZE[ref.name].apply(ref, stats, _flat(x))
+    y = _normalizer(ref).apply(ref, stats, _flat(x))
     return y.reshape(len(y), *output_shape(ref, np.shape(x)[1:])).astype(np.float32)
 
 
@@ -266,7 +280,7 @@ class Targets:
 
     def _affine(self) -> tuple[np.ndarray, np.ndarray]:
         """(shift, scale) rows (1, units) over the whole target array; 0 and 1 off `columns`."""
-        affine = NORMALIZE[self.ref.name].affine
+        affine = _normalizer(self.ref).affine
         assert affine is not None, f"`{self.ref}` is not invertible: `dnn check` refuses it"
         shift, scale = (np.asarray(a, np.float64).reshape(1, -1) for a in affine(self.stats))
         if self.columns is None:

@@ -178,7 +178,8 @@ CASES = [
 
 def test_every_augmentation_has_an_implementation_and_a_reference() -> None:
     names = [e.name for e in AUGMENTATIONS]
-    assert sorted(augment.AUGMENT) == sorted(names) == sorted(REFERENCE)
+    assert AUGMENTATIONS.implementation_gaps() == ([], [])
+    assert sorted(names) == sorted(REFERENCE)
     assert {aug(t).name for t in CASES} == set(names)
 
 

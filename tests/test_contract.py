@@ -26,7 +26,7 @@ import pytest
 from dnn.compiler.diagnostics import InternalError
 from dnn.compiler.driver import value
 from dnn.compiler.registry import REGISTRIES
-from dnn.compiler.registry.core import Entry, Registry, implements
+from dnn.compiler.registry.core import Entry, Registry, implements, provides
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
 from dnn.runtime import augment, datasets, metrics, pipeline, preprocess
@@ -357,8 +357,9 @@ def test_every_entry_is_documented_and_its_example_binds(kind: str, name: str) -
         assert ref.name == entry.name
 
 
-# The kinds whose implementations are tagged `@implements(kind, name)` in the module their
-# registry names (DESIGN §7).
+# The kinds whose implementations are tagged `@implements(kind, name)`, or recorded
+# `provides(kind, name, value)`, in the module their registry names (DESIGN §7): the functions
+# of the compiler-side kinds, the named tuples of parts of the runtime ones.
 TAGGED = (
     "layer",
     "activation",
@@ -370,39 +371,33 @@ TAGGED = (
     "schedule",
     "clipper",
 )
-# The runtime kinds not tagged yet: where their implementations live, by name.
-TABLES = {
-    "metric": lambda: metrics.FINISH,
-    "normalizer": lambda: preprocess.NORMALIZE,
-    "augmentation": lambda: augment.AUGMENT,
-    "dataset": lambda: datasets._LOADERS,
+PROVIDED = {
+    "metric": metrics.Metric,
+    "normalizer": preprocess.Normalizer,
+    "augmentation": augment.Augmentation,
+    "dataset": datasets.Source,
 }
 
 
-def test_the_tagged_kinds_name_their_module() -> None:
+def test_the_implemented_kinds_name_their_module() -> None:
     named = {k for k, reg in REGISTRIES.items() if reg.implemented_in is not None}
-    assert named == set(TAGGED)
-    assert not set(TRAINED) - set(TAGGED) - set(TABLES)
+    assert named == set(TAGGED) | set(PROVIDED)
+    assert not set(TRAINED) - named
 
 
-@pytest.mark.parametrize("kind", TAGGED)
+@pytest.mark.parametrize("kind", [*TAGGED, *PROVIDED])
 def test_every_entry_has_an_implementation(kind: str) -> None:
     missing, unclaimed = REGISTRIES[kind].implementation_gaps()
     assert not missing, f"{kind}s without an implementation: {missing}"
     assert not unclaimed, f"{kind} implementations without an entry: {unclaimed}"
     for entry in REGISTRIES[kind]:
-        assert callable(REGISTRIES[kind].implementation(entry.name))
-        for alias in entry.aliases:  # an alias is implemented by its entry's function
-            assert REGISTRIES[kind].implementation(alias) is REGISTRIES[kind].implementation(
-                entry.name
-            )
-
-
-@pytest.mark.parametrize("kind", sorted(TABLES))
-def test_every_runtime_entry_has_an_implementation(kind: str) -> None:
-    table = TABLES[kind]()
-    missing = [e.name for e in REGISTRIES[kind] if e.name not in table]
-    assert not missing, f"{kind}s without an implementation: {missing}"
+        found = REGISTRIES[kind].implementation(entry.name)
+        if kind in PROVIDED:
+            assert isinstance(found, PROVIDED[kind]), f"{kind} `{entry.name}`: {found!r}"
+        else:
+            assert callable(found)
+        for alias in entry.aliases:  # an alias is implemented by its entry's implementation
+            assert REGISTRIES[kind].implementation(alias) is found
 
 
 def test_a_gap_between_entries_and_implementations_is_reported(
@@ -431,5 +426,7 @@ def test_a_gap_between_entries_and_implementations_is_reported(
         toy.implementation("bare")
     with pytest.raises(InternalError, match="implemented twice"):
         implements("toy_contract", "both")(lambda x: x)
+    with pytest.raises(InternalError, match="implemented twice"):
+        provides("toy_contract", "orphan", (lambda x: x, "a part"))
     with pytest.raises(InternalError, match="no implementing module"):
         Registry("toy_untagged", "toys").implementation_gaps()

@@ -113,7 +113,9 @@ INVERTIBLE = [e.name for e in NORMALIZERS if "invertible" in e.traits]
 
 
 def test_the_invertible_normalizers_are_those_with_an_inverse_class_7() -> None:
-    with_inverse = {n for n, impl in preprocess.NORMALIZE.items() if impl.affine is not None}
+    missing, unclaimed = NORMALIZERS.implementation_gaps()
+    assert not missing and not unclaimed
+    with_inverse = {e.name for e in NORMALIZERS if NORMALIZERS.implementation(e.name).affine}
     assert set(INVERTIBLE) == with_inverse
     assert {"none", "standardize", "minmax", "scale", "mean_subtraction"} == with_inverse
 

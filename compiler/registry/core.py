@@ -1,9 +1,10 @@
 """Registries: one table per kind, one entry per word of the language.
 
 Validation, `dnn help`, the generated reference, shape inference and lowering all read the
-same `Entry`. Nothing here imports JAX: a word's implementation (its lowering) is tagged
-`@implements(kind, name)` in the module its kind names (`Registry.implemented_in`), which is
-imported only when an implementation is first asked for (DESIGN §7).
+same `Entry`. Nothing here imports JAX: a word's implementation (its lowering, or its runtime
+function) is tagged `@implements(kind, name)`, or recorded `provides(kind, name, value)` where it
+is not one function, in the module its kind names (`Registry.implemented_in`), which is imported
+only when an implementation is first asked for (DESIGN §7).
 """
 
 from __future__ import annotations
@@ -241,8 +242,8 @@ class Registry:
 
     def __init__(self, kind: str, title: str, doc: str = "", implemented_in: str | None = None):
         self.kind, self.title, self.doc = kind, title, doc
-        # the module whose import tags this kind's implementations (`@implements`); None for
-        # kinds whose words are not implemented through the table
+        # the module whose import tags this kind's implementations (`@implements`, `provides`);
+        # None for kinds whose words are not implemented through the table
         self.implemented_in = implemented_in
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
@@ -299,9 +300,10 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def implementation(self, name: str) -> Callable[..., Any]:
-        """The function that implements the word `name` (an alias names its entry's), from
-        the kind's implementing module, imported on first use."""
+    def implementation(self, name: str) -> Any:
+        """What implements the word `name` (an alias names its entry's): the function tagged
+        `@implements`, or the value recorded by `provides`, from the kind's implementing module,
+        imported on first use."""
         entry = self.lookup(name)
         found = _IMPLEMENTATIONS.get((self.kind, entry.name)) if entry else None
         if found is None:
@@ -348,11 +350,13 @@ def registry(kind: str, title: str, doc: str = "", implemented_in: str | None = 
 
 # ------------------------------------------------------------------ implementations
 
-# (kind, name) -> the function implementing that word; filled by `@implements` as the
-# implementing modules are imported. Read through `Registry.implementation`.
-_IMPLEMENTATIONS: dict[tuple[str, str], Callable[..., Any]] = {}
+# (kind, name) -> what implements that word: a function tagged `@implements`, or a value
+# recorded by `provides`; filled as the implementing modules are imported. Read through
+# `Registry.implementation`.
+_IMPLEMENTATIONS: dict[tuple[str, str], object] = {}
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def implements(kind: str, name: str, *more_names: str) -> Callable[[F], F]:
@@ -361,24 +365,35 @@ def implements(kind: str, name: str, *more_names: str) -> Callable[[F], F]:
     claimed twice is refused at import."""
 
     def tag(fn: F) -> F:
-        for n in (name, *more_names):
-            old = _IMPLEMENTATIONS.get((kind, n))
-            if old is not None and _origin(old) != _origin(fn):  # a reload re-tags the same
-                raise InternalError(
-                    f"{kind} `{n}` implemented twice: {_origin(old)}, {_origin(fn)}"
-                )
-            _IMPLEMENTATIONS[(kind, n)] = fn
-        return fn
+        return provides(kind, name, fn, *more_names)
 
     return tag
 
 
-def _origin(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}.{getattr(fn, '__qualname__', repr(fn))}"
+def provides(kind: str, name: str, value: T, *more_names: str) -> T:
+    """Record `value` as the implementation of the word `name` of `kind` (and of `more_names`),
+    for a word implemented by more than one function: a named tuple of its parts, such as a
+    normalizer's `fit` and `apply`. Returns `value`; a name claimed twice is refused."""
+    for n in (name, *more_names):
+        old = _IMPLEMENTATIONS.get((kind, n))
+        if old is not None and _origin(old) != _origin(value):  # a reload re-tags the same
+            raise InternalError(f"{kind} `{n}` implemented twice: {_origin(old)}, {_origin(value)}")
+        _IMPLEMENTATIONS[(kind, n)] = value
+    return value
 
 
-def implementation(kind: str, name: str) -> Callable[..., Any]:
-    """The function implementing the word `name` of `kind` (`Registry.implementation`)."""
+def _origin(impl: object) -> str:
+    """Where `impl` comes from: a function's qualified name, a tuple's parts' (a reload gives
+    the same), any other value's repr."""
+    if isinstance(impl, tuple):
+        return f"{type(impl).__qualname__}({', '.join(map(_origin, impl))})"
+    if callable(impl):
+        return f"{getattr(impl, '__module__', '?')}.{getattr(impl, '__qualname__', repr(impl))}"
+    return repr(impl)
+
+
+def implementation(kind: str, name: str) -> Any:
+    """What implements the word `name` of `kind` (`Registry.implementation`)."""
     return REGISTRIES[kind].implementation(name)
 
 
@@ -400,6 +415,7 @@ __all__ = [
     "did_you_mean",
     "implementation",
     "implements",
+    "provides",
     "registry",
     "REGISTRIES",
     "replace",

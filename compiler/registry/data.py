@@ -131,6 +131,7 @@ DATASETS = registry(
     "dataset",
     "datasets",
     "Where the examples come from: a built-in set, a CSV or NPZ file, or a folder of images.",
+    implemented_in="dnn.runtime.datasets",
 )
 
 
@@ -204,6 +205,7 @@ NORMALIZERS = registry(
     "Transforms of the inputs (`normalize`) or of regression targets (`targets`, the "
     "`invertible` ones) fitted on the train split (mu, sigma, min, max and the covariance's "
     "eigenvectors U and eigenvalues S are per feature and from the train split).",
+    implemented_in="dnn.runtime.preprocess",
 )
 
 
@@ -308,6 +310,7 @@ AUGMENTATIONS = registry(
     "augmentations",
     "Random transforms of training inputs; `needs.input` says whether an entry needs images "
     "([height, width, channels]) or takes any input.",
+    implemented_in="dnn.runtime.augment",
 )
 
 AUGMENTATIONS.add(

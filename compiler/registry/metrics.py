@@ -16,6 +16,7 @@ METRICS = registry(
     "metric",
     "metrics",
     "Quantities computed on the model's outputs and the targets, averaged over a split.",
+    implemented_in="dnn.runtime.metrics",
 )
 
 _CLASSES = Needs(tasks=CLASS_TASKS)
