@@ -380,6 +380,38 @@ def layernorm(n: Node, xs: list[Array], train: bool) -> Array:
     )(xs[0])
 
 
+# Group and instance normalization take their variance in two passes, mean((x - mu)²), as
+# PyTorch does, rather than Flax's default E[x²] - mu², which cancels in float32 when |mu| is
+# large next to the spread (a channel near a constant offset).
+@implements("layer", "groupnorm")
+def groupnorm(n: Node, xs: list[Array], train: bool) -> Array:
+    return nn.GroupNorm(
+        num_groups=n.arg("groups"),
+        epsilon=n.arg("eps"),
+        use_bias=n.arg("center"),
+        use_scale=n.arg("scale"),
+        use_fast_variance=False,
+        name=n.name,
+    )(xs[0])
+
+
+@implements("layer", "instancenorm")
+def instancenorm(n: Node, xs: list[Array], train: bool) -> Array:
+    return nn.InstanceNorm(
+        epsilon=n.arg("eps"),
+        use_bias=n.arg("center"),
+        use_scale=n.arg("scale"),
+        feature_axes=-1,
+        use_fast_variance=False,
+        name=n.name,
+    )(xs[0])
+
+
+@implements("layer", "rmsnorm")
+def rmsnorm(n: Node, xs: list[Array], train: bool) -> Array:
+    return nn.RMSNorm(epsilon=n.arg("eps"), use_scale=n.arg("scale"), name=n.name)(xs[0])
+
+
 @implements("layer", "local_response_norm")
 def local_response_norm(n: Node, xs: list[Array], train: bool) -> Array:
     """AlexNet: x_c / (k + alpha · sum of x² over `size` neighbouring channels)^beta."""

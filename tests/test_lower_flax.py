@@ -25,9 +25,10 @@ model every {
   input vol: f32[6, 6, 6, 2]
   a = conv2d(4, 3, padding = same)(img) -> batchnorm -> relu
   b = conv2d(4, 3, stride = 2, padding = 1, dilation = 1, groups = 1)(img) -> layernorm
+  b2 = groupnorm(2)(b) -> instancenorm -> rmsnorm
   c = conv2d(6, kernel = 3, groups = 3, padding = same, use_bias = false)(img) -> prelu
   p = maxpool(2)(a) -> avgpool2d(3, stride = 1, padding = same) -> local_response_norm(size = 3)
-  q = concat(p, b) -> dropout(0.5) -> global_avgpool
+  q = concat(p, b2) -> dropout(0.5) -> global_avgpool
   r = add(global_maxpool(c), dense(6)(q)) -> elu -> selu -> gelu -> silu -> softplus
   s = maximum(average(subtract(r, multiply(r, r)), r), r) -> leaky_relu -> relu6
   t = simple_rnn(5, return_sequences = true)(seq) -> lstm(3, bidirectional = true, return_sequences = true)

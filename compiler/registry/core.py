@@ -326,13 +326,29 @@ class Registry:
 
 
 def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:
-    """A did-you-mean hint from close matches among `candidates`."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    """A did-you-mean hint from close matches among `candidates`.
+
+    A candidate equal to `name` but for case and underscores is the one meant: other libraries'
+    class names (`RMSNorm`, `BatchNorm`, `Conv2d`) are too short or too capitalized for
+    difflib's ratio alone. Candidates that differ only so (`batchnorm` and its alias
+    `batch_norm`) are offered once, as the first of them (an entry's name precedes its aliases).
+    """
+    first: dict[str, str] = {}
+    for c in candidates:
+        first.setdefault(_fold(c), c)
+    if _fold(name) in first:
+        return f"did you mean `{first[_fold(name)]}`?"
+    found = difflib.get_close_matches(name, list(candidates), n=max(len(first), 1), cutoff=0.6)
+    close = list(dict.fromkeys(first[_fold(c)] for c in found))[:3]
     if not close:
         return None
     if len(close) == 1:
         return f"did you mean `{close[0]}`?"
     return "did you mean " + ", ".join(f"`{c}`" for c in close[:-1]) + f" or `{close[-1]}`?"
+
+
+def _fold(name: str) -> str:
+    return name.replace("_", "").lower()
 
 
 # Every registry, in the order `dnn help` and the reference list them. Kind modules add theirs.

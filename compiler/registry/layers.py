@@ -325,6 +325,113 @@ LAYERS.add(
     aliases=("layer_norm",),
 )
 
+# Group, instance and RMS normalization: statistics per example, never across the batch, so
+# the same in training and evaluation and no running averages (no `state`). Channels last.
+AFFINE_ARGS = (
+    arg("center", Bool, True, "learn a per-channel shift beta"),
+    arg("scale", Bool, True, "learn a per-channel scale gamma"),
+)
+
+
+def _affine(a: Args, channels: int) -> int:
+    return channels * (int(a.center) + int(a.scale))
+
+
+def _divisors(n: int, most: int | None = None) -> str:
+    """`1, 2, 3 or 6`: the divisors of n (up to `most`)."""
+    ds = [str(d) for d in range(1, (n if most is None else most) + 1) if n % d == 0]
+    return ds[0] if len(ds) == 1 else ", ".join(ds[:-1]) + f" or {ds[-1]}"
+
+
+def _groupnorm_params(a: Args, x: Shape) -> int:
+    channels = _norm_channels(a, x, "groupnorm")
+    if channels % a.groups:
+        raise Problem(
+            f"`groups = {a.groups}` does not divide the {channels} channels of the input",
+            f"choose `groups` among the divisors of {channels}: {_divisors(channels)}",
+            "groups",
+        )
+    if math.prod(x[:-1]) * (channels // a.groups) == 1:
+        raise Problem(
+            f"`groups = {a.groups}` leaves one value in each group of an input of shape "
+            f"{fmt_shape(x)}: each normalizes to 0, and the output is beta whatever the input",
+            f"use fewer groups: {_divisors(channels, a.groups - 1)}"
+            if a.groups > 1
+            else "a single value has nothing to normalize: remove the layer",
+            "groups",
+        )
+    return _affine(a, channels)
+
+
+LAYERS.add(
+    "groupnorm",
+    example="groupnorm(2)",
+    args=(
+        arg("groups", PosInt, doc="channel groups; must divide the channels"),
+        arg("eps", PosFloat, 1e-5, "added to the variance inside the square root"),
+        *AFFINE_ARGS,
+    ),
+    shape=lambda a, x: x,
+    params=_groupnorm_params,
+    doc="group normalization (Wu & He 2018): per example, mean and variance over the spatial "
+    "axes and the channels of each of `groups` channel groups, then a per-channel scale and "
+    "shift; PyTorch's `GroupNorm` (biased variance); no running statistics, the same in "
+    "training and evaluation. `groups = 1` normalizes over all axes but the batch; `groups` = "
+    "channels is `instancenorm`",
+    formula="y[n, p, c] = gamma[c] · (x[n, p, c] - mu[n, g]) / sqrt(var[n, g] + eps) + beta[c]; "
+    "g = floor(c / (C / groups)); mu, var: mean and biased variance over all positions p and "
+    "the C / groups channels of group g",
+    aliases=("group_norm",),
+)
+
+
+def _instancenorm_params(a: Args, x: Shape) -> int:
+    if len(x) < 2:
+        raise Problem(
+            f"`instancenorm` normalizes each channel over the spatial axes, and an input of "
+            f"shape {fmt_shape(x)} has none",
+            "apply it after a convolution, or use `layernorm` to normalize a vector's features",
+            code="E0402",
+        )
+    if math.prod(x[:-1]) == 1:  # PyTorch refuses it too ("more than 1 spatial element")
+        raise Problem(
+            f"`instancenorm` on shape {fmt_shape(x)} normalizes each channel over one "
+            "position: each normalizes to 0, and the output is beta whatever the input",
+            "apply it before the spatial axes shrink to one position, or use `layernorm`",
+        )
+    return _affine(a, x[-1])
+
+
+LAYERS.add(
+    "instancenorm",
+    args=(arg("eps", PosFloat, 1e-5, "added to the variance inside the square root"), *AFFINE_ARGS),
+    shape=lambda a, x: x,
+    params=_instancenorm_params,
+    doc="instance normalization (Ulyanov et al. 2016): per example and per channel, mean and "
+    "variance over the spatial axes (an input needs at least one), then a per-channel scale "
+    "and shift; PyTorch's `InstanceNorm2d(affine = True, track_running_stats = False)` "
+    "(biased variance): the example's own statistics in training and in evaluation, no "
+    "running averages",
+    formula="y[n, p, c] = gamma[c] · (x[n, p, c] - mu[n, c]) / sqrt(var[n, c] + eps) + beta[c]; "
+    "mu, var: mean and biased variance over all positions p (= groupnorm with groups = C)",
+    aliases=("instance_norm",),
+)
+
+LAYERS.add(
+    "rmsnorm",
+    args=(
+        arg("eps", PosFloat, 1e-6, "added to the mean square inside the square root"),
+        arg("scale", Bool, True, "learn a scale g"),
+    ),
+    shape=lambda a, x: x,
+    params=lambda a, x: _norm_channels(a, x, "rmsnorm") * int(a.scale),
+    doc="root-mean-square normalization (Zhang & Sennrich 2019) over the last axis: no "
+    "centering and no shift; Flax's `RMSNorm`, and PyTorch's `RMSNorm` given the same `eps` "
+    "(PyTorch's default is the dtype's machine epsilon, Flax's and ours 1e-6)",
+    formula="y = g · x / sqrt(mean(x²) + eps),  mean over the last axis, g: [features]",
+    aliases=("rms_norm",),
+)
+
 LAYERS.add(
     "local_response_norm",
     args=(
