@@ -49,6 +49,7 @@ W_SWEEP_NOT_RUN = "W0803"
 W_NOTHING_TRAINS = "W0804"
 W_MEMORY = "W0805"
 W_NO_DATA_FILE = "W0806"
+W_INIT = "W0807"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -95,6 +96,8 @@ CODES: Mapping[str, str] = {
     "accelerators hold (docs/memory.md)",
     W_NO_DATA_FILE: "a data file or folder the spec names that does not exist (yet): `dnn train` "
     "would stop at it",
+    W_INIT: "`dnn init-check`: a layer whose outputs vanish or explode, whose units are dead or "
+    "saturated, or whose gradients vanish or explode at initialization",
 }
 
 

@@ -21,6 +21,7 @@ from dnn.compiler.diagnostics import (
     Diagnostic,
     Span,
     SpecError,
+    to_dict,
 )
 
 EXIT_OK, EXIT_FAIL = 0, 1
@@ -194,6 +195,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init_check(args: argparse.Namespace) -> int:
+    from . import cli
+    from .init_check import init_check
+
+    program = _load(args)
+    if program.model is None:
+        print(f"{args.file}: error: nothing to check: the spec has no model", file=sys.stderr)
+        return EXIT_FAIL
+    report = init_check(program, args.batch, args.noise)
+    findings = report.findings()
+    if args.format == "json":
+        found = [to_dict(d) for d in findings]
+        print(json.dumps(report.to_dict() | {"findings": found}, indent=2))
+    else:
+        print(report.table())
+        cli._warn(findings, program.sources)
+        n = len(findings)
+        print(f"{n} finding{'s' * (n != 1)}" if n else "no findings", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
@@ -278,6 +300,19 @@ def register(
     )
     c.add_argument("what", nargs="*", metavar="ARG", help="DIR, or: compare RUN_A RUN_B")
     c.add_argument("-o", "--output", metavar="PNG", help="with compare: overlay the curves here")
+
+    c = command(
+        "init-check",
+        _guard(cmd_init_check),
+        "one batch through the initialized model: per-layer activation and gradient statistics",
+    )
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--batch", type=int, default=256, metavar="N", help="examples (default 256)")
+    c.add_argument(
+        "--noise", action="store_true", help="unit-variance inputs instead of the spec's data"
+    )
+    c.add_argument("--format", choices=("text", "json"), default="text")
 
     c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
     c.add_argument("file", metavar="FILE")

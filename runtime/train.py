@@ -106,13 +106,12 @@ class Engine:
             else metrics.build(train.metrics, self.classes, self.outputs, multi_hot)
         )
         shape = self.prepared.splits["train"].x.shape[1:]
-        data = p.data
-        assert data is not None
-        self.augment = augment.build(tuple(data.augment), tuple(shape))
+        data = p.data  # None for a model file alone (`dnn init-check` feeds it noise)
+        self.augment = augment.build(tuple(data.augment) if data else (), tuple(shape))
         self.batch = train.batch_size
         n = self.prepared.size("train")
         self.full, self.tail = divmod(n, self.batch)
-        if data.drop_last and self.full > 0:
+        if data is not None and data.drop_last and self.full > 0:
             self.tail = 0  # a batch smaller than batch_size is dropped, unless it is the only one
         self.steps_per_epoch = self.full + (1 if self.tail else 0)
         base = p.build_optimizer(max(1, self.steps_per_epoch // train.accumulate))

@@ -163,6 +163,10 @@ TRAITS: dict[str, str] = {
     "invertible": "maps each feature on its own by an invertible affine map, x' = (x - shift) / "
     "scale: it can also normalize regression targets (`data.targets`), and the model's outputs "
     "are mapped back to the data's units",
+    "pointwise": "an activation whose y_i depends on x_i alone, with a slope f'(x_i) per unit: "
+    "`dnn init-check` counts the units whose slope is 0 for a whole batch (dead)",
+    "saturating": "a bounded activation whose slope vanishes at both ends (sigmoid, tanh): "
+    "`dnn init-check` counts the values where the slope is below 1/20 of its slope at 0",
 }
 
 

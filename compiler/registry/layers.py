@@ -609,7 +609,14 @@ LAYERS.add(
 # ------------------------------------------------------------------ activations
 
 
-def _act(name: str, doc: str, formula: str, *args: Any, aliases: tuple[str, ...] = ()) -> None:
+def _act(
+    name: str,
+    doc: str,
+    formula: str,
+    *args: Any,
+    aliases: tuple[str, ...] = (),
+    traits: frozenset[str] = frozenset({"pointwise"}),
+) -> None:
     ACTIVATIONS.add(
         name,
         args=args,
@@ -618,12 +625,16 @@ def _act(name: str, doc: str, formula: str, *args: Any, aliases: tuple[str, ...]
         doc=doc,
         formula=formula,
         aliases=aliases,
+        traits=traits,
     )
 
 
+_SATURATING = frozenset({"pointwise", "saturating"})
+
+
 _act("identity", "no change", "y = x", aliases=("linear_activation",))
-_act("sigmoid", "logistic function", "y = 1 / (1 + exp(-x))")
-_act("tanh", "hyperbolic tangent", "y = tanh(x)")
+_act("sigmoid", "logistic function", "y = 1 / (1 + exp(-x))", traits=_SATURATING)
+_act("tanh", "hyperbolic tangent", "y = tanh(x)", traits=_SATURATING)
 _act("relu", "rectified linear unit", "y = max(0, x)")
 _act("relu6", "ReLU capped at 6 (MobileNet)", "y = min(max(0, x), 6)")
 _act(
@@ -651,21 +662,23 @@ _act(
 )
 _act("silu", "sigmoid-weighted linear unit", "y = x · sigmoid(x)", aliases=("swish",))
 _act("softplus", "smooth ReLU", "y = log(1 + exp(x))")
-_act("softsign", "x over one plus its magnitude", "y = x / (1 + |x|)")
-_act("hard_sigmoid", "piecewise-linear sigmoid", "y = relu6(x + 3) / 6")
-_act("hard_tanh", "tanh clipped linear", "y = clip(x, -1, 1)")
+_act("softsign", "x over one plus its magnitude", "y = x / (1 + |x|)", traits=_SATURATING)
+_act("hard_sigmoid", "piecewise-linear sigmoid", "y = relu6(x + 3) / 6", traits=_SATURATING)
+_act("hard_tanh", "tanh clipped linear", "y = clip(x, -1, 1)", traits=_SATURATING)
 _act("mish", "self-regularized activation (Misra 2019)", "y = x · tanh(softplus(x))")
 _act(
     "softmax",
     "normalized exponentials along an axis",
     "y_i = exp(x_i) / sum_j exp(x_j)",
     arg("axis", Axis, -1),
+    traits=frozenset(),
 )
 _act(
     "log_softmax",
     "logarithm of softmax, computed stably",
     "y_i = x_i - log sum_j exp(x_j)",
     arg("axis", Axis, -1),
+    traits=frozenset(),
 )
 
 ACTIVATIONS.add(
