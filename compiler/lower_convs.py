@@ -57,8 +57,13 @@ class _ConvTranspose(nn.Module):
             dimension_numbers=_channels_last(d),
         )
         if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.filters,)).astype(y.dtype)
+            y = y + _bias(self.param("bias", self.bias_init, (self.filters,)), y)
         return y
+
+
+def _bias(b: Array, y: Array) -> Array:
+    """The bias at full rank, as Flax adds it (no implicit rank promotion)."""
+    return jnp.reshape(b, (1,) * (y.ndim - 1) + (-1,)).astype(y.dtype)
 
 
 def transpose_pads(n: Node) -> tuple[tuple[int, int], ...]:
@@ -145,7 +150,7 @@ class _Separable(nn.Module):
         )
         y = h @ pw.astype(h.dtype)
         if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.filters,)).astype(y.dtype)
+            y = y + _bias(self.param("bias", self.bias_init, (self.filters,)), y)
         return y
 
 
@@ -183,24 +188,32 @@ def _bins(size: int, out: int) -> list[tuple[int, int]]:
     return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
-def _adaptive(reduce: Callable[..., Array]) -> Callable[[Node, list[Array], bool], Array]:
+def _adaptive(kind: str) -> Callable[[Node, list[Array], bool], Array]:
     def pool(n: Node, xs: list[Array], train: bool) -> Array:
-        """Axis by axis: a mean (max) over a product of bins is the mean (max) of the
-        per-axis ones, the bins along one axis being the same for every other index."""
+        """Axis by axis (a mean or max over a product of bins is the mean or max of the
+        per-axis ones): one gather of each bin's cells, padded to the longest bin by repeating
+        its last cell, then a max (a repeat changes no max) or a masked mean."""
         x = xs[0]
-        for axis, out in enumerate(n.shape[:-1]):
-            parts = [
-                reduce(lax.slice_in_dim(x, lo, hi, axis=axis + 1), axis=axis + 1, keepdims=True)
-                for lo, hi in _bins(x.shape[axis + 1], out)
-            ]
-            x = jnp.concatenate(parts, axis=axis + 1)
+        for axis, out in enumerate(n.shape[:-1], start=1):
+            bins = _bins(x.shape[axis], out)
+            width = max(hi - lo for lo, hi in bins)
+            idx = [[min(lo + j, hi - 1) for j in range(width)] for lo, hi in bins]
+            g = jnp.take(x, jnp.array(idx).reshape(-1), axis=axis)
+            g = g.reshape((*x.shape[:axis], out, width, *x.shape[axis + 1 :]))
+            if kind == "max":
+                x = jnp.max(g, axis=axis + 1)
+                continue
+            cells = [[lo + j < hi for j in range(width)] for lo, hi in bins]
+            shape = (1,) * axis + (out, width) + (1,) * (x.ndim - axis - 1)  # full rank
+            mask = jnp.array(cells, x.dtype).reshape(shape)
+            x = jnp.sum(g * mask, axis=axis + 1) / jnp.sum(mask, axis=axis + 1)
         return x
 
     return pool
 
 
-adaptive_avgpool = implements("layer", "adaptive_avgpool")(_adaptive(jnp.mean))
-adaptive_maxpool = implements("layer", "adaptive_maxpool")(_adaptive(jnp.max))
+adaptive_avgpool = implements("layer", "adaptive_avgpool")(_adaptive("avg"))
+adaptive_maxpool = implements("layer", "adaptive_maxpool")(_adaptive("max"))
 
 
 @implements("layer", "zero_pad")

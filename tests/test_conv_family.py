@@ -15,7 +15,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from conftest import assert_error
+from conftest import assert_error, assert_fmt_identity
 from test_layers_numeric import TOL, rand, ref_conv, run, same_pad
 from test_lower_flax import built, counts
 
@@ -311,6 +311,7 @@ def test_upsample_nearest_repeats(layer, shape, scales):
         ("upsample([3, 2], mode = bilinear)", (4, 3, 1), (3, 2)),
         ("upsample(4, mode = bilinear)", (5, 2), (4,)),
         ("upsample(2, mode = bilinear)", (1, 2, 1), (2, 2)),
+        ("upsample([2, 1, 3], mode = bilinear)", (2, 3, 2, 1), (2, 1, 3)),
     ],
 )
 def test_upsample_bilinear_is_pytorch_align_corners_false(layer, shape, scales):
@@ -470,6 +471,16 @@ def test_eval_shape_of_a_single_word():
     x = np.zeros((1, 3, 3, 1))
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     assert jax.eval_shape(model.apply, variables, x).shape == (1, 4, 4, 1)
+
+
+def test_the_new_forms_format_to_themselves():
+    assert_fmt_identity(
+        "dnn 1\n\nmodel m {\n  input x: f32[6, 6, 2]\n"
+        "  zero_pad([[1, 2], 0])\n  cropping([1, [0, 2]])\n"
+        "  conv_transpose2d(2, 3, stride = 2, padding = 1, output_padding = 1)\n"
+        "  upsample([2, 1], mode = bilinear)\n  adaptive_maxpool([3, 2])\n"
+        "  maxpool2d(2, ceil_mode = true)\n}\n"
+    )
 
 
 # ------------------------------------------------------------------ refusals
