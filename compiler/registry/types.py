@@ -269,8 +269,8 @@ class SidesT(ArgType):
     """Zeros to add (or values to cut) on each side of each spatial axis, as Keras'
     ZeroPadding2D/Cropping2D take them: `n` on every side, `[a, b]` (a on both sides of the
     first spatial axis, b of the second), or `[[before, after], ...]` per spatial axis (an int
-    and a pair may be mixed: `[1, [0, 2]]`). The
-    number of spatial axes is the input's, so a list's length is checked with the shape."""
+    and a pair may be mixed: `[1, [0, 2]]`). The number of spatial axes is the input's, so a
+    list's length is checked with the shape."""
 
     label = "int >= 0 | list of ints >= 0 (one per spatial axis) | list of [before, after] pairs"
 
