@@ -268,6 +268,8 @@ _shifted_conv.defvjp(_shifted_conv_fwd, _shifted_conv_bwd)
 def _pool(kind: str) -> Callable[[Node, list[Array], bool], Array]:
     def pool(n: Node, xs: list[Array], train: bool) -> Array:
         window, stride, pad = n.arg("size"), n.arg("stride"), _padding(n.arg("padding"))
+        if n.arg("ceil_mode"):
+            return ceil_pool(xs[0], n, kind)
         if _tiles(xs[0].shape[1:-1], window, stride, pad):
             return _tiled_pool(xs[0], window, kind)
         if kind == "max":
@@ -275,6 +277,30 @@ def _pool(kind: str) -> Callable[[Node, list[Array], bool], Array]:
         return nn.avg_pool(xs[0], window, stride, pad)  # padded zeros count, as PyTorch's default
 
     return pool
+
+
+def ceil_pool(x: Array, n: Node, kind: str) -> Array:
+    """Pooling with PyTorch's ceil_mode: the windows past the padded input see -inf (max) or
+    are left out of the divisor (avg, which divides by the cells inside the padded input,
+    PyTorch's count_include_pad = True)."""
+    window, stride, pad = n.arg("size"), n.arg("stride"), n.arg("padding")
+    spatial = x.shape[1:-1]
+    p = (0,) * len(spatial) if isinstance(pad, Symbol) else pad
+    extra = [
+        (m - 1) * s + k - (d + 2 * q)
+        for m, s, k, d, q in zip(n.shape[:-1], stride, window, spatial, p, strict=True)
+    ]
+    pads = [(q, q + max(e, 0)) for q, e in zip(p, extra, strict=True)]
+    if kind == "max":
+        return nn.max_pool(x, window, stride, pads)
+    total = nn.pool(x, 0.0, lax.add, window, stride, pads)
+    count: Array = 1.0
+    for axis, (m, s, k, d, q) in enumerate(
+        zip(n.shape[:-1], stride, window, spatial, p, strict=True)
+    ):
+        cells = jnp.array([min(i * s + k, d + 2 * q) - i * s for i in range(m)], x.dtype)
+        count = count * cells.reshape((1,) * (axis + 1) + (m,) + (1,) * (len(spatial) - axis))
+    return total / count
 
 
 def _tiles(spatial: tuple[int, ...], window: Any, stride: Any, pad: Any) -> bool:
@@ -702,3 +728,8 @@ def lower_model(
     `scan`: the runs to lower as scans, `lower_scan.plan_for(program)`; none by default;
     `freeze`: the spec's `train.freeze`, whose batchnorms run in inference mode)."""
     return Model(graph, default_init, scan, tuple(freeze))
+
+
+# The convolution family beyond conv1d/2d/3d (transposed, depthwise, separable, upsampling,
+# adaptive pooling, padding, cropping) lives in its own module; importing it tags its lowerings.
+from . import lower_convs  # noqa: E402, F401

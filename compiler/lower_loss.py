@@ -106,7 +106,14 @@ def lower_loss(ref: Ref) -> Callable[[Array, Array], Array]:
 
 # ------------------------------------------------------------------ penalties
 
-_KERNEL_LEAVES = ("kernel", "recurrent_kernel", "embedding", "slope")
+_KERNEL_LEAVES = (
+    "kernel",
+    "recurrent_kernel",
+    "embedding",
+    "slope",
+    "depthwise_kernel",
+    "pointwise_kernel",
+)
 
 
 # Each regularizer word gives its coefficients (l1, l2) of the one penalty formula.

@@ -120,6 +120,8 @@ def help_entry(reg: Registry, e: Entry) -> str:
         out += ["", f"  formula: {e.formula}"]
     if e.aliases:
         out += [f"  aliases: {', '.join(e.aliases)}"]
+    if e.known_as:
+        out += [f"  elsewhere: {', '.join(e.known_as)}"]
     out += [f"  {line}" for line in facts(e)]
     if e.args:
         out += ["", "  arguments:"]
@@ -169,6 +171,8 @@ def _entry_markdown(e: Entry) -> list[str]:
     out = [f"### `{e.name}`", "", e.doc + "."]
     if e.aliases:
         out += ["", "Aliases: " + ", ".join(f"`{a}`" for a in e.aliases) + "."]
+    if e.known_as:
+        out += ["", "Elsewhere: " + ", ".join(f"`{a}`" for a in e.known_as) + "."]
     if e.formula:
         out += ["", f"Formula: `{e.formula}`"]
     if facts(e):

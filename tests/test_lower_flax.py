@@ -36,7 +36,12 @@ model every {
   v = embedding(20, 4)(ids) -> conv1d(3, 2) -> maxpool1d(2) -> avgpool1d(2) -> flatten
   w = conv3d(2, 3)(vol) -> maxpool3d(2) -> avgpool3d(2) -> reshape([-1]) -> softmax
   x = gru(2, bidirectional = true)(seq) -> log_softmax
-  output concat(s, u, v, w, x)
+  y = conv_transpose2d(2, 3, stride = 2, padding = 1, output_padding = 1)(img) -> depthwise_conv2d(3)
+  z = separable_conv2d(2, 3)(y) -> upsample(2, mode = bilinear) -> adaptive_avgpool(3) -> zero_pad(1)
+  y1 = cropping([[1, 0], 1])(z) -> adaptive_maxpool(2) -> flatten
+  y2 = conv_transpose1d(2, 3)(seq) -> flatten
+  y3 = conv_transpose3d(2, 2, stride = 2)(vol) -> maxpool3d(3, ceil_mode = true) -> flatten
+  output concat(s, u, v, w, x, y1, y2, y3)
 }
 """
 

@@ -338,7 +338,10 @@ class Graphs(Base):
                 E_UNKNOWN_LAYER,
                 f"unknown layer `{f.name}`",
                 f.span or span,
-                did_you_mean(f.name, words) or "see `dnn help layers`",
+                LAYERS.known(f.name)
+                or ACTIVATIONS.known(f.name)
+                or did_you_mean(f.name, words)
+                or "see `dnn help layers`",
             )
         )
         for _, v, _ in config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (each module declares its registries on import)
     clippers,
+    convs,
     data,
     layers,
     losses,

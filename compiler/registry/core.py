@@ -228,6 +228,9 @@ class Entry:
     # layers: values per example a training step keeps for this layer, keeps(args, x, y) with
     # x, y the input and output shapes; None: its output (compiler/memory.py, docs/memory.md)
     keeps: Callable[..., int] | None = None
+    # the word's names in other libraries (`ConvTranspose2d`, `Conv2DTranspose`): not accepted,
+    # but an unknown name equal to one (ignoring case and `_`) gets a hint at this word
+    known_as: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.traits <= TRAITS.keys():
@@ -286,8 +289,19 @@ class Registry:
         return entry
 
     def suggest(self, name: str, extra: tuple[str, ...] = ()) -> str | None:
-        """`did you mean ...?` over names and aliases, or the list when it is short."""
-        return did_you_mean(name, [*self.names(), *self._aliases, *extra])
+        """`did you mean ...?`: the word another library calls `name`, else close matches over
+        names and aliases."""
+        return self.known(name) or did_you_mean(name, [*self.names(), *self._aliases, *extra])
+
+    def known(self, name: str) -> str | None:
+        """`did you mean `upsample`? (dnn's name for `UpSampling2D`)` when `name` is an entry's
+        name in another library (`known_as`), compared without case and underscores."""
+        key = _folded(name)
+        for e in self._entries.values():
+            for other in e.known_as:
+                if _folded(other) == key:
+                    return f"did you mean `{e.name}`? (dnn's name for `{other}`)"
+        return None
 
     def names(self) -> list[str]:
         return list(self._entries)
@@ -327,6 +341,10 @@ class Registry:
         if self.implemented_in is None:
             raise InternalError(f"{self.kind}s name no implementing module")
         importlib.import_module(self.implemented_in)
+
+
+def _folded(name: str) -> str:
+    return name.lower().replace("_", "")
 
 
 def did_you_mean(name: str, candidates: list[str] | tuple[str, ...]) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..diagnostics import E_VALUE
 from ..values import Symbol
 from .core import Args, Needs, Problem, SameAs, arg, registry
 from .types import (
@@ -108,6 +109,20 @@ def spatial_out(a: Args, x: Shape, rank: int, layer: str, kernel: Shape, dilatio
     )
 
 
+def ceil_out(a: Args, x: Shape, rank: int, layer: str) -> Shape:
+    """Pooling output lengths with PyTorch's ceil_mode: the division rounds up, but the last
+    window must start inside the input or its left padding (torch pooling_output_shape)."""
+    out = []
+    for i in range(rank):
+        n, k, s = x[i], a.size[i], a.stride[i]
+        p = 0 if isinstance(a.padding, Symbol) else a.padding[i]
+        if n + 2 * p < k:
+            window_out(n, k, s, 1, (p,) * rank, i, layer)  # raises the window-too-large problem
+        m = -(-(n + 2 * p - k) // s) + 1
+        out.append(m - 1 if (m - 1) * s >= n + p else m)
+    return tuple(out)
+
+
 # What the axes of a channels-last input of each spatial rank mean (for messages).
 SPATIAL_AXES = {
     1: "length, channels",
@@ -188,20 +203,42 @@ def _pool(kind: str, rank: int) -> None:
 
     def shape(a: Args, x: Shape) -> Shape:
         need_rank(x, rank + 1, name, meaning)
+        if a.ceil_mode:
+            return (*ceil_out(a, x, rank, name), x[-1])
         return (*spatial_out(a, x, rank, name, a.size, (1,) * rank), x[-1])
 
+    def validate(a: Args) -> None:
+        if a.ceil_mode and isinstance(a.padding, Symbol) and a.padding.name == "same":
+            raise Problem(
+                "`ceil_mode` does not apply with `padding = same`, which already covers the input",
+                "remove `ceil_mode`, or give the padding as a number",
+                "ceil_mode",
+                E_VALUE,
+            )
+
     what = "maximum" if kind == "max" else "average"
+    divisor = (
+        ""
+        if kind == "max"
+        else "; avg divides by the window's cells inside the padded input (PyTorch's "
+        "count_include_pad): padding zeros count, cells past it (ceil_mode) do not"
+    )
     LAYERS.add(
         name,
         args=(
             arg("size", SizeT(rank), 2, "window size"),
             arg("stride", SizeT(rank), SameAs("size")),
             arg("padding", PaddingT(rank), "valid"),
+            arg("ceil_mode", Bool, False, "round the output length up (PyTorch's ceil_mode)"),
         ),
         shape=shape,
         params=lambda a, x: 0,
+        validate=validate,
         doc=f"{rank}-d {what} pooling over windows",
-        formula=f"y[p, c] = {'max' if kind == 'max' else 'mean'}_{{k in window}} x[p·s + k, c]",
+        formula=f"y[p, c] = {'max' if kind == 'max' else 'mean'}_{{k in window}} x[p·s + k, c]; "
+        "out = floor((n + 2·pad - k) / s) + 1 (same: ceil(n / s)); ceil_mode: "
+        "ceil((n + 2·pad - k) / s) + 1, less one if the last window would start at or past "
+        f"n + pad (PyTorch){divisor}",
         aliases=(f"{kind}pool",) if rank == 2 else (),
     )
 

@@ -265,6 +265,58 @@ class PaddingT(ArgType):
 
 
 @dataclass(frozen=True)
+class SidesT(ArgType):
+    """Zeros to add (or values to cut) on each side of each spatial axis, as Keras'
+    ZeroPadding2D/Cropping2D take them: `n` on every side, `[a, b]` (a on both sides of the
+    first spatial axis, b of the second), or `[[before, after], ...]` per spatial axis (an int
+    and a pair may be mixed: `[1, [0, 2]]`). The number of spatial axes is the input's, so a
+    list's length is checked with the shape."""
+
+    label = "int >= 0 | list of ints >= 0 (one per spatial axis) | list of [before, after] pairs"
+
+    def convert(self, v: Any, span: Span) -> Any:
+        if not isinstance(v, ListVal):
+            return self._int(v)
+        if not v.items:
+            raise Mismatch(self.label)
+        if any(isinstance(x, ListVal) and len(x.items) != 2 for x in v.items):
+            raise Mismatch(self.label, hint="each pair is `[before, after]`")
+        return tuple(
+            (self._int(x.items[0]), self._int(x.items[1]))
+            if isinstance(x, ListVal)
+            else self._int(x)
+            for x in v.items
+        )
+
+    def _int(self, x: Any) -> int:
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise Mismatch(self.label)
+        if x < 0:
+            raise Mismatch(self.label, E_VALUE)
+        return x
+
+
+@dataclass(frozen=True)
+class SizesT(ArgType):
+    """Positive ints per spatial axis, whose number is the input's: one int for all axes, or a
+    list with one per axis (its length is checked with the shape)."""
+
+    what: str = "int > 0"
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"{self.what} or a list of one per spatial axis"
+
+    def convert(self, v: Any, span: Span) -> Any:
+        items: tuple[Any, ...] = v.items if isinstance(v, ListVal) else (v,)
+        if not items or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
+            raise Mismatch(self.label)
+        if any(x < 1 for x in items):
+            raise Mismatch(self.label, E_VALUE)
+        return items if isinstance(v, ListVal) else items[0]
+
+
+@dataclass(frozen=True)
 class ShapeT(ArgType):
     """A target shape for `reshape`: positive ints, at most one -1."""
 
@@ -558,7 +610,8 @@ def _match(
                 if arg_names
                 else f"`{entry.name}` takes no {noun}s"
             )
-            if k in _WEIGHT_WORDS and entry.kind in ("layer", "activation"):
+            weightless = entry.get_arg("init") is None and entry.get_arg("bias_init") is None
+            if k in _WEIGHT_WORDS and entry.kind in ("layer", "activation") and weightless:
                 hint = f"`{entry.name}` has no weights, so it takes no `{k}`"
             raise error(E_UNKNOWN_ARG, f"unknown {noun} `{k}` for `{entry.name}`", s, hint)
         if k in given:
