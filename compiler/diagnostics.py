@@ -41,6 +41,7 @@ E_MODEL = "E0601"
 E_SECTION = "E0602"
 E_TOO_LARGE = "E0603"
 E_MEMORY = "E0604"
+E_NONFINITE = "E0605"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
@@ -86,6 +87,8 @@ CODES: Mapping[str, str] = {
     E_TOO_LARGE: "a model that expands to more than 100,000 layers (see docs/performance.md)",
     E_MEMORY: "a run whose memory estimate exceeds the device's memory: refused before allocating "
     "(docs/memory.md)",
+    E_NONFINITE: "training stopped on a non-finite loss: the layer (or the loss, or the "
+    "optimizer's update) where the first nan or inf appeared, found by replaying the run",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from dnn.compiler.check import nothing_to_train
-from dnn.compiler.diagnostics import SpecError
+from dnn.compiler.diagnostics import E_NONFINITE, Diagnostic, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
@@ -128,7 +128,7 @@ def _train(
             st, acc = _one_epoch(engine, st, epoch, x_train, y_train, display)
             bad = bad_step(acc)
             if bad >= 0:
-                _fail(folder, loop, epoch, bad, engine)
+                _fail(folder, loop, epoch, bad, engine, (x_train, y_train, data))
             record = _record(engine, st, acc, data, epoch, n, t0)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
@@ -414,7 +414,13 @@ def _restore_best(program: Program) -> bool:
     return bool(rec.get("restore_best")) if rec is not None else False
 
 
-def _fail(folder: Path, loop: Loop, epoch: int, step: int, engine: Engine) -> None:
+def _fail(
+    folder: Path, loop: Loop, epoch: int, step: int, engine: Engine, replay: tuple[Any, Any, Any]
+) -> None:
+    """Stop on a non-finite loss: name the epoch and step, and, by replaying the run to that
+    step (runtime/nonfinite.py), the layer where the first non-finite value appeared."""
+    from .nonfinite import locate
+
     loop.close()
     rundir.plot_history(loop.history, folder / "plots")
     in_epoch = step - (epoch - 1) * engine.steps_per_epoch + 1
@@ -423,11 +429,37 @@ def _fail(folder: Path, loop: Loop, epoch: int, step: int, engine: Engine) -> No
         if loop.saved_epoch
         else "no checkpoint had been written yet"
     )
-    raise TrainingError(
+    message = (
         f"the loss is not finite (nan or inf) at epoch {epoch}, step {step + 1} "
-        f"(batch {in_epoch} of {engine.steps_per_epoch}); training stopped and {kept}",
+        f"(batch {in_epoch} of {engine.steps_per_epoch})"
+    )
+    hint = (
         "lower the learning rate, add `clip = global_norm(1.0)`, or check the inputs for "
-        "extreme values",
+        "extreme values"
+    )
+    program = engine.program
+    try:
+        origin = locate(program, engine, folder, epoch, *replay)
+    except Exception:  # the diagnosis must never hide the error it explains
+        origin = None
+    if origin is None:
+        raise TrainingError(f"{message}; training stopped and {kept}", hint)
+    span = origin.span(program)
+    if span is None:  # the batch: data, not a layer
+        raise TrainingError(f"{message}: {origin.sentence()}; training stopped and {kept}", hint)
+    if origin.step != step:  # an update that overflowed, or a replay that rounded apart
+        began = origin.step - (origin.epoch - 1) * engine.steps_per_epoch + 1
+        message += f"; it began at step {origin.step + 1} (batch {began})"
+    raise SpecError(
+        [
+            Diagnostic(
+                E_NONFINITE,
+                f"{message}: {origin.sentence()}; training stopped and {kept}",
+                span,
+                hint,
+            )
+        ],
+        program.sources,
     )
 
 

@@ -352,7 +352,9 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, capsys) -> No
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert f"{path}: error: the loss is not finite (nan or inf) at epoch 1, step " in err
+    # where it began, at its spec line (tests/test_nonfinite.py checks each kind of origin)
+    assert f"{path}:6:7: error[E0605]: the loss is not finite (nan or inf) at epoch 1, step " in err
+    assert "are the first that are not" in err and "Traceback" not in err
     assert "hint: lower the learning rate" in err
     assert not (run / "result.json").exists()
 
