@@ -51,6 +51,7 @@ W_NOTHING_TRAINS = "W0804"
 W_MEMORY = "W0805"
 W_NO_DATA_FILE = "W0806"
 W_INIT = "W0807"
+W_HEALTH = "W0808"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -101,6 +102,8 @@ CODES: Mapping[str, str] = {
     "would stop at it",
     W_INIT: "`dnn init-check`: a layer whose outputs vanish or explode, whose units are dead or "
     "saturated, or whose gradients vanish or explode at initialization",
+    W_HEALTH: "`train.health`: a failure mode the lectures teach (vanishing or exploding gradients, dead "
+    "or saturated units, an update ratio far from 1e-3) seen in a run's health checks",
 }
 
 

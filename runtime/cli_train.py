@@ -25,6 +25,7 @@ from dnn.compiler.diagnostics import (
 )
 
 EXIT_OK, EXIT_FAIL = 0, 1
+HEALTH_EVERY = 50  # `dnn train --health`
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None) -> Any:
@@ -147,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         checkpoint_every=args.checkpoint_every,
         argv=sys.argv,
+        health_every=HEALTH_EVERY if args.health else None,
     )
     folder = args.out or "the run folder"
     if not result.get("finished", True):
@@ -266,6 +268,11 @@ def register(
         help="stop after epoch K as if interrupted (continue later with --resume)",
     )
     c.add_argument("--quiet", action="store_true", help="print only the final metrics")
+    c.add_argument(
+        "--health",
+        action="store_true",
+        help=f"per-layer health checks every {HEALTH_EVERY} steps, unless `train.health` says",
+    )
     c.add_argument(
         "--coordinator",
         metavar="HOST:PORT",

@@ -21,7 +21,7 @@ from dnn.compiler.diagnostics import E_NONFINITE, Diagnostic, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
-from . import checkpoint, memory_limit, pipeline, rundir
+from . import checkpoint, health, memory_limit, pipeline, rundir
 from .progress import Display
 from .train import (
     Engine,
@@ -58,8 +58,12 @@ def train(
     mode: str | None = None,
     checkpoint_every: float = CHECKPOINT_EVERY_S,
     argv: list[str] | None = None,
+    health_every: int | None = None,
 ) -> dict[str, Any]:
     """Train a checked spec; write the run folder; return the contents of `result.json`.
+
+    `health_every`: per-layer health checks every k steps when the spec's `train.health`
+    does not say (`dnn train --health`).
 
     `stop_after = k` ends the run after epoch k as if it had been interrupted (continue it
     with `resume = True`); `mode` is 'bar', 'lines' or 'quiet' (default: from the terminal);
@@ -71,7 +75,18 @@ def train(
     final evaluation runs — together 0.5-1 s of a short run (docs/performance.md).
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-side") as side:
-        return _train(program, out, resume, stop_after, quiet, mode, checkpoint_every, argv, side)
+        return _train(
+            program,
+            out,
+            resume,
+            stop_after,
+            quiet,
+            mode,
+            checkpoint_every,
+            argv,
+            side,
+            health_every,
+        )
 
 
 def _train(
@@ -84,6 +99,7 @@ def _train(
     checkpoint_every: float,
     argv: list[str] | None,
     side: ThreadPoolExecutor,
+    health_every: int | None = None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     if program.model is None:
@@ -103,7 +119,7 @@ def _train(
         if not resume:
             pipeline.save(prepared, program, folder)
     _barrier("run folder")
-    engine = Engine(program, prepared, program.train.ensemble)
+    engine = Engine(program, prepared, program.train.ensemble, health_every)
     data = device_data(prepared, engine.place)
     x_train, y_train = data["train"]
     data = {k: batched(*v) for k, v in data.items()}
@@ -129,6 +145,8 @@ def _train(
             bad = bad_step(acc)
             if bad >= 0:
                 _fail(folder, loop, epoch, bad, engine, (x_train, y_train, data))
+            if engine.health_every and lead:
+                health.write(folder / HEALTH, program, acc["health"], epoch, engine.members)
             record = _record(engine, st, acc, data, epoch, n, t0)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
@@ -149,6 +167,8 @@ def _train(
     plots: Future[Any] | None = None
     if lead:
         plots = side.submit(rundir.plot_history, list(loop.history), folder / "plots")
+    if lead and engine.health_every:
+        _health_report(program, folder)
     if not finished:
         _wait(plots)
         return {"stopped_after": loop.history[-1]["epoch"], "finished": False, "run": str(folder)}
@@ -160,6 +180,18 @@ def _train(
     if lead:
         rundir.write_json(folder / "result.json", result)
     return result
+
+
+HEALTH = "health.jsonl"
+
+
+def _health_report(program: Program, folder: Path) -> None:
+    """The run's health checks as heatmaps, and the lectures' diagnoses as warnings."""
+    from . import cli
+
+    lines = health.read(folder / HEALTH)
+    health.plot(lines, folder / "plots")
+    cli._warn(health.diagnose(program, lines), program.sources)
 
 
 def _warn_if_nothing_trains(program: Program, params: Any) -> None:

@@ -31,12 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from dnn.compiler.diagnostics import W_INIT, Diagnostic, Span
 from dnn.compiler.ir import Node, Program
-from dnn.compiler.lower_flax import lowering
-from dnn.compiler.registry.layers import ACTIVATIONS
 from dnn.compiler.rules import heads, target_kind
 
 from . import pipeline
 from .datasets import Table
+from .health import leaves_by_node, slopes
 from .train import Engine, TrainingError
 
 VANISH, EXPLODE = 1e-2, 1e2  # output std / the input's
@@ -332,33 +331,16 @@ def _noise(program: Program, batch: int) -> pipeline.Prepared:
 
 
 def _slopes(node: Node, pre: Any) -> dict[str, float]:
-    """`dead` and `saturated` of a pointwise activation from its slope at each input value."""
-    entry = ACTIVATIONS.lookup(node.op)
-    if entry is None or "pointwise" not in entry.traits or node.params:
-        return {}
-    fn = lowering(node)
-    slope = np.asarray(jax.grad(lambda v: jnp.sum(fn(node, [v], False)))(pre.astype(jnp.float32)))
-    units = slope.reshape(len(slope), -1)
-    out = {"dead": float(np.mean(np.all(units == 0, axis=0)))}
-    if "saturating" in entry.traits:
-        at0 = float(jax.grad(lambda v: jnp.sum(fn(node, [v], False)))(jnp.zeros((1,)))[0])
-        out["saturated"] = float(np.mean(np.abs(slope) < SLOPE * abs(at0)))
-    return out
+    """`dead` and `saturated` of a pointwise activation (runtime/health.py `slopes`)."""
+    dead, saturated = (float(v) for v in slopes(node, pre))
+    out = {"dead": dead, "saturated": saturated}
+    return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 def _by_node(nodes: tuple[Node, ...], tree: Any) -> dict[str, list[np.ndarray]]:
-    """A params-shaped tree's leaves grouped by the node they belong to (its path's longest
-    prefix that names a node)."""
-    names = {n.name for n in nodes}
-    out: dict[str, list[np.ndarray]] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        keys = [str(getattr(k, "key", k)) for k in path]
-        for cut in range(len(keys) - 1, 0, -1):
-            name = "/".join(keys[:cut])
-            if name in names:
-                out.setdefault(name, []).append(np.asarray(leaf, np.float64))
-                break
-    return out
+    """A params-shaped tree's leaves by node, in float64."""
+    grouped = leaves_by_node(nodes, tree)
+    return {k: [np.asarray(a, np.float64) for a in v] for k, v in grouped.items()}
 
 
 def _std(leaves: list[np.ndarray]) -> float:

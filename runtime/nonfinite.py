@@ -32,6 +32,7 @@ from dnn.compiler.diagnostics import Span
 from dnn.compiler.ir import Node, Program
 
 from . import pipeline
+from .health import leaves_by_node
 from .progress import Display
 from .train import Engine
 
@@ -188,13 +189,6 @@ def _first(program: Program, found: dict[str, Any], epoch: int, step: int) -> Or
 
 def _layers_with(nodes: tuple[Node, ...], tree: Any) -> list[tuple[Node, int]]:
     """The nodes (graph order) whose gradient leaves are not finite, with the worst state."""
-    by_name = {n.name: n for n in nodes}
-    worst: dict[str, int] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        keys = [str(getattr(k, "key", k)) for k in path]
-        for cut in range(len(keys) - 1, 0, -1):
-            name = "/".join(keys[:cut])
-            if name in by_name:
-                worst[name] = max(worst.get(name, 0), int(np.max(leaf)))
-                break
+    grouped = leaves_by_node(nodes, tree)
+    worst = {name: max(int(np.max(a)) for a in leaves) for name, leaves in grouped.items()}
     return [(n, worst[n.name]) for n in nodes if worst.get(n.name, 0)]

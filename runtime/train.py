@@ -35,7 +35,7 @@ from dnn.compiler.lower_scan import plan_for, relayout, stack
 from dnn.compiler.registry.metrics import monitor_mode
 from dnn.compiler.rules import heads
 
-from . import augment, metrics, pipeline
+from . import augment, health, metrics, pipeline
 from .pipeline import Prepared
 from .placement import Placement
 
@@ -81,6 +81,7 @@ class Engine:
     program: Program
     prepared: Prepared
     members: int
+    health: int | None = None  # steps between health checks; None: the spec's `train.health`
     model: Any = field(init=False)
     tx: Any = field(init=False)
 
@@ -114,6 +115,9 @@ class Engine:
         if data is not None and data.drop_last and self.full > 0:
             self.tail = 0  # a batch smaller than batch_size is dropped, unless it is the only one
         self.steps_per_epoch = self.full + (1 if self.tail else 0)
+        # per-layer statistics every k-th step (runtime/health.py); 0: off, nothing traced
+        self.health_every = health.every(p, max(self.steps_per_epoch, 1), self.health)
+        self.health_slots = -(-self.steps_per_epoch // max(self.health_every, 1)) + 1
         base = p.build_optimizer(max(1, self.steps_per_epoch // train.accumulate))
         self.plateau = train.schedule if train.schedule.name == "reduce_on_plateau" else None
         # reduce_on_plateau multiplies the rate by a factor the loop sets once per epoch
@@ -229,6 +233,7 @@ class Engine:
         key = jax.random.fold_in(jax.random.fold_in(self._keys(member), 3), st["step"])
         k_aug, k_drop = jax.random.split(key)
         x = self.augment(k_aug, x)
+        acc_in = acc
 
         def objective(params: Any) -> tuple[Array, Any]:
             out, new_state = self._forward(params, st["model_state"], x, True, k_drop)
@@ -251,6 +256,15 @@ class Engine:
             "metrics": self._update_metrics(acc["metrics"], out, y, mask),
             "bad_step": jnp.where((acc["bad_step"] < 0) & ~ok, st["step"], acc["bad_step"]),
         }
+        if self.health_every:  # every k-th step, from the weights before its update
+            acc["health"] = jax.lax.cond(
+                st["step"] % self.health_every == 0,
+                lambda h: health.record(
+                    h, st["step"], health.stats(self, st, x, k_drop, grads, updates)
+                ),
+                lambda h: h,
+                acc_in["health"],
+            )
         return {
             "params": params,
             "model_state": new_state,
@@ -259,13 +273,16 @@ class Engine:
         }, acc
 
     def _train_acc(self) -> dict[str, Any]:
-        return {
+        acc = {
             "loss": jnp.zeros(()),
             "penalty": jnp.zeros(()),
             "count": jnp.zeros((), jnp.int32),
             "metrics": self.metrics.init(),
             "bad_step": jnp.full((), -1, jnp.int32),
         }
+        if self.health_every:
+            acc["health"] = health.empty(self.program, self.health_slots)
+        return acc
 
     def _example_losses(self, out: Array, y: Array) -> Array:
         one = lambda o, t: self.loss(jax.tree.map(lambda a: a[None], o), t[None])  # noqa: E731

@@ -6,6 +6,7 @@ from ..values import RecordVal
 from .core import Args, Problem, arg, registry
 from .types import (
     Bool,
+    Duration,
     EnumT,
     Int,
     ListT,
@@ -48,6 +49,18 @@ EARLY_STOPPING = RecordT(
         arg("restore_best", Bool, True, "end with the weights of the best epoch"),
     ),
     "early_stopping",
+)
+
+
+HEALTH = RecordT(
+    (
+        arg(
+            "every",
+            Duration,
+            doc="steps (or epochs) between two checks of the layers' statistics",
+        ),
+    ),
+    "health",
 )
 
 
@@ -141,6 +154,14 @@ SECTIONS.add(
             "model-wide penalty for layers that set none",
         ),
         arg("early_stopping", OptionalT(EARLY_STOPPING), None),
+        arg(
+            "health",
+            OptionalT(HEALTH),
+            None,
+            "per-layer statistics every k steps (gradient norm, update / weight ratio, output "
+            "mean and std, dead and saturated units) to health.jsonl and heatmaps, with the "
+            "lectures' diagnoses at the spec lines (`dnn train --health`: every 50 steps)",
+        ),
         arg("seed", Int, 0),
         arg("accumulate", PosInt, 1, "gradient accumulation over k micro-batches"),
         arg(
