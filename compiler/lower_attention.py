@@ -196,3 +196,15 @@ def cls_token(n: Node, xs: list[Array], train: bool) -> Array:
 @implements("layer", "take")
 def take(n: Node, xs: list[Array], train: bool) -> Array:
     return xs[0][:, n.arg("index")]
+
+
+@implements("layer", "sequence_pool")
+def sequence_pool(n: Node, xs: list[Array], train: bool) -> Array:
+    x = xs[0]
+    keep = (xs[1] != 0)[..., None] if len(xs) > 1 else jnp.ones((1, x.shape[1], 1), bool)
+    if str(n.arg("mode")) == "max":
+        low = jnp.asarray(jnp.finfo(x.dtype).min, x.dtype)
+        top = jnp.max(jnp.where(keep, x, low), axis=1)
+        return jnp.where(jnp.any(keep, axis=1), top, jnp.zeros((), x.dtype))
+    m = keep.astype(x.dtype)
+    return jnp.sum(x * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1)

@@ -1,5 +1,6 @@
 """The attention family (issue 15): multi-head attention, key masks, positional embeddings,
-ViT's patch embedding and class token, `take`, and the transformer encoder block.
+ViT's patch embedding and class token, `take`, `sequence_pool`, and the transformer encoder
+block.
 
 Each lowering is compared with a float64 NumPy reference written from its formula
 (softmax(Q Kᵀ / sqrt(d_k)) V per head, the heads concatenated and projected; Vaswani et al.'s
@@ -243,6 +244,19 @@ def test_padding_mask_is_one_but_at_pad_id():
     np.testing.assert_array_equal(Built("padding_mask(3)", ids=ids)(), (ids != 3).astype(float))
 
 
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_sequence_pool_reduces_the_kept_positions(mode):
+    x = rand(3, 5, 2)
+    ids = np.array([[4, 0, 2, 0, 1], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]])
+    b = Built(f"k = padding_mask(0)(ids)\noutput sequence_pool({mode})(x, k)", x=x, ids=ids)
+    reduce = np.mean if mode == "mean" else np.max
+    ref = np.stack(
+        [reduce(x[i, ids[i] != 0], 0) if (ids[i] != 0).any() else np.zeros(2) for i in range(3)]
+    )
+    np.testing.assert_allclose(b(), ref, **TOL)  # all masked: 0
+    np.testing.assert_allclose(Built(f"sequence_pool({mode})", x=x)(), reduce(x, 1), **TOL)
+
+
 # ------------------------------------------------------------------ shapes and counts
 
 ALL_WORDS = """
@@ -383,6 +397,16 @@ def test_attention_takes_at_most_three_inputs_and_sequences():
         "E0402",
         "`multi_head_attention` expects an input of rank 2 (time, features), got shape (8,)",
         "insert `reshape([...])` before `multi_head_attention` to give it (time, features)",
+    )
+
+
+def test_a_pooling_mask_of_the_wrong_length_is_refused():
+    assert_error(
+        HEAD + "  k = padding_mask(0)(ids)\n  output sequence_pool(q, k)\n}\n",
+        "6:10",
+        "E0403",
+        "the mask of `sequence_pool` must have one value per position, shape (5,), got (6,)",
+        "make it from the token ids of the sequence: `padding_mask(pad_id)(ids)`",
     )
 
 

@@ -1,5 +1,6 @@
 """The attention family (issue 15): multi-head attention, positional embeddings, ViT's patch
-embedding and class token, one position of a sequence, and key masks from padded token ids.
+embedding and class token, one position of a sequence or a pool over its positions, and key
+masks from padded token ids.
 
 Shapes leave out the batch axis; a sequence is [time, features], as the recurrent layers take
 it. Parameter counts are Keras' `MultiHeadAttention` (four projections with biases) and ViT's
@@ -17,7 +18,7 @@ import math
 
 from .core import Args, Needs, Problem, SameAs, arg
 from .layers import LAYERS, WEIGHT_ARGS, Shape, fmt_shape, need_rank
-from .types import Bool, Int, OptionalT, PosFloat, PosInt, Rate, RefT, SizeT, call
+from .types import Bool, EnumT, Int, OptionalT, PosFloat, PosInt, Rate, RefT, SizeT, call
 
 SEQUENCE = "time, features"
 
@@ -273,7 +274,36 @@ LAYERS.add(
     shape=_take_shape,
     params=lambda a, x: 0,
     doc="one position of a sequence: `take(0)` the class token, `take(-1)` the last step; "
-    "[T, ...] -> [...] (for the mean or maximum over all positions, `global_avgpool` or "
-    "`global_maxpool`)",
+    "[T, ...] -> [...] (the mean or maximum over the positions: `sequence_pool`)",
     formula="y = x[index],  x[-k] = x[T - k]",
+)
+
+
+def _pool_shape(a: Args, xs: tuple[Shape, ...]) -> Shape:
+    x = xs[0]
+    need_rank(x, 2, "sequence_pool", SEQUENCE)
+    if len(xs) == 2 and xs[1] != (x[0],):
+        raise Problem(
+            f"the mask of `sequence_pool` must have one value per position, shape "
+            f"{fmt_shape((x[0],))}, got {fmt_shape(xs[1])}",
+            "make it from the token ids of the sequence: `padding_mask(pad_id)(ids)`",
+            code="E0403",
+        )
+    return (x[1],)
+
+
+LAYERS.add(
+    "sequence_pool",
+    example="sequence_pool(mean)",
+    args=(arg("mode", EnumT(("mean", "max")), "mean", "mean | max over the positions"),),
+    shape=_pool_shape,
+    params=lambda a, xs: 0,
+    arity=(1, 2),
+    known_as=("GlobalAveragePooling1D", "GlobalMaxPooling1D"),
+    doc="the mean or maximum over a sequence's positions, [T, d] -> [d]; with a mask [T] as "
+    "second input (`padding_mask`), over the positions whose mask is not 0 only (Keras' "
+    "GlobalAveragePooling1D with a mask); a sequence with every position masked gives 0. "
+    "Without a mask it is `global_avgpool` or `global_maxpool`",
+    formula="mean: y = sum_t m[t] x[t] / max(sum_t m[t], 1); max: y = max_{t: m[t] != 0} x[t] "
+    "(0 if none); m = 1 without a mask",
 )
