@@ -731,5 +731,7 @@ def lower_model(
 
 
 # The convolution family beyond conv1d/2d/3d (transposed, depthwise, separable, upsampling,
-# adaptive pooling, padding, cropping) lives in its own module; importing it tags its lowerings.
-from . import lower_convs  # noqa: E402, F401
+# adaptive pooling, padding, cropping) and the attention family (multi-head attention, key
+# masks, positional embeddings, ViT's patches and class token, `take`) live in their own
+# modules; importing them tags their lowerings.
+from . import lower_attention, lower_convs  # noqa: E402, F401

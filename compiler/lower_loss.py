@@ -113,6 +113,10 @@ _KERNEL_LEAVES = (
     "slope",
     "depthwise_kernel",
     "pointwise_kernel",
+    "query_kernel",
+    "key_kernel",
+    "value_kernel",
+    "output_kernel",
 )
 
 

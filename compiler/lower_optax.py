@@ -610,6 +610,12 @@ def _improved(a: dict[str, Any], value: float, best: float) -> bool:
 NO_DECAY_LEAVES = ("bias", "scale")
 
 
+def _decays(role: str) -> bool:
+    """Biases (`bias`, and `query_bias`, `recurrent_bias`: a role ending in `_bias`) and
+    normalization scales take no weight decay."""
+    return role not in NO_DECAY_LEAVES and not role.endswith("_bias")
+
+
 def _layer_and_role(path: Any) -> tuple[str, str]:
     keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
     return "/".join(keys[:-1]), (keys[-1] if keys else "")
@@ -618,7 +624,7 @@ def _layer_and_role(path: Any) -> tuple[str, str]:
 def decay_mask(params: Any) -> Any:
     """True where weight decay applies: not on biases and normalization scales."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: _layer_and_role(path)[1] not in NO_DECAY_LEAVES, params
+        lambda path, _: _decays(_layer_and_role(path)[1]), params
     )
 
 

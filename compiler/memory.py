@@ -191,11 +191,15 @@ def optimizer_slots(train: Config) -> int:
 
 def _kept(model: Graph, node: Node) -> int:
     """Values per example the training step keeps for `node`: its output, or what its entry
-    says it keeps (`keeps`: a recurrent layer keeps every step's gates and states)."""
+    says it keeps (`keeps`: a recurrent layer keeps every step's gates and states, attention
+    its weights). `keeps` takes the input shape, or the tuple of them for a word of several
+    inputs, as the entry's shape rule does."""
     entry = LAYERS.lookup(node.op) if node.kind == "layer" else None
     if entry is None or entry.keeps is None:
         return math.prod(node.shape)
-    return int(entry.keeps(Args(node.args), model.node(node.inputs[0]).shape, node.shape))
+    xs = tuple(model.node(i).shape for i in node.inputs)
+    x = xs[0] if entry.arity == 1 else xs
+    return int(entry.keeps(Args(node.args), x, node.shape))
 
 
 def _layer(

@@ -144,14 +144,19 @@ def write_data(case: Case, folder: Path) -> None:
 
 
 def layer_cases(entry: Entry) -> Iterator[Case]:
-    """Inputs a layer may take, in order: the first one check accepts is its case."""
+    """Inputs a layer may take, in order: the first one check accepts is its case. A word of
+    several inputs is applied to `(x, x)`, then, if it also takes one (`sequence_pool`, whose
+    second input is a mask), chained."""
     word = use(entry)
-    call = f"{word}(x, x)" if entry.variadic_inputs else word
-    if entry.int_input:
-        yield Case(f"  {call}", "i32[6]")
-        return
-    for shape in ("f32[6]", "f32[6, 4]", "f32[6, 6, 2]", "f32[4, 4, 4, 2]"):
-        yield Case(f"  {call}", shape)
+    calls = [f"{word}(x, x)"] if entry.variadic_inputs else [word]
+    if isinstance(entry.arity, tuple) and entry.arity[0] == 1:
+        calls.append(word)
+    for call in calls:
+        if entry.int_input:
+            yield Case(f"  {call}", "i32[6]")
+            continue
+        for shape in ("f32[6]", "f32[6, 4]", "f32[6, 6, 2]", "f32[4, 4, 4, 2]"):
+            yield Case(f"  {call}", shape)
 
 
 def cases(kind: str, entry: Entry) -> list[Case]:

@@ -41,7 +41,12 @@ model every {
   y1 = cropping([[1, 0], 1])(z) -> adaptive_maxpool(2) -> flatten
   y2 = conv_transpose1d(2, 3)(seq) -> flatten
   y3 = conv_transpose3d(2, 2, stride = 2)(vol) -> maxpool3d(3, ceil_mode = true) -> flatten
-  output concat(s, u, v, w, x, y1, y2, y3)
+  k = padding_mask(0)(ids)
+  e = embedding(20, 4)(ids) -> sinusoidal_embedding
+  y4 = multi_head_attention(2, 3, value_dim = 2)(seq, e, k) -> positional_embedding -> cls_token -> take(0)
+  y5 = patch_embed(4, 3)(img) -> take(-1)
+  y6 = sequence_pool(max)(e, k)
+  output concat(s, u, v, w, x, y1, y2, y3, y4, y5, y6)
 }
 """
 

@@ -24,7 +24,7 @@ import dnn
 EXAMPLES = [
     p
     for p in sorted((Path(__file__).parent.parent / "examples").glob("*.dnn"))
-    if p.name != "resnet18.dnn"
+    if p.name not in ("resnet18.dnn", "vit_b16.dnn")  # ImageNet-sized: checked, not trained
 ]
 N, BATCH, EPOCHS = 64, 16, 3
 

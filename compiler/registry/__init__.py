@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from . import (  # noqa: F401  (each module declares its registries on import)
+    attention,
     clippers,
     convs,
     data,
