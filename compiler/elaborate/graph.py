@@ -196,14 +196,10 @@ class Graphs(Base):
         end = self._int(
             stmt.count, env, "the repeat count" if stmt.var is None else "the range end"
         )
-        if end - start < 1:
-            what = f"{start}..{end} is empty" if stmt.var else f"repeat count is {end}"
-            raise error(
-                E_VALUE,
-                f"`repeat` must run at least once; {what}",
-                stmt.count.span,
-                "delete the repeat, or make the count at least 1",
-            )
+        if end < start:
+            raise _negative_repeat(stmt, start, end)
+        if end == start:  # `repeat 0`, `repeat i in 2..2`: the value flows through unchanged
+            return current
         mark = len(self.g.nodes)
         try:
             return self._iterations(stmt, env, current, start, end)
@@ -485,6 +481,22 @@ class Graphs(Base):
                     f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`",
                 )
         return values
+
+
+def _negative_repeat(stmt: ast.Repeat, start: int, end: int) -> DiagnosticError:
+    if stmt.var is None:
+        return error(
+            E_VALUE,
+            f"`repeat` count must be 0 or more, got {end}",
+            stmt.count.span,
+            "`repeat 0 { ... }` skips the body; a negative count has no meaning",
+        )
+    return error(
+        E_VALUE,
+        f"`repeat` range {start}..{end} runs backwards",
+        stmt.count.span,
+        f"write the smaller bound first; `{start}..{start}` is empty and skips the body",
+    )
 
 
 def _block_arg(p: ast.BlockParam) -> Any:

@@ -71,7 +71,7 @@ class Env:
         return Env(dict(vars), self)
 
 
-_BUILTINS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs}
+_BUILTINS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "len": len}
 
 
 # The most layers a model may expand to (blocks and repeats unrolled), so that every spec
