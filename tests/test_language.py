@@ -7,10 +7,16 @@ source line, the caret and the hint.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import assert_fmt_identity, assert_summary
 from dnn.compiler.diagnostics import SpecError, render
-from dnn.compiler.driver import loads
+from dnn.compiler.diff import diff, render_text
+from dnn.compiler.driver import load, loads
+from dnn.compiler.graph import describe
+
+UNET = Path(__file__).parent.parent / "examples" / "unet_digits.dnn"
 
 
 def rendered(src: str) -> list[str]:
@@ -115,3 +121,102 @@ def test_repeat_backward_range() -> None:
         "  |                  ^",
         "  hint: write the smaller bound first; `3..3` is empty and skips the body",
     ]
+
+
+# ---------------------------------------------------------------- blocks of several tensors
+
+UP = (
+    "block up(c)(deep, skip) {\n"
+    "  h = upsample(2)(deep)\n"
+    "  concat(h, skip)\n"
+    "  conv2d(c, kernel = 3, padding = same)\n"
+    "}\n"
+    "\n"
+)
+
+
+def unet(*lines: str) -> str:
+    body = "".join(f"  {line}\n" for line in lines)
+    return f"dnn 1\n\n{UP}model m {{\n  input x: f32[8, 8, 1]\n{body}}}\n"
+
+
+def test_block_of_two_tensors() -> None:
+    src = unet("d = conv2d(4, kernel = 3, padding = same)", "b = maxpool(2)", "up(8)(b, d)")
+    program = loads(src, "spec.dnn")
+    g = program.model
+    assert g.node("up/concat").inputs == ("up/h", "d")
+    assert g.node("up/h").inputs == ("b",)
+    assert g.node(g.outputs[0]).shape == (8, 8, 8)
+    # the tensors may also follow the arguments in one call, as for layers
+    assert loads(src.replace("up(8)(b, d)", "up(8, b, d)"), "spec.dnn").model == g
+
+
+def test_block_of_two_tensors_formats_to_itself() -> None:
+    assert_fmt_identity(
+        unet("d = conv2d(4, kernel = 3, padding = same)", "up(8)(maxpool(2)(d), d)")
+    )
+    assert_fmt_identity("dnn 1\n\nblock b()(x) {\n  dense(2)(x)\n}\n")
+
+
+def test_block_given_too_few_tensors() -> None:
+    assert rendered(unet("d = maxpool(2)", "up(8)(d)")) == [
+        "spec.dnn:12:3: error[E0307]: block `up` takes 2 tensors (`deep`, `skip`), got 1",
+        "12 |   up(8)(d)",
+        "   |   ^^^^^^^^",
+        "  hint: pass them in order: `up(...)(deep, skip)`",
+    ]
+
+
+def test_block_of_two_tensors_cannot_be_chained() -> None:
+    assert rendered(unet("d = maxpool(2)", "d -> up(8)")) == [
+        "spec.dnn:12:8: error[E0307]: block `up` takes 2 tensors (`deep`, `skip`), got 1",
+        "12 |   d -> up(8)",
+        "   |        ^^^^^",
+        "  hint: pass them in order: `up(...)(deep, skip)`",
+    ]
+
+
+def test_block_of_one_tensor_given_two() -> None:
+    src = "dnn 1\n\nblock b(c) {\n  dense(c)\n}\n\nmodel m {\n  input x: f32[8]\n  b(4)(x, x)\n}\n"
+    assert rendered(src) == [
+        "spec.dnn:9:3: error[E0307]: block `b` takes 1 tensor, got 2",
+        "9 |   b(4)(x, x)",
+        "  |   ^^^^^^^^^^",
+        "  hint: merge them first, e.g. `concat(a, b)`, or name the block's inputs: "
+        "`block b(...)(a, b)`",
+    ]
+
+
+def test_in_is_undefined_in_a_block_that_names_its_inputs() -> None:
+    src = unet("d = maxpool(2)", "up(8)(d, x)").replace("upsample(2)(deep)", "upsample(2)(in)")
+    assert rendered(src) == [
+        "spec.dnn:4:19: error[E0201]: block `up` names its inputs, so `in` is not defined",
+        "4 |   h = upsample(2)(in)",
+        "  |                   ^^",
+        "  hint: use one of `deep`, `skip`",
+    ]
+
+
+def test_block_input_named_twice() -> None:
+    src = "dnn 1\n\nblock b(c)(x, c) {\n  dense(c)(x)\n}\n"
+    assert rendered(src) == [
+        "spec.dnn:3:15: error[E0206]: `c` is already a name in block `b`",
+        "3 | block b(c)(x, c) {",
+        "  |               ^",
+        "  hint: give each argument and input its own name",
+    ]
+
+
+def test_unet_example_in_diff_and_graph() -> None:
+    before = load(str(UNET))
+    src = UNET.read_text().replace("u2 = up(32)(bottom, d2)", "u2 = up(48)(bottom, d2)")
+    d = diff(before, loads(src, str(UNET)))
+    assert [(x.status, x.path) for x in d.layers][:2] == [
+        ("changed", "up/double_conv/conv2d"),
+        ("shape", "up/double_conv/batchnorm"),
+    ]
+    assert "params  119,098 → 146,874 (+27,776)" in render_text(d)
+    g = describe(before.model)
+    concat = next(b for b in g.boxes if b.name == "up/concat")
+    sources = {g.boxes[int(a[1:])].name for a, b in g.edges if b == concat.id}
+    assert sources == {"up/h", "double_conv_1/relu_1"}  # the skip enters the block's cluster

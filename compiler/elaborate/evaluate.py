@@ -40,6 +40,7 @@ from .state import (
     POISON,
     Base,
     Env,
+    NamedInputs,
     Tensor,
 )
 
@@ -70,6 +71,14 @@ class Evaluate(Base):
 
     def _eval_Name(self, e: ast.Name, env: Env, current: Any) -> Any:
         v = env.lookup(e.id)
+        if isinstance(v, NamedInputs):
+            names = ", ".join(f"`{n}`" for n in v.names)
+            raise error(
+                E_UNKNOWN_NAME,
+                f"block `{v.block}` names its inputs, so `in` is not defined",
+                e.span,
+                f"use one of {names}",
+            )
         if v is not _UNDEFINED:
             return v
         if e.id == "in":

@@ -41,6 +41,7 @@ from .state import (
     POISON,
     Base,
     Env,
+    NamedInputs,
     Tensor,
     _NameOp,
     _TooLarge,
@@ -423,20 +424,17 @@ class Graphs(Base):
                 span,
                 "blocks are expanded at compile time; use `repeat` for repetition",
             )
-        if len(inputs) != 1:
-            raise error(
-                E_NOT_A_LAYER,
-                f"block `{name}` takes one input, got {len(inputs)}",
-                span,
-                "merge them first, e.g. `concat(a, b)`",
-            )
+        _block_arity(bdef, inputs, span)
         values = self._block_args(bdef, config, span)
         instance = self.g.unique(name).rsplit("/", 1)[-1]
         self.g.scope.append(instance)
         self.g.blocks_active.append(name)
         outputs_before = len(self.g.outputs)
         try:
-            env = Env(values, self.menv).child(**{"in": inputs[0]})
+            names = {i.name: t for i, t in zip(bdef.inputs, inputs, strict=bool(bdef.inputs))}
+            env = Env(values, self.menv).child(**(names or {"in": inputs[0]}))
+            if names:  # `in` would be ambiguous: say which names to use
+                env.vars.setdefault("in", NamedInputs(name, tuple(names)))
             result = self._body(bdef.body, env, inputs[0])
             outs = self.g.outputs[outputs_before:]
             del self.g.outputs[outputs_before:]
@@ -447,7 +445,7 @@ class Graphs(Base):
             raise error(
                 E_MODEL, f"block `{name}` has {len(outs)} outputs; a block returns one", bdef.span
             )
-        if inputs[0].poisoned:  # the body was walked for its own mistakes (unknown words)
+        if any(t.poisoned for t in inputs):  # the body was walked for its own mistakes
             return POISON
         if outs:
             out = self.g.node(outs[0])
@@ -481,6 +479,29 @@ class Graphs(Base):
                     f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`",
                 )
         return values
+
+
+def _block_arity(bdef: ast.BlockDef, inputs: list[Tensor], span: Span) -> None:
+    """A block takes one tensor (`in`), or as many as it names: `block up(c)(deep, skip)`."""
+    names = [i.name for i in bdef.inputs]
+    want = max(len(names), 1)
+    if len(inputs) == want:
+        return
+    if not names:
+        raise error(
+            E_NOT_A_LAYER,
+            f"block `{bdef.name}` takes 1 tensor, got {len(inputs)}",
+            span,
+            "merge them first, e.g. `concat(a, b)`, or name the block's inputs: "
+            f"`block {bdef.name}(...)(a, b)`",
+        )
+    listed = ", ".join(f"`{n}`" for n in names)
+    raise error(
+        E_NOT_A_LAYER,
+        f"block `{bdef.name}` takes {want} tensors ({listed}), got {len(inputs)}",
+        span,
+        f"pass them in order: `{bdef.name}(...)({', '.join(names)})`",
+    )
 
 
 def _negative_repeat(stmt: ast.Repeat, start: int, end: int) -> DiagnosticError:

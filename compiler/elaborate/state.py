@@ -41,6 +41,16 @@ class Tensor:
 
 
 POISON = Tensor("<error>", None)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedInputs:
+    """What `in` means in a block that names its inputs: nothing, with a message saying so."""
+
+    block: str
+    names: tuple[str, ...]
+
+
 _UNDEFINED = object()
 
 
