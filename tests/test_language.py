@@ -212,11 +212,69 @@ def test_unet_example_in_diff_and_graph() -> None:
     src = UNET.read_text().replace("u2 = up(32)(bottom, d2)", "u2 = up(48)(bottom, d2)")
     d = diff(before, loads(src, str(UNET)))
     assert [(x.status, x.path) for x in d.layers][:2] == [
-        ("changed", "up/double_conv/conv2d"),
-        ("shape", "up/double_conv/batchnorm"),
+        ("changed", "u2/double_conv/conv2d"),
+        ("shape", "u2/double_conv/batchnorm"),
     ]
     assert "params  119,098 → 146,874 (+27,776)" in render_text(d)
     g = describe(before.model)
-    concat = next(b for b in g.boxes if b.name == "up/concat")
+    concat = next(b for b in g.boxes if b.name == "u2/concat")
     sources = {g.boxes[int(a[1:])].name for a, b in g.edges if b == concat.id}
-    assert sources == {"up/h", "double_conv_1/relu_1"}  # the skip enters the block's cluster
+    assert sources == {"u2/h", "d2/relu_1"}  # the skip enters the block's cluster
+
+
+# ---------------------------------------------------------------- names bound to block outputs
+
+PAIR = "block pair(c) {\n  dense(c) -> relu\n  dense(c)\n}\n\n"
+
+
+def names(src: str) -> list[str]:
+    return [n.name for n in loads(src, "spec.dnn").model.nodes]
+
+
+def test_a_bound_block_instance_takes_the_name() -> None:
+    src = model("enc = pair(4)", "pair(2)", "head = dense(1)", head=PAIR)
+    assert names(src) == [
+        "x",
+        "enc/dense",
+        "enc/relu",
+        "enc/dense_1",
+        "pair/dense",
+        "pair/relu",
+        "pair/dense_1",
+        "head",
+    ]
+
+
+def test_the_binding_goes_to_the_block_that_makes_the_value() -> None:
+    # the last link of a chain, whichever branch a condition takes; not a block in an argument
+    src = model("a = dense(4) -> pair(4)", "b = pair(3) if true else pair(5)", head=PAIR)
+    assert names(src)[1:3] == ["dense", "a/dense"] and names(src)[-1] == "b/dense_1"
+    src = model("s = add(pair(8)(x), x)", head=PAIR)
+    assert names(src) == ["x", "pair/dense", "pair/relu", "pair/dense_1", "s"]
+
+
+def test_bound_names_in_summary_and_graph() -> None:
+    program = loads(model("enc = pair(4)", "dense(1)", head=PAIR), "spec.dnn")
+    assert [r.name for r in program.summary().layers][1:4] == [
+        "enc/dense",
+        "enc/relu",
+        "enc/dense_1",
+    ]
+    (cluster,) = describe(program.model).clusters
+    assert cluster.label == "enc = pair · 56 params"
+
+
+def test_bound_names_in_a_replicated_repeat() -> None:
+    # the repeat's later iterations are copies of the first, named as elaboration names them
+    src = model("repeat 3 { h = pair(8) }", head=PAIR)
+    program = loads(src, "spec.dnn")
+    assert [n.name for n in program.model.nodes][-3:] == ["h_2/dense", "h_2/relu", "h_2/dense_1"]
+    assert dict(program.model.blocks)["h_2"] == "pair"
+    assert [c.label for c in describe(program.model).clusters] == [
+        f"{h} = pair · 144 params" for h in ("h", "h_1", "h_2")
+    ]
+
+
+def test_a_name_clash_numbers_the_instance() -> None:
+    src = model("h = dense(4)", "h = pair(2)", head=PAIR)
+    assert names(src) == ["x", "h", "h_1/dense", "h_1/relu", "h_1/dense_1"]

@@ -18,6 +18,7 @@ from ..diagnostics import (
     E_TYPE,
     E_UNKNOWN_LAYER,
     E_VALUE,
+    NO_SPAN,
     W_UNUSED,
     Diagnostic,
     DiagnosticError,
@@ -81,8 +82,15 @@ class Graphs(Base):
         if self.diags.errors:
             return None
         self._warn_unused()
+        scopes = {n.scope[:k] for n in self.g.nodes for k in range(1, len(n.scope) + 1)}
+        blocks = tuple((p, b) for p, b in self.g.blocks.items() if tuple(p.split("/")) in scopes)
         return Graph(
-            m.name, tuple(self.g.nodes), tuple(self.g.inputs), tuple(self.g.outputs), m.span
+            m.name,
+            tuple(self.g.nodes),
+            tuple(self.g.inputs),
+            tuple(self.g.outputs),
+            m.span,
+            blocks,
         )
 
     def _warn_unused(self) -> None:
@@ -128,7 +136,13 @@ class Graphs(Base):
         if isinstance(stmt, ast.Repeat):
             return self._repeat(stmt, env, current)
         start = len(self.g.nodes)
-        value = self._layer_value(stmt.value, env, current)
+        outer = self.binding
+        name = stmt.name if not isinstance(stmt, ast.ExprStmt) else None
+        self.binding = (name, frozenset(_bound_spans(stmt.value))) if name is not None else None
+        try:
+            value = self._layer_value(stmt.value, env, current)
+        finally:
+            self.binding = outer
         if isinstance(stmt, ast.ExprStmt):
             if not isinstance(value, Tensor):
                 raise error(
@@ -138,7 +152,6 @@ class Graphs(Base):
                     "a model line applies a layer, e.g. `dense(10)`",
                 )
             return value
-        name = stmt.name
         if name is not None:
             value = self._name_value(name, value, start, stmt.span)
             env.vars[name] = value
@@ -280,6 +293,8 @@ class Graphs(Base):
             for op, prefix, base, full in log:
                 if op == "unique":
                     renamed[full] = self.g.unique_in(renamed.get(prefix, prefix), base)
+                    if full in self.g.blocks:
+                        self.g.blocks[renamed[full]] = self.g.blocks[full]
                 else:
                     self.g.discard(renamed.get(full, full))
             for node in first:
@@ -426,7 +441,8 @@ class Graphs(Base):
             )
         _block_arity(bdef, inputs, span)
         values = self._block_args(bdef, config, span)
-        instance = self.g.unique(name).rsplit("/", 1)[-1]
+        instance = self.g.unique(self._instance_name(name, span)).rsplit("/", 1)[-1]
+        self.g.blocks["/".join([*self.g.scope, instance])] = name
         self.g.scope.append(instance)
         self.g.blocks_active.append(name)
         outputs_before = len(self.g.outputs)
@@ -454,6 +470,14 @@ class Graphs(Base):
             raise error(E_MODEL, f"block `{name}` produces no tensor", bdef.span)
         return result
 
+    def _instance_name(self, block: str, span: Span) -> str:
+        """A block whose output a statement names is named so (`u2 = up(32)(b, d2)` → `u2/...`),
+        as a named layer is; other instances are named after the block (`up`, `up_1`)."""
+        if self.binding is None or span == NO_SPAN or span not in self.binding[1]:
+            return block
+        name, self.binding = self.binding[0], None
+        return name
+
     def _block_args(self, bdef: ast.BlockDef, config: list[Any], span: Span) -> dict[str, Any]:
         entry = Entry("block", bdef.name, tuple(_block_arg(p) for p in bdef.params))
         from ..registry.types import _match
@@ -479,6 +503,15 @@ class Graphs(Base):
                     f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`",
                 )
         return values
+
+
+def _bound_spans(e: ast.Expr) -> list[Span]:
+    """The expressions whose value a statement binds: a chain's last link, both branches."""
+    if isinstance(e, ast.Chain):
+        return _bound_spans(e.items[-1])
+    if isinstance(e, ast.Cond):  # a bare layer chosen by a condition applies at the whole
+        return [e.span, *_bound_spans(e.then), *_bound_spans(e.orelse)]
+    return [e.span]
 
 
 def _block_arity(bdef: ast.BlockDef, inputs: list[Tensor], span: Span) -> None:
