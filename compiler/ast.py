@@ -308,12 +308,25 @@ class BlockParam:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockInput:
+    """A named tensor input of a block: `deep` in `block up(c)(deep, skip) { ... }`."""
+
+    name: str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class BlockDef:
-    """`block conv_bn(c, k = 3) { ... }`, expanded at compile time where it is used."""
+    """`block conv_bn(c, k = 3) { ... }`, expanded at compile time where it is used.
+
+    `inputs` names the block's tensors (`block up(c)(deep, skip)`); empty, the block takes one
+    tensor, called `in`.
+    """
 
     name: str
     params: tuple[BlockParam, ...]
     body: Body
+    inputs: tuple[BlockInput, ...] = ()
     comments: tuple[str, ...] = ()
     trailing: str | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)

@@ -104,7 +104,9 @@ class _Printer:
                 p.name if p.default is None else f"{p.name} = {self.expr(p.default)}"
                 for p in it.params
             )
-            return lead + self.body(f"block {it.name}({params})", it.body, "", it.trailing)
+            inputs = f"({', '.join(i.name for i in it.inputs)})" if it.inputs else ""
+            head = f"block {it.name}({params}){inputs}"
+            return lead + self.body(head, it.body, "", it.trailing)
         if isinstance(it, ast.ModelDef):
             return lead + self.body(f"model {it.name}", it.body, "", it.trailing)
         return lead + self.section(it)

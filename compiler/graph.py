@@ -108,14 +108,25 @@ def _clusters(graph: Graph) -> tuple[Cluster, ...]:
         for depth in range(1, len(n.scope) + 1):
             params[n.scope[:depth]] = params.get(n.scope[:depth], 0) + n.total_params
     ids = {path: f"c{i}" for i, path in enumerate(params)}  # dicts keep first-insertion order
+    blocks = {tuple(p.split("/")): b for p, b in graph.blocks}
     return tuple(
-        Cluster(ids[path], path, _cluster_label(path, params[path]), ids.get(path[:-1]))
+        Cluster(
+            ids[path],
+            path,
+            _cluster_label(path, blocks.get(path), params[path]),
+            ids.get(path[:-1]),
+        )
         for path in params
     )
 
 
-def _cluster_label(path: tuple[str, ...], params: int) -> str:
-    return f"{path[-1]} · {params:,} params" if params else path[-1]
+def _cluster_label(path: tuple[str, ...], block: str | None, params: int) -> str:
+    """`conv_bn · 2,368 params`; an instance named by a binding as the spec writes it,
+    `u2 = up · 37,120 params`, as a named layer's box reads `h = batchnorm`."""
+    leaf = path[-1]
+    if block is not None and re.fullmatch(rf"{re.escape(block)}(_\d+)?", leaf) is None:
+        leaf = f"{leaf} = {block}"
+    return f"{leaf} · {params:,} params" if params else leaf
 
 
 def _role(n: Node, graph: Graph) -> str:

@@ -54,6 +54,8 @@ class Graph:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    # the block each instance expands, by instance path: ("u2", "up"), ("u2/double_conv", ...)
+    blocks: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

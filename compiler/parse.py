@@ -393,8 +393,15 @@ class _Builder(Transformer):  # type: ignore[type-arg]
         return ast.BlockParam(str(c[0]), c[1], span=_span(self.path, meta))
 
     def block_def(self, meta: Any, c: list[Any]) -> ast.BlockDef:
-        params = tuple(p for p in c[1:-1] if p is not None)
-        return ast.BlockDef(str(c[0]), params, c[-1], span=_span(self.path, meta))
+        params = tuple(p for p in c[1:-1] if isinstance(p, ast.BlockParam))
+        inputs = c[-2] if isinstance(c[-2], tuple) else ()
+        return ast.BlockDef(str(c[0]), params, c[-1], inputs, span=_span(self.path, meta))
+
+    def block_inputs(self, meta: Any, c: list[Any]) -> tuple[ast.BlockInput, ...]:
+        return tuple(c)
+
+    def block_input(self, meta: Any, c: list[Any]) -> ast.BlockInput:
+        return ast.BlockInput(str(c[0]), span=_span(self.path, meta))
 
     def model_def(self, meta: Any, c: list[Any]) -> ast.ModelDef:
         return ast.ModelDef(str(c[0]), c[1], span=_span(self.path, meta))

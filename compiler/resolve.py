@@ -133,6 +133,17 @@ class _Resolver:
                     )
                 )
             seen.add(p.name)
+        for i in block.inputs:
+            if i.name in seen:
+                self.diags.add(
+                    Diagnostic(
+                        E_DUPLICATE,
+                        f"`{i.name}` is already a name in block `{block.name}`",
+                        i.span,
+                        "give each argument and input its own name",
+                    )
+                )
+            seen.add(i.name)
 
     def _define(self, table: dict, kind: str, item: ast.BlockDef | ast.ParamDef) -> None:
         other = table.get(item.name)

@@ -41,6 +41,12 @@ def test_resnet18_matches_torchvision() -> None:
     assert program.model.node(program.model.outputs[0]).shape == (1000,)
 
 
+def test_resnet34_is_resnet18_with_other_depths() -> None:
+    # torchvision.models.resnet34: 21,797,672 trainable parameters; stages of 3, 4, 6, 3 blocks.
+    program = load(str(EXAMPLES / "resnet18.dnn"), ["depths=[3, 4, 6, 3]"])
+    assert program.model.trainable == 21_797_672
+
+
 VGG16 = """
 block stage(c, n) {
   repeat n { conv2d(c, kernel = 3, padding = same) -> relu }

@@ -67,7 +67,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rev_path(repo: Path) -> None:
     r = dnn(repo, "diff", "HEAD~1:models/resnet_small.dnn", "HEAD:models/resnet_small.dnn")
     assert r.returncode == 1, r.stderr
-    assert "changed  basic_3/conv_bn/conv2d" in r.stdout and "filters 32 → 64" in r.stdout
+    assert "changed  basic_3/h/conv2d" in r.stdout and "filters 32 → 64" in r.stdout
     assert "added    basic_3/conv2d_1" in r.stdout  # the projection the wider block needs
     assert "43,418 → 83,162 (+39,744)" in r.stdout
 
@@ -118,8 +118,8 @@ def test_git_diff_with_the_external_driver(repo: Path) -> None:
 def test_git_log_with_the_textconv(repo: Path) -> None:
     cfg = ("-c", f"diff.dnn.textconv={DNN} diff --textconv")
     log = git(repo, *cfg, "log", "-p", "-1", "--format=commit %s")
-    assert "-  basic_3/conv_bn/conv2d = conv2d(filters = 32" in log
-    assert "+  basic_3/conv_bn/conv2d = conv2d(filters = 64" in log
+    assert "-  basic_3/h/conv2d = conv2d(filters = 32" in log
+    assert "+  basic_3/h/conv2d = conv2d(filters = 64" in log
     assert "+  # 83,162 params" in log
     assert "not resolved" not in log  # the old blob's import found through its tracked path
 

@@ -83,9 +83,11 @@ def test_describe_resnet_boxes_edges_clusters() -> None:
     assert len(d.edges) == sum(len(n.inputs) for n in g.nodes)
     paths = {c.path for c in d.clusters}
     assert paths == {n.scope[:k] for n in g.nodes for k in range(1, len(n.scope) + 1)}
-    inner = next(c for c in d.clusters if c.path == ("basic_1", "conv_bn"))
+    # `h = conv_bn(...)(in)` in the basic block: the instance takes the bound name
+    inner = next(c for c in d.clusters if c.path == ("basic_1", "h"))
     assert d.cluster(inner.parent or "").path == ("basic_1",)
-    assert inner.label == "conv_bn · 2,368 params"
+    assert inner.label == "h = conv_bn · 2,368 params"
+    assert d.cluster(inner.parent or "").label == "basic_1 · 4,736 params"
 
 
 def test_box_lines_op_shape_params_and_roles() -> None:
@@ -93,8 +95,10 @@ def test_box_lines_op_shape_params_and_roles() -> None:
     by_name = {b.name: b for b in d.boxes}
     assert by_name["image"].lines == ("input image", "f32[8, 8, 1]")
     assert by_name["image"].role == "input"
-    assert by_name["basic/conv_bn/batchnorm"].lines == ("batchnorm", "f32[8, 8, 16]", "64 params")
-    assert by_name["basic/h"].lines[0] == "h = batchnorm"  # a named value, as the spec writes it
+    assert by_name["basic/h/batchnorm"].lines == ("batchnorm", "f32[8, 8, 16]", "64 params")
+    # a named value, as the spec writes it (`h` names the block instance above it: `h_1`)
+    assert by_name["basic/h_1"].lines[0] == "h_1 = batchnorm"
+    assert by_name["basic_2/skip"].lines[0] == "skip = batchnorm"
     assert by_name["dense"].lines == ("output dense", "f32[10]", "330 params")
     assert by_name["dense"].role == "output"
     assert by_name["conv_bn/relu"].role == "activation"

@@ -133,12 +133,13 @@ def bodies(depth: int) -> st.SearchStrategy[ast.Body]:
 
 DOTTED = st.lists(IDENTS, min_size=1, max_size=3).map(tuple)
 BLOCK_PARAMS = st.lists(st.builds(ast.BlockParam, IDENTS, st.none() | SMALL_EXPRS), max_size=3)
+BLOCK_INPUTS = st.lists(st.builds(ast.BlockInput, IDENTS), max_size=3).map(tuple)
 FIELDS = st.lists(st.builds(ast.Field, DOTTED, EXPRS, **DECORATION), max_size=3)
 ITEMS: st.SearchStrategy[ast.Item] = st.one_of(
     st.builds(ast.Version, INTS, **DECORATION),
     st.builds(ast.ImportStmt, STRINGS, **DECORATION),
     st.builds(ast.ParamDef, IDENTS, EXPRS, **DECORATION),
-    st.builds(ast.BlockDef, IDENTS, BLOCK_PARAMS.map(tuple), bodies(1), **DECORATION),
+    st.builds(ast.BlockDef, IDENTS, BLOCK_PARAMS.map(tuple), bodies(1), BLOCK_INPUTS, **DECORATION),
     st.builds(ast.ModelDef, IDENTS, bodies(1), **DECORATION),
     st.builds(ast.Section, IDENTS, FIELDS.map(tuple), OPT_COMMENT, COMMENT_LINES, **DECORATION),
 )

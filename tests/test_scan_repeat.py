@@ -118,10 +118,11 @@ model m {
   concat(b, c)
 }
 """
-    # blk_2's output is read by blk_3 and by concat: the run ends there, the next one starts
+    # b's output is read by blk_2 and by concat: the run ends there, the next one starts
+    # (instances bound to a name take it: `b`, and `c` for the chain's last)
     assert [g.instances for g in find_runs(dnn.loads(src).model)] == [
-        ("blk", "blk_1", "blk_2"),
-        ("blk_3", "blk_4"),
+        ("blk", "blk_1", "b"),
+        ("blk_2", "c"),
     ]
 
 

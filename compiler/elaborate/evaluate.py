@@ -40,6 +40,7 @@ from .state import (
     POISON,
     Base,
     Env,
+    NamedInputs,
     Tensor,
 )
 
@@ -70,6 +71,14 @@ class Evaluate(Base):
 
     def _eval_Name(self, e: ast.Name, env: Env, current: Any) -> Any:
         v = env.lookup(e.id)
+        if isinstance(v, NamedInputs):
+            names = ", ".join(f"`{n}`" for n in v.names)
+            raise error(
+                E_UNKNOWN_NAME,
+                f"block `{v.block}` names its inputs, so `in` is not defined",
+                e.span,
+                f"use one of {names}",
+            )
         if v is not _UNDEFINED:
             return v
         if e.id == "in":
@@ -164,6 +173,8 @@ class Evaluate(Base):
             if -len(v) <= idx[0] < len(v):
                 return v[idx[0]]
             raise error(E_VALUE, f"index {idx[0]} is out of range for {show(v)}", e.index[0].span)
+        if isinstance(v, ListVal):
+            return _list_item(v, idx, e)
         if isinstance(v, Sym):
             hint = did_you_mean(v.name, list(DTYPES)) or "dtypes are " + ", ".join(DTYPES)
             raise error(E_UNKNOWN_NAME, f"unknown dtype `{v.name}`", e.value.span, hint)
@@ -246,7 +257,7 @@ class Evaluate(Base):
         tensors = [v for k, v, _ in args if isinstance(v, Tensor)]
         config = [(k, v, s) for k, v, s in args if not isinstance(v, Tensor)]
         if isinstance(f, Sym) and f.name in _BUILTINS and env.lookup(f.name) is _UNDEFINED:
-            return self._builtin(f, config, e)
+            return self._builtin(f, args if f.name == "len" else config, e)
         if isinstance(f, Tensor):
             raise error(
                 E_NOT_A_LAYER,
@@ -279,6 +290,8 @@ class Evaluate(Base):
 
     def _builtin(self, f: Sym, args: list[tuple[str | None, Any, Span]], e: ast.Call) -> Any:
         values = [v for _, v, _ in args]
+        if f.name == "len":
+            return _len(args, e)
         if (
             any(k is not None for k, _, _ in args)
             or not values
@@ -288,6 +301,47 @@ class Evaluate(Base):
         if f.name == "abs" and len(values) != 1:
             raise error(E_TYPE, "`abs` takes one number", e.span)
         return _BUILTINS[f.name](*values) if f.name != "abs" else abs(values[0])
+
+
+def _len(args: list[tuple[str | None, Any, Span]], e: ast.Call) -> int:
+    """`len(depths)`, `len(x.shape)`: the length of one list."""
+    if len(args) != 1 or args[0][0] is not None:
+        raise error(E_TYPE, f"`len` takes one list, got {len(args)} arguments", e.span)
+    v = args[0][1]
+    if isinstance(v, ListVal):
+        return len(v.items)
+    if isinstance(v, tuple):  # a shape
+        return len(v)
+    hint = "a tensor's length is a shape property: `x.rank`, `x.shape[0]`"
+    raise error(
+        E_TYPE,
+        f"`len` takes a list, got {describe(v)}",
+        args[0][2],
+        hint if isinstance(v, Tensor) else None,
+    )
+
+
+def _list_item(v: ListVal, idx: list[Any], e: ast.Subscript) -> Any:
+    """`depths[i]`: one int index, negative from the end as in Python."""
+    if len(idx) != 1:
+        raise error(
+            E_TYPE,
+            f"a list takes one index, got {len(idx)}",
+            e.span,
+            "index nested lists one at a time: `a[i][j]`",
+        )
+    i, n = idx[0], len(v.items)
+    if isinstance(i, bool) or not isinstance(i, int):
+        raise error(E_TYPE, f"a list index must be an int, got {describe(i)}", e.index[0].span)
+    if not -n <= i < n:
+        valid = f"0 to {n - 1}, or -{n} to -1 from the end" if n else "none: the list is empty"
+        raise error(
+            E_VALUE,
+            f"index {i} is out of range for a list of length {n}",
+            e.index[0].span,
+            f"valid indices are {valid}",
+        )
+    return v.items[i]
 
 
 def _layer_like(v: Any) -> bool:

@@ -18,6 +18,7 @@ from ..diagnostics import (
     E_TYPE,
     E_UNKNOWN_LAYER,
     E_VALUE,
+    NO_SPAN,
     W_UNUSED,
     Diagnostic,
     DiagnosticError,
@@ -41,6 +42,7 @@ from .state import (
     POISON,
     Base,
     Env,
+    NamedInputs,
     Tensor,
     _NameOp,
     _TooLarge,
@@ -80,8 +82,15 @@ class Graphs(Base):
         if self.diags.errors:
             return None
         self._warn_unused()
+        scopes = {n.scope[:k] for n in self.g.nodes for k in range(1, len(n.scope) + 1)}
+        blocks = tuple((p, b) for p, b in self.g.blocks.items() if tuple(p.split("/")) in scopes)
         return Graph(
-            m.name, tuple(self.g.nodes), tuple(self.g.inputs), tuple(self.g.outputs), m.span
+            m.name,
+            tuple(self.g.nodes),
+            tuple(self.g.inputs),
+            tuple(self.g.outputs),
+            m.span,
+            blocks,
         )
 
     def _warn_unused(self) -> None:
@@ -127,7 +136,13 @@ class Graphs(Base):
         if isinstance(stmt, ast.Repeat):
             return self._repeat(stmt, env, current)
         start = len(self.g.nodes)
-        value = self._layer_value(stmt.value, env, current)
+        outer = self.binding
+        name = stmt.name if not isinstance(stmt, ast.ExprStmt) else None
+        self.binding = (name, frozenset(_bound_spans(stmt.value))) if name is not None else None
+        try:
+            value = self._layer_value(stmt.value, env, current)
+        finally:
+            self.binding = outer
         if isinstance(stmt, ast.ExprStmt):
             if not isinstance(value, Tensor):
                 raise error(
@@ -137,7 +152,6 @@ class Graphs(Base):
                     "a model line applies a layer, e.g. `dense(10)`",
                 )
             return value
-        name = stmt.name
         if name is not None:
             value = self._name_value(name, value, start, stmt.span)
             env.vars[name] = value
@@ -196,14 +210,10 @@ class Graphs(Base):
         end = self._int(
             stmt.count, env, "the repeat count" if stmt.var is None else "the range end"
         )
-        if end - start < 1:
-            what = f"{start}..{end} is empty" if stmt.var else f"repeat count is {end}"
-            raise error(
-                E_VALUE,
-                f"`repeat` must run at least once; {what}",
-                stmt.count.span,
-                "delete the repeat, or make the count at least 1",
-            )
+        if end < start:
+            raise _negative_repeat(stmt, start, end)
+        if end == start:  # `repeat 0`, `repeat i in 2..2`: the value flows through unchanged
+            return current
         mark = len(self.g.nodes)
         try:
             return self._iterations(stmt, env, current, start, end)
@@ -283,6 +293,8 @@ class Graphs(Base):
             for op, prefix, base, full in log:
                 if op == "unique":
                     renamed[full] = self.g.unique_in(renamed.get(prefix, prefix), base)
+                    if full in self.g.blocks:
+                        self.g.blocks[renamed[full]] = self.g.blocks[full]
                 else:
                     self.g.discard(renamed.get(full, full))
             for node in first:
@@ -427,20 +439,18 @@ class Graphs(Base):
                 span,
                 "blocks are expanded at compile time; use `repeat` for repetition",
             )
-        if len(inputs) != 1:
-            raise error(
-                E_NOT_A_LAYER,
-                f"block `{name}` takes one input, got {len(inputs)}",
-                span,
-                "merge them first, e.g. `concat(a, b)`",
-            )
+        _block_arity(bdef, inputs, span)
         values = self._block_args(bdef, config, span)
-        instance = self.g.unique(name).rsplit("/", 1)[-1]
+        instance = self.g.unique(self._instance_name(name, span)).rsplit("/", 1)[-1]
+        self.g.blocks["/".join([*self.g.scope, instance])] = name
         self.g.scope.append(instance)
         self.g.blocks_active.append(name)
         outputs_before = len(self.g.outputs)
         try:
-            env = Env(values, self.menv).child(**{"in": inputs[0]})
+            names = {i.name: t for i, t in zip(bdef.inputs, inputs, strict=bool(bdef.inputs))}
+            env = Env(values, self.menv).child(**(names or {"in": inputs[0]}))
+            if names:  # `in` would be ambiguous: say which names to use
+                env.vars.setdefault("in", NamedInputs(name, tuple(names)))
             result = self._body(bdef.body, env, inputs[0])
             outs = self.g.outputs[outputs_before:]
             del self.g.outputs[outputs_before:]
@@ -451,7 +461,7 @@ class Graphs(Base):
             raise error(
                 E_MODEL, f"block `{name}` has {len(outs)} outputs; a block returns one", bdef.span
             )
-        if inputs[0].poisoned:  # the body was walked for its own mistakes (unknown words)
+        if any(t.poisoned for t in inputs):  # the body was walked for its own mistakes
             return POISON
         if outs:
             out = self.g.node(outs[0])
@@ -459,6 +469,14 @@ class Graphs(Base):
         if not isinstance(result, Tensor):
             raise error(E_MODEL, f"block `{name}` produces no tensor", bdef.span)
         return result
+
+    def _instance_name(self, block: str, span: Span) -> str:
+        """A block whose output a statement names is named so (`u2 = up(32)(b, d2)` → `u2/...`),
+        as a named layer is; other instances are named after the block (`up`, `up_1`)."""
+        if self.binding is None or span == NO_SPAN or span not in self.binding[1]:
+            return block
+        name, self.binding = self.binding[0], None
+        return name
 
     def _block_args(self, bdef: ast.BlockDef, config: list[Any], span: Span) -> dict[str, Any]:
         entry = Entry("block", bdef.name, tuple(_block_arg(p) for p in bdef.params))
@@ -485,6 +503,54 @@ class Graphs(Base):
                     f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`",
                 )
         return values
+
+
+def _bound_spans(e: ast.Expr) -> list[Span]:
+    """The expressions whose value a statement binds: a chain's last link, both branches."""
+    if isinstance(e, ast.Chain):
+        return _bound_spans(e.items[-1])
+    if isinstance(e, ast.Cond):  # a bare layer chosen by a condition applies at the whole
+        return [e.span, *_bound_spans(e.then), *_bound_spans(e.orelse)]
+    return [e.span]
+
+
+def _block_arity(bdef: ast.BlockDef, inputs: list[Tensor], span: Span) -> None:
+    """A block takes one tensor (`in`), or as many as it names: `block up(c)(deep, skip)`."""
+    names = [i.name for i in bdef.inputs]
+    want = max(len(names), 1)
+    if len(inputs) == want:
+        return
+    if not names:
+        raise error(
+            E_NOT_A_LAYER,
+            f"block `{bdef.name}` takes 1 tensor, got {len(inputs)}",
+            span,
+            "merge them first, e.g. `concat(a, b)`, or name the block's inputs: "
+            f"`block {bdef.name}(...)(a, b)`",
+        )
+    listed = ", ".join(f"`{n}`" for n in names)
+    raise error(
+        E_NOT_A_LAYER,
+        f"block `{bdef.name}` takes {want} tensors ({listed}), got {len(inputs)}",
+        span,
+        f"pass them in order: `{bdef.name}(...)({', '.join(names)})`",
+    )
+
+
+def _negative_repeat(stmt: ast.Repeat, start: int, end: int) -> DiagnosticError:
+    if stmt.var is None:
+        return error(
+            E_VALUE,
+            f"`repeat` count must be 0 or more, got {end}",
+            stmt.count.span,
+            "`repeat 0 { ... }` skips the body; a negative count has no meaning",
+        )
+    return error(
+        E_VALUE,
+        f"`repeat` range {start}..{end} runs backwards",
+        stmt.count.span,
+        f"write the smaller bound first; `{start}..{start}` is empty and skips the body",
+    )
 
 
 def _block_arg(p: ast.BlockParam) -> Any:

@@ -41,6 +41,16 @@ class Tensor:
 
 
 POISON = Tensor("<error>", None)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedInputs:
+    """What `in` means in a block that names its inputs: nothing, with a message saying so."""
+
+    block: str
+    names: tuple[str, ...]
+
+
 _UNDEFINED = object()
 
 
@@ -71,7 +81,7 @@ class Env:
         return Env(dict(vars), self)
 
 
-_BUILTINS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs}
+_BUILTINS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs, "len": len}
 
 
 # The most layers a model may expand to (blocks and repeats unrolled), so that every spec
@@ -105,6 +115,7 @@ class _Graph:
     inputs: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)  # node name -> position in `nodes`
     logs: list[list[_NameOp]] = field(default_factory=list)  # one per repeat being recorded
+    blocks: dict[str, str] = field(default_factory=dict)  # instance path -> the block's name
 
     def unique(self, base: str) -> str:
         """`dense`, `dense_1`, ... within the current block instance."""
@@ -156,6 +167,9 @@ class Base:
         self.env = self.menv  # the innermost scope being evaluated, for did-you-mean hints
         self.failed: set[str] = set()  # params whose value had an error: uses stay silent
         self.repeats = 0  # repeats being elaborated around the current statement
+        # The name a statement binds (`u2 = up(32)(b, d2)`), and the spans of the expressions
+        # whose value it binds: a block expanded at one of them is named after the binding.
+        self.binding: tuple[str, frozenset[Span]] | None = None
 
     def _try(self, f: Callable[[], Any], fallback: Any = None) -> Any:
         try:
