@@ -146,7 +146,10 @@ def _train(
             if bad >= 0:
                 _fail(folder, loop, epoch, bad, engine, (x_train, y_train, data))
             if engine.health_every and lead:
-                health.write(folder / HEALTH, program, acc["health"], epoch, engine.members)
+                checks = health.write(
+                    folder / HEALTH, program, acc["health"], epoch, engine.members
+                )
+                health.to_tensorboard(folder, checks)
             record = _record(engine, st, acc, data, epoch, n, t0)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs

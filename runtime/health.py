@@ -14,7 +14,8 @@ mode, from the weights before the step's update):
 The statistics are taken under `lax.cond` on the step count, so the other steps run as
 before (in an ensemble, vmapped, both branches run), and gathered on the device in the
 epoch's accumulator; the loop reads them once per epoch and appends them to the run's
-`health.jsonl`. With health off the compiled step is the one it always was (nothing is traced).
+`health.jsonl` (and to TensorBoard, `<run>/tensorboard`, when tensorboardX is installed). With
+health off the compiled step is the one it always was (nothing is traced).
 After the run: one heatmap per statistic (layers x checks) in `plots/health_<name>.png`, and
 the diagnoses as warnings at the layers' spec lines (`diagnose`).
 """
@@ -174,6 +175,31 @@ def write(path: Path, program: Program, acc: Any, epoch: int, members: int) -> l
         for line in lines:
             f.write(json.dumps(line) + "\n")
     return lines
+
+
+def to_tensorboard(folder: Path, lines: list[dict[str, Any]]) -> bool:
+    """Send checks to TensorBoard (`<run>/tensorboard`, scalars `health/<stat>/<layer>`, one
+    folder per ensemble member) when tensorboardX is installed (the `tensorboard` extra);
+    False when it is not."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        return False
+    writers: dict[int, Any] = {}
+    try:
+        for line in lines:
+            m = line.get("member", 0)
+            if m not in writers:
+                sub = folder / "tensorboard" / (f"member_{m}" if "member" in line else "")
+                writers[m] = SummaryWriter(str(sub))
+            for layer, row in line["layers"].items():
+                for col, v in row.items():
+                    if v is not None:
+                        writers[m].add_scalar(f"health/{col}/{layer}", v, line["step"])
+    finally:
+        for w in writers.values():
+            w.close()
+    return True
 
 
 def _json(v: float) -> float | None:

@@ -175,3 +175,28 @@ def test_the_health_flag_an_ensemble_and_a_scanned_repeat(tmp_path: Path, capsys
     assert lines[0]["layers"]["dense_3"]["grad_norm"] > 0
     assert lines[0]["layers"]["dense"] != lines[1]["layers"]["dense"]  # members differ
     assert (tmp_path / "run" / "plots" / "health_grad_norm.png").exists()
+    # and TensorBoard's scalars, one folder per member, equal the lines
+    for m in (0, 1):
+        got = _scalars(tmp_path / "run" / "tensorboard" / f"member_{m}")
+        want = lines[m]["layers"]["dense_3"]["grad_norm"]
+        assert got[("health/grad_norm/dense_3", 1)] == pytest.approx(want, rel=1e-6)
+        assert len(got) == sum(
+            v is not None for r in lines[m]["layers"].values() for v in r.values()
+        )
+
+
+def _scalars(folder: Path) -> dict[tuple[str, int], float]:
+    """(tag, step) -> value from the TFRecord event files of a folder (tensorboardX's protos:
+    8-byte length, 4-byte crc, the Event, 4-byte crc)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            n = int.from_bytes(data[at : at + 8], "little")
+            event = Event.FromString(data[at + 12 : at + 12 + n])
+            at += 12 + n + 4
+            for v in event.summary.value:
+                out[(v.tag, event.step)] = v.simple_value
+    return out
