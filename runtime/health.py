@@ -86,15 +86,7 @@ def stats(
     """The statistics of one step: a (nodes, len(COLUMNS)) float32 array, NaN where a column
     does not apply. Traced inside the training step (one member's trees)."""
     program = engine.program
-    from . import pipeline
-
-    variables = {"params": st["params"], **st["model_state"]}
-    xs = pipeline.model_inputs(program, x)
-    kwargs: dict[str, Any] = {"train": True, "every_value": True, "rngs": {"dropout": key}}
-    if st["model_state"]:
-        values, _ = engine.model.apply(variables, xs, mutable=list(st["model_state"]), **kwargs)
-    else:
-        values = engine.model.apply(variables, xs, **kwargs)
+    values = engine.every_value(st["params"], st["model_state"], x, key)
     per_node = [_per_node(engine, t) for t in (grads, updates, st["params"])]
     rows = []
     nan = jnp.full((), jnp.nan, jnp.float32)

@@ -241,23 +241,11 @@ def init_check(program: Program, batch: int = 256, noise: bool = False) -> Repor
     state = engine.to_disk(st["model_state"])
     x = jnp.asarray(table.x[:n])
     y = jnp.asarray(table.y[:n])
-    xs = pipeline.model_inputs(program, x)
     model, graph = engine.init_model, program.model
     key = jax.random.fold_in(jax.random.key(program.train.seed), 2)
 
     def run(p: Any) -> tuple[Any, dict[str, Any]]:
-        variables = {"params": p, **state}
-        if state:
-            values, _ = model.apply(
-                variables,
-                xs,
-                train=True,
-                every_value=True,
-                rngs={"dropout": key},
-                mutable=list(state),
-            )
-        else:
-            values = model.apply(variables, xs, train=True, every_value=True, rngs={"dropout": key})
+        values = engine.every_value(p, state, x, key, model)
         outs = tuple(values[o].astype(jnp.float32) for o in graph.outputs)
         return engine.loss(outs[0] if len(outs) == 1 else outs, y), values
 

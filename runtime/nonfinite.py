@@ -31,7 +31,6 @@ import numpy as np
 from dnn.compiler.diagnostics import Span
 from dnn.compiler.ir import Node, Program
 
-from . import pipeline
 from .health import leaves_by_node
 from .progress import Display
 from .train import Engine
@@ -122,13 +121,7 @@ def _checker(program: Program, engine: Engine) -> Any:
     def one(st: Any, member: Any, xb: Any, yb: Any) -> dict[str, Any]:
         key = jax.random.fold_in(jax.random.fold_in(engine._keys(member), 3), st["step"])
         _, k_drop = jax.random.split(key)
-        variables = {"params": st["params"], **st["model_state"]}
-        xs = pipeline.model_inputs(program, xb)
-        kwargs: dict[str, Any] = {"train": True, "every_value": True, "rngs": {"dropout": k_drop}}
-        if st["model_state"]:
-            values, _ = engine.model.apply(variables, xs, mutable=list(st["model_state"]), **kwargs)
-        else:
-            values = engine.model.apply(variables, xs, **kwargs)
+        values = engine.every_value(st["params"], st["model_state"], xb, k_drop)
 
         def objective(params: Any) -> Any:
             out, _ = engine._forward(params, st["model_state"], xb, True, k_drop)

@@ -227,6 +227,20 @@ class Engine:
             )
         return self.model.apply(variables, xs, train=True, rngs={"dropout": key}), state
 
+    def every_value(
+        self, params: Any, state: Any, x: Array, key: Array, model: Any = None
+    ) -> dict[str, Array]:
+        """Every node's output for the batch `x` in training mode (dropout from `key`; the
+        batch statistics it would update are dropped): what health checks, init-check and
+        the NaN locator read. `model`: another lowering of the graph (the unrolled one)."""
+        model = model or self.model
+        xs = pipeline.model_inputs(self.program, x)
+        variables = {"params": params, **state}
+        kwargs: dict[str, Any] = {"train": True, "every_value": True, "rngs": {"dropout": key}}
+        if state:
+            return model.apply(variables, xs, mutable=list(state), **kwargs)[0]  # type: ignore[no-any-return]
+        return model.apply(variables, xs, **kwargs)  # type: ignore[no-any-return]
+
     def _train_one(
         self, st: dict[str, Any], acc: dict[str, Any], member: Array, x: Array, y: Array
     ) -> tuple[dict[str, Any], dict[str, Any]]:
