@@ -474,11 +474,11 @@ def _fail(
     )
     program = engine.program
     try:
-        origin = locate(program, engine, folder, epoch, *replay)
-    except Exception:  # the diagnosis must never hide the error it explains
-        origin = None
+        origin, failed = locate(program, engine, folder, epoch, *replay), ""
+    except Exception as e:  # the diagnosis must not hide the error it explains; say it failed
+        origin, failed = None, f" (finding where it began failed, a bug in dnn: {e!r})"
     if origin is None:
-        raise TrainingError(f"{message}; training stopped and {kept}", hint)
+        raise TrainingError(f"{message}; training stopped and {kept}{failed}", hint)
     span = origin.span(program)
     if span is None:  # the batch: data, not a layer
         raise TrainingError(f"{message}: {origin.sentence()}; training stopped and {kept}", hint)
