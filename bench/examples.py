@@ -28,7 +28,13 @@ ROW = re.compile(
 def stated() -> dict[str, tuple[str, float]]:
     """Each example's stated (metric, least test score); the metric is accuracy unless named."""
     text = (ROOT / "examples" / "README.md").read_text()
-    return {m["file"]: (m["metric"] or "accuracy", float(m["min"])) for m in ROW.finditer(text)}
+    # a row names a file of examples/ itself: the zoo (examples/zoo/) states no score, and is
+    # checked and lowered by tests/test_zoo.py, never trained
+    return {
+        m["file"]: (m["metric"] or "accuracy", float(m["min"]))
+        for m in ROW.finditer(text)
+        if (ROOT / "examples" / m["file"]).parent == ROOT / "examples"
+    }
 
 
 def main(names: list[str]) -> int:

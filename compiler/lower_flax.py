@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .diagnostics import InternalError
 from .ir import Graph, Node
 from .lower_scan import CARRY, Group, ScanPlan, frozen, skipped
 from .registry.core import implementation, implements
@@ -38,6 +39,9 @@ from .values import Ref, Symbol
 Array = Any
 # The spec's `train.init` while a Model is being traced (layers that write no `init` use it).
 _DEFAULT_INIT: contextvars.ContextVar[Ref | None] = contextvars.ContextVar("init", default=None)
+# The embedding tables built so far while a Model is traced, by node name: a tied `dense`
+# (`tie = tok`) reads its kernel here. A fresh dict per trace (`Model.__call__`).
+_TABLES: contextvars.ContextVar[dict[str, Array]] = contextvars.ContextVar("tables")
 
 # ------------------------------------------------------------------ initializers
 
@@ -153,7 +157,30 @@ def _weights(n: Node) -> dict[str, Any]:
 
 @implements("layer", "dense")
 def dense(n: Node, xs: list[Array], train: bool) -> Array:
-    return nn.Dense(n.arg("units"), **_weights(n))(xs[0])
+    tie = n.arg("tie")
+    if tie is None:
+        return nn.Dense(n.arg("units"), **_weights(n))(xs[0])
+    table = _TABLES.get().get(tie.node)
+    if table is None:
+        raise InternalError(f"`{n.name}` is tied to `{tie.node}`, whose table was not built")
+    bias = initializer(n.arg("bias_init"))
+    return _Tied(n.arg("use_bias"), bias, name=n.name)(xs[0], table)
+
+
+class _Tied(nn.Module):
+    """A dense layer whose kernel is an embedding's table [vocab, dim], transposed (weight
+    tying, Press & Wolf 2017; Flax's `Embed.attend`): the table is an input, so its gradient
+    is the sum of both uses'. Only the bias is this layer's own."""
+
+    use_bias: bool
+    bias_init: Callable[..., Array]
+
+    @nn.compact
+    def __call__(self, x: Array, table: Array) -> Array:
+        y = jnp.einsum("...d,vd->...v", x, table.astype(x.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (table.shape[0],)).astype(y.dtype)
+        return y
 
 
 def _padding(p: Any) -> Any:
@@ -449,9 +476,12 @@ def local_response_norm(n: Node, xs: list[Array], train: bool) -> Array:
 
 @implements("layer", "embedding")
 def embedding(n: Node, xs: list[Array], train: bool) -> Array:
-    return nn.Embed(
+    embed = nn.Embed(
         n.arg("vocab"), n.arg("dim"), embedding_init=initializer(n.arg("init")), name=n.name
-    )(xs[0])
+    )
+    y = embed(xs[0])
+    _TABLES.get()[n.name] = embed.embedding  # for a `dense(..., tie = <this node>)` later
+    return y
 
 
 # ---- merges
@@ -682,11 +712,12 @@ class Model(nn.Module):
     @nn.compact
     def __call__(self, inputs: Any, train: bool = False, every_value: bool = False) -> Any:
         """The outputs; with `every_value`, a dict of every node's value (for checks)."""
-        token = _DEFAULT_INIT.set(self.default_init)
+        token, tables = _DEFAULT_INIT.set(self.default_init), _TABLES.set({})
         try:
             return self._run(inputs, train, every_value)
         finally:
             _DEFAULT_INIT.reset(token)
+            _TABLES.reset(tables)
 
     def _run(self, inputs: Any, train: bool, every_value: bool) -> Any:
         if not isinstance(inputs, dict):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .ir import Graph, Node
+from .values import LayerRef
 
 CARRY = "<in>"  # the outside input of a body: the previous instance's output
 # Auto scans only runs at least this long: below it the unrolled compile is short anyway
@@ -116,11 +117,17 @@ def _segments(graph: Graph) -> list[tuple[str, list[Node]] | None]:
 def _readers(graph: Graph) -> dict[str, set[str]]:
     readers: dict[str, set[str]] = {n.name: set() for n in graph.nodes}
     for n in graph.nodes:
-        for i in n.inputs:
+        for i in _reads(n):
             readers[i].add(n.name)
     for o in graph.outputs:
         readers[o].add("<output>")
     return readers
+
+
+def _reads(n: Node) -> tuple[str, ...]:
+    """The nodes `n` reads: its inputs, and the layers it names (a tied `dense`'s embedding,
+    whose table it uses): a body that names a layer outside it is no loop body."""
+    return (*n.inputs, *(v.node for _, v in n.args if isinstance(v, LayerRef)))
 
 
 def _instance(
@@ -128,7 +135,7 @@ def _instance(
 ) -> _Instance:
     prefix = name + "/"
     inside = {n.name for n in nodes}
-    outside_inputs = sorted({i for n in nodes for i in n.inputs if i not in inside})
+    outside_inputs = sorted({i for n in nodes for i in _reads(n) if i not in inside})
     source = outside_inputs[0] if len(outside_inputs) == 1 else None
     exported = tuple(
         n.name[len(prefix) :] for n in nodes if any(r not in inside for r in readers[n.name])

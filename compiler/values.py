@@ -105,6 +105,24 @@ class Ref:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerRef:
+    """A layer of the model named by the value it outputs (`tie = tok`, where `tok =
+    embedding(...)(ids)`): the node's name, its word and its resolved arguments."""
+
+    node: str
+    op: str
+    # the layer's own arguments, for shape rules; not compared: a tie is to the layer, and a
+    # change of the layer is that layer's (`dnn diff` says it there, once)
+    args: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+
+    def arg(self, name: str) -> Any:
+        return dict(self.args)[name]
+
+    def __str__(self) -> str:
+        return self.node
+
+
+@dataclass(frozen=True, slots=True)
 class Rec:
     """A validated record: `{ monitor: val_loss, patience: 5 }` with keys in schema order."""
 

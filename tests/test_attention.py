@@ -289,7 +289,7 @@ def test_static_shapes_and_counts_equal_the_built_module():
 def test_vit_b16_has_its_published_parameter_count():
     """ViT-B/16 at 224 x 224 with 1000 classes: 86,567,656 parameters (Dosovitskiy et al.
     2021; timm's `vit_base_patch16_224`), written with the library's encoder block."""
-    program = dnn.load(str(EXAMPLES / "vit_b16.dnn"))
+    program = dnn.load(str(EXAMPLES / "zoo" / "vit_b16.dnn"))
     assert program.model.params == 86_567_656
     assert program.model.node(program.model.outputs[0]).shape == (1000,)
 

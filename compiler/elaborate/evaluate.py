@@ -23,10 +23,11 @@ from ..diagnostics import (
 from ..registry import REGISTRIES
 from ..registry.core import did_you_mean
 from ..registry.layers import ACTIVATIONS, LAYERS
-from ..registry.types import describe
+from ..registry.types import describe, layer_arg
 from ..values import (
     DTYPES,
     CallVal,
+    LayerRef,
     ListVal,
     Quantity,
     RecordVal,
@@ -246,14 +247,11 @@ class Evaluate(Base):
     def _eval_Call(self, e: ast.Call, env: Env, current: Any) -> Any:
         f = self.eval(e.func, env, current)
         args = [(a.name, self.eval(a.value, env, current), a.span) for a in e.args]
-        for name, v, span in args:
+        for i, (name, v, span) in enumerate(args):
             if name is not None and isinstance(v, Tensor):
-                raise error(
-                    E_NOT_STATIC,
-                    f"argument `{name}` cannot be a tensor",
-                    span,
-                    "pass tensors positionally, as inputs",
-                )
+                if v.poisoned:  # an earlier mistake, reported there
+                    return POISON
+                args[i] = (name, self._layer_ref(f, name, v, span), span)
         tensors = [v for k, v, _ in args if isinstance(v, Tensor)]
         config = [(k, v, s) for k, v, s in args if not isinstance(v, Tensor)]
         if isinstance(f, Sym) and f.name in _BUILTINS and env.lookup(f.name) is _UNDEFINED:
@@ -280,6 +278,20 @@ class Evaluate(Base):
         if tensors:
             return self.apply(f, tensors, config, e.span)
         return CallVal(f.name, tuple(config), e.func.span)  # errors about the word point at it
+
+    def _layer_ref(self, f: Any, name: str, v: Tensor, span: Span) -> LayerRef:
+        """A tensor given by keyword names its layer, where the word takes a layer there
+        (`dense(..., tie = tok)`); anywhere else a tensor is an input, given positionally."""
+        entry = LAYERS.lookup(f.name) if isinstance(f, Sym | CallVal) else None
+        if entry is None or layer_arg(entry, name) is None:
+            raise error(
+                E_NOT_STATIC,
+                f"argument `{name}` cannot be a tensor",
+                span,
+                "pass tensors positionally, as inputs",
+            )
+        node = self.g.node(v.node)
+        return LayerRef(node.name, node.op, node.args)
 
     def _is_word(self, name: str) -> bool:
         return (

@@ -31,6 +31,7 @@ from ..registry.layers import ACTIVATIONS, LAYERS
 from ..registry.types import describe
 from ..values import (
     CallVal,
+    LayerRef,
     Sym,
     TensorType,
     is_float_dtype,
@@ -95,6 +96,7 @@ class Graphs(Base):
 
     def _warn_unused(self) -> None:
         used = {i for n in self.g.nodes for i in n.inputs} | set(self.g.outputs)
+        used |= {v.node for n in self.g.nodes for _, v in n.args if isinstance(v, LayerRef)}
         for n in self.g.nodes:
             if n.name not in used:
                 self.diags.add(
@@ -304,6 +306,7 @@ class Graphs(Base):
                         node,
                         name=renamed[node.name],
                         inputs=tuple(renamed.get(i, i) for i in node.inputs),
+                        args=tuple((k, _renamed_ref(v, renamed)) for k, v in node.args),
                         scope=tuple(scope.split("/")) if scope else (),
                     )
                 )
@@ -503,6 +506,11 @@ class Graphs(Base):
                     f"write `{bdef.name}({', '.join(q.name for q in bdef.params)})`",
                 )
         return values
+
+
+def _renamed_ref(v: Any, renamed: dict[str, str]) -> Any:
+    """A layer named by an argument (`tie = t`), renamed as its replicated copy is."""
+    return replace(v, node=renamed.get(v.node, v.node)) if isinstance(v, LayerRef) else v
 
 
 def _bound_spans(e: ast.Expr) -> list[Span]:

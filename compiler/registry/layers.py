@@ -16,6 +16,7 @@ from .core import Args, Needs, Problem, SameAs, arg, registry
 from .types import (
     Axis,
     Bool,
+    LayerT,
     NonNegFloat,
     OptionalT,
     PaddingT,
@@ -132,14 +133,71 @@ SPATIAL_AXES = {
 
 # ------------------------------------------------------------------ dense and convolutions
 
+
+def _table(a: Args) -> str:
+    return f"[{a.tie.arg('vocab')}, {a.tie.arg('dim')}]"
+
+
+def _dense_shape(a: Args, x: Shape) -> Shape:
+    """The output shape; tied (`tie = tok`), the table [vocab, dim] must be the kernel
+    transposed: `units` = vocab, and `dim` input features."""
+    if a.tie is not None:
+        t, vocab, dim = a.tie.node, a.tie.arg("vocab"), a.tie.arg("dim")
+        if a.units != vocab:
+            raise Problem(
+                f"`dense({a.units})` is tied to `{t}`, whose table {_table(a)} has {vocab} rows: "
+                f"the tied kernel is its transpose [{dim}, {vocab}], one unit per token id",
+                f"write `dense({vocab}, tie = {t})`",
+                "units",
+            )
+        if x[-1] != dim:
+            raise Problem(
+                f"`dense` tied to `{t}` takes {dim} features (the kernel is the transpose of its "
+                f"table {_table(a)}: [{dim}, {vocab}]), got shape {fmt_shape(x)}",
+                f"project to {dim} features first: insert `dense({dim})` before it",
+                "tie",
+            )
+    return (*x[:-1], a.units)
+
+
+def _dense_validate(a: Args) -> None:
+    if a.tie is not None:
+        for name in ("regularizer", "constraint"):
+            if getattr(a, name) is not None:
+                raise Problem(
+                    f"`{name}` of a tied `dense` would act on the table of `{a.tie.node}`, "
+                    "which the `dense` does not own",
+                    f"give the `{name}` to the embedding, or remove it here",
+                    name,
+                    E_VALUE,
+                )
+
+
 DENSE = LAYERS.add(
     "dense",
     example="dense(4)",
-    args=(arg("units", PosInt, doc="output features"), arg("use_bias", Bool, True), *WEIGHT_ARGS),
-    shape=lambda a, x: (*x[:-1], a.units),
-    params=lambda a, x: x[-1] * a.units + (a.units if a.use_bias else 0),
-    doc="fully connected layer, applied to the last axis",
-    formula="y = x W + b,  W: [in, units]",
+    args=(
+        arg("units", PosInt, doc="output features"),
+        arg(
+            "tie",
+            OptionalT(LayerT("embedding")),
+            None,
+            "share an `embedding`'s table [vocab, dim] as the kernel, transposed (weight "
+            "tying: Press & Wolf 2017): the named output's layer, e.g. `tie = tok`",
+            kw_only=True,
+        ),
+        arg("use_bias", Bool, True),
+        *WEIGHT_ARGS,
+    ),
+    shape=_dense_shape,
+    params=lambda a, x: (
+        (0 if a.tie is not None else x[-1] * a.units) + (a.units if a.use_bias else 0)
+    ),
+    validate=_dense_validate,
+    doc="fully connected layer, applied to the last axis; with `tie = tok`, its kernel is the "
+    "table of the `embedding` whose output is `tok`, transposed (counted once, trained by the "
+    "gradients of both uses; `init` does not apply)",
+    formula="y = x W + b,  W: [in, units];  tied: W = Eᵀ, E: [vocab, dim] the embedding's table",
     aliases=("linear",),
 )
 

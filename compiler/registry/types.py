@@ -19,7 +19,18 @@ from ..diagnostics import (
     Span,
     error,
 )
-from ..values import CallVal, ListVal, Quantity, Rec, RecordVal, Ref, Sym, Symbol, show
+from ..values import (
+    CallVal,
+    LayerRef,
+    ListVal,
+    Quantity,
+    Rec,
+    RecordVal,
+    Ref,
+    Sym,
+    Symbol,
+    show,
+)
 from .core import REGISTRIES, REQUIRED, Arg, Args, Entry, Problem, SameAs, did_you_mean
 
 
@@ -41,6 +52,8 @@ def describe(v: Any) -> str:
         return _describe_list(v.items)
     if isinstance(v, RecordVal):
         return "a record"
+    if isinstance(v, LayerRef):
+        return f"the input `{v.node}`" if v.op == "input" else f"`{v.node}`, a `{v.op}` output"
     if type(v).__name__ == "Tensor":
         return "a tensor"
     return f"`{show(v)}`"
@@ -448,6 +461,39 @@ class RefT(ArgType):
 
     def from_default(self, d: Any) -> Any:
         return Sym(d) if isinstance(d, str) else d
+
+
+@dataclass(frozen=True)
+class LayerT(ArgType):
+    """A layer of the model, named by the value it outputs: `tie = tok` where `tok =
+    embedding(...)(ids)`. The checker turns the named tensor into a `LayerRef` (only for an
+    argument of this type: elsewhere a tensor goes positionally, as an input)."""
+
+    op: str
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"the name of an `{self.op}` output"
+
+    def convert(self, v: Any, span: Span) -> Any:
+        if isinstance(v, LayerRef) and v.op == self.op:
+            return v
+        raise Mismatch(
+            f"an `{self.op}`'s output, by its name",
+            hint=f"name the `{self.op}`'s own output, e.g. `tok = {self.op}(...)(ids)`, and "
+            "write `tie = tok`",
+        )
+
+
+def layer_arg(entry: Entry, name: str | None) -> LayerT | None:
+    """The `LayerT` of `entry`'s argument `name` (inside `OptionalT` too), if it is one."""
+    a = entry.get_arg(name) if name is not None else None
+    t = (
+        a.type.inner
+        if a is not None and isinstance(a.type, OptionalT)
+        else getattr(a, "type", None)
+    )
+    return t if isinstance(t, LayerT) else None
 
 
 @dataclass(frozen=True)
