@@ -12,11 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# pytest-xdist workers: the suite is mostly XLA compiles, one core each (2 on the CI machine).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check compiler runtime dnn tests bench
 	$(BIN)/ruff format --check compiler runtime dnn tests bench
 	$(BIN)/mypy compiler
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Train the default example on the built-in digits; the run folder is printed at the end.
 train: $(STAMP)
