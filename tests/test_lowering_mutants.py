@@ -253,7 +253,7 @@ def group_params(rng: np.random.Generator) -> dict:
 def sgd_updates(train: str, params: dict, grads: dict | None = None) -> dict:
     tx = dnn.loads("train {\n" + train + "\n}\n").build_optimizer(steps_per_epoch=1)
     grads = grads if grads is not None else jax.tree.map(jnp.zeros_like, params)
-    out, _ = tx.update(grads, tx.init(params), params)
+    out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     return jax.tree.map(np.asarray, out)
 
 
@@ -288,9 +288,9 @@ def test_accumulate_three_micro_batches() -> None:
         steps_per_epoch=1
     )
     p = {"w": jnp.zeros(2)}
-    s, got = tx.init(p), []
+    s, got, update = tx.init(p), [], jax.jit(tx.update)
     for g in ([1.0, -2.0], [3.0, 0.5], [-1.0, 4.0]):
-        u, s = tx.update({"w": jnp.asarray(g)}, s, p)
+        u, s = update({"w": jnp.asarray(g)}, s, p)
         got.append(np.asarray(u["w"]))
     np.testing.assert_allclose(got, [[0, 0], [0, 0], [-1.0, -2.5 / 3]], rtol=1e-12)
 
@@ -361,9 +361,9 @@ def rates(train: str, steps: int, steps_per_epoch: int | None) -> list[float]:
     """The rate of each step: SGD updates of a unit gradient are -rate."""
     tx = dnn.loads("train {\n" + train + "\n}\n").build_optimizer(steps_per_epoch)
     p = {"w": jnp.zeros(())}
-    s, out = tx.init(p), []
+    s, out, update = tx.init(p), [], jax.jit(tx.update)
     for _ in range(steps):
-        u, s = tx.update({"w": jnp.ones(())}, s, p)
+        u, s = update({"w": jnp.ones(())}, s, p)
         out.append(-float(u["w"]))
     return out
 
@@ -423,7 +423,7 @@ def scanned_updates(train: str, grads: dict, params: dict) -> dict:
     scan = plan(program.model, True)
     tx = program.build_optimizer(1)
     g, p = stack(grads, scan), stack(params, scan)
-    u, _ = tx.update(g, tx.init(p), p)
+    u, _ = jax.jit(tx.update)(g, tx.init(p), p)
     return jax.tree.map(np.asarray, unstack(u, scan))
 
 
@@ -463,3 +463,80 @@ def test_a_scanned_run_frozen_in_every_instance() -> None:
     for name in flat:
         want = 0.0 if name.startswith("res") else -1.0
         np.testing.assert_allclose(out[name]["kernel"], want, err_msg=name)
+
+
+def test_decoupled_decay_skips_biases_and_scales_unless_decay_all() -> None:
+    """AdamW with zero gradients: the direction is 0, so the update is -lr·wd·p (kernels)."""
+    params = group_params(np.random.default_rng(6))
+    for decay_all in ("false", "true"):
+        train = f"  optimizer = adamw(lr = 0.1, weight_decay = 0.5)\n  decay_all = {decay_all}"
+        out = sgd_updates(train, params)
+        for layer, leaves in params.items():
+            for role, p in leaves.items():
+                skip = role in ("bias", "scale") and decay_all == "false"
+                want = 0.0 if skip else -0.05 * np.asarray(p)
+                np.testing.assert_allclose(out[layer][role], want, rtol=1e-12, err_msg=layer)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        (
+            "step(step_size = 2 epochs)",
+            "`step_size` is in epochs but the steps per epoch are not known",
+            "write it in steps, e.g. `step_size = 1000 steps`, or pass steps_per_epoch",
+        ),
+        (
+            "warmup_cosine(warmup = 10 steps)",
+            "`warmup_cosine` without `decay_steps` needs the length of training",
+            "give `decay_steps`, or build it with the total number of steps",
+        ),
+    ],
+)
+def test_schedule_diagnostics_in_full(text: str, message: str, hint: str) -> None:
+    from dnn.compiler.driver import schedule
+
+    with pytest.raises(SpecError) as info:
+        schedule(text, lr=0.1)
+    (d,) = info.value.diagnostics
+    assert (d.span.path, d.span.line, d.span.col, d.code) == ("<schedule>", 1, 1, "E0306")
+    assert (d.message, d.hint) == (message, hint)
+
+
+def trust_ratio(p: np.ndarray, u: np.ndarray, coefficient: float = 1.0) -> float:
+    """Optax's scale_by_trust_ratio: coefficient·||p|| / ||u||, 1 where either norm is 0."""
+    pn, un = np.linalg.norm(p), np.linalg.norm(u)
+    return 1.0 if pn == 0 or un == 0 else coefficient * pn / un
+
+
+def test_lamb_and_lars_take_a_trust_ratio_per_instance() -> None:
+    """First step, per instance i: LAMB u_i = g/(|g| + eps) (Adam's bias-corrected first
+    step), scaled by ||theta_i|| / ||u_i||; LARS scales g_i by eta·||theta_i|| / ||g_i||
+    (its momentum trace is g on the first step)."""
+    _, flat, params = scanned_params()
+    rng = np.random.default_rng(7)
+    gflat = {
+        n: {k: rng.normal(size=v.shape) for k, v in leaves.items()} for n, leaves in flat.items()
+    }
+    grads = jax.tree.map(jnp.asarray, gflat)
+    lamb = scanned_updates("  optimizer = lamb(lr = 0.1, eps = 1e-6)", grads, params)
+    lars = scanned_updates("  optimizer = lars(lr = 0.1, trust_coefficient = 0.01)", grads, params)
+    for name, leaves in gflat.items():
+        for role, g in leaves.items():
+            p = flat[name][role]
+            u = g / (np.abs(g) + 1e-6)
+            np.testing.assert_allclose(lamb[name][role], -0.1 * trust_ratio(p, u) * u, rtol=1e-9)
+            want = -0.1 * trust_ratio(p, g, 0.01) * g
+            np.testing.assert_allclose(lars[name][role], want, rtol=1e-9, err_msg=name)
+
+
+def test_an_optimizer_alone_decays_every_leaf() -> None:
+    """`dnn.optimizer(...)` has no train section: weight decay applies to biases too."""
+    from dnn.compiler.driver import optimizer
+
+    params = group_params(np.random.default_rng(8))
+    tx = optimizer("sgd(lr = 1.0, weight_decay = 0.5)")
+    out, _ = jax.jit(tx.update)(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    for layer, leaves in params.items():
+        for role, p in leaves.items():
+            np.testing.assert_allclose(out[layer][role], -0.5 * np.asarray(p), rtol=1e-12)
