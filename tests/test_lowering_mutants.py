@@ -189,32 +189,55 @@ def torch_plateau(values: list[float], lr: float, a: dict) -> list[float]:
     return out
 
 
+def plateau_rates(a: dict, values: list[float], base_lr: float) -> list[float]:
+    text = ", ".join(f"{k} = {v}" for k, v in a.items())
+    monitor = "val_loss" if a["mode"] == "min" else "val_accuracy"
+    ref, _ = value(f"reduce_on_plateau(monitor = {monitor}, {text})", "schedule")
+    state, got = plateau_start(ref), []
+    for v in values:
+        state = plateau_step(ref, state, v, base_lr=base_lr)
+        got.append(base_lr * state.scale)
+    return got
+
+
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_plateau_matches_pytorch(mode: str, threshold_mode: str, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("patience", "cooldown", "seed"), [(0, 0, 0), (1, 0, 1), (2, 1, 2), (1, 3, 3)]
+)
+def test_plateau_matches_pytorch(
+    mode: str, threshold_mode: str, patience: int, cooldown: int, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     a = {
         "mode": mode,
         "threshold_mode": threshold_mode,
-        "factor": float(rng.choice([0.5, 0.3])),
-        "patience": int(rng.integers(0, 3)),
-        "cooldown": int(rng.integers(0, 3)),
-        "threshold": float(rng.choice([0.0, 0.05, 0.2])),
-        "min_lr": 0.02,
+        "factor": 0.5,
+        "patience": patience,
+        "cooldown": cooldown,
+        "threshold": 0.1,
+        "min_lr": 1e-3,
     }
-    # a noisy walk that improves in bursts and stalls, positive (rel thresholds scale it)
-    values = list(np.round(1 + np.cumsum(rng.normal(0, 0.05, 60)) ** 2, 3))
-    text = ", ".join(f"{k} = {v}" for k, v in a.items())
-    monitor = "val_loss" if mode == "min" else "val_accuracy"
-    ref, _ = value(f"reduce_on_plateau(monitor = {monitor}, {text})", "schedule")
-    state, got = plateau_start(ref), []
-    for v in values:
-        state = plateau_step(ref, state, float(v), base_lr=0.4)
-        got.append(0.4 * state.scale)
-    want = torch_plateau([float(v) for v in values], 0.4, a)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert len(set(want)) > 1  # the sequence reduces the rate at least once
+    # a noisy walk from 5 that drifts the better way and stalls: a relative threshold of 0.1
+    # is about 0.5 there, five times the absolute one
+    drift = 0.1 if mode == "max" else -0.1
+    values = [float(v) for v in np.round(5 + np.cumsum(drift + rng.normal(0, 0.2, 60)), 3)]
+    want = torch_plateau(values, 0.4, a)
+    np.testing.assert_allclose(plateau_rates(a, values, 0.4), want, rtol=1e-12)
+    assert len(set(want)) > 2  # the sequence reduces the rate at least twice
+    other = {**a, "threshold_mode": "abs" if threshold_mode == "rel" else "rel"}
+    assert torch_plateau(values, 0.4, other) != want  # and tells the threshold modes apart
+
+
+def test_plateau_ignores_changes_of_at_most_1e_8() -> None:
+    """PyTorch's eps: 2e-8 halved is a change of exactly 1e-8 (powers of two), not applied;
+    a floor 5e-9 below the rate is not applied either."""
+    a = {"mode": "min", "threshold_mode": "abs", "factor": 0.5, "patience": 0, "cooldown": 0}
+    a |= {"threshold": 0.0, "min_lr": 0.0}
+    assert plateau_rates(a, [1.0, 1.0, 1.0], 2e-8) == [2e-8] * 3
+    a["min_lr"] = 1 - 5e-9
+    assert plateau_rates(a, [1.0, 1.0, 1.0], 1.0) == [1.0] * 3
+    assert torch_plateau([1.0, 1.0, 1.0], 1.0, a) == [1.0] * 3
 
 
 def test_plateau_max_mode_starts_from_minus_infinity() -> None:
@@ -351,6 +374,7 @@ def test_constant_maps_an_array_of_steps() -> None:
 
     for text in ("constant", "reduce_on_plateau"):
         got = np.asarray(schedule(text, lr=0.3)(jnp.arange(4)))
+        assert got.shape == (4,)
         np.testing.assert_allclose(got, [0.3] * 4, rtol=1e-12)
 
 
@@ -540,3 +564,28 @@ def test_an_optimizer_alone_decays_every_leaf() -> None:
     for layer, leaves in params.items():
         for role, p in leaves.items():
             np.testing.assert_allclose(out[layer][role], -0.5 * np.asarray(p), rtol=1e-12)
+
+
+def test_a_scanned_run_keeps_decay_off_its_biases() -> None:
+    """decay_all = false: the role of a stacked leaf is its last key, under the group and the
+    instance-relative layer (`res..res_2` / `dense` / `bias`)."""
+    _, flat, params = scanned_params()
+    out = scanned_updates(
+        "  optimizer = sgd(lr = 1.0, weight_decay = 0.5)",
+        jax.tree.map(jnp.zeros_like, params),
+        params,
+    )
+    for name, leaves in flat.items():
+        np.testing.assert_allclose(out[name]["kernel"], -0.5 * leaves["kernel"], rtol=1e-12)
+        np.testing.assert_allclose(out[name]["bias"], 0.0, err_msg=name)
+
+
+def test_a_bare_array_parameter_is_decayed() -> None:
+    """decay_all = false spares biases and scales only: a parameter that is one array (no
+    layer, no role) is decayed."""
+    tx = dnn.loads("train {\n  optimizer = sgd(lr = 1.0, weight_decay = 0.5)\n}\n").build_optimizer(
+        1
+    )
+    p = jnp.asarray([2.0, -4.0])
+    u, _ = jax.jit(tx.update)(jnp.zeros(2), tx.init(p), p)
+    np.testing.assert_allclose(np.asarray(u), [-1.0, 2.0], rtol=1e-12)
