@@ -198,6 +198,10 @@ def mutated_source(path: Path, site: int) -> str:
     for i, (node, edit, _) in enumerate(_sites(tree)):
         if i == site:
             _apply(node, edit)
+            if edit == "type":  # the module may not import the neighbour: import it
+                new = ast.ImportFrom("types", [ast.alias(node.args[1].id)], level=1)
+                at = next(i for i, s in enumerate(tree.body) if isinstance(s, ast.ImportFrom))
+                tree.body.insert(at + 1, new)
             return ast.unparse(ast.fix_missing_locations(tree))
     raise SystemExit(f"no site {site} in {path}")
 

@@ -589,3 +589,19 @@ def test_a_bare_array_parameter_is_decayed() -> None:
     p = jnp.asarray([2.0, -4.0])
     u, _ = jax.jit(tx.update)(jnp.zeros(2), tx.init(p), p)
     np.testing.assert_allclose(np.asarray(u), [-1.0, 2.0], rtol=1e-12)
+
+
+def test_a_scanned_run_clips_each_instance_without_params() -> None:
+    """`update(grads, state)` with no params (SGD needs none): per-tensor clipping still sees
+    each instance of the stacked leaf on its own."""
+    _, flat, params = scanned_params()
+    train = "train {\n  scan_repeats = true\n  optimizer = sgd(lr = 0.5)\n  clip = norm(1.0)\n}\n"
+    program = dnn.loads(SCANNED + train)
+    scan = plan(program.model, True)
+    tx = program.build_optimizer(1)
+    g = stack(jax.tree.map(lambda p: 2 * p, params), scan)
+    u, _ = jax.jit(tx.update)(g, tx.init(stack(params, scan)))
+    out = jax.tree.map(np.asarray, unstack(u, scan))
+    for name, leaves in flat.items():
+        for role, p in leaves.items():
+            np.testing.assert_allclose(out[name][role], -0.5 * clip_norm(2 * p, 1.0), rtol=1e-12)
