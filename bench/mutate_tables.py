@@ -27,6 +27,8 @@ below on it. A mutant is killed when the tests fail (an import that refuses the 
     .venv/bin/python bench/mutate_tables.py --list            # count the mutants per file
     .venv/bin/python bench/mutate_tables.py --sample 150 --seed 14
     .venv/bin/python bench/mutate_tables.py --only 'layers.py:*'  # fnmatch over mutant ids
+    .venv/bin/python bench/mutate_tables.py --ids survivors.txt  # these ids (one a line)
+    .venv/bin/python bench/mutate_tables.py --ids s.txt --tests tests/test_reference.py
 """
 
 from __future__ import annotations
@@ -220,9 +222,9 @@ def stage() -> Path:
     return dest
 
 
-def run_tests(where: Path, timeout: float) -> tuple[str, float, str]:
+def run_tests(where: Path, timeout: float, tests: list[str]) -> tuple[str, float, str]:
     """('killed' | 'survived' | 'timeout', seconds, the last lines of the output)."""
-    tests = [t for t in TESTS if (where / t).exists()]
+    tests = [t for t in tests if (where / t).exists()]
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     env = {**os.environ, "PYTHONPATH": str(where), "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.monotonic()
@@ -247,6 +249,8 @@ def main() -> None:
     p.add_argument("--sample", type=int, help="run a seeded random sample of this many")
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--only", help="fnmatch pattern over mutant ids")
+    p.add_argument("--ids", type=Path, help="a file of mutant ids, one a line")
+    p.add_argument("--tests", nargs="+", default=TESTS, help="test files instead of TESTS")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--out", type=Path, help="write the results as JSON lines here")
     ns = p.parse_args()
@@ -259,6 +263,9 @@ def main() -> None:
         print(f"total: {len(every)}")
         return
     chosen = [m for m in every if not ns.only or fnmatch.fnmatch(m.id, ns.only)]
+    if ns.ids:
+        wanted = set(ns.ids.read_text().split("\n")) - {""}
+        chosen = [m for m in chosen if m.id in wanted]
     if ns.sample and ns.sample < len(chosen):
         chosen = sorted(
             random.Random(ns.seed).sample(chosen, ns.sample), key=lambda m: (m.file, m.site)
@@ -271,7 +278,7 @@ def main() -> None:
             (where / "dnn/compiler/registry" / f.name).write_text(
                 ast.unparse(ast.parse(f.read_text()))
             )
-        status, secs, tail = run_tests(where, ns.timeout)
+        status, secs, tail = run_tests(where, ns.timeout, ns.tests)
         print(f"control (unparsed, unmutated): {status} in {secs:.0f} s", flush=True)
         if status != "survived":
             raise SystemExit(f"the unmutated tree fails its tests:\n{tail}")
@@ -282,7 +289,7 @@ def main() -> None:
             original = target.read_text()
             target.write_text(mutated_source(REGISTRY / m.file, m.site))
             try:
-                status, secs, tail = run_tests(where, ns.timeout)
+                status, secs, tail = run_tests(where, ns.timeout, ns.tests)
             finally:
                 target.write_text(original)
             counts[status] = counts.get(status, 0) + 1
