@@ -30,6 +30,11 @@ REFUSED = [
     ("augmentation", "random_crop(padding = -1)", "padding is a count of pixels"),
     ("layer", "local_response_norm(size = 0)", "the window holds at least its own channel"),
     ("layer", "local_response_norm(alpha = -1e-4)", "alpha scales a sum of squares, >= 0"),
+    ("optimizer", "lion(b2 = 1.0)", "a momentum decay of 1 never takes a gradient in"),
+    ("optimizer", "lion(b1 = 1.0)", "an interpolation weight of 1 ignores the gradient"),
+    ("optimizer", "adamax(b2 = 1.0)", "an infinity norm that never decays"),
+    ("optimizer", "lamb(b1 = 1.0)", "Adam's moments need a decay < 1"),
+    ("schedule", "exponential(decay_rate = 0.0, decay_steps = 10)", "a rate of 0 is lr 0 at once"),
 ]
 
 # (kind, text): every argument named, on the edge of what its meaning allows
@@ -49,6 +54,7 @@ ACCEPTED = [
     ("augmentation", "cutout(size = 1)"),
     ("augmentation", "contrast(max_factor = 0.0)"),
     ("layer", "local_response_norm(size = 1, alpha = 0.0, beta = 0.0, k = 0.0)"),
+    ("optimizer", "lion(lr = 1e-4, b1 = 0.0, b2 = 0.0, weight_decay = 0.0)"),
 ]
 
 # (kind, alias, the entry it names): the spellings users write (docs/reference.md)
@@ -203,3 +209,18 @@ def test_optimizer_state_slots(name: str, args: dict, count: int) -> None:
     from dnn.compiler.registry.optimizers import OPTIMIZERS
 
     assert OPTIMIZERS.lookup(name).slots.count(args) == count
+
+
+# how weight_decay acts (torch.optim's documentation: an L2 term added to the gradient, or
+# AdamW's decoupled shrinking; Lion and LAMB decouple it as their papers do)
+COUPLED = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "amsgrad"]
+COUPLED += ["adamax", "nadam", "radam", "lars"]
+DECOUPLED = ["adamw", "lion", "lamb"]
+
+
+@pytest.mark.parametrize("name", COUPLED + DECOUPLED)
+def test_how_weight_decay_acts(name: str) -> None:
+    from dnn.compiler.registry.optimizers import OPTIMIZERS
+
+    want = "coupled" if name in COUPLED else "decoupled"
+    assert OPTIMIZERS.lookup(name).info["weight_decay"] == want
