@@ -13,6 +13,8 @@ from conftest import assert_summary
 from dnn.compiler.diagnostics import SpecError
 from dnn.compiler.driver import value
 
+import dnn
+
 # (kind, text, why it must be refused)
 REFUSED = [
     ("normalizer", "pca(n = 0)", "zero principal components keep nothing"),
@@ -35,6 +37,8 @@ REFUSED = [
     ("optimizer", "adamax(b2 = 1.0)", "an infinity norm that never decays"),
     ("optimizer", "lamb(b1 = 1.0)", "Adam's moments need a decay < 1"),
     ("schedule", "exponential(decay_rate = 0.0, decay_steps = 10)", "a rate of 0 is lr 0 at once"),
+    ("schedule", "cosine(decay_steps = 0)", "the formula divides by decay_steps"),
+    ("schedule", "one_cycle(max_lr = 0.0, total = 100)", "a peak rate of 0 never trains"),
 ]
 
 # (kind, text): every argument named, on the edge of what its meaning allows
@@ -55,6 +59,8 @@ ACCEPTED = [
     ("augmentation", "contrast(max_factor = 0.0)"),
     ("layer", "local_response_norm(size = 1, alpha = 0.0, beta = 0.0, k = 0.0)"),
     ("optimizer", "lion(lr = 1e-4, b1 = 0.0, b2 = 0.0, weight_decay = 0.0)"),
+    ("schedule", "reduce_on_plateau(monitor = val_accuracy, mode = max)"),
+    ("schedule", "cosine(decay_steps = 1, alpha = 1.0)"),
 ]
 
 # (kind, alias, the entry it names): the spellings users write (docs/reference.md)
@@ -224,3 +230,24 @@ def test_how_weight_decay_acts(name: str) -> None:
 
     want = "coupled" if name in COUPLED else "decoupled"
     assert OPTIMIZERS.lookup(name).info["weight_decay"] == want
+
+
+SECTIONED = """model m {
+  input x: f32[4]
+  dense(3)
+}
+data {
+  source = builtin("iris")
+  split = { train: 0.8, test: 0.2 }
+}
+train {
+  early_stopping = { monitor: val_loss, patience: 3, min_delta: 0.01, mode: min }
+}
+"""
+
+
+def test_a_split_without_val_has_no_val_share_and_early_stopping_takes_min_delta() -> None:
+    program = dnn.loads(SECTIONED)
+    assert dict(program.data.split.items) == {"train": 0.8, "val": 0.0, "test": 0.2}
+    stop = dict(program.train.early_stopping.items)
+    assert (stop["patience"], stop["min_delta"], str(stop["mode"])) == (3, 0.01, "min")
