@@ -251,3 +251,72 @@ def test_a_split_without_val_has_no_val_share_and_early_stopping_takes_min_delta
     assert dict(program.data.split.items) == {"train": 0.8, "val": 0.0, "test": 0.2}
     stop = dict(program.train.early_stopping.items)
     assert (stop["patience"], stop["min_delta"], str(stop["mode"])) == (3, 0.01, "min")
+    assert stop["restore_best"] is True  # Keras' restore_best_weights, on by default here
+
+
+EVERY_FIELD = """model m {
+  input x: f32[4]
+  dense(8)
+  dense(3)
+}
+data {
+  source = builtin("iris")
+  split = { train: 0.7, val: 0.2, test: 0.1 }
+  normalize = standardize
+  augment = [noise(0.01)]
+  shuffle = false
+  drop_last = true
+  seed = 3
+}
+train {
+  loss = cross_entropy
+  metrics = [accuracy]
+  batch_size = 16
+  epochs = 2
+  optimizer = sgd(lr = 0.1)
+  schedule = constant
+  clip = value(1.0)
+  init = he_normal
+  regularizer = l2(0.001)
+  early_stopping = { monitor: val_accuracy, patience: 2, mode: max }
+  seed = 7
+  accumulate = 2
+  lr_scale = { dense: 0.5 }
+  decay_all = true
+  freeze = ["dense_1"]
+  loop = steps
+  scan_repeats = false
+  remat = false
+  precision = bf16
+  devices = 1
+  shard = data
+  ensemble = 2
+}
+"""
+
+
+def test_every_section_field_is_read_under_its_name() -> None:
+    """Each field written with a value other than its default comes back under its name."""
+    program = dnn.loads(EVERY_FIELD)
+    train = {k: v for k, v in program.train.fields if k in program.train.written}
+    plain = {k: v if isinstance(v, (bool, int, float, tuple)) else str(v) for k, v in train.items()}
+    assert {k: plain[k] for k in ("batch_size", "epochs", "seed", "accumulate", "decay_all")} == {
+        "batch_size": 16,
+        "epochs": 2,
+        "seed": 7,
+        "accumulate": 2,
+        "decay_all": True,
+    }
+    assert plain["freeze"] == ("dense_1",) and plain["lr_scale"] == (("dense", 0.5),)
+    assert (plain["loop"], plain["precision"], plain["shard"]) == ("steps", "bf16", "data")
+    assert (plain["scan_repeats"], plain["remat"], plain["ensemble"]) == (False, False, 2)
+    assert (train["init"].name, train["regularizer"].name, train["clip"].name) == (
+        "he_normal",
+        "l2",
+        "value",
+    )
+    stop = dict(train["early_stopping"].items)
+    assert (str(stop["monitor"]), stop["patience"], str(stop["mode"])) == ("val_accuracy", 2, "max")
+    data = dict(program.data.fields)
+    assert (data["shuffle"], data["drop_last"], data["seed"]) == (False, True, 3)
+    assert str(data["normalize"]) == "standardize" or data["normalize"].name == "standardize"
