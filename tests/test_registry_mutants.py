@@ -61,6 +61,8 @@ ACCEPTED = [
     ("optimizer", "lion(lr = 1e-4, b1 = 0.0, b2 = 0.0, weight_decay = 0.0)"),
     ("schedule", "reduce_on_plateau(monitor = val_accuracy, mode = max)"),
     ("schedule", "cosine(decay_steps = 1, alpha = 1.0)"),
+    ("initializer", "uniform(low = -0.1, high = 0.1)"),
+    ("initializer", "normal(mean = 1.0, std = 0.0)"),  # a zero spread: a constant
 ]
 
 # (kind, alias, the entry it names): the spellings users write (docs/reference.md)
@@ -140,6 +142,18 @@ DEFAULTS = [
         "layernorm",
         {"eps": 1e-5, "center": True, "scale": True},
         "torch.nn.LayerNorm: eps 1e-5, elementwise_affine",
+    ),
+    (
+        "initializer",
+        "uniform",
+        {"low": -0.05, "high": 0.05},
+        "keras.initializers.RandomUniform: minval -0.05, maxval 0.05",
+    ),
+    (
+        "initializer",
+        "normal",
+        {"mean": 0.0, "std": 0.05},
+        "keras.initializers.RandomNormal: mean 0, stddev 0.05",
     ),
 ]
 
