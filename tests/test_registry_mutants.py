@@ -39,6 +39,9 @@ REFUSED = [
     ("schedule", "exponential(decay_rate = 0.0, decay_steps = 10)", "a rate of 0 is lr 0 at once"),
     ("schedule", "cosine(decay_steps = 0)", "the formula divides by decay_steps"),
     ("schedule", "one_cycle(max_lr = 0.0, total = 100)", "a peak rate of 0 never trains"),
+    ("schedule", "piecewise_constant(boundaries = [], values = [1.0])", "no boundary: constant"),
+    ("search", "best_ball(perturb = 0.0)", "a neighbourhood of size 0 searches nothing"),
+    ("loss", "cross_entropy(label_smoothing = -0.1)", "a probability is >= 0"),
 ]
 
 # (kind, text): every argument named, on the edge of what its meaning allows
@@ -155,6 +158,10 @@ DEFAULTS = [
         {"mean": 0.0, "std": 0.05},
         "keras.initializers.RandomNormal: mean 0, stddev 0.05",
     ),
+    ("activation", "softmax", {"axis": -1}, "keras.layers.Softmax: axis -1"),
+    ("regularizer", "l1", {"l1": 0.01}, "keras.regularizers.L1: l1 0.01"),
+    ("regularizer", "l2", {"l2": 0.01}, "keras.regularizers.L2: l2 0.01"),
+    ("regularizer", "l1_l2", {"l1": 0.01, "l2": 0.01}, "keras.regularizers.l1_l2: 0.01, 0.01"),
 ]
 
 
@@ -334,3 +341,17 @@ def test_every_section_field_is_read_under_its_name() -> None:
     data = dict(program.data.fields)
     assert (data["shuffle"], data["drop_last"], data["seed"]) == (False, True, 3)
     assert str(data["normalize"]) == "standardize" or data["normalize"].name == "standardize"
+
+
+def test_a_bias_refuses_an_initializer_defined_by_fans() -> None:
+    for init in ("he_uniform", "he_normal", "glorot_uniform", "lecun_normal"):
+        with pytest.raises(SpecError) as info:
+            value(f"dense(2, bias_init = {init})", "layer")
+        assert "needs a weight matrix" in info.value.diagnostics[0].message, init
+    value("dense(2, bias_init = normal(std = 0.1))", "layer")
+
+
+def test_early_stopping_counts_any_improvement_by_default() -> None:
+    """keras.callbacks.EarlyStopping: min_delta 0."""
+    src = SECTIONED.replace("patience: 3, min_delta: 0.01, mode: min", "patience: 3")
+    assert dict(dnn.loads(src).train.early_stopping.items)["min_delta"] == 0.0
