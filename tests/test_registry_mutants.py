@@ -39,7 +39,8 @@ REFUSED = [
     ("schedule", "exponential(decay_rate = 0.0, decay_steps = 10)", "a rate of 0 is lr 0 at once"),
     ("schedule", "cosine(decay_steps = 0)", "the formula divides by decay_steps"),
     ("schedule", "one_cycle(max_lr = 0.0, total = 100)", "a peak rate of 0 never trains"),
-    ("schedule", "piecewise_constant(boundaries = [], values = [1.0])", "no boundary: constant"),
+    ("schedule", "cosine_restarts(period = 0)", "a cycle of no steps"),
+    ("schedule", "one_cycle(max_lr = 0.1, total = 100, final_div_factor = 0.0)", "divides by it"),
     ("search", "best_ball(perturb = 0.0)", "a neighbourhood of size 0 searches nothing"),
     ("loss", "cross_entropy(label_smoothing = -0.1)", "a probability is >= 0"),
 ]
@@ -355,3 +356,10 @@ def test_early_stopping_counts_any_improvement_by_default() -> None:
     """keras.callbacks.EarlyStopping: min_delta 0."""
     src = SECTIONED.replace("patience: 3, min_delta: 0.01, mode: min", "patience: 3")
     assert dict(dnn.loads(src).train.early_stopping.items)["min_delta"] == 0.0
+
+
+def test_an_empty_piecewise_boundary_list_is_refused_at_the_boundaries() -> None:
+    with pytest.raises(SpecError) as info:
+        value("piecewise_constant(boundaries = [], values = [1.0, 0.5])", "schedule")
+    d = info.value.diagnostics[0]
+    assert (d.span.col, d.code) == (20, "E0306") and "`boundaries`" in d.message
