@@ -200,3 +200,24 @@ def _scalars(folder: Path) -> dict[tuple[str, int], float]:
             for v in event.summary.value:
                 out[(v.tag, event.step)] = v.simple_value
     return out
+
+
+def test_statistics_over_a_mesh_are_the_global_ones(tmp_path: Path) -> None:
+    """On 4 devices (data sharding) a check reads the whole batch, not one device's quarter:
+    the same numbers as on one device (to float32 reduction order)."""
+    path = tmp_path / "h.dnn"
+    path.write_text(SPEC.format(extra="  health = { every: 5 steps }\n"))
+    lines = {}
+    for devices in (1, 4):
+        program = load(str(path), [f"train.devices={devices}", "train.epochs=1"])
+        train(program, tmp_path / f"run{devices}", mode="quiet")
+        lines[devices] = health.read(tmp_path / f"run{devices}" / "health.jsonl")
+    assert [ln["step"] for ln in lines[4]] == [ln["step"] for ln in lines[1]] == [1, 6, 11]
+    for one, four in zip(lines[1], lines[4], strict=True):
+        for name, row in one["layers"].items():
+            for col, v in row.items():
+                got = four["layers"][name][col]
+                assert got == (None if v is None else pytest.approx(v, rel=1e-4, abs=1e-6)), (
+                    name,
+                    col,
+                )
