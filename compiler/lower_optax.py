@@ -501,8 +501,16 @@ def lower_optimizer(
     return optax.inject_hyperparams(chain)(learning_rate=rate)
 
 
+# How far a rate-dividing optimizer's schedule is checked for a rate of 0 when the length of
+# training is unknown: `build_optimizer()` without steps per epoch (the Python API). `dnn train`
+# always knows it and checks every step. A bound, not a proof: a decay reaching 0 later passes.
+UNKNOWN_LENGTH_STEPS = 10_000
+
+
 def _never_zero(sched: Schedule, total: int | None, name: str, span: Span) -> None:
-    steps_ = jnp.arange(total if total else 10_000)
+    """Refuse a schedule whose rate reaches 0 at a step of training (all of it when its length
+    is known, else the first `UNKNOWN_LENGTH_STEPS`) for an optimizer that divides by it."""
+    steps_ = jnp.arange(total if total else UNKNOWN_LENGTH_STEPS)
     if float(jnp.min(sched(steps_))) <= 0:
         raise error(
             E_VALUE,
