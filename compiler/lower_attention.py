@@ -43,14 +43,16 @@ def attend(
     """softmax(Q Kᵀ / sqrt(key_dim) + M) V per head; q [B, Tq, h, dk], k [B, Tk, h, dk],
     v [B, Tk, h, dv], mask [B, Tk] of booleans (True: attend) or None.
 
-    `jax.nn.dot_product_attention` where it applies (no dropout, dv == dk: it takes one head
-    size; not float64, whose softmax it rounds to float32); otherwise the same steps written
-    out, as that function's XLA path takes them (scores and softmax in at least float32,
-    masked scores set to the same large negative number).
+    `jax.nn.dot_product_attention` where it applies (a backend with fused kernels, not a CPU,
+    where its XLA path ran 6% slower than this one: bench/transformer.py; no dropout; dv == dk:
+    it takes one head size; not float64, whose softmax it rounds to float32); otherwise the same
+    steps written out, as that function's XLA path takes them (scores and softmax in at least
+    float32, masked scores set to the same large negative number).
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     full = None if mask is None else mask[:, None, None, :]  # [B, heads, Tq, Tk]
-    if drop is None and v.shape[-1] == k.shape[-1] and jnp.finfo(q.dtype).bits <= 32:
+    fused = jax.default_backend() != "cpu"  # no fused kernel on a CPU: its XLA path is slower
+    if fused and drop is None and v.shape[-1] == k.shape[-1] and jnp.finfo(q.dtype).bits <= 32:
         return jax.nn.dot_product_attention(q, k, v, mask=full, scale=scale, is_causal=causal)
     acc = jnp.promote_types(q.dtype, jnp.float32)
     scores = jnp.einsum("btnh,bsnh->bnts", q, k, preferred_element_type=acc) * scale

@@ -114,7 +114,7 @@ LAYERS.add(
     "dk·h·value_dim + h·value_dim (Wv) + h·value_dim·dq + dq (Wo), without the bias terms "
     "when `use_bias = false`; kernels are stored 2-d, [in, h·key_dim] with head j in columns "
     "j·key_dim to (j + 1)·key_dim. Computed by `jax.nn.dot_product_attention` (fused kernels "
-    "where the backend has them); with dropout in training, `value_dim` != `key_dim` (that "
+    "where the backend has them); on a CPU, with dropout in training, `value_dim` != `key_dim` (that "
     "function takes one head size) or float64 (it rounds the softmax to float32), by the "
     "same formula written out. A masked key's "
     "score is set to -0.7 times the largest float (as `jax.nn.dot_product_attention` does), "
