@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from dnn.compiler.diagnostics import E_MEMORY, W_MEMORY, SpecError
 from dnn.compiler.driver import loads, optimizer
-from dnn.compiler.memory import Estimate, builtin_data_bytes, estimate
+from dnn.compiler.memory import Estimate, builtin_data_bytes, estimate, human
 from dnn.compiler.registry.optimizers import OPTIMIZERS
 from dnn.runtime import fit, memory_limit, pipeline
 from dnn.runtime.train import Engine, device_data
@@ -284,12 +284,15 @@ def test_class_9_activations_past_the_limit_hint_at_the_batch() -> None:
 
 
 def test_class_9_cli_train_refuses_with_the_machines_own_limit(tmp_path: Path) -> None:
-    e = est("  input x: f32[64]\n  dense(100000000)\n  dense(10)")
+    # dense(100000000) (about 124 GB to train) or, on a machine with more RAM available than
+    # that, a layer wide enough to need twice what it has: never skipped
     ram = memory_limit.host_available()
-    if ram is None or ram >= e.total:
-        pytest.skip(f"this machine has {ram} bytes available, more than the estimate")
+    assert ram is not None and ram > 0
+    width = max(100_000_000, ram // 250)
+    e = est(f"  input x: f32[64]\n  dense({width})\n  dense(10)")
+    assert e.total > ram
     f = tmp_path / "big.dnn"
-    f.write_text(BIG)
+    f.write_text(BIG.replace("dense(100000000)", f"dense({width})"))
     t0 = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-m", "dnn", "train", str(f), "--out", str(tmp_path / "r")],
@@ -299,10 +302,12 @@ def test_class_9_cli_train_refuses_with_the_machines_own_limit(tmp_path: Path) -
     )
     assert time.perf_counter() - t0 < 60
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert f"{f}:5:3: error[E0604]: training `big` needs about 123.68 GB per device" in r.stderr
+    needs = "123.68 GB" if width == 100_000_000 else human(e.total)
+    assert f"{f}:5:3: error[E0604]: training `big` needs about {needs} per device" in r.stderr
     assert "of RAM available on this machine" in r.stderr
     assert "W0805" not in r.stderr  # check's fixed-bound warning is left to the run's check
-    assert "\n5 |   dense(100000000)\n  |   ^^^^^^^^^^^^^^^^\n" in r.stderr
+    line = f"dense({width})"
+    assert f"\n5 |   {line}\n  |   {'^' * len(line)}\n" in r.stderr
     assert "hint: make the largest layers smaller" in r.stderr
 
 
