@@ -29,19 +29,23 @@ from .values import Ref
 Array = Any
 
 
+# Real-valued targets come as (N, D) rows; an output of another shape with D values per
+# example (an autoencoder's image) reads them in its own layout (row-major, as `reshape`).
+
+
 @implements("loss", "mse")
 def mse(z: Array, y: Array, a: dict[str, Any]) -> Array:
-    return jnp.mean((y - z) ** 2)
+    return jnp.mean((y.reshape(z.shape) - z) ** 2)
 
 
 @implements("loss", "mae")
 def mae(z: Array, y: Array, a: dict[str, Any]) -> Array:
-    return jnp.mean(jnp.abs(y - z))
+    return jnp.mean(jnp.abs(y.reshape(z.shape) - z))
 
 
 @implements("loss", "huber")
 def huber(z: Array, y: Array, a: dict[str, Any]) -> Array:
-    r, d = jnp.abs(y - z), a["delta"]
+    r, d = jnp.abs(y.reshape(z.shape) - z), a["delta"]
     return jnp.mean(jnp.where(r <= d, r * r / 2, d * (r - d / 2)))
 
 

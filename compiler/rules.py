@@ -414,10 +414,75 @@ def _data_input(c: _Ctx) -> None:
         )
 
 
+def _reconstruct(c: _Ctx) -> None:
+    """`reconstruct = true`: the model's one input is its target, so its one output must hold
+    as many values, learned with a regression loss; nothing else scales or reads targets."""
+    if c.data is None or not c.data.reconstruct:
+        return
+    span = c.data.span_of("reconstruct")
+    if len(c.model.inputs) != 1 or c.multi:
+        c.add(
+            E_SECTION,
+            f"`reconstruct = true` trains one output to give back one input, but the model has "
+            f"{len(c.model.inputs)} input{'s' * (len(c.model.inputs) != 1)} and "
+            f"{len(c.model.outputs)} output{'s' * c.multi}",
+            span,
+            "keep one `input` and one output, or leave `reconstruct` out",
+        )
+        return
+    inp = c.model.node(c.model.inputs[0])
+    if not is_float_dtype(inp.dtype):
+        c.add(
+            E_DTYPE,
+            f"`reconstruct = true` regresses the input's values, but input `{inp.name}` holds "
+            f"{inp.dtype} ids",
+            inp.span,
+            "reconstruct real-valued inputs (`f32`); token ids are classes, not values",
+        )
+    wanted, units = math.prod(inp.shape), math.prod(c.out.shape)
+    if units != wanted:
+        c.add(
+            E_SHAPE,
+            f"the model outputs {units} values, but `reconstruct = true` compares them with "
+            f"the {wanted} values of input `{inp.name}`, shape {fmt_shape(inp.shape)}",
+            c.out.span,
+            f"end the model with `dense({wanted})`, or with layers giving back shape "
+            f"{fmt_shape(inp.shape)}",
+        )
+    if c.task is not None and c.task != "regression":
+        assert c.loss is not None
+        c.add(
+            E_SECTION,
+            f"`reconstruct = true` learns real values (the inputs), but `{c.loss.name}` trains "
+            f"a {c.task} task ({TASKS[c.task]})",
+            c.train.span_of("loss"),
+            "train with a regression loss such as `mse`, `mae` or `huber`",
+        )
+    norm = NORMALIZERS.lookup(c.data.normalize.name)
+    if norm is not None and "invertible" not in norm.traits:
+        fitting = [f"`{e.name}`" for e in NORMALIZERS if "invertible" in e.traits]
+        c.add(
+            E_SECTION,
+            f"`reconstruct = true` learns the inputs as `normalize` scales them and gives them "
+            f"back in the data's units, but `{c.data.normalize}` cannot be inverted value by "
+            "value",
+            _norm(c),
+            f"use {', '.join(fitting[:-1])} or {fitting[-1]}",
+        )
+    if c.data.targets.name != "none":
+        c.add(
+            E_SECTION,
+            f"`targets = {c.data.targets}` scales the source's targets, but `reconstruct = "
+            "true` learns the inputs, already scaled by `normalize`",
+            c.data.span_of("targets"),
+            "leave `targets` out",
+        )
+
+
 def _data_targets(c: _Ctx) -> None:
     """A built-in set's targets must be what the loss's task reads, as many as the outputs."""
     meta = builtin_meta(c.data)
-    if c.data is None or meta is None or c.task is None:
+    if c.data is None or meta is None or c.task is None or c.data.reconstruct:
         return
     name, classes, units = (
         str(c.data.source.arg("name")),
@@ -518,7 +583,7 @@ def _rate_divides(c: _Ctx) -> None:
 def _targets(c: _Ctx) -> None:
     """`data.targets` scales real-valued targets: it needs a regression loss and a normalizer
     that maps each output unit on its own and can be inverted (the `invertible` trait)."""
-    if c.data is None or c.data.targets.name == "none":
+    if c.data is None or c.data.targets.name == "none" or c.data.reconstruct:
         return
     ref, span = c.data.targets, c.data.span_of("targets")
     entry = NORMALIZERS.lookup(ref.name)
@@ -582,6 +647,7 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _input_dtypes,
     _token_ids,
     _data_input,
+    _reconstruct,
     _data_targets,
     _augment,
     _rate_divides,

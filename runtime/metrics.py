@@ -258,8 +258,14 @@ def _regression(m: Metrics, acc: Stats, pred: Array, y: Array, w: Array) -> Stat
     nb = jnp.sum(w, dtype=jnp.int32)
     na_f, nb_f = acc["n"].astype(dtype), nb.astype(dtype)
     total = jnp.maximum(na_f + nb_f, 1)
-    mean_b = jnp.sum(y, axis=0) / jnp.maximum(nb_f, 1)
-    m2_b = jnp.sum(jnp.where(keep, y - mean_b[None, :], 0) ** 2, axis=0)
+    # Shifted by a real example's targets (0 where the batch has none): a unit constant over
+    # the split sums exact zeros, so its m2 stays exactly 0 (as float64 scikit-learn's does)
+    # instead of float32 rounding noise that would blow its r2 up to -1e15.
+    shift = y[jnp.argmax(w)]
+    ys = jnp.where(keep, y - shift[None, :], 0)
+    mean_s = jnp.sum(ys, axis=0) / jnp.maximum(nb_f, 1)
+    mean_b = shift + mean_s
+    m2_b = jnp.sum(jnp.where(keep, ys - mean_s[None, :], 0) ** 2, axis=0)
     delta = mean_b - acc["mean"]
     return dict(
         acc,

@@ -146,6 +146,8 @@ def prepare(
         _check_multi_hot(program, task, table)
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
+    if targets is None and data.reconstruct:  # learned as the model reads its input
+        targets = preprocess.Targets(data.normalize, stats)
     if targets is None:
         targets = _fit_targets(program, task, splits["train"], blocks)
     out = {}
@@ -153,7 +155,12 @@ def prepare(
         x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
         if not len(table.y):
             x = x.reshape((0, *shape))
+        if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
+            y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
+            table = replace(table, y=y, task="regression", classes=None, class_names=())
         out[name] = _fit(program, replace(table, x=x, y=targets.apply(table.y)))
+    if data.reconstruct:
+        return Prepared(out, stats, raw_shape, task, None, (), targets, blocks)
     names = source.class_names
     return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
 

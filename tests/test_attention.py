@@ -485,3 +485,90 @@ def test_other_libraries_names_point_at_the_words():
             f"unknown layer `{other}`",
             f"did you mean `{word}`? (dnn's name for `{other}`)",
         )
+
+
+# ------------------------------------------------------------------ the decoder block
+
+
+def ref_layernorm(x, p, eps=1e-5):
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def ref_gelu(x):
+    from scipy.special import erf
+
+    return x * 0.5 * (1 + erf(x / math.sqrt(2)))
+
+
+def ref_decoder(x, mem, params, prefix, heads, kd, norm_first, norm_names):
+    """Vaswani et al. 2017, section 3.1's decoder layer, as PyTorch's
+    `nn.TransformerDecoderLayer` (norm_first or not, dropout off) computes it; `norm_names`:
+    the three layer norms in the order they apply."""
+
+    def p(name):
+        return {k: np.asarray(v, np.float64) for k, v in params[f"{prefix}/{name}"].items()}
+
+    norms = iter(norm_names)
+
+    def ln(v):
+        return ref_layernorm(v, params_of(next(norms)))
+
+    def params_of(full):
+        return {k: np.asarray(v, np.float64) for k, v in params[full].items()}
+
+    def attn(name, q, kv, causal):
+        return ref_mha(q, kv, p(name), heads, kd, kd, None, causal)
+
+    def mlp(v):
+        return (
+            ref_gelu(v @ p("dense")["kernel"] + p("dense")["bias"]) @ p("dense_1")["kernel"]
+            + p("dense_1")["bias"]
+        )
+
+    if norm_first:
+        h = ln(x)
+        a = x + attn("multi_head_attention", h, h, True)
+        c = a + attn("multi_head_attention_1", ln(a), mem, False)
+        return c + mlp(ln(c))
+    a = ln(x + attn("multi_head_attention", x, x, True))
+    c = ln(a + attn("multi_head_attention_1", a, mem, False))
+    return ln(c + mlp(c))
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_the_decoder_block_is_pytorchs_decoder_layer(norm_first):
+    """`transformer_decoder(2, 4, 16)` on d = 8: the float64 formula of the layer with the
+    block's own random weights, 904 parameters as `nn.TransformerDecoderLayer(8, 2, 16)`
+    (2 x (4·8·8 + 4·8) attention + 8·16 + 16 + 16·8 + 8 MLP + 3 x 2·8 norms), a memory of
+    another length than the target, and a causal self-attention: a target position does not
+    read the positions after it, and reads every position of the memory."""
+    from dnn.compiler.lower_flax import lower_model
+    from test_layers_numeric import _randomized
+
+    src = (
+        'import "blocks/transformer.dnn"\nmodel m {\n  input x: f32[5, 8]\n  input mem: f32[7, 8]\n'
+        f"  output y = transformer_decoder(2, 4, 16, rate = 0.0, norm_first = {str(norm_first).lower()})(x, mem)\n}}\n"
+    )
+    program = dnn.loads(src, str(EXAMPLES / "spec.dnn"))
+    assert program.model.params == 2 * (4 * 8 * 8 + 4 * 8) + 8 * 16 + 16 + 16 * 8 + 8 + 3 * 16
+    assert program.model.params == 904
+    model = lower_model(program.model)
+    x, mem = rand(3, 5, 8, seed=1), rand(3, 7, 8, seed=2)
+    inputs = {"x": x, "mem": mem}
+    variables = _randomized(jax.eval_shape(model.init, jax.random.key(0), inputs), 3)
+    assert counts(variables) == {n.name: n.params for n in program.model.nodes if n.params}
+    y = np.asarray(model.apply(variables, inputs))
+    norms = [n.name for n in program.model.nodes if n.op == "layernorm"]
+    want = ref_decoder(x, mem, variables["params"], "y", 2, 4, norm_first, norms)
+    np.testing.assert_allclose(y, want, **TOL)
+    # causal over the target, full over the memory
+    later = x.copy()
+    later[:, 3:] += 1.0
+    moved = np.asarray(model.apply(variables, {"x": later, "mem": mem}))
+    np.testing.assert_allclose(moved[:, :3], y[:, :3], **TOL)
+    assert np.abs(moved[:, 3:] - y[:, 3:]).min() > 1e-6
+    last = mem.copy()
+    last[:, -1] += 1.0
+    read = np.asarray(model.apply(variables, {"x": x, "mem": last}))
+    assert np.abs(read - y).reshape(3, 5, 8).max(-1).min() > 1e-6  # every target position

@@ -256,6 +256,21 @@ def test_r2_constant_target_and_tiny_splits() -> None:
     assert math.isnan(whole(m, y[:1], y[:1])["r2"])
 
 
+def test_r2_of_a_unit_constant_at_a_value_float32_cannot_average_exactly() -> None:
+    """A standardized pixel that is 0 in every validation image is a constant like -0.0661: its
+    float32 batch mean is not exactly the value, so an unshifted m2 was rounding noise (~1e-16)
+    and r2 came out near -1e15. scikit-learn in float64 finds the variance exactly 0."""
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=(180, 3)).astype(np.float32)
+    y[:, 1] = np.float32(-0.06609341)
+    p = (y + rng.normal(size=y.shape) * 0.3).astype(np.float32)
+    m = metrics(("r2",), None, 3)
+    want = sk.r2_score(y.astype(np.float64), p.astype(np.float64))
+    assert -0.1 < want < 0.67  # the constant unit scores 0, the others about 0.9
+    for got in (whole(m, p, y), batched(m, p, y, 64), batched(m, p, y, 7)):
+        assert_close(got, {"r2": want}, rtol=1e-5)
+
+
 def test_empty_split_is_nan() -> None:
     m = metrics(("accuracy", "top_k", "f1", "mse"), 3, 1)
     assert all(math.isnan(v) for v in m.finish(m.init()).values())

@@ -32,7 +32,8 @@ N, BATCH, EPOCHS = 64, 16, 3
 
 
 def synthetic(program: dnn.Program) -> tuple[dict, tuple[jnp.ndarray, ...]]:
-    """Inputs, and targets for each output: labels of its classes (0/1 for one unit)."""
+    """Inputs, and targets for each output: labels of its classes (0/1 for one unit), or the
+    inputs themselves for an autoencoder (`data.reconstruct`)."""
     rng = np.random.default_rng(0)
     g = program.model
     xs = {
@@ -40,6 +41,8 @@ def synthetic(program: dnn.Program) -> tuple[dict, tuple[jnp.ndarray, ...]]:
         for n in g.nodes
         if n.op == "input"
     }
+    if program.data is not None and program.data.reconstruct:  # an autoencoder: y = x
+        return xs, (xs[g.inputs[0]].reshape(N, -1),)
     ys = tuple(jnp.asarray(rng.integers(0, max(g.node(o).shape[-1], 2), size=N)) for o in g.outputs)
     return xs, ys
 

@@ -96,6 +96,16 @@ SECTIONS.add(
             "output bounded to the data's range (a sigmoid for targets in [0, 1])",
         ),
         arg("augment", ListT(RefT("augmentation")), (), "random transforms applied in training"),
+        arg(
+            "reconstruct",
+            Bool,
+            False,
+            "the targets are the inputs (an autoencoder): the model learns each example's "
+            "input as `normalize` scales it, before `augment` (so a `noise` augmentation makes "
+            "a denoising autoencoder); metrics and `dnn predict` give it back in the data's "
+            "units, and the source's labels are not learned. Needs one input, one output with "
+            "as many values, a regression loss and an invertible `normalize`",
+        ),
         arg("shuffle", Bool, True, "reshuffle the train split every epoch"),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
         arg(
@@ -115,7 +125,8 @@ SECTIONS.add(
     validate=_check_split,
     doc="the data a model trains and is evaluated on",
     formula="train / val / test = split of source; x <- normalize(x), y <- targets(y), each "
-    "fitted on train; metrics and predictions read targets^-1(model(x))",
+    "fitted on train (`reconstruct = true`: y <- normalize(x)); metrics and predictions read "
+    "targets^-1(model(x))",
 )
 
 SECTIONS.add(
