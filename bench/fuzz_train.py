@@ -141,17 +141,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit-s", type=int, default=120, help="time limit per mutant")
     ap.add_argument("--out", type=Path, default=None, help="write findings as JSON lines")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dnn-fuzz"))
+    ap.add_argument(
+        "--examples", nargs="+", default=None, help="mutate only these examples (file stems)"
+    )
     args = ap.parse_args(argv)
     signal.signal(signal.SIGALRM, _alarm)
     rng = random.Random(args.seed)
-    sources = {p: p.read_text() for p in EXAMPLES}
+    examples = [p for p in EXAMPLES if args.examples is None or p.stem in args.examples]
+    sources = {p: p.read_text() for p in examples}
     args.work.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     seen: dict[str, int] = {}
     t0, made = time.perf_counter(), 0
     out = args.out.open("w") if args.out else None
     while counts["checked"] < args.mutants:
-        example = rng.choice(EXAMPLES)
+        example = rng.choice(examples)
         text = sources[example]
         for _ in range(rng.choice((1, 1, 2, 3))):
             text = mutate(text, rng)
