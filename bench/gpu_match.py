@@ -70,9 +70,9 @@ def main() -> int:
         report[name] = {
             "loss_max_rel_diff": rel,
             "cpu_test": cpu[1],
-            f"{backend}_test": dev[1],
+            "default_backend_test": dev[1],
             "cpu_wall_s": round(cpu[2], 1),
-            f"{backend}_wall_s": round(dev[2], 1),
+            "default_backend_wall_s": round(dev[2], 1),
             "agree": agree,
         }
         print(f"{name:22s} max rel loss diff {rel:.2e}  agree {agree}", flush=True)
