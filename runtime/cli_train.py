@@ -218,6 +218,29 @@ def cmd_init_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .compile_report import compile_report
+
+    program = _load(args)
+    if program.model is None:
+        print(f"{args.file}: error: nothing to compile: the spec has no model", file=sys.stderr)
+        return EXIT_FAIL
+    report = compile_report(program)
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.text())
+    if not report.equal:
+        print(
+            f"{args.file}: internal error: the lowered module's parameter counts differ from "
+            "the summary's (a word's parameter rule disagrees with its lowering); please report "
+            "it with this spec",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs
 
@@ -319,6 +342,16 @@ def register(
     c.add_argument(
         "--noise", action="store_true", help="unit-variance inputs instead of the spec's data"
     )
+    c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command(
+        "compile",
+        _guard(cmd_compile),
+        "lower the spec and compile its train step without training: parameter counts, compile "
+        "time, FLOPs and peak memory per step",
+    )
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
     c.add_argument("--format", choices=("text", "json"), default="text")
 
     c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
