@@ -8,12 +8,14 @@ loss, a bad --resume) as `file: error: ...` with a hint. Exit status 1 for both.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from dnn.compiler.diagnostics import (
     W_MEMORY,
     W_NOTHING_TRAINS,
@@ -174,10 +176,39 @@ def summary_line(result: dict[str, Any]) -> str:
     return "\n".join([head, *(f"  {p}" for p in parts)])
 
 
+def _load_for_run(args: argparse.Namespace) -> Any:
+    """FILE, or without it the spec the run was trained from: the run folder's self-contained
+    copy (messages point into it), its data paths read from where the spec was trained (the
+    run's env.yaml: `cwd` and `spec`), so relative file sources resolve as they did."""
+    from dnn.compiler.driver import load
+
+    from .train import TrainingError
+
+    if args.file is not None:
+        return _load(args)
+    run = Path(args.run)
+    saved = run / "spec.dnn"
+    args.file = str(run)  # what error messages name
+    if not saved.is_file():
+        raise TrainingError(
+            "not a run folder: it holds no spec.dnn",
+            f"give the spec file too: `dnn {args.command} SPEC --run DIR`",
+        )
+    args.file = str(saved)
+    program = load(str(saved), args.set)
+    env = run / "env.yaml"
+    meta = yaml.safe_load(env.read_text()) if env.is_file() else None
+    if isinstance(meta, dict) and meta.get("spec") and meta.get("cwd"):
+        first = Path(str(meta["cwd"])) / str(meta["spec"])  # `spec` may be absolute
+        if first.parent.is_dir():
+            program = dataclasses.replace(program, path=str(first))
+    return program
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .infer import evaluate
 
-    program = _load(args)
+    program = _load_for_run(args)
     metrics = evaluate(program, Path(args.run), args.split)
     if args.format == "json":
         print(json.dumps({args.split: metrics}, indent=2))
@@ -190,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .infer import predict
 
-    program = _load(args)
+    program = _load_for_run(args)
     out = predict(program, Path(args.run), Path(args.input), Path(args.output), args.probabilities)
     n = len(out[0]) if isinstance(out, tuple) else len(out)  # several outputs: one array each
     print(f"{args.output}: {n} predictions", file=sys.stderr)
@@ -317,7 +348,7 @@ def register(
     )
 
     c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")
-    c.add_argument("file", metavar="FILE")
+    c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")
     overrides(c)
     c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
     c.add_argument("--split", choices=("train", "val", "test"), default="test")
@@ -355,7 +386,7 @@ def register(
     c.add_argument("--format", choices=("text", "json"), default="text")
 
     c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
-    c.add_argument("file", metavar="FILE")
+    c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")
     overrides(c)
     c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
     c.add_argument("--input", required=True, metavar="X", help="inputs: .npy or .csv")

@@ -443,8 +443,12 @@ def _label_problem(value: str, number: float | None, task: str, numeric: bool) -
     return None
 
 
-def _read_csv(shown: str, where: _Where) -> _Csv:
-    """Read a CSV: UTF-8 text, a header row of distinct names, then rows of as many fields."""
+def _read_csv(shown: str, where: _Where, headerless: bool = False) -> _Csv:
+    """Read a CSV: UTF-8 text, a header row of distinct names, then rows of as many fields.
+
+    `headerless`: a first row of numbers only is an example, not a header (inputs for
+    `dnn predict`, whose columns need no names); the columns are then named `column 1`, ...
+    """
     try:
         data = Path(shown).read_bytes()
     except OSError as e:
@@ -459,6 +463,12 @@ def _read_csv(shown: str, where: _Where) -> _Csv:
         hint = "write a header row of column names, then one row per example"
         raise where.file(E_DATA, f"`{shown}` is empty: no header row", _start(shown), hint, text)
     header = (lines[0][0], _fields(lines[0][1]))
+    if headerless and all(_is_number(v) for v, _, _ in header[1]):
+        named = [(f"column {i}", col, end) for i, (_, col, end) in enumerate(header[1], 1)]
+        rows = [(n, _fields(line)) for n, line in lines]
+        csv = _Csv(shown, text, (header[0], named), rows, where)
+        _check_shape(csv, len(lines[0][1]))
+        return csv
     csv = _Csv(shown, text, header, [(n, _fields(line)) for n, line in lines[1:]], where)
     _check_shape(csv, len(lines[0][1]))
     return csv
@@ -785,8 +795,16 @@ def _read_npy(shown: str, where: _Where) -> np.ndarray:
     return _numbers(a, "the array", shown, where)
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_csv_inputs(shown: str, where: _Where) -> np.ndarray:
-    csv = _read_csv(shown, where)
+    csv = _read_csv(shown, where, headerless=True)
     return csv.columns(list(range(len(csv.names))))
 
 

@@ -109,7 +109,14 @@ class Display:
             f"  ({record['time']:.1f} s, {record['samples_per_s']:,.0f} samples/s)"
         )
         if self.progress is not None:
-            self.progress.update(self.task, completed=record["epoch"] * self.steps)
+            # the bar shows the last finished epoch's loss and speed until a step of the next
+            # reports (an epoch shorter than BAR_EVERY_S, or a scanned one, never does)
+            self.progress.update(
+                self.task,
+                completed=record["epoch"] * self.steps,
+                info=f"loss {record['loss']:.4f}" if "loss" in record else "",
+                speed=f"{record['samples_per_s']:,.0f} samples/s",
+            )
             self.progress.console.print(line, highlight=False)
         else:
             print(line, file=self.stream, flush=True)

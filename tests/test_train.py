@@ -540,16 +540,21 @@ def test_progress_modes() -> None:
                 assert "compiling the training step" in stream.getvalue()
             d.step(2, 128, 0.3)
             d.end_epoch(record)
-            d.start_epoch(2)  # compiled by now: the bar shows the running loss, no note
+            d.start_epoch(2)  # compiled by now: no note; the bar shows the last epoch's
+            # figures (issue 17: it kept the first step's loss and speed for the whole run when
+            # no later step reported, an epoch shorter than BAR_EVERY_S or a scanned one)
             if d.progress is not None:
-                assert d.progress.tasks[0].fields["info"] == "loss 0.3000"
+                fields = d.progress.tasks[0].fields
+                assert (fields["info"], fields["speed"]) == ("loss 0.2500", "2,000 samples/s")
+                d.step(1, 64, 0.2)  # a step of epoch 2 that reports replaces them
+                assert d.progress.tasks[0].fields["info"] == "loss 0.2000"
         text = stream.getvalue()
         if mode == "quiet":
             assert text == ""
         else:
             assert "epoch 1/2  loss 0.2500  accuracy 0.5000  (0.5 s, 2,000 samples/s)" in text
         if mode == "bar":
-            assert "loss 0.3000" in text and "samples/s" in text and "eta" in text
+            assert "loss 0.2000" in text and "samples/s" in text and "eta" in text
 
 
 REGRESSION = """dnn 1
