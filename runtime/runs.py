@@ -77,21 +77,28 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def table(runs: list[RunInfo]) -> Any:
-    """A rich table: one row per run."""
+    """A rich table, one row per run, that reads at 80 columns: each cell stacks its facts on
+    lines (run over spec, date over time, status over epochs, one metric a line) and a long
+    run name folds onto a second line instead of being cut."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(show_lines=False)
-    for col in ("run", "spec", "started", "status", "epochs", "metrics", "wall"):
-        t.add_column(col, justify="right" if col in ("epochs", "wall") else "left")
+    t = Table(box=box.SIMPLE_HEAD, show_lines=True, pad_edge=False)
+    t.add_column("run / spec", overflow="fold")
+    t.add_column("started", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    t.add_column("final metrics", no_wrap=True)
+    t.add_column("wall", justify="right", no_wrap=True)
     for r in runs:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in list(r.metrics.items())[:3])
+        split = next(iter(r.metrics), "_").split("_")[0]
+        shown = [f"{k.removeprefix(split + '_')} {v:.4f}" for k, v in list(r.metrics.items())[:3]]
+        day, _, clock = r.started.replace("T", " ")[:19].partition(" ")
         t.add_row(
-            r.folder.name,
-            r.spec,
-            r.started.replace("T", " ")[:19],
-            r.status,
-            str(r.epochs),
-            shown,
+            f"{r.folder.name}\n[dim]{r.spec}[/dim]",
+            f"{day}\n{clock[:5]}",
+            f"{r.status}\n{r.epochs} epoch{'s' * (r.epochs != 1)}"
+            + (f"\n[dim]{split}[/dim]" if shown else ""),
+            "\n".join(shown),
             f"{r.wall:.1f} s" if r.wall is not None else "",
         )
     return t

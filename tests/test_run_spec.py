@@ -72,3 +72,39 @@ def test_a_folder_without_a_spec_is_no_run(
         f"{tmp_path}: error: not a run folder: it holds no spec.dnn\n"
         "  hint: give the spec file too: `dnn eval SPEC --run DIR`\n"
     )
+
+
+def test_the_runs_table_reads_at_80_columns() -> None:
+    """`dnn runs` cut every cell to an ellipsis at 80 columns (issue 17, point 7)."""
+    import io
+
+    from dnn.runtime.runs import RunInfo, table
+    from rich.console import Console
+
+    metrics = {"test_loss": 0.2099, "test_accuracy": 0.9944, "test_top_k": 1.0}
+    runs = [
+        RunInfo(
+            Path("runs/digits_autoencoder-20261206-093620"),
+            "digits_autoencoder.dnn",
+            "2026-12-06T09:36:20+0000",
+            "finished",
+            40,
+            metrics,
+            11.8,
+        ),
+        RunInfo(Path("runs/b"), "tiny.dnn", "2026-12-06T10:01:02+0000", "stopped", 1, {}, None),
+    ]
+    out = io.StringIO()
+    Console(file=out, width=80).print(table(runs))
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if "started" in line)
+    width = lines[head].index("started")
+    first = "".join(line[:width].strip() for line in lines[head + 2 : head + 5])
+    assert first == "digits_autoencoder-20261206-093620digits_autoencoder.dnn"  # folded, not cut
+    for shown in ("2026-12-06", "09:36", "finished", "40 epochs", "loss 0.2099", "11.8 s"):
+        assert shown in text, shown
+    for shown in ("accuracy 0.9944", "top_k 1.0000", "stopped", "tiny.dnn", "10:01"):
+        assert shown in text, shown
+    assert "1 epoch " in text and "1 epochs" not in text
