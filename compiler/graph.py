@@ -87,18 +87,58 @@ class Diagram:
 # ------------------------------------------------------------------ describe
 
 
-def describe(graph: Graph) -> Diagram:
-    """The diagram of a model graph: one box per node, one cluster per block instance."""
-    ids = {n.name: f"n{i}" for i, n in enumerate(graph.nodes)}
+def describe(graph: Graph, depth: int | None = None) -> Diagram:
+    """The diagram of a model graph: one box per node, one cluster per block instance.
+
+    `depth`: block instances nested deeper than this many blocks are drawn as one box each
+    (its name, the shape of its last layer's output, its parameters) instead of a cluster of
+    their layers; 0 draws every top-level block as one box; None draws everything.
+    """
     clusters = _clusters(graph)
+    if depth is not None:
+        clusters = tuple(c for c in clusters if len(c.path) <= depth)
     by_path = {c.path: c.id for c in clusters}
-    boxes = tuple(
-        Box(ids[n.name], n.name, _lines(n, graph), _role(n, graph), by_path.get(n.scope))
-        for n in graph.nodes
+    label = {c.path: c.label for c in _clusters(graph)}
+    boxes: dict[str, Box] = {}  # by representative: a node's name, or a collapsed block's path
+    rep: dict[str, str] = {}
+    for i, n in enumerate(graph.nodes):
+        if depth is None or len(n.scope) <= depth:
+            rep[n.name] = n.name
+            boxes[n.name] = Box(
+                f"n{i}", n.name, _lines(n, graph), _role(n, graph), by_path.get(n.scope)
+            )
+            continue
+        path = n.scope[: depth + 1]
+        key = "/".join(path)
+        rep[n.name] = key
+        title = label[path].split(" · ")[0]
+        shape = f"{n.dtype}[{', '.join(map(str, n.shape))}]"  # the last node seen wins
+        params = sum(m.total_params for m in graph.nodes if m.scope[: depth + 1] == path)
+        lines = (title, shape, *((f"{params:,} params",) if params else ()))
+        old = boxes.get(key)
+        role = "output" if n.name in graph.outputs or (old and old.role == "output") else "layer"
+        bid = old.id if old else f"b{len(boxes)}"
+        boxes[key] = Box(bid, key, lines, role, by_path.get(path[:-1]))
+    edges = tuple(
+        dict.fromkeys(
+            (boxes[rep[i]].id, boxes[rep[n.name]].id)
+            for n in graph.nodes
+            for i in n.inputs
+            if rep[i] != rep[n.name]
+        )
     )
-    edges = tuple((ids[i], ids[n.name]) for n in graph.nodes for i in n.inputs)
     title = f"{graph.name} · {graph.params:,} params"
-    return Diagram(graph.name, title, boxes, edges, clusters)
+    return Diagram(graph.name, title, tuple(boxes.values()), edges, clusters)
+
+
+def depth_for(graph: Graph, most: int = 40) -> int | None:
+    """The deepest drawing of `graph` with at most `most` boxes (None: every layer fits;
+    0 when even the top-level blocks drawn as boxes are more)."""
+    deepest = max((len(n.scope) for n in graph.nodes), default=0)
+    for depth in (None, *range(deepest - 1, -1, -1)):
+        if len(describe(graph, depth).boxes) <= most:
+            return depth
+    return 0
 
 
 def _clusters(graph: Graph) -> tuple[Cluster, ...]:

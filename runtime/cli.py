@@ -166,10 +166,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return run(args)
 
 
+PICTURE_BOXES = 30  # `--depth auto`: the most boxes a picture gets before blocks collapse
+
+
+def _depth(text: str) -> int | None:
+    """`--depth`: `full` (every layer), `auto` (decided by the caller) or a block depth."""
+    if text in ("full", "auto"):
+        return None
+    return int(text)
+
+
+def _depth_arg(text: str) -> str:
+    if text in ("full", "auto") or (text.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"`{text}`: give auto, full or a number of blocks >= 0")
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """Draw the model as SVG or PNG (laid out by Graphviz if installed, else built in), DOT, Mermaid."""
     from dnn.compiler.driver import load
-    from dnn.compiler.graph import describe
+    from dnn.compiler.graph import depth_for, describe
     from dnn.runtime import render
 
     try:
@@ -181,9 +197,21 @@ def cmd_graph(args: argparse.Namespace) -> int:
             print(f"{args.file}: error: no model to draw", file=sys.stderr)
             return EXIT_SPEC
         _warn(program.warnings, program.sources)
-        drawing = render.draw(describe(program.model), fmt, args.layout)
+        depth = _depth(args.depth)
+        if args.depth == "auto" and fmt not in ("svg", "png"):
+            depth = None  # text formats list every layer unless asked
+        elif args.depth == "auto":
+            depth = depth_for(program.model, PICTURE_BOXES)
+        drawing = render.draw(describe(program.model, depth), fmt, args.layout)
         if drawing.warning:
             print(f"warning: {drawing.warning}", file=sys.stderr)
+        if depth is not None and args.depth == "auto":
+            nested = f"nested deeper than {depth}" if depth else "of the model"
+            print(
+                f"note: blocks {nested} drawn as one box each, to keep the picture under "
+                f"{PICTURE_BOXES} boxes (`--depth full` draws every layer)",
+                file=sys.stderr,
+            )
         if args.output == "-":
             sys.stdout.write(drawing.data.decode())
         else:
@@ -311,6 +339,13 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("graph", cmd_graph, "draw the model: -o model.svg, .png, .dot or .mmd (Mermaid)")
     c.add_argument("file", metavar="FILE")
+    c.add_argument(
+        "--depth",
+        type=_depth_arg,
+        default="auto",
+        help="draw blocks nested deeper than N as one box each; `full`: every layer; `auto` "
+        f"(default): pictures get at most {PICTURE_BOXES} boxes, text formats every layer",
+    )
     c.add_argument("-o", "--output", default="-", help="output file; `-` (default): text to stdout")
     c.add_argument("--format", choices=("svg", "png", "dot", "mmd"), help="default: -o's suffix")
     c.add_argument(

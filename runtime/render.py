@@ -487,6 +487,16 @@ def cluster_label_at(r: Rect) -> Point:
     return r.x + CLUSTER_PAD / 2, r.y + CLUSTER_LABEL_H / 2 + 5
 
 
+def cluster_label_rect(label: str, r: Rect) -> Rect:
+    """The patch of the cluster's own fill behind its label, drawn over the edges: an edge
+    passing into the cluster is hidden behind the text instead of striking through it (a
+    stroked text halo left the line showing between letters, and SVG renderers without
+    `paint-order` drew the halo over the letters)."""
+    x, y = cluster_label_at(r)
+    w = min(len(label) * CHAR_EM * LABEL_PX + 4, r.x + r.w - x)
+    return Rect(x - 2, y - LABEL_PX / 2 - 2, w, LABEL_PX + 4)
+
+
 def arrowhead(a: Point, b: Point, size: float = 7.0) -> tuple[Point, Point, Point]:
     """The triangle of an arrow from `a` ending at `b`."""
     dx, dy = b[0] - a[0], b[1] - a[1]
@@ -518,17 +528,9 @@ def to_svg(d: Diagram, lay: Layout) -> str:
 
 
 def _svg_text(
-    x: float,
-    y: float,
-    s: str,
-    px: float,
-    anchor: str = "middle",
-    bold: bool = False,
-    halo: str = "",
+    x: float, y: float, s: str, px: float, anchor: str = "middle", bold: bool = False
 ) -> str:
     weight = ' font-weight="bold"' if bold else ""
-    if halo:  # an outline in the background colour: an edge passing under stays readable
-        weight += f' stroke="{halo}" stroke-width="3" paint-order="stroke"'
     return (
         f'<text x="{x:.1f}" y="{y:.1f}" font-size="{px:g}" text-anchor="{anchor}"'
         f' dominant-baseline="central"{weight}>{escape(s)}</text>'
@@ -548,8 +550,13 @@ def _svg_cluster(cid: str, r: Rect) -> str:
 
 def _svg_cluster_label(cid: str, label: str, r: Rect) -> str:
     x, y = cluster_label_at(r)
-    text = _svg_text(x, y, label, LABEL_PX, "start", halo=CLUSTER_STYLE[0])
-    return f'<g class="cluster-label" id="{cid}-label">{text}</g>'
+    b = cluster_label_rect(label, r)
+    patch = (
+        f'<rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.w:.1f}" height="{b.h:.1f}"'
+        f' fill="{CLUSTER_STYLE[0]}"/>'
+    )
+    text = _svg_text(x, y, label, LABEL_PX, "start")
+    return f'<g class="cluster-label" id="{cid}-label">{patch}{text}</g>'
 
 
 def _svg_edge(pts: Sequence[Point]) -> str:
@@ -582,6 +589,7 @@ def to_png(d: Diagram, lay: Layout, scale: float = 2.0) -> bytes:
     """The same picture as `to_svg`, drawn with matplotlib's Agg (no Cairo, no Graphviz)."""
     try:
         from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
     except ImportError:
         raise RenderError(
             "PNG needs matplotlib: pip install 'dnn[graph]' (or install Graphviz)"
@@ -597,8 +605,11 @@ def to_png(d: Diagram, lay: Layout, scale: float = 2.0) -> bytes:
     for pts in lay.edges:
         _png_edge(ax, pts)
     for c in d.clusters:
-        x, y = cluster_label_at(lay.clusters[c.id])
-        _png_text(ax, x, y, c.label, LABEL_PX, "left", halo=CLUSTER_STYLE[0])
+        r = lay.clusters[c.id]
+        x, y = cluster_label_at(r)
+        b = cluster_label_rect(c.label, r)
+        ax.add_patch(Rectangle((b.x, b.y), b.w, b.h, fc=CLUSTER_STYLE[0], ec="none", zorder=2.5))
+        _png_text(ax, x, y, c.label, LABEL_PX, "left")
     for b in d.boxes:
         _png_box(ax, b, lay.boxes[b.id])
     # Agg draws at most 2**16 pixels a side: a very deep model gets a smaller scale
@@ -614,21 +625,11 @@ def _pt(px: float) -> float:
 
 
 def _png_text(
-    ax: Any,
-    x: float,
-    y: float,
-    s: str,
-    px: float,
-    ha: str = "center",
-    bold: bool = False,
-    halo: str = "",
+    ax: Any, x: float, y: float, s: str, px: float, ha: str = "center", bold: bool = False
 ) -> None:
-    from matplotlib.patheffects import withStroke
-
     weight = "bold" if bold else "normal"
-    effects = [withStroke(linewidth=_pt(3), foreground=halo)] if halo else []
     font = {"fontsize": _pt(px), "family": "DejaVu Sans Mono", "fontweight": weight}
-    ax.text(x, y, s, ha=ha, va="center", path_effects=effects, **font)
+    ax.text(x, y, s, ha=ha, va="center", **font)
 
 
 def _png_rect(ax: Any, r: Rect, fill: str, stroke: str, width: float = 1.0) -> None:

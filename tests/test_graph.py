@@ -387,3 +387,95 @@ def test_cli_graph_does_not_import_jax(tmp_path: Path) -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------ collapsed blocks (--depth)
+
+
+def test_depth_draws_nested_blocks_as_boxes() -> None:
+    """Issue 17: pictures of deep models were very tall (resnet_small 820 x 5,944 px). Blocks
+    nested deeper than `depth` become one box: its name, its last layer's shape, its params."""
+    g = _model(load(str(ROOT / "examples" / "resnet_small.dnn")))
+    top = describe(g, 0)
+    assert [b.lines for b in top.boxes] == [
+        ("input image", "f32[8, 8, 1]"),
+        ("conv_bn", "f32[8, 8, 16]", "208 params"),
+        ("basic", "f32[8, 8, 16]", "4,736 params"),
+        ("basic_1", "f32[8, 8, 16]", "4,736 params"),
+        ("basic_2", "f32[4, 4, 32]", "14,720 params"),
+        ("basic_3", "f32[4, 4, 32]", "18,688 params"),
+        ("global_avgpool", "f32[32]"),
+        ("output dense", "f32[10]", "330 params"),
+    ]
+    assert top.clusters == ()
+    ids = [b.id for b in top.boxes]
+    assert list(top.edges) == list(zip(ids, ids[1:], strict=False))  # a chain at this depth
+    assert (
+        sum(
+            int(b.lines[-1].split()[0].replace(",", ""))
+            for b in top.boxes
+            if b.lines[-1].endswith("params")
+        )
+        == g.params
+    )
+    one = describe(g, 1)
+    assert {c.path for c in one.clusters} == {
+        ("conv_bn",),
+        *(((f"basic{s}",)) for s in ("", "_1", "_2", "_3")),
+    }
+    inner = next(b for b in one.boxes if b.name == "basic_1/h")
+    assert inner.lines == ("h = conv_bn", "f32[8, 8, 16]", "2,368 params")
+    assert one.cluster(inner.cluster or "").path == ("basic_1",)
+    # the skip edge into basic_1's add still comes from basic's output (its relu)
+    names = {b.id: b.name for b in one.boxes}
+    assert ("basic/relu", "basic_1/add") in {(names[s], names[t]) for s, t in one.edges}
+
+
+def test_depth_for_keeps_pictures_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dnn.compiler.graph import depth_for
+
+    g = _model(load(str(ROOT / "examples" / "resnet_small.dnn")))
+    assert len(describe(g).boxes) == 36 and depth_for(g, 30) == 1 and depth_for(g, 40) is None
+    assert depth_for(g, 5) == 0  # even the top level is more: the least deep drawing
+    out = tmp_path / "r.png"
+    assert main(["graph", str(ROOT / "examples" / "resnet_small.dnn"), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "note: blocks nested deeper than 1 drawn as one box each, to keep the picture "
+        "under 30 boxes (`--depth full` draws every layer)" in err
+    )
+    full = tmp_path / "f.png"
+    cmd = ["graph", str(ROOT / "examples" / "resnet_small.dnn"), "-o", str(full)]
+    assert main([*cmd, "--depth", "full"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+    def height(p: Path) -> int:
+        return struct.unpack(">II", p.read_bytes()[16:24])[1]
+
+    assert height(out) < 0.8 * height(full)
+    with pytest.raises(SystemExit) as usage:
+        main(["graph", str(ROOT / "examples" / "resnet_small.dnn"), "--depth", "x"])
+    assert usage.value.code == 2
+    assert "argument --depth: `x`: give auto, full or a number of blocks >= 0" in (
+        capsys.readouterr().err
+    )
+
+
+def test_cluster_labels_sit_on_their_own_patch_over_the_edges() -> None:
+    """An edge into a cluster passed through its label; SVG labels used `paint-order`, which
+    some renderers lack (the halo then hid the letters)."""
+    d = diagram("resnet_small")
+    svg = render.to_svg(d, render.layout(d))
+    assert "paint-order" not in svg
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    order = [g.get("class") for g in root.iter(f"{ns}g")]
+    assert order.index("cluster-label") > max(i for i, c in enumerate(order) if c == "edge")
+    for g in root.iter(f"{ns}g"):
+        if g.get("class") == "cluster-label":
+            rect, text = g.find(f"{ns}rect"), g.find(f"{ns}text")
+            assert rect is not None and text is not None
+            assert rect.get("fill") == "#fafafa"  # the cluster's own fill
+            x, w = float(rect.get("x") or 0), float(rect.get("width") or 0)
+            chars = len(text.text or "")
+            assert x <= float(text.get("x") or 0) and w >= chars * 0.62 * 11
