@@ -93,7 +93,7 @@ CODES: Mapping[str, str] = {
     "optimizer's update) where the first nan or inf appeared, found by replaying the run",
     E_PRETRAIN: "`train.pretrain` that cannot apply: no layer to pretrain, bernoulli visible "
     "units of an `rbm` fed values outside [0, 1] (known from the spec, or found on the train "
-    "split before pretraining), an ensemble, or pretraining that diverged",
+    "split before pretraining), an ensemble, a multi-host run, or pretraining that diverged",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

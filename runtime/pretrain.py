@@ -214,6 +214,19 @@ def pretrain(
     needs them, or a pretraining that diverges."""
     ref, model = program.train.pretrain, program.model
     assert ref is not None and model is not None
+    if jax.process_count() > 1:  # the layers' inputs and weights are gathered to one host
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_PRETRAIN,
+                    "`pretrain` is not supported in a multi-host run",
+                    program.train.span_of("pretrain"),
+                    "pretrain in a one-host run, then start this one from its weights with "
+                    "`init_from` and without `pretrain`",
+                )
+            ],
+            program.sources,
+        )
     run = implementation("pretrainer", ref.name)
     splits = engine.prepared.splits
     train = splits["train"].x

@@ -322,12 +322,12 @@ def test_a_run_pretrains_writes_its_log_and_figures_and_resumes_without_pretrain
 
 
 def test_pretraining_through_a_scanned_repeat_equals_the_unrolled_one(tmp_path: Path) -> None:
-    x = np.random.default_rng(2).uniform(size=(24, 6))
+    x = np.random.default_rng(2).uniform(size=(24, 4))
     done = []
     for scan in ("true", "false"):
         program = tiny(
             tmp_path,
-            "rbm(4)\n  repeat 2 { hidden(4) }",
+            "repeat 2 { hidden(4) }",
             "cd(epochs = 1)",
             x,
             f"  scan_repeats = {scan}\n",
