@@ -618,10 +618,7 @@ def _unit_interval(c: _Ctx, node: Node) -> None:
     """Refuse a layer fed values the spec says fall outside [0, 1]: its input traced back
     through layers that only rearrange values to a model input whose data (a built-in set's
     range, the normalizer) is known. What the spec cannot tell, the runtime checks."""
-    src = c.model.node(node.inputs[0])
-    while src.kind == "layer" and "rearranges" in _traits(src) and src.inputs:
-        src = c.model.node(src.inputs[0])
-    if src.op != "input" or c.data is None:
+    if not fed_by_data(c.model, node) or c.data is None:
         return
     why = _outside_unit_interval(c.data)
     if why is None:
@@ -634,6 +631,15 @@ def _unit_interval(c: _Ctx, node: Node) -> None:
         "add `normalize = minmax` to the data section (each feature to [0, 1]), or use "
         f"`{node.op}({arg}visible = gaussian)` for standardized inputs",
     )
+
+
+def fed_by_data(model: Graph, node: Node) -> bool:
+    """Whether `node`'s input is a model input's values, through layers that only rearrange
+    them (flatten, reshape, dropout: the `rearranges` trait)."""
+    src = model.node(node.inputs[0])
+    while src.kind == "layer" and "rearranges" in _traits(src) and src.inputs:
+        src = model.node(src.inputs[0])
+    return src.op == "input"
 
 
 def _outside_unit_interval(data: Config) -> str | None:

@@ -32,7 +32,7 @@ import numpy as np
 from dnn.compiler.diagnostics import E_PRETRAIN, Diagnostic, SpecError
 from dnn.compiler.ir import Node, Program
 from dnn.compiler.registry.core import implementation, implements
-from dnn.compiler.rules import needs_unit_interval, pretrained_layers
+from dnn.compiler.rules import fed_by_data, needs_unit_interval, pretrained_layers
 
 from . import pipeline
 from .rundir import plotting
@@ -286,6 +286,7 @@ def forward_to(
 
 
 def _check_range(program: Program, node: Node, x: np.ndarray) -> None:
+    assert program.model is not None
     lo, hi = float(np.min(x)), float(np.max(x))
     if lo >= -1e-6 and hi <= 1 + 1e-6:
         return
@@ -297,7 +298,10 @@ def _check_range(program: Program, node: Node, x: np.ndarray) -> None:
                 f"[0, 1], but its inputs on the train split range from {lo:.4g} to {hi:.4g}",
                 node.span,
                 "add `normalize = minmax` to the data section (each feature to [0, 1]), or "
-                "use `visible = gaussian` for standardized inputs",
+                "use `visible = gaussian` for standardized inputs"
+                if fed_by_data(program.model, node)
+                else "end the layers before it with `sigmoid` (outputs in [0, 1]), or use "
+                "`visible = gaussian`",
             )
         ],
         program.sources,

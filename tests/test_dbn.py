@@ -294,6 +294,21 @@ def test_a_diverging_pretraining_is_refused_at_the_pretrain_line(tmp_path: Path)
     )
 
 
+def test_the_layers_init_from_loaded_are_not_pretrained(tmp_path: Path) -> None:
+    """`skip`: the names `init_from` loaded (runtime/fit.py `fresh_start`) are used as they
+    are, and the layers above read their outputs."""
+    x = np.random.default_rng(3).uniform(size=(24, 6))
+    program = tiny(tmp_path, "rbm(4) -> rbm(3)", "cd(epochs = 1)", x)
+    engine = Engine(program, pipeline.prepare(program), 1)
+    start = engine.init()
+    before = jax.device_get(start["params"])
+    st, records = pretrain.pretrain(program, engine, start, skip=frozenset({"rbm"}))
+    after = jax.device_get(st["params"])
+    assert [r["layer"] for r in records] == ["rbm_1"]
+    jax.tree.map(np.testing.assert_array_equal, after["rbm"], before["rbm"])
+    assert not np.array_equal(after["rbm_1"]["kernel"], before["rbm_1"]["kernel"])
+
+
 # ------------------------------------------------------------------ a run
 
 

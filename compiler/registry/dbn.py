@@ -104,7 +104,8 @@ PRETRAINERS.add(
     "2006), as Hinton's practical guide (2010) recommends: the hidden states of the data sampled "
     "(h⁰), the visible reconstructions and the last hidden step as probabilities, the "
     "statistics from probabilities; mini-batches of `train.batch_size` from the train split, "
-    "reshuffled every epoch; randomness from `train.seed`. Each epoch reports the "
+    "reshuffled every epoch (whatever `data.shuffle` says); randomness from `train.seed`. "
+    "Each epoch reports the "
     "reconstruction error, mean (v⁰ - v¹)² per value and example (v¹: the first "
     "reconstruction), to the terminal and pretrain.jsonl, and the run folder gets "
     "plots/rbm_reconstructions.png and plots/rbm_filters.png",
