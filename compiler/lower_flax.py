@@ -183,6 +183,31 @@ class _Tied(nn.Module):
         return y
 
 
+@implements("layer", "rbm")
+def rbm(n: Node, xs: list[Array], train: bool) -> Array:
+    """The hidden units' probabilities, sigmoid(x W + c); b (`visible_bias`) is held for
+    pretraining and reconstructions (runtime/pretrain.py)."""
+    return _RBM(n.arg("units"), _kernel_init(n), initializer(n.arg("bias_init")), name=n.name)(
+        xs[0]
+    )
+
+
+class _RBM(nn.Module):
+    """A restricted Boltzmann machine's upward pass: W [in, units] (`kernel`), hidden bias c
+    [units] (`bias`), visible bias b [in] (`visible_bias`, initialized to 0)."""
+
+    units: int
+    kernel_init: Callable[..., Array]
+    bias_init: Callable[..., Array]
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        w = self.param("kernel", self.kernel_init, (x.shape[-1], self.units))
+        c = self.param("bias", self.bias_init, (self.units,))
+        self.param("visible_bias", nn.initializers.zeros, (x.shape[-1],))
+        return jax.nn.sigmoid(x @ w.astype(x.dtype) + c.astype(x.dtype))
+
+
 def _padding(p: Any) -> Any:
     return p.name.upper() if isinstance(p, Symbol) else [(q, q) for q in p]
 

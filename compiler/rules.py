@@ -22,6 +22,7 @@ from typing import Any
 from .diagnostics import (
     E_DTYPE,
     E_MODEL,
+    E_PRETRAIN,
     E_SECTION,
     E_SHAPE,
     E_VALUE,
@@ -31,9 +32,9 @@ from .diagnostics import (
     Span,
 )
 from .ir import Config, Graph, Node
-from .registry.core import TASKS, Args, Problem, did_you_mean
+from .registry.core import TASKS, Args, Entry, Problem, did_you_mean
 from .registry.data import AUGMENTATIONS, BUILTIN_DATA, DATASETS, NORMALIZERS
-from .registry.layers import LAYERS, fmt_shape
+from .registry.layers import ACTIVATIONS, LAYERS, fmt_shape
 from .registry.losses import LOSSES
 from .registry.metrics import DEFAULT_METRICS, METRICS
 from .registry.optimizers import OPTIMIZERS
@@ -631,6 +632,103 @@ def _data_files(c: _Ctx) -> None:
             )
 
 
+def pretrained_layers(model: Graph) -> list[tuple[Node, Entry]]:
+    """The layers `train.pretrain` trains, in network order: the `pretrainable` entries'."""
+    out = []
+    for node in model.nodes:
+        entry = LAYERS.lookup(node.op) if node.kind == "layer" else None
+        if entry is not None and "pretrainable" in entry.traits:
+            out.append((node, entry))
+    return out
+
+
+def needs_unit_interval(node: Node, entry: Entry) -> bool:
+    """Whether pretraining needs this layer's inputs in [0, 1] (`needs.unit_interval`: an
+    `rbm` with bernoulli visible units)."""
+    cond = entry.needs.unit_interval
+    return cond is not None and str(node.arg(cond[0])) == cond[1]
+
+
+def _pretrain(c: _Ctx) -> None:
+    """`pretrain` needs a layer to pretrain and one run of one member; a layer whose
+    pretraining needs inputs in [0, 1] must not be fed values known to fall outside."""
+    ref = c.train.pretrain
+    if ref is None:
+        return
+    span = c.train.span_of("pretrain")
+    layers = pretrained_layers(c.model)
+    if not layers:
+        words = [e.name for e in LAYERS if "pretrainable" in e.traits]
+        c.add(
+            E_PRETRAIN,
+            f"`pretrain = {ref.name}(...)` has no layer to pretrain: the model has no "
+            + " or ".join(f"`{w}`" for w in words),
+            span,
+            f"write the hidden layers as `{words[0]}(units)`, or remove `pretrain`",
+        )
+    if c.train.ensemble > 1:
+        c.add(
+            E_PRETRAIN,
+            f"`pretrain` does not support `ensemble = {c.train.ensemble}`: pretraining runs "
+            "once, for one set of weights",
+            span,
+            "remove `ensemble`, or train the members as separate runs with their own `seed`",
+        )
+    for node, entry in layers:
+        if needs_unit_interval(node, entry):
+            _unit_interval(c, node)
+
+
+def _unit_interval(c: _Ctx, node: Node) -> None:
+    """Refuse a layer fed values the spec says fall outside [0, 1]: its input traced back
+    through layers that only rearrange values to a model input whose data (a built-in set's
+    range, the normalizer) is known. What the spec cannot tell, the runtime checks."""
+    if not fed_by_data(c.model, node) or c.data is None:
+        return
+    why = _outside_unit_interval(c.data)
+    if why is None:
+        return
+    arg = f"{node.arg('units')}, " if "units" in dict(node.args) else ""
+    c.add(
+        E_PRETRAIN,
+        f"`{node.op}` with {node.arg('visible')} visible units takes inputs in [0, 1], but {why}",
+        node.span,
+        "add `normalize = minmax` to the data section (each feature to [0, 1]), or use "
+        f"`{node.op}({arg}visible = gaussian)` for standardized inputs",
+    )
+
+
+def fed_by_data(model: Graph, node: Node) -> bool:
+    """Whether `node`'s input is a model input's values, through layers that only rearrange
+    them (flatten, reshape, dropout: the `rearranges` trait)."""
+    src = model.node(node.inputs[0])
+    while src.kind == "layer" and "rearranges" in _traits(src) and src.inputs:
+        src = model.node(src.inputs[0])
+    return src.op == "input"
+
+
+def _outside_unit_interval(data: Config) -> str | None:
+    """Why the examples after `normalize` are known to fall outside [0, 1]; None when they lie
+    inside or nothing is known."""
+    norm = data.normalize
+    entry = NORMALIZERS.lookup(norm.name)
+    if entry is None or "unit_range" in entry.traits:
+        return None
+    if norm.name != "none":
+        return f"`normalize = {norm}` gives values of either sign"
+    meta = builtin_meta(data)
+    lo, hi = meta.get("range", (0.0, 1.0)) if meta is not None else (0.0, 1.0)
+    if lo >= 0.0 and hi <= 1.0:
+        return None
+    name = data.source.arg("name")
+    return f"`{name}` examples range from {lo:g} to {hi:g} (`normalize = none`)"
+
+
+def _traits(node: Node) -> frozenset[str]:
+    entry = (LAYERS if node.kind == "layer" else ACTIVATIONS).lookup(node.op)
+    return entry.traits if entry is not None else frozenset()
+
+
 def _norm(c: _Ctx) -> Span:
     assert c.data is not None
     return c.data.span_of("normalize")
@@ -653,6 +751,7 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _rate_divides,
     _data_files,
     _targets,
+    _pretrain,
 )
 
 

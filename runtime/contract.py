@@ -19,7 +19,7 @@ import numpy as np
 from dnn.compiler.ir import Program
 
 from . import infer, pipeline
-from .fit import _one_epoch, enable_compile_cache
+from .fit import _one_epoch, enable_compile_cache, fresh_start
 from .progress import Display
 from .train import Engine, batched, device_data, evaluate_split
 
@@ -69,6 +69,11 @@ def exercise(program: Program, epochs: int = 2, limit: int | None = None) -> Exe
     engine = Engine(program, prepared, 1)
     st = engine.init()
     assert program.model is not None
+    notes = []
+    if program.train.pretrain is not None:  # before step 0, as `dnn train` does
+        started = st["params"]
+        st, records = fresh_start(program, engine, st)
+        notes = _pretrain_notes(started, st["params"], records)
     lowered = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(st["params"]))
     data = device_data(prepared, engine.place)
     watched = "val" if prepared.size("val") else "train"
@@ -90,7 +95,24 @@ def exercise(program: Program, epochs: int = 2, limit: int | None = None) -> Exe
         test,
         tuple(tuple(o.shape) for o in outs),
         tuple((len(x), *n.shape) for n in nodes),
+        notes,
     )
+
+
+def _pretrain_notes(before: Any, after: Any, records: list[dict[str, Any]]) -> list[str]:
+    """A pretraining that reported nothing, a non-finite error, or left the weights as they
+    were breaks the contract."""
+    if not records:
+        return ["pretraining reported no epoch"]
+    out = [
+        f"non-finite reconstruction error: {r}"
+        for r in records
+        if not math.isfinite(r["recon_error"])
+    ]
+    changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), before, after)
+    if not any(jax.tree.leaves(changed)):
+        out.append("pretraining left every weight as it was")
+    return out
 
 
 def _head(table: Any, n: int) -> Any:

@@ -127,18 +127,18 @@ def _train(
     st = engine.init()
     if lead:
         _warn_if_nothing_trains(program, st["params"])
-    notes: list[str] = []
-    if program.train.init_from and not resume:
-        st, notes = transfer(program, st, engine)
     loop = Loop(program, engine, folder, "val" in data)
     if resume:
         st = loop.resume(st)
     n, epochs = int(x_train.shape[0]), program.train.epochs
     finished, last_save = True, time.perf_counter()
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
+    pictures: Future[Any] | None = None
     with Display(epochs, engine.steps_per_epoch, shown) as display, _on_interrupt(loop, folder):
-        for note in notes:
-            display.message(note)
+        if not resume:
+            st, records = fresh_start(program, engine, st, display)
+            if lead and program.train.pretrain is not None:
+                pictures = _pretrain_outputs(program, engine, st, records, folder, side)
         for epoch in range(loop.start, epochs + 1):
             t0 = time.perf_counter()
             st, acc = _one_epoch(engine, st, epoch, x_train, y_train, display)
@@ -172,6 +172,7 @@ def _train(
         plots = side.submit(rundir.plot_history, list(loop.history), folder / "plots")
     if lead and engine.health_every:
         _health_report(program, folder)
+    _wait(pictures)
     if not finished:
         _wait(plots)
         return {"stopped_after": loop.history[-1]["epoch"], "finished": False, "run": str(folder)}
@@ -186,6 +187,50 @@ def _train(
 
 
 HEALTH = "health.jsonl"
+PRETRAIN = "pretrain.jsonl"
+
+
+def fresh_start(
+    program: Program, engine: Engine, st: Any, display: Display | None = None
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The state a fresh run (not a resumed one) starts from: the layers `init_from` names
+    loaded, then the other pretrainable layers pretrained (`train.pretrain`); with the
+    pretraining's records (one per layer and epoch). `display` shows what happens."""
+    loaded: list[str] = []
+    if program.train.init_from:
+        st, notes, loaded = transfer(program, st, engine)
+        if display is not None:
+            for note in notes:
+                display.message(note)
+    if program.train.pretrain is None:
+        return st, []
+    from . import pretrain
+
+    epochs = int(program.train.pretrain.arg("epochs"))
+    report = (
+        (lambda r: display.message(pretrain.describe(program, r, epochs)))
+        if display is not None
+        else None
+    )
+    return pretrain.pretrain(program, engine, st, report, frozenset(loaded))
+
+
+def _pretrain_outputs(
+    program: Program,
+    engine: Engine,
+    st: Any,
+    records: list[dict[str, Any]],
+    folder: Path,
+    side: ThreadPoolExecutor,
+) -> Future[Any] | None:
+    """pretrain.jsonl, and the reconstructions' and filters' figures drawn on the side thread
+    (None when `init_from` left no layer to pretrain)."""
+    from . import pretrain
+
+    rundir.write_history(folder / PRETRAIN, records)
+    if not records:
+        return None
+    return side.submit(pretrain.plot, pretrain.pictures(program, engine, st), folder / "plots")
 
 
 def _health_report(program: Program, folder: Path) -> None:
@@ -636,8 +681,9 @@ def _check_monitors(program: Program, prepared: pipeline.Prepared) -> None:
             )
 
 
-def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str]]:
-    """Initialize layers from another run's weights, by layer name and shape.
+def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str], list[str]]:
+    """Initialize layers from another run's weights, by layer name and shape; returns the
+    state, lines that say what was loaded, and the names of the layers loaded.
 
     Both sides are matched in the per-node layout checkpoints hold (scanned runs unstacked).
     A layer's running statistics (batchnorm's `batch_stats`) come with it, as Keras's
@@ -688,7 +734,7 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str]]
     if missing:
         notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
     new = {"params": engine.from_disk(params), "model_state": engine.from_disk(stats)}
-    return {**st, **new}, notes
+    return {**st, **new}, notes, loaded
 
 
 def _matching(

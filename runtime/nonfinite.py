@@ -86,14 +86,14 @@ def locate(
     appeared (None where the replay finds none). `x`, `y`: the train split on the device;
     `data`: the run's batched splits (the epochs' validation, as the run did it)."""
     from . import checkpoint
-    from .fit import Loop, _one_epoch, _record, transfer
+    from .fit import Loop, _one_epoch, _record, fresh_start
 
     loop = Loop(program, engine, folder, "val" in data)
-    st = engine.init()  # a seed gives the same start (and `init_from` the same transfer)
+    st = engine.init()  # a seed gives the same start (and the same transfer and pretraining)
     if checkpoint.exists(folder / "checkpoints" / "last"):
         st = loop.resume(st)
-    elif program.train.init_from:
-        st, _ = transfer(program, st, engine)
+    else:
+        st, _ = fresh_start(program, engine, st)
     n = int(x.shape[0])
     with Display(max(epoch, 1), engine.steps_per_epoch, "quiet") as display:
         for e in range(loop.start, epoch):

@@ -48,6 +48,7 @@ TRAINED = (
     "optimizer",
     "schedule",
     "clipper",
+    "pretrainer",
     "dataset",
     "normalizer",
     "augmentation",
@@ -185,6 +186,16 @@ def cases(kind: str, entry: Entry) -> list[Case]:
     if kind in ("schedule", "clipper"):
         field = {"clipper": "clip"}.get(kind, kind)
         return [Case(dense, "f32[6]", train_extra=f"  {field} = {word}")]
+    if kind == "pretrainer":  # on every pretrainable layer, fed [0, 1] as it needs
+        layers = " -> ".join(use(e) for e in REGISTRIES["layer"] if "pretrainable" in e.traits)
+        return [
+            Case(
+                f"  {layers}",
+                f"f32[{FEATURES}]",
+                data_extra="  normalize = minmax",
+                train_extra=f"  pretrain = {word}",
+            )
+        ]
     if kind == "dataset":
         return [dataset_case(entry)]
     if kind == "normalizer":
@@ -375,6 +386,7 @@ TAGGED = (
     "optimizer",
     "schedule",
     "clipper",
+    "pretrainer",
 )
 PROVIDED = {
     "metric": metrics.Metric,

@@ -46,7 +46,8 @@ model every {
   y4 = multi_head_attention(2, 3, value_dim = 2)(seq, e, k) -> positional_embedding -> cls_token -> take(0)
   y5 = patch_embed(4, 3)(img) -> take(-1)
   y6 = sequence_pool(max)(e, k)
-  output concat(s, u, v, w, x, y1, y2, y3, y4, y5, y6)
+  y7 = rbm(3, visible = gaussian)(rbm(5)(r))
+  output concat(s, u, v, w, x, y1, y2, y3, y4, y5, y6, y7)
 }
 """
 

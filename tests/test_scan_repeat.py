@@ -309,7 +309,7 @@ def trained(program: dnn.Program, steps: int = 3) -> tuple[list[float], dict, di
     engine = Engine(program, pipeline.prepare(program), 1)
     st = engine.init()
     if program.train.init_from:
-        st, _ = transfer(program, st, engine)
+        st, _, _ = transfer(program, st, engine)
     start = engine.to_disk(engine.copy(st))
     x, y = device_data(engine.prepared, engine.place)["train"]
     order, _ = engine.order(1, int(x.shape[0]))

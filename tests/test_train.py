@@ -689,7 +689,7 @@ def test_a_run_moves_between_scan_decisions(
         target = dnn.load(str(path), [f'train.init_from="{tmp_path / "straight"}"'])
         engine = Engine(target, pipeline.prepare(target), 1)
         assert engine.scan is None
-        st, notes = transfer(target, engine.init(), engine)
+        st, notes, _ = transfer(target, engine.init(), engine)
     assert f"loaded {len(st['params'])} layers" in notes[0]
     assert len(notes) == 1  # nothing skipped, nothing new
     source = params_of(tmp_path / "straight")

@@ -134,6 +134,8 @@ class Needs:
     `ids`: for a layer of integer ids, the argument bounding them (0 <= id < its value).
     `outputs`: for a data source that can feed a model with several outputs (one target each,
     named after the output), the argument naming a one-output model's target, unused then.
+    `unit_interval`: for a pretrainable layer, `(argument, value)`: when the argument has that
+    value (an `rbm`'s `visible = bernoulli`), pretraining needs the layer's inputs in [0, 1].
     """
 
     dtype: str = "float"
@@ -142,6 +144,7 @@ class Needs:
     file: str | None = None  # data sources: the argument that names a file or folder
     ids: str | None = None  # layers of integer ids: the argument they must stay below
     outputs: str | None = None  # data sources: the one-output target argument (see above)
+    unit_interval: tuple[str, str] | None = None  # pretraining needs inputs in [0, 1] (above)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float", "int", "any") or self.input not in ("any", "image"):
@@ -167,6 +170,12 @@ TRAITS: dict[str, str] = {
     "`dnn init-check` counts the units whose slope is 0 for a whole batch (dead)",
     "saturating": "a bounded activation whose slope vanishes at both ends (sigmoid, tanh): "
     "`dnn init-check` counts the values where the slope is below 1/20 of its slope at 0",
+    "pretrainable": "a layer whose weights `train.pretrain` learns before step 0, greedily, one "
+    "layer at a time in network order (`rbm` under `cd`)",
+    "unit_range": "its values lie in [0, 1]: a layer's or activation's outputs always, a "
+    "normalizer's on the train split, a data source's examples as loaded",
+    "rearranges": "a layer that moves or copies its input's values without changing them in "
+    "evaluation (flatten, reshape, dropout): its outputs' range is its input's",
 }
 
 

@@ -29,6 +29,7 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
         "samples": 1797,
         "task": "classification",
         "source": "sklearn.datasets.load_digits",
+        "range": (0.0, 16.0),
         "doc": "8x8 images of handwritten digits, flattened, pixel values 0..16",
     },
     "iris": {
@@ -109,6 +110,7 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
         "classes": 10,
         "samples": 1797,
         "task": "classification",
+        "range": (0.0, 16.0),
         "targets": (("digit", 10), ("odd", 2)),
         "source": "sklearn.datasets.load_digits",
         "doc": "the digits with two targets, for a model with two outputs: `digit` (the class, "
@@ -195,6 +197,7 @@ DATASETS.add(
     formula="x = image pixels scaled to [0, 1], shape [height, width, channels]; "
     "y = index of the subfolder in sorted order",
     validate=_check_images,
+    traits=frozenset({"unit_range"}),
 )
 
 # ----------------------------------------------------------------------------- normalization
@@ -246,9 +249,9 @@ NORMALIZERS.add(
 NORMALIZERS.add(
     "minmax",
     aliases=("min_max",),
-    doc="rescale each feature to [0, 1]",
+    doc="rescale each feature to [0, 1] (the train split's; val and test may fall outside)",
     formula="x' = (x - min) / (max - min)   (max - min = 1 where a feature is constant)",
-    traits=_INVERTIBLE,
+    traits=_INVERTIBLE | {"unit_range"},
     info={"fit": True},
 )
 

@@ -330,12 +330,16 @@ def _global_pool(kind: str) -> None:
 _global_pool("avg")
 _global_pool("max")
 
+# Layers that only move values (in evaluation): the range of their outputs is their input's.
+_REARRANGES = frozenset({"rearranges"})
+
 LAYERS.add(
     "flatten",
     shape=lambda a, x: (math.prod(x),),
     params=lambda a, x: 0,
     doc="all non-batch axes into one",
     formula="y = reshape(x, [batch, prod(shape)])",
+    traits=_REARRANGES,
 )
 
 
@@ -368,6 +372,7 @@ LAYERS.add(
     params=lambda a, x: 0,
     doc="a new shape with the same number of values",
     formula="y = reshape(x, [batch, *shape])",
+    traits=_REARRANGES,
 )
 
 LAYERS.add(
@@ -379,6 +384,7 @@ LAYERS.add(
     doc="inverted dropout: zero units at random while training and rescale the rest; "
     "identity at evaluation",
     formula="train: y = x · m / (1 - rate), m ~ Bernoulli(1 - rate); eval: y = x",
+    traits=_REARRANGES,
 )
 
 
@@ -725,10 +731,11 @@ def _act(
 
 
 _SATURATING = frozenset({"pointwise", "saturating"})
+_UNIT = frozenset({"unit_range"})  # outputs in [0, 1]
 
 
 _act("identity", "no change", "y = x", aliases=("linear_activation",))
-_act("sigmoid", "logistic function", "y = 1 / (1 + exp(-x))", traits=_SATURATING)
+_act("sigmoid", "logistic function", "y = 1 / (1 + exp(-x))", traits=_SATURATING | _UNIT)
 _act("tanh", "hyperbolic tangent", "y = tanh(x)", traits=_SATURATING)
 _act("relu", "rectified linear unit", "y = max(0, x)")
 _act("relu6", "ReLU capped at 6 (MobileNet)", "y = min(max(0, x), 6)")
@@ -758,7 +765,12 @@ _act(
 _act("silu", "sigmoid-weighted linear unit", "y = x · sigmoid(x)", aliases=("swish",))
 _act("softplus", "smooth ReLU", "y = log(1 + exp(x))")
 _act("softsign", "x over one plus its magnitude", "y = x / (1 + |x|)", traits=_SATURATING)
-_act("hard_sigmoid", "piecewise-linear sigmoid", "y = relu6(x + 3) / 6", traits=_SATURATING)
+_act(
+    "hard_sigmoid",
+    "piecewise-linear sigmoid",
+    "y = relu6(x + 3) / 6",
+    traits=_SATURATING | _UNIT,
+)
 _act("hard_tanh", "tanh clipped linear", "y = clip(x, -1, 1)", traits=_SATURATING)
 _act("mish", "self-regularized activation (Misra 2019)", "y = x · tanh(softplus(x))")
 _act(
@@ -766,7 +778,7 @@ _act(
     "normalized exponentials along an axis",
     "y_i = exp(x_i) / sum_j exp(x_j)",
     arg("axis", Axis, -1),
-    traits=frozenset(),
+    traits=_UNIT,
 )
 _act(
     "log_softmax",

@@ -191,6 +191,14 @@ SECTIONS.add(
             "`trainable = False`)",
         ),
         arg(
+            "pretrain",
+            OptionalT(RefT("pretrainer")),
+            None,
+            "unsupervised layer-wise pretraining of the `pretrainable` layers (`rbm`) before "
+            "step 0 of a fresh run, e.g. `cd(k = 1, epochs = 10, lr = 0.1)`; then the train "
+            "section fine-tunes the whole network",
+        ),
+        arg(
             "init_from",
             OptionalT(Str),
             None,
