@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps 'jax2onnx>=0.17,<0.18'  # why --no-deps: pyproject's onnx extra
 	touch $(STAMP)
 
 # pytest-xdist workers: the suite is mostly XLA compiles, one core each (2 on the CI machine).

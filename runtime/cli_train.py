@@ -190,10 +190,12 @@ def _load_for_run(args: argparse.Namespace) -> Any:
     saved = run / "spec.dnn"
     args.file = str(run)  # what error messages name
     if not saved.is_file():
-        raise TrainingError(
-            "not a run folder: it holds no spec.dnn",
-            f"give the spec file too: `dnn {args.command} SPEC --run DIR`",
+        hint = (
+            "export a run folder made by `dnn train`"
+            if args.command == "export"
+            else f"give the spec file too: `dnn {args.command} SPEC --run DIR`"
         )
+        raise TrainingError("not a run folder: it holds no spec.dnn", hint)
     args.file = str(saved)
     program = load(str(saved), args.set)
     env = run / "env.yaml"
@@ -270,6 +272,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
         )
         return EXIT_FAIL
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    args.file = None  # the run's own spec
+    program = _load_for_run(args)
+    out = Path(args.output)
+    inf, difference = export(program, Path(args.run), args.format, out)
+    shape = ", ".join(["batch", *map(str, inf.raw_shape)])
+    print(
+        f"{out}: {args.format}, input `{inf.input_name}` [{shape}] {np_name(inf.dtype)} -> "
+        + ", ".join(f"`{o}`" for o in inf.output_names),
+        file=sys.stderr,
+    )
+    if difference is not None:
+        print(
+            f"  checked in onnxruntime: outputs within {difference:.1e} (relative) of dnn's "
+            "on 64 examples",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def np_name(dtype: Any) -> str:
+    return {"float32": "f32", "int32": "i32"}.get(str(dtype), str(dtype))
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -384,6 +412,16 @@ def register(
     c.add_argument("file", metavar="FILE")
     overrides(c)
     c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command(
+        "export",
+        _guard(cmd_export),
+        "a trained run as one inference program with its preprocessing: StableHLO or ONNX",
+    )
+    c.add_argument("run", metavar="RUN", help="the run folder")
+    c.add_argument("--format", choices=("stablehlo", "onnx"), required=True)
+    c.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write it")
+    overrides(c)
 
     c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
     c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")

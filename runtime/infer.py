@@ -98,22 +98,22 @@ def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]
     return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
 
 
-def predict(
-    program: Program, run: Path, inputs: Path, output: Path, probabilities: bool = False
-) -> np.ndarray:
-    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`."""
+def loaded(
+    program: Program, run: Path, origin: str = "inputs"
+) -> tuple[Engine, Any, pipeline.Transform, str]:
+    """A run's model ready for new inputs, without its data: the engine, the final weights,
+    the saved preprocessing and the task (what `dnn predict` and `dnn export` start from)."""
     transform = pipeline.load_transform(_run_folder(run))
-    raw = datasets.read_inputs(inputs, transform.raw_shape)
-    x = transform(program, raw)
     task = pipeline.task_of(program)  # the run's model: `restore` checks it is the same
     kind = target_kind(task)
+    shape = pipeline.model_input_shape(program)
     dummy = Table(
-        x=x[:1] if len(x) else np.zeros((1, *x.shape[1:]), x.dtype),
+        x=np.zeros((1, *shape), pipeline.input_dtype(program)),
         y=np.zeros((1,), np.int32 if kind == "classification" else np.float32),
         task=kind,
         classes=transform.classes,
         class_names=transform.class_names,
-        origin=str(inputs),
+        origin=origin,
     )
     if transform.blocks:  # several outputs: one target column block each
         width = sum(b.width for b in transform.blocks)
@@ -129,6 +129,16 @@ def predict(
         transform.blocks,
     )
     engine, st = restore(program, run, prepared)
+    return engine, st, transform, task
+
+
+def predict(
+    program: Program, run: Path, inputs: Path, output: Path, probabilities: bool = False
+) -> np.ndarray:
+    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`."""
+    engine, st, transform, task = loaded(program, run, str(inputs))
+    raw = datasets.read_inputs(inputs, transform.raw_shape)
+    x = transform(program, raw)
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
         out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)

@@ -119,19 +119,8 @@ def prepare(
             ],
             program.sources,
         )
-    task, base = task_of(program), Path(program.path).resolve().parent
-    blocks: tuple[datasets.Block, ...] = ()
-    if task == MULTI:
-        load = _outputs_loader(program, base)
-        source, blocks = load("source")
-        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
-    else:
-        load = _loader(program, target_kind(task), base)
-        source = load("source")
-    extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
-    fractions = _fractions(dict(data.split.items), extra)
-    splits = datasets.split(source, fractions, data.seed)
-    splits.update(extra)
+    task = task_of(program)
+    source, blocks, splits = _raw(program, task)
     if len(splits["train"].y) == 0:
         raise _section_error(program, "split", "the train split is empty", "give `train` a share")
     raw_shape = tuple(splits["train"].x.shape[1:])
@@ -163,6 +152,33 @@ def prepare(
         return Prepared(out, stats, raw_shape, task, None, (), targets, blocks)
     names = source.class_names
     return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
+
+
+def raw_splits(program: Program) -> dict[str, Table]:
+    """The splits as the source holds them, before any transform: what `dnn predict` and an
+    exported model take as inputs (and the targets in the data's units)."""
+    return _raw(program, task_of(program))[2]
+
+
+def _raw(
+    program: Program, task: str
+) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    blocks: tuple[datasets.Block, ...] = ()
+    if task == MULTI:
+        load = _outputs_loader(program, base)
+        source, blocks = load("source")
+        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
+    else:
+        load = _loader(program, target_kind(task), base)
+        source = load("source")
+    extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
+    fractions = _fractions(dict(data.split.items), extra)
+    splits = datasets.split(source, fractions, data.seed)
+    splits.update(extra)
+    return source, blocks, splits
 
 
 def _fit_targets(
