@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .ir import Node
@@ -172,15 +172,32 @@ def separable_conv2d(n: Node, xs: list[Array], train: bool) -> Array:
 
 @implements("layer", "upsample")
 def upsample(n: Node, xs: list[Array], train: bool) -> Array:
-    """nearest: repeat; bilinear: `jax.image.resize`, whose linear kernel samples at half-pixel
+    """nearest: repeat; bilinear: `jax.image.resize`'s linear kernel, which samples at half-pixel
     centres, (p + 0.5) / s - 0.5, and renormalizes its weights at the edges: for enlarging,
-    PyTorch's align_corners = False (tested against that formula in tests/test_conv_family.py)."""
+    PyTorch's align_corners = False (tested against that formula in tests/test_conv_family.py).
+
+    The bilinear map is separable: one spatial axis at a time it is a constant matrix
+    (`_linear_matrix`) contracted with x along that axis, the numbers `jax.image.resize` gives,
+    as a product every exporter converts for any batch size (jax2onnx's resize needs a
+    constant one and refuses the antialiased kernel)."""
     x = xs[0]
-    if str(n.arg("mode")) == "bilinear":
-        return jax.image.resize(x, (x.shape[0], *n.shape), "bilinear")
+    bilinear = str(n.arg("mode")) == "bilinear"
     for axis, (a, b) in enumerate(zip(x.shape[1:-1], n.shape[:-1], strict=True)):
-        x = jnp.repeat(x, b // a, axis=axis + 1)
+        if bilinear:
+            m = jnp.asarray(_linear_matrix(a, b), x.dtype)
+            x = jnp.moveaxis(jnp.tensordot(m, x, axes=([1], [axis + 1])), 0, axis + 1)
+        else:
+            x = jnp.repeat(x, b // a, axis=axis + 1)
     return x
+
+
+def _linear_matrix(a: int, b: int) -> np.ndarray:
+    """M [b, a] with y = M x the linear resize of a samples to b >= a: output p samples the
+    input at u = (p + 0.5) · a / b - 0.5 with the triangle kernel max(0, 1 - |u - j|), its
+    weights renormalized to sum to 1 (the edges), as `jax.image.resize(..., "linear")`."""
+    u = (np.arange(b) + 0.5) * a / b - 0.5
+    w = np.maximum(0.0, 1.0 - np.abs(u[:, None] - np.arange(a)[None, :]))
+    return w / w.sum(axis=1, keepdims=True)
 
 
 def _bins(size: int, out: int) -> list[tuple[int, int]]:

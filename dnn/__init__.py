@@ -11,6 +11,11 @@ Lowering to Optax imports JAX on first use:
     tx = dnn.optimizer("adam(lr = 1e-3, amsgrad = true)")       # optax.GradientTransformation
     lr = dnn.schedule("cosine(decay_steps = 1000)", lr=0.1)      # step (0 = first) -> rate
     tx = program.build_optimizer(steps_per_epoch=100)            # the train section's chain
+
+Training on arrays (imports JAX):
+
+    model = dnn.fit(program, x, y, validation=(xv, yv))          # a Model
+    model.predict(x); model.evaluate(x, y); model.save("runs/m"); dnn.load_run("runs/m")
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ def train(program: Program, out: object = None, **options: object) -> dict:
     return program.fit(out, **options)
 
 
+def fit(program: Program, x: object, y: object, **options: object) -> object:
+    """Train `program` on arrays; returns a `Model` (`.predict`, `.evaluate`, `.save`).
+    See dnn.runtime.api (imports JAX)."""
+    from dnn.runtime.api import fit as fit_arrays
+
+    return fit_arrays(program, x, y, **options)  # type: ignore[arg-type]
+
+
+def load_run(folder: object) -> object:
+    """A trained run folder as a `Model` (see dnn.runtime.api)."""
+    from dnn.runtime.api import load_run as load
+
+    return load(folder)  # type: ignore[arg-type]
+
+
 __all__ = [
     "Config",
     "Diagnostic",
@@ -38,8 +58,10 @@ __all__ = [
     "SpecError",
     "Summary",
     "clipper",
+    "fit",
     "format",
     "load",
+    "load_run",
     "loads",
     "optimizer",
     "schedule",

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from dnn.compiler.diagnostics import E_EXPORT, Diagnostic, SpecError
 from dnn.compiler.ir import Program
 
 from . import infer, pipeline, preprocess
@@ -94,7 +95,7 @@ def to_stablehlo(inf: Inference) -> bytes:
     return bytes(exported.serialize())
 
 
-def to_onnx(inf: Inference) -> bytes:
+def to_onnx(inf: Inference, program: Program | None = None) -> bytes:
     """The inference function as an ONNX model (jax2onnx), inputs and outputs named."""
     import logging
 
@@ -116,13 +117,41 @@ def to_onnx(inf: Inference) -> bytes:
             input_names=[inf.input_name],
             output_names=list(inf.output_names),
         )
-    except (NotImplementedError, ValueError, TypeError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure inside the converter is a refusal
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainingError(
-            f"jax2onnx cannot convert this model: {first}",
-            "export --format stablehlo instead (every model converts), or report the layer",
+        node = _failing_node(e)
+        if node is None or program is None:
+            raise TrainingError(
+                f"jax2onnx cannot convert this model: {first}",
+                "export --format stablehlo instead (every model converts), or report the layer",
+            ) from None
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_EXPORT,
+                    f"jax2onnx cannot convert `{node.name}` ({node.op}): {first}",
+                    node.span,
+                    "export --format stablehlo instead (every model converts), or a model "
+                    "without this layer",
+                )
+            ],
+            program.sources,
         ) from None
     return bytes(model.SerializeToString())
+
+
+def _failing_node(e: BaseException) -> Any:
+    """The model's layer being lowered when the converter raised, read off the traceback: the
+    innermost frame of lower_flax's graph walk, which holds the IR node it applies."""
+    found = None
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        node = frame.f_locals.get("node")
+        if frame.f_code.co_filename.endswith("lower_flax.py") and hasattr(node, "span"):
+            found = node
+        tb = tb.tb_next
+    return found
 
 
 def onnx_difference(model: bytes, inf: Inference, x: np.ndarray) -> float:
@@ -156,7 +185,7 @@ def export(program: Program, run: Path, fmt: str, out: Path) -> tuple[Inference,
     """Write the run's inference program to `out` in format `fmt` (one of FORMATS); for ONNX,
     also the difference onnxruntime finds against JAX on 64 examples (None: not installed)."""
     inf = inference(program, run)
-    data = to_stablehlo(inf) if fmt == "stablehlo" else to_onnx(inf)
+    data = to_stablehlo(inf) if fmt == "stablehlo" else to_onnx(inf, program)
     difference = None
     if fmt == "onnx":
         try:

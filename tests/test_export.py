@@ -134,6 +134,51 @@ def test_a_conversion_failure_names_the_problem(
     assert not out.exists()
 
 
+def test_a_layer_the_converter_refuses_is_named_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the converter fails inside the model, the layer being lowered is named at its
+    spec line (found on the traceback). Here the converter traces the model with `dense`'s
+    lowering made to raise as jax2onnx does for a primitive it has no handler for."""
+    import jax
+    import jax2onnx
+    from dnn.compiler import lower_flax
+
+    spec = tmp_path / "m.dnn"
+    spec.write_text(
+        "dnn 1\nmodel m {\n  input x: f32[4]\n  dense(5) -> relu\n  dense(3)\n}\n"
+        'data {\n  source = builtin("iris")\n}\ntrain {\n  epochs = 1\n}\n'
+    )
+    run = tmp_path / "run"
+    train(dnn.load(str(spec)), run, mode="quiet")
+    real = lower_flax.lowering
+
+    def refusing(node: object) -> object:
+        if getattr(node, "name", "") == "dense_1":
+
+            def fail(*args: object) -> None:
+                raise NotImplementedError("No ONNX handler for primitive 'dot_general'")
+
+            return fail
+        return real(node)  # type: ignore[arg-type]
+
+    def convert(fn: object, args: list, **kwargs: object) -> None:
+        monkeypatch.setattr(lower_flax, "lowering", refusing)
+        jax.make_jaxpr(fn)(*[jax.ShapeDtypeStruct((3, *a.shape[1:]), a.dtype) for a in args])
+
+    monkeypatch.setattr(jax2onnx, "to_onnx", convert)
+    assert main(["export", str(run), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{run / 'spec.dnn'}:6:3: error[E0607]: jax2onnx cannot convert `dense_1` (dense): No "
+        "ONNX handler for primitive 'dot_general'",
+        "6 |   dense(3)",
+        "  |   ^^^^^^^^",
+        "  hint: export --format stablehlo instead (every model converts), or a model without "
+        "this layer",
+        "1 error",
+    ]
+
+
 def test_a_folder_that_is_no_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tmp_path), "--format", "onnx", "-o", str(tmp_path / "m")]) == 1
     assert capsys.readouterr().err == (
