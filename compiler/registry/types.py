@@ -457,7 +457,9 @@ class RefT(ArgType):
             args, spans = bind(entry, pos, kws, v.span or span)
             run_validate(entry, args, spans, v.span or span)
             return Ref(self.kind, entry.name, args.items)
-        raise Mismatch(f"a {reg.kind} name such as `{reg.names()[0]}`" if len(reg) else reg.kind)
+        raise Mismatch(
+            _article(f"{reg.kind} name such as `{reg.names()[0]}`") if len(reg) else reg.kind
+        )
 
     def from_default(self, d: Any) -> Any:
         return Sym(d) if isinstance(d, str) else d
