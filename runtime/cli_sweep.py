@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,112 @@ def _write_rate(path: str, rate: float) -> None:
     print(f"{path}: train.optimizer.lr = {fmt_number(rate)}", file=sys.stderr)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dnn.compiler.check import nothing_to_train
+    from dnn.compiler.diagnostics import SpecError
+    from dnn.compiler.driver import load
+
+    from . import sweep
+    from .train import TrainingError
+
+    optuna = sweep.optuna_module()
+    program = load(args.file, args.set)
+    if program.sweep is None:
+        raise TrainingError(
+            "the spec has no `sweep` section: nothing to search",
+            "add one, e.g. `sweep { train.optimizer.lr = loguniform(1e-4, 1e-2) }`",
+        )
+    if program.model is None:
+        raise SpecError([nothing_to_train(program.module)], program.sources)
+    axes = sweep.axes_of(program)
+    sweep.check_values(args.file, args.set, axes)
+    metric, direction = sweep.objective_of(program)
+    total = sweep.trial_budget(program, axes, args.trials)
+    sweep.sampler(optuna, program, axes)  # a method not run yet: said before anything is written
+    folder = Path(args.out or f"sweeps/{Path(args.file).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    fresh = not args.resume and not args.storage
+    if fresh and folder.is_dir() and any(folder.iterdir()):
+        raise TrainingError(
+            f"{folder} is not empty",
+            "continue the sweep in it with --resume, or give another --out",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    url = sweep.storage_url(folder, args.storage)
+    name = args.study or Path(args.file).stem
+    study = sweep.open_study(optuna, url, name, direction, None, args.resume)
+    # one process starting a sweep draws from `train.seed` alone (reproducible); a resumed or
+    # shared one mixes in its process id and the trials done
+    salt = () if fresh and not args.worker else (os.getpid(), sweep.done(optuna, study))
+    study.sampler = sweep.sampler(optuna, program, axes, salt)
+    digest = sweep.spec_digest(program)
+    if study.user_attrs.get("spec", digest) != digest:
+        raise TrainingError(
+            f"the spec differs from the one the study `{name}` in {url} was started with",
+            "start a new sweep with another --out (or --study)",
+        )
+    study.set_user_attr("spec", digest)
+    run = sweep.Sweep(args.file, folder, list(args.set), program, axes, total, metric, direction)
+    if not args.worker:
+        method = program.sweep.method.name
+        print(
+            f"{args.file}: {method} search, {total} trials, {direction} {metric} over "
+            + ", ".join(a.name for a in axes)
+            + f"; {sweep.done(optuna, study)} done; study in {url}",
+            file=sys.stderr,
+        )
+    workers = _start_workers(args, folder, url, name, total)
+    run.run(study, optuna)
+    for w in workers:
+        w.wait()
+    if args.worker:
+        return EXIT_OK
+    return _report(args, run, study, optuna)
+
+
+def _start_workers(
+    args: argparse.Namespace, folder: Path, url: str, name: str, total: int
+) -> list[Any]:
+    """`--parallel K`: K - 1 more processes on the same study (as `--resume --storage` from
+    another shell or machine would be)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "dnn.runtime.cli", "sweep", args.file, "--resume", "--worker"]
+    cmd += ["--out", str(folder), "--storage", url, "--study", name, "--trials", str(total)]
+    for s in args.set:
+        cmd += ["--set", s]
+    return [subprocess.Popen(cmd) for _ in range(max(0, args.parallel - 1))]
+
+
+def _report(args: argparse.Namespace, run: Any, study: Any, optuna: Any) -> int:
+    from rich.console import Console
+
+    from . import sweep_report as report
+
+    names = [a.name for a in run.axes]
+    table = report.rows(study, names)
+    csv = report.write_csv(table, names, run.folder / "results.csv")
+    Console(stderr=False).print(report.rich_table(table, names, run.metric, run.direction))
+    plot = report.plot_objective(
+        table, run.metric, run.direction, run.folder / "plots" / "objective.png"
+    )
+    best = report.ranked(table, run.direction)[0] if table else None
+    print(f"results: {csv}\nplot: {plot}")
+    if best is None or best["state"] != "complete":
+        print(f"{args.file}: no trial finished; nothing is best", file=sys.stderr)
+        return EXIT_FAIL
+    from . import sweep
+
+    settings = [sweep.setting(n, best[n]) for n in names]
+    note = (
+        f"dnn sweep: trial {best['trial']} of {len(table)} is the best, "
+        f"{run.metric} {best['objective']:.4g} ({best['run']})"
+    )
+    path = run.folder / "best.dnn"
+    path.write_text(report.best_text(args.file, list(args.set), settings, note))
+    print(f"best: trial {best['trial']}, {run.metric} {best['objective']:.4f}: {path}")
+    return EXIT_OK
+
+
 def register(
     command: Callable[..., argparse.ArgumentParser],
     overrides: Callable[..., None],
@@ -111,3 +218,25 @@ def register(
         help="which suggestion --write takes: steepest descent (default) or minimum / 10",
     )
     c.add_argument("--format", choices=("text", "json"), default="text")
+
+    c = command(
+        "sweep",
+        guard(cmd_sweep),
+        "run the spec's `sweep` section (grid, random, bayes) on Optuna; a folder of trials",
+    )
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--trials", type=int, metavar="N", help="number of trials (default: the spec's)")
+    c.add_argument("--out", metavar="DIR", help="sweep folder (default: sweeps/<spec>-<time>)")
+    c.add_argument("--resume", action="store_true", help="continue the sweep in --out")
+    c.add_argument(
+        "--parallel", type=int, default=1, metavar="K", help="K processes on the study at once"
+    )
+    c.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage URL shared by several processes or machines (default: "
+        "sqlite:///DIR/study.db)",
+    )
+    c.add_argument("--study", metavar="NAME", help="the study's name (default: the spec's stem)")
+    c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
