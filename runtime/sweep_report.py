@@ -10,6 +10,7 @@ from typing import Any
 
 COLUMNS = ("trial", "state", "objective")
 TAIL = ("epochs", "wall_s", "run", "error")
+LOST = "its process stopped (no heartbeat); not counted in the budget"
 
 
 def rows(study: Any, names: list[str]) -> list[dict[str, Any]]:
@@ -23,6 +24,8 @@ def rows(study: Any, names: list[str]) -> list[dict[str, Any]]:
         }
         row.update({n: t.params.get(n) for n in names})
         row.update({k: t.user_attrs.get(k) for k in TAIL})
+        if row["state"] == "fail" and not row["error"]:  # failed by the heartbeat
+            row["error"] = LOST
         out.append(row)
     return out
 

@@ -167,3 +167,22 @@ def test_sweep_usage_errors(tmp_path: Path, capsys, monkeypatch) -> None:
     assert main(["sweep", str(path)]) == 1
     err = capsys.readouterr().err
     assert "`dnn sweep` needs Optuna" in err and "pip install 'dnn[sweep]'" in err
+
+
+def test_report_rows_rank_and_name_a_trial_whose_process_died() -> None:
+    import optuna
+    from dnn.runtime import sweep_report as report
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    state = optuna.trial.TrialState
+    for lr, value, st in ((0.01, 0.5, state.COMPLETE), (0.1, 0.9, state.COMPLETE)):
+        study.add_trial(
+            optuna.trial.create_trial(params={"lr": lr}, distributions=dist, value=value, state=st)
+        )
+    failed = optuna.trial.create_trial(params={"lr": 0.5}, distributions=dist, state=state.FAIL)
+    study.add_trial(failed)
+    rows = report.rows(study, ["lr"])
+    assert [r["trial"] for r in report.ranked(rows, "maximize")] == [1, 0, 2]
+    assert [r["trial"] for r in report.ranked(rows, "minimize")] == [0, 1, 2]
+    assert rows[2]["error"] == report.LOST and rows[0]["error"] is None
