@@ -95,3 +95,17 @@ def optimizer(text: str, steps_per_epoch: int | None = None) -> Any:
     from .lower_optax import lower_optimizer
 
     return lower_optimizer(value(text, "optimizer")[0])
+
+
+def rewrite(text: str, path: str, overrides: Sequence[str]) -> str:
+    """The spec text with `--set`-style overrides written in, in canonical form (`dnn fmt`):
+    comments kept, imports left as imports (a param defined in an imported file is set there
+    only through `--set`, so it is not written here)."""
+    from .format import format_module
+
+    module = parse(text, path)
+    diags = Diagnostics()
+    resolved = resolve(module, text, overrides, diags)
+    if diags.errors:
+        raise SpecError(diags.items, resolved.sources)
+    return format_module(resolved.module)

@@ -323,9 +323,11 @@ def _parser() -> argparse.ArgumentParser:
     overrides(c)
     c.add_argument("--format", choices=("text", "json"), default="text")
 
-    from .cli_train import register
+    from .cli_sweep import register as register_search
+    from .cli_train import _guard, register
 
     register(command, overrides)
+    register_search(command, overrides, _guard)
 
     c = command("diff", cmd_diff, "semantic diff of two specs: exit 0 equivalent, 1 different")
     c.add_argument("files", nargs="*", metavar="SPEC", help="A.dnn B.dnn; REV:path reads git")

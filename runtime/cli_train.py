@@ -49,7 +49,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             cli._report(e, "text")
             return EXIT_FAIL
         except TrainingError as e:
-            print(f"{args.file}: error: {e}", file=sys.stderr)
+            print(f"{e.file or args.file}: error: {e}", file=sys.stderr)
             if e.hint:
                 print(f"  hint: {e.hint}", file=sys.stderr)
             return EXIT_FAIL
@@ -128,7 +128,7 @@ def sweep_not_run(program: Any) -> Diagnostic:
         "`dnn train` trains the base point (the spec's own values); "
         "it does not run the `sweep` search",
         Span(s.path, s.line, s.col, s.line, s.col + len("sweep")),
-        f"no command runs the search yet; train one of its points with `--set {example}=VALUE`",
+        f"run the search with `dnn sweep`; train one of its points with `--set {example}=VALUE`",
         severity="warning",
     )
 

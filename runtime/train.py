@@ -50,9 +50,10 @@ ONE_OFF = {"xla_backend_optimization_level": 0}
 class TrainingError(Exception):
     """Training could not go on (a non-finite loss, a bad resume); carries a hint."""
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, file: str | None = None):
         super().__init__(message)
         self.hint = hint
+        self.file = file  # the file at fault, when it is not the spec (a sweep's database)
 
 
 # ------------------------------------------------------------------ compiled pieces

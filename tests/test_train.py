@@ -309,7 +309,7 @@ def test_train_says_it_trains_the_base_point_of_a_sweep(tmp_path: Path, capsys) 
         "values); it does not run the `sweep` search",
         f"{line} | sweep {{",
         "   | ^^^^^",
-        "  hint: no command runs the search yet; train one of its points with "
+        "  hint: run the search with `dnn sweep`; train one of its points with "
         "`--set train.optimizer.lr=VALUE`",
     ]
     saved = yaml.safe_load((tmp_path / "run" / "hparams.yaml").read_text())

@@ -108,14 +108,17 @@ class Sections(Base):
             span=s.span,
         )
         config = self._section("sweep", own, env)
-        axes = []
+        axes, written = [], 0
         for f in s.fields:
             if f.path[0] in ("method", "objective") and len(f.path) == 1:
                 continue
+            written += 1
             axis = self._try(partial(self._axis, f, env))
             if axis is not None:
                 axes.append(axis)
-        if not axes:
+        if config is not None and config.method.name == "grid":
+            self._grid(config, axes)
+        if not written:
             self.diags.add(
                 Diagnostic(
                     E_SECTION,
@@ -125,6 +128,38 @@ class Sections(Base):
                 )
             )
         return config, tuple(axes)
+
+    def _grid(self, config: Config, axes: list[SweepAxis]) -> None:
+        """A grid takes every value: each axis must list its values, and the product of their
+        counts must stay within `max_trials`."""
+        points = 1
+        for axis in axes:
+            d = axis.distribution
+            if d.name == "choice":
+                points *= len(d.arg("values"))
+            elif d.name == "int_uniform":
+                points *= d.arg("high") - d.arg("low") + 1
+            else:
+                self.diags.add(
+                    Diagnostic(
+                        E_SECTION,
+                        f"`grid` tries every value, but `{d.name}` is a continuous range",
+                        axis.span,
+                        "list the values with `choice(...)`, or search the range with "
+                        "`method = random(trials = 20)` or `bayes(trials = 20)`",
+                    )
+                )
+                return
+        limit = config.method.arg("max_trials")
+        if points > limit:
+            self.diags.add(
+                Diagnostic(
+                    E_SECTION,
+                    f"the grid has {points:,} points, more than `max_trials = {limit}`",
+                    config.span_of("method"),
+                    f"search fewer values, or write `method = grid(max_trials = {points})`",
+                )
+            )
 
     def _axis(self, f: ast.Field, env: Env) -> SweepAxis:
         path = f.path

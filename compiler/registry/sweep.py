@@ -27,7 +27,16 @@ _TRIALS = arg("trials", PosInt, 20, doc="number of trials (training runs)")
 
 SEARCHES.add(
     "grid",
-    doc="every combination of the swept values (each `choice`; continuous ranges are refused)",
+    args=(
+        arg(
+            "max_trials",
+            PosInt,
+            100,
+            doc="the largest grid accepted (a guard against a grid that would run for days)",
+        ),
+    ),
+    doc="every combination of the swept values (each `choice`, or every integer of an "
+    "`int_uniform`; continuous ranges are refused)",
     formula="trials = product over swept fields of the number of values",
 )
 

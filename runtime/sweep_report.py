@@ -1,0 +1,128 @@
+"""The report of a sweep, read back from its Optuna study: the results table (CSV and a rich
+table), `best.dnn`, and the plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("trial", "state", "objective")
+TAIL = ("epochs", "wall_s", "run", "error")
+LOST = "its process stopped (no heartbeat); not counted in the budget"
+
+
+def rows(study: Any, names: list[str]) -> list[dict[str, Any]]:
+    """One row per trial, in trial order."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {
+            "trial": t.number,
+            "state": t.state.name.lower(),
+            "objective": t.value if t.value is not None else None,
+        }
+        row.update({n: t.params.get(n) for n in names})
+        row.update({k: t.user_attrs.get(k) for k in TAIL})
+        if row["state"] == "fail" and not row["error"]:  # failed by the heartbeat
+            row["error"] = LOST
+        out.append(row)
+    return out
+
+
+def ranked(table: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
+    """Completed trials best first, then the others in trial order."""
+    done = [r for r in table if r["state"] == "complete" and r["objective"] is not None]
+    sign = 1 if direction == "minimize" else -1
+    done.sort(key=lambda r: (sign * r["objective"], r["trial"]))
+    return done + [r for r in table if r not in done]
+
+
+def write_csv(table: list[dict[str, Any]], names: list[str], path: Path) -> Path:
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, *TAIL])
+        w.writeheader()
+        w.writerows(table)
+    tmp.replace(path)
+    return path
+
+
+def rich_table(table: list[dict[str, Any]], names: list[str], metric: str, direction: str) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"sweep: {metric} ({direction})", title_justify="left")
+    t.add_column("trial", justify="right")
+    t.add_column(metric, justify="right")
+    for n in names:
+        t.add_column(n, justify="right")
+    t.add_column("epochs", justify="right")
+    t.add_column("s", justify="right")
+    t.add_column("state")
+    for i, r in enumerate(ranked(table, direction)):
+        value = "" if r["objective"] is None else f"{r['objective']:.4f}"
+        state = r["state"] if not r.get("error") else f"failed: {_cut(r['error'])}"
+        t.add_row(
+            str(r["trial"]),
+            value,
+            *(_cell(r.get(n)) for n in names),
+            _cell(r.get("epochs")),
+            _cell(r.get("wall_s")),
+            state,
+            style="bold" if i == 0 and r["state"] == "complete" else None,
+        )
+    return t
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _cut(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def best_text(path: str, sets: list[str], settings: list[str], note: str) -> str:
+    """The spec with the best trial's values written in, canonical (`dnn fmt`), a comment
+    on top saying where the values came from."""
+    from dnn.compiler.driver import rewrite
+    from dnn.compiler.format import format_text
+    from dnn.compiler.resolve import read_file
+
+    text = rewrite(read_file(path), path, [*sets, *settings])
+    return format_text(f"# {note}\n{text}", path)
+
+
+def plot_objective(table: list[dict[str, Any]], metric: str, direction: str, path: Path) -> Path:
+    """The objective of each trial, the best so far as a line, failed trials as crosses."""
+    from .rundir import plotting
+
+    Figure, FigureCanvasAgg = plotting()
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    done = [r for r in table if r["state"] == "complete" and r["objective"] is not None]
+    xs = [r["trial"] for r in done]
+    ys = [r["objective"] for r in done]
+    ax.plot(xs, ys, "o", color="C0", label="trial")
+    best, pick = [], min if direction == "minimize" else max
+    for y in ys:
+        best.append(y if not best else pick(best[-1], y))
+    if xs:
+        ax.step(xs, best, where="post", color="C3", label="best so far")
+    failed = [r["trial"] for r in table if r["state"] == "fail"]
+    if failed and ys:
+        finite = [y for y in ys if math.isfinite(y)]
+        top = max(finite) if direction == "minimize" else min(finite)
+        ax.plot(failed, [top] * len(failed), "x", color="0.4", label="failed")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per trial ({direction})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
