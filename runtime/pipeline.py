@@ -160,9 +160,7 @@ def raw_splits(program: Program) -> dict[str, Table]:
     return _raw(program, task_of(program))[2]
 
 
-def _raw(
-    program: Program, task: str
-) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
+def _raw(program: Program, task: str) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
