@@ -42,6 +42,7 @@ E_SECTION = "E0602"
 E_TOO_LARGE = "E0603"
 E_MEMORY = "E0604"
 E_NONFINITE = "E0605"
+E_TOO_SLOW = "E0606"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
@@ -90,6 +91,8 @@ CODES: Mapping[str, str] = {
     "(docs/memory.md)",
     E_NONFINITE: "training stopped on a non-finite loss: the layer (or the loss, or the "
     "optimizer's update) where the first nan or inf appeared, found by replaying the run",
+    E_TOO_SLOW: "`dnn lsp`: a spec whose check ran past the editor's time limit (a huge `repeat`, "
+    "say); the editor stops there, `dnn check` checks the whole spec",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

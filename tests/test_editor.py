@@ -1,0 +1,107 @@
+"""compiler/editor.py: the editor's queries as pure functions, and the check's time bound."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from dnn.compiler import editor
+from dnn.runtime.cli import main
+
+import dnn
+
+NET = """dnn 1
+
+block res(c) {
+  h = dense(c)(in) -> relu
+  output add(in, h)
+}
+
+model m {
+  input x: f32[8]
+  repeat 3 { res(8) }  # three copies
+  dense(2)
+}
+"""
+
+
+def test_a_deadline_stops_a_huge_repeat_at_its_count() -> None:
+    text = "dnn 1\nmodel m {\n  input x: f32[4]\n  repeat i in 0..99999 { dense(4 + i % 2) }\n}\n"
+    editor.analyze(NET, "n.dnn")  # the parser's tables load once: not part of the bound
+    started = time.monotonic()
+    a = editor.analyze(text, "a.dnn", deadline=time.monotonic() + 0.5)
+    assert time.monotonic() - started < 3.0  # 5 s without the bound
+    (d,) = a.diagnostics
+    assert (d.code, d.span.line, d.span.col) == ("E0606", 4, 18)
+    assert d.message == "checking stopped at `repeat 99,999`: it ran past the editor's time limit"
+    assert a.module is not None and a.program is not None and a.program.model is None
+
+
+def test_a_repeat_that_builds_nothing_is_bounded_too() -> None:
+    text = "dnn 1\nmodel m {\n  input x: f32[4]\n  repeat 100000000 { h = in }\n  dense(2)\n}\n"
+    a = editor.analyze(text, "a.dnn", deadline=time.monotonic() + 0.5)
+    assert [d.code for d in a.diagnostics] == ["E0606"]
+
+
+def test_a_replicated_repeat_that_builds_nothing_is_not_copied_n_times() -> None:
+    text = "dnn 1\nmodel m {\n  input x: f32[4]\n  dense(4)\n  repeat 100000000 { in }\n}\n"
+    started = time.monotonic()
+    assert [n.name for n in dnn.loads(text).model.nodes] == ["x", "dense"]
+    assert time.monotonic() - started < 2.0  # minutes before: 10**8 empty copies
+
+
+def test_without_a_deadline_check_is_unchanged() -> None:
+    assert dnn.loads(NET).model.params == 3 * 72 + 18
+
+
+def test_a_repeat_line_shows_every_copy_and_the_last_shape() -> None:
+    a = editor.analyze(NET, "n.dnn")
+    nodes = editor.line_nodes(a.program, "n.dnn", 10)
+    assert [n.name for n in nodes][:3] == ["res/dense", "res/h", "res/add"]
+    assert len(nodes) == 9 and sum(n.params for n in nodes) == 216
+    hints = editor.inlay_hints(a.program, "n.dnn")
+    assert [(h.line, h.col, h.label) for h in hints] == [(10, 20, "→ (8,)"), (11, 11, "→ (2,)")]
+    # a line of a block's body: the layers it builds in each instance
+    body_line = editor.line_nodes(a.program, "n.dnn", 4)
+    assert [n.name for n in body_line][:3] == ["res/dense", "res/h", "res_1/dense"]
+
+
+def test_words_in_comments_and_strings_are_not_words() -> None:
+    assert editor.word_at(NET, 10, 27) is None  # `three`, in a comment
+    assert editor.word_at('source = builtin("digits")', 1, 20) is None
+    assert editor.word_at(NET, 10, 15)[0] == "res"
+
+
+def test_hover_and_completion_answer_from_the_last_parse() -> None:
+    good = editor.analyze(NET, "n.dnn")
+    broken = NET.replace("  dense(2)\n", "  dense(2, \n")
+    now = editor.analyze(broken, "n.dnn")
+    assert now.module is None
+    assert "block res(c)" in editor.hover(now, good, 10, 15)
+    assert "**output** `(8,)`" in editor.hover(now, good, 10, 15)
+    labels = [c.label for c in editor.completions(now, good, 11, 13)]
+    assert labels[:2] == ["units", "tie"]
+    labels = [c.label for c in editor.completions(now, good, 12, 3)]
+    assert "res" in labels and "dense" in labels
+
+
+def test_call_context_reads_half_typed_calls() -> None:
+    call = editor.enclosing_call("  conv2d(8, kernel = 3, init = he", 1, 34)
+    assert call == editor.CallContext("conv2d", ("kernel", "init"), "init")
+    assert editor.enclosing_call("  dense(8)\n  rel", 2, 6) is None
+    # a call left open above: the cursor's line, indented as that line, is a new statement
+    assert editor.enclosing_call("  conv2d(8,\n  rel", 2, 6) is None
+    assert editor.enclosing_call("  conv2d(8,\n      kern", 2, 11).name == "conv2d"
+
+
+def test_dnn_lsp_without_the_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "pygls", None)
+    monkeypatch.setitem(sys.modules, "lsprotocol", None)
+    monkeypatch.delitem(sys.modules, "dnn.runtime.lsp", raising=False)
+    assert main(["lsp"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: `dnn lsp` needs the `lsp` extra") and "dnn[lsp]" in err
+    assert "Traceback" not in err
