@@ -78,7 +78,8 @@ class DnnServer(LanguageServer):
         doc = self.workspace.get_text_document(uri)
         text, version = doc.source, doc.version
         loop = asyncio.get_running_loop()
-        analysis = await loop.run_in_executor(self.pool, self.analyze, text, _path(uri))
+        previous = self.state(uri).parsed
+        analysis = await loop.run_in_executor(self.pool, self.analyze, text, _path(uri), previous)
         if self.workspace.get_text_document(uri).version != version:
             return  # a newer edit has its own check coming
         self._keep(uri, analysis)
@@ -88,10 +89,14 @@ class DnnServer(LanguageServer):
             )
         )
 
-    def analyze(self, text: str, path: str) -> editor.Analysis:
-        """`dnn check` of one text, bounded in time; a bug in dnn becomes a diagnostic."""
+    def analyze(
+        self, text: str, path: str, previous: editor.Analysis | None = None
+    ) -> editor.Analysis:
+        """`dnn check` of one text, bounded in time; a bug in dnn becomes a diagnostic.
+        `previous`: the last analysis that parsed, so an edit of one line reparses that line."""
+        deadline = time.monotonic() + self.limit_s
         try:
-            return editor.analyze(text, path, self._reader, time.monotonic() + self.limit_s)
+            return editor.analyze(text, path, self._reader, deadline, previous)
         except Exception as e:  # a bug in dnn: say so at the top of the file, keep serving
             _log.error("checking %s failed:\n%s", path, traceback.format_exc())
             message = f"internal error in dnn while checking (a bug): {type(e).__name__}: {e}"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from dnn.compiler import editor
+from dnn.compiler.diagnostics import SpecError
+from dnn.compiler.parse import parse
 from dnn.runtime.cli import main
 
 import dnn
 
+ROOT = Path(__file__).resolve().parent.parent
 NET = """dnn 1
 
 block res(c) {
@@ -105,3 +111,47 @@ def test_dnn_lsp_without_the_extra_says_how_to_install_it(
     err = capsys.readouterr().err
     assert err.startswith("error: `dnn lsp` needs the `lsp` extra") and "dnn[lsp]" in err
     assert "Traceback" not in err
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, spans, comments and blank-line hints included (`==` leaves spans out)."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return type(a) is type(b) and all(
+            _same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
+    if isinstance(a, tuple):
+        return isinstance(b, tuple) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def _one_line_edits(text: str, rng: random.Random, n: int) -> list[str]:
+    lines = text.split("\n")
+    out = []
+    for _ in range(n):
+        i = rng.randrange(len(lines))
+        src = lines[i]
+        k = rng.randrange(len(src) + 1)
+        piece = rng.choice(["", "8", ", use_bias = false", "relu", " -> relu", "(", ")", "#x", "{"])
+        new = list(lines)
+        new[i] = src[:k] + piece + src[k + rng.randrange(4) :]
+        out.append("\n".join(new))
+    return out
+
+
+@pytest.mark.parametrize("example", ["digits_cnn", "resnet_small", "unet_digits", "zoo/gpt2"])
+def test_reparsing_one_line_equals_parsing_the_file(example: str) -> None:
+    path = str(ROOT / "examples" / f"{example}.dnn")
+    text = (ROOT / "examples" / f"{example}.dnn").read_text()
+    previous = editor.analyze(text, path)
+    reparsed = 0
+    for new in _one_line_edits(text, random.Random(example), 150):
+        module = editor.reparse(previous, new)
+        try:
+            full = parse(new, path)
+        except SpecError:
+            assert module is None, new
+            continue
+        if module is not None:
+            reparsed += 1
+            assert _same(module, full), new
+    assert reparsed >= 3
