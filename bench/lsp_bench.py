@@ -14,8 +14,9 @@ pygls's client, and prints one JSON line.
   the server's resident memory (VmRSS) after the first 100 and after all of them. Target:
   flat.
 - replay: the examples mutated as the train fuzzer mutates them (bench/mutants.py: a word, a
-  number, a line) plus half-typed damage (a slice replaced by one of the front-end fuzzer's
-  pieces, tests/test_roundtrip.py, or the text cut short) and, now and then, a huge `repeat`;
+  number, a line), each edit that text, or it half-typed (a slice replaced by one of the
+  front-end fuzzer's pieces, tests/test_roundtrip.py, or the text cut short) or, now and
+  then, with a huge `repeat` (which the time limit must stop: E0606);
   after each edit a hover and a completion at a random place. Counts crashes (the server
   exits) and hangs (no answer or no diagnostics in 10 s). Target: 0 and 0.
 """
@@ -57,6 +58,7 @@ class Session:
     version: int = 1
     published: dict[int, float] = field(default_factory=dict)  # version -> time received
     internal: int = 0  # diagnostics that report a bug in dnn (code `internal`)
+    cut_off: int = 0  # checks stopped by the time limit (E0606)
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -70,13 +72,15 @@ class Session:
 
 async def start(text: str, args: tuple[str, ...] = ()) -> Session:
     client = LanguageClient("dnn-bench", "1")
-    session = Session(client, (ROOT / "bench" / "edited.dnn").as_uri())
+    # beside the examples, so that their imports resolve (the file itself need not exist)
+    session = Session(client, (ROOT / "examples" / "edited.dnn").as_uri())
 
     @client.feature(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     def _published(ls: Any, params: T.PublishDiagnosticsParams) -> None:
         if params.version is not None:
             session.published[params.version] = time.perf_counter()
             session.internal += sum(d.code == "internal" for d in params.diagnostics)
+            session.cut_off += any(d.code == "E0606" for d in params.diagnostics)
             session.event.set()
 
     await client.start_io(*SERVER, *args)
@@ -203,22 +207,26 @@ def damage(text: str, rng: random.Random) -> str:
 
 
 def replay_texts(n: int, seed: int) -> list[str]:
-    """`n` edits: runs of mutations from an example, each run starting afresh."""
+    """`n` edits in runs of 20 from an example: the run's text takes the train fuzzer's
+    mutations one after another, and an edit is that text, or it half-typed (one `damage`),
+    or now and then an example with a huge `repeat` added to its model."""
     rng = random.Random(seed)
     examples = sorted(ROOT.glob("examples/**/*.dnn"))
     out: list[str] = []
-    text = ""
+    base = ""
     while len(out) < n:
         if len(out) % 20 == 0:
-            text = rng.choice(examples).read_text()
+            base = rng.choice(examples).read_text()
         roll = rng.random()
-        if roll < 0.5:
-            text = mutate(text, rng)
-        elif roll < 0.97:
-            text = damage(text, rng)
-        else:
-            at = text.find("\n}", text.find("model "))
-            text = text[:at] + "\n" + HUGE.rstrip("\n") + text[at:] if at > 0 else text + HUGE
+        if roll < 0.45:
+            base = mutate(base, rng)
+            text = base
+        elif roll < 0.95:
+            text = damage(base, rng)
+        else:  # into an example as written, so nothing before it is poisoned
+            fresh = rng.choice(examples).read_text()
+            at = fresh.find("\n}", fresh.find("model "))
+            text = fresh[:at] + "\n" + HUGE.rstrip("\n") + fresh[at:]
         out.append(text)
     return out
 
@@ -227,12 +235,13 @@ async def replay(n: int, seed: int, args: tuple[str, ...] = ()) -> dict[str, Any
     texts = replay_texts(n, seed)
     rng = random.Random(seed + 1)
     session = await start(texts[0], args)
-    crashes = hangs = answered = internal = 0
+    crashes = hangs = answered = internal = cut_off = 0
     worst = 0.0
     for text in texts:
         if not session.alive:
             crashes += 1
             internal += session.internal
+            cut_off += session.cut_off
             await session.client.stop()
             session = await start(text, args)
             continue
@@ -268,6 +277,8 @@ async def replay(n: int, seed: int, args: tuple[str, ...] = ()) -> dict[str, Any
         "crashes": crashes + (not alive),
         "hangs": hangs,
         "internal_errors": internal + session.internal,
+        "cut_off_E0606": cut_off + session.cut_off,
+        "huge_repeats": sum(HUGE.strip() in t for t in texts),
         "slowest_diagnostics_s": round(worst, 3),
     }
 

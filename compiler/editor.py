@@ -8,7 +8,6 @@ and character columns, as in `Span`; runtime/lsp.py turns them into LSP messages
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from .reference import default_text, find, help_entry
 from .registry import REGISTRIES
 from .registry.core import Arg, Entry
 from .registry.sections import SECTIONS
+from .reparse import reparse
 from .resolve import Reader, Resolved, read_file, resolve
 
 KEYWORDS = ("dnn", "import", "param", "block", "model", "data", "train", "sweep")
@@ -59,7 +59,9 @@ def analyze(
     being expanded. `previous`, an analysis of an earlier text of the same file, lets an edit
     of one statement line reparse that line alone (`reparse`).
     """
-    module = reparse(previous, text) if previous is not None else None
+    module = None
+    if previous is not None and previous.module is not None and previous.path == path:
+        module = reparse(previous.module, previous.text, text)
     if module is None:
         try:
             module = parse(text, path)
@@ -69,80 +71,6 @@ def analyze(
     resolved = resolve(module, text, (), diags, reader)
     program = check(resolved, diags, deadline) if not diags.errors else None
     return Analysis(path, text, module, resolved, program, tuple(diags.items))
-
-
-# ------------------------------------------------------------------ reparsing one line
-
-
-def reparse(previous: Analysis, text: str) -> ast.Module | None:
-    """The module of `text`, by parsing one line, when `text` is `previous.text` with one
-    line of a model's or block's statement changed; None when that cannot be done safely.
-
-    The statement must fill its line alone, in a body of a model or block; the new line must
-    parse, on its own, as exactly one statement (no braces). It is parsed at the same line and
-    columns (behind blank lines and a `model _ {` header), so its spans are the full parse's;
-    the comments above it and the blank line before it are kept. Typing inside a 2,000-layer
-    model then costs a line's parse instead of the file's (tests/test_editor.py checks the
-    result equals a full parse, spans included).
-    """
-    old_module = previous.module
-    if old_module is None or previous.path != old_module.path:
-        return None
-    found = _changed_line(previous.text, text)
-    if found is None:
-        return None
-    line, src = found
-    where = _statement_on(old_module, line)
-    if where is None or "{" in src or "}" in src or line < 2:
-        return None
-    i, j, old = where
-    try:
-        mini = parse("\n" * (line - 2) + "model _ {\n" + src + "\n}\n", old_module.path)
-    except SpecError:
-        return None
-    body = mini.items[0].body if len(mini.items) == 1 else None  # type: ignore[union-attr]
-    if body is None or len(body.stmts) != 1 or body.end_comments or body.stmts[0].comments:
-        return None
-    new = dataclasses.replace(body.stmts[0], comments=old.comments, blank_before=old.blank_before)
-    if new.span.line != line or new.span.end_line != line:
-        return None
-    item = old_module.items[i]
-    stmts = (*item.body.stmts[:j], new, *item.body.stmts[j + 1 :])  # type: ignore[union-attr]
-    item = dataclasses.replace(item, body=dataclasses.replace(item.body, stmts=stmts))  # type: ignore[union-attr,arg-type]
-    items = (*old_module.items[:i], item, *old_module.items[i + 1 :])
-    return dataclasses.replace(old_module, items=items)
-
-
-def _changed_line(old: str, new: str) -> tuple[int, str] | None:
-    """(line, its new text) when the two texts differ in exactly one line."""
-    a, b = old.split("\n"), new.split("\n")
-    if len(a) != len(b):
-        return None
-    first = next((k for k in range(len(a)) if a[k] != b[k]), None)
-    if first is None or a[first + 1 :] != b[first + 1 :]:
-        return None
-    return first + 1, b[first]
-
-
-def _statement_on(module: ast.Module, line: int) -> tuple[int, int, ast.Stmt] | None:
-    """(item index, statement index, statement) of the body statement alone on `line`."""
-    for i, item in enumerate(module.items):
-        if not isinstance(item, ast.ModelDef | ast.BlockDef):
-            continue
-        body = item.body
-        if not body.span.line < line < body.span.end_line:
-            continue
-        for j, stmt in enumerate(body.stmts):
-            if stmt.span.line <= line <= stmt.span.end_line:
-                alone = stmt.span.line == stmt.span.end_line == line
-                fits = not isinstance(stmt, ast.Repeat) and _alone(body.stmts, j, line)
-                return (i, j, stmt) if alone and fits else None
-    return None
-
-
-def _alone(stmts: tuple[ast.Stmt, ...], j: int, line: int) -> bool:
-    neighbours = [s for k, s in enumerate(stmts) if k != j and abs(k - j) == 1]
-    return all(line not in (s.span.line, s.span.end_line) for s in neighbours)
 
 
 # ------------------------------------------------------------------ words and positions

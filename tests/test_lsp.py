@@ -263,3 +263,18 @@ def test_the_server_never_imports_jax(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")  # the module's asyncio mark
+def test_finished_handler_futures_are_forgotten() -> None:
+    """pygls 2.1 keeps each didChange's future forever (2 KiB an edit): the server drops them."""
+    from concurrent.futures import Future
+
+    from dnn.runtime.lsp import build
+
+    server = build()
+    done, pending = Future(), Future()
+    done.set_result(None)
+    server.protocol._request_futures.update({"a": done, "b": pending})
+    server._forget_finished()
+    assert server.protocol._request_futures == {"b": pending}
