@@ -131,7 +131,11 @@ class DnnServer(LanguageServer):
     # ---- positions ---------------------------------------------------------
 
     def _units(self) -> str:
-        encoding = self.workspace.position_encoding
+        """The client's position units: utf-16 (LSP's default) unless it chose another."""
+        try:
+            encoding = self.workspace.position_encoding
+        except RuntimeError:  # not initialized yet
+            return "utf-16"
         return str(getattr(encoding, "value", encoding) or "utf-16")
 
     def to_range(self, lines: Sequence[str], span: Span) -> T.Range:

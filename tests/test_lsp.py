@@ -278,3 +278,13 @@ def test_finished_handler_futures_are_forgotten() -> None:
     server.protocol._request_futures.update({"a": done, "b": pending})
     server._forget_finished()
     assert server.protocol._request_futures == {"b": pending}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")  # the module's asyncio mark
+def test_positions_are_utf16_units_for_the_client() -> None:
+    from dnn.runtime.lsp import build
+
+    server = build()  # LSP's default encoding: UTF-16 code units; a character above U+FFFF is 2
+    assert server.to_position(["a😀bc"], 1, 4) == T.Position(0, 4)
+    assert server.from_position("a😀bc", T.Position(0, 4)) == (1, 4)
+    assert server.to_position(["x"], 9, 1) == T.Position(0, 0)  # past the end: clamped
