@@ -156,3 +156,66 @@ def test_reparsing_one_line_equals_parsing_the_file(example: str) -> None:
             reparsed += 1
             assert _same(module, full), new
     assert reparsed >= 3
+
+
+def _blank_line_edits(text: str, rng: random.Random, n: int) -> list[str]:
+    """Enter and Backspace: a blank line inserted anywhere, or a blank line deleted."""
+    lines = text.split("\n")
+    out = []
+    for _ in range(n):
+        new = list(lines)
+        blanks = [k for k, s in enumerate(lines) if not s.strip()]
+        if blanks and rng.random() < 0.3:
+            del new[rng.choice(blanks)]
+        else:
+            new.insert(rng.randrange(len(lines) + 1), rng.choice(["", "  ", "    "]))
+        out.append("\n".join(new))
+    return out
+
+
+@pytest.mark.parametrize("example", ["digits_cnn", "resnet_small", "zoo/unet", "deep"])
+def test_a_blank_line_in_or_out_equals_parsing_the_file(example: str) -> None:
+    if example == "deep":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from check_speed import deep_spec
+
+        text, path = deep_spec(200), "deep.dnn"
+    else:
+        path = str(ROOT / "examples" / f"{example}.dnn")
+        text = (ROOT / "examples" / f"{example}.dnn").read_text()
+    previous = parse(text, path)
+    shifted = 0
+    for new in _blank_line_edits(text, random.Random(example), 120):
+        module = reparse(previous, text, new)
+        full = parse(new, path)
+        if module is not None:
+            shifted += 1
+            assert _same(module, full), new
+    assert shifted >= 10
+
+
+@pytest.mark.parametrize("example", ["digits_cnn", "resnet_small", "unet_digits"])
+def test_typing_on_a_new_line_equals_parsing_the_file(example: str) -> None:
+    path = str(ROOT / "examples" / f"{example}.dnn")
+    lines = (ROOT / "examples" / f"{example}.dnn").read_text().split("\n")
+    rng = random.Random(example)
+    typed = 0
+    for _ in range(80):
+        k = rng.randrange(1, len(lines))
+        before = "\n".join([*lines[:k], "  ", *lines[k:]])
+        line = rng.choice(["  relu", "  dense(3)  # c", "  x = dense(2)(in)", "  dense(", "  #"])
+        after = "\n".join([*lines[:k], line, *lines[k:]])
+        try:
+            previous = parse(before, path)
+        except SpecError:
+            continue
+        module = reparse(previous, before, after)
+        try:
+            full = parse(after, path)
+        except SpecError:
+            assert module is None, after
+            continue
+        if module is not None:
+            typed += 1
+            assert _same(module, full), after
+    assert typed >= 5
