@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test train lint reference grammar clean
+.PHONY: test train lint reference editor grammar clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ train: $(STAMP)
 reference: $(STAMP)
 	$(BIN)/python -m dnn.compiler.reference > docs/reference.md
 	$(BIN)/python -m dnn.compiler.reference errors > docs/errors.md
+
+# The TextMate grammar of editors/vscode/, from the registries (a test fails when it is stale).
+editor: $(STAMP)
+	$(BIN)/python -m dnn.compiler.textmate > editors/vscode/syntaxes/dnn.tmLanguage.json
 
 # After editing grammar/dnn.lark: rebuild the shipped LALR tables (grammar/tables.py).
 grammar: $(STAMP)

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import sys
 import time
@@ -40,66 +39,13 @@ os.environ.setdefault(
     "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
 
-from dnn.compiler.registry import REGISTRIES  # noqa: E402
 from dnn.runtime.contract import exercise  # noqa: E402
+from mutants import mutate  # noqa: E402  (bench/ is on the path of a script)
 
 import dnn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.dnn") if p.name != "resnet18.dnn")
-KINDS = (
-    "layer",
-    "activation",
-    "loss",
-    "metric",
-    "optimizer",
-    "schedule",
-    "normalizer",
-    "augmentation",
-    "initializer",
-    "clipper",
-)
-WORD = re.compile(r"\b[a-z_][a-z0-9_]*\b")
-NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?\b")
-
-
-def words_of() -> dict[str, tuple[str, list[str]]]:
-    """Every word of the mutable kinds: name -> (kind, the other words of that kind)."""
-    out: dict[str, tuple[str, list[str]]] = {}
-    for kind in KINDS:
-        names = REGISTRIES[kind].names()
-        for n in names:
-            out.setdefault(n, (kind, [m for m in names if m != n]))
-    return out
-
-
-WORDS = words_of()
-
-
-def mutate(text: str, rng: random.Random) -> str:
-    """One random edit of the spec text."""
-    lines = text.splitlines(keepends=True)
-    op = rng.choice(("word", "word", "word", "number", "number", "delete", "duplicate"))
-    if op in ("delete", "duplicate"):
-        body = [i for i, line in enumerate(lines) if line.startswith("  ") and "=" not in line]
-        if body:
-            i = rng.choice(body)
-            lines[i : i + 1] = [] if op == "delete" else [lines[i], lines[i]]
-            return "".join(lines)
-    if op == "word":
-        hits = [m for m in WORD.finditer(text) if m.group() in WORDS]
-        if hits:
-            m = rng.choice(hits)
-            _, others = WORDS[m.group()]
-            return text[: m.start()] + rng.choice(others) + text[m.end() :]
-    hits = list(NUMBER.finditer(text))
-    if not hits:
-        return text
-    m = rng.choice(hits)
-    v = float(m.group())
-    new = rng.choice((v * 2, v / 2, 0, 1, v * 10, -v, v + 1))
-    shown = str(int(new)) if float(new).is_integer() and "." not in m.group() else f"{new:g}"
-    return text[: m.start()] + shown + text[m.end() :]
 
 
 class Slow(Exception):

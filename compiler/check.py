@@ -94,6 +94,10 @@ class Checker(Graphs, Sections, Evaluate):
         return env
 
 
-def check(resolved: Resolved, diags: Diagnostics) -> Program:
-    """Evaluate and shape-check a resolved module."""
-    return Checker(resolved, diags).program()
+def check(resolved: Resolved, diags: Diagnostics, deadline: float | None = None) -> Program:
+    """Evaluate and shape-check a resolved module.
+
+    `deadline`: a `time.monotonic()` value past which elaboration stops with E0608 (the
+    editor's bound, so a huge `repeat` cannot stall it); None checks without a bound.
+    """
+    return Checker(resolved, diags, deadline).program()

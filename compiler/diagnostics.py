@@ -44,6 +44,7 @@ E_MEMORY = "E0604"
 E_NONFINITE = "E0605"
 E_PRETRAIN = "E0606"
 E_EXPORT = "E0607"
+E_TOO_SLOW = "E0608"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
@@ -97,6 +98,8 @@ CODES: Mapping[str, str] = {
     "split before pretraining), an ensemble, a multi-host run, or pretraining that diverged",
     E_EXPORT: "a trained run that cannot be exported as asked: a layer the ONNX converter "
     "cannot convert (named at its line), or a converted model whose outputs differ from dnn's",
+    E_TOO_SLOW: "`dnn lsp`: a spec whose check ran past the editor's time limit (a huge `repeat`, "
+    "say); the editor stops there, `dnn check` checks the whole spec",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

@@ -56,6 +56,8 @@ class Graph:
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
     # the block each instance expands, by instance path: ("u2", "up"), ("u2/double_conv", ...)
     blocks: tuple[tuple[str, str], ...] = ()
+    # where each block instance was called, by instance path: ("u2", Span of `up(32)(b, d2)`)
+    sites: tuple[tuple[str, Span], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

@@ -259,6 +259,40 @@ def cmd_help(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    """The language server over stdio; needs the `lsp` extra (pygls, lsprotocol)."""
+    try:
+        from dnn.runtime import lsp
+    except ImportError as e:
+        if (e.name or "").split(".")[0] not in ("pygls", "lsprotocol"):
+            raise
+        print(
+            f"error: `dnn lsp` needs the `lsp` extra ({(e.name or '').split('.')[0]} is not "
+            "installed): "
+            "pip install 'dnn[lsp]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return lsp.serve(args)
+
+
+def _lsp_arguments(c: argparse.ArgumentParser) -> None:
+    """`dnn lsp`'s options, declared here so `dnn lsp --help` works without the extra."""
+    c.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
+    c.add_argument(
+        "--debounce-ms",
+        type=float,
+        default=50.0,
+        help="wait this long after an edit before checking (default 50)",
+    )
+    c.add_argument(
+        "--check-timeout",
+        type=float,
+        default=2.0,
+        help="stop a check after this many seconds, with E0608 (default 2)",
+    )
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -357,6 +391,9 @@ def _parser() -> argparse.ArgumentParser:
         help="pictures: Graphviz `dot` if on PATH (auto), required, or the built-in layout",
     )
     overrides(c)
+
+    c = command("lsp", cmd_lsp, "the language server for editors, over stdio (the `lsp` extra)")
+    _lsp_arguments(c)
 
     c = command("help", cmd_help, "the words of the language, their arguments and formulas")
     c.add_argument("name", nargs="?", help="a word (dense, adam) or a kind (layers, optimizers)")

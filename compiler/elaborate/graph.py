@@ -15,6 +15,7 @@ from ..diagnostics import (
     E_NOT_A_LAYER,
     E_SHAPE,
     E_TOO_LARGE,
+    E_TOO_SLOW,
     E_TYPE,
     E_UNKNOWN_LAYER,
     E_VALUE,
@@ -47,6 +48,7 @@ from .state import (
     Tensor,
     _NameOp,
     _TooLarge,
+    _TooSlow,
 )
 
 
@@ -85,6 +87,7 @@ class Graphs(Base):
         self._warn_unused()
         scopes = {n.scope[:k] for n in self.g.nodes for k in range(1, len(n.scope) + 1)}
         blocks = tuple((p, b) for p, b in self.g.blocks.items() if tuple(p.split("/")) in scopes)
+        sites = tuple((p, s) for p, s in self.g.sites.items() if tuple(p.split("/")) in scopes)
         return Graph(
             m.name,
             tuple(self.g.nodes),
@@ -92,6 +95,7 @@ class Graphs(Base):
             tuple(self.g.outputs),
             m.span,
             blocks,
+            sites,
         )
 
     def _warn_unused(self) -> None:
@@ -115,11 +119,15 @@ class Graphs(Base):
             for stmt in body.stmts:
                 try:
                     current = self._stmt(stmt, env, current, top)
-                except _TooLarge:
+                except _TooLarge as e:
                     if not top:
                         raise
                     self.diags.add(
-                        _too_large(stmt.span, "this line", "use fewer or smaller blocks").diagnostic
+                        _too_slow(stmt.span, "this line").diagnostic
+                        if isinstance(e, _TooSlow)
+                        else _too_large(
+                            stmt.span, "this line", "use fewer or smaller blocks"
+                        ).diagnostic
                     )
                     return POISON
                 except DiagnosticError as e:
@@ -219,13 +227,16 @@ class Graphs(Base):
         mark = len(self.g.nodes)
         try:
             return self._iterations(stmt, env, current, start, end)
-        except _TooLarge:
+        except _TooLarge as e:
             if self.repeats:  # an enclosing repeat reports the whole expansion
                 raise
             for node in self.g.nodes[mark:]:  # later lines are checked against a sane graph
                 del self.g.index[node.name]
             del self.g.nodes[mark:]
-            raise _too_large(stmt.count.span, f"`repeat {end - start:,}`", _SMALLER) from None
+            what = f"`repeat {end - start:,}`"
+            if isinstance(e, _TooSlow):
+                raise _too_slow(stmt.count.span, what) from None
+            raise _too_large(stmt.count.span, what, _SMALLER) from None
 
     def _iterations(self, stmt: ast.Repeat, env: Env, current: Any, start: int, end: int) -> Any:
         """Elaborate the first iteration; replicate it if the next ones must be the same.
@@ -254,6 +265,7 @@ class Graphs(Base):
         for i in range(start + 1, end):
             if not isinstance(current, Tensor) or current.poisoned:
                 break  # the mistakes of one iteration would only repeat
+            self.g.tick()
             self.repeats += 1
             try:
                 current = self._iteration(stmt, env, current, i)
@@ -290,13 +302,17 @@ class Graphs(Base):
     ) -> Tensor:
         """Iterations 2..n as copies of the first, renamed as elaboration would name them."""
         current = after
+        if not first and not log:  # a body that builds and names nothing: every copy is the same
+            n = min(n, 2)
         for _ in range(n - 1):
+            self.g.tick()
             renamed = {before.node: current.node}
             for op, prefix, base, full in log:
                 if op == "unique":
                     renamed[full] = self.g.unique_in(renamed.get(prefix, prefix), base)
                     if full in self.g.blocks:
                         self.g.blocks[renamed[full]] = self.g.blocks[full]
+                        self.g.sites[renamed[full]] = self.g.sites[full]
                 else:
                     self.g.discard(renamed.get(full, full))
             for node in first:
@@ -446,6 +462,7 @@ class Graphs(Base):
         values = self._block_args(bdef, config, span)
         instance = self.g.unique(self._instance_name(name, span)).rsplit("/", 1)[-1]
         self.g.blocks["/".join([*self.g.scope, instance])] = name
+        self.g.sites["/".join([*self.g.scope, instance])] = span
         self.g.scope.append(instance)
         self.g.blocks_active.append(name)
         outputs_before = len(self.g.outputs)
@@ -576,6 +593,15 @@ def _too_large(span: Span, what: str, fix: str, total: int | None = None) -> Dia
         span,
         f"{fix}; a model this large is beyond what dnn checks in bounded time "
         "(docs/performance.md)",
+    )
+
+
+def _too_slow(span: Span, what: str) -> DiagnosticError:
+    return error(
+        E_TOO_SLOW,
+        f"checking stopped at {what}: it ran past the editor's time limit",
+        span,
+        "lower the count while editing; `dnn check` checks the whole spec without a time limit",
     )
 
 

@@ -4,6 +4,7 @@ and declares the methods one part calls on another."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -97,6 +98,10 @@ class _TooLarge(Exception):
     """The graph reached MAX_LAYERS: the outermost `repeat`, or the model line, reports it."""
 
 
+class _TooSlow(_TooLarge):
+    """The check ran past its deadline (`dnn lsp`): reported where `_TooLarge` is."""
+
+
 # A naming step of one repeat iteration, replayed for the next: ("unique", prefix, base,
 # full name) or ("discard", "", "", full name).
 _NameOp = tuple[str, str, str, str]
@@ -116,6 +121,9 @@ class _Graph:
     index: dict[str, int] = field(default_factory=dict)  # node name -> position in `nodes`
     logs: list[list[_NameOp]] = field(default_factory=list)  # one per repeat being recorded
     blocks: dict[str, str] = field(default_factory=dict)  # instance path -> the block's name
+    sites: dict[str, Span] = field(default_factory=dict)  # instance path -> its call's span
+    # time.monotonic() past which elaboration stops (the editor's bound); None: no bound
+    deadline: float | None = None
 
     def unique(self, base: str) -> str:
         """`dense`, `dense_1`, ... within the current block instance."""
@@ -139,9 +147,15 @@ class _Graph:
         for log in self.logs:
             log.append(("discard", "", "", name))
 
+    def tick(self) -> None:
+        """Stop with `_TooSlow` once the deadline has passed."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _TooSlow
+
     def add(self, node: Node) -> None:
         if len(self.nodes) >= MAX_LAYERS:
             raise _TooLarge
+        self.tick()
         self.index[node.name] = len(self.nodes)
         self.nodes.append(node)
 
@@ -159,10 +173,10 @@ class _Graph:
 class Base:
     """State and helpers shared by the parts of the checker (see compiler/check.py)."""
 
-    def __init__(self, resolved: Resolved, diags: Diagnostics):
+    def __init__(self, resolved: Resolved, diags: Diagnostics, deadline: float | None = None):
         self.r = resolved
         self.diags = diags
-        self.g = _Graph()
+        self.g = _Graph(deadline=deadline)
         self.menv = Env({})
         self.env = self.menv  # the innermost scope being evaluated, for did-you-mean hints
         self.failed: set[str] = set()  # params whose value had an error: uses stay silent
