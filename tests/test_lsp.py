@@ -8,12 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-pytest_lsp = pytest.importorskip("pytest_lsp")
-
-from dnn.compiler.format import format_text  # noqa: E402
-from lsprotocol import types as T  # noqa: E402
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities  # noqa: E402
+import pytest_lsp  # the test extra installs it: a missing install must fail, not skip
+from dnn.compiler.format import format_text
+from lsprotocol import types as T
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

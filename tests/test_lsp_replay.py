@@ -10,9 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("pygls")
+import pygls  # noqa: F401 - the test extra installs it: a missing install must fail, not skip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from lsp_bench import replay  # noqa: E402
