@@ -6,8 +6,14 @@ import os
 
 import pytest
 
-# Four CPU devices for the multi-device tests (set before JAX loads).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# Four CPU devices for the multi-device tests (set before JAX loads). The suite is mostly XLA
+# compiles of small programs: compile them without the backend's expensive optimization passes
+# (as bench/fuzz_train.py does), which XLA's results do not depend on beyond rounding.
+os.environ.setdefault(
+    "XLA_FLAGS",
+    "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0 "
+    "--xla_llvm_disable_expensive_passes=true",
+)
 
 from dnn.compiler.diagnostics import SpecError  # noqa: E402
 from dnn.compiler.driver import loads  # noqa: E402
