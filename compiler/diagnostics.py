@@ -47,6 +47,7 @@ E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
 E_FILE = "E0701"
 E_DATA = "E0702"
+E_WEIGHTS = "E0703"
 W_UNUSED = "W0801"
 W_NO_MODEL = "W0802"
 W_SWEEP_NOT_RUN = "W0803"
@@ -102,6 +103,9 @@ CODES: Mapping[str, str] = {
     "say); the editor stops there, `dnn check` checks the whole spec",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
+    E_WEIGHTS: "a weight file (`init_from`, `--weights`) that cannot be used: missing, pickled "
+    "(`.pth`, `.pt`: convert to safetensors), a layer it has no tensors for, tensors no layer "
+    "takes, or a module whose shapes do not fit the layer it is mapped to",
     W_UNUSED: "a value that is computed but never reaches an output",
     W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
     W_SWEEP_NOT_RUN: "`dnn train` on a spec with a `sweep` section trains the spec's own values",

@@ -359,9 +359,11 @@ def _parser() -> argparse.ArgumentParser:
 
     from .cli_sweep import register as register_search
     from .cli_train import _guard, register
+    from .cli_weights import register as register_weights
 
     register(command, overrides)
     register_search(command, overrides, _guard)
+    register_weights(command, overrides, _guard)
 
     c = command("diff", cmd_diff, "semantic diff of two specs: exit 0 equivalent, 1 different")
     c.add_argument("files", nargs="*", metavar="SPEC", help="A.dnn B.dnn; REV:path reads git")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -184,8 +185,19 @@ def _load_for_run(args: argparse.Namespace) -> Any:
 
     from .train import TrainingError
 
+    if getattr(args, "weights", None) and getattr(args, "run", None):
+        raise TrainingError("give --run or --weights, not both", "--weights runs a weight file")
+    if getattr(args, "weights", None) and args.file is None:
+        raise TrainingError(
+            "--weights needs the spec the weights are for",
+            f"dnn {args.command} SPEC --weights {args.weights} ...",
+        )
     if args.file is not None:
         return _load(args)
+    if not args.run:
+        raise TrainingError(
+            "give the run folder (--run DIR) or a weight file (--weights FILE)", None
+        )
     run = Path(args.run)
     saved = run / "spec.dnn"
     args.file = str(run)  # what error messages name
@@ -211,7 +223,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .infer import evaluate
 
     program = _load_for_run(args)
-    metrics = evaluate(program, Path(args.run), args.split)
+    weights = Path(args.weights) if args.weights else None
+    metrics = evaluate(program, Path(args.run) if args.run else None, args.split, weights)
     if args.format == "json":
         print(json.dumps({args.split: metrics}, indent=2))
     else:
@@ -224,7 +237,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .infer import predict
 
     program = _load_for_run(args)
-    out = predict(program, Path(args.run), Path(args.input), Path(args.output), args.probabilities)
+    run = Path(args.run) if args.run else None
+    weights = Path(args.weights) if args.weights else None
+    out = predict(program, run, Path(args.input), Path(args.output), args.probabilities, weights)
     n = len(out[0]) if isinstance(out, tuple) else len(out)  # several outputs: one array each
     print(f"{args.output}: {n} predictions", file=sys.stderr)
     return EXIT_OK
@@ -280,6 +295,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     args.file = None  # the run's own spec
     program = _load_for_run(args)
     out = Path(args.output)
+    if args.format == "safetensors":
+        from .weights import export_run
+
+        tensors = export_run(program, Path(args.run), args.layout, out)
+        n = sum(math.prod(v.shape) for v in tensors.values())
+        print(f"{out}: {len(tensors)} tensors, {n:,} values, {args.layout} layout", file=sys.stderr)
+        return EXIT_OK
     inf, difference = export(program, Path(args.run), args.format, out)
     shape = ", ".join(["batch", *map(str, inf.raw_shape)])
     print(
@@ -333,6 +355,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+WEIGHTS_HELP = (
+    "instead of a run: the spec's model with this weight file's tensors (.safetensors, mapped "
+    "as `init_from` maps them) and no training"
+)
+
+
 def register(
     command: Callable[..., argparse.ArgumentParser], overrides: Callable[..., None]
 ) -> None:
@@ -378,7 +406,8 @@ def register(
     c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")
     c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")
     overrides(c)
-    c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
+    c.add_argument("--run", metavar="DIR", help="the run folder")
+    c.add_argument("--weights", metavar="FILE", help=WEIGHTS_HELP)
     c.add_argument("--split", choices=("train", "val", "test"), default="test")
     c.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -419,14 +448,21 @@ def register(
         "a trained run as one inference program with its preprocessing: StableHLO or ONNX",
     )
     c.add_argument("run", metavar="RUN", help="the run folder")
-    c.add_argument("--format", choices=("stablehlo", "onnx"), required=True)
+    c.add_argument("--format", choices=("stablehlo", "onnx", "safetensors"), required=True)
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write it")
+    c.add_argument(
+        "--layout",
+        choices=("torch", "flax"),
+        default="torch",
+        help="safetensors: PyTorch's names and layouts (loads with strict=True), or Flax's",
+    )
     overrides(c)
 
     c = command("predict", _guard(cmd_predict), "apply a trained run to new inputs")
     c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")
     overrides(c)
-    c.add_argument("--run", required=True, metavar="DIR", help="the run folder")
+    c.add_argument("--run", metavar="DIR", help="the run folder")
+    c.add_argument("--weights", metavar="FILE", help=WEIGHTS_HELP)
     c.add_argument("--input", required=True, metavar="X", help="inputs: .npy or .csv")
     c.add_argument(
         "--output",

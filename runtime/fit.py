@@ -696,6 +696,8 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str],
     if not source.is_absolute():
         candidates = [Path(program.path).resolve().parent / source, Path.cwd() / source]
         source = next((c for c in candidates if c.exists()), candidates[-1])
+    if not source.is_dir():  # a weight file (PyTorch's .safetensors): runtime/weights.py
+        return _from_file(program, st, engine)
     slot_dir = next(
         (
             source / "checkpoints" / s
@@ -735,6 +737,25 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str],
         notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
     new = {"params": engine.from_disk(params), "model_state": engine.from_disk(stats)}
     return {**st, **new}, notes, loaded
+
+
+def _from_file(
+    program: Program, st: Any, engine: Engine, source: str | None = None
+) -> tuple[Any, list[str], list[str]]:
+    """`st` with the layers a weight file fills loaded from it (`source`, or `init_from`),
+    placed as the state they replace was."""
+    from . import weights
+
+    params = jax.device_get(engine.to_disk(st["params"]))
+    state = jax.device_get(engine.to_disk(st["model_state"]))
+    params, state, notes, loaded = weights.load_file(
+        program, params, state, source or str(program.train.init_from)
+    )
+    new = {"params": engine.from_disk(params), "model_state": engine.from_disk(state)}
+    placed = {
+        k: jax.tree.map(lambda v, old: jax.device_put(v, old.sharding), new[k], st[k]) for k in new
+    }
+    return {**st, **placed}, notes, loaded
 
 
 def _matching(

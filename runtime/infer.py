@@ -87,8 +87,82 @@ def _same_model(program: Program, run: Path) -> None:
         )
 
 
-def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]:
-    """Loss and metrics of a run's final weights on one split of the spec's data."""
+def imported(program: Program, file: Path) -> tuple[Engine, Any, pipeline.Transform, str]:
+    """The spec's model with a weight file's tensors and no training (`--weights`): the
+    engine, the weights, the preprocessing and the task. The normalizer's statistics come from
+    the spec's train split, as a run fitted on it would have them; a spec without data feeds
+    inputs as they are."""
+    from .fit import _from_file
+
+    task = pipeline.task_of(program)
+    if program.data is not None:
+        prepared = pipeline.prepare(program)
+        transform = pipeline.Transform(
+            prepared.stats,
+            prepared.raw_shape,
+            prepared.task,
+            prepared.classes,
+            prepared.class_names,
+            prepared.targets,
+            prepared.task not in ("regression", pipeline.MULTI)
+            and prepared.splits["train"].y.ndim == 2,
+            prepared.blocks,
+        )
+    else:
+        units = pipeline.outputs(program)
+        classes = max(units, 2) if target_kind(task) == "classification" else None
+        transform = pipeline.Transform({}, pipeline.model_input_shape(program), task, classes, ())
+        prepared = _placeholder(program, transform, task, str(file))
+    engine = Engine(program, prepared, program.train.ensemble)
+    st, _, _ = _from_file(program, engine.init(), engine, str(file))
+    return engine, st, transform, task
+
+
+def _placeholder(
+    program: Program, transform: pipeline.Transform, task: str, origin: str
+) -> pipeline.Prepared:
+    """A one-example train split of the right shapes: what an engine is built from when the
+    data itself is not at hand."""
+    kind = target_kind(task)
+    shape = pipeline.model_input_shape(program)
+    dummy = Table(
+        x=np.zeros((1, *shape), pipeline.input_dtype(program)),
+        y=np.zeros((1,), np.int32 if kind == "classification" else np.float32),
+        task=kind,
+        classes=transform.classes,
+        class_names=transform.class_names,
+        origin=origin,
+    )
+    if transform.blocks:  # several outputs: one target column block each
+        width = sum(b.width for b in transform.blocks)
+        dummy = replace(dummy, y=np.zeros((1, width), np.float32), task="regression")
+    return pipeline.Prepared(
+        {"train": dummy},
+        transform.stats,
+        transform.raw_shape,
+        task,
+        transform.classes,
+        transform.class_names,
+        transform.targets,
+        transform.blocks,
+    )
+
+
+def evaluate(
+    program: Program, run: Path | None, split: str = "test", weights: Path | None = None
+) -> dict[str, Any]:
+    """Loss and metrics of a run's final weights (or a weight file's, with no training) on
+    one split of the spec's data."""
+    if weights is not None:
+        if program.data is None:
+            raise TrainingError("the spec has no data section to evaluate on", "add one")
+        engine, st, transform, _ = imported(program, weights)
+        prepared = engine.prepared
+        if prepared.size(split) == 0:
+            raise TrainingError(f"the {split} split is empty", "choose another --split")
+        t = prepared.splits[split]
+        return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+    assert run is not None
     transform = pipeline.load_transform(_run_folder(run))
     prepared = pipeline.prepare(program, stats=transform.stats, targets=transform.targets)
     if prepared.size(split) == 0:
@@ -105,40 +179,32 @@ def loaded(
     the saved preprocessing and the task (what `dnn predict` and `dnn export` start from)."""
     transform = pipeline.load_transform(_run_folder(run))
     task = pipeline.task_of(program)  # the run's model: `restore` checks it is the same
-    kind = target_kind(task)
-    shape = pipeline.model_input_shape(program)
-    dummy = Table(
-        x=np.zeros((1, *shape), pipeline.input_dtype(program)),
-        y=np.zeros((1,), np.int32 if kind == "classification" else np.float32),
-        task=kind,
-        classes=transform.classes,
-        class_names=transform.class_names,
-        origin=origin,
-    )
-    if transform.blocks:  # several outputs: one target column block each
-        width = sum(b.width for b in transform.blocks)
-        dummy = replace(dummy, y=np.zeros((1, width), np.float32), task="regression")
-    prepared = pipeline.Prepared(
-        {"train": dummy},
-        transform.stats,
-        transform.raw_shape,
-        task,
-        transform.classes,
-        transform.class_names,
-        transform.targets,
-        transform.blocks,
-    )
+    prepared = _placeholder(program, transform, task, origin)
     engine, st = restore(program, run, prepared)
     return engine, st, transform, task
 
 
 def predict(
-    program: Program, run: Path, inputs: Path, output: Path, probabilities: bool = False
+    program: Program,
+    run: Path | None,
+    inputs: Path,
+    output: Path,
+    probabilities: bool = False,
+    weights: Path | None = None,
 ) -> np.ndarray:
-    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`."""
-    engine, st, transform, task = loaded(program, run, str(inputs))
+    """Outputs of a run's model (or of the spec's with a weight file's tensors) for the
+    examples in `inputs` (.npy or .csv); written to `output`."""
+    if weights is not None:
+        engine, st, transform, task = imported(program, weights)
+    else:
+        assert run is not None
+        engine, st, transform, task = loaded(program, run, str(inputs))
     raw = datasets.read_inputs(inputs, transform.raw_shape)
-    x = transform(program, raw)
+    if program.data is not None:
+        x = transform(program, raw)
+    else:
+        shape = pipeline.model_input_shape(program)
+        x = raw.astype(pipeline.input_dtype(program)).reshape((raw.shape[0], *shape))
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
         out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)

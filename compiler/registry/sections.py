@@ -202,7 +202,26 @@ SECTIONS.add(
             "init_from",
             OptionalT(Str),
             None,
-            "a run directory whose weights initialize the layers of the same name and shape",
+            "a run directory whose weights initialize the layers of the same name and shape, "
+            "or a PyTorch `.safetensors` file (torchvision, timm, Hugging Face): its modules "
+            "fill the layers by `init_map`, then by name, then in network order by kind and "
+            "shape; every layer filled and every tensor used unless `init_skip` says "
+            "(`dnn weights FILE SPEC` shows the mapping; docs/transfer.md)",
+        ),
+        arg(
+            "init_map",
+            MapT(Str),
+            (),
+            'a weight file\'s module -> the layer it fills, e.g. `{ "features.0": "stem" }`; '
+            'a pattern pair `{ "backbone.*": "encoder/*" }` matches those modules to those '
+            "layers in order",
+        ),
+        arg(
+            "init_skip",
+            ListT(Str),
+            (),
+            "glob patterns of a weight file's tensors to leave unused and of layers to start "
+            'fresh (a new head: `["fc.*", "head"]`)',
         ),
         arg(
             "loop",
