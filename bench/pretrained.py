@@ -76,6 +76,17 @@ def compare(name: str, folder: Path) -> dict[str, float]:
     y = np.asarray(
         jax.jit(lambda v, x: model.apply(v, x, train=False))({"params": params, **state}, x)
     )
+    # the way back: perturbed weights (as fine-tuning leaves them) written in PyTorch's layout
+    # under the file's names; bench/torch_side.py --check loads them strictly and compares
+    rng = np.random.default_rng(0)
+    moved = jax.tree.map(lambda a: a * (1 + 0.01 * rng.standard_normal(a.shape)), params)
+    names = weights.file_names(program)
+    back = weights.to_torch(program, moved, state, names)
+    weights.write(folder / f"{name}.back.safetensors", back, {"format": "pt"})
+    y_back = np.asarray(
+        jax.jit(lambda v, x: model.apply(v, x, train=False))({"params": moved, **state}, x)
+    )
+    np.savez(folder / f"{name}.back.npz", x=x, y=y_back)
     diff = float(np.abs(y - z["y"]).max())
     scale = float(np.abs(z["y"]).max())
     return {
@@ -93,9 +104,13 @@ def main(names: list[str]) -> None:
         for name in names:
             subprocess.run([python, str(ROOT / "bench" / "torch_side.py"), name, tmp], check=True)
             r = compare(name, Path(tmp))
+            subprocess.run(
+                [python, str(ROOT / "bench" / "torch_side.py"), "--check", name, tmp], check=True
+            )
             print(
                 f"{name}: {r['layers']} layers loaded in {r['load_s']:.2f} s; max |dnn - torch| "
-                f"= {r['max_abs']:.2e} (largest logit {r['max_logit']:.2f}); same top-1: "
+                f"= {r['max_abs']:.2e} (largest logit {r['max_logit']:.2f}, relative "
+                f"{r['max_abs'] / r['max_logit']:.1e}); same top-1: "
                 f"{r['same_top1']}"
             )
 

@@ -46,5 +46,22 @@ def main(name: str, out: Path) -> None:
     print(f"{name}: {sum(p.numel() for p in m.parameters()):,} parameters, logits {y.shape}")
 
 
+def check(name: str, out: Path) -> None:
+    """The weights dnn wrote back (`NAME.back.safetensors`) load into the same torchvision
+    model with `strict=True` and give the logits dnn gave (`NAME.back.npz`)."""
+    from safetensors.torch import load_file
+
+    m = model(name)
+    m.load_state_dict(load_file(str(out / f"{name}.back.safetensors")), strict=True)
+    m.eval()
+    z = np.load(out / f"{name}.back.npz")
+    with torch.no_grad():
+        y = m(torch.from_numpy(z["x"]).permute(0, 3, 1, 2)).numpy()
+    print(f"{name}: loaded strictly; max |torch - dnn| = {np.abs(y - z['y']).max():.2e}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    if sys.argv[1] == "--check":
+        check(sys.argv[2], Path(sys.argv[3]))
+    else:
+        main(sys.argv[1], Path(sys.argv[2]))
