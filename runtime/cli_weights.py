@@ -17,10 +17,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
     path = Path(args.weights_file)
     args.file = str(path)
-    found = weights.shapes(path)
-    all_units = weights.units({k: s for k, (s, _) in found.items()})
+    fmt, found = weights.shapes(path)
+    all_units = fmt.group({k: s for k, (s, _) in found.items()})
     values = sum(math.prod(s) for s, _ in found.values())
-    print(f"{path}: {len(found)} tensors, {values:,} values, {len(all_units)} modules")
+    kind = {"torch": "PyTorch", "keras": "Keras"}[fmt.name]
+    print(f"{path}: {kind}, {len(found)} tensors, {values:,} values, {len(all_units)} modules")
     if args.spec is None:
         for u in all_units:
             print(f"  {u.name or '(top)'}")

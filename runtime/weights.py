@@ -75,9 +75,50 @@ def is_weight_file(path: str | Path) -> bool:
     return p.suffix.lower() in (".safetensors", *PICKLED) or p.is_file()
 
 
-def read(path: Path) -> dict[str, np.ndarray]:
-    """Every tensor of a `.safetensors` file by name, as NumPy arrays (float32 where they are
+@dataclass(frozen=True)
+class Format:
+    """A kind of weight file: how its tensors group into units, and its layouts."""
+
+    name: str  # torch | keras
+    layouts: dict[str, Layout]
+    eps: dict[str, float]  # the library's default eps per normalization kind
+    group: Callable[[dict[str, Shape]], list[Unit]]
+
+
+def file_format(path: Path) -> Format:
+    from . import weights_keras
+
+    if weights_keras.is_keras(path):
+        return Format(
+            "keras", weights_keras.layouts(), weights_keras.KERAS_EPS, weights_keras.units
+        )
+    return TORCH
+
+
+def read(path: Path) -> tuple[Format, dict[str, np.ndarray]]:
+    """The file's format and every tensor by name, as NumPy arrays (float32 where they are
     floating point: half and bfloat16 files too)."""
+    fmt = file_format(path)
+    if fmt.name == "keras":
+        from . import weights_keras
+
+        return fmt, {k: _float32(v) for k, v in weights_keras.read(path).items()}
+    return fmt, _read_safetensors(path)
+
+
+def shapes(path: Path) -> tuple[Format, dict[str, tuple[Shape, str]]]:
+    """The file's format and each tensor's shape and dtype (for safetensors, from the header
+    alone: nothing else is loaded)."""
+    fmt = file_format(path)
+    if fmt.name == "keras":
+        from . import weights_keras
+
+        found = weights_keras.read(path, shapes_only=True)
+        return fmt, {k: (s, "float32") for k, s in found.items()}
+    return fmt, _safetensors_shapes(path)
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     _refuse_pickles(path)
     load_file = _safetensors().load_file
 
@@ -91,8 +132,7 @@ def read(path: Path) -> dict[str, np.ndarray]:
     return {k: _float32(v) for k, v in raw.items()}
 
 
-def shapes(path: Path) -> dict[str, tuple[Shape, str]]:
-    """Each tensor's shape and dtype, read from the header alone (nothing else is loaded)."""
+def _safetensors_shapes(path: Path) -> dict[str, tuple[Shape, str]]:
     _refuse_pickles(path)
     header = _header(path)
     return {
@@ -249,7 +289,9 @@ class Slot:
         return self.node.name
 
 
-def slots(graph: Graph, params: dict[str, Any], state: dict[str, Any]) -> list[Slot]:
+def slots(
+    graph: Graph, params: dict[str, Any], state: dict[str, Any], fmt: Format | None = None
+) -> list[Slot]:
     """One slot per layer with weights, in network order. `params` and `state` are per-node
     trees of shapes (`params[name][leaf]`, `state[collection][name][leaf]`)."""
     out = []
@@ -264,7 +306,7 @@ def slots(graph: Graph, params: dict[str, Any], state: dict[str, Any]) -> list[S
                     leaves.append(((coll, m, leaf), tuple(shape)))
         if not leaves:
             continue
-        layout = LAYOUTS.get(node.op)
+        layout = (fmt or TORCH).layouts.get(node.op)
         expect = None
         if layout is not None:
             expect = layout.expect(node, dict(leaves), graph)
@@ -604,6 +646,7 @@ LAYOUTS = _layouts()
 
 # PyTorch's default eps of the layers whose eps dnn reads from the spec
 TORCH_EPS = {"batchnorm": 1e-5, "layernorm": 1e-5, "groupnorm": 1e-5, "instancenorm": 1e-5}
+TORCH = Format("torch", LAYOUTS, TORCH_EPS, lambda t: units(t))
 
 
 # ------------------------------------------------------------------ the mapping
@@ -678,9 +721,9 @@ def plan(
             sub_units = [u for u in units_left if fnmatch.fnmatchcase(u.name, key)]
             sub_slots = [s for s in slots_left if fnmatch.fnmatchcase(s.name, target)]
             _by_order(sub_slots, sub_units, lambda s, u: take(s, u, "map"))
-    for u in list(units_left):
+    for u in list(units_left):  # a name alone pins only what fits (auto names may collide)
         s = by_slot.get(u.name.replace(".", "/"))
-        if s is not None and s in slots_left:
+        if s is not None and s in slots_left and fits(s, u):
             take(s, u, "name")
     _by_order(list(slots_left), list(units_left), lambda s, u: take(s, u, "order"))
     out.pairs.sort(key=lambda p: all_slots.index(p[0]))
@@ -708,7 +751,13 @@ def _source_path(program: Program, text: str) -> Path:
     return next((c for c in candidates if c.exists()), candidates[0])
 
 
-def spec_slots(program: Program, params: Any, state: Any, members: int | None = None) -> list[Slot]:
+def spec_slots(
+    program: Program,
+    params: Any,
+    state: Any,
+    members: int | None = None,
+    fmt: Format | None = None,
+) -> list[Slot]:
     """The spec's slots from per-node weight trees (arrays or shapes; an ensemble's member
     axis taken off, unless `members` is 1)."""
     assert program.model is not None
@@ -723,7 +772,7 @@ def spec_slots(program: Program, params: Any, state: Any, members: int | None = 
         c: {m: {k: shape(v) for k, v in leaves.items()} for m, leaves in tree.items()}
         for c, tree in state.items()
     }
-    return slots(program.model, p, st)
+    return slots(program.model, p, st, fmt)
 
 
 def load_file(
@@ -736,11 +785,11 @@ def load_file(
     assert program.model is not None
     path = _source_path(program, source)
     try:
-        tensors = read(path)
+        fmt, tensors = read(path)
     except WeightsError as e:
         raise _at(program, "init_from", str(e), e.hint) from None
-    all_units = units({k: tuple(v.shape) for k, v in tensors.items()})
-    the_slots = spec_slots(program, params, state)
+    all_units = fmt.group({k: tuple(v.shape) for k, v in tensors.items()})
+    the_slots = spec_slots(program, params, state, fmt=fmt)
     mapping, skip = program.train.init_map, program.train.init_skip
     p = plan(the_slots, all_units, mapping, skip)
     _strict(program, p, path)
@@ -752,7 +801,7 @@ def load_file(
     graph = program.model
     for slot, unit, _ in p.pairs:
         t = {k: tensors[unit.full(k)] for k in unit.tensors}
-        leaves = LAYOUTS[slot.node.op].load(slot.node, t, dict(slot.leaves), graph)
+        leaves = fmt.layouts[slot.node.op].load(slot.node, t, dict(slot.leaves), graph)
         for (coll, module, leaf), value in leaves.items():
             tree = params if coll == "params" else state[coll]
             old = tree[module][leaf]
@@ -769,19 +818,20 @@ def load_file(
         notes.append(
             f"  new layers (initialized fresh): {', '.join(s.name for s in p.skipped_slots)}"
         )
-    notes += eps_notes(program, [s for s, _, _ in p.pairs])
+    notes += eps_notes(fmt, [s for s, _, _ in p.pairs])
     return params, state, notes, [s.name for s, _, _ in p.pairs]
 
 
-def eps_notes(program: Program, loaded: list[Slot]) -> list[str]:
-    """A warning per normalization layer whose eps is not PyTorch's default (the file does not
-    say which eps it was trained with: PyTorch's default is assumed)."""
+def eps_notes(fmt: Format, loaded: list[Slot]) -> list[str]:
+    """A note per normalization layer whose eps is not the file's library's default (a weight
+    file does not say which eps it was trained with)."""
     out = []
+    lib = {"torch": "PyTorch", "keras": "Keras"}[fmt.name]
     for s in loaded:
-        eps = TORCH_EPS.get(s.node.op)
+        eps = fmt.eps.get(s.node.op)
         if eps is not None and not math.isclose(float(s.node.arg("eps")), eps):
             out.append(
-                f"  note: `{s.name}` uses eps = {s.node.arg('eps'):g}; PyTorch's {s.node.op} "
+                f"  note: `{s.name}` uses eps = {s.node.arg('eps'):g}; {lib}'s {s.node.op} "
                 f"default is {eps:g} (set `eps = {eps:g}` if the file was trained with it)"
             )
     return out
@@ -1010,8 +1060,8 @@ def spec_shapes(program: Program) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def plan_for(program: Program, path: Path) -> tuple[Plan, list[Unit]]:
     """The mapping `init_from` would make from `path` into the spec (only headers read)."""
-    found = {k: s for k, (s, _) in shapes(path).items()}
-    all_units = units(found)
+    fmt, found = shapes(path)
+    all_units = fmt.group({k: s for k, (s, _) in found.items()})
     params, state = spec_shapes(program)
-    the_slots = spec_slots(program, params, state, members=1)
+    the_slots = spec_slots(program, params, state, members=1, fmt=fmt)
     return plan(the_slots, all_units, program.train.init_map, program.train.init_skip), all_units

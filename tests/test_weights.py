@@ -19,6 +19,11 @@ from dnn.runtime.cli import main
 from safetensors.numpy import load_file, save_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "weights"
+KERAS = ("keras_cnn", "keras_seq")  # made by tests/fixtures/make_keras_weights.py
+
+
+def _file(name: str) -> str:
+    return f"{name}.weights.h5" if name in KERAS else f"{name}.safetensors"
 
 
 def _program(name: str, train: str = "", folder: Path = FIXTURES) -> object:
@@ -41,7 +46,7 @@ def _load(program: object, name: str, source: str | None = None) -> tuple:
         program,  # type: ignore[arg-type]
         jax.device_get(v["params"]),
         jax.device_get(state),
-        source or f"{name}.safetensors",
+        source or _file(name),
     )
     return model, {"params": params, **state}, notes
 
@@ -49,16 +54,18 @@ def _load(program: object, name: str, source: str | None = None) -> tuple:
 @functools.cache
 def _fixture(name: str) -> tuple:
     """The fixture's spec and its model with the fixture's weights, shared by the tests."""
-    program = _program(name, f'  init_from = "{name}.safetensors"')
+    program = _program(name, f'  init_from = "{_file(name)}"')
     return (program, *_load(program, name))
 
 
-@pytest.mark.parametrize("name", ["cnn", "convs", "recurrent", "digits"])
-def test_outputs_equal_pytorchs(name: str) -> None:
+@pytest.mark.parametrize("name", ["cnn", "convs", "recurrent", "digits", *KERAS])
+def test_outputs_equal_the_sources(name: str) -> None:
     """Per layer kind, dnn's forward pass on the converted weights is PyTorch's (1e-5 of the
     largest output): conv 1/2/3-d, grouped, depthwise, transposed, batch norm 1/2-d with
     running statistics, flatten (channel order) into linear, layer norm, embedding, LSTM,
-    bidirectional GRU, simple RNN, multi-head attention."""
+    bidirectional GRU, simple RNN, multi-head attention; and Keras' from `save_weights`:
+    conv, batch norm, depthwise, dense, layer norm, embedding, LSTM, bidirectional GRU,
+    multi-head attention."""
     program, model, variables, notes = _fixture(name)
     xs, y = _inputs(name)
     out = np.asarray(jax.jit(model.apply)(variables, xs))
@@ -241,13 +248,18 @@ def test_dnn_weights_prints_the_mapping(capsys: pytest.CaptureFixture[str]) -> N
     file, spec = FIXTURES / "cnn.safetensors", FIXTURES / "cnn.dnn"
     assert main(["weights", str(file)]) == 0
     out = capsys.readouterr().out
-    assert "16 tensors, 1,350 values, 7 modules" in out
+    assert "PyTorch, 16 tensors, 1,350 values, 7 modules" in out
     assert "running_var            [4]" in out
     assert main(["weights", str(file), str(spec)]) == 0
     out = capsys.readouterr().out
     assert "cnn: 7 of 7 layers with weights filled" in out
     assert "dense             <- fc" in out and "(order)" in out
     assert "every layer filled and every tensor used" in out
+    keras = FIXTURES / "keras_seq.weights.h5"
+    assert main(["weights", str(keras), str(FIXTURES / "keras_seq.dnn")]) == 0
+    out = capsys.readouterr().out
+    assert "Keras, 20 tensors, 1,211 values, 5 modules" in out
+    assert "gru                   <- bidirectional" in out
     assert main(["weights", str(FIXTURES / "digits.safetensors"), str(spec)]) == 1
     err = capsys.readouterr().err
     assert "error[E0703]" in err and "has no module for" in err
@@ -299,3 +311,27 @@ def test_predict_eval_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["predict", "--run", str(run), *args, "--output", str(ran)]) == 0
     assert main(["predict", str(spec), "--weights", str(out), *args, "--output", str(again)]) == 0
     np.testing.assert_allclose(np.load(again), np.load(ran), atol=1e-6)
+
+
+def test_check_reads_init_map() -> None:
+    """`dnn check` knows the spec's side of the map: its targets are layers with weights, a
+    name pairs with a name and a pattern with a pattern, and a map needs a file to map."""
+    base = "dnn 1\nmodel m {\n  input x: f32[4]\n  dense(4) -> relu\n  head = dense(2)\n}\n"
+    bad = (
+        base
+        + 'train {\n  init_from = "w.safetensors"\n  init_map = { "fc": "hed", "a.*": "dense" }\n}\n'
+    )
+    with pytest.raises(SpecError) as e:
+        loads(bad, "m.dnn")
+    text = str(e.value)
+    assert 'm.dnn:9:14: error[E0201]: `init_map` target "hed" is no layer with weights' in text
+    assert "did you mean `head`?" in text
+    assert '`init_map`: "a.*" -> "dense" mixes a pattern and a name' in text
+    with pytest.raises(SpecError) as e:
+        loads(base + 'train {\n  init_map = { "fc": "head" }\n}\n', "m.dnn")
+    assert "`init_from` names no file" in str(e.value)
+    ok = (
+        base
+        + 'train {\n  init_from = "w.safetensors"\n  init_map = { "fc": "head", "b.*": "d*" }\n}\n'
+    )
+    assert loads(ok, "m.dnn").train.init_map == (("fc", "head"), ("b.*", "d*"))

@@ -259,6 +259,41 @@ class Sections(Base):
                     )
                 )
 
+    def _check_init_map(self, model: Graph, train: Config) -> None:
+        """Each `init_map` target names a layer with weights (a pattern: at least one), and
+        the map is only read with a weight file in `init_from`."""
+        if train.init_map and not train.init_from:
+            self.diags.add(
+                Diagnostic(
+                    E_SECTION,
+                    "`init_map` maps a weight file's modules, but `init_from` names no file",
+                    train.span_of("init_map"),
+                    'add `init_from = "weights.safetensors"`, or leave out `init_map`',
+                )
+            )
+        weighted = [n.name for n in model.nodes if n.params]
+        for key, target in train.init_map:
+            if ("*" in key) != ("*" in target):
+                self.diags.add(
+                    Diagnostic(
+                        E_SECTION,
+                        f'`init_map`: "{key}" -> "{target}" mixes a pattern and a name',
+                        train.span_of("init_map"),
+                        'pair a name with a name (`"fc": "head"`) or a pattern with a pattern '
+                        '(`"backbone.*": "encoder/*"`)',
+                    )
+                )
+            elif not any(fnmatch.fnmatchcase(name, target) for name in weighted):
+                self.diags.add(
+                    Diagnostic(
+                        E_UNKNOWN_NAME,
+                        f'`init_map` target "{target}" is no layer with weights',
+                        train.span_of("init_map"),
+                        did_you_mean(target, weighted)
+                        or "layers with weights: " + ", ".join(f"`{n}`" for n in weighted[:8]),
+                    )
+                )
+
     def _check_memory(self, model: Graph, train: Config, data: Config | None) -> None:
         """Warn when the memory estimate alone passes a fixed bound (`dnn train` checks the
         device's memory before allocating; compiler/memory.py)."""
