@@ -1002,7 +1002,10 @@ def file_names(program: Program) -> dict[str, str]:
 
 
 def _describe(unit: Unit) -> str:
-    return ", ".join(f"{k} {_shape(s)}" for k, s in unit.tensors.items())
+    """The unit's tensors in a few words: two in full, then a count."""
+    ordered = sorted(unit.signature().items(), key=lambda kv: ("bias" in kv[0], kv[0]))
+    shown = [f"{k} {_shape(s)}" for k, s in ordered]
+    return ", ".join(shown[:2]) + (f" +{len(shown) - 2} more" if len(shown) > 2 else "")
 
 
 def report(p: Plan, tensors: dict[str, tuple[Shape, str]] | None = None) -> list[str]:
