@@ -69,12 +69,6 @@ class WeightsError(TrainingError):
 # ------------------------------------------------------------------ reading files
 
 
-def is_weight_file(path: str | Path) -> bool:
-    """A file (not a run folder) that `init_from` reads as weights."""
-    p = Path(path)
-    return p.suffix.lower() in (".safetensors", *PICKLED) or p.is_file()
-
-
 @dataclass(frozen=True)
 class Format:
     """A kind of weight file: how its tensors group into units, and its layouts."""
@@ -236,9 +230,6 @@ class Unit:
 
     def signature(self) -> dict[str, Shape]:
         return {k: s for k, s in self.shapes if k not in OPTIONAL}
-
-
-_RECURRENT = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 
 
 def units(tensors: dict[str, Shape]) -> list[Unit]:
@@ -502,17 +493,20 @@ def _gate_order(op: str, a: np.ndarray, axis: int) -> np.ndarray:
     return np.concatenate([z, r, n], axis=axis)
 
 
-def _directions(node: Node, leaves: Iterable[Leaf]) -> list[tuple[str, str]]:
-    """(Flax module, PyTorch suffix) per direction of a recurrent layer."""
+def directions(
+    node: Node, leaves: Iterable[Leaf], names: tuple[str, str] = ("", "_reverse")
+) -> list[tuple[str, str]]:
+    """(Flax module, the file's name for the direction) per direction of a recurrent layer:
+    PyTorch's suffixes by default, Keras' `Bidirectional` prefixes in runtime/weights_keras.py."""
     modules = {m for _, m, _ in leaves}
     if f"{node.name}/forward" in modules:
-        return [(f"{node.name}/forward", ""), (f"{node.name}/backward", "_reverse")]
+        return [(f"{node.name}/forward", names[0]), (f"{node.name}/backward", names[1])]
     return [(node.name, "")]
 
 
 def _rnn_expect(node: Node, leaves: dict[Leaf, Shape], graph: Graph) -> dict[str, Shape] | None:
     out = {}
-    for m, sfx in _directions(node, leaves):
+    for m, sfx in directions(node, leaves):
         i, g = leaves[("params", m, "kernel")]
         u = leaves[("params", m, "recurrent_kernel")][0]
         out |= {f"weight_ih_l0{sfx}": (g, i), f"weight_hh_l0{sfx}": (g, u)}
@@ -524,7 +518,7 @@ def _rnn_load(
     node: Node, t: dict[str, np.ndarray], leaves: dict[Leaf, Shape], graph: Graph
 ) -> dict[Leaf, np.ndarray]:
     out = {}
-    for m, sfx in _directions(node, leaves):
+    for m, sfx in directions(node, leaves):
         ih, hh = t[f"bias_ih_l0{sfx}"], t[f"bias_hh_l0{sfx}"]
         out[("params", m, "kernel")] = _gate_order(node.op, t[f"weight_ih_l0{sfx}"], 0).T
         out[("params", m, "recurrent_kernel")] = _gate_order(node.op, t[f"weight_hh_l0{sfx}"], 0).T
@@ -538,7 +532,7 @@ def _rnn_load(
 
 def _rnn_save(node: Node, w: dict[Leaf, np.ndarray], graph: Graph) -> dict[str, np.ndarray]:
     out = {}
-    for m, sfx in _directions(node, w):
+    for m, sfx in directions(node, w):
         out[f"weight_ih_l0{sfx}"] = _gate_order(node.op, w[("params", m, "kernel")].T, 0)
         out[f"weight_hh_l0{sfx}"] = _gate_order(node.op, w[("params", m, "recurrent_kernel")].T, 0)
         b = w[("params", m, "bias")]

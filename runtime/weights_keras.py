@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from dnn.compiler.ir import Graph, Node
 
-from .weights import Leaf, Shape, Unit, WeightsError
+from .weights import Leaf, Shape, Unit, WeightsError, directions
 
 SUFFIXES = (".h5", ".hdf5", ".keras")
 KERAS_EPS = {"batchnorm": 1e-3, "layernorm": 1e-3, "groupnorm": 1e-3}
@@ -169,13 +169,7 @@ def _depthwise() -> Any:
 
 
 def _directions(node: Node, leaves: Any) -> list[tuple[str, str]]:
-    modules = {m for _, m, _ in leaves}
-    if f"{node.name}/forward" in modules:
-        return [
-            (f"{node.name}/forward", "forward_layer."),
-            (f"{node.name}/backward", "backward_layer."),
-        ]
-    return [(node.name, "")]
+    return directions(node, leaves, ("forward_layer.", "backward_layer."))
 
 
 def _recurrent() -> Any:
