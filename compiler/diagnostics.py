@@ -47,6 +47,8 @@ E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
 E_FILE = "E0701"
 E_DATA = "E0702"
+E_COLUMNS = "E0705"
+E_COLUMN_INPUT = "E0706"
 W_UNUSED = "W0801"
 W_NO_MODEL = "W0802"
 W_SWEEP_NOT_RUN = "W0803"
@@ -102,6 +104,12 @@ CODES: Mapping[str, str] = {
     "say); the editor stops there, `dnn check` checks the whole spec",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
+    E_COLUMNS: "`data.columns` that does not fit the table: a column it names is not in the CSV, "
+    "a source that is not a CSV, a cell that does not fit the column's type, or a normalizer "
+    "that mixes features of a typed table",
+    E_COLUMN_INPUT: "a typed table's columns that do not fit the model's inputs: an input named "
+    "after a column of another width, a text column with no integer input of its own, a column "
+    "no input reads",
     W_UNUSED: "a value that is computed but never reaches an output",
     W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
     W_SWEEP_NOT_RUN: "`dnn train` on a spec with a `sweep` section trains the spec's own values",

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import (
+    E_COLUMN_INPUT,
+    E_COLUMNS,
     E_DTYPE,
     E_MODEL,
     E_PRETRAIN,
@@ -316,9 +318,61 @@ def _metrics(c: _Ctx) -> Config:
     return c.train
 
 
+def typed_table(data: Config | None) -> bool:
+    """Whether the data is a CSV table whose columns the spec types (`data.columns`): the
+    tabular stage then feeds each input its own columns, ids or real values."""
+    return data is not None and bool(data.columns) and data.source.name == "csv"
+
+
+def _columns(c: _Ctx) -> None:
+    """`data.columns` types a CSV table's input columns, for a model with one output; a text
+    column feeds an integer input of its own name, as long as the column's `length`."""
+    if c.data is None or not c.data.columns:
+        return
+    span = c.data.span_of("columns")
+    if c.data.source.name != "csv":
+        c.add(
+            E_COLUMNS,
+            f"`columns` types a CSV table's columns, but the source is `{c.data.source.name}`",
+            span,
+            'read a CSV file (`source = csv("table.csv")`), or remove `columns`',
+        )
+        return
+    if c.multi:
+        c.add(
+            E_COLUMNS,
+            f"typed columns feed a model with one output, but this one has {len(c.model.outputs)}",
+            span,
+            "remove `columns`, or keep one output",
+        )
+        return
+    for name, ref in c.data.columns:
+        node = c.model.node(name) if name in c.model.inputs else None
+        if ref.name == "text" and (node is None or is_float_dtype(node.dtype)):
+            length = int(ref.arg("length"))
+            c.add(
+                E_COLUMN_INPUT,
+                f"text column `{name}` gives {length} word ids per example, but the model has "
+                f"no integer input `{name}` to take them",
+                node.span if node is not None else span,
+                f"declare `input {name}: i32[{length}]`",
+            )
+        elif ref.name == "text" and node is not None and node.shape != (int(ref.arg("length")),):
+            c.add(
+                E_COLUMN_INPUT,
+                f"input `{name}` has shape {fmt_shape(node.shape)} but text column `{name}` "
+                f"gives {ref.arg('length')} word ids",
+                node.span,
+                f"declare `input {name}: i32[{ref.arg('length')}]`",
+            )
+
+
 def _input_dtypes(c: _Ctx) -> None:
     """One source feeds every input: they are all integer (token ids) or all real, and
-    integer inputs are not normalized (a normalizer makes real numbers of the ids)."""
+    integer inputs are not normalized (a normalizer makes real numbers of the ids). A typed
+    table feeds each input its own columns, so it may mix them (`typed_table`)."""
+    if typed_table(c.data):
+        return
     inputs = [c.model.node(i) for i in c.model.inputs]
     ints = [n for n in inputs if not is_float_dtype(n.dtype)]
     if ints and len(ints) != len(inputs) and c.trains:  # a model file alone may mix them
@@ -742,6 +796,7 @@ def _with_field(config: Config, name: str, value: Any) -> Config:
 CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _outputs,
     _loss_output,
+    _columns,
     _input_dtypes,
     _token_ids,
     _data_input,

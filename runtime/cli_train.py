@@ -224,9 +224,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .infer import predict
 
     program = _load_for_run(args)
-    out = predict(program, Path(args.run), Path(args.input), Path(args.output), args.probabilities)
+    unseen: dict[str, tuple[int, tuple[str, ...]]] = {}
+    run, x, y = Path(args.run), Path(args.input), Path(args.output)
+    out = predict(program, run, x, y, args.probabilities, unseen)
     n = len(out[0]) if isinstance(out, tuple) else len(out)  # several outputs: one array each
     print(f"{args.output}: {n} predictions", file=sys.stderr)
+    if unseen:
+        from .tabular import unseen_report
+
+        total = sum(k for k, _ in unseen.values())
+        print(
+            f"{total} cell{'s' * (total != 1)} unseen in training took the out-of-vocabulary "
+            f"bucket: {unseen_report(unseen)}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -287,6 +298,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         + ", ".join(f"`{o}`" for o in inf.output_names),
         file=sys.stderr,
     )
+    from .export import columns_file
+    from .pipeline import load_transform
+
+    if load_transform(Path(args.run)).schema is not None:
+        print(
+            f"  the input is a typed table's encoded rows: {columns_file(out)} holds the "
+            "columns, vocabularies and statistics that encode them (docs/data.md)",
+            file=sys.stderr,
+        )
     if difference is not None:
         print(
             f"  checked in onnxruntime: outputs within {difference:.1e} (relative) of dnn's "

@@ -90,7 +90,7 @@ def _same_model(program: Program, run: Path) -> None:
 def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]:
     """Loss and metrics of a run's final weights on one split of the spec's data."""
     transform = pipeline.load_transform(_run_folder(run))
-    prepared = pipeline.prepare(program, stats=transform.stats, targets=transform.targets)
+    prepared = pipeline.prepare(program, transform.stats, transform.targets, transform.schema)
     if prepared.size(split) == 0:
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
@@ -133,12 +133,26 @@ def loaded(
 
 
 def predict(
-    program: Program, run: Path, inputs: Path, output: Path, probabilities: bool = False
+    program: Program,
+    run: Path,
+    inputs: Path,
+    output: Path,
+    probabilities: bool = False,
+    unseen: dict[str, tuple[int, tuple[str, ...]]] | None = None,
 ) -> np.ndarray:
-    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`."""
+    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`.
+
+    A run trained on a typed table reads a CSV of its columns; the cells its vocabularies do
+    not know (they take the out-of-vocabulary bucket) are counted per column into `unseen`.
+    """
     engine, st, transform, task = loaded(program, run, str(inputs))
-    raw = datasets.read_inputs(inputs, transform.raw_shape)
-    x = transform(program, raw)
+    if transform.schema is not None:
+        encoded = pipeline.encode_cells(program, transform, inputs)
+        x = encoded.x
+        if unseen is not None:
+            unseen.update(encoded.unseen)
+    else:
+        x = transform(program, datasets.read_inputs(inputs, transform.raw_shape))
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
         out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)
