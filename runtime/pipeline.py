@@ -189,7 +189,11 @@ def _prepare_table(
         types = dict(data.columns)
         span = data.span_of("columns") if types else data.span_of("source")
         tabular.check_types(types, source.columns, label, span, program.sources, source.origin)
-        schema = tabular.fit(raws["train"], label, types)
+        train = splits["train"]  # fitted in file order, so a bad cell is the first one
+        in_order = (
+            datasets._take(train, np.argsort(train.index)) if train.index is not None else train
+        )
+        schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
     for table in splits.values():
         _check_columns(program, schema, table)
     if stats is None:
