@@ -241,6 +241,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data_report
+
+    program = _load(args)
+    if program.data is None or program.model is None:
+        from .train import TrainingError
+
+        raise TrainingError("the spec has no data section and model", "add a `data { ... }`")
+    r = data_report.report(program)
+    if args.format == "json":
+        print(json.dumps(r.to_json(), indent=2))
+    else:
+        print(data_report.render(r))
+    if args.output:
+        n = data_report.grid(program, Path(args.output))
+        what = f"{n} augmented training images" if n else "nothing: the inputs are not images"
+        print(f"{args.output}: {what}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_init_check(args: argparse.Namespace) -> int:
     from . import cli
     from .init_check import init_check
@@ -393,6 +413,14 @@ def register(
         default=30.0,
         metavar="SECONDS",
         help="write the resumable checkpoint at most this often (and always at the end)",
+    )
+
+    c = command("data", _guard(cmd_data), "show what a spec's data section resolves to")
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.add_argument(
+        "-o", "--output", metavar="PNG", help="draw a grid of augmented training images here"
     )
 
     c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")

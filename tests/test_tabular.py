@@ -20,7 +20,7 @@ TRAIN = """island,size,sex,notes,id,y
 Biscoe,1.0,male,a big bird,1,0
 Dream,NA,female,a small bird,2,1
 Biscoe,3.0,,big big bird,3,0
-Torgersen,4.0,male,small,4,1
+Torgersen,6.0,male,small,4,1
 NA,2.0,female,a bird,5,0
 """
 TEST = """island,size,sex,notes,id,y
@@ -79,11 +79,11 @@ def test_the_mapping_equals_a_hand_worked_example(folder: Path) -> None:
     # text: bird 4, big 3 (one cell says it twice), a 3 -> `a` before `big` in sorted order
     assert cols["notes"].vocab == ("bird", "a", "big", "small")
     assert cols["size"].type == "number" and cols["size"].indicator
-    assert cols["size"].fill == pytest.approx(2.5)  # mean of 1, 3, 4, 2
+    assert cols["size"].fill == pytest.approx(3.0)  # mean of 1, 3, 6, 2
     assert cols["sex"].type == "binary" and cols["sex"].vocab == ("female", "male")
     assert cols["id"].type == "ignore"
-    sd = np.std([1.0, 2.5, 3.0, 4.0, 2.0])  # standardize: the fill is part of the train split
-    size = (np.array([1.0, 2.5, 3.0, 4.0, 2.0]) - 2.5) / sd
+    sd = np.sqrt(14 / 5)  # standardize over 1, 3 (the fill), 3, 6, 2: mean 3, population std
+    size = (np.array([1.0, 3.0, 3.0, 6.0, 2.0]) - 3.0) / sd
     want_train = np.array(
         [
             # island | notes ids (a=3 big=4 bird=2 small=5) | size, missing | sex, missing
@@ -98,7 +98,7 @@ def test_the_mapping_equals_a_hand_worked_example(folder: Path) -> None:
     np.testing.assert_allclose(train.x, want_train[train.index], rtol=1e-6, atol=1e-6)
     want_test = np.array(
         [
-            [0, 3, 1, 2, 0, (5.0 - 2.5) / sd, 0, 1, 0],  # Atlantis: oov 0; zebra: unknown 1
+            [0, 3, 1, 2, 0, (5.0 - 3.0) / sd, 0, 1, 0],  # Atlantis: oov 0; zebra: unknown 1
             [3, 0, 0, 0, 0, 0.0, 1, 0, 1],  # missing size: the fill, scaled to 0
         ]
     )
@@ -290,3 +290,49 @@ def test_an_untyped_table_of_strings_is_typed_by_inference(folder: Path) -> None
         "spec.dnn:3:3: error[E0706]: text column `notes` needs an integer input of its own"
     )
     assert "hint: add `input notes: i32[16]`" in text
+
+
+# ------------------------------------------------------------------ dnn data
+
+
+def test_dnn_data_describes_a_typed_table(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "spec.dnn").write_text(spec(EMBED, TYPED))
+    assert main(["data", "spec.dnn"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "splits: train 5, val 0, test 2"
+    assert out[3] == "examples: raw [9], model input float32 (island [1], notes [4], x [4])"
+    assert out[5:10] == [
+        "  island: category, 3 values + oov + missing (index) (given) -> island [1]",
+        "  size: number, fill 3 + is-missing (inferred) -> x [2]",
+        "  sex: binary, 1 = `male`, 0 = `female` + is-missing (inferred) -> x [2]",
+        "  notes: text, 4 words, 4 ids (given) -> notes [4]",
+        "  id: ignored (given) (not read)",
+    ]
+    assert (
+        "unseen in test (out-of-vocabulary bucket): island: 1 (Atlantis); notes: 1 (a zebra bird)"
+        in out
+    )
+    assert "classes in train: 0 3 (60%), 1 2 (40%)" in out  # y = 0, 1, 0, 1, 0
+    sd = np.sqrt(14 / 5)
+    assert f"  std [1]: min {sd:.4g}, mean {sd:.4g}, max {sd:.4g}" in out
+    rates = out[-1].replace(",", "").split()
+    assert rates[0] == "throughput:" and float(rates[2]) > 0 and float(rates[8]) > 0
+
+
+def test_dnn_data_draws_augmented_images(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    for k, name in enumerate(("cat", "dog")):
+        (folder / "img" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (6, 6), 40 * (k + i)).save(folder / "img" / name / f"{i}.png")
+    text = spec("  input x: f32[6, 6, 1]\n  flatten\n  dense(2)").replace(
+        'csv("train.csv", label = "y")', 'images("img")'
+    )
+    text = text.replace('  test = csv("test.csv", label = "y")\n', "")
+    text = text.replace("normalize = standardize", "augment = [random_flip, noise(0.1)]")
+    (folder / "spec.dnn").write_text(text)
+    assert main(["data", "spec.dnn", "-o", "grid.png"]) == 0
+    assert "grid.png: 6 augmented training images" in capsys.readouterr().err
+    with Image.open(folder / "grid.png") as im:
+        assert im.format == "PNG" and im.size[0] > 100
