@@ -28,6 +28,7 @@ from .diagnostics import (
     E_SECTION,
     E_SHAPE,
     E_VALUE,
+    NO_SPAN,
     W_NO_DATA_FILE,
     Diagnostic,
     Diagnostics,
@@ -348,13 +349,15 @@ def _columns(c: _Ctx) -> None:
         return
     for name, ref in c.data.columns:
         node = c.model.node(name) if name in c.model.inputs else None
+        at = c.data.span_of(f"columns.{name}")
+        at = span if at == NO_SPAN else at
         if ref.name == "text" and (node is None or is_float_dtype(node.dtype)):
             length = int(ref.arg("length"))
             c.add(
                 E_COLUMN_INPUT,
                 f"text column `{name}` gives {length} word ids per example, but the model has "
                 f"no integer input `{name}` to take them",
-                node.span if node is not None else span,
+                node.span if node is not None else at,
                 f"declare `input {name}: i32[{length}]`",
             )
         elif ref.name == "text" and node is not None and node.shape != (int(ref.arg("length")),):
@@ -382,7 +385,11 @@ def _input_dtypes(c: _Ctx) -> None:
             f"input `{ints[0].name}` is {ints[0].dtype} but input `{real.name}` is "
             f"{real.dtype}: one data source feeds them both",
             ints[0].span,
-            "declare every input with the same kind of dtype, or train the two on separate models",
+            "type the CSV's columns (`columns = { "
+            f"{ints[0].name}: category }}`) so each input reads its own"
+            if c.data is not None and c.data.source.name == "csv"
+            else "declare every input with the same kind of dtype, or train the two on "
+            "separate models",
         )
     if ints and c.data is not None and c.data.normalize.name != "none":
         c.add(

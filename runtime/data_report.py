@@ -93,7 +93,7 @@ def _balance(prepared: pipeline.Prepared) -> dict[str, dict[str, int]]:
 
 
 def _targets(prepared: pipeline.Prepared) -> dict[str, dict[str, float]]:
-    if prepared.task not in ("regression", pipeline.MULTI):
+    if prepared.task != "regression":
         return {}
     out = {}
     for split, table in prepared.splits.items():

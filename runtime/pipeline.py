@@ -187,8 +187,9 @@ def _prepare_table(
     label = str(data.source.arg("label"))
     if schema is None:
         types = dict(data.columns)
-        span = data.span_of("columns") if types else data.span_of("source")
-        tabular.check_types(types, source.columns, label, span, program.sources, source.origin)
+        tabular.check_types(
+            types, source.columns, label, _column_span(program), program.sources, source.origin
+        )
         train = splits["train"]  # fitted in file order, so a bad cell is the first one
         in_order = (
             datasets._take(train, np.argsort(train.index)) if train.index is not None else train
@@ -213,6 +214,20 @@ def _prepare_table(
     return Prepared(
         out, stats, width, task, source.classes, source.class_names, targets, (), schema, unseen
     )
+
+
+def _column_span(program: Program) -> Any:
+    """Where the spec types column `name`: its entry in `columns`, else the field."""
+    from dnn.compiler.diagnostics import NO_SPAN
+
+    assert program.data is not None
+    data = program.data
+
+    def span(name: str) -> Any:
+        at = data.span_of(f"columns.{name}")
+        return at if at != NO_SPAN else data.span_of("columns")
+
+    return span
 
 
 def _check_columns(program: Program, schema: tabular.Schema, table: Table) -> None:
@@ -585,6 +600,12 @@ def encode_cells(program: Program, transform: Transform, path: Path) -> tabular.
     and statistics; cells the vocabularies do not know are counted in `unseen`."""
     assert program.data is not None and transform.schema is not None
     schema = transform.schema
+    if path.suffix.lower() != ".csv":
+        raise datasets.header_error(
+            path,
+            f"cannot read `{path}`: the run trained on a typed table, so its inputs are a CSV",
+            "give a .csv file with the train table's columns and a header row",
+        )
     raw = datasets.read_cells(path)
     lacking = tabular.missing_column(raw.names, schema)
     if lacking is not None:

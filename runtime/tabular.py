@@ -609,11 +609,12 @@ def check_types(
     types: Mapping[str, Ref],
     names: tuple[str, ...],
     label: str,
-    span: Span,
+    span: Callable[[str], Span],
     sources: Mapping[str, str],
     shown: str,
 ) -> None:
-    """Every column `data.columns` types is an input column of the table."""
+    """Every column `data.columns` types is an input column of the table (`span(name)`: where
+    the spec types it)."""
     for name in types:
         if name in names:
             continue
@@ -626,7 +627,7 @@ def check_types(
                 did_you_mean(name, list(names))
                 or f"its columns: {', '.join(f'`{n}`' for n in names[:8])}"
             )
-        raise SpecError([Diagnostic(E_COLUMNS, message, span, hint)], sources)
+        raise SpecError([Diagnostic(E_COLUMNS, message, span(name), hint)], sources)
 
 
 def missing_column(names: tuple[str, ...], schema: Schema) -> str | None:

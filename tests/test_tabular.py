@@ -143,7 +143,11 @@ def refused(folder: Path, text: str) -> str:
 
 def test_a_column_the_table_lacks(folder: Path) -> None:
     text = refused(folder, spec("  input x: f32[9]\n  dense(2)", "islnd: category"))
-    assert "spec.dnn:11:13: error[E0705]: `train.csv` has no column `islnd` to type" in text
+    assert text.splitlines()[:3] == [
+        "spec.dnn:11:15: error[E0705]: `train.csv` has no column `islnd` to type",
+        "11 |   columns = { islnd: category }",
+        "   |               ^^^^^^^^^^^^^^^",
+    ]
     assert "hint: did you mean `island`?" in text
 
 
