@@ -539,7 +539,7 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
     }
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
     if prepared.schema is not None:
-        tabular.save(prepared.schema, folder)
+        tabular.save(prepared.schema, folder, prepared.unseen)
 
 
 @dataclass(frozen=True)

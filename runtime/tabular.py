@@ -147,8 +147,14 @@ class Schema:
 SCHEMA_FILE = "columns.json"
 
 
-def save(schema: Schema, folder: Path) -> None:
-    (folder / SCHEMA_FILE).write_text(schema.to_json() + "\n")
+def save(schema: Schema, folder: Path, unseen: Mapping[str, Any] | None = None) -> None:
+    """`columns.json`: the schema, and per split the cells its vocabularies did not know."""
+    doc = json.loads(schema.to_json())
+    doc["unseen"] = {
+        split: {c: {"count": n, "values": list(v)} for c, (n, v) in sorted(cols.items())}
+        for split, cols in (unseen or {}).items()
+    }
+    (folder / SCHEMA_FILE).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def load(folder: Path) -> Schema | None:

@@ -248,6 +248,12 @@ def test_the_run_keeps_its_columns(run: Path) -> None:
     saved = json.loads((run / "run" / "columns.json").read_text())
     assert [c["name"] for c in saved["columns"]] == ["island", "size", "sex", "notes", "id"]
     assert saved["columns"][0]["vocab"] == ["Biscoe", "Dream", "Torgersen"]
+    assert saved["unseen"] == {
+        "test": {
+            "island": {"count": 1, "values": ["Atlantis"]},
+            "notes": {"count": 1, "values": ["a zebra bird"]},
+        }
+    }
 
 
 def test_predict_counts_the_unseen_values(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
