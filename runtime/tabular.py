@@ -189,6 +189,14 @@ def _number(v: str) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _parses(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _ranked(counts: Counter[str], cap: int | None = None) -> tuple[str, ...]:
     """Most frequent first, ties in sorted order (so the vocabulary does not depend on row order)."""
     ranked = sorted(counts, key=lambda v: (-counts[v], v))
@@ -205,7 +213,7 @@ def infer(cells: Cells) -> str:
     present = _present(cells)
     if not present:
         return "ignore"
-    if all(_number(v) is not None for v in present):
+    if all(_parses(v) for v in present):  # `inf` too: a number column, refused at that cell
         return "number"
     if len(set(present)) <= 2:
         return "binary"
@@ -240,13 +248,14 @@ def _number_values(cells: Cells, miss: np.ndarray) -> np.ndarray:
             continue
         f = _number(v)
         if f is None:
+            problem = "is not a finite number" if _parses(v) else "is not a number"
             hint = (
                 f"fill in the value, or type the column: `columns = {{ {cells.name}: category }}`"
             )
             raise cells.at(
                 i,
                 E_COLUMNS,
-                f"value `{v.strip()}` in number column `{cells.name}` is not a number",
+                f"value `{v.strip()}` in number column `{cells.name}` {problem}",
                 hint,
             )
         out[i] = f

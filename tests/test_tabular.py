@@ -122,6 +122,7 @@ def test_types_are_inferred_from_the_train_cells() -> None:
         return tabular.infer(raw.column(0))
 
     assert infer("1", "2.5", "NA", "") == "number"
+    assert infer("1", "inf") == "number"  # refused at the `inf` cell when encoded
     assert infer("yes", "no", "NA") == "binary"
     assert infer("a", "b", "c") == "category"
     assert infer("one two three", "four five six", "x") == "text"
@@ -346,3 +347,18 @@ def test_dnn_data_draws_augmented_images(folder: Path, capsys: pytest.CaptureFix
     assert "grid.png: 6 augmented training images" in capsys.readouterr().err
     with Image.open(folder / "grid.png") as im:
         assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_a_numeric_csv_with_missing_cells_is_a_typed_table(folder: Path) -> None:
+    """`nan` and empty cells were errors while every CSV cell had to be a number; they are
+    missing values now, filled by the stated rule (the mean, and an is-missing feature)."""
+    (folder / "train.csv").write_text("a,b,y\n1,2,0\n3,nan,1\n5,,0\n")
+    (folder / "test.csv").write_text("a,b,y\n1,inf,1\n")
+    text = spec("  input x: f32[3]\n  dense(2)").replace("normalize = standardize", "")
+    p = prepared(folder, text.replace('  test = csv("test.csv", label = "y")\n', ""))
+    x = p.splits["train"].x[np.argsort(p.splits["train"].index)]
+    np.testing.assert_array_equal(x, [[1, 2, 0], [3, 2, 1], [5, 2, 1]])
+    refused_text = refused(folder, text)
+    assert refused_text.splitlines()[0] == (
+        "test.csv:2:3: error[E0705]: value `inf` in number column `b` is not a finite number"
+    )
