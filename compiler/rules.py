@@ -347,10 +347,28 @@ def _columns(c: _Ctx) -> None:
             "remove `columns`, or keep one output",
         )
         return
+    header = _csv_header(c.data)
+    label = str(c.data.source.arg("label"))
     for name, ref in c.data.columns:
         node = c.model.node(name) if name in c.model.inputs else None
         at = c.data.span_of(f"columns.{name}")
         at = span if at == NO_SPAN else at
+        if header is not None and (name not in header or name == label):
+            written = c.data.source.arg("path")
+            c.add(
+                E_COLUMNS,
+                f"`{written}` has no column `{name}` to type"
+                if name not in header
+                else f"`{name}` is the label column of `{written}`; `columns` types the inputs",
+                at,
+                (
+                    did_you_mean(name, [h for h in header if h != label])
+                    or "its columns: " + ", ".join(f"`{h}`" for h in header[:8])
+                )
+                if name not in header
+                else "leave it out of `columns`",
+            )
+            continue
         if ref.name == "text" and (node is None or is_float_dtype(node.dtype)):
             length = int(ref.arg("length"))
             c.add(
@@ -368,6 +386,22 @@ def _columns(c: _Ctx) -> None:
                 node.span,
                 f"declare `input {name}: i32[{ref.arg('length')}]`",
             )
+
+
+def _csv_header(data: Config) -> list[str] | None:
+    """The column names of the CSV a data section reads, from its first non-blank line (None
+    where the file cannot be read: `_data_files` warns, `dnn train` reports it)."""
+    import csv
+
+    path = Path(data.span_of("source").path).parent / str(data.source.arg("path"))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for row in csv.reader(f):
+                if any(cell.strip() for cell in row):
+                    return [cell.strip() for cell in row]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def _input_dtypes(c: _Ctx) -> None:
