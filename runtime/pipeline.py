@@ -364,7 +364,7 @@ def _check_ids(program: Program, table: Table) -> None:
                         f"`{table.origin}` holds id {v} at example {table.position(i)}, but "
                         f"`{node.op}` here has rows for ids 0..{bound - 1}",
                         node.span,
-                        f"give it a row per id: `{node.op}({int(table.x.max()) + 1}, ...)`"
+                        f"give it a row per id: `{node.op}({int(ids.max()) + 1}, ...)`"
                         if v >= 0
                         else "ids are whole numbers from 0",
                     )

@@ -362,3 +362,11 @@ def test_a_numeric_csv_with_missing_cells_is_a_typed_table(folder: Path) -> None
     assert refused_text.splitlines()[0] == (
         "test.csv:2:3: error[E0705]: value `inf` in number column `b` is not a finite number"
     )
+
+
+def test_an_embedding_smaller_than_the_vocabulary(folder: Path) -> None:
+    """The hint sizes the table from the input's ids (5: three values, oov, missing), not
+    from the largest value of the whole row."""
+    text = refused(folder, spec(EMBED.replace("embedding(5, 2)", "embedding(3, 2)"), TYPED))
+    assert "but `embedding` here has rows for ids 0..2" in text.splitlines()[0]
+    assert "hint: give it a row per id: `embedding(5, ...)`" in text
