@@ -378,6 +378,19 @@ def _columns(c: _Ctx) -> None:
                 node.span if node is not None else at,
                 f"declare `input {name}: i32[{length}]`",
             )
+        elif (
+            ref.name == "category"
+            and node is not None
+            and not is_float_dtype(node.dtype)
+            and node.shape != (1,)
+        ):
+            c.add(
+                E_COLUMN_INPUT,
+                f"input `{name}` has shape {fmt_shape(node.shape)} but category column `{name}` "
+                "gives one index per example",
+                node.span,
+                f"declare `input {name}: i32[1]` (or a real input for its one-hot vector)",
+            )
         elif ref.name == "text" and node is not None and node.shape != (int(ref.arg("length")),):
             c.add(
                 E_COLUMN_INPUT,
