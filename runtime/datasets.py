@@ -71,9 +71,10 @@ class Table:
     places: np.ndarray | None = field(default=None, repr=False)
     text: str | None = field(default=None, repr=False)
     # a typed table (kind "table"): `x` holds the input cells as strings, `columns` their
-    # names and `cells` each source row's cell positions (N, C, 3): line, col, end_col
+    # names, `cells` the CSV's rows (line, fields) and the input columns' field indices, for
+    # messages that point at a cell
     columns: tuple[str, ...] = field(default=(), repr=False)
-    cells: np.ndarray | None = field(default=None, repr=False)
+    cells: tuple[list[Row], tuple[int, ...]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y) or self.task not in TASKS:
@@ -547,12 +548,11 @@ def _csv_table(csv: _Csv, ref: Ref, task: str, where: _Where, typed: bool | None
     places = np.array([(k, n, f[li][1], f[li][2]) for k, (n, f) in enumerate(csv.rows, 1)])
     if typed or (typed is None and not csv.numeric(inputs)):
         cells = np.array([[f[i][0] for i in inputs] for _, f in csv.rows], dtype=object)
-        at = np.array([[(n, f[i][1], f[i][2]) for i in inputs] for n, f in csv.rows], np.int64)
-        at = at.reshape(len(csv.rows), len(inputs), 3)
+        cells = cells.reshape(len(csv.rows), len(inputs))
         columns = tuple(names[i] for i in inputs)
         return Table(
             cells, y, task, classes, class_names, shown, "table", where.span, None, places,
-            csv.text, columns, at,
+            csv.text, columns, (csv.rows, tuple(inputs)),
         )  # fmt: skip
     x = csv.columns(inputs)
     return Table(x, y, task, classes, class_names, shown, "csv", where.span, None, places, csv.text)
@@ -564,7 +564,9 @@ def table_cells(table: Table, sources: Mapping[str, str]) -> Any:
 
     def at(i: int, j: int, code: str, message: str, hint: str) -> SpecError:
         assert table.cells is not None
-        line, col, end = (int(v) for v in table.cells[table.position(i), j])
+        rows, inputs = table.cells
+        line, fields = rows[table.position(i)]
+        _, col, end = fields[inputs[j]]
         span = Span(table.origin, line, col, line, max(end, col + 1))
         return _Where(span, sources, table.span).file(code, message, span, hint, table.text)
 

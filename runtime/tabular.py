@@ -417,12 +417,21 @@ def fit_numbers(schema: Schema, normalize: Ref, raw: Raw) -> preprocess.Stats:
     return preprocess.fit(normalize, values)
 
 
-def _number_matrix(schema: Schema, raw: Raw) -> np.ndarray:
-    cols = [
-        _encode_number(c, raw.column(raw.names.index(c.name)), False)[0][:, 0]
+def _number_encodings(schema: Schema, raw: Raw) -> dict[str, np.ndarray]:
+    """Each number column's value (a missing cell at its fill) and is-missing feature, unscaled."""
+    return {
+        c.name: _encode_number(c, raw.column(raw.names.index(c.name)), False)[0]
         for c in schema.columns
         if c.type == "number"
-    ]
+    }
+
+
+def _number_matrix(
+    schema: Schema, raw: Raw, plain: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """The number columns' values, side by side (the normalizer's input)."""
+    plain = plain if plain is not None else _number_encodings(schema, raw)
+    cols = [plain[name][:, 0] for name in schema.numbers()]
     return np.stack(cols, axis=1) if cols else np.zeros((len(raw.cells), 0))
 
 
@@ -567,15 +576,18 @@ def encode(
     """Every example's features, input by input in `slots` order (what `model_inputs` cuts)."""
     blocks: dict[tuple[str, bool], np.ndarray] = {}
     unseen: dict[str, tuple[int, tuple[str, ...]]] = {}
-    numbers = _scaled_numbers(schema, normalize, stats, raw)
+    plain = _number_encodings(schema, raw)  # parsed once, scaled below
+    numbers = _scaled_numbers(schema, normalize, stats, raw, plain)
     for slot in slots:
         for name in slot.columns:
             col = schema.column(name)
             assert col is not None
             j = raw.names.index(name)
-            values, mask = _kind(col.type).encode(col, raw.column(j), slot.integer)
-            if col.type == "number":
-                values = np.concatenate([numbers[name][:, None], values[:, 1:]], axis=1)
+            if col.type == "number":  # the scaled value, then its is-missing feature
+                values = np.concatenate([numbers[name][:, None], plain[name][:, 1:]], axis=1)
+                mask = np.zeros(len(raw.cells), bool)
+            else:
+                values, mask = _kind(col.type).encode(col, raw.column(j), slot.integer)
             blocks[(name, slot.integer)] = values
             if mask.any():
                 shown = tuple(dict.fromkeys(v.strip() for v in raw.cells[mask, j]))[:3]
@@ -604,9 +616,9 @@ def _cut(slots: tuple[Slot, ...], pieces: list[np.ndarray], n: int) -> np.ndarra
 
 
 def _scaled_numbers(
-    schema: Schema, normalize: Ref, stats: preprocess.Stats, raw: Raw
+    schema: Schema, normalize: Ref, stats: preprocess.Stats, raw: Raw, plain: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    values = _number_matrix(schema, raw)
+    values = _number_matrix(schema, raw, plain)
     if values.shape[1] and normalize.name != "none":
         values = preprocess.apply(normalize, stats, values).astype(np.float64)
     return {name: values[:, k] for k, name in enumerate(schema.numbers())}
