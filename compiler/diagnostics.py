@@ -48,6 +48,8 @@ E_TOO_SLOW = "E0608"
 E_FILE = "E0701"
 E_DATA = "E0702"
 E_WEIGHTS = "E0703"
+E_COLUMNS = "E0705"
+E_COLUMN_INPUT = "E0706"
 W_UNUSED = "W0801"
 W_NO_MODEL = "W0802"
 W_SWEEP_NOT_RUN = "W0803"
@@ -106,6 +108,12 @@ CODES: Mapping[str, str] = {
     E_WEIGHTS: "a weight file (`init_from`, `--weights`) that cannot be used: missing, pickled "
     "(`.pth`, `.pt`: convert to safetensors), a layer it has no tensors for, tensors no layer "
     "takes, or a module whose shapes do not fit the layer it is mapped to",
+    E_COLUMNS: "`data.columns` that does not fit the table: a column it names is not in the CSV, "
+    "a source that is not a CSV, a cell that does not fit the column's type, or a normalizer "
+    "that mixes features of a typed table",
+    E_COLUMN_INPUT: "a typed table's columns that do not fit the model's inputs: an input named "
+    "after a column of another width, a text column with no integer input of its own, a column "
+    "no input reads",
     W_UNUSED: "a value that is computed but never reaches an output",
     W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
     W_SWEEP_NOT_RUN: "`dnn train` on a spec with a `sweep` section trains the spec's own values",

@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import (
+    E_COLUMN_INPUT,
+    E_COLUMNS,
     E_DTYPE,
     E_MODEL,
     E_PRETRAIN,
     E_SECTION,
     E_SHAPE,
     E_VALUE,
+    NO_SPAN,
     W_NO_DATA_FILE,
     Diagnostic,
     Diagnostics,
@@ -316,9 +319,110 @@ def _metrics(c: _Ctx) -> Config:
     return c.train
 
 
+def typed_table(data: Config | None) -> bool:
+    """Whether the data is a CSV table whose columns the spec types (`data.columns`): the
+    tabular stage then feeds each input its own columns, ids or real values."""
+    return data is not None and bool(data.columns) and data.source.name == "csv"
+
+
+def _columns(c: _Ctx) -> None:
+    """`data.columns` types a CSV table's input columns, for a model with one output; a text
+    column feeds an integer input of its own name, as long as the column's `length`."""
+    if c.data is None or not c.data.columns:
+        return
+    span = c.data.span_of("columns")
+    if c.data.source.name != "csv":
+        c.add(
+            E_COLUMNS,
+            f"`columns` types a CSV table's columns, but the source is `{c.data.source.name}`",
+            span,
+            'read a CSV file (`source = csv("table.csv")`), or remove `columns`',
+        )
+        return
+    if c.multi:
+        c.add(
+            E_COLUMNS,
+            f"typed columns feed a model with one output, but this one has {len(c.model.outputs)}",
+            span,
+            "remove `columns`, or keep one output",
+        )
+        return
+    header = _csv_header(c.data)
+    label = str(c.data.source.arg("label"))
+    for name, ref in c.data.columns:
+        node = c.model.node(name) if name in c.model.inputs else None
+        at = c.data.span_of(f"columns.{name}")
+        at = span if at == NO_SPAN else at
+        if header is not None and (name not in header or name == label):
+            written = c.data.source.arg("path")
+            c.add(
+                E_COLUMNS,
+                f"`{written}` has no column `{name}` to type"
+                if name not in header
+                else f"`{name}` is the label column of `{written}`; `columns` types the inputs",
+                at,
+                (
+                    did_you_mean(name, [h for h in header if h != label])
+                    or "its columns: " + ", ".join(f"`{h}`" for h in header[:8])
+                )
+                if name not in header
+                else "leave it out of `columns`",
+            )
+            continue
+        if ref.name == "text" and (node is None or is_float_dtype(node.dtype)):
+            length = int(ref.arg("length"))
+            c.add(
+                E_COLUMN_INPUT,
+                f"text column `{name}` gives {length} word ids per example, but the model has "
+                f"no integer input `{name}` to take them",
+                node.span if node is not None else at,
+                f"declare `input {name}: i32[{length}]`",
+            )
+        elif (
+            ref.name == "category"
+            and node is not None
+            and not is_float_dtype(node.dtype)
+            and node.shape != (1,)
+        ):
+            c.add(
+                E_COLUMN_INPUT,
+                f"input `{name}` has shape {fmt_shape(node.shape)} but category column `{name}` "
+                "gives one index per example",
+                node.span,
+                f"declare `input {name}: i32[1]` (or a real input for its one-hot vector)",
+            )
+        elif ref.name == "text" and node is not None and node.shape != (int(ref.arg("length")),):
+            c.add(
+                E_COLUMN_INPUT,
+                f"input `{name}` has shape {fmt_shape(node.shape)} but text column `{name}` "
+                f"gives {ref.arg('length')} word ids",
+                node.span,
+                f"declare `input {name}: i32[{ref.arg('length')}]`",
+            )
+
+
+def _csv_header(data: Config) -> list[str] | None:
+    """The column names of the CSV a data section reads, from its first non-blank line (None
+    where the file cannot be read: `_data_files` warns, `dnn train` reports it)."""
+    import csv
+
+    path = Path(data.span_of("source").path).parent / str(data.source.arg("path"))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for row in csv.reader(f):
+                if any(cell.strip() for cell in row):
+                    return [cell.strip() for cell in row]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
 def _input_dtypes(c: _Ctx) -> None:
     """One source feeds every input: they are all integer (token ids) or all real, and
-    integer inputs are not normalized (a normalizer makes real numbers of the ids)."""
+    integer inputs are not normalized (a normalizer makes real numbers of the ids). A typed
+    table feeds each input its own columns, so it may mix them (`typed_table`)."""
+    if typed_table(c.data):
+        return
     inputs = [c.model.node(i) for i in c.model.inputs]
     ints = [n for n in inputs if not is_float_dtype(n.dtype)]
     if ints and len(ints) != len(inputs) and c.trains:  # a model file alone may mix them
@@ -328,7 +432,11 @@ def _input_dtypes(c: _Ctx) -> None:
             f"input `{ints[0].name}` is {ints[0].dtype} but input `{real.name}` is "
             f"{real.dtype}: one data source feeds them both",
             ints[0].span,
-            "declare every input with the same kind of dtype, or train the two on separate models",
+            "type the CSV's columns (`columns = { "
+            f"{ints[0].name}: category }}`) so each input reads its own"
+            if c.data is not None and c.data.source.name == "csv"
+            else "declare every input with the same kind of dtype, or train the two on "
+            "separate models",
         )
     if ints and c.data is not None and c.data.normalize.name != "none":
         c.add(
@@ -742,6 +850,7 @@ def _with_field(config: Config, name: str, value: Any) -> Config:
 CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _outputs,
     _loss_output,
+    _columns,
     _input_dtypes,
     _token_ids,
     _data_input,

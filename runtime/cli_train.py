@@ -237,11 +237,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .infer import predict
 
     program = _load_for_run(args)
+    unseen: dict[str, tuple[int, tuple[str, ...]]] = {}
     run = Path(args.run) if args.run else None
     weights = Path(args.weights) if args.weights else None
-    out = predict(program, run, Path(args.input), Path(args.output), args.probabilities, weights)
+    x, y = Path(args.input), Path(args.output)
+    out = predict(program, run, x, y, args.probabilities, weights, unseen)
     n = len(out[0]) if isinstance(out, tuple) else len(out)  # several outputs: one array each
     print(f"{args.output}: {n} predictions", file=sys.stderr)
+    if unseen:
+        from .tabular import unseen_report
+
+        total = sum(k for k, _ in unseen.values())
+        print(
+            f"{total} cell{'s' * (total != 1)} unseen in training took the out-of-vocabulary "
+            f"bucket: {unseen_report(unseen)}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data_report
+
+    program = _load(args)
+    if program.data is None or program.model is None:
+        from .train import TrainingError
+
+        raise TrainingError("the spec has no data section and model", "add a `data { ... }`")
+    r = data_report.report(program)
+    if args.format == "json":
+        print(json.dumps(r.to_json(), indent=2))
+    else:
+        print(data_report.render(r))
+    if args.output:
+        n = data_report.grid(program, Path(args.output))
+        what = f"{n} augmented training images" if n else "nothing: the inputs are not images"
+        print(f"{args.output}: {what}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -309,6 +340,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         + ", ".join(f"`{o}`" for o in inf.output_names),
         file=sys.stderr,
     )
+    from .export import columns_file
+    from .pipeline import load_transform
+
+    if load_transform(Path(args.run)).schema is not None:
+        print(
+            f"  the input is a typed table's encoded rows: {columns_file(out)} holds the "
+            "columns, vocabularies and statistics that encode them (docs/data.md)",
+            file=sys.stderr,
+        )
     if difference is not None:
         print(
             f"  checked in onnxruntime: outputs within {difference:.1e} (relative) of dnn's "
@@ -401,6 +441,14 @@ def register(
         default=30.0,
         metavar="SECONDS",
         help="write the resumable checkpoint at most this often (and always at the end)",
+    )
+
+    c = command("data", _guard(cmd_data), "show what a spec's data section resolves to")
+    c.add_argument("file", metavar="FILE")
+    overrides(c)
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.add_argument(
+        "-o", "--output", metavar="PNG", help="draw a grid of augmented training images here"
     )
 
     c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")

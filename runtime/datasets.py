@@ -65,11 +65,16 @@ class Table:
     classes: int | None
     class_names: tuple[str, ...]
     origin: str
-    kind: str = "array"  # builtin | csv | npz | images | array (made in code)
+    kind: str = "array"  # builtin | csv | npz | images | array (made in code) | table
     span: Span | None = field(default=None, repr=False)
     index: np.ndarray | None = field(default=None, repr=False)
     places: np.ndarray | None = field(default=None, repr=False)
     text: str | None = field(default=None, repr=False)
+    # a typed table (kind "table"): `x` holds the input cells as strings, `columns` their
+    # names, `cells` the CSV's rows (line, fields) and the input columns' field indices, for
+    # messages that point at a cell
+    columns: tuple[str, ...] = field(default=(), repr=False)
+    cells: tuple[list[Row], tuple[int, ...]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y) or self.task not in TASKS:
@@ -388,6 +393,15 @@ class _Csv:
             raise self._cell_error(self.rows[r], cols[c])
         return x.astype(np.float32)
 
+    def numeric(self, cols: list[int]) -> bool:
+        """Whether every cell of these columns is a finite number."""
+        for _, fields in self.rows:
+            for c in cols:
+                f = _number(fields[c][0])
+                if f is None or not math.isfinite(f):
+                    return False
+        return True
+
     def _cell_error(self, row: Row, c: int) -> SpecError:
         (line, fields), name = row, self.names[c]
         value, col, end = fields[c]
@@ -495,7 +509,30 @@ def _check_shape(csv: _Csv, header_length: int) -> None:
 
 def _load_csv(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
     shown = _resolve(base_dir, ref.arg("path"))
-    csv = _read_csv(shown, where)
+    return _csv_table(_read_csv(shown, where), ref, task, where, False)
+
+
+def load_table(
+    ref: Ref,
+    *,
+    task: str,
+    base_dir: Path,
+    span: Span,
+    sources: Mapping[str, str],
+    typed: bool,
+) -> Table:
+    """A CSV source for the typed-table stage (runtime/tabular.py): its input cells as
+    strings (a `table` Table) where `typed` (the spec types columns) or some input cell is
+    not a number; else the numeric table `load_source` reads."""
+    where = _Where(span, sources, span)
+    shown = _resolve(base_dir, ref.arg("path"))
+    return _csv_table(_read_csv(shown, where), ref, task, where, True if typed else None)
+
+
+def _csv_table(csv: _Csv, ref: Ref, task: str, where: _Where, typed: bool | None) -> Table:
+    """The table of a read CSV: typed cells where `typed` is True, or None and some input
+    cell is not a number; numbers only (errors at any other cell) where it is False."""
+    shown = csv.shown
     names, label = csv.names, str(ref.arg("label"))
     if label not in names:
         fix = f'`csv("{ref.arg("path")}", label = "{{}}")`'
@@ -506,10 +543,34 @@ def _load_csv(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
         line, (_, col, end) = csv.header[0], csv.header[1][li]
         message = f"`{shown}` has no input columns besides the label `{label}`"
         raise csv.error(message, line, col, end, "add a column for each input")
-    x = csv.columns([i for i in range(len(names)) if i != li])
+    inputs = [i for i in range(len(names)) if i != li]
     y, classes, class_names = csv.labels(li, task)
     places = np.array([(k, n, f[li][1], f[li][2]) for k, (n, f) in enumerate(csv.rows, 1)])
+    if typed or (typed is None and not csv.numeric(inputs)):
+        cells = np.array([[f[i][0] for i in inputs] for _, f in csv.rows], dtype=object)
+        cells = cells.reshape(len(csv.rows), len(inputs))
+        columns = tuple(names[i] for i in inputs)
+        return Table(
+            cells, y, task, classes, class_names, shown, "table", where.span, None, places,
+            csv.text, columns, (csv.rows, tuple(inputs)),
+        )  # fmt: skip
+    x = csv.columns(inputs)
     return Table(x, y, task, classes, class_names, shown, "csv", where.span, None, places, csv.text)
+
+
+def table_cells(table: Table, sources: Mapping[str, str]) -> Any:
+    """A typed table's cells for runtime/tabular.py, with errors that point into the file."""
+    from .tabular import Raw
+
+    def at(i: int, j: int, code: str, message: str, hint: str) -> SpecError:
+        assert table.cells is not None
+        rows, inputs = table.cells
+        line, fields = rows[table.position(i)]
+        _, col, end = fields[inputs[j]]
+        span = Span(table.origin, line, col, line, max(end, col + 1))
+        return _Where(span, sources, table.span).file(code, message, span, hint, table.text)
+
+    return Raw(table.columns, table.x, at)
 
 
 # ----------------------------------------------------------------------------- NPZ
@@ -806,6 +867,33 @@ def _is_number(text: str) -> bool:
 def _read_csv_inputs(shown: str, where: _Where) -> np.ndarray:
     csv = _read_csv(shown, where, headerless=True)
     return csv.columns(list(range(len(csv.names))))
+
+
+def read_cells(path: Path) -> Any:
+    """A CSV of examples for a run trained on a typed table: a header row of column names,
+    then one row per example, every cell a string (runtime/tabular.py encodes them)."""
+    from .tabular import Raw
+
+    shown = str(path)
+    where = _Where(_start(shown), {})
+    csv = _read_csv(shown, where)
+    names = tuple(csv.names)
+    cells = np.array([[v for v, _, _ in f] for _, f in csv.rows], dtype=object)
+    cells = cells.reshape(len(csv.rows), len(names))
+
+    def at(i: int, j: int, code: str, message: str, hint: str) -> SpecError:
+        line, fields = csv.rows[i]
+        _, col, end = fields[j]
+        span = Span(shown, line, col, line, max(end, col + 1))
+        return where.file(code, message, span, hint, csv.text)
+
+    return Raw(names, cells, at)
+
+
+def header_error(path: Path, message: str, hint: str) -> SpecError:
+    """A problem with the header row of a CSV given to `dnn predict`."""
+    shown = str(path)
+    return _Where(_start(shown), {}).file(E_DATA, message, _start(shown), hint)
 
 
 _INPUT_READERS: dict[str, Callable[[str, _Where], np.ndarray]] = {

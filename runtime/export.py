@@ -15,6 +15,7 @@ a classifier the outputs are the logits (`dnn predict --probabilities` takes the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ def inference(program: Program, run: Path) -> Inference:
     engine, st, transform, task = infer.loaded(program, run, "export")
     norm = program.data.normalize
     apply = preprocess._normalizer(norm).apply if norm.name != "none" else None
+    if transform.schema is not None:  # a typed table: the rows come encoded, numbers scaled
+        apply = None
     stats = {k: jnp.asarray(v, jnp.float32) for k, v in transform.stats.items()}
     shape = pipeline.model_input_shape(program)
     dtype = pipeline.input_dtype(program)
@@ -199,7 +202,41 @@ def export(program: Program, run: Path, fmt: str, out: Path) -> tuple[Inference,
                 "export --format stablehlo instead, and report the model",
             )
     out.write_bytes(data)
+    if program.data is not None and infer.pipeline.load_transform(run).schema is not None:
+        columns_file(out).write_text(_columns_json(program, run))
     return inf, difference
+
+
+def columns_file(out: Path) -> Path:
+    """Where the export of a run trained on a typed table writes its columns: beside it."""
+    return out.with_name(out.name + ".columns.json")
+
+
+def _columns_json(program: Program, run: Path) -> str:
+    """A typed table's encoding for programs that call the export: the columns as the run
+    fitted them, which input reads which, and the normalizer's statistics over the number
+    columns (in `numbers` order); the program takes the rows `dnn predict` encodes."""
+    import json
+
+    from . import tabular
+
+    assert program.data is not None
+    transform = pipeline.load_transform(run)
+    assert transform.schema is not None
+    slots = tabular.bind(
+        transform.schema,
+        pipeline.table_inputs(program),
+        program.sources,
+        program.data.span_of("source"),
+    )
+    doc = {
+        **json.loads(transform.schema.to_json()),
+        "inputs": [dataclasses.asdict(s) for s in slots],
+        "normalize": str(program.data.normalize),
+        "numbers": transform.schema.numbers(),
+        "statistics": {k: np.asarray(v).tolist() for k, v in transform.stats.items()},
+    }
+    return json.dumps(doc, indent=2) + "\n"
 
 
 CHECK_TOLERANCE = 1e-4  # relative, float32: the tests hold the examples to 1e-5

@@ -696,7 +696,7 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str],
     if not source.is_absolute():
         candidates = [Path(program.path).resolve().parent / source, Path.cwd() / source]
         source = next((c for c in candidates if c.exists()), candidates[-1])
-    if not source.is_dir():  # a weight file (PyTorch's .safetensors): runtime/weights.py
+    if source.is_file() or source.suffix.lower() in WEIGHT_SUFFIXES:  # runtime/weights.py
         return _from_file(program, st, engine)
     slot_dir = next(
         (
@@ -737,6 +737,11 @@ def transfer(program: Program, st: Any, engine: Engine) -> tuple[Any, list[str],
         notes.append(f"  new layers (initialized fresh): {', '.join(missing)}")
     new = {"params": engine.from_disk(params), "model_state": engine.from_disk(stats)}
     return {**st, **new}, notes, loaded
+
+
+# what `init_from` reads as a weight file even when it is missing (to say so, not to look for
+# a run folder): PyTorch's and Keras' files, and the pickles runtime/weights.py refuses
+WEIGHT_SUFFIXES = (".safetensors", ".h5", ".hdf5", ".keras", ".pth", ".pt", ".ckpt", ".bin")
 
 
 def _from_file(

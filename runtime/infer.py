@@ -107,6 +107,7 @@ def imported(program: Program, file: Path) -> tuple[Engine, Any, pipeline.Transf
             prepared.task not in ("regression", pipeline.MULTI)
             and prepared.splits["train"].y.ndim == 2,
             prepared.blocks,
+            prepared.schema,
         )
     else:
         units = pipeline.outputs(program)
@@ -164,7 +165,7 @@ def evaluate(
         return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
     assert run is not None
     transform = pipeline.load_transform(_run_folder(run))
-    prepared = pipeline.prepare(program, stats=transform.stats, targets=transform.targets)
+    prepared = pipeline.prepare(program, transform.stats, transform.targets, transform.schema)
     if prepared.size(split) == 0:
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
@@ -191,18 +192,28 @@ def predict(
     output: Path,
     probabilities: bool = False,
     weights: Path | None = None,
+    unseen: dict[str, tuple[int, tuple[str, ...]]] | None = None,
 ) -> np.ndarray:
     """Outputs of a run's model (or of the spec's with a weight file's tensors) for the
-    examples in `inputs` (.npy or .csv); written to `output`."""
+    examples in `inputs` (.npy or .csv); written to `output`.
+
+    A run trained on a typed table reads a CSV of its columns; the cells its vocabularies do
+    not know (they take the out-of-vocabulary bucket) are counted per column into `unseen`.
+    """
     if weights is not None:
         engine, st, transform, task = imported(program, weights)
     else:
         assert run is not None
         engine, st, transform, task = loaded(program, run, str(inputs))
-    raw = datasets.read_inputs(inputs, transform.raw_shape)
-    if program.data is not None:
-        x = transform(program, raw)
+    if transform.schema is not None:
+        encoded = pipeline.encode_cells(program, transform, inputs)
+        x = encoded.x
+        if unseen is not None:
+            unseen.update(encoded.unseen)
+    elif program.data is not None:
+        x = transform(program, datasets.read_inputs(inputs, transform.raw_shape))
     else:
+        raw = datasets.read_inputs(inputs, transform.raw_shape)
         shape = pipeline.model_input_shape(program)
         x = raw.astype(pipeline.input_dtype(program)).reshape((raw.shape[0], *shape))
     out = _forward_all(engine, st, x)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from dnn.compiler.diagnostics import (
+    E_COLUMNS,
     E_DATA,
     E_DTYPE,
     E_SECTION,
@@ -33,7 +34,7 @@ from dnn.compiler.registry.core import Problem
 from dnn.compiler.rules import heads, id_layers, target_kind
 from dnn.compiler.values import is_float_dtype
 
-from . import datasets, preprocess
+from . import datasets, preprocess, tabular
 from .datasets import Table
 
 SPLITS = ("train", "val", "test")
@@ -51,6 +52,9 @@ class Prepared:
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)  # y as learned
     blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets are
+    schema: tabular.Schema | None = None  # a typed CSV table's fitted columns
+    unseen: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
+    # per split, per column: the cells the train vocabulary did not know (count, examples)
 
     def size(self, split: str) -> int:
         return len(self.splits[split].y)
@@ -98,11 +102,12 @@ def prepare(
     program: Program,
     stats: dict[str, np.ndarray] | None = None,
     targets: preprocess.Targets | None = None,
+    schema: tabular.Schema | None = None,
 ) -> Prepared:
     """Load and transform the data of a spec (raises `SpecError` naming file, row, column).
 
-    `stats`, `targets`: a trained run's normalizer and target statistics, used instead of
-    fitting new ones.
+    `stats`, `targets`, `schema`: a trained run's normalizer and target statistics and table
+    columns, used instead of fitting new ones.
     """
     data = program.data
     if data is None or program.model is None:
@@ -123,6 +128,8 @@ def prepare(
     source, blocks, splits = _raw(program, task)
     if len(splits["train"].y) == 0:
         raise _section_error(program, "split", "the train split is empty", "give `train` a share")
+    if splits["train"].kind == "table":
+        return _prepare_table(program, task, source, splits, stats, targets, schema)
     raw_shape = tuple(splits["train"].x.shape[1:])
     try:
         shape = preprocess.output_shape(data.normalize, raw_shape)
@@ -154,6 +161,104 @@ def prepare(
     return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
 
 
+def _prepare_table(
+    program: Program,
+    task: str,
+    source: Table,
+    splits: dict[str, Table],
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+    schema: tabular.Schema | None,
+) -> Prepared:
+    """A typed CSV table through the tabular stage: fit the columns on the train split (or
+    take a run's), encode every split, then the targets and checks as for other sources."""
+    data = program.data
+    assert data is not None
+    if not tabular.elementwise(data.normalize):
+        message = (
+            f"`{data.normalize}` mixes every feature, but `{source.origin}` is a typed table "
+            "(its category, binary and text columns are not scaled)"
+        )
+        hint = "scale the number columns one by one: `normalize = standardize`"
+        raise SpecError(
+            [Diagnostic(E_COLUMNS, message, _norm_span(program), hint)], program.sources
+        )
+    raws = {k: datasets.table_cells(t, program.sources) for k, t in splits.items()}
+    label = str(data.source.arg("label"))
+    if schema is None:
+        types = dict(data.columns)
+        tabular.check_types(
+            types, source.columns, label, _column_span(program), program.sources, source.origin
+        )
+        train = splits["train"]  # fitted in file order, so a bad cell is the first one
+        in_order = (
+            datasets._take(train, np.argsort(train.index)) if train.index is not None else train
+        )
+        schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
+    for table in splits.values():
+        _check_columns(program, schema, table)
+    if stats is None:
+        stats = tabular.fit_numbers(schema, data.normalize, raws["train"])
+    span = data.span_of("columns") if data.columns else data.span_of("source")
+    slots = tabular.bind(schema, table_inputs(program), program.sources, span)
+    encoded = {k: tabular.encode(schema, slots, data.normalize, stats, r) for k, r in raws.items()}
+    coded = {k: replace(t, x=encoded[k].x) for k, t in splits.items()}
+    if targets is None:
+        targets = _fit_targets(program, task, coded["train"], ())
+    out = {}
+    for name, table in coded.items():
+        _check_ids(program, table)
+        out[name] = _fit(program, replace(table, y=targets.apply(table.y)))
+    width = (coded["train"].x.shape[1],)
+    unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
+    return Prepared(
+        out, stats, width, task, source.classes, source.class_names, targets, (), schema, unseen
+    )
+
+
+def _column_span(program: Program) -> Any:
+    """Where the spec types column `name`: its entry in `columns`, else the field."""
+    from dnn.compiler.diagnostics import NO_SPAN
+
+    assert program.data is not None
+    data = program.data
+
+    def span(name: str) -> Any:
+        at = data.span_of(f"columns.{name}")
+        return at if at != NO_SPAN else data.span_of("columns")
+
+    return span
+
+
+def _check_columns(program: Program, schema: tabular.Schema, table: Table) -> None:
+    """A separate val or test table, or eval's data, holds every column the schema reads."""
+    lacking = tabular.missing_column(table.columns, schema)
+    if lacking is not None:
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_COLUMNS,
+                    f"`{table.origin}` has no column `{lacking}`, which the model reads",
+                    table.span or _top(program),
+                    "give every table of the data the train table's columns",
+                )
+            ],
+            program.sources,
+        )
+
+
+def _norm_span(program: Program) -> Any:
+    assert program.data is not None
+    return program.data.span_of("normalize")
+
+
+def table_inputs(program: Program) -> list[tabular.Input]:
+    """The model's inputs, as the tabular stage binds columns to them."""
+    assert program.model is not None
+    nodes = [program.model.node(n) for n in program.model.inputs]
+    return [tabular.Input(n.name, not is_float_dtype(n.dtype), n.shape, n.span) for n in nodes]
+
+
 def raw_splits(program: Program) -> dict[str, Table]:
     """The splits as the source holds them, before any transform: what `dnn predict` and an
     exported model take as inputs (and the targets in the data's units)."""
@@ -172,6 +277,8 @@ def _raw(program: Program, task: str) -> tuple[Table, tuple[datasets.Block, ...]
     else:
         load = _loader(program, target_kind(task), base)
         source = load("source")
+        if source.kind == "table":  # separate val/test tables are read as typed tables too
+            load = _loader(program, target_kind(task), base, True)
     extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
     fractions = _fractions(dict(data.split.items), extra)
     splits = datasets.split(source, fractions, data.seed)
@@ -257,7 +364,7 @@ def _check_ids(program: Program, table: Table) -> None:
                         f"`{table.origin}` holds id {v} at example {table.position(i)}, but "
                         f"`{node.op}` here has rows for ids 0..{bound - 1}",
                         node.span,
-                        f"give it a row per id: `{node.op}({int(table.x.max()) + 1}, ...)`"
+                        f"give it a row per id: `{node.op}({int(ids.max()) + 1}, ...)`"
                         if v >= 0
                         else "ids are whole numbers from 0",
                     )
@@ -321,11 +428,23 @@ def _top(program: Program) -> Any:
     return Span(program.path, 1, 1, 1, 1)
 
 
-def _loader(program: Program, task: str, base: Path) -> Any:
+def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any:
+    """Reads one source field: a CSV through `load_table` (a typed table where the spec
+    types columns or a cell is not a number), any other source through `load_source`."""
     data = program.data
     assert data is not None
 
     def load(field: str) -> Table:
+        ref = getattr(data, field)
+        if ref.name == "csv":
+            return datasets.load_table(
+                ref,
+                task=task,
+                base_dir=base,
+                span=data.span_of(field),
+                sources=program.sources,
+                typed=typed or bool(data.columns),
+            )
         return datasets.load_source(
             getattr(data, field),
             task=task,
@@ -387,10 +506,14 @@ def model_inputs(program: Program, x: Any) -> Any:
     ins = input_sizes(program)
     if len(ins) == 1:
         return x
+    assert program.model is not None
     out, start = {}, 0
     for name, shape in ins:
         size = math.prod(shape)
-        out[name] = x[:, start : start + size].reshape((x.shape[0], *shape))
+        part = x[:, start : start + size].reshape((x.shape[0], *shape))
+        if not is_float_dtype(program.model.node(name).dtype) and part.dtype.kind == "f":
+            part = part.astype(np.int32)  # a typed table's ids, exact in its float32 rows
+        out[name] = part
         start += size
     return out
 
@@ -415,6 +538,8 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
         "outputs": [dataclasses.asdict(b) for b in prepared.blocks],
     }
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if prepared.schema is not None:
+        tabular.save(prepared.schema, folder, prepared.unseen)
 
 
 @dataclass(frozen=True)
@@ -429,6 +554,7 @@ class Transform:
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)
     multi_hot: bool = False  # trained on multi-hot rows: predictions are one 0/1 per unit
     blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets were
+    schema: tabular.Schema | None = None  # a typed table's columns (predict reads cells)
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
@@ -464,4 +590,32 @@ def load_transform(folder: Path) -> Transform:
         targets,
         bool(meta.get("multi_hot", False)),
         blocks,
+        tabular.load(folder),
     )
+
+
+def encode_cells(program: Program, transform: Transform, path: Path) -> tabular.Encoded:
+    """`dnn predict`'s inputs for a run trained on a typed table: a CSV with the train table's
+    columns (the label column may be there, and is not read), encoded with the run's columns
+    and statistics; cells the vocabularies do not know are counted in `unseen`."""
+    assert program.data is not None and transform.schema is not None
+    schema = transform.schema
+    if path.suffix.lower() != ".csv":
+        raise datasets.header_error(
+            path,
+            f"cannot read `{path}`: the run trained on a typed table, so its inputs are a CSV",
+            "give a .csv file with the train table's columns and a header row",
+        )
+    raw = datasets.read_cells(path)
+    lacking = tabular.missing_column(raw.names, schema)
+    if lacking is not None:
+        raise datasets.header_error(
+            path,
+            f"`{path}` has no column `{lacking}`, which the model reads",
+            "give the CSV the columns of the table the run trained on (a header row, then one row per example)",
+        )
+    span = program.data.span_of("source")
+    slots = tabular.bind(schema, table_inputs(program), program.sources, span)
+    enc = tabular.encode(schema, slots, program.data.normalize, transform.stats, raw)
+    x = enc.x.astype(input_dtype(program), copy=False)
+    return replace(enc, x=x.reshape((x.shape[0], *model_input_shape(program))))

@@ -29,7 +29,7 @@ from dnn.compiler.registry import REGISTRIES
 from dnn.compiler.registry.core import Entry, Registry, implements, provides
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
-from dnn.runtime import augment, datasets, metrics, pipeline, preprocess
+from dnn.runtime import augment, datasets, metrics, pipeline, preprocess, tabular
 from dnn.runtime.contract import exercise
 from PIL import Image
 
@@ -393,6 +393,7 @@ PROVIDED = {
     "normalizer": preprocess.Normalizer,
     "augmentation": augment.Augmentation,
     "dataset": datasets.Source,
+    "column": tabular.ColumnType,
 }
 
 

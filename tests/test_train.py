@@ -454,11 +454,11 @@ train {{
 @pytest.mark.parametrize(
     ("content", "where", "message"),
     [
-        ("a,b,y\n1,2,0\n3,nan,1\n", "data.csv:3:3", "column `b`"),
+        ("a,b,y\n1,2,0\n3,inf,1\n", "data.csv:3:3", "column `b`"),
         ("a,b,y\n1,2,0\n3,4,7\n", "data.csv:3:5", "7"),
         ("", "data.csv", "empty"),
     ],
-    ids=["nan", "label", "empty"],
+    ids=["inf", "label", "empty"],
 )
 def test_bad_data_is_reported_with_file_row_and_column(
     tmp_path: Path, capsys, content: str, where: str, message: str

@@ -24,6 +24,7 @@ from ..registry import REGISTRIES
 from ..registry.core import Problem, did_you_mean
 from ..registry.sections import SECTIONS
 from ..registry.types import RefT, UnknownWord, convert_at
+from ..values import RecordVal
 from .state import (
     _UNDEFINED,
     Base,
@@ -99,7 +100,14 @@ class Sections(Base):
                 self.diags.add(
                     Diagnostic(E_SECTION, p.message, spans.get(p.arg or "", span), p.hint)
                 )
-        return Config(name, a.items, tuple(k for k, _, _ in kws), tuple(spans.items()))
+        # a record's entries get spans of their own, `columns.island`, for messages about one
+        keyed = tuple(
+            (f"{k}.{key}", at)
+            for k, v, _ in kws
+            if isinstance(v, RecordVal)
+            for key, at in zip(v.keys, v.spans, strict=False)
+        )
+        return Config(name, a.items, tuple(k for k, _, _ in kws), tuple(spans.items()) + keyed)
 
     def _sweep(self, s: ast.Section, env: Env) -> tuple[Config | None, tuple[SweepAxis, ...]]:
         own = ast.Section(

@@ -34,6 +34,7 @@ _ORDER = (
     "clipper",
     "pretrainer",
     "dataset",
+    "column",
     "normalizer",
     "augmentation",
     "search",

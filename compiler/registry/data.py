@@ -200,6 +200,75 @@ DATASETS.add(
     traits=frozenset({"unit_range"}),
 )
 
+# ----------------------------------------------------------------------------- table columns
+
+COLUMNS = registry(
+    "column",
+    "columns",
+    "Types of a CSV table's columns (`data { columns = { island: category } }`): how a "
+    "column's cells become what the model reads. A column the spec does not type gets one "
+    "inferred from the train split; the vocabularies and fill values are fitted on the train "
+    "split and saved with the run (docs/data.md). Missing cells are empty or one of pandas' "
+    "missing markers (`NA`, `N/A`, `NaN`, `null`, `None`, ...).",
+    implemented_in="dnn.runtime.tabular",
+)
+
+COLUMNS.add(
+    "number",
+    doc="a real value, scaled by `normalize`; a missing cell takes the train split's mean, and "
+    "where the train split has missing cells a 0/1 is-missing feature follows the value",
+    formula="x = normalize(v), v = the cell, or mean_train where it is missing;  "
+    "m = 1 where the cell is missing, else 0 (only if the train split has a missing cell)",
+)
+
+COLUMNS.add(
+    "category",
+    aliases=("categorical",),
+    doc="one of a set of values (strings or numbers): an index into the train split's "
+    "vocabulary, with a bucket for values train never saw (counted by `dnn predict`) and one "
+    "for missing cells; an integer input reads the index (for `embedding`), a real input its "
+    "one-hot vector",
+    formula="i = 0 for a value not in train (out of vocabulary), 1 for a missing cell, "
+    "2 + r for the train value of rank r (most frequent first, ties in sorted order);  "
+    "K = 2 + distinct train values;  one-hot: x_j = [j == i], j < K",
+)
+
+COLUMNS.add(
+    "binary",
+    aliases=("boolean",),
+    doc="two values: 1 for the positive one, 0 for the other; a missing cell is 0, and where "
+    "the train split has missing cells a 0/1 is-missing feature follows",
+    formula="x = [v == positive], positive = the value among true/yes/y/t/1/on (any case), "
+    "else the second of the two train values in sorted order;  m = [v missing]",
+)
+
+COLUMNS.add(
+    "text",
+    example="text(length = 16)",
+    args=(
+        arg("length", PosInt, 16, doc="word ids per cell: longer cells are cut, shorter padded"),
+        arg(
+            "max_words",
+            OptionalT(PosInt),
+            None,
+            doc="vocabulary size cap (the most frequent train words); none: every train word",
+        ),
+    ),
+    doc="free text: lower-cased words (runs of letters and digits), each an id in the train "
+    "split's vocabulary, padded with 0 to `length`; it feeds an integer input of its own name, "
+    "`input notes: i32[16]`, and `padding_mask(0)(notes)` is its mask",
+    formula="words = findall(r'\\w+', lower(v));  id = 0 padding, 1 out of vocabulary, "
+    "2 + r for the train word of rank r (most frequent first, ties in sorted order);  "
+    "ids = (id(w_1), ..., id(w_length)), padded with 0",
+)
+
+COLUMNS.add(
+    "ignore",
+    aliases=("skip",),
+    doc="a column the model does not read (an identifier, a free comment)",
+    formula="no feature",
+)
+
 # ----------------------------------------------------------------------------- normalization
 
 NORMALIZERS = registry(

@@ -121,6 +121,13 @@ SECTIONS.add(
             "a separate test source (the split then divides `source` into train and val)",
         ),
         arg("seed", Int, 0, "seed of the split; `train.seed` drives init, batches and dropout"),
+        arg(
+            "columns",
+            MapT(RefT("column")),
+            (),
+            "a CSV source's column types by name (`{ island: category, notes: text }`); the "
+            "columns left out get a type inferred from the train split (docs/data.md)",
+        ),
     ),
     validate=_check_split,
     doc="the data a model trains and is evaluated on",
