@@ -89,13 +89,48 @@ def _same_model(program: Program, run: Path) -> None:
 
 def evaluate(program: Program, run: Path, split: str = "test") -> dict[str, Any]:
     """Loss and metrics of a run's final weights on one split of the spec's data."""
+    return evaluate_with_report(program, run, split, report=False)[0]
+
+
+def evaluate_with_report(
+    program: Program, run: Path, split: str = "test", report: bool = True
+) -> tuple[dict[str, Any], Any]:
+    """The split's loss and metrics, and what `dnn eval` shows beside them (runtime/report.py):
+    a `ClassReport` with the confusion matrix's PNG in `<run>/plots/` for a classifier, the
+    residual plots' paths for a regression; None for a model with several outputs."""
     transform = pipeline.load_transform(_run_folder(run))
     prepared = pipeline.prepare(program, stats=transform.stats, targets=transform.targets)
     if prepared.size(split) == 0:
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
     t = prepared.splits[split]
-    return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+    metrics = evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+    if not report or engine.blocks:
+        return metrics, None
+    return metrics, _report(engine, st, prepared, t, run / "plots", split)
+
+
+def _report(
+    engine: Engine, st: Any, prepared: pipeline.Prepared, t: Table, plots: Path, split: str
+) -> Any:
+    from . import report
+
+    out = _forward_all(engine, st, np.asarray(t.x))
+    if prepared.task == "regression":  # in the data's units, as the metrics are
+        y = prepared.targets.invert(np.asarray(t.y, np.float64))
+        out = prepared.targets.invert(np.asarray(out, np.float64))
+        path = plots / f"residuals_{split}.png"
+        return [report.plot_residuals(y, out.reshape(y.shape), path, split)]
+    pred = report.decisions(out, prepared.task)
+    y = np.asarray(t.y)
+    if y.ndim == 2:  # multi-hot rows: one yes/no decision per label
+        names = prepared.class_names or tuple(str(i) for i in range(y.shape[1]))
+        return report.labels_report(y, pred.reshape(y.shape), names)
+    k = 2 if prepared.task == "binary" else int(prepared.classes or out.shape[-1])
+    names = prepared.class_names if len(prepared.class_names) == k else ()
+    found = report.classes_report(y, pred, names or tuple(str(i) for i in range(k)))
+    path = report.plot_confusion(found, plots / f"confusion_{split}.png", f"{split} split")
+    return replace(found, plots=[path])
 
 
 def loaded(
@@ -135,9 +170,12 @@ def loaded(
 def predict(
     program: Program, run: Path, inputs: Path, output: Path, probabilities: bool = False
 ) -> np.ndarray:
-    """Outputs of a run's model for the examples in `inputs` (.npy or .csv); written to `output`."""
+    """Outputs of a run's model for the examples in `inputs` (.npy, .csv, .npz by input
+    name, an image or a folder of images: runtime/inputs.py); written to `output` (a CSV
+    made from images names each row's file)."""
+    raw_shape = pipeline.load_transform(_run_folder(run)).raw_shape  # read before compiling
+    raw, files = read_inputs(program, inputs, raw_shape)
     engine, st, transform, task = loaded(program, run, str(inputs))
-    raw = datasets.read_inputs(inputs, transform.raw_shape)
     x = transform(program, raw)
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
@@ -147,7 +185,37 @@ def predict(
             _untarget(o, b, transform.targets) for o, b in zip(out, engine.blocks, strict=True)
         )
     _write(output, out, engine, transform.class_names, probabilities, transform.multi_hot)
+    if files is not None and output.suffix == ".csv":
+        _name_rows(output, files)
     return out
+
+
+def read_inputs(
+    program: Program, path: Path, raw_shape: tuple[int, ...]
+) -> tuple[np.ndarray, list[str] | None]:
+    """`dnn predict`'s examples, and the image files they came from (None: not images)."""
+    from . import inputs
+
+    data = program.data
+    size = None
+    if data is not None and data.source is not None and data.source.name == "images":
+        given = data.source.arg("size")
+        size = (int(given[0]), int(given[1])) if given is not None else None
+    wanted = inputs.Wanted(tuple(pipeline.input_sizes(program)), tuple(raw_shape), size)
+    return inputs.read(path, wanted)
+
+
+def _name_rows(path: Path, files: list[str]) -> None:
+    """Put each row's image file first in a CSV of predictions."""
+    lines = path.read_text().splitlines()
+    rows = [f"file,{lines[0]}"] + [
+        f"{_csv_cell(f)},{line}" for f, line in zip(files, lines[1:], strict=True)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def _untarget(out: np.ndarray, block: datasets.Block, targets: preprocess.Targets) -> np.ndarray:
