@@ -192,7 +192,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def plot_history(history: list[dict[str, Any]], folder: Path, best_epoch: int = 0) -> list[Path]:
     """One PNG per quantity (loss, each metric): train and validation curves over epochs,
     the best epoch (`best_epoch`, the monitored one; 0: none) marked; a quantity to minimize
-    that spans more than two decades on a log axis; and the learning rate per epoch (`lr.png`).
+    that spans more than two decades on a log axis; and the learning rate per epoch (`lr.png`)
+    when a schedule or plateau reduction changed it.
 
     Matplotlib's object API, not pyplot: no global figure state, so `dnn train` can draw on a
     side thread while the final evaluation runs.
@@ -231,7 +232,7 @@ def plot_history(history: list[dict[str, Any]], folder: Path, best_epoch: int = 
         fig.savefig(path)
         written.append(path)
     rates = [r.get("lr") for r in history]
-    if any(isinstance(v, int | float) and math.isfinite(v) for v in rates):
+    if _varies(rates):  # a constant rate is a flat line not worth a picture
         fig = Figure(figsize=(6, 4), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
@@ -243,6 +244,11 @@ def plot_history(history: list[dict[str, Any]], folder: Path, best_epoch: int = 
         fig.savefig(folder / "lr.png")
         written.append(folder / "lr.png")
     return written
+
+
+def _varies(values: list[Any]) -> bool:
+    finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return len(finite) > 1 and max(finite) > min(finite)
 
 
 LOG_SPAN = 100.0  # a curve to minimize spanning more than two decades is drawn on a log axis

@@ -124,6 +124,7 @@ def _tensorboard_reads_back_the_epoch_scalars(run: Path) -> None:
         want = [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in history]
         assert got == want, tag
     assert history[0]["lr"] == pytest.approx(1e-2)
+    assert not (run / "plots" / "lr.png").exists()  # a constant rate draws no picture
     # the model summary as text, and a histogram of each weight per epoch (--histograms)
     (summary,) = train.Tensors("model/summary/text_summary")
     text = summary.tensor_proto.string_val[0].decode()
