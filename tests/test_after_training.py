@@ -296,3 +296,31 @@ def test_run_plots_log_scale_learning_rate_and_best_epoch(tmp_path: Path) -> Non
     written = rundir.plot_history(history, tmp_path, best_epoch=3)
     assert [p.name for p in written] == ["loss.png", "lr.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+def test_an_npz_of_several_inputs_is_laid_out_in_the_models_order(tmp_path: Path) -> None:
+    from dnn.compiler.diagnostics import SpecError
+    from dnn.runtime import inputs
+
+    wanted = inputs.Wanted((("a", (2,)), ("b", (3, 1))), (5,))
+    a, b = np.arange(8.0).reshape(4, 2), 100 + np.arange(12.0).reshape(4, 3, 1)
+    np.savez(tmp_path / "ab.npz", b=b, a=a)  # the archive's order is not the model's
+    x, files = inputs.read(tmp_path / "ab.npz", wanted)
+    assert files is None
+    np.testing.assert_array_equal(x, np.concatenate([a, b.reshape(4, 3)], axis=1))
+    np.savez(tmp_path / "short.npz", a=a, b=b[:3])
+    with pytest.raises(SpecError) as info:
+        inputs.read(tmp_path / "short.npz", wanted)
+    (d,) = info.value.diagnostics
+    assert (
+        d.message == f"the arrays of `{tmp_path / 'short.npz'}` hold different counts: `a` 4, `b` 3"
+    )
+    np.savez(tmp_path / "x.npz", x=a)  # `x` stands for the input only where there is one
+    with pytest.raises(SpecError) as info:
+        inputs.read(tmp_path / "x.npz", wanted)
+    (d,) = info.value.diagnostics
+    assert "no array `a`, `b`; arrays the model does not take: `x`" in d.message
+    assert (
+        d.hint
+        == "the model's inputs are `a` (2,), `b` (3, 1): save one array per input, by its name"
+    )
