@@ -162,7 +162,8 @@ def _train(
             record = _record(engine, st, acc, data, epoch, n, t0)
             if board is not None:
                 board.epoch(record)
-                board.weights(engine.to_disk(st["params"]), epoch)
+                if board.histograms:  # per layer, as checkpoints hold them (scans unstacked)
+                    board.weights(engine.to_disk(st["params"]), epoch)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
             done = (stop or epoch == epochs) and not interrupted

@@ -66,7 +66,7 @@ class ClassReport:
 
     def text(self) -> str:
         """The table as scikit-learn's `classification_report` lays it out."""
-        width = max(12, *(len(n) for n in self.names))
+        width = max([12, *(len(n) for n in self.names)])
         head = f"{'':>{width}}  precision     recall         f1    support"
         lines = [head]
         for name, p, r, f, s in zip(
