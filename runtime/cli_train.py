@@ -167,9 +167,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _executable() -> str:
-    """How the user called dnn (`.venv/bin/dnn` under `make train`), to print runnable lines."""
+    """`dnn`, or the path it was called by when that is not the one on PATH (`.venv/bin/dnn`
+    under `make train`), so the printed lines run as they are."""
+    import shutil
+
     called = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("dnn")
-    return str(called) if called.name == "dnn" and called.parent != Path() else "dnn"
+    if called.name != "dnn" or called.parent == Path():
+        return "dnn"
+    found = shutil.which("dnn")
+    return "dnn" if found and Path(found).resolve() == called.resolve() else str(called)
 
 
 def next_commands(run: Path, dnn: str = "dnn") -> str:

@@ -324,3 +324,21 @@ def test_an_npz_of_several_inputs_is_laid_out_in_the_models_order(tmp_path: Path
         d.hint
         == "the model's inputs are `a` (2,), `b` (3, 1): save one array per input, by its name"
     )
+
+
+def test_the_next_commands_call_dnn_as_the_user_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dnn.runtime.cli_train import _executable
+
+    exe = tmp_path / "venv" / "bin" / "dnn"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr("sys.argv", [str(exe)])
+    assert _executable() == str(exe)  # `make train`'s .venv/bin/dnn, not on PATH
+    monkeypatch.setenv("PATH", str(exe.parent))
+    assert _executable() == "dnn"  # the one PATH finds: its short name
+    monkeypatch.setattr("sys.argv", ["/usr/bin/pytest"])
+    assert _executable() == "dnn"
