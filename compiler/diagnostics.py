@@ -58,6 +58,7 @@ W_MEMORY = "W0805"
 W_NO_DATA_FILE = "W0806"
 W_INIT = "W0807"
 W_HEALTH = "W0808"
+W_NO_VERSION = "W0809"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -126,6 +127,8 @@ CODES: Mapping[str, str] = {
     "saturated, or whose gradients vanish or explode at initialization",
     W_HEALTH: "`train.health`: a failure mode the lectures teach (vanishing or exploding gradients, dead "
     "or saturated units, an update ratio far from 1e-3) seen in a run's health checks",
+    W_NO_VERSION: "a spec without its `dnn N` line: read as language version 1 (`dnn upgrade "
+    "FILE --write` adds the line)",
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from .diagnostics import E_FILE, Diagnostic, DiagnosticError, Diagnostics, Span, SpecError
 from .ir import Program
 from .parse import parse, parse_expr
-from .resolve import Reader, read_file, resolve
+from .resolve import Reader, missing_version, read_file, resolve
 from .values import Ref
 
 # The passes, in order. Each is a function of data; none prints or touches JAX.
@@ -31,6 +31,9 @@ def loads(
     program = check(resolved, diags) if not diags.errors else None
     if diags.errors or program is None:
         raise SpecError(diags.items, resolved.sources)
+    unversioned = missing_version(module)  # once the spec is otherwise clean of errors
+    if unversioned is not None:
+        diags.add(unversioned)
     return replace(program, warnings=tuple(diags.items))
 
 

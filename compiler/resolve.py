@@ -20,6 +20,7 @@ from .diagnostics import (
     E_IMPORT_MISSING,
     E_OVERRIDE,
     E_VERSION,
+    W_NO_VERSION,
     Diagnostic,
     Diagnostics,
     Span,
@@ -98,6 +99,22 @@ def resolve(
     module = r.override(module, overrides)
     r.check_version(module)
     return Resolved(module, r.blocks, r.params, r.sources)
+
+
+def missing_version(module: ast.Module) -> Diagnostic | None:
+    """The warning for a file without its `dnn N` line (W0809), or None. Text handed over in
+    Python (`dnn.loads(text)`'s `<string>`) is not a file and is not warned about."""
+    named = not (module.path.startswith("<") and module.path.endswith(">"))
+    if not named or any(isinstance(item, ast.Version) for item in module.items):
+        return None
+    return Diagnostic(
+        W_NO_VERSION,
+        f"no `dnn N` line: read as language version {SUPPORTED_VERSIONS[0]}",
+        Span(module.path, 1, 1, 1, 1),
+        f"start the file with `dnn {SUPPORTED_VERSIONS[-1]}` (`dnn upgrade FILE --write` adds "
+        "it), so a later dnn knows which language it is written in",
+        severity="warning",
+    )
 
 
 class _Resolver:

@@ -1,6 +1,6 @@
 """The `dnn` command line. Exit status: 0 clean, 1 a mistake in a spec, 2 bad usage.
 
-Front-end commands (check, fmt, summary, help) never import JAX.
+Front-end commands (check, fmt, summary, help, upgrade) never import JAX.
 """
 
 from __future__ import annotations
@@ -140,6 +140,36 @@ def _write_atomic(path: str, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Rewrite specs to the current language version: to stdout, or in place with --write."""
+    from dnn.compiler.resolve import read_file
+    from dnn.compiler.upgrade import upgrade
+
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            text = read_file(path)
+            done = upgrade(text, path)
+        except SpecError as e:
+            _report(e, "text")
+            status = EXIT_SPEC
+            continue
+        except OSError as e:
+            print(f"{path}: error: cannot read: {e.strerror or e}", file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        if not args.write:
+            sys.stdout.write(done.text)
+            continue
+        was = f"version {done.from_version}" if done.from_version else "no `dnn N` line"
+        if done.changed(text):
+            _write_atomic(path, done.text)
+            print(f"{path}: upgraded ({was} -> version {done.to_version})", file=sys.stderr)
+        else:
+            print(f"{path}: already version {done.to_version}", file=sys.stderr)
+    return status
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -351,6 +381,12 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if a file would change; write nothing"
     )
     c.add_argument("--diff", action="store_true", help="print the changes as a diff; write nothing")
+
+    c = command("upgrade", cmd_upgrade, "rewrite specs to the current language version")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument(
+        "--write", action="store_true", help="rewrite the files in place (default: print)"
+    )
 
     c = command("summary", cmd_summary, "layers, output shapes and parameter counts")
     c.add_argument("file", metavar="FILE")

@@ -152,6 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         argv=sys.argv,
         health_every=HEALTH_EVERY if args.health else None,
+        histograms=args.histograms,
     )
     folder = args.out or "the run folder"
     if not result.get("finished", True):
@@ -161,7 +162,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(summary_line(result))
     print(f"run folder: {result['run']}")
+    if not args.quiet:
+        print(next_commands(Path(result["run"]), _executable()))
     return EXIT_OK
+
+
+def _executable() -> str:
+    """`dnn`, or the path it was called by when that is not the one on PATH (`.venv/bin/dnn`
+    under `make train`), so the printed lines run as they are."""
+    import shutil
+
+    called = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("dnn")
+    if called.name != "dnn" or called.parent == Path():
+        return "dnn"
+    found = shutil.which("dnn")
+    return "dnn" if found and Path(found).resolve() == called.resolve() else str(called)
+
+
+def next_commands(run: Path, dnn: str = "dnn") -> str:
+    """What to try on a finished run, with its folder filled in."""
+    rows = [
+        (f"{dnn} eval --run {run}", "test metrics, per-class report, confusion matrix"),
+        (f"{dnn} predict --run {run} --input x.npy --output y.csv", "apply it to new inputs"),
+        (f"{dnn} runs {run.parent}", "this run beside the others"),
+        (f"{dnn} export {run} --format onnx -o model.onnx", "for ONNX Runtime (or stablehlo)"),
+        (f"tensorboard --logdir {run / 'tensorboard'}", "curves (pip install tensorboard)"),
+    ]
+    width = max(len(c) for c, _ in rows)
+    return "next:\n" + "\n".join(f"  {c:<{width}}  # {why}" for c, why in rows)
 
 
 def summary_line(result: dict[str, Any]) -> str:
@@ -220,16 +248,28 @@ def _load_for_run(args: argparse.Namespace) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .infer import evaluate
+    from .infer import evaluate_with_report
 
     program = _load_for_run(args)
+    run = Path(args.run) if args.run else None
     weights = Path(args.weights) if args.weights else None
-    metrics = evaluate(program, Path(args.run) if args.run else None, args.split, weights)
-    if args.format == "json":
-        print(json.dumps({args.split: metrics}, indent=2))
-    else:
-        shown = {k: v for k, v in metrics.items() if k != "members"}
-        print(f"{args.split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    metrics, report = evaluate_with_report(program, run, args.split, weights=weights)
+    plots = report if isinstance(report, list) else getattr(report, "plots", [])
+    if args.format == "json":  # the plots' paths relative to the run folder
+        extra: dict[str, Any] = {}
+        if report is not None:
+            shown = report.to_dict() if not isinstance(report, list) else {}
+            where = [str(p.relative_to(args.run)) for p in plots] if args.run else []
+            extra["report"] = shown | {"plots": where}
+        print(json.dumps({args.split: metrics, **extra}, indent=2))
+        return EXIT_OK
+    shown = {k: v for k, v in metrics.items() if k != "members"}
+    print(f"{args.split}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    if report is not None and not isinstance(report, list):
+        print()
+        print(report.text())
+    for path in plots:
+        print(f"{path}: {'confusion matrix' if 'confusion' in path.name else 'residual plots'}")
     return EXIT_OK
 
 
@@ -424,6 +464,11 @@ def register(
         help=f"per-layer health checks every {HEALTH_EVERY} steps, unless `train.health` says",
     )
     c.add_argument(
+        "--histograms",
+        action="store_true",
+        help="TensorBoard histograms of every weight once per epoch (<run>/tensorboard)",
+    )
+    c.add_argument(
         "--coordinator",
         metavar="HOST:PORT",
         help="multi-host: address of process 0 (with --num-processes and --process-id)",
@@ -511,7 +556,12 @@ def register(
     overrides(c)
     c.add_argument("--run", metavar="DIR", help="the run folder")
     c.add_argument("--weights", metavar="FILE", help=WEIGHTS_HELP)
-    c.add_argument("--input", required=True, metavar="X", help="inputs: .npy or .csv")
+    c.add_argument(
+        "--input",
+        required=True,
+        metavar="X",
+        help="inputs: .npy, .csv, .npz (an array per input name), an image or a folder of images",
+    )
     c.add_argument(
         "--output",
         required=True,

@@ -723,13 +723,14 @@ def _image_files(folder: Path, where: _Where) -> list[Path]:
     return files
 
 
-def _read_image(path: Path, size: Any, where: _Where) -> np.ndarray:
-    """Pixels as uint8: (H, W) for grey images, (H, W, 3) for colour (alpha is dropped)."""
+def _read_image(path: Path, size: Any, where: _Where, mode: str | None = None) -> np.ndarray:
+    """Pixels as uint8: (H, W) for grey images, (H, W, 3) for colour (alpha is dropped);
+    `mode` ("L" or "RGB") converts every image to it (`dnn predict`, runtime/inputs.py)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as opened:
-            im = opened.convert("L" if opened.mode in _GRAY_MODES else "RGB")
+            im = opened.convert(mode or ("L" if opened.mode in _GRAY_MODES else "RGB"))
         if size is not None:
             im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         return np.asarray(im)

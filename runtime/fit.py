@@ -21,7 +21,7 @@ from dnn.compiler.diagnostics import E_NONFINITE, Diagnostic, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
-from . import checkpoint, health, memory_limit, pipeline, rundir
+from . import checkpoint, health, memory_limit, pipeline, rundir, tensorboard
 from .progress import Display
 from .train import (
     Engine,
@@ -59,11 +59,13 @@ def train(
     checkpoint_every: float = CHECKPOINT_EVERY_S,
     argv: list[str] | None = None,
     health_every: int | None = None,
+    histograms: bool = False,
 ) -> dict[str, Any]:
     """Train a checked spec; write the run folder; return the contents of `result.json`.
 
     `health_every`: per-layer health checks every k steps when the spec's `train.health`
-    does not say (`dnn train --health`).
+    does not say (`dnn train --health`). `histograms`: TensorBoard histograms of every
+    weight once per epoch (`dnn train --histograms`; the scalars are always written).
 
     `stop_after = k` ends the run after epoch k as if it had been interrupted (continue it
     with `resume = True`); `mode` is 'bar', 'lines' or 'quiet' (default: from the terminal);
@@ -86,6 +88,7 @@ def train(
             argv,
             side,
             health_every,
+            histograms,
         )
 
 
@@ -100,6 +103,7 @@ def _train(
     argv: list[str] | None,
     side: ThreadPoolExecutor,
     health_every: int | None = None,
+    histograms: bool = False,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     if program.model is None:
@@ -134,7 +138,12 @@ def _train(
     finished, last_save = True, time.perf_counter()
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
     pictures: Future[Any] | None = None
-    with Display(epochs, engine.steps_per_epoch, shown) as display, _on_interrupt(loop, folder):
+    board = _board(program, folder, loop.start, histograms, resume) if lead else None
+    with (
+        Display(epochs, engine.steps_per_epoch, shown) as display,
+        _on_interrupt(loop, folder),
+        contextlib.closing(board) if board is not None else contextlib.nullcontext(),
+    ):
         if not resume:
             st, records = fresh_start(program, engine, st, display)
             if lead and program.train.pretrain is not None:
@@ -151,6 +160,10 @@ def _train(
                 )
                 health.to_tensorboard(folder, checks)
             record = _record(engine, st, acc, data, epoch, n, t0)
+            if board is not None:
+                board.epoch(record)
+                if board.histograms:  # per layer, as checkpoints hold them (scans unstacked)
+                    board.weights(engine.to_disk(st["params"]), epoch)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
             done = (stop or epoch == epochs) and not interrupted
@@ -169,7 +182,9 @@ def _train(
     loop.close()
     plots: Future[Any] | None = None
     if lead:
-        plots = side.submit(rundir.plot_history, list(loop.history), folder / "plots")
+        plots = side.submit(
+            rundir.plot_history, list(loop.history), folder / "plots", loop.best_epoch
+        )
     if lead and engine.health_every:
         _health_report(program, folder)
     _wait(pictures)
@@ -188,6 +203,18 @@ def _train(
 
 HEALTH = "health.jsonl"
 PRETRAIN = "pretrain.jsonl"
+
+
+def _board(
+    program: Program, folder: Path, start: int, histograms: bool, resume: bool
+) -> tensorboard.Board:
+    """The run's TensorBoard writers (`<run>/tensorboard`); a fresh run's model summary and
+    spec as text."""
+    board = tensorboard.Board(folder, start, histograms)
+    if not resume:
+        board.text("model/summary", str(program.summary()))
+        board.text("model/spec", rundir.spec_text(program))
+    return board
 
 
 def fresh_start(
@@ -269,6 +296,7 @@ def _warm_imports() -> None:
     """Import what the end of a run needs while the main thread waits on XLA."""
     checkpoint.orbax()
     rundir.plotting()
+    tensorboard.available()
 
 
 def _wait(job: Future[Any] | None) -> None:
@@ -502,7 +530,7 @@ def _fail(
     from .nonfinite import locate
 
     loop.close()
-    rundir.plot_history(loop.history, folder / "plots")
+    rundir.plot_history(loop.history, folder / "plots", loop.best_epoch)
     in_epoch = step - (epoch - 1) * engine.steps_per_epoch + 1
     kept = (
         f"the checkpoint of epoch {loop.saved_epoch} is kept"

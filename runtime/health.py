@@ -173,17 +173,17 @@ def to_tensorboard(folder: Path, lines: list[dict[str, Any]]) -> bool:
     """Send checks to TensorBoard (`<run>/tensorboard`, scalars `health/<stat>/<layer>`, one
     folder per ensemble member) when tensorboardX is installed (the `tensorboard` extra);
     False when it is not."""
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError:
+    from . import tensorboard
+
+    if not tensorboard.available():
         return False
     writers: dict[int, Any] = {}
     try:
         for line in lines:
             m = line.get("member", 0)
             if m not in writers:
-                sub = folder / "tensorboard" / (f"member_{m}" if "member" in line else "")
-                writers[m] = SummaryWriter(str(sub))
+                sub = folder / tensorboard.FOLDER / (f"member_{m}" if "member" in line else "")
+                writers[m] = tensorboard.writer(sub)
             for layer, row in line["layers"].items():
                 for col, v in row.items():
                     if v is not None:

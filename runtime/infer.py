@@ -154,15 +154,33 @@ def evaluate(
 ) -> dict[str, Any]:
     """Loss and metrics of a run's final weights (or a weight file's, with no training) on
     one split of the spec's data."""
+    return evaluate_with_report(program, run, split, report=False, weights=weights)[0]
+
+
+def evaluate_with_report(
+    program: Program,
+    run: Path | None,
+    split: str = "test",
+    report: bool = True,
+    weights: Path | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """The split's loss and metrics, and what `dnn eval` shows beside them (runtime/report.py):
+    a `ClassReport` with the confusion matrix's PNG in `<run>/plots/` for a classifier, the
+    residual plots' paths for a regression; None for a model with several outputs. With a
+    weight file instead of a run (`--weights`), the spec's model with its tensors and no
+    training, and no PNGs (there is no run folder to put them in)."""
     if weights is not None:
         if program.data is None:
             raise TrainingError("the spec has no data section to evaluate on", "add one")
-        engine, st, transform, _ = imported(program, weights)
+        engine, st, _, _ = imported(program, weights)
         prepared = engine.prepared
         if prepared.size(split) == 0:
             raise TrainingError(f"the {split} split is empty", "choose another --split")
         t = prepared.splits[split]
-        return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+        metrics = evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+        if not report or engine.blocks:
+            return metrics, None
+        return metrics, _report(engine, st, prepared, t, None, split)
     assert run is not None
     transform = pipeline.load_transform(_run_folder(run))
     prepared = pipeline.prepare(program, transform.stats, transform.targets, transform.schema)
@@ -170,7 +188,38 @@ def evaluate(
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
     t = prepared.splits[split]
-    return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+    metrics = evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+    if not report or engine.blocks:
+        return metrics, None
+    return metrics, _report(engine, st, prepared, t, run / "plots", split)
+
+
+def _report(
+    engine: Engine, st: Any, prepared: pipeline.Prepared, t: Table, plots: Path | None, split: str
+) -> Any:
+    """The report; its PNGs in `plots` (none when None)."""
+    from . import report
+
+    out = _forward_all(engine, st, np.asarray(t.x))
+    if prepared.task == "regression":  # in the data's units, as the metrics are
+        y = prepared.targets.invert(np.asarray(t.y, np.float64))
+        out = prepared.targets.invert(np.asarray(out, np.float64))
+        if plots is None:
+            return []
+        path = plots / f"residuals_{split}.png"
+        return [report.plot_residuals(y, out.reshape(y.shape), path, split)]
+    pred = report.decisions(out, prepared.task)
+    y = np.asarray(t.y)
+    if y.ndim == 2:  # multi-hot rows: one yes/no decision per label
+        names = prepared.class_names or tuple(str(i) for i in range(y.shape[1]))
+        return report.labels_report(y, pred.reshape(y.shape), names)
+    k = 2 if prepared.task == "binary" else int(prepared.classes or out.shape[-1])
+    names = prepared.class_names if len(prepared.class_names) == k else ()
+    found = report.classes_report(y, pred, names or tuple(str(i) for i in range(k)))
+    if plots is None:
+        return found
+    path = report.plot_confusion(found, plots / f"confusion_{split}.png", f"{split} split")
+    return replace(found, plots=[path])
 
 
 def loaded(
@@ -195,25 +244,35 @@ def predict(
     unseen: dict[str, tuple[int, tuple[str, ...]]] | None = None,
 ) -> np.ndarray:
     """Outputs of a run's model (or of the spec's with a weight file's tensors) for the
-    examples in `inputs` (.npy or .csv); written to `output`.
+    examples in `inputs` (.npy, .csv, .npz by input name, an image or a folder of images:
+    runtime/inputs.py); written to `output` (a CSV made from images names each row's file).
 
     A run trained on a typed table reads a CSV of its columns; the cells its vocabularies do
     not know (they take the out-of-vocabulary bucket) are counted per column into `unseen`.
     """
     if weights is not None:
-        engine, st, transform, task = imported(program, weights)
+        engine, st, saved, task = imported(program, weights)
     else:
         assert run is not None
-        engine, st, transform, task = loaded(program, run, str(inputs))
-    if transform.schema is not None:
-        encoded = pipeline.encode_cells(program, transform, inputs)
-        x = encoded.x
+        saved = pipeline.load_transform(_run_folder(run))  # the inputs are read before compiling
+    files: list[str] | None = None
+    if saved.schema is not None:
+        encoded = pipeline.encode_cells(program, saved, inputs)
+        ready, raw = encoded.x, None
         if unseen is not None:
             unseen.update(encoded.unseen)
-    elif program.data is not None:
-        x = transform(program, datasets.read_inputs(inputs, transform.raw_shape))
     else:
-        raw = datasets.read_inputs(inputs, transform.raw_shape)
+        raw, files = read_inputs(program, inputs, saved.raw_shape)
+    if weights is None:
+        assert run is not None
+        engine, st, transform, task = loaded(program, run, str(inputs))
+    else:
+        transform = saved
+    if raw is None:
+        x = ready
+    elif program.data is not None:
+        x = transform(program, raw)
+    else:  # a spec without data (`--weights`): the inputs as they are
         shape = pipeline.model_input_shape(program)
         x = raw.astype(pipeline.input_dtype(program)).reshape((raw.shape[0], *shape))
     out = _forward_all(engine, st, x)
@@ -224,7 +283,37 @@ def predict(
             _untarget(o, b, transform.targets) for o, b in zip(out, engine.blocks, strict=True)
         )
     _write(output, out, engine, transform.class_names, probabilities, transform.multi_hot)
+    if files is not None and output.suffix == ".csv":
+        _name_rows(output, files)
     return out
+
+
+def read_inputs(
+    program: Program, path: Path, raw_shape: tuple[int, ...]
+) -> tuple[np.ndarray, list[str] | None]:
+    """`dnn predict`'s examples, and the image files they came from (None: not images)."""
+    from . import inputs
+
+    data = program.data
+    size = None
+    if data is not None and data.source is not None and data.source.name == "images":
+        given = data.source.arg("size")
+        size = (int(given[0]), int(given[1])) if given is not None else None
+    wanted = inputs.Wanted(tuple(pipeline.input_sizes(program)), tuple(raw_shape), size)
+    return inputs.read(path, wanted)
+
+
+def _name_rows(path: Path, files: list[str]) -> None:
+    """Put each row's image file first in a CSV of predictions."""
+    lines = path.read_text().splitlines()
+    rows = [f"file,{lines[0]}"] + [
+        f"{_csv_cell(f)},{line}" for f, line in zip(files, lines[1:], strict=True)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def _untarget(out: np.ndarray, block: datasets.Block, targets: preprocess.Targets) -> np.ndarray:

@@ -8,12 +8,14 @@ result.json     final train/val/test metrics, epochs run, wall time, throughput
 preprocess.*    the normalizer's train-split statistics (NumPy .npz, no pickle) + JSON
 checkpoints/    Orbax: last/ (to resume) and best/ (early stopping's best epoch)
 plots/          loss and metric curves, train vs val (PNG)
+tensorboard/    TensorBoard event files: the epoch scalars, the model summary (runtime/tensorboard.py)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -46,6 +48,9 @@ RUN_ENTRIES = (
     "preprocess.json",
     "checkpoints",
     "plots",
+    "tensorboard",
+    "health.jsonl",
+    "pretrain.jsonl",
 )
 # Keys of env.yaml that mark a dnn run (a conda env.yaml, say, has none of them).
 ENV_MARKS = ("spec", "seed", "command", "started")
@@ -184,8 +189,11 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ plots
 
 
-def plot_history(history: list[dict[str, Any]], folder: Path) -> list[Path]:
-    """One PNG per quantity (loss, each metric): train and validation curves over epochs.
+def plot_history(history: list[dict[str, Any]], folder: Path, best_epoch: int = 0) -> list[Path]:
+    """One PNG per quantity (loss, each metric): train and validation curves over epochs,
+    the best epoch (`best_epoch`, the monitored one; 0: none) marked; a quantity to minimize
+    that spans more than two decades on a log axis; and the learning rate per epoch (`lr.png`)
+    when a schedule or plateau reduction changed it.
 
     Matplotlib's object API, not pyplot: no global figure state, so `dnn train` can draw on a
     side thread while the final evaluation runs.
@@ -205,19 +213,64 @@ def plot_history(history: list[dict[str, Any]], folder: Path) -> list[Path]:
         fig = Figure(figsize=(6, 4), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.plot(epochs, [r.get(name) for r in history], marker="o", ms=3, label="train")
+        curves = {"train": [r.get(name) for r in history]}
         if f"val_{name}" in history[0]:
-            ax.plot(epochs, [r.get(f"val_{name}") for r in history], marker="o", ms=3, label="val")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
+            curves["val"] = [r.get(f"val_{name}") for r in history]
+        for label, values in curves.items():
+            ax.plot(epochs, values, marker="o", ms=3, label=label)
+        if best_epoch in epochs:
+            at = epochs.index(best_epoch)
+            shown = curves.get("val", curves["train"])
+            ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best epoch {best_epoch}")
+            if shown[at] is not None:
+                ax.plot([best_epoch], [shown[at]], "*", color="C3", ms=12)
+        if log_scale(name, [v for vs in curves.values() for v in vs]):
+            ax.set_yscale("log")
+        _finish(ax, name, f"{name} (log scale)" if ax.get_yscale() == "log" else name)
         fig.tight_layout()
         path = folder / f"{name}.png"
         fig.savefig(path)
         written.append(path)
+    rates = [r.get("lr") for r in history]
+    if _varies(rates):  # a constant rate is a flat line not worth a picture
+        fig = Figure(figsize=(6, 4), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot(epochs, rates, marker="o", ms=3, color="C2", label="lr (last step of the epoch)")
+        if log_scale("lr", rates):
+            ax.set_yscale("log")
+        _finish(ax, "learning rate", "learning rate")
+        fig.tight_layout()
+        fig.savefig(folder / "lr.png")
+        written.append(folder / "lr.png")
     return written
+
+
+def _varies(values: list[Any]) -> bool:
+    finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return len(finite) > 1 and max(finite) > min(finite)
+
+
+LOG_SPAN = 100.0  # a curve to minimize spanning more than two decades is drawn on a log axis
+
+
+def log_scale(name: str, values: list[Any]) -> bool:
+    """Whether a curve reads better on a log axis: a quantity to minimize (a loss, an error,
+    the rate), all positive, whose largest value is over 100 times its smallest."""
+    from dnn.compiler.registry.metrics import monitor_mode
+
+    if name != "lr" and monitor_mode(name) != "min":
+        return False
+    finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return bool(finite) and min(finite) > 0 and max(finite) > LOG_SPAN * min(finite)
+
+
+def _finish(ax: Any, ylabel: str, title: str) -> None:
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def plotting() -> tuple[Any, Any]:

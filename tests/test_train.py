@@ -85,7 +85,9 @@ def test_run_folder_holds_everything(tmp_path: Path) -> None:
     result = train(dnn.load(str(spec(tmp_path, epochs=3))), run, mode="quiet")
     for name in ("spec.dnn", "hparams.yaml", "env.yaml", "metrics.jsonl", "result.json"):
         assert (run / name).is_file(), name
-    assert sorted(p.name for p in (run / "plots").iterdir()) == ["accuracy.png", "loss.png"]
+    plots = sorted(p.name for p in (run / "plots").iterdir())
+    assert plots == ["accuracy.png", "loss.png", "lr.png"]
+    assert (run / "tensorboard" / "train").is_dir() and (run / "tensorboard" / "val").is_dir()
     assert (run / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
