@@ -104,8 +104,7 @@ CODES: Mapping[str, str] = {
     "say); the editor stops there, `dnn check` checks the whole spec",
     E_UNFREEZE_WHEN: "`train.unfreeze` at a time training never reaches (at or after its last "
     "epoch or step, or at 0), or written without a unit (`5 epochs`, `300 steps`)",
-    E_UNFREEZE_WHAT: "`train.unfreeze` with nothing to release: no `freeze`, or a `freeze` "
-    "that holds no layer with weights",
+    E_UNFREEZE_WHAT: "`train.unfreeze` with nothing to release: no `freeze` in the train section",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

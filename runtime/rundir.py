@@ -31,7 +31,7 @@ from dnn.compiler.parse import parse
 from dnn.compiler.values import Rec, Ref, show
 
 # Epoch-record keys that are bookkeeping, not curves to plot.
-NOT_CURVES = ("epoch", "lr", "time", "samples_per_s")
+NOT_CURVES = ("epoch", "lr", "time", "samples_per_s", "phase")
 
 # Everything `dnn train` writes at the top of a run folder (`.tmp`: a write cut short).
 RUN_ENTRIES = (
@@ -201,6 +201,8 @@ def plot_history(history: list[dict[str, Any]], folder: Path) -> list[Path]:
     ]
     written = []
     epochs = [r["epoch"] for r in history]
+    # `unfreeze`: a line between the last epoch of phase 1 and the first of phase 2
+    thawed = [r["epoch"] for r in history if r.get("phase") == 2]
     for name in names:
         fig = Figure(figsize=(6, 4), dpi=100)
         FigureCanvasAgg(fig)
@@ -208,6 +210,8 @@ def plot_history(history: list[dict[str, Any]], folder: Path) -> list[Path]:
         ax.plot(epochs, [r.get(name) for r in history], marker="o", ms=3, label="train")
         if f"val_{name}" in history[0]:
             ax.plot(epochs, [r.get(f"val_{name}") for r in history], marker="o", ms=3, label="val")
+        if thawed and thawed[0] > epochs[0]:
+            ax.axvline(thawed[0] - 0.5, color="0.5", ls="--", lw=1, label="unfreeze")
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.set_title(name)

@@ -388,6 +388,8 @@ def test_resumed_across_the_boundary_equals_the_uninterrupted_run(runs: dict) ->
 def test_the_metrics_name_the_phase_and_its_rate(runs: dict) -> None:
     history = _history(runs["folder"] / "straight")
     assert [r["phase"] for r in history] == [1, 2, 2]
+    plots = sorted(p.name for p in (runs["folder"] / "straight" / "plots").iterdir())
+    assert plots == ["accuracy.png", "loss.png"]  # the phase is a line on them, not a curve
     assert [r["lr"] for r in history] == pytest.approx([3e-3, 1.5e-3, 1.5e-3], rel=1e-6)
 
 
