@@ -229,7 +229,7 @@ class Engine:
         if self.thaw_at is None:
             return None
         last = int(np.asarray(jax.device_get(st["step"])).reshape(-1)[0]) - 1
-        return 2 if last >= 0 and last // self.program.train.accumulate >= self.thaw_at else 1
+        return 2 if last >= 0 and self.thawed(last) else 1
 
     def _forward(
         self,

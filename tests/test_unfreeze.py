@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -24,6 +25,7 @@ from conftest import assert_error
 from dnn.compiler.diagnostics import SpecError, render
 from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_scan import plan_for, stack
+from dnn.compiler.lower_unfreeze import unfreeze_at
 from dnn.runtime import pipeline
 from dnn.runtime.fit import train
 from dnn.runtime.train import Engine
@@ -242,6 +244,19 @@ def test_phase_1_updates_as_freeze_alone() -> None:
     ):
         for k, value in _flat(a).items():
             np.testing.assert_allclose(_flat(b)[k], value, rtol=1e-6, atol=0, err_msg=k)
+
+
+def test_with_accumulation_the_phase_counts_updates_as_the_model_does() -> None:
+    """`accumulate = 2`, 4 micro-batches an epoch: 2 updates an epoch, so `after: 1 epochs`
+    releases the encoder at the third update (micro-batches 4 and 5, applied at the sixth),
+    the step from which `Engine.thawed` puts its batchnorms in training mode."""
+    src = two_layers('  accumulate = 2\n  freeze = ["enc"]\n  unfreeze = { after: 1 epochs }')
+    program = dnn.loads(src, "s")
+    got = _updates(program.build_optimizer(steps_per_epoch=2), _grads(8))
+    assert [bool(np.any(_flat(u)["enc/kernel"])) for u in got] == [False] * 5 + [True, False, True]
+    assert [bool(np.any(_flat(u)["head/kernel"])) for u in got] == [False, True] * 4
+    engine = SimpleNamespace(program=program, thaw_at=unfreeze_at(program, 2))
+    assert list(Engine.thawed(engine, jnp.arange(8))) == [False] * 4 + [True] * 4  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ frozen batchnorms
