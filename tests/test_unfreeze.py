@@ -27,7 +27,7 @@ from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_scan import plan_for, stack
 from dnn.compiler.lower_unfreeze import unfreeze_at
 from dnn.runtime import pipeline
-from dnn.runtime.fit import train
+from dnn.runtime.fit import Loop, train
 from dnn.runtime.train import Engine
 
 import dnn
@@ -417,3 +417,23 @@ def test_held_layers_and_their_batchnorms_wait_for_phase_2(runs: dict) -> None:
         np.testing.assert_array_equal(first[k], init[k], err_msg=k)
         assert not np.array_equal(last[k], init[k]), k  # phase 2 trains them
     assert not np.array_equal(first["/params/head/kernel"], init["/params/head/kernel"])
+
+
+def test_phase_1_never_stops_a_run_and_phase_2_counts_its_own_patience(tmp_path: Path) -> None:
+    """Early stopping with patience 1: worse epochs in phase 1 do not stop the run; in phase
+    2 the count starts afresh, against the best value so far (which carries over)."""
+    program = dnn.loads(SPEC.replace("patience: 2", "patience: 1"), "tiny.dnn")
+    metrics = SimpleNamespace(lookup=lambda word: word)
+    engine = SimpleNamespace(plateau=None, copy=lambda tree: tree, metrics=metrics)
+
+    def stops(accuracies: list[float]) -> list[bool]:
+        loop = Loop(program, engine, tmp_path, has_val=True)  # type: ignore[arg-type]
+        st = {"params": {}, "model_state": {}}
+        phases = [1, 1, 1, 2]
+        return [
+            loop.end_epoch(st, epoch, {"phase": phase, "val_accuracy": value})[1]
+            for epoch, (phase, value) in enumerate(zip(phases, accuracies, strict=True), 1)
+        ]
+
+    assert stops([0.5, 0.4, 0.3, 0.6]) == [False, False, False, False]
+    assert stops([0.5, 0.4, 0.3, 0.45]) == [False, False, False, True]  # below phase 1's best
