@@ -54,6 +54,7 @@ class Checker(Graphs, Sections, Evaluate):
             train = rules.apply(model, data, train, "train" in sections, self.diags)
             self._check_freeze(model, train)
             self._check_init_map(model, train)
+            self._check_unfreeze(train)
             if "train" in sections or "data" in sections:
                 self._check_trains(model, train)
             self._check_monitors(train, len(model.outputs))

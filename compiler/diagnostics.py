@@ -45,6 +45,8 @@ E_NONFINITE = "E0605"
 E_PRETRAIN = "E0606"
 E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
+E_UNFREEZE_WHEN = "E0611"
+E_UNFREEZE_WHAT = "E0612"
 E_FILE = "E0701"
 E_DATA = "E0702"
 E_WEIGHTS = "E0703"
@@ -104,6 +106,9 @@ CODES: Mapping[str, str] = {
     "cannot convert (named at its line), or a converted model whose outputs differ from dnn's",
     E_TOO_SLOW: "`dnn lsp`: a spec whose check ran past the editor's time limit (a huge `repeat`, "
     "say); the editor stops there, `dnn check` checks the whole spec",
+    E_UNFREEZE_WHEN: "`train.unfreeze` at a time training never reaches (at or after its last "
+    "epoch or step, or at 0), or written without a unit (`5 epochs`, `300 steps`)",
+    E_UNFREEZE_WHAT: "`train.unfreeze` with nothing to release: no `freeze` in the train section",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     E_WEIGHTS: "a weight file (`init_from`, `--weights`) that cannot be used: missing, pickled "

@@ -439,16 +439,26 @@ def _axis(axis: int) -> int:
 
 
 @implements("layer", "batchnorm")
-def batchnorm(n: Node, xs: list[Array], train: bool) -> Array:
-    return nn.BatchNorm(
-        use_running_average=not train,
+def batchnorm(n: Node, xs: list[Array], train: bool | Array) -> Array:
+    norm = nn.BatchNorm(
         momentum=n.arg("momentum"),
         epsilon=n.arg("eps"),
         axis=_axis(n.arg("axis")),
         use_bias=n.arg("center"),
         use_scale=n.arg("scale"),
         name=n.name,
-    )(xs[0])
+    )
+    if isinstance(train, bool):
+        return norm(xs[0], use_running_average=not train)
+    # a traced mode: a layer `unfreeze` releases runs in inference mode until its phase
+    # turns, in one compiled step (`nn.cond` carries the running averages' update)
+    return nn.cond(
+        train,
+        lambda m, x: m(x, use_running_average=False),
+        lambda m, x: m(x, use_running_average=True),
+        norm,
+        xs[0],
+    )
 
 
 @implements("layer", "layernorm")
@@ -680,6 +690,14 @@ def lowering(node: Node) -> Callable[[Node, list[Array], bool], Array]:
     return implementation(node.kind, node.op)
 
 
+def _mode(train: bool, still: bool, thawed: Array | None) -> bool | Array:
+    """A node's training mode: `train`, but inference for a frozen batchnorm (`still`) —
+    until `thawed` (traced: `unfreeze`'s phase 2) turns true, where one is given."""
+    if not still or not train:
+        return train
+    return False if thawed is None else thawed
+
+
 def inference_mode(op: str, name: str, freeze: tuple[str, ...]) -> bool:
     """A frozen layer with running statistics (an entry with `state`: batchnorm) runs in
     inference mode in training too, as Keras's `trainable = False`: its running averages
@@ -698,12 +716,11 @@ class _Repeat(nn.Module):
     still: tuple[str, ...] = ()  # body nodes in inference mode (frozen batchnorms)
 
     @nn.compact
-    def __call__(self, carry: Array, _: Any) -> tuple[Array, Any]:
+    def __call__(self, carry: Array, thawed: Array | None) -> tuple[Array, Any]:
         values: dict[str, Array] = {CARRY: carry}
         for node in self.body:
-            values[node.name] = lowering(node)(
-                node, [values[i] for i in node.inputs], self.train and node.name not in self.still
-            )
+            mode = _mode(self.train, node.name in self.still, thawed)
+            values[node.name] = lowering(node)(node, [values[i] for i in node.inputs], mode)
         seen = {k: v for k, v in values.items() if k != CARRY} if self.every_value else None
         return values[self.output], seen
 
@@ -721,6 +738,7 @@ def _scan_group(
         body,
         variable_axes={True: 0},
         split_rngs={"params": True, "dropout": True},
+        in_axes=nn.broadcast,  # the phase flag of `unfreeze` (or None), the same every instance
         length=g.length,
     )
     return scanned(g.body, g.output, train, every_value, still, name=g.key)
@@ -735,16 +753,25 @@ class Model(nn.Module):
     freeze: tuple[str, ...] = ()  # `train.freeze`: frozen batchnorms run in inference mode
 
     @nn.compact
-    def __call__(self, inputs: Any, train: bool = False, every_value: bool = False) -> Any:
-        """The outputs; with `every_value`, a dict of every node's value (for checks)."""
+    def __call__(
+        self,
+        inputs: Any,
+        train: bool = False,
+        every_value: bool = False,
+        thawed: Array | None = None,
+    ) -> Any:
+        """The outputs; with `every_value`, a dict of every node's value (for checks).
+
+        `thawed`: a traced boolean, true in `unfreeze`'s phase 2, where frozen batchnorms
+        train (in training mode only; None: they stay in inference mode)."""
         token, tables = _DEFAULT_INIT.set(self.default_init), _TABLES.set({})
         try:
-            return self._run(inputs, train, every_value)
+            return self._run(inputs, train, every_value, thawed)
         finally:
             _DEFAULT_INIT.reset(token)
             _TABLES.reset(tables)
 
-    def _run(self, inputs: Any, train: bool, every_value: bool) -> Any:
+    def _run(self, inputs: Any, train: bool, every_value: bool, thawed: Array | None) -> Any:
         if not isinstance(inputs, dict):
             inputs = {self.graph.inputs[0]: inputs}
         groups = {g.names(g.body[0].name)[0]: g for g in self.scan.groups} if self.scan else {}
@@ -754,21 +781,23 @@ class Model(nn.Module):
             if node.op == "input":
                 values[node.name] = inputs[node.name]
             elif node.name in groups:
-                self._run_group(groups[node.name], values, train, every_value)
+                self._run_group(groups[node.name], values, train, every_value, thawed)
             elif node.name not in inside:
                 still = inference_mode(node.op, node.name, self.freeze)
                 values[node.name] = lowering(node)(
-                    node, [values[i] for i in node.inputs], train and not still
+                    node, [values[i] for i in node.inputs], _mode(train, still, thawed)
                 )
         if every_value:
             return values
         outs = [values[o] for o in self.graph.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def _run_group(self, g: Group, values: dict[str, Array], train: bool, every: bool) -> None:
+    def _run_group(
+        self, g: Group, values: dict[str, Array], train: bool, every: bool, thawed: Array | None
+    ) -> None:
         assert self.scan is not None
         run = _scan_group(g, self.scan.remat, train, every, self.freeze)
-        out, seen = run(values[g.source], None)
+        out, seen = run(values[g.source], thawed)
         values[g.last_output] = out
         for local, stacked in (seen or {}).items():
             values.update(zip(g.names(local), stacked, strict=True))

@@ -542,13 +542,39 @@ def lower_train(program: Any, steps_per_epoch: int | None = None) -> optax.Gradi
     except DiagnosticError as e:
         raise SpecError([e.diagnostic], program.sources) from None
     scan = plan_for(program)  # the layout of the weights: stacked where repeats are scanned
-    tx = lower_optimizer(train.optimizer, sched, train.clip, train.decay_all, scan)
-    if train.lr_scale:
-        tx = optax.chain(tx, scale_layers(train.lr_scale, scan))
-    tx = freeze(tx, train.freeze, scan)
+    if train.unfreeze is not None:
+        tx = _two_phases(program, sched, steps_per_epoch, scan)
+    else:
+        tx = lower_optimizer(train.optimizer, sched, train.clip, train.decay_all, scan)
+        if train.lr_scale:
+            tx = optax.chain(tx, scale_layers(train.lr_scale, scan))
+        tx = freeze(tx, train.freeze, scan)
     if train.accumulate > 1:  # one update from the mean gradient of k micro-batches
         return optax.MultiSteps(tx, every_k_schedule=train.accumulate).gradient_transformation()
     return tx
+
+
+def _two_phases(
+    program: Any, sched: Schedule, spe: int | None, scan: ScanPlan | None
+) -> optax.GradientTransformation:
+    """`freeze` until `unfreeze.after`, then every layer at `lr_factor` times the rate
+    (compiler/lower_unfreeze.py): one transformation, the phase read from its count."""
+    from .lower_unfreeze import shifted, thaw, unfreeze_at
+
+    train = program.train
+    at = unfreeze_at(program, spe)
+    assert at is not None
+
+    def build(shift: int) -> optax.GradientTransformation:
+        tx = lower_optimizer(train.optimizer, shifted(sched, shift), None, train.decay_all, scan)
+        return optax.chain(tx, scale_layers(train.lr_scale, scan)) if train.lr_scale else tx
+
+    def held(params: Any) -> Any:
+        labels = frozen_labels(params, train.freeze, scan)
+        return jax.tree.map(lambda label: label == "frozen", labels)
+
+    clip = lower_clip(train.clip, scan) if train.clip is not None else None
+    return thaw(build, clip, held, at, float(train.unfreeze.get("lr_factor")))
 
 
 # ------------------------------------------------------------------ reduce on plateau

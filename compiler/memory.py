@@ -158,7 +158,8 @@ def estimate(
     split = n if str(_get(train, "shard", "data")) == "fsdp" else 1
     bf16 = str(_get(train, "precision", "f32")) == "bf16"
     slots = optimizer_slots(train)
-    frozen = tuple(_get(train, "freeze", ()))
+    # layers `unfreeze` releases later keep optimizer state from the start (lower_unfreeze.py)
+    frozen = () if _get(train, "unfreeze", None) else tuple(_get(train, "freeze", ()))
     layers = tuple(
         _layer(node, _kept(model, node), slots, frozen, per_device, members, split, bf16)
         for node in model.nodes

@@ -400,6 +400,8 @@ class Loop:
                 self.best_dirty = True
             if self.stopper is not None:
                 stop = self.stopper.update(epoch, value)
+                if record.get("phase") == 1:  # phase 1 never stops a run; phase 2's patience
+                    self.stopper.bad_epochs, stop = 0, False  # counts from its own start
         if self.plateau is not None and self._plateau_watches(epoch):
             watched = record[record_key(self.engine, plateau_monitor(self.program))]
             self.plateau = plateau_next(self.program, self.plateau, float(watched))
@@ -487,6 +489,10 @@ def _record(
         val.pop("members", None)
         record.update({f"val_{k}": v for k, v in val.items()})
     record["lr"] = learning_rate(st)
+    phase = engine.phase(st)
+    if phase is not None:  # `unfreeze`: which layers trained, and phase 2's rate factor
+        record["phase"] = phase
+        record["lr"] *= float(engine.program.train.unfreeze.get("lr_factor")) if phase == 2 else 1
     dt = time.perf_counter() - t0
     record["time"] = dt
     record["samples_per_s"] = n * engine.members / dt
@@ -494,11 +500,12 @@ def _record(
 
 
 def learning_rate(st: Any) -> float:
-    """The rate of the last update: the injected `learning_rate` times a plateau factor."""
+    """The rate of the last update: the injected `learning_rate` times a plateau factor (the
+    first one: under `unfreeze`, the held layers' own comes later and waits for phase 2)."""
     rate, scale = math.nan, 1.0
     for path, leaf in jax.tree_util.tree_flatten_with_path(st["opt"])[0]:
         key = str(getattr(path[-1], "key", "")) if path else ""
-        if key == "learning_rate":
+        if key == "learning_rate" and math.isnan(rate):
             rate = float(np.asarray(leaf).reshape(-1)[0])
         elif key == "step_size":
             scale = float(np.asarray(leaf).reshape(-1)[0])

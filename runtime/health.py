@@ -86,7 +86,8 @@ def stats(
     """The statistics of one step: a (nodes, len(COLUMNS)) float32 array, NaN where a column
     does not apply. Traced inside the training step (one member's trees)."""
     program = engine.program
-    values = engine.every_value(st["params"], st["model_state"], x, key)
+    thawed = engine.thawed(st["step"])
+    values = engine.every_value(st["params"], st["model_state"], x, key, thawed=thawed)
     per_node = [_per_node(engine, t) for t in (grads, updates, st["params"])]
     rows = []
     nan = jnp.full((), jnp.nan, jnp.float32)

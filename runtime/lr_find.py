@@ -207,8 +207,15 @@ def _range_engine() -> Any:
 
 def overrides(sets: list[str]) -> list[str]:
     """The overrides a range test trains under: a constant schedule and a rate of 1 (the test
-    scales the updates itself) and one ensemble member."""
-    return [*sets, "train.schedule=constant", "train.optimizer.lr=1", "train.ensemble=1"]
+    scales the updates itself), one ensemble member, and `unfreeze`'s first phase throughout
+    (the rate it finds is the one `lr` sets; phase 2 runs at `lr_factor` times it)."""
+    return [
+        *sets,
+        "train.schedule=constant",
+        "train.optimizer.lr=1",
+        "train.ensemble=1",
+        "train.unfreeze=none",
+    ]
 
 
 # ------------------------------------------------------------------ the picture

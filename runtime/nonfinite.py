@@ -121,10 +121,11 @@ def _checker(program: Program, engine: Engine) -> Any:
     def one(st: Any, member: Any, xb: Any, yb: Any) -> dict[str, Any]:
         key = jax.random.fold_in(jax.random.fold_in(engine._keys(member), 3), st["step"])
         _, k_drop = jax.random.split(key)
-        values = engine.every_value(st["params"], st["model_state"], xb, k_drop)
+        thawed = engine.thawed(st["step"])
+        values = engine.every_value(st["params"], st["model_state"], xb, k_drop, thawed=thawed)
 
         def objective(params: Any) -> Any:
-            out, _ = engine._forward(params, st["model_state"], xb, True, k_drop)
+            out, _ = engine._forward(params, st["model_state"], xb, True, k_drop, thawed)
             return engine.loss(out, yb) + engine.penalty(params)
 
         loss, grads = jax.value_and_grad(objective)(st["params"])

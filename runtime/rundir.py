@@ -33,7 +33,7 @@ from dnn.compiler.parse import parse
 from dnn.compiler.values import Rec, Ref, show
 
 # Epoch-record keys that are bookkeeping, not curves to plot.
-NOT_CURVES = ("epoch", "lr", "time", "samples_per_s")
+NOT_CURVES = ("epoch", "lr", "time", "samples_per_s", "phase")
 
 # Everything `dnn train` writes at the top of a run folder (`.tmp`: a write cut short).
 RUN_ENTRIES = (
@@ -209,6 +209,8 @@ def plot_history(history: list[dict[str, Any]], folder: Path, best_epoch: int = 
     ]
     written = []
     epochs = [r["epoch"] for r in history]
+    # `unfreeze`: a line between the last epoch of phase 1 and the first of phase 2
+    thawed = [r["epoch"] for r in history if r.get("phase") == 2]
     for name in names:
         fig = Figure(figsize=(6, 4), dpi=100)
         FigureCanvasAgg(fig)
@@ -224,6 +226,8 @@ def plot_history(history: list[dict[str, Any]], folder: Path, best_epoch: int = 
             ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best epoch {best_epoch}")
             if shown[at] is not None:
                 ax.plot([best_epoch], [shown[at]], "*", color="C3", ms=12)
+        if thawed and thawed[0] > epochs[0]:
+            ax.axvline(thawed[0] - 0.5, color="0.5", ls=":", lw=1, label="unfreeze")
         if log_scale(name, [v for vs in curves.values() for v in vs]):
             ax.set_yscale("log")
         _finish(ax, name, f"{name} (log scale)" if ax.get_yscale() == "log" else name)

@@ -32,6 +32,7 @@ from dnn.compiler.lower_flax import lower_model
 from dnn.compiler.lower_loss import lower_constraints, lower_loss, lower_penalties
 from dnn.compiler.lower_optax import Plateau, plateau_start, plateau_step
 from dnn.compiler.lower_scan import plan_for, relayout, stack
+from dnn.compiler.lower_unfreeze import unfreeze_at
 from dnn.compiler.registry.metrics import monitor_mode
 from dnn.compiler.rules import heads
 
@@ -101,6 +102,8 @@ class Engine:
         self.loss = self._several_losses() if self.blocks else lower_loss(train.loss)
         self.penalty = lower_penalties(p.model, train.regularizer, scan)
         self.project = lower_constraints(p.model, scan, tuple(train.freeze))
+        # `unfreeze`: phase 2 projects the released layers' constraints too
+        self.project_all = lower_constraints(p.model, scan) if train.unfreeze else None
         multi_hot = self.prepared.splits["train"].y.ndim == 2 and self.classes is not None
         self.metrics = (
             metrics.build_outputs(train.metrics, self.blocks, self._units())
@@ -119,7 +122,9 @@ class Engine:
         # per-layer statistics every k-th step (runtime/health.py); 0: off, nothing traced
         self.health_every = health.every(p, max(self.steps_per_epoch, 1), self.health)
         self.health_slots = -(-self.steps_per_epoch // max(self.health_every, 1)) + 1
-        base = p.build_optimizer(max(1, self.steps_per_epoch // train.accumulate))
+        updates_per_epoch = max(1, self.steps_per_epoch // train.accumulate)
+        base = p.build_optimizer(updates_per_epoch)
+        self.thaw_at = unfreeze_at(p, updates_per_epoch)
         self.plateau = train.schedule if train.schedule.name == "reduce_on_plateau" else None
         # reduce_on_plateau multiplies the rate by a factor the loop sets once per epoch
         self.tx = (
@@ -211,33 +216,72 @@ class Engine:
             "step": jnp.zeros((), jnp.int32),
         }
 
-    def _forward(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
-        out, state = self._forward_raw(params, state, x, train, key)
+    def thawed(self, step: Array) -> Array | None:
+        """Whether the step `step` is in `unfreeze`'s phase 2 (a traced boolean; None without
+        `unfreeze`): its optimizer update is the `thaw_at`-th or later, as the optimizer
+        counts (compiler/lower_unfreeze.py)."""
+        if self.thaw_at is None:
+            return None
+        return step // self.program.train.accumulate >= self.thaw_at
+
+    def phase(self, st: Any) -> int | None:
+        """The phase (1 or 2) of the last step taken in `st`; None without `unfreeze`."""
+        if self.thaw_at is None:
+            return None
+        last = int(np.asarray(jax.device_get(st["step"])).reshape(-1)[0]) - 1
+        return 2 if last >= 0 and self.thawed(last) else 1
+
+    def _forward(
+        self,
+        params: Any,
+        state: Any,
+        x: Array,
+        train: bool,
+        key: Array,
+        thawed: Array | None = None,
+    ) -> Any:
+        out, state = self._forward_raw(params, state, x, train, key, thawed)
         return jax.tree.map(lambda o: o.astype(jnp.float32), out), state
 
-    def _forward_raw(self, params: Any, state: Any, x: Array, train: bool, key: Array) -> Any:
+    def _forward_raw(
+        self,
+        params: Any,
+        state: Any,
+        x: Array,
+        train: bool,
+        key: Array,
+        thawed: Array | None = None,
+    ) -> Any:
         if str(self.program.train.precision) == "bf16":  # the casts' gradients are f32 again
             params, x = jax.tree.map(_to_bf16, params), _to_bf16(x)  # token ids stay ids
         xs = pipeline.model_inputs(self.program, x)
         variables = {"params": params, **state}
         if not train:
             return self.model.apply(variables, xs), state
+        kwargs: dict[str, Any] = {"train": True, "rngs": {"dropout": key}, "thawed": thawed}
         if state:
-            return self.model.apply(
-                variables, xs, train=True, rngs={"dropout": key}, mutable=list(state)
-            )
-        return self.model.apply(variables, xs, train=True, rngs={"dropout": key}), state
+            return self.model.apply(variables, xs, mutable=list(state), **kwargs)
+        return self.model.apply(variables, xs, **kwargs), state
 
     def every_value(
-        self, params: Any, state: Any, x: Array, key: Array, model: Any = None
+        self,
+        params: Any,
+        state: Any,
+        x: Array,
+        key: Array,
+        model: Any = None,
+        thawed: Array | None = None,
     ) -> dict[str, Array]:
         """Every node's output for the batch `x` in training mode (dropout from `key`; the
         batch statistics it would update are dropped): what health checks, init-check and
-        the NaN locator read. `model`: another lowering of the graph (the unrolled one)."""
+        the NaN locator read. `model`: another lowering of the graph (the unrolled one);
+        `thawed`: `unfreeze`'s phase flag of the step (`Engine.thawed`)."""
         model = model or self.model
         xs = pipeline.model_inputs(self.program, x)
         variables = {"params": params, **state}
         kwargs: dict[str, Any] = {"train": True, "every_value": True, "rngs": {"dropout": key}}
+        if thawed is not None:
+            kwargs["thawed"] = thawed
         if state:
             return model.apply(variables, xs, mutable=list(state), **kwargs)[0]  # type: ignore[no-any-return]
         return model.apply(variables, xs, **kwargs)  # type: ignore[no-any-return]
@@ -249,9 +293,10 @@ class Engine:
         k_aug, k_drop = jax.random.split(key)
         x = self.augment(k_aug, x)
         acc_in = acc
+        thawed = self.thawed(st["step"])
 
         def objective(params: Any) -> tuple[Array, Any]:
-            out, new_state = self._forward(params, st["model_state"], x, True, k_drop)
+            out, new_state = self._forward(params, st["model_state"], x, True, k_drop, thawed)
             data_loss = self.loss(out, y)
             pen = self.penalty(params)
             return data_loss + pen, (new_state, out, data_loss, pen)
@@ -260,7 +305,11 @@ class Engine:
             objective, has_aux=True
         )(st["params"])
         updates, opt = self.tx.update(grads, st["opt"], st["params"])
-        params = self.project(optax.apply_updates(st["params"], updates))
+        params = optax.apply_updates(st["params"], updates)
+        if self.project_all is None:
+            params = self.project(params)
+        else:  # `unfreeze`: the released layers' constraints from phase 2 on
+            params = jax.lax.cond(thawed, self.project_all, self.project, params)
         ok = jnp.isfinite(total)  # marked only: a run with a bad step stops unsaved at epoch end
         n = y.shape[0]
         mask = jnp.ones((n,), bool)

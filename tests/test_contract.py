@@ -264,6 +264,31 @@ def test_a_checked_word_trains_evaluates_and_predicts(
     assert done.problems() == [], done
 
 
+# Train-section fields that change the compiled step, each with a minimal use: the section
+# entry's fields are no registry words, so they are listed here.
+TRAIN_FIELDS = {
+    "unfreeze": Case(  # phase 2 in the second of the two epochs, a frozen batchnorm released
+        "  dense(8)\n  batchnorm",
+        "f32[6]",
+        train_extra='  freeze = ["dense", "batchnorm"]\n  unfreeze = { after: 1 epochs, lr_factor: 0.5 }',
+    ),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TRAIN_FIELDS))
+def test_a_checked_train_field_trains_evaluates_and_predicts(
+    field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    case = TRAIN_FIELDS[field]
+    write_data(case, tmp_path)
+    (tmp_path / "spec.dnn").write_text(case.text())
+    program = dnn.load(str(tmp_path / "spec.dnn"))
+    assert field in program.train.written
+    done = exercise(program)
+    assert done.problems() == [], done
+
+
 @pytest.mark.parametrize("name", sorted(BUILTIN_DATA))
 def test_every_builtin_set_feeds_the_model_check_accepts(name: str) -> None:
     """Each set's description (shape, classes, dtype) is what check reads: a model built from

@@ -11,6 +11,8 @@ from ..diagnostics import (
     E_DUPLICATE,
     E_MODEL,
     E_SECTION,
+    E_UNFREEZE_WHAT,
+    E_UNFREEZE_WHEN,
     E_UNKNOWN_FIELD,
     E_UNKNOWN_NAME,
     E_UNKNOWN_SECTION,
@@ -24,7 +26,7 @@ from ..registry import REGISTRIES
 from ..registry.core import Problem, did_you_mean
 from ..registry.sections import SECTIONS
 from ..registry.types import RefT, UnknownWord, convert_at
-from ..values import RecordVal
+from ..values import Quantity, RecordVal
 from .state import (
     _UNDEFINED,
     Base,
@@ -302,6 +304,47 @@ class Sections(Base):
                     )
                 )
 
+    def _check_unfreeze(self, train: Config) -> None:
+        """`unfreeze` needs layers held by `freeze`, and a time inside training (a time in
+        steps is checked by `dnn train`, which knows the steps per epoch)."""
+        rec = train.unfreeze
+        if rec is None:
+            return
+        span = train.span_of("unfreeze")
+        if not train.freeze:
+            self.diags.add(
+                Diagnostic(
+                    E_UNFREEZE_WHAT,
+                    "`unfreeze` has nothing to release: `freeze` holds no layer",
+                    span,
+                    'name the layers to hold during the first phase: `freeze = ["conv*"]`, '
+                    "or remove `unfreeze`",
+                )
+            )
+        after: Quantity = rec.get("after")
+        at = dict(train.spans).get("unfreeze.after", span)
+        if after.value == 0:
+            self.diags.add(
+                Diagnostic(
+                    E_UNFREEZE_WHEN,
+                    f"`unfreeze` after `{after}`: the layers of `freeze` are never held",
+                    at,
+                    "remove `freeze` and `unfreeze` to train every layer from the start, "
+                    "or unfreeze later",
+                )
+            )
+        elif after.unit == "epochs" and after.value >= train.epochs:
+            self.diags.add(
+                Diagnostic(
+                    E_UNFREEZE_WHEN,
+                    f"`unfreeze` after `{after}` never happens: training runs {train.epochs} "
+                    "epochs",
+                    at,
+                    f"unfreeze before the last epoch (`after: {train.epochs - 1} epochs` at "
+                    f"most), or raise `epochs`",
+                )
+            )
+
     def _check_memory(self, model: Graph, train: Config, data: Config | None) -> None:
         """Warn when the memory estimate alone passes a fixed bound (`dnn train` checks the
         device's memory before allocating; compiler/memory.py)."""
@@ -337,9 +380,11 @@ def nothing_trains(model: Graph, train: Config) -> Diagnostic:
     """Why a run changes no weight: at `freeze` when it covers every layer with weights, else
     at the model, which has none. `dnn check`'s warning and `dnn train`'s."""
     if any(n.params for n in model.nodes):
+        rec = getattr(train, "unfreeze", None)
+        until = f" before `unfreeze` (after `{rec.get('after')}`)" if rec else ""
         return Diagnostic(
             W_NOTHING_TRAINS,
-            "`freeze` covers every layer with weights: training changes no weight",
+            f"`freeze` covers every layer with weights: training changes no weight{until}",
             train.span_of("freeze"),
             "leave out of `freeze` the layers to train (`dnn summary` lists the layers)",
             severity="warning",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from ..diagnostics import E_UNFREEZE_WHEN, Span
 from ..values import RecordVal
 from .core import Args, Problem, arg, registry
 from .types import (
@@ -11,11 +15,13 @@ from .types import (
     Int,
     ListT,
     MapT,
+    Mismatch,
     NonNegFloat,
     OptionalT,
     PosFloat,
     PosInt,
     Prob,
+    QuantityT,
     RecordT,
     RefT,
     Str,
@@ -61,6 +67,39 @@ HEALTH = RecordT(
         ),
     ),
     "health",
+)
+
+
+@dataclass(frozen=True)
+class WrittenDuration(QuantityT):
+    """A duration whose unit is written out: elsewhere a bare int counts steps, which an
+    epoch count (`after: 5`) is too easily taken for."""
+
+    label = "a duration with its unit (`5 epochs`, `300 steps`)"
+
+    def convert(self, v: Any, span: Span) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise Mismatch(self.label, E_UNFREEZE_WHEN, f"write `{v} epochs` (or `{v} steps`)")
+        return super().convert(v, span)
+
+
+UNFREEZE = RecordT(
+    (
+        arg(
+            "after",
+            WrittenDuration(),
+            doc="when the layers `freeze` holds start to train: `5 epochs` (the first 5 epochs "
+            "train the other layers only) or `300 steps` (optimizer updates, as schedules count)",
+        ),
+        arg(
+            "lr_factor",
+            PosFloat,
+            1.0,
+            "multiplies every layer's learning rate from then on (the recipe's lower rate for "
+            "the whole network, e.g. 0.1); it multiplies the updates, as `lr_scale` does",
+        ),
+    ),
+    "unfreeze",
 )
 
 
@@ -196,6 +235,14 @@ SECTIONS.add(
             "layer names or glob patterns whose weights stay fixed; a frozen batchnorm runs "
             "in inference mode (its running averages normalize and are not updated, as Keras's "
             "`trainable = False`)",
+        ),
+        arg(
+            "unfreeze",
+            OptionalT(UNFREEZE),
+            None,
+            "two-phase fine-tuning: the layers `freeze` holds train from `after` on, every layer "
+            "then at `lr_factor` times the rate (`{ after: 5 epochs, lr_factor: 0.1 }`); their "
+            "optimizer moments start at zero then, their batchnorms switch to training mode",
         ),
         arg(
             "pretrain",
