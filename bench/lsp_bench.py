@@ -10,7 +10,10 @@ pygls's client, and prints one JSON line.
 - latency: a generated spec of `--layers` layers (bench/check_speed.py's), then edits that
   each change one layer line of the last version; the time from sending `didChange` to
   receiving that version's diagnostics (debounce included); then as many edits that add a
-  line: Enter (a blank line), then the layer typed on it. Target: 0.3 s.
+  line: Enter (a blank line), then the layer typed on it; then edits that each delete a
+  layer line (`line_deleted`), paste three lines before one (`lines_pasted`), or paste them
+  over two (`lines_replaced`), in the spec with distinct layer widths (`_distinct`).
+  Target: 0.3 s.
 - memory: `--edits` such edits, every other one adding a mistake the next one takes out;
   the server's resident memory (VmRSS) after the first 100 and after all of them. Target:
   flat.
@@ -186,6 +189,48 @@ def _line_inserts(text: str, n: int) -> list[str]:
     return out
 
 
+def _distinct(text: str) -> str:
+    """`text` with its `dense(width) -> relu` lines given widths 8, 9, ..., 57, 8, ...: a line
+    deleted from a run of equal lines is, as a text, the last one deleted, so on the spec as
+    generated a deletion or a paste would land at the end of a run (less to move after it)."""
+    lines = text.split("\n")
+    rows = [i for i, line in enumerate(lines) if line.strip() == "dense(width) -> relu"]
+    for k, i in enumerate(rows):
+        lines[i] = f"  dense({8 + k % 50}) -> relu"
+    return "\n".join(lines)
+
+
+def _layer_rows(lines: list[str]) -> list[int]:
+    return [i for i, line in enumerate(lines) if re.fullmatch(r"  dense\(\d+\) -> relu", line)]
+
+
+def _line_deletes(text: str, n: int) -> list[str]:
+    """`n` successive versions of `text`, each with one more layer line deleted."""
+    lines = text.split("\n")
+    out = []
+    for k in range(n):
+        rows = _layer_rows(lines)
+        del lines[rows[(k * 7919) % len(rows)]]
+        out.append("\n".join(lines))
+    return out
+
+
+PASTED = ["  dense(width) -> relu", "  res(width)", "  dense(32) -> tanh"]
+
+
+def _pastes(text: str, n: int, replaced: int = 0) -> list[str]:
+    """`n` successive versions of `text`, each with the three `PASTED` lines pasted in place
+    of `replaced` layer lines (0: inserted before a layer line)."""
+    lines = text.split("\n")
+    out = []
+    for k in range(n):
+        rows = _layer_rows(lines)
+        at = rows[(k * 7919) % (len(rows) - replaced)]
+        lines[at : at + replaced] = PASTED
+        out.append("\n".join(lines))
+    return out
+
+
 async def _times(session: Session, versions: list[str]) -> dict[str, float]:
     times = []
     for new in versions:
@@ -201,7 +246,8 @@ async def _times(session: Session, versions: list[str]) -> dict[str, float]:
 
 
 async def latency(layers: int, edits: int) -> dict[str, Any]:
-    """Edits of one line (the line reparsed), then insertions of a line (the file reparsed)."""
+    """Edits of one line, insertions of a line, deletions and pastes (each reparses only the
+    lines between the statements around it)."""
     text = deep_spec(layers)
     session = await start(text)
     changed = await _times(session, _layer_edits(text, edits))
@@ -209,14 +255,19 @@ async def latency(layers: int, edits: int) -> dict[str, Any]:
     edit(session, text)
     assert await wait_for(session, session.version) is not None
     inserted = await _times(session, _line_inserts(text, edits))
-    await stop(session)
-    return {
-        "bench": "lsp_latency",
-        "layers": layers,
-        "edits": edits,
-        "line_changed": changed,
-        "line_inserted": inserted,
+    spread = _distinct(text)
+    kinds = {
+        "line_deleted": _line_deletes(spread, edits),
+        "lines_pasted": _pastes(spread, edits),
+        "lines_replaced": _pastes(spread, edits, replaced=2),
     }
+    result: dict[str, Any] = {"line_changed": changed, "line_inserted": inserted}
+    for kind, versions in kinds.items():
+        edit(session, spread)
+        assert await wait_for(session, session.version) is not None
+        result[kind] = await _times(session, versions)
+    await stop(session)
+    return {"bench": "lsp_latency", "layers": layers, "edits": edits, **result}
 
 
 async def memory(layers: int, edits: int) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def analyze(
 
     `deadline` (a `time.monotonic()` value) bounds the check: past it, E0608 at the `repeat`
     being expanded. `previous`, an analysis of an earlier text of the same file, lets an edit
-    of one statement line reparse that line alone (`reparse`).
+    of a body's statement lines (one line typed, a paste, a deleted line) reparse those lines
+    alone (`reparse`).
     """
     module = None
     if previous is not None and previous.module is not None and previous.path == path:

@@ -1,8 +1,9 @@
-"""Reparse one edited line: the editor's fast path (`dnn lsp`, compiler/editor.py).
+"""Reparse the edited lines only: the editor's fast path (`dnn lsp`, compiler/editor.py).
 
-Typing changes one line at a time. When that line is a whole statement of a model or block,
-parsing it alone and splicing it into the last AST gives the module a full parse would,
-spans included, at the cost of one line instead of the whole file.
+Typing changes one line at a time, a paste or a deleted line a few. When those lines are
+whole statements of a model or block, parsing them alone and splicing them into the last AST
+gives the module a full parse would, spans included, at the cost of a few lines instead of
+the whole file.
 """
 
 from __future__ import annotations
@@ -16,23 +17,36 @@ from .parse import parse
 
 
 def reparse(old_module: ast.Module, old_text: str, text: str) -> ast.Module | None:
-    """The module of `text`, by parsing one line, when `text` is `old_text` (whose module is
-    `old_module`) with one line of a model's or block's statement changed; None when that
-    cannot be done safely.
+    """The module of `text`, reparsing only what changed since `old_text` (whose module is
+    `old_module`); None when that cannot be done safely (the caller parses the file).
 
-    Also when a blank line is inserted into, or deleted from, a model's or block's body
-    between its statements (Enter, Backspace): the spans after it move by a line.
+    Tried in order, each giving what a full parse gives, spans included (tests/test_editor.py,
+    tests/test_reparse.py):
 
-    The statement must fill its line alone, in a body of a model or block; the new line must
-    parse, on its own, as exactly one statement (no braces). It is parsed at the same line and
-    columns (behind blank lines and a `model _ {` header), so its spans are the full parse's;
-    the comments above it and the blank line before it are kept. Typing inside a 2,000-layer
-    model then costs a line's parse instead of the file's (tests/test_editor.py checks the
-    result equals a full parse, spans included).
+    - a blank line inserted into, or deleted from, a body between its statements (Enter,
+      Backspace): the spans after it move by a line, nothing is parsed;
+    - one line changed: a statement alone on its line, or one typed on a blank line of a
+      body, parsed alone at its own line and columns (behind blank lines and a `model _ {`
+      header); the comments above it and the blank line before it are kept;
+    - a range of a body's lines replaced by other lines (a paste, a deleted statement line,
+      k lines replaced by m): the lines between the statements around the range are parsed
+      alone, and the spans after them move (`_replaced`).
+
+    The new lines hold no brace, and the edit stays inside one model's or block's body (not
+    inside a `repeat`'s). Typing or pasting inside a 2,000-layer model then costs the parse
+    of a few lines instead of the file's.
     """
+    if text == old_text:
+        return old_module
     blank = _blank_line(old_text, text)
-    if blank is not None:
-        return _shifted(old_module, text, *blank)
+    module = _shifted(old_module, text, *blank) if blank is not None else None
+    if module is None:
+        module = _one_line(old_module, old_text, text)
+    return module if module is not None else _replaced(old_module, old_text, text)
+
+
+def _one_line(old_module: ast.Module, old_text: str, text: str) -> ast.Module | None:
+    """`reparse` when one line changed: the statement on it, or one typed on a blank line."""
     found = _changed_line(old_text, text)
     if found is None:
         return None
@@ -184,19 +198,158 @@ def _gap(module: ast.Module, line: int, delta: int) -> tuple[int, int] | None:
     return None
 
 
+_LEAVES = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a node class's field names, looked up once
+
+
 def _shift(node: object, at: int, delta: int) -> Any:
     """`node` with every position on or after line `at` moved by `delta` lines."""
-    if isinstance(node, Span):
-        if node.end_line < at:
+    kind = type(node)
+    if kind in _LEAVES:
+        return node
+    if kind is Span:
+        span: Span = node  # type: ignore[assignment]
+        if span.end_line < at:
+            return span
+        start = span.line + delta if span.line >= at else span.line
+        return Span(span.path, start, span.col, span.end_line + delta, span.end_col)
+    if kind is tuple:
+        return tuple([_shift(x, at, delta) for x in node])  # type: ignore[attr-defined]
+    names = _FIELDS.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(node) or isinstance(node, type):
             return node
-        start = node.line + delta if node.line >= at else node.line
-        return Span(node.path, start, node.col, node.end_line + delta, node.end_col)
-    if isinstance(node, tuple):
-        return tuple(_shift(x, at, delta) for x in node)
-    if not dataclasses.is_dataclass(node) or isinstance(node, type):
+        names = _FIELDS.setdefault(kind, tuple(f.name for f in dataclasses.fields(node)))
+    own = getattr(node, "span", None)
+    if isinstance(own, Span) and own.end_line < at:
         return node
-    span = getattr(node, "span", None)
-    if isinstance(span, Span) and span.end_line < at:
-        return node
-    values = {f.name: _shift(getattr(node, f.name), at, delta) for f in dataclasses.fields(node)}
-    return type(node)(**values)
+    return kind(**{name: _shift(getattr(node, name), at, delta) for name in names})
+
+
+# ------------------------------------------------------------------ a range of lines replaced
+
+
+def _replaced(module: ast.Module, old_text: str, text: str) -> ast.Module | None:
+    """`module` with a range of a body's lines replaced by other lines (a paste, a statement
+    line deleted, k lines replaced by m), or None when that does not fit.
+
+    The old lines from just after the statement before the range to just before the one
+    after it hold only whole statements, comments and blank lines; those lines of `text`
+    (no brace among the new ones) are parsed alone at their own lines, as a body's statements,
+    so their spans and comments are the full parse's. The statements after them move by the
+    change in line count, and the next one takes the comments left at the end of the range.
+    """
+    a, b = old_text.split("\n"), text.split("\n")
+    lo, hi_a, hi_b = _changed_range(a, b)
+    if any("{" in s or "}" in s for s in b[lo:hi_b]):
+        return None
+    where = _region(module, lo + 1, hi_a)
+    if where is None:
+        return None
+    i, j0, j1, start, end = where
+    delta = len(b) - len(a)
+    parsed = _statements(module.path, start, b[start - 1 : end + delta])
+    if parsed is None:
+        return None
+    item = module.items[i]
+    body = item.body  # type: ignore[union-attr]
+    tail = body.stmts[j1 - 1].span.end_line + 1 if j1 > j0 else start
+    ended = tuple(s.strip() for s in a[tail - 1 : end] if s.strip())  # comment lines
+    body = _spliced(body, (j0, j1), parsed, ended, (end + 1, delta), b)
+    if body is None:
+        return None
+    item = dataclasses.replace(item, body=body, span=_moved(item.span, end + 1, delta))  # type: ignore[arg-type]
+    rest = _moved(module.items[i + 1 :], end + 1, delta)
+    return dataclasses.replace(module, items=(*module.items[:i], item, *rest))
+
+
+def _spliced(
+    body: ast.Body,
+    cut: tuple[int, int],
+    parsed: tuple[tuple[ast.Stmt, ...], tuple[str, ...]],
+    ended: tuple[str, ...],
+    move: tuple[int, int],
+    lines: list[str],
+) -> ast.Body | None:
+    """`body` with its statements `cut` replaced by the `parsed` ones (and the comments after
+    them), those after moved by `move` (from line, by lines). `ended`: the old comments after
+    the cut statements, which the next statement (or the body's end) holds first."""
+    (j0, j1), (new, left) = cut, parsed
+    stmts = [*body.stmts[:j0], *new, *_moved(body.stmts[j1:], *move)]
+    nxt = j0 + len(new)  # the statement after them, if any
+    owner = stmts[nxt].comments if nxt < len(stmts) else body.end_comments
+    if ended != owner[: len(ended)]:  # a comment line is one comment: not expected to happen
+        return None
+    comments = (*left, *owner[len(ended) :])
+    if nxt < len(stmts):
+        stmts[nxt] = dataclasses.replace(stmts[nxt], comments=comments)
+    for k in range(j0, min(nxt + 1, len(stmts))):  # the parser's hint, from the new text
+        stmts[k] = dataclasses.replace(stmts[k], blank_before=_blank_before(stmts[k], k, lines))
+    return dataclasses.replace(
+        body,
+        stmts=tuple(stmts),
+        end_comments=body.end_comments if nxt < len(stmts) else comments,
+        span=_moved(body.span, *move),
+    )
+
+
+def _moved(node: Any, at: int, delta: int) -> Any:
+    """`_shift`, skipped when nothing moves."""
+    return _shift(node, at, delta) if delta else node
+
+
+def _changed_range(a: list[str], b: list[str]) -> tuple[int, int, int]:
+    """(lo, hi_a, hi_b): `b` is `a` with `a[lo:hi_a]` replaced by `b[lo:hi_b]`, the lines
+    before and after kept as long as they can be."""
+    n = min(len(a), len(b))
+    lo = 0
+    while lo < n and a[lo] == b[lo]:
+        lo += 1
+    kept = 0
+    while kept < n - lo and a[-1 - kept] == b[-1 - kept]:
+        kept += 1
+    return lo, len(a) - kept, len(b) - kept
+
+
+def _region(module: ast.Module, first: int, last: int) -> tuple[int, int, int, int, int] | None:
+    """(item, j0, j1, start, end) when old lines `first`..`last` (none when `last` is
+    `first - 1`) lie inside a model's or block's body and cut no statement in two: the
+    statements `j0`..`j1 - 1` lie inside those lines, and lines `start`..`end` run from just
+    after statement `j0 - 1` (or the `{`) to just before statement `j1` (or the `}`)."""
+    for i, item in enumerate(module.items):
+        if not isinstance(item, ast.ModelDef | ast.BlockDef):
+            continue
+        body = item.body
+        if not body.span.line < first or not last < body.span.end_line:
+            continue
+        stmts = body.stmts
+        j0 = next((k for k, s in enumerate(stmts) if s.span.end_line >= first), len(stmts))
+        j1 = next((k for k in range(j0, len(stmts)) if stmts[k].span.line > last), len(stmts))
+        if any(s.span.line < first or s.span.end_line > last for s in stmts[j0:j1]):
+            return None
+        start = stmts[j0 - 1].span.end_line + 1 if j0 else body.span.line + 1
+        end = stmts[j1].span.line - 1 if j1 < len(stmts) else body.span.end_line - 1
+        return i, j0, j1, start, end
+    return None
+
+
+def _statements(
+    path: str, start: int, lines: list[str]
+) -> tuple[tuple[ast.Stmt, ...], tuple[str, ...]] | None:
+    """`lines` parsed as a body's statements from line `start` on, and the comments after
+    the last of them; None when they do not parse so."""
+    try:
+        mini = parse("\n" * (start - 2) + "model _ {\n" + "\n".join(lines) + "\n}\n", path)
+    except SpecError:
+        return None
+    if len(mini.items) != 1 or not isinstance(mini.items[0], ast.ModelDef):
+        return None
+    body = mini.items[0].body
+    return body.stmts, body.end_comments
+
+
+def _blank_before(stmt: ast.Stmt, index: int, lines: list[str]) -> bool:
+    """The parser's blank-line hint: a blank line above the statement's comments (the first
+    statement of a body has none)."""
+    first = min(stmt.span.line - len(stmt.comments), stmt.span.line) - 1
+    return index > 0 and 1 <= first <= len(lines) and not lines[first - 1].strip()

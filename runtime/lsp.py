@@ -103,7 +103,7 @@ class DnnServer(LanguageServer):
         self, text: str, path: str, previous: editor.Analysis | None = None
     ) -> editor.Analysis:
         """`dnn check` of one text, bounded in time; a bug in dnn becomes a diagnostic.
-        `previous`: the last analysis that parsed, so an edit of one line reparses that line."""
+        `previous`: the last analysis that parsed, so an edit of a body's lines reparses them."""
         deadline = time.monotonic() + self.limit_s
         try:
             return editor.analyze(text, path, self._reader, deadline, previous)
