@@ -1,0 +1,231 @@
+"""`dnn compile FILE --emit python -o train_model.py` (issue 17, point 3).
+
+The acceptance test of the issue: the emitted scripts of the MLP, the CNN and a residual
+network (examples/resnet_small.dnn cut to two blocks, for compile time), run as they are (one subprocess runs the three files as `__main__`, and checks that
+none of them imported dnn), start from the same initial variables as `dnn train`'s engine
+on the same seed and take the same first 5 steps: the reference is `Engine.init` and
+`Engine.step`, the compiled init and train step that `dnn train` runs, on the data
+`pipeline.prepare` builds. The scripts are ruff-formatted and pass `ruff check`; a word the
+emitter does not write out is refused at its spec line with E0615, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from dnn.runtime import pipeline
+from dnn.runtime.cli import main
+from dnn.runtime.emit_python import emit
+from dnn.runtime.train import Engine
+
+import dnn
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+# examples/resnet_small.dnn cut to one block of each kind (an identity skip, a projected one)
+# to keep the test's compile time small; its optimizer, schedule and weight decay as there
+RESIDUAL = """dnn 1
+
+import "blocks/resnet.dnn"
+
+model tiny_resnet {
+  input image: f32[8, 8, 1]
+  conv_bn(8)
+  basic(8)
+  basic(16, stride = 2)
+  global_avgpool
+  dense(10)
+}
+
+data {
+  source = builtin("digits")
+  normalize = standardize
+}
+
+train {
+  optimizer = sgd(lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 5e-4)
+  schedule = step(step_size = 8 epochs, gamma = 0.2)
+}
+"""
+SPECS = ("digits_mlp", "digits_cnn", "tiny_resnet")
+STEPS = 5
+
+# Runs each script as `python FILE --steps 5 --save-init FILE.npz` would, in one process (one
+# import of JAX for the three), then reports whether dnn was imported.
+RUNNER = f"""
+import json, runpy, sys
+for script, init in json.loads(sys.argv[1]):
+    sys.argv = [script, "--steps", "{STEPS}", "--save-init", init]
+    print("script", script, flush=True)
+    runpy.run_path(script, run_name="__main__")
+print("dnn imported:", any(m == "dnn" or m.startswith("dnn.") for m in sys.modules))
+"""
+
+
+@pytest.fixture(scope="module")
+def emitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The three scripts written by `dnn compile --emit python`, run for 5 steps."""
+    out = tmp_path_factory.mktemp("emit")
+    (out / "blocks").mkdir()
+    shutil.copy(EXAMPLES / "blocks" / "resnet.dnn", out / "blocks" / "resnet.dnn")
+    (out / "tiny_resnet.dnn").write_text(RESIDUAL)
+    specs = {n: EXAMPLES / f"{n}.dnn" for n in SPECS[:2]} | {SPECS[2]: out / "tiny_resnet.dnn"}
+    jobs = []
+    for name in SPECS:
+        script = out / f"train_{name}.py"
+        assert main(["compile", str(specs[name]), "--emit", "python", "-o", str(script)]) == 0
+        jobs.append((str(script), str(out / f"{name}_init.npz")))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["XLA_FLAGS"] = os.environ["XLA_FLAGS"]  # conftest's: cheap compiles
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        cwd=out,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses: dict[str, list[float]] = {}
+    current = ""
+    for line in done.stdout.splitlines():
+        if line.startswith("script "):
+            current = Path(line.split()[1]).stem.removeprefix("train_")
+            losses[current] = []
+        elif line.startswith("step "):
+            losses[current].append(float(line.split()[-1]))
+    return {
+        "losses": losses,
+        "inits": {n: dict(np.load(init)) for n, (_, init) in zip(SPECS, jobs, strict=True)},
+        "scripts": {n: Path(s) for n, (s, _) in zip(SPECS, jobs, strict=True)},
+        "specs": specs,
+        "stdout": done.stdout,
+    }
+
+
+def _reference(spec: Path) -> tuple[dict[str, np.ndarray], list[float]]:
+    """`dnn train`'s initial variables (by "collection/layer/leaf") and first 5 losses."""
+    program = dnn.load(str(spec))
+    prepared = pipeline.prepare(program)
+    engine = Engine(program, prepared, 1)
+    st = engine.init()
+    variables = {"params": engine.to_disk(st["params"]), **engine.to_disk(st["model_state"])}
+    flat = {
+        "/".join(str(k.key) for k in path): np.asarray(v)
+        for path, v in jax.tree_util.tree_flatten_with_path(variables)[0]
+    }
+    x, y = (jnp.asarray(a) for a in (prepared.splits["train"].x, prepared.splits["train"].y))
+    order, _ = engine.order(1, int(x.shape[0]))
+    losses = []
+    for i in range(STEPS):
+        st, acc = engine.step(st, engine.train_acc(), x, y, order, i)
+        losses.append(float(acc["loss"] / acc["count"]))
+    return flat, losses
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_the_script_starts_and_steps_as_dnn_train(emitted: dict[str, Any], name: str) -> None:
+    want_init, want_losses = _reference(emitted["specs"][name])
+    got = emitted["inits"][name]
+    assert sorted(got) == sorted(want_init)  # same layers, leaves and batch statistics
+    for key, value in want_init.items():
+        assert got[key].shape == value.shape, key
+        np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+    assert len(emitted["losses"][name]) == STEPS
+    np.testing.assert_allclose(emitted["losses"][name], want_losses, rtol=1e-5)
+    assert want_losses[0] != want_losses[-1]  # the steps moved the weights
+
+
+def test_the_scripts_do_not_import_dnn(emitted: dict[str, Any]) -> None:
+    assert "dnn imported: False" in emitted["stdout"]
+    for script in emitted["scripts"].values():
+        text = script.read_text()
+        assert not re.search(r"^\s*(import|from) dnn\b", text, re.MULTILINE)
+
+
+def _ruff(*args: str, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--isolated", "--stdin-filename", "t.py", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_scripts_are_ruff_formatted_and_clean(emitted: dict[str, Any]) -> None:
+    for name, script in emitted["scripts"].items():
+        text = script.read_text()
+        fmt = _ruff("format", "--check", text=text)
+        assert fmt.returncode == 0, (name, fmt.stdout, fmt.stderr)
+        check = _ruff("check", text=text)
+        assert check.returncode == 0, (name, check.stdout)
+    # without ruff at emit time the script is written unformatted: it must pass ruff check too
+    raw = emit(dnn.load(str(emitted["specs"]["tiny_resnet"])), format_code=False)
+    check = _ruff("check", text=raw)
+    assert check.returncode == 0, check.stdout
+
+
+def test_the_mlp_script_reads_as_the_spec(emitted: dict[str, Any]) -> None:
+    text = emitted["scripts"]["digits_mlp"].read_text()
+    assert "class DigitsMlp(nn.Module):" in text
+    assert 'x = nn.Dense(256, kernel_init=glorot_uniform, name="dense")(pixels)' in text
+    assert 'x = nn.Dropout(0.2, deterministic=not train, name="dropout")(x)' in text
+    assert "optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-08)" in text
+    assert "optax.inject_hyperparams(chain)(learning_rate=0.001)" in text
+    assert "x, y = load_digits(return_X_y=True)" in text
+    assert "if bad_epochs >= 8:" in text  # early_stopping = { ..., patience: 8 }
+
+
+LSTM = """dnn 1
+model m {
+  input x: f32[20, 1]
+  lstm(8)
+  dense(2)
+}
+data { source = builtin("sequence") }
+"""
+
+FTRL = """dnn 1
+model m {
+  input x: f32[64]
+  dense(10)
+}
+data { source = builtin("digits") }
+train { optimizer = ftrl(lr = 0.1) }
+"""
+
+
+@pytest.mark.parametrize(
+    ("src", "where", "message"),
+    [
+        (LSTM, "4:3", "`--emit python` cannot write out the layer `lstm` (`lstm`) yet"),
+        (FTRL, "7:21", "`--emit python` cannot write out the optimizer `ftrl` (`optimizer`) yet"),
+    ],
+)
+def test_an_unsupported_word_is_named_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], src: str, where: str, message: str
+) -> None:
+    spec, out = tmp_path / "m.dnn", tmp_path / "train_m.py"
+    spec.write_text(src)
+    assert main(["compile", str(spec), "--emit", "python", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:{where}: error[E0615]: {message}" in err, err
+    line = src.splitlines()[int(where.split(":")[0]) - 1]
+    assert line in err and "^" in err
+    assert "hint: see docs/emit.md" in err
+    assert not out.exists()
+
+
+def test_emit_needs_an_output_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(EXAMPLES / "digits_mlp.dnn"), "--emit", "python"]) == 2
+    assert "--emit python needs -o FILE.py" in capsys.readouterr().err
