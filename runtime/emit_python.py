@@ -107,7 +107,7 @@ CLIPPERS = ("global_norm", "value")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber")
 NORMALIZERS = ("none", "standardize", "minmax", "scale", "mean_subtraction")
 AUGMENTATIONS = ("random_crop", "random_flip", "noise")
-MONITORS = ("loss", "val_loss", "accuracy", "val_accuracy")
+MONITORS = ("loss", "val_loss", "val_accuracy")  # what the script computes per epoch
 SUPPORTED = {
     "layer": LAYERS,
     "activation": tuple(ACTIVATIONS),
@@ -161,7 +161,7 @@ def _refuse(what: str, span: Span, hint: str = HINT) -> _Refused:
 
 def _check_ref(ref: Ref, kind: str, span: Span, where: str) -> None:
     if ref.name not in SUPPORTED[kind]:
-        raise _refuse(f"the {kind} `{ref.name}` ({where})", span)
+        raise _refuse(f"the {kind} `{ref.name}`" + (f" ({where})" if where else ""), span)
 
 
 # ------------------------------------------------------------------ code helpers
@@ -353,7 +353,8 @@ class _ModelCode:
             if n.op == "input":
                 continue
             if n.op not in SUPPORTED[n.kind]:
-                raise _refuse(f"the {n.kind} `{n.op}` (`{n.name}`)", n.span)
+                named = f" (`{n.name}`)" if n.name != n.op else ""
+                raise _refuse(f"the {n.kind} `{n.op}`{named}", n.span)
             args = dict(n.args)
             for name in ("init", "bias_init"):
                 if isinstance(args.get(name), Ref):
@@ -528,6 +529,14 @@ def _data_code(program: Program) -> str:
         else "y = y.astype(np.int32)"
     )
     normalize = _NORMALIZE[data.normalize.name]
+    targets, y_out = "", "ys"
+    if data.targets.name != "none":  # regression targets learned in scaled units
+        fit, apply = _NORMALIZE[data.targets.name]
+        targets = TARGETS.replace("$fit", fit.replace("stats", "target_stats")).replace(
+            "$apply", apply.replace("stats", "target_stats")
+        )
+        targets = targets.replace("$normalizer", str(data.targets))
+        y_out = "scale_targets(ys)"
     return _fill(
         DATA,
         loader=loader,
@@ -539,6 +548,8 @@ def _data_code(program: Program) -> str:
         y_line=y_line,
         fit=normalize[0],
         apply=normalize[1],
+        targets=targets,
+        y_out=y_out,
     )
 
 
@@ -595,8 +606,23 @@ def load_data():
         a = $apply
         return a.reshape(len(examples), *INPUT_SHAPE).astype(np.float32)
 
-    return {k: (normalize(xs), ys) for k, (xs, ys) in splits.items()}
+$targets
+    return {k: (normalize(xs), $y_out) for k, (xs, ys) in splits.items()}
 '''
+
+
+TARGETS = """
+    # targets = $normalizer: fitted on the train split's targets, applied to every split
+    flat = splits["train"][1].reshape(len(splits["train"][1]), -1).astype(np.float64)
+    low, high = flat.min(axis=0), flat.max(axis=0)
+    constant = high == low
+    $fit
+
+    def scale_targets(values):
+        a = values.reshape(len(values), -1).astype(np.float64)
+        a = $apply
+        return a.reshape(values.shape).astype(np.float32)
+"""
 
 
 def _fill(template: str, **values: str) -> str:
@@ -1164,16 +1190,15 @@ def _check(program: Program) -> None:
             raise _refuse(f"a separate `{name}` source", data.span_of(name))
     if data.reconstruct:
         raise _refuse("`reconstruct = true`", data.span_of("reconstruct"))
-    if data.targets.name != "none":
-        raise _refuse("target scaling (`targets`)", data.span_of("targets"))
-    _check_ref(data.normalize, "normalizer", data.span_of("normalize"), "`normalize`")
+    _check_ref(data.targets, "normalizer", data.span_of("targets"), "")
+    _check_ref(data.normalize, "normalizer", data.span_of("normalize"), "")
     for ref in data.augment:
-        _check_ref(ref, "augmentation", data.span_of("augment"), "`augment`")
-    _check_ref(train.loss, "loss", train.span_of("loss"), "`loss`")
-    _check_ref(train.optimizer, "optimizer", train.span_of("optimizer"), "`optimizer`")
-    _check_ref(train.schedule, "schedule", train.span_of("schedule"), "`schedule`")
+        _check_ref(ref, "augmentation", data.span_of("augment"), "")
+    _check_ref(train.loss, "loss", train.span_of("loss"), "")
+    _check_ref(train.optimizer, "optimizer", train.span_of("optimizer"), "")
+    _check_ref(train.schedule, "schedule", train.span_of("schedule"), "")
     if train.clip is not None:
-        _check_ref(train.clip, "clipper", train.span_of("clip"), "`clip`")
+        _check_ref(train.clip, "clipper", train.span_of("clip"), "")
     if train.regularizer is not None:
         _check_ref(train.regularizer, "regularizer", train.span_of("regularizer"), "")
     for name, plain in PLAIN_TRAIN.items():
