@@ -1039,7 +1039,7 @@ def main(argv=None):
     data = load_data()
     x_train, y_train = (jnp.asarray(a) for a in data["train"])
     n = len(x_train)
-    steps_per_epoch = n // BATCH_SIZE + (1 if n % BATCH_SIZE and (n < BATCH_SIZE or not DROP_LAST) else 0)
+    steps_per_epoch = len(batch_order(1, n))
     tx = make_optimizer(steps_per_epoch)
     state = init_state(x_train[:1], tx)
     if args.save_init:
