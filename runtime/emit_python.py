@@ -528,15 +528,13 @@ def _data_code(program: Program) -> str:
         if regression
         else "y = y.astype(np.int32)"
     )
-    normalize = _NORMALIZE[data.normalize.name]
+    normalize = _normalizer_code(
+        data.normalize, 0, "stats", "normalize", "len(values), *INPUT_SHAPE"
+    )
     targets, y_out = "", "ys"
     if data.targets.name != "none":  # regression targets learned in scaled units
-        fit, apply = _NORMALIZE[data.targets.name]
-        targets = TARGETS.replace("$fit", fit.replace("stats", "target_stats")).replace(
-            "$apply", apply.replace("stats", "target_stats")
-        )
-        targets = targets.replace("$normalizer", str(data.targets))
-        y_out = "scale_targets(ys)"
+        targets = _normalizer_code(data.targets, 1, "target_stats", "scale", "values.shape")
+        y_out = "scale(ys)"
     return _fill(
         DATA,
         loader=loader,
@@ -546,8 +544,7 @@ def _data_code(program: Program) -> str:
         fractions=_lit(tuple(fractions)),
         normalizer=str(data.normalize),
         y_line=y_line,
-        fit=normalize[0],
-        apply=normalize[1],
+        normalize=normalize,
         targets=targets,
         y_out=y_out,
     )
@@ -555,21 +552,23 @@ def _data_code(program: Program) -> str:
 
 # Each normalizer: the statistics from the flattened float64 train split `flat`, and the
 # transform of flattened float64 examples `a` (runtime/preprocess.py).
-_NORMALIZE = {
-    "none": ("stats = {}", "a"),
+_NORMALIZE = {  # lines before, the statistics, the transform of `a`
     "standardize": (
-        'stats = {"mean": flat.mean(axis=0), "std": np.where(constant, 1.0, flat.std(axis=0))}',
+        ["constant = flat.max(axis=0) == flat.min(axis=0)"],
+        '{"mean": flat.mean(axis=0), "std": np.where(constant, 1.0, flat.std(axis=0))}',
         '(a - stats["mean"]) / stats["std"]',
     ),
     "minmax": (
-        'stats = {"min": low, "range": np.where(high > low, high - low, 1.0)}',
+        ["low, high = flat.min(axis=0), flat.max(axis=0)"],
+        '{"min": low, "range": np.where(high > low, high - low, 1.0)}',
         '(a - stats["min"]) / stats["range"]',
     ),
     "scale": (
-        'stats = {"min": low, "range": np.where(high > low, high - low, 1.0)}',
+        ["low, high = flat.min(axis=0), flat.max(axis=0)"],
+        '{"min": low, "range": np.where(high > low, high - low, 1.0)}',
         '2 * ((a - stats["min"]) / stats["range"]) - 1',
     ),
-    "mean_subtraction": ('stats = {"mean": flat.mean(axis=0)}', 'a - stats["mean"]'),
+    "mean_subtraction": ([], '{"mean": flat.mean(axis=0)}', 'a - stats["mean"]'),
 }
 
 DATA = '''
@@ -585,8 +584,8 @@ def split_sizes(n, fractions):
 
 
 def load_data():
-    """scikit-learn's `$name` data set (`$loader`), split by SPLIT with DATA_SEED and
-    normalized by `$normalizer` with statistics of the train split only (float64).
+    """scikit-learn's `$name` data set (`$loader`), split by SPLIT with DATA_SEED, then
+    `normalize = $normalizer` (statistics from the train split only).
 
     Returns {"train" | "val" | "test": (x, y)}, x of shape (n, *INPUT_SHAPE), float32.
     """
@@ -596,33 +595,32 @@ def load_data():
     order = np.random.default_rng(DATA_SEED).permutation(len(x))
     parts = np.split(order, np.cumsum(split_sizes(len(x), SPLIT))[:-1])
     splits = {k: (x[i], y[i]) for k, i in zip(("train", "val", "test"), parts)}
-    flat = splits["train"][0].reshape(len(splits["train"][0]), -1).astype(np.float64)
-    low, high = flat.min(axis=0), flat.max(axis=0)
-    constant = high == low
-    $fit
-
-    def normalize(examples):
-        a = examples.reshape(len(examples), -1).astype(np.float64)
-        a = $apply
-        return a.reshape(len(examples), *INPUT_SHAPE).astype(np.float32)
-
+$normalize
 $targets
     return {k: (normalize(xs), $y_out) for k, (xs, ys) in splits.items()}
 '''
 
 
-TARGETS = """
-    # targets = $normalizer: fitted on the train split's targets, applied to every split
-    flat = splits["train"][1].reshape(len(splits["train"][1]), -1).astype(np.float64)
-    low, high = flat.min(axis=0), flat.max(axis=0)
-    constant = high == low
-    $fit
-
-    def scale_targets(values):
-        a = values.reshape(len(values), -1).astype(np.float64)
-        a = $apply
-        return a.reshape(values.shape).astype(np.float32)
-"""
+def _normalizer_code(ref: Ref, split: int, stats: str, fn: str, shape: str) -> str:
+    """The statistics of normalizer `ref` from the train split's x (`split` 0) or y (1), and
+    the function `fn` applying them (runtime/preprocess.py: float64, then float32)."""
+    what = "normalize" if split == 0 else "targets"
+    if ref.name == "none":
+        return f"    def {fn}(values):  # {what} = none\n        return values.reshape({shape})\n"
+    pre, fitted, apply = _NORMALIZE[ref.name]
+    lines = [
+        f"# {what} = {ref}: fitted on the train split only, applied to every split",
+        f'flat = splits["train"][{split}].reshape(len(splits["train"][{split}]), -1)',
+        "flat = flat.astype(np.float64)",
+        *pre,
+        f"{stats} = {fitted.replace('stats', stats)}",
+        "",
+        f"def {fn}(values):",
+        "    a = values.reshape(len(values), -1).astype(np.float64)",
+        f"    a = {apply.replace('stats', stats)}",
+        f"    return a.reshape({shape}).astype(np.float32)",
+    ]
+    return "".join(f"    {line}\n" if line else "\n" for line in lines)
 
 
 def _fill(template: str, **values: str) -> str:
@@ -995,7 +993,7 @@ def predict(params, model_state, x):
 
 def evaluate(state, x, y, batch=256):
     """The mean loss$and_accuracy of the current weights on a whole split."""
-    total, correct = 0.0, 0
+    $totals
     for start in range(0, len(x), batch):
         xb, yb = jnp.asarray(x[start : start + batch]), jnp.asarray(y[start : start + batch])
         out = predict(state["params"], state["model_state"], xb)
@@ -1074,12 +1072,11 @@ if __name__ == "__main__":
 '''
 
 STOPPER_INIT = """    # early_stopping = $spec
-    best, best_epoch, bad_epochs, best_weights = $start, 0, 0, None"""
+    best, best_epoch, bad_epochs = $start, 0, 0$keep_init"""
 
 STOPPER_STEP = """        value = record["$monitor"]
         if $improved:
-            best, best_epoch, bad_epochs = value, epoch, 0
-            best_weights = {k: state[k] for k in ("params", "model_state")}
+            best, best_epoch, bad_epochs = value, epoch, 0$keep
         else:
             bad_epochs += 1
         if bad_epochs >= $patience:
@@ -1087,7 +1084,7 @@ STOPPER_STEP = """        value = record["$monitor"]
                   f"(best {best:.4f} at epoch {best_epoch})")
             break"""
 
-RESTORE = """    if best_weights is not None:  # restore_best
+RESTORE = """    if best_weights is not None:
         state = {**state, **best_weights}"""
 
 
@@ -1103,11 +1100,24 @@ def _stopper(program: Program) -> tuple[str, str, str]:
     improved = f"value < best - {delta!r}" if mode == "min" else f"value > best + {delta!r}"
     start = "math.inf" if mode == "min" else "-math.inf"
     spec = ", ".join(f"{k}: {v}" for k, v in rec.items)
-    init = _fill(STOPPER_INIT, spec="{ " + spec + " }", start=start)
-    step = _fill(
-        STOPPER_STEP, monitor=monitor, improved=improved, patience=str(rec.get("patience"))
+    restoring = bool(rec.get("restore_best"))
+    keep_init = (
+        "\n    best_weights = None  # restore_best: the best epoch's weights" if restoring else ""
     )
-    restore = RESTORE if rec.get("restore_best") else ""
+    keep = (
+        '\n            best_weights = {k: state[k] for k in ("params", "model_state")}'
+        if restoring
+        else ""
+    )
+    init = _fill(STOPPER_INIT, spec="{ " + spec + " }", start=start, keep_init=keep_init)
+    step = _fill(
+        STOPPER_STEP,
+        monitor=monitor,
+        improved=improved,
+        patience=str(rec.get("patience")),
+        keep=keep,
+    )
+    restore = RESTORE if restoring else ""
     return init, step, restore
 
 
@@ -1155,6 +1165,7 @@ def _train_code(program: Program, cls: str, has_state: bool, has_penalty: bool) 
         forward=forward,
         objective="loss + penalty(params)" if has_penalty else "loss",
         running=", running batch statistics" if has_state else "",
+        totals="total, correct = 0.0, 0" if classify else "total = 0.0",
         and_accuracy=" and accuracy" if classify else "",
         count_correct=(
             "        correct += int(jnp.sum(jnp.argmax(out, axis=-1) == yb))" if classify else ""
