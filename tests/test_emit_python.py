@@ -1,12 +1,13 @@
 """`dnn compile FILE --emit python -o train_model.py` (issue 17, point 3).
 
 The acceptance test of the issue: the emitted scripts of the MLP, the CNN and a residual
-network (examples/resnet_small.dnn cut to two blocks, for compile time), run as they are (one subprocess runs the three files as `__main__`, and checks that
-none of them imported dnn), start from the same initial variables as `dnn train`'s engine
-on the same seed and take the same first 5 steps: the reference is `Engine.init` and
-`Engine.step`, the compiled init and train step that `dnn train` runs, on the data
-`pipeline.prepare` builds. The scripts are ruff-formatted and pass `ruff check`; a word the
-emitter does not write out is refused at its spec line with E0615, and nothing is written.
+network (examples/resnet_small.dnn cut to two blocks, for compile time), run as they are,
+start from the same initial variables as `dnn train` on the same seed and take the same
+first 5 steps. One subprocess runs the three files as `__main__` (one import of JAX) and
+reports that none of them imported dnn; the reference is `Engine.init` and `Engine.step`,
+the compiled init and train step `dnn train` runs, on the data `pipeline.prepare` builds.
+The scripts are ruff-formatted and pass `ruff check`; a word the emitter does not write out
+is refused at its spec line with E0615, and nothing is written.
 """
 
 from __future__ import annotations
