@@ -673,9 +673,6 @@ def _loss_code(program: Program) -> str:
     return head + "".join(f"    {line}\n" for line in lines)
 
 
-_KERNEL_LEAVES = ("kernel",)  # of the layers written out (lower_loss._KERNEL_LEAVES)
-
-
 def _penalty_code(program: Program) -> str | None:
     assert program.model is not None
     default = program.train.regularizer
