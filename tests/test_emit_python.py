@@ -159,25 +159,23 @@ def test_the_scripts_do_not_import_dnn(emitted: dict[str, Any]) -> None:
         assert not re.search(r"^\s*(import|from) dnn\b", text, re.MULTILINE)
 
 
-def _ruff(*args: str, text: str) -> subprocess.CompletedProcess[str]:
+def _ruff(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """ruff with its default settings (not this project's) on files or folders."""
     return subprocess.run(
-        [sys.executable, "-m", "ruff", *args, "--isolated", "--stdin-filename", "t.py", "-"],
-        input=text,
+        [sys.executable, "-m", "ruff", *map(str, args), "--isolated"],
         capture_output=True,
         text=True,
     )
 
 
-def test_the_scripts_are_ruff_formatted_and_clean(emitted: dict[str, Any]) -> None:
-    for name, script in emitted["scripts"].items():
-        text = script.read_text()
-        fmt = _ruff("format", "--check", text=text)
-        assert fmt.returncode == 0, (name, fmt.stdout, fmt.stderr)
-        check = _ruff("check", text=text)
-        assert check.returncode == 0, (name, check.stdout)
+def test_the_scripts_are_ruff_formatted_and_clean(emitted: dict[str, Any], tmp_path: Path) -> None:
+    scripts = list(emitted["scripts"].values())
     # without ruff at emit time the script is written unformatted: it must pass ruff check too
-    raw = emit(dnn.load(str(emitted["specs"]["tiny_resnet"])), format_code=False)
-    check = _ruff("check", text=raw)
+    raw = tmp_path / "raw_tiny_resnet.py"
+    raw.write_text(emit(dnn.load(str(emitted["specs"]["tiny_resnet"])), format_code=False))
+    fmt = _ruff("format", "--check", *scripts)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    check = _ruff("check", *scripts, raw)
     assert check.returncode == 0, check.stdout
 
 
@@ -190,15 +188,20 @@ def test_every_branch_of_the_templates_is_ruff_clean(tmp_path: Path) -> None:
         from emit_check import VARIANTS
     finally:
         sys.path.pop(0)
+    formatted, raw = tmp_path / "formatted", tmp_path / "raw"
+    formatted.mkdir()
+    raw.mkdir()
     for name, text in VARIANTS.items():
         spec = tmp_path / f"{name}.dnn"
         spec.write_text(text)
         program = dnn.load(str(spec))
-        formatted = emit(program)
-        assert _ruff("format", "--check", text=formatted).returncode == 0, name
-        for code in (formatted, emit(program, format_code=False)):
-            check = _ruff("check", text=code)
-            assert check.returncode == 0, (name, check.stdout)
+        (formatted / f"{name}.py").write_text(emit(program))
+        (raw / f"{name}.py").write_text(emit(program, format_code=False))
+    fmt = _ruff("format", "--check", formatted)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    check = _ruff("check", formatted, raw)
+    assert check.returncode == 0, check.stdout
+    assert len(list(raw.iterdir())) == len(VARIANTS) == 6
 
 
 def test_the_mlp_script_reads_as_the_spec(emitted: dict[str, Any]) -> None:
