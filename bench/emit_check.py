@@ -133,6 +133,23 @@ train {
   early_stopping = { monitor: loss, patience: 3, restore_best: false }
 }
 """,
+    "v_warmup_cosine": """dnn 1
+model variant {
+  input x: f32[13]
+  dense(16) -> relu
+  dense(3)
+}
+data {
+  source = builtin("wine")
+  normalize = standardize
+}
+train {
+  batch_size = 16
+  epochs = 6
+  optimizer = adam(lr = 1e-2)
+  schedule = warmup_cosine(warmup = 5 steps, alpha = 0.1)
+}
+""",
     "v_adadelta_huber": """dnn 1
 model variant {
   input x: f32[10]
@@ -188,7 +205,7 @@ def reference(program: dnn.Program, steps: int) -> tuple[dict[str, np.ndarray], 
     y = jnp.asarray(prepared.splits["train"].y)
     losses: list[float] = []
     epoch = 1
-    while len(losses) < steps:
+    while len(losses) < steps and epoch <= program.train.epochs:  # the script stops there too
         full, tail = engine.order(epoch, int(x.shape[0]))
         batches = [(full, i) for i in range(engine.full)] + (
             [(tail, 0)] if tail is not None else []

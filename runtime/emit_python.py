@@ -102,7 +102,15 @@ INITIALIZERS = (
     "variance_scaling",
 )
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adadelta", "lion")
-SCHEDULES = ("constant", "step", "multistep", "exponential", "cosine", "polynomial")
+SCHEDULES = (
+    "constant",
+    "step",
+    "multistep",
+    "exponential",
+    "cosine",
+    "warmup_cosine",
+    "polynomial",
+)
 CLIPPERS = ("global_norm", "value")
 LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber")
 NORMALIZERS = ("none", "standardize", "minmax", "scale", "mean_subtraction")
@@ -852,8 +860,12 @@ def _schedule_code(program: Program) -> tuple[str, str]:
         ds = _duration(a["decay_steps"])
         p = f"jnp.floor_divide(t, {ds})" if a["staircase"] else f"jnp.asarray(t) / ({ds})"
         body = f"{lr!r} * {a['decay_rate']!r} ** {p}"
-    elif name == "cosine":
-        ds, alpha = _duration(a["decay_steps"]), a["alpha"]
+    elif name in ("cosine", "warmup_cosine"):
+        if a["decay_steps"] is not None:
+            ds = _duration(a["decay_steps"])
+        else:  # warmup_cosine: decays over the rest of training
+            ds = f"max({train.epochs} * steps_per_epoch - {_duration(warm)}, 1)"
+        alpha = a["alpha"]
         pre.append(f"decay_steps = {ds}")
         cos = "(1 + jnp.cos(math.pi * jnp.minimum(t, decay_steps) / decay_steps))"
         # alpha = 0: lr · (0 + 1 · c / 2) is lr · c / 2 exactly
