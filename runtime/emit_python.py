@@ -30,6 +30,7 @@ import shutil
 import string
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,47 +61,6 @@ ACTIVATIONS: dict[str, str] = {  # `$x` is the input; `$a_name` an argument
     "softmax": "nn.softmax($x, axis=$axis)",
     "log_softmax": "nn.log_softmax($x, axis=$axis)",
 }
-LAYERS = (
-    "dense",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "maxpool1d",
-    "maxpool2d",
-    "maxpool3d",
-    "avgpool1d",
-    "avgpool2d",
-    "avgpool3d",
-    "global_avgpool",
-    "global_maxpool",
-    "flatten",
-    "reshape",
-    "dropout",
-    "batchnorm",
-    "layernorm",
-    "add",
-    "subtract",
-    "multiply",
-    "average",
-    "maximum",
-    "concat",
-)
-INITIALIZERS = (
-    "zeros",
-    "ones",
-    "constant",
-    "uniform",
-    "normal",
-    "truncated_normal",
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "orthogonal",
-    "variance_scaling",
-)
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adadelta", "lion")
 SCHEDULES = (
     "constant",
@@ -116,18 +76,6 @@ LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mae", "huber")
 NORMALIZERS = ("none", "standardize", "minmax", "scale", "mean_subtraction")
 AUGMENTATIONS = ("random_crop", "random_flip", "noise")
 MONITORS = ("loss", "val_loss", "val_accuracy")  # what the script computes per epoch
-SUPPORTED = {
-    "layer": LAYERS,
-    "activation": tuple(ACTIVATIONS),
-    "initializer": INITIALIZERS,
-    "optimizer": OPTIMIZERS,
-    "schedule": SCHEDULES,
-    "clipper": CLIPPERS,
-    "loss": LOSSES,
-    "normalizer": NORMALIZERS,
-    "augmentation": AUGMENTATIONS,
-    "regularizer": ("l1", "l2", "l1_l2"),
-}
 # built-in data sets read from scikit-learn (the generated ones are dnn's own code)
 SKLEARN_SETS = tuple(
     name
@@ -250,39 +198,30 @@ def _shifted(base: str, mean: float) -> str:
     return f"shifted({base}, {mean!r})"
 
 
+# Each initializer word the emitter writes out: its `jax.nn.initializers` expression, as
+# lower_flax builds it, from the word's arguments.
+INIT_CODE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "zeros": lambda a: "nn.initializers.zeros",
+    "ones": lambda a: "nn.initializers.ones",
+    "constant": lambda a: f"nn.initializers.constant({a.get('value', 0.0)!r})",
+    "uniform": lambda a: f"uniform({a['low']!r}, {a['high']!r})",
+    "normal": lambda a: _shifted(f"nn.initializers.normal({a['std']!r})", a["mean"]),
+    "truncated_normal": lambda a: _shifted(
+        f"nn.initializers.truncated_normal({a['std']!r})", a["mean"]
+    ),
+    "glorot_uniform": lambda a: _vs(a["gain"] ** 2, "fan_avg", "uniform"),
+    "glorot_normal": lambda a: _vs(a["gain"] ** 2, "fan_avg", "normal"),
+    "he_uniform": lambda a: _vs(_he_gain2(a), a["mode"], "uniform"),
+    "he_normal": lambda a: _vs(_he_gain2(a), a["mode"], "normal"),
+    "lecun_uniform": lambda a: _vs(1.0, "fan_in", "uniform"),
+    "lecun_normal": lambda a: _vs(1.0, "fan_in", "truncated_normal"),
+    "orthogonal": lambda a: f"nn.initializers.orthogonal(scale={a['gain']!r})",
+    "variance_scaling": lambda a: _vs(a["scale"], a["mode"], str(a["distribution"])),
+}
+
+
 def _init_code(ref: Ref) -> str:
-    """The `jax.nn.initializers` expression lower_flax builds for an initializer word."""
-    a: dict[str, Any] = dict(ref.args)
-    name = ref.name
-    if name == "zeros":
-        return "nn.initializers.zeros"
-    if name == "ones":
-        return "nn.initializers.ones"
-    if name == "constant":
-        return f"nn.initializers.constant({a.get('value', 0.0)!r})"
-    if name == "uniform":
-        return f"uniform({a['low']!r}, {a['high']!r})"
-    if name == "normal":
-        return _shifted(f"nn.initializers.normal({a['std']!r})", a["mean"])
-    if name == "truncated_normal":
-        return _shifted(f"nn.initializers.truncated_normal({a['std']!r})", a["mean"])
-    if name == "glorot_uniform":
-        return _vs(a["gain"] ** 2, "fan_avg", "uniform")
-    if name == "glorot_normal":
-        return _vs(a["gain"] ** 2, "fan_avg", "normal")
-    if name == "he_uniform":
-        return _vs(_he_gain2(a), a["mode"], "uniform")
-    if name == "he_normal":
-        return _vs(_he_gain2(a), a["mode"], "normal")
-    if name == "lecun_uniform":
-        return _vs(1.0, "fan_in", "uniform")
-    if name == "lecun_normal":
-        return _vs(1.0, "fan_in", "truncated_normal")
-    if name == "orthogonal":
-        return f"nn.initializers.orthogonal(scale={a['gain']!r})"
-    if name == "variance_scaling":
-        return _vs(a["scale"], a["mode"], str(a["distribution"]))
-    raise AssertionError(name)  # checked before
+    return INIT_CODE[ref.name](dict(ref.args))
 
 
 UNIFORM = '''
@@ -378,83 +317,15 @@ class _ModelCode:
 
     def expression(self, n: Node, xs: list[str]) -> str:
         """The Python expression of one node, its inputs being the variables `xs`."""
-        x, a = (xs[0] if xs else ""), dict(n.args)
-        name = repr(n.name)
         if n.kind == "activation":
-            code = ACTIVATIONS[n.op].replace("$x", x)
+            a = dict(n.args)
+            code = ACTIVATIONS[n.op].replace("$x", xs[0])
             if "$axis" in code:
                 code = code.replace("$axis", str(_axis(a["axis"])))
             for k, v in a.items():
                 code = code.replace(f"$a_{k}", _lit(v))
             return code
-        op = n.op
-        if op == "dense":
-            args = [str(a["units"]), *self.weights(n), f"name={name}"]
-            return f"nn.Dense({', '.join(args)})({x})"
-        if op.startswith("conv"):
-            pad = a["padding"]
-            padding = repr(pad.name.upper()) if isinstance(pad, Symbol) else _pads(pad)
-            args = [str(a["filters"]), f"kernel_size={_lit(a['kernel'])}"]
-            if any(s != 1 for s in a["stride"]):
-                args.append(f"strides={_lit(a['stride'])}")
-            args.append(f"padding={padding}")
-            if any(d != 1 for d in a["dilation"]):
-                args.append(f"kernel_dilation={_lit(a['dilation'])}")
-            if a["groups"] != 1:
-                args.append(f"feature_group_count={a['groups']}")
-            args += [*self.weights(n), f"name={name}"]
-            return f"nn.Conv({', '.join(args)})({x})"
-        if op.startswith(("maxpool", "avgpool")):
-            pad = a["padding"]
-            padding = repr(pad.name.upper()) if isinstance(pad, Symbol) else _pads(pad)
-            fn = "nn.max_pool" if op.startswith("max") else "nn.avg_pool"
-            return f"{fn}({x}, {_lit(a['size'])}, strides={_lit(a['stride'])}, padding={padding})"
-        if op in ("global_avgpool", "global_maxpool"):
-            rank = len(self.graph.node(n.inputs[0]).shape) + 1
-            axes = _lit(tuple(range(1, rank - 1)))
-            return f"jnp.{'mean' if op == 'global_avgpool' else 'max'}({x}, axis={axes})"
-        if op == "flatten":
-            return f"{x}.reshape({x}.shape[0], -1)"
-        if op == "reshape":
-            return f"{x}.reshape({x}.shape[0], {', '.join(map(str, n.shape))})"
-        if op == "dropout":
-            return f"nn.Dropout({a['rate']!r}, deterministic=not train, name={name})({x})"
-        if op == "batchnorm":
-            args = [
-                "use_running_average=not train",
-                f"momentum={a['momentum']!r}",
-                f"epsilon={a['eps']!r}",
-            ]
-            if _axis(a["axis"]) != -1:
-                args.append(f"axis={_axis(a['axis'])}")
-            if not a["center"]:
-                args.append("use_bias=False")
-            if not a["scale"]:
-                args.append("use_scale=False")
-            return f"nn.BatchNorm({', '.join([*args, f'name={name}'])})({x})"
-        if op == "layernorm":
-            args = [f"epsilon={a['eps']!r}"]
-            if not a["center"]:
-                args.append("use_bias=False")
-            if not a["scale"]:
-                args.append("use_scale=False")
-            return f"nn.LayerNorm({', '.join([*args, f'name={name}'])})({x})"
-        if op == "add":
-            return " + ".join(xs)
-        if op == "subtract":
-            return f"{xs[0]} - {xs[1]}"
-        if op == "multiply":
-            return " * ".join(xs)
-        if op == "average":
-            return f"({' + '.join(xs)}) / {len(xs)}"
-        if op == "maximum":
-            out = xs[0]
-            for other in xs[1:]:
-                out = f"jnp.maximum({out}, {other})"
-            return out
-        if op == "concat":
-            return f"jnp.concatenate([{', '.join(xs)}], axis={_axis(a['axis'])})"
-        raise AssertionError(op)  # checked before
+        return LAYER_CODE[n.op](self, n, xs, dict(n.args))
 
     def code(self) -> str:
         g = self.graph
@@ -502,6 +373,109 @@ class _ModelCode:
 
 def _pads(pad: Any) -> str:
     return "[" + ", ".join(f"({q}, {q})" for q in pad) + "]"
+
+
+# ---- one writer per layer word: (model, node, input variables, arguments) -> expression
+
+
+def _padding(pad: Any) -> str:
+    return repr(pad.name.upper()) if isinstance(pad, Symbol) else _pads(pad)
+
+
+def _dense(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    args = [str(a["units"]), *m.weights(n), f"name={n.name!r}"]
+    return f"nn.Dense({', '.join(args)})({xs[0]})"
+
+
+def _conv(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    args = [str(a["filters"]), f"kernel_size={_lit(a['kernel'])}"]
+    if any(s != 1 for s in a["stride"]):
+        args.append(f"strides={_lit(a['stride'])}")
+    args.append(f"padding={_padding(a['padding'])}")
+    if any(d != 1 for d in a["dilation"]):
+        args.append(f"kernel_dilation={_lit(a['dilation'])}")
+    if a["groups"] != 1:
+        args.append(f"feature_group_count={a['groups']}")
+    args += [*m.weights(n), f"name={n.name!r}"]
+    return f"nn.Conv({', '.join(args)})({xs[0]})"
+
+
+def _pool(fn: str) -> Callable[[_ModelCode, Node, list[str], dict[str, Any]], str]:
+    def write(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+        window, stride = _lit(a["size"]), _lit(a["stride"])
+        return f"{fn}({xs[0]}, {window}, strides={stride}, padding={_padding(a['padding'])})"
+
+    return write
+
+
+def _global_pool(fn: str) -> Callable[[_ModelCode, Node, list[str], dict[str, Any]], str]:
+    def write(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+        rank = len(m.graph.node(n.inputs[0]).shape) + 1  # with the batch axis
+        return f"{fn}({xs[0]}, axis={_lit(tuple(range(1, rank - 1)))})"
+
+    return write
+
+
+def _flatten(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    return f"{xs[0]}.reshape({xs[0]}.shape[0], -1)"
+
+
+def _reshape(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    return f"{xs[0]}.reshape({xs[0]}.shape[0], {', '.join(map(str, n.shape))})"
+
+
+def _dropout(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    return f"nn.Dropout({a['rate']!r}, deterministic=not train, name={n.name!r})({xs[0]})"
+
+
+def _norm_flags(a: dict[str, Any]) -> list[str]:
+    return [
+        flag
+        for flag, on in (("use_bias=False", a["center"]), ("use_scale=False", a["scale"]))
+        if not on
+    ]
+
+
+def _batchnorm(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    args = ["use_running_average=not train", f"momentum={a['momentum']!r}", f"epsilon={a['eps']!r}"]
+    if _axis(a["axis"]) != -1:
+        args.append(f"axis={_axis(a['axis'])}")
+    args += [*_norm_flags(a), f"name={n.name!r}"]
+    return f"nn.BatchNorm({', '.join(args)})({xs[0]})"
+
+
+def _layernorm(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    args = [f"epsilon={a['eps']!r}", *_norm_flags(a), f"name={n.name!r}"]
+    return f"nn.LayerNorm({', '.join(args)})({xs[0]})"
+
+
+def _maximum(m: _ModelCode, n: Node, xs: list[str], a: dict[str, Any]) -> str:
+    out = xs[0]
+    for other in xs[1:]:
+        out = f"jnp.maximum({out}, {other})"
+    return out
+
+
+# Each layer word the emitter writes out, with its writer (what lower_flax builds for it).
+LAYER_CODE: dict[str, Callable[[_ModelCode, Node, list[str], dict[str, Any]], str]] = {
+    "dense": _dense,
+    **{f"conv{d}d": _conv for d in (1, 2, 3)},
+    **{f"maxpool{d}d": _pool("nn.max_pool") for d in (1, 2, 3)},
+    **{f"avgpool{d}d": _pool("nn.avg_pool") for d in (1, 2, 3)},
+    "global_avgpool": _global_pool("jnp.mean"),
+    "global_maxpool": _global_pool("jnp.max"),
+    "flatten": _flatten,
+    "reshape": _reshape,
+    "dropout": _dropout,
+    "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
+    "add": lambda m, n, xs, a: " + ".join(xs),
+    "subtract": lambda m, n, xs, a: f"{xs[0]} - {xs[1]}",
+    "multiply": lambda m, n, xs, a: " * ".join(xs),
+    "average": lambda m, n, xs, a: f"({' + '.join(xs)}) / {len(xs)}",
+    "maximum": _maximum,
+    "concat": lambda m, n, xs, a: f"jnp.concatenate([{', '.join(xs)}], axis={_axis(a['axis'])})",
+}
 
 
 # ------------------------------------------------------------------ the pieces of the script
@@ -1385,3 +1359,18 @@ def write(program: Program, out: Path) -> str:
     text = emit(program, out.name)
     out.write_text(text)
     return text
+
+
+# The words the emitter writes out, by kind; anything else is refused with E0615.
+SUPPORTED = {
+    "layer": tuple(LAYER_CODE),
+    "activation": tuple(ACTIVATIONS),
+    "initializer": tuple(INIT_CODE),
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "clipper": CLIPPERS,
+    "loss": LOSSES,
+    "normalizer": NORMALIZERS,
+    "augmentation": AUGMENTATIONS,
+    "regularizer": ("l1", "l2", "l1_l2"),
+}
