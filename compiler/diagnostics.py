@@ -47,6 +47,7 @@ E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
 E_UNFREEZE_WHEN = "E0611"
 E_UNFREEZE_WHAT = "E0612"
+E_EMIT = "E0615"
 E_FILE = "E0701"
 E_DATA = "E0702"
 E_WEIGHTS = "E0703"
@@ -109,6 +110,8 @@ CODES: Mapping[str, str] = {
     E_UNFREEZE_WHEN: "`train.unfreeze` at a time training never reaches (at or after its last "
     "epoch or step, or at 0), or written without a unit (`5 epochs`, `300 steps`)",
     E_UNFREEZE_WHAT: "`train.unfreeze` with nothing to release: no `freeze` in the train section",
+    E_EMIT: "`dnn compile --emit python`: a layer or setting the emitted script does not write "
+    "out yet (named at its spec line; docs/emit.md lists what it covers)",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     E_WEIGHTS: "a weight file (`init_from`, `--weights`) that cannot be used: missing, pickled "

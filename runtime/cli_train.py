@@ -344,6 +344,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if program.model is None:
         print(f"{args.file}: error: nothing to compile: the spec has no model", file=sys.stderr)
         return EXIT_FAIL
+    if args.emit:
+        return _emit(program, args)
     report = compile_report(program)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
@@ -357,6 +359,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
+    return EXIT_OK
+
+
+def _emit(program: Any, args: argparse.Namespace) -> int:
+    """`dnn compile FILE --emit python -o FILE.py`: the standalone training script."""
+    from .emit_python import write
+
+    if not args.output:
+        print("dnn compile: error: --emit python needs -o FILE.py", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    text = write(program, out)
+    print(f"{out}: {len(text.splitlines())} lines; run it with `python {out}`", file=sys.stderr)
     return EXIT_OK
 
 
@@ -534,6 +549,12 @@ def register(
     c.add_argument("file", metavar="FILE")
     overrides(c)
     c.add_argument("--format", choices=("text", "json"), default="text")
+    c.add_argument(
+        "--emit",
+        choices=("python",),
+        help="write a standalone Flax + Optax training script instead (with -o; docs/emit.md)",
+    )
+    c.add_argument("-o", "--output", metavar="FILE", help="where --emit writes the script")
 
     c = command(
         "export",
