@@ -116,6 +116,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # shared one mixes in its process id and the trials done
     salt = () if fresh and not args.worker else (os.getpid(), sweep.done(optuna, study))
     study.sampler = sweep.sampler(optuna, program, axes, salt)
+    study.pruner = sweep.pruner(optuna, program)
     digest = sweep.spec_digest(program)
     if study.user_attrs.get("spec", digest) != digest:
         raise TrainingError(
@@ -126,9 +127,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     run = sweep.Sweep(args.file, folder, list(args.set), program, axes, total, metric, direction)
     if not args.worker:
         method = program.sweep.method.name
+        pruner = program.sweep.pruner.name
         print(
             f"{args.file}: {method} search, {total} trials, {direction} {metric} over "
             + ", ".join(a.name for a in axes)
+            + (f", {pruner} pruner" if pruner != "none" else "")
             + f"; {sweep.done(optuna, study)} done; study in {url}",
             file=sys.stderr,
         )

@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,12 @@ def train(
     checkpoint_every: float = CHECKPOINT_EVERY_S,
     argv: list[str] | None = None,
     health_every: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Train a checked spec; write the run folder; return the contents of `result.json`.
+
+    `on_epoch(record)` is called after each epoch but the last; True stops the run there as
+    `stop_after` would (a sweep's pruner stopping a trial).
 
     `health_every`: per-layer health checks every k steps when the spec's `train.health`
     does not say (`dnn train --health`).
@@ -86,6 +90,7 @@ def train(
             argv,
             side,
             health_every,
+            on_epoch,
         )
 
 
@@ -100,6 +105,7 @@ def _train(
     argv: list[str] | None,
     side: ThreadPoolExecutor,
     health_every: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     if program.model is None:
@@ -153,6 +159,8 @@ def _train(
             record = _record(engine, st, acc, data, epoch, n, t0)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
+            if not (stop or interrupted) and epoch < epochs and on_epoch is not None:
+                interrupted = on_epoch(record)
             done = (stop or epoch == epochs) and not interrupted
             if done or interrupted or time.perf_counter() - last_save >= checkpoint_every:
                 loop.save(st, epoch, done, time.perf_counter() - t_start)

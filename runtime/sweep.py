@@ -33,6 +33,8 @@ from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
 from dnn.compiler.diff import brief
 from dnn.compiler.driver import load
 from dnn.compiler.ir import Program, SweepAxis
+from dnn.compiler.registry.core import implements
+from dnn.compiler.registry.sweep import PRUNERS
 from dnn.compiler.values import fmt_number
 
 from .train import TrainingError
@@ -162,6 +164,15 @@ def sampler(optuna: Any, program: Program, axes: list[Axis], salt: tuple[int, ..
         return optuna.samplers.GridSampler({a.name: a.grid() for a in axes}, seed=seed)
     if name == "bayes":
         return optuna.samplers.TPESampler(seed=seed)
+    if name == "random" and program.sweep.method.arg("rounds") > 1:
+        from .sweep_tighten import Tightening
+
+        method = program.sweep.method
+        per_round = -(-trial_budget(program, axes, None) // method.arg("rounds"))
+        direction = objective_of(program)[1]
+        return Tightening(
+            axes, per_round, method.arg("rounds"), method.arg("keep"), direction, seed
+        )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise SpecError(
@@ -175,6 +186,54 @@ def sampler(optuna: Any, program: Program, axes: list[Axis], salt: tuple[int, ..
         ],
         program.sources,
     )
+
+
+# ------------------------------------------------------------------ pruners
+
+
+def pruner(optuna: Any, program: Program) -> Any:
+    """Optuna's pruner for the spec's `pruner` (`none`: Optuna's NopPruner)."""
+    assert program.sweep is not None
+    ref = program.sweep.pruner
+    make = PRUNERS.implementation(ref.name)
+    return make(optuna, dict(ref.args), program.train.epochs)
+
+
+@implements("pruner", "none")
+def _no_pruner(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    return optuna.pruners.NopPruner()
+
+
+@implements("pruner", "median")
+def _median(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    # Optuna prunes from step `n_warmup_steps` on; epochs are reported as steps 1, 2, ..
+    return optuna.pruners.MedianPruner(n_startup_trials=a["startup"], n_warmup_steps=a["warmup"])
+
+
+@implements("pruner", "successive_halving")
+def _successive_halving(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=a["min_epochs"], reduction_factor=a["reduction"], min_early_stopping_rate=0
+    )
+
+
+@implements("pruner", "hyperband")
+def _hyperband(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    return optuna.pruners.HyperbandPruner(
+        min_resource=a["min_epochs"],
+        max_resource=max(epochs, a["min_epochs"]),
+        reduction_factor=a["reduction"],
+    )
+
+
+def epoch_value(record: dict[str, Any], metric: str) -> float | None:
+    """The objective in an epoch's record (`val_top_k` may be recorded as `val_top_k_3`)."""
+    if metric in record:
+        return float(record[metric])
+    for key, v in record.items():
+        if key.startswith(f"{metric}_") and isinstance(v, int | float):
+            return float(v)
+    return None
 
 
 # ------------------------------------------------------------------ the objective
@@ -330,30 +389,52 @@ class Sweep:
         trial.set_user_attr("run", str(run))
         sets = [*self.sets, *(setting(k, v) for k, v in values.items())]
         t0 = time.perf_counter()
+        round_ = getattr(trial.study.sampler, "round_of", lambda _n: None)(trial.number)
+        if round_ is not None:
+            trial.set_user_attr("round", round_)
+            if trial.number % trial.study.sampler.per_round == 0 and not self.quiet:
+                space = trial.study.sampler.space_for(trial.study, trial.number)
+                print(f"round {round_ + 1}: {space.describe(self.axes)}", file=sys.stderr)
+
+        def report(record: dict[str, Any]) -> bool:
+            """Tell the pruner the epoch's objective; True stops the run (pruned)."""
+            value = epoch_value(record, self.metric)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(value, int(record["epoch"]))
+            return bool(trial.should_prune())
+
         try:
             program = load(self.path, sets)
-            result = train(program, run, mode="quiet", argv=sys.argv)
+            result = train(program, run, mode="quiet", argv=sys.argv, on_epoch=report)
+            if not result.get("finished", True):
+                epochs = int(result["stopped_after"])
+                trial.set_user_attr("epochs", epochs)
+                trial.set_user_attr("wall_s", round(time.perf_counter() - t0, 3))
+                self.say(trial.number, values, f"pruned after epoch {epochs}", t0)
+                raise optuna_module().TrialPruned()
             value = objective_value(program, result, self.metric)
         except (TrainingError, SpecError) as e:
             if isinstance(e, SpecError) and "is not measured" in str(e.diagnostics[0].message):
                 raise
             why = str(e) if isinstance(e, TrainingError) else e.diagnostics[0].message
             trial.set_user_attr("error", why)
-            self.say(trial.number, values, f"failed: {why}", time.perf_counter() - t0)
+            self.say(trial.number, values, f"failed: {why}", t0)
             raise TrialFailed(why) from None
         trial.set_user_attr("epochs", result["epochs_run"])
         trial.set_user_attr("wall_s", round(result["wall_time_s"], 3))
         if not math.isfinite(value):
             why = f"the objective `{self.metric}` is not finite ({value})"
             trial.set_user_attr("error", why)
-            self.say(trial.number, values, f"failed: {why}", time.perf_counter() - t0)
+            self.say(trial.number, values, f"failed: {why}", t0)
             raise TrialFailed(why)
-        self.say(trial.number, values, f"{self.metric} {value:.4f}", time.perf_counter() - t0)
+        self.say(trial.number, values, f"{self.metric} {value:.4f}", t0)
         return value
 
-    def say(self, number: int, values: dict[str, Any], what: str, seconds: float) -> None:
+    def say(self, number: int, values: dict[str, Any], what: str, t0: float) -> None:
         if self.quiet:
             return
+        seconds = time.perf_counter() - t0
         shown = "  ".join(f"{k}={_short(v)}" for k, v in values.items())
         print(f"trial {number:>3}  {shown}  {what}  ({seconds:.1f} s)", file=sys.stderr, flush=True)
 

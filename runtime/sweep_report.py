@@ -10,6 +10,8 @@ from typing import Any
 
 COLUMNS = ("trial", "state", "objective")
 TAIL = ("epochs", "wall_s", "run", "error")
+# written by some searches only: the round of a tightening random search, a PBT member's line
+EXTRA = ("round", "member", "parent", "lineage")
 LOST = "its process stopped (no heartbeat); not counted in the budget"
 
 
@@ -24,6 +26,7 @@ def rows(study: Any, names: list[str]) -> list[dict[str, Any]]:
         }
         row.update({n: t.params.get(n) for n in names})
         row.update({k: t.user_attrs.get(k) for k in TAIL})
+        row.update({k: t.user_attrs[k] for k in EXTRA if k in t.user_attrs})
         if row["state"] == "fail" and not row["error"]:  # failed by the heartbeat
             row["error"] = LOST
         out.append(row)
@@ -41,7 +44,8 @@ def ranked(table: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
 def write_csv(table: list[dict[str, Any]], names: list[str], path: Path) -> Path:
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, *TAIL])
+        extra = [k for k in EXTRA if any(k in r for r in table)]
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, *TAIL, *extra], restval="")
         w.writeheader()
         w.writerows(table)
     tmp.replace(path)
@@ -112,6 +116,15 @@ def plot_objective(table: list[dict[str, Any]], metric: str, direction: str, pat
         best.append(y if not best else pick(best[-1], y))
     if xs:
         ax.step(xs, best, where="post", color="C3", label="best so far")
+    pruned = [r for r in table if r["state"] == "pruned" and r["objective"] is not None]
+    if pruned:
+        ax.plot(
+            [r["trial"] for r in pruned],
+            [r["objective"] for r in pruned],
+            "v",
+            color="0.6",
+            label="pruned (last epoch's value)",
+        )
     failed = [r["trial"] for r in table if r["state"] == "fail"]
     if failed and ys:
         finite = [y for y in ys if math.isfinite(y)]

@@ -387,6 +387,7 @@ TAGGED = (
     "schedule",
     "clipper",
     "pretrainer",
+    "pruner",
 )
 PROVIDED = {
     "metric": metrics.Metric,
