@@ -45,6 +45,7 @@ E_NONFINITE = "E0605"
 E_PRETRAIN = "E0606"
 E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
+E_VMAP = "E0609"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
@@ -100,6 +101,9 @@ CODES: Mapping[str, str] = {
     "cannot convert (named at its line), or a converted model whose outputs differ from dnn's",
     E_TOO_SLOW: "`dnn lsp`: a spec whose check ran past the editor's time limit (a huge `repeat`, "
     "say); the editor stops there, `dnn check` checks the whole spec",
+    E_VMAP: "`dnn sweep --vmap`: trials that cannot train as one vmapped program (a swept value "
+    "that changes the model, the data or a train field other than the optimizer's and schedule's "
+    "numbers and the seed; a lowering that branches on a swept number; a run with per-run state)",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

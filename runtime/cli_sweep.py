@@ -98,6 +98,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SpecError([nothing_to_train(program.module)], program.sources)
     axes = sweep.axes_of(program)
     sweep.check_values(args.file, args.set, axes)
+    if args.vmap > 1:
+        sweep.check_vmap(args.file, args.set, program, axes)
     metric, direction = sweep.objective_of(program)
     total = sweep.trial_budget(program, axes, args.trials)
     sweep.sampler(optuna, program, axes)  # a method not run yet: said before anything is written
@@ -136,7 +138,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     workers = _start_workers(args, folder, url, name, total)
-    run.run(study, optuna)
+    if args.vmap > 1:
+        sweep.run_vmapped(run, study, optuna, args.vmap)
+    else:
+        run.run(study, optuna)
     for w in workers:
         w.wait()
     if args.worker:
@@ -153,6 +158,7 @@ def _start_workers(
 
     cmd = [sys.executable, "-m", "dnn.runtime.cli", "sweep", args.file, "--resume", "--worker"]
     cmd += ["--out", str(folder), "--storage", url, "--study", name, "--trials", str(total)]
+    cmd += ["--vmap", str(args.vmap)]
     for s in args.set:
         cmd += ["--set", s]
     return [subprocess.Popen(cmd) for _ in range(max(0, args.parallel - 1))]
@@ -242,4 +248,12 @@ def register(
         "sqlite:///DIR/study.db)",
     )
     c.add_argument("--study", metavar="NAME", help="the study's name (default: the spec's stem)")
+    c.add_argument(
+        "--vmap",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train K trials at a time as one vmapped program (values that change no shape: "
+        "the optimizer's and schedule's numbers, the seed)",
+    )
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -25,11 +25,12 @@ import math
 import sqlite3
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
+from dnn.compiler.diagnostics import E_SECTION, E_VMAP, Diagnostic, Span, SpecError
 from dnn.compiler.diff import brief
 from dnn.compiler.driver import load
 from dnn.compiler.ir import Program, SweepAxis
@@ -453,6 +454,165 @@ class Sweep:
                 callbacks=[stop_at_budget],
                 gc_after_trial=False,
             )
+
+
+# ------------------------------------------------------------------ trials as one program
+
+
+def vmap_error(axis: Axis | None, program: Program, message: str) -> SpecError:
+    span = (axis.span if axis is not None else None) or program.sweep.span_of("method")  # type: ignore[union-attr]
+    return SpecError(
+        [
+            Diagnostic(
+                E_VMAP,
+                f"`--vmap` cannot train these trials as one program: {message}",
+                span,
+                "sweep only the optimizer's and schedule's numbers and `train.seed` with "
+                "--vmap, or leave --vmap out (one process per trial)",
+            )
+        ],
+        program.sources,
+    )
+
+
+def check_vmap(path: str, sets: list[str], program: Program, axes: list[Axis]) -> None:
+    """Refuse `--vmap` before any trial runs where the trials cannot share a program: a run
+    with per-run state, or a swept value (either end of its range, every choice) that changes
+    more than the optimizer's and schedule's numbers and the seed."""
+    from .sweep_vmap import difference, unsupported
+
+    why = unsupported(program)
+    if why is not None:
+        raise vmap_error(None, program, why)
+    if program.sweep is not None and program.sweep.pruner.name != "none":
+        raise vmap_error(None, program, "a pruner stops trials one by one")
+    from .sweep_vmap import lift
+
+    for axis in axes:
+        for value in axis.probes():
+            other = load(path, [*sets, setting(axis.name, value)])
+            why = difference(program, other)
+            if why is not None:
+                raise vmap_error(axis, program, f"`{axis.name} = {value}`: {why}")
+            if culprit(program, lift([program, other])) is not None:
+                raise vmap_error(
+                    axis,
+                    program,
+                    f"the lowering of `{program.train.optimizer.name}` decides on "
+                    f"`{axis.name}`'s value (`{axis.name} = {value}` against the spec's), so "
+                    "the trials differ in more than numbers",
+                )
+
+
+def _heartbeats(storage: Any, trial_ids: list[int]) -> Any:
+    """A thread recording the trials' heartbeats while a group trains (`study.optimize` does
+    this for one trial), so other processes do not fail them as dead."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            for i in trial_ids:
+                storage.record_heartbeat(i)
+
+    for i in trial_ids:
+        storage.record_heartbeat(i)
+    thread = threading.Thread(target=beat, daemon=True, name="dnn-heartbeat")
+    thread.start()
+    return stop
+
+
+def run_vmapped(self: Sweep, study: Any, optuna: Any, k: int) -> None:
+    """The sweep's trials asked K at a time and trained as one vmapped program each."""
+    import jax
+
+    from .sweep_vmap import lift, train_group
+
+    state = optuna.trial.TrialState
+    while (left := self.total - done(optuna, study)) > 0:
+        with warnings.catch_warnings():  # the heartbeat is ours here (see _heartbeats)
+            warnings.simplefilter("ignore", UserWarning)
+            trials = [study.ask() for _ in range(min(k, left))]
+        values = [{a.name: a.suggest(t) for a in self.axes} for t in trials]
+        programs, runs = [], []
+        for t, v in zip(trials, values, strict=True):
+            run = self.folder / "trials" / f"{t.number:04d}"
+            t.set_user_attr("run", str(run))
+            t.set_user_attr("group", trials[0].number)
+            runs.append(run)
+            programs.append(load(self.path, [*self.sets, *(setting(n, x) for n, x in v.items())]))
+        t0 = time.perf_counter()
+        beat = _heartbeats(study._storage, [t._trial_id for t in trials])
+        try:
+            results = train_group(programs, runs, sys.argv)
+        except jax.errors.JAXTypeError:  # a lowering that branches on a swept number
+            for t in trials:
+                _tell(study, t, state=state.FAIL)
+            key = culprit(programs[0], lift(programs))
+            name = ".".join(("train", *key)) if key else None
+            axis = next((a for a in self.axes if a.name == name), None)
+            what = f"`{name}`" if name else "a swept number"
+            raise vmap_error(
+                axis,
+                self.program,
+                f"the lowering of `{self.program.train.optimizer.name}` decides on {what}'s "
+                "value (0 or not, say), so its trials differ in more than numbers",
+            ) from None
+        finally:
+            beat.set()
+        wall = round(time.perf_counter() - t0, 3)
+        for t, v, result in zip(trials, values, results, strict=True):
+            if isinstance(result, TrainingError):
+                t.set_user_attr("error", str(result))
+                _tell(study, t, state=state.FAIL)
+                self.say(t.number, v, f"failed: {result}", t0)
+                continue
+            t.set_user_attr("epochs", result["epochs_run"])
+            t.set_user_attr("wall_s", wall)
+            value = objective_value(self.program, result, self.metric)
+            if not math.isfinite(value):
+                why = f"the objective `{self.metric}` is not finite ({value})"
+                t.set_user_attr("error", why)
+                _tell(study, t, state=state.FAIL)
+                self.say(t.number, v, f"failed: {why}", t0)
+                continue
+            _tell(study, t, value)
+            self.say(t.number, v, f"{self.metric} {value:.4f} (group of {len(trials)})", t0)
+
+
+def _tell(study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
+    """`study.tell` outside `study.optimize`: Optuna's grid sampler calls `study.stop()` when
+    the grid is used up, which raises there; the trial's state is stored before (Optuna
+    writes it in a `finally`), and the loop stops on the budget anyway."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+
+
+def culprit(program: Program, lifted: Any) -> tuple[str, str] | None:
+    """The lifted value the optimizer's lowering cannot take traced (it branches on it)."""
+    import jax
+    import jax.numpy as jnp
+    from dnn.compiler.lower_optax import lower_train
+
+    from .sweep_vmap import with_values
+
+    params = {"w": jnp.zeros((2,))}
+    for key in lifted.values:
+
+        def build(v: Any, key: tuple[str, str] = key) -> Any:
+            tx = lower_train(with_values(program, {key: v}), 1)
+            state = tx.init(params)
+            return tx.update(params, state, params)
+
+        try:
+            jax.eval_shape(build, jnp.float32(1.0))
+        except jax.errors.JAXTypeError:
+            return key
+    return None
 
 
 def _short(v: Any) -> str:

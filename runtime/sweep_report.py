@@ -11,7 +11,7 @@ from typing import Any
 COLUMNS = ("trial", "state", "objective")
 TAIL = ("epochs", "wall_s", "run", "error")
 # written by some searches only: the round of a tightening random search, a PBT member's line
-EXTRA = ("round", "member", "parent", "lineage")
+EXTRA = ("round", "group", "member", "parent", "lineage")
 LOST = "its process stopped (no heartbeat); not counted in the budget"
 
 
