@@ -46,6 +46,7 @@ E_PRETRAIN = "E0606"
 E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
 E_VMAP = "E0609"
+E_PBT = "E0610"
 E_FILE = "E0701"
 E_DATA = "E0702"
 W_UNUSED = "W0801"
@@ -104,6 +105,9 @@ CODES: Mapping[str, str] = {
     E_VMAP: "`dnn sweep --vmap`: trials that cannot train as one vmapped program (a swept value "
     "that changes the model, the data or a train field other than the optimizer's and schedule's "
     "numbers and the seed; a lowering that branches on a swept number; a run with per-run state)",
+    E_PBT: "`method = best_ball` (population-based training) over a value it cannot explore: "
+    "anything but the optimizer's and schedule's numbers and `train.seed`, or a run it cannot "
+    "train as one population (see E0609); or a sweep it cannot continue (--resume, --parallel)",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     W_UNUSED: "a value that is computed but never reaches an output",

@@ -88,6 +88,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .train import TrainingError
 
     optuna = sweep.optuna_module()
+    _warm_report_imports()
     program = load(args.file, args.set)
     if program.sweep is None:
         raise TrainingError(
@@ -98,7 +99,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SpecError([nothing_to_train(program.module)], program.sources)
     axes = sweep.axes_of(program)
     sweep.check_values(args.file, args.set, axes)
-    if args.vmap > 1:
+    pbt = program.sweep.method.name == "best_ball"
+    if pbt:
+        sweep.check_pbt(args.file, args.set, program, axes)
+        if args.resume or args.parallel > 1 or args.storage:
+            raise TrainingError(
+                "a `best_ball` sweep runs its population in one process, from the start",
+                "leave out --resume, --parallel and --storage",
+            )
+    elif args.vmap > 1:
         sweep.check_vmap(args.file, args.set, program, axes)
     metric, direction = sweep.objective_of(program)
     total = sweep.trial_budget(program, axes, args.trials)
@@ -138,7 +147,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     workers = _start_workers(args, folder, url, name, total)
-    if args.vmap > 1:
+    if pbt:
+        from .sweep_pbt import run_pbt
+
+        run_pbt(run, study, optuna)
+    elif args.vmap > 1:
         sweep.run_vmapped(run, study, optuna, args.vmap)
     else:
         run.run(study, optuna)
@@ -147,6 +160,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.worker:
         return EXIT_OK
     return _report(args, run, study, optuna)
+
+
+def _warm_report_imports() -> None:
+    """Import what the report draws with (Optuna's importance brings scikit-learn: about 2 s)
+    on a side thread, while the main one waits on XLA; as `dnn train` warms Orbax."""
+    import threading
+
+    def warm() -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import optuna.importance  # noqa: F401
+        import optuna.visualization.matplotlib  # noqa: F401
+
+    threading.Thread(target=warm, daemon=True, name="dnn-warm-imports").start()
 
 
 def _start_workers(
@@ -176,8 +204,11 @@ def _report(args: argparse.Namespace, run: Any, study: Any, optuna: Any) -> int:
     plot = report.plot_objective(
         table, run.metric, run.direction, run.folder / "plots" / "objective.png"
     )
+    more = report.plot_search(study, names, run.metric, run.folder / "plots")
     best = report.ranked(table, run.direction)[0] if table else None
     print(f"results: {csv}\nplot: {plot}")
+    for path in more:
+        print(f"plot: {path}")
     if best is None or best["state"] != "complete":
         print(f"{args.file}: no trial finished; nothing is best", file=sys.stderr)
         return EXIT_FAIL

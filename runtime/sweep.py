@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnn.compiler.diagnostics import E_SECTION, E_VMAP, Diagnostic, Span, SpecError
+from dnn.compiler.diagnostics import E_PBT, E_SECTION, E_VMAP, Diagnostic, Span, SpecError
 from dnn.compiler.diff import brief
 from dnn.compiler.driver import load
 from dnn.compiler.ir import Program, SweepAxis
@@ -148,6 +148,10 @@ def trial_budget(program: Program, axes: list[Axis], asked: int | None) -> int:
     if method is not None and method.name == "grid":
         points = math.prod(len(a.grid()) for a in axes)
         return min(points, asked) if asked else points
+    if method is not None and method.name == "best_ball":  # a trial per member and round
+        from .sweep_pbt import rounds_of
+
+        return int(method.arg("population")) * rounds_of(program)[1]
     return asked or int(method.arg("trials") if method is not None else 20)
 
 
@@ -174,7 +178,7 @@ def sampler(optuna: Any, program: Program, axes: list[Axis], salt: tuple[int, ..
         return Tightening(
             axes, per_round, method.arg("rounds"), method.arg("keep"), direction, seed
         )
-    if name == "random":
+    if name in ("random", "best_ball"):  # best_ball draws its population itself
         return optuna.samplers.RandomSampler(seed=seed)
     raise SpecError(
         [
@@ -182,7 +186,7 @@ def sampler(optuna: Any, program: Program, axes: list[Axis], salt: tuple[int, ..
                 E_SECTION,
                 f"`dnn sweep` does not run `{name}` yet",
                 program.sweep.span_of("method"),
-                "use `grid`, `random` or `bayes` (population-based `best_ball` is to come)",
+                "use `grid`, `random`, `bayes` or `best_ball`",
             )
         ],
         program.sources,
@@ -459,20 +463,39 @@ class Sweep:
 # ------------------------------------------------------------------ trials as one program
 
 
-def vmap_error(axis: Axis | None, program: Program, message: str) -> SpecError:
+def vmap_error(axis: Axis | None, program: Program, message: str, pbt: bool = False) -> SpecError:
     span = (axis.span if axis is not None else None) or program.sweep.span_of("method")  # type: ignore[union-attr]
-    return SpecError(
-        [
-            Diagnostic(
-                E_VMAP,
-                f"`--vmap` cannot train these trials as one program: {message}",
-                span,
-                "sweep only the optimizer's and schedule's numbers and `train.seed` with "
-                "--vmap, or leave --vmap out (one process per trial)",
-            )
-        ],
-        program.sources,
-    )
+    if pbt:
+        code, head = E_PBT, "`best_ball` trains its population as one program"
+        hint = "search only the optimizer's and schedule's numbers and `train.seed` with it"
+    else:
+        code, head = E_VMAP, "`--vmap` cannot train these trials as one program"
+        hint = (
+            "sweep only the optimizer's and schedule's numbers and `train.seed` with --vmap, "
+            "or leave --vmap out (one process per trial)"
+        )
+    return SpecError([Diagnostic(code, f"{head}: {message}", span, hint)], program.sources)
+
+
+def check_pbt(path: str, sets: list[str], program: Program, axes: list[Axis]) -> None:
+    """Refuse a population search over values it cannot explore, before anything runs."""
+    from .sweep_pbt import unsearchable
+
+    axis = unsearchable(axes)
+    if axis is not None:
+        raise vmap_error(
+            axis,
+            program,
+            f"`{axis.name}` is not a number of the optimizer or schedule, nor the seed",
+            pbt=True,
+        )
+    try:
+        check_vmap(path, sets, program, axes)
+    except SpecError as e:
+        d = e.diagnostics[0]
+        why = d.message.split(": ", 1)[1]
+        axis = next((a for a in axes if a.span == d.span), None)
+        raise vmap_error(axis, program, why, pbt=True) from None
 
 
 def check_vmap(path: str, sets: list[str], program: Program, axes: list[Axis]) -> None:

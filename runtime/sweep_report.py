@@ -139,3 +139,47 @@ def plot_objective(table: list[dict[str, Any]], metric: str, direction: str, pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def plot_search(study: Any, names: list[str], metric: str, folder: Path) -> list[Path]:
+    """Parallel coordinates of the finished trials and the importance of each hyperparameter
+    (fANOVA, seeded), drawn by Optuna's matplotlib visualization; with fewer than two finished
+    trials there is nothing to relate, and nothing is drawn."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")  # Optuna draws through pyplot; no window, no display needed
+    import matplotlib.pyplot as plt
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.visualization import matplotlib as vis
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    drawn = (
+        (
+            "parallel_coordinates.png",
+            lambda: vis.plot_parallel_coordinate(study, params=names, target_name=metric),
+        ),
+        (
+            "importance.png",
+            lambda: vis.plot_param_importances(
+                study,
+                evaluator=FanovaImportanceEvaluator(seed=0),
+                params=names,
+                target_name=metric,
+            ),
+        ),
+    )
+    for name, draw in drawn:
+        ax = draw()
+        fig = ax.figure
+        fig.set_size_inches(7.0, 4.2)
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        out.append(folder / name)
+    return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -148,21 +149,25 @@ class GroupEngine(Engine):
     def _keys(self, member: Any) -> Any:
         return jax.random.key(self.seeds[member])
 
-    def _tx_of(self, member: Any) -> Any:
-        """Member `member`'s Optax chain, built in the trace from its (traced) numbers."""
-        tx = lower_train(
-            with_values(self.program, {k: v[member] for k, v in self.values.items()}),
+    def _tx_of(self, hp: dict[tuple[str, str], Any]) -> Any:
+        """A member's Optax chain, built in the trace from its (traced) numbers."""
+        return lower_train(
+            with_values(self.program, hp),
             max(1, self.steps_per_epoch // self.program.train.accumulate),
         )
-        return tx
+
+    # A member's numbers live in its state (`hp`), so a population-based search can change
+    # them between epochs without compiling again.
 
     def _init_one(self, member: Any) -> dict[str, Any]:
-        self.tx = self._tx_of(member)
-        return super()._init_one(member)
+        hp = {k: v[member] for k, v in self.values.items()}
+        self.tx = self._tx_of(hp)
+        return {**super()._init_one(member), "hp": hp}
 
     def _train_one(self, st: Any, acc: Any, member: Any, x: Any, y: Any) -> Any:
-        self.tx = self._tx_of(member)
-        return super()._train_one(st, acc, member, x, y)
+        self.tx = self._tx_of(st["hp"])
+        new, acc = super()._train_one(core(st), acc, member, x, y)
+        return {**new, "hp": st["hp"]}, acc
 
     def _build_steps(self) -> None:
         super()._build_steps()
@@ -224,8 +229,14 @@ class Member:
     error: str | None = None
 
 
+def core(st: dict[str, Any]) -> dict[str, Any]:
+    """A group state without the members' numbers: the state a run alone has."""
+    return {k: v for k, v in st.items() if k != "hp"}
+
+
 def _slice(engine: Engine, tree: Any, k: int) -> Any:
     """Member k's part of a group tree, on the host, in the checkpoint layout."""
+    tree = core(tree)
     return jax.tree.map(lambda a: np.asarray(a[k]), jax.device_get(engine.to_disk(tree)))
 
 
@@ -272,8 +283,30 @@ def train_group(
         best = stopper.best if stopper else math.inf
         members.append(Member(program, folder, stopper, monitor, [], best))
     st = engine.init()
-    n, epochs = int(x_train.shape[0]), base.train.epochs
-    display = Display(epochs, engine.steps_per_epoch, "quiet")
+    display = Display(base.train.epochs, engine.steps_per_epoch, "quiet")
+    # a member's files (history, plots, checkpoints) are written on a side thread as soon as
+    # it stops, while the group trains on (XLA releases the interpreter)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-trial-files") as side:
+        st, jobs = _train_epochs(engine, st, members, splits, (x_train, y_train), display, side)
+        for job in jobs:
+            job.result()  # a failed write is the sweep's error
+    wall = time.perf_counter() - t_start
+    return _finish(engine, st, members, splits, wall, base)
+
+
+def _train_epochs(
+    engine: GroupEngine,
+    st: Any,
+    members: list[Member],
+    splits: dict[str, Any],
+    train_data: tuple[Any, Any],
+    display: Display,
+    side: ThreadPoolExecutor,
+) -> tuple[Any, list[Any]]:
+    """The group's epochs until every member has stopped: the final state, the side jobs."""
+    x_train, y_train = train_data
+    n, epochs = int(x_train.shape[0]), engine.program.train.epochs
+    jobs: list[Any] = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         st, acc = fit._one_epoch(engine, st, epoch, x_train, y_train, display)
@@ -290,6 +323,7 @@ def train_group(
                 continue
             if bad[k] >= 0:
                 m.done, m.error = True, _diverged(engine, epoch, int(bad[k]))
+                jobs.append(side.submit(_write_files, m))
                 continue
             record: dict[str, Any] = {"epoch": epoch, **report[k]}
             if val is not None:
@@ -301,10 +335,18 @@ def train_group(
             stop = _end_epoch(engine, m, st, k, epoch, record)
             if stop or epoch == epochs:
                 m.done, m.final = True, _slice(engine, st, k)
+                jobs.append(side.submit(_write_files, m))
         if all(m.done for m in members):
             break
-    wall = time.perf_counter() - t_start
-    return _finish(engine, st, members, splits, wall, base)
+    return st, jobs
+
+
+def _write_files(m: Member) -> None:
+    """A stopped member's history, plots and checkpoints (result.json comes at the end)."""
+    rundir.write_history(m.folder / "metrics.jsonl", m.history)
+    rundir.plot_history(m.history, m.folder / "plots")
+    if m.error is None:
+        _save(m)
 
 
 def _end_epoch(engine: Engine, m: Member, st: Any, k: int, epoch: int, record: Any) -> bool:
@@ -351,12 +393,9 @@ def _finish(
     }
     out: list[dict[str, Any] | TrainingError] = []
     for k, m in enumerate(members):
-        rundir.write_history(m.folder / "metrics.jsonl", m.history)
-        rundir.plot_history(m.history, m.folder / "plots")
         if m.error is not None:
             out.append(TrainingError(m.error))
             continue
-        _save(m)
         train_time = sum(r["time"] for r in m.history)
         assert m.program.model is not None
         steps = len(m.history) * engine.steps_per_epoch

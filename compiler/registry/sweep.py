@@ -25,6 +25,7 @@ from .types import (
     NonNegInt,
     PosFloat,
     PosInt,
+    Prob,
 )
 
 # ----------------------------------------------------------------------------- strategies
@@ -104,32 +105,57 @@ SEARCHES.add(
     info={"library": "optuna"},
 )
 
+
+def _interval_in_epochs(a: Args) -> None:
+    if a.interval.unit != "epochs":
+        raise Problem(
+            "a population is compared at the end of epochs (its validation metric)",
+            hint=f"write `interval = {a.interval.value} epochs`",
+            arg="interval",
+        )
+
+
 SEARCHES.add(
     "best_ball",
     args=(
-        _TRIALS,
-        arg("population", PosInt, 8, doc="settings trained side by side in each round"),
+        arg("population", IntT(min=2), 8, doc="members trained side by side (one program)"),
         arg(
             "perturb",
             FloatT(min=0.0, max=1.0, min_open=True, max_open=True),
             0.2,
-            doc="relative size of the neighbourhood searched around the best setting",
+            doc="explore: a number is multiplied by 1 - perturb or 1 + perturb (0.8 or 1.2)",
         ),
         arg(
             "interval",
             Duration,
             Quantity(1, "epochs"),
-            doc="training between two selections (a round)",
+            doc="training between two exploit/explore steps (a round), in epochs",
+        ),
+        arg(
+            "truncate",
+            FloatT(min=0.0, max=0.5, min_open=True),
+            0.25,
+            doc="exploit: the worst share of the population copies a member of the best share",
+        ),
+        arg(
+            "resample",
+            Prob,
+            0.25,
+            doc="explore: the chance a value is drawn anew from its distribution instead",
         ),
     ),
-    aliases=("bestball",),
-    doc="best ball: train a small neighbourhood of settings for a round, keep the best, repeat",
+    aliases=("bestball", "pbt"),
+    doc="population-based training (Jaderberg et al. 2017): a population trains as one "
+    "vmapped program; every `interval`, the worst members copy the weights and optimizer "
+    "state of better ones (exploit) and perturb their hyperparameters (explore); searches the "
+    "optimizer's and schedule's numbers and the seed",
     formula=(
-        "round r: train `population` settings around the best one for `interval` "
-        "(numbers scaled by a factor in [1 - perturb, 1 + perturb], choices moved to a "
-        "neighbouring value); keep the best by the objective, continuing from its weights; "
-        "stop after `trials` settings in all"
+        "every interval: rank members by the objective; each of the worst "
+        "ceil(truncate · population) takes the state of a random one of the best as many, and "
+        "its values v ← v · (1 ± perturb) (a choice: a neighbouring value), or, with "
+        "probability `resample`, a fresh draw; for train.epochs in all"
     ),
+    validate=_interval_in_epochs,
 )
 
 # ----------------------------------------------------------------------------- pruners
