@@ -30,7 +30,6 @@ train {{
   batch_size = 32
   epochs = 6
   optimizer = {optimizer}
-  schedule = cosine(decay_steps = 6 epochs, warmup = 3 steps)
   early_stopping = {{ monitor: val_loss, patience: 1, restore_best: true }}
   seed = 0
 }}
@@ -38,7 +37,7 @@ sweep {{
   {sweep}
 }}
 """
-ADAM = "adam(lr = 0.01)"
+ADAM = "adam(lr = 0.01)\n  schedule = cosine(decay_steps = 6 epochs, warmup = 3 steps)"
 SEARCH = (
     "method = random(trials = 2)\n  train.optimizer.lr = loguniform(0.02, 0.5)\n"
     "  train.seed = int_uniform(0, 9)\n  objective = minimize(val_loss)"
@@ -101,10 +100,10 @@ def test_vmapped_trials_equal_their_runs_alone(tmp_path: Path, capsys) -> None:
             "it changes `train.batch_size`",
         ),
         (
-            "train.optimizer.momentum = choice(0.0, 0.9)",
-            "sgd(lr = 0.1, momentum = 0.9)",
-            "24:3",
-            "the lowering of `sgd` decides on `train.optimizer.momentum`'s value",
+            "train.optimizer.l2 = choice(0.0, 0.1)",
+            "ftrl(lr = 0.1)",
+            "23:3",
+            "the lowering of `ftrl` decides on `train.optimizer.l2`'s value",
         ),
         (
             "train.optimizer.lr = loguniform(1e-3, 0.1)\n  pruner = median",
