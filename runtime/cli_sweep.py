@@ -262,7 +262,7 @@ def register(
     c = command(
         "sweep",
         guard(cmd_sweep),
-        "run the spec's `sweep` section (grid, random, bayes) on Optuna; a folder of trials",
+        "run the spec's `sweep` section (grid, random, bayes, best_ball) on Optuna; a folder of trials",
     )
     c.add_argument("file", metavar="FILE")
     overrides(c)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,9 @@ def plot_search(study: Any, names: list[str], metric: str, folder: Path) -> list
         ),
     )
     for name, draw in drawn:
-        ax = draw()
+        with warnings.catch_warnings():  # an axis whose trials all took one value: drawn flat
+            warnings.simplefilter("ignore", UserWarning)
+            ax = draw()
         fig = ax.figure
         fig.set_size_inches(7.0, 4.2)
         fig.tight_layout()
