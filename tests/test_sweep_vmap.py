@@ -122,3 +122,36 @@ def test_trials_that_cannot_share_a_program_are_refused(
     assert f"{path}:{where}: error[E0609]: `--vmap` cannot train these trials as one" in err, err
     assert message in err and "hint: sweep only the optimizer's and schedule's numbers" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_traced_momentum_of_zero_is_plain_sgd(tmp_path: Path) -> None:
+    """Optimizer numbers are traced per member: SGD's momentum 0 and 0.9 in one vmapped
+    chain, against PyTorch's SGD written out in float64 (buf = mu * buf + g; w -= lr * buf)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from dnn.compiler.lower_optax import lower_train
+    from dnn.runtime.sweep_vmap import with_values
+
+    text = "train.optimizer.lr = loguniform(0.01, 0.1)"
+    program = load(str(spec(tmp_path, text, "sgd(lr = 0.1, momentum = 0.5)")))
+    w0 = np.array([1.0, -2.0, 0.5])
+
+    def run(mu: jax.Array) -> jax.Array:
+        tx = lower_train(with_values(program, {("optimizer", "momentum"): mu}), 10)
+        w = {"w": jnp.asarray(w0, jnp.float32)}
+        state = tx.init(w)
+        for _ in range(4):  # the loss 0.5 * (w . w * 3): the gradient is 3 w
+            u, state = tx.update(jax.tree.map(lambda a: 3 * a, w), state, w)
+            w = optax.apply_updates(w, u)
+        return w["w"]
+
+    got = jax.vmap(run)(jnp.asarray([0.0, 0.9]))
+    for k, mu in enumerate((0.0, 0.9)):
+        w, buf = w0.copy(), np.zeros(3)
+        for step in range(4):
+            g = 3 * w
+            buf = g if step == 0 else mu * buf + g
+            w = w - 0.1 * buf
+        np.testing.assert_allclose(np.asarray(got[k]), w, rtol=1e-6, atol=1e-7)
