@@ -194,8 +194,10 @@ def run_pbt(sw: Any, study: Any, optuna: Any) -> None:
             lineage[b] = [*lineage[src], b]
             failed.discard(b)
             exploit(host, b, src)
-            values[b] = {
-                a.name: explore(
+            values[b] = {  # a member keeps its own seed: its batches and dropout masks
+                a.name: values[b][a.name]
+                if a.name == "train.seed"
+                else explore(
                     a,
                     values[src][a.name],
                     float(method.arg("perturb")),
