@@ -127,3 +127,19 @@ def test_values_pbt_cannot_explore_are_refused(
     err = capsys.readouterr().err
     assert f"{path}:21:3: error[E0610]: `best_ball` trains its population as one program" in err
     assert message in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("interval", "message"),
+    [
+        ("0 epochs", "a round must train at least 1 epoch"),
+        ("20 steps", "a population is compared at the end of epochs"),
+    ],
+)
+def test_an_interval_is_whole_epochs(tmp_path: Path, capsys, interval: str, message: str) -> None:
+    path = tmp_path / "tiny.dnn"
+    text = SPEC.format(sweep="train.optimizer.lr = loguniform(1e-3, 0.5)")
+    path.write_text(text.replace("interval = 1 epochs", f"interval = {interval}"))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:20:38: error[E0306]: {message}" in err, err

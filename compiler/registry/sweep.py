@@ -107,6 +107,8 @@ SEARCHES.add(
 
 
 def _interval_in_epochs(a: Args) -> None:
+    if a.interval.value < 1:
+        raise Problem("a round must train at least 1 epoch", arg="interval")
     if a.interval.unit != "epochs":
         raise Problem(
             "a population is compared at the end of epochs (its validation metric)",
