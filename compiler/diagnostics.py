@@ -45,6 +45,8 @@ E_NONFINITE = "E0605"
 E_PRETRAIN = "E0606"
 E_EXPORT = "E0607"
 E_TOO_SLOW = "E0608"
+E_VMAP = "E0609"
+E_PBT = "E0610"
 E_UNFREEZE_WHEN = "E0611"
 E_UNFREEZE_WHAT = "E0612"
 E_EMIT = "E0615"
@@ -112,6 +114,12 @@ CODES: Mapping[str, str] = {
     E_UNFREEZE_WHAT: "`train.unfreeze` with nothing to release: no `freeze` in the train section",
     E_EMIT: "`dnn compile --emit python`: a layer or setting the emitted script does not write "
     "out yet (named at its spec line; docs/emit.md lists what it covers)",
+    E_VMAP: "`dnn sweep --vmap`: trials that cannot train as one vmapped program (a swept value "
+    "that changes the model, the data or a train field other than the optimizer's and schedule's "
+    "numbers and the seed; a lowering that branches on a swept number; a run with per-run state)",
+    E_PBT: "`method = best_ball` (population-based training) over a value it cannot explore: "
+    "anything but the optimizer's and schedule's numbers and `train.seed`, or a run it cannot "
+    "train as one population (see E0609); or a sweep it cannot continue (--resume, --parallel)",
     E_FILE: "a file that cannot be read: missing, unreadable, or a spec that is not UTF-8 text",
     E_DATA: "data whose contents do not fit the spec (NaN, bad label, wrong shape, empty)",
     E_WEIGHTS: "a weight file (`init_from`, `--weights`) that cannot be used: missing, pickled "

@@ -327,19 +327,26 @@ Parts = list[optax.GradientTransformation]
 
 def _coupled(a: dict[str, Any]) -> Parts:
     wd = a.get("weight_decay", 0.0)
-    return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if wd else []
+    return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if _on(wd) else []
+
+
+def _on(v: Any) -> bool:
+    """Whether an optional step (weight decay, momentum) is in the chain: a number other than 0.
+    A traced number (trials trained as one vmapped program, runtime/sweep_vmap.py) keeps it in;
+    at 0 it then computes what leaving it out does."""
+    return isinstance(v, jax.core.Tracer) or bool(v)
 
 
 def _decoupled(a: dict[str, Any]) -> Parts:
     wd = a["weight_decay"]
-    return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if wd else []
+    return [optax.add_decayed_weights(wd, mask=a.get("_mask"))] if _on(wd) else []
 
 
 @implements("optimizer", "sgd", "momentum", "nesterov")
 def sgd(a: dict[str, Any], lr: Any) -> Parts:
     momentum = (
         [T.scale_by_sgd_momentum(a["momentum"], a["dampening"], a["nesterov"])]
-        if a["momentum"]
+        if _on(a["momentum"])
         else []
     )
     return [*_coupled(a), *momentum, optax.scale_by_learning_rate(lr)]
@@ -357,7 +364,7 @@ def adagrad(a: dict[str, Any], lr: Any) -> Parts:
 @implements("optimizer", "rmsprop")
 def rmsprop(a: dict[str, Any], lr: Any) -> Parts:
     scale = optax.scale_by_stddev if a["centered"] else optax.scale_by_rms
-    momentum = [optax.trace(decay=a["momentum"])] if a["momentum"] else []
+    momentum = [optax.trace(decay=a["momentum"])] if _on(a["momentum"]) else []
     return [
         *_coupled(a),
         scale(decay=a["alpha"], eps=a["eps"], eps_in_sqrt=False),

@@ -88,6 +88,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .train import TrainingError
 
     optuna = sweep.optuna_module()
+    _warm_report_imports()
     program = load(args.file, args.set)
     if program.sweep is None:
         raise TrainingError(
@@ -98,6 +99,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SpecError([nothing_to_train(program.module)], program.sources)
     axes = sweep.axes_of(program)
     sweep.check_values(args.file, args.set, axes)
+    pbt = program.sweep.method.name == "best_ball"
+    if pbt:
+        sweep.check_pbt(args.file, args.set, program, axes)
+        if args.resume or args.parallel > 1 or args.storage:
+            raise TrainingError(
+                "a `best_ball` sweep runs its population in one process, from the start",
+                "leave out --resume, --parallel and --storage",
+            )
+    elif args.vmap > 1:
+        sweep.check_vmap(args.file, args.set, program, axes)
     metric, direction = sweep.objective_of(program)
     total = sweep.trial_budget(program, axes, args.trials)
     sweep.sampler(optuna, program, axes)  # a method not run yet: said before anything is written
@@ -116,6 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # shared one mixes in its process id and the trials done
     salt = () if fresh and not args.worker else (os.getpid(), sweep.done(optuna, study))
     study.sampler = sweep.sampler(optuna, program, axes, salt)
+    study.pruner = sweep.pruner(optuna, program)
     digest = sweep.spec_digest(program)
     if study.user_attrs.get("spec", digest) != digest:
         raise TrainingError(
@@ -126,19 +138,43 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     run = sweep.Sweep(args.file, folder, list(args.set), program, axes, total, metric, direction)
     if not args.worker:
         method = program.sweep.method.name
+        pruner = program.sweep.pruner.name
         print(
             f"{args.file}: {method} search, {total} trials, {direction} {metric} over "
             + ", ".join(a.name for a in axes)
+            + (f", {pruner} pruner" if pruner != "none" else "")
             + f"; {sweep.done(optuna, study)} done; study in {url}",
             file=sys.stderr,
         )
     workers = _start_workers(args, folder, url, name, total)
-    run.run(study, optuna)
+    if pbt:
+        from .sweep_pbt import run_pbt
+
+        run_pbt(run, study, optuna)
+    elif args.vmap > 1:
+        sweep.run_vmapped(run, study, optuna, args.vmap)
+    else:
+        run.run(study, optuna)
     for w in workers:
         w.wait()
     if args.worker:
         return EXIT_OK
     return _report(args, run, study, optuna)
+
+
+def _warm_report_imports() -> None:
+    """Import what the report draws with (Optuna's importance brings scikit-learn: about 2 s)
+    on a side thread, while the main one waits on XLA; as `dnn train` warms Orbax."""
+    import threading
+
+    def warm() -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import optuna.importance  # noqa: F401
+        import optuna.visualization.matplotlib  # noqa: F401
+
+    threading.Thread(target=warm, daemon=True, name="dnn-warm-imports").start()
 
 
 def _start_workers(
@@ -150,6 +186,7 @@ def _start_workers(
 
     cmd = [sys.executable, "-m", "dnn.runtime.cli", "sweep", args.file, "--resume", "--worker"]
     cmd += ["--out", str(folder), "--storage", url, "--study", name, "--trials", str(total)]
+    cmd += ["--vmap", str(args.vmap)]
     for s in args.set:
         cmd += ["--set", s]
     return [subprocess.Popen(cmd) for _ in range(max(0, args.parallel - 1))]
@@ -167,8 +204,11 @@ def _report(args: argparse.Namespace, run: Any, study: Any, optuna: Any) -> int:
     plot = report.plot_objective(
         table, run.metric, run.direction, run.folder / "plots" / "objective.png"
     )
+    more = report.plot_search(study, names, run.metric, run.folder / "plots")
     best = report.ranked(table, run.direction)[0] if table else None
     print(f"results: {csv}\nplot: {plot}")
+    for path in more:
+        print(f"plot: {path}")
     if best is None or best["state"] != "complete":
         print(f"{args.file}: no trial finished; nothing is best", file=sys.stderr)
         return EXIT_FAIL
@@ -222,7 +262,7 @@ def register(
     c = command(
         "sweep",
         guard(cmd_sweep),
-        "run the spec's `sweep` section (grid, random, bayes) on Optuna; a folder of trials",
+        "run the spec's `sweep` section (grid, random, bayes, best_ball) on Optuna; a folder of trials",
     )
     c.add_argument("file", metavar="FILE")
     overrides(c)
@@ -239,4 +279,12 @@ def register(
         "sqlite:///DIR/study.db)",
     )
     c.add_argument("--study", metavar="NAME", help="the study's name (default: the spec's stem)")
+    c.add_argument(
+        "--vmap",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train K trials at a time as one vmapped program (values that change no shape: "
+        "the optimizer's and schedule's numbers, the seed)",
+    )
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

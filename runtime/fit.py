@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,12 @@ def train(
     argv: list[str] | None = None,
     health_every: int | None = None,
     histograms: bool = False,
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """Train a checked spec; write the run folder; return the contents of `result.json`.
+
+    `on_epoch(record)` is called after each epoch but the last; True stops the run there as
+    `stop_after` would (a sweep's pruner stopping a trial).
 
     `health_every`: per-layer health checks every k steps when the spec's `train.health`
     does not say (`dnn train --health`). `histograms`: TensorBoard histograms of every
@@ -89,6 +93,7 @@ def train(
             side,
             health_every,
             histograms,
+            on_epoch,
         )
 
 
@@ -104,6 +109,7 @@ def _train(
     side: ThreadPoolExecutor,
     health_every: int | None = None,
     histograms: bool = False,
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     if program.model is None:
@@ -166,6 +172,8 @@ def _train(
                     board.weights(engine.to_disk(st["params"]), epoch)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
+            if not (stop or interrupted) and epoch < epochs and on_epoch is not None:
+                interrupted = on_epoch(record)
             done = (stop or epoch == epochs) and not interrupted
             if done or interrupted or time.perf_counter() - last_save >= checkpoint_every:
                 loop.save(st, epoch, done, time.perf_counter() - t_start)

@@ -25,14 +25,17 @@ import math
 import sqlite3
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
+from dnn.compiler.diagnostics import E_PBT, E_SECTION, E_VMAP, Diagnostic, Span, SpecError
 from dnn.compiler.diff import brief
 from dnn.compiler.driver import load
 from dnn.compiler.ir import Program, SweepAxis
+from dnn.compiler.registry.core import implements
+from dnn.compiler.registry.sweep import PRUNERS
 from dnn.compiler.values import fmt_number
 
 from .train import TrainingError
@@ -145,6 +148,10 @@ def trial_budget(program: Program, axes: list[Axis], asked: int | None) -> int:
     if method is not None and method.name == "grid":
         points = math.prod(len(a.grid()) for a in axes)
         return min(points, asked) if asked else points
+    if method is not None and method.name == "best_ball":  # a trial per member and round
+        from .sweep_pbt import rounds_of
+
+        return int(method.arg("population")) * rounds_of(program)[1]
     return asked or int(method.arg("trials") if method is not None else 20)
 
 
@@ -162,7 +169,16 @@ def sampler(optuna: Any, program: Program, axes: list[Axis], salt: tuple[int, ..
         return optuna.samplers.GridSampler({a.name: a.grid() for a in axes}, seed=seed)
     if name == "bayes":
         return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
+    if name == "random" and program.sweep.method.arg("rounds") > 1:
+        from .sweep_tighten import Tightening
+
+        method = program.sweep.method
+        per_round = -(-trial_budget(program, axes, None) // method.arg("rounds"))
+        direction = objective_of(program)[1]
+        return Tightening(
+            axes, per_round, method.arg("rounds"), method.arg("keep"), direction, seed
+        )
+    if name in ("random", "best_ball"):  # best_ball draws its population itself
         return optuna.samplers.RandomSampler(seed=seed)
     raise SpecError(
         [
@@ -170,11 +186,59 @@ def sampler(optuna: Any, program: Program, axes: list[Axis], salt: tuple[int, ..
                 E_SECTION,
                 f"`dnn sweep` does not run `{name}` yet",
                 program.sweep.span_of("method"),
-                "use `grid`, `random` or `bayes` (population-based `best_ball` is to come)",
+                "use `grid`, `random`, `bayes` or `best_ball`",
             )
         ],
         program.sources,
     )
+
+
+# ------------------------------------------------------------------ pruners
+
+
+def pruner(optuna: Any, program: Program) -> Any:
+    """Optuna's pruner for the spec's `pruner` (`none`: Optuna's NopPruner)."""
+    assert program.sweep is not None
+    ref = program.sweep.pruner
+    make = PRUNERS.implementation(ref.name)
+    return make(optuna, dict(ref.args), program.train.epochs)
+
+
+@implements("pruner", "none")
+def _no_pruner(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    return optuna.pruners.NopPruner()
+
+
+@implements("pruner", "median")
+def _median(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    # Optuna prunes from step `n_warmup_steps` on; epochs are reported as steps 1, 2, ..
+    return optuna.pruners.MedianPruner(n_startup_trials=a["startup"], n_warmup_steps=a["warmup"])
+
+
+@implements("pruner", "successive_halving")
+def _successive_halving(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=a["min_epochs"], reduction_factor=a["reduction"], min_early_stopping_rate=0
+    )
+
+
+@implements("pruner", "hyperband")
+def _hyperband(optuna: Any, a: dict[str, Any], epochs: int) -> Any:
+    return optuna.pruners.HyperbandPruner(
+        min_resource=a["min_epochs"],
+        max_resource=max(epochs, a["min_epochs"]),
+        reduction_factor=a["reduction"],
+    )
+
+
+def epoch_value(record: dict[str, Any], metric: str) -> float | None:
+    """The objective in an epoch's record (`val_top_k` may be recorded as `val_top_k_3`)."""
+    if metric in record:
+        return float(record[metric])
+    for key, v in record.items():
+        if key.startswith(f"{metric}_") and isinstance(v, int | float):
+            return float(v)
+    return None
 
 
 # ------------------------------------------------------------------ the objective
@@ -330,30 +394,52 @@ class Sweep:
         trial.set_user_attr("run", str(run))
         sets = [*self.sets, *(setting(k, v) for k, v in values.items())]
         t0 = time.perf_counter()
+        round_ = getattr(trial.study.sampler, "round_of", lambda _n: None)(trial.number)
+        if round_ is not None:
+            trial.set_user_attr("round", round_)
+            if trial.number % trial.study.sampler.per_round == 0 and not self.quiet:
+                space = trial.study.sampler.space_for(trial.study, trial.number)
+                print(f"round {round_ + 1}: {space.describe(self.axes)}", file=sys.stderr)
+
+        def report(record: dict[str, Any]) -> bool:
+            """Tell the pruner the epoch's objective; True stops the run (pruned)."""
+            value = epoch_value(record, self.metric)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(value, int(record["epoch"]))
+            return bool(trial.should_prune())
+
         try:
             program = load(self.path, sets)
-            result = train(program, run, mode="quiet", argv=sys.argv)
+            result = train(program, run, mode="quiet", argv=sys.argv, on_epoch=report)
+            if not result.get("finished", True):
+                epochs = int(result["stopped_after"])
+                trial.set_user_attr("epochs", epochs)
+                trial.set_user_attr("wall_s", round(time.perf_counter() - t0, 3))
+                self.say(trial.number, values, f"pruned after epoch {epochs}", t0)
+                raise optuna_module().TrialPruned()
             value = objective_value(program, result, self.metric)
         except (TrainingError, SpecError) as e:
             if isinstance(e, SpecError) and "is not measured" in str(e.diagnostics[0].message):
                 raise
             why = str(e) if isinstance(e, TrainingError) else e.diagnostics[0].message
             trial.set_user_attr("error", why)
-            self.say(trial.number, values, f"failed: {why}", time.perf_counter() - t0)
+            self.say(trial.number, values, f"failed: {why}", t0)
             raise TrialFailed(why) from None
         trial.set_user_attr("epochs", result["epochs_run"])
         trial.set_user_attr("wall_s", round(result["wall_time_s"], 3))
         if not math.isfinite(value):
             why = f"the objective `{self.metric}` is not finite ({value})"
             trial.set_user_attr("error", why)
-            self.say(trial.number, values, f"failed: {why}", time.perf_counter() - t0)
+            self.say(trial.number, values, f"failed: {why}", t0)
             raise TrialFailed(why)
-        self.say(trial.number, values, f"{self.metric} {value:.4f}", time.perf_counter() - t0)
+        self.say(trial.number, values, f"{self.metric} {value:.4f}", t0)
         return value
 
-    def say(self, number: int, values: dict[str, Any], what: str, seconds: float) -> None:
+    def say(self, number: int, values: dict[str, Any], what: str, t0: float) -> None:
         if self.quiet:
             return
+        seconds = time.perf_counter() - t0
         shown = "  ".join(f"{k}={_short(v)}" for k, v in values.items())
         print(f"trial {number:>3}  {shown}  {what}  ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
@@ -372,6 +458,184 @@ class Sweep:
                 callbacks=[stop_at_budget],
                 gc_after_trial=False,
             )
+
+
+# ------------------------------------------------------------------ trials as one program
+
+
+def vmap_error(axis: Axis | None, program: Program, message: str, pbt: bool = False) -> SpecError:
+    span = (axis.span if axis is not None else None) or program.sweep.span_of("method")  # type: ignore[union-attr]
+    if pbt:
+        code, head = E_PBT, "`best_ball` trains its population as one program"
+        hint = "search only the optimizer's and schedule's numbers and `train.seed` with it"
+    else:
+        code, head = E_VMAP, "`--vmap` cannot train these trials as one program"
+        hint = (
+            "sweep only the optimizer's and schedule's numbers and `train.seed` with --vmap, "
+            "or leave --vmap out (one process per trial)"
+        )
+    return SpecError([Diagnostic(code, f"{head}: {message}", span, hint)], program.sources)
+
+
+def check_pbt(path: str, sets: list[str], program: Program, axes: list[Axis]) -> None:
+    """Refuse a population search over values it cannot explore, before anything runs."""
+    from .sweep_pbt import unsearchable
+
+    axis = unsearchable(axes)
+    if axis is not None:
+        raise vmap_error(
+            axis,
+            program,
+            f"`{axis.name}` is not a number of the optimizer or schedule, nor the seed",
+            pbt=True,
+        )
+    try:
+        check_vmap(path, sets, program, axes)
+    except SpecError as e:
+        d = e.diagnostics[0]
+        why = d.message.split(": ", 1)[1]
+        axis = next((a for a in axes if a.span == d.span), None)
+        raise vmap_error(axis, program, why, pbt=True) from None
+
+
+def check_vmap(path: str, sets: list[str], program: Program, axes: list[Axis]) -> None:
+    """Refuse `--vmap` before any trial runs where the trials cannot share a program: a run
+    with per-run state, or a swept value (either end of its range, every choice) that changes
+    more than the optimizer's and schedule's numbers and the seed."""
+    from .sweep_vmap import difference, unsupported
+
+    why = unsupported(program)
+    if why is not None:
+        raise vmap_error(None, program, why)
+    if program.sweep is not None and program.sweep.pruner.name != "none":
+        raise vmap_error(None, program, "a pruner stops trials one by one")
+    from .sweep_vmap import lift
+
+    for axis in axes:
+        for value in axis.probes():
+            other = load(path, [*sets, setting(axis.name, value)])
+            why = difference(program, other)
+            if why is not None:
+                raise vmap_error(axis, program, f"`{axis.name} = {value}`: {why}")
+            if culprit(program, lift([program, other])) is not None:
+                raise vmap_error(
+                    axis,
+                    program,
+                    f"the lowering of `{program.train.optimizer.name}` decides on "
+                    f"`{axis.name}`'s value (`{axis.name} = {value}` against the spec's), so "
+                    "the trials differ in more than numbers",
+                )
+
+
+def _heartbeats(storage: Any, trial_ids: list[int]) -> Any:
+    """A thread recording the trials' heartbeats while a group trains (`study.optimize` does
+    this for one trial), so other processes do not fail them as dead."""
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            for i in trial_ids:
+                storage.record_heartbeat(i)
+
+    for i in trial_ids:
+        storage.record_heartbeat(i)
+    thread = threading.Thread(target=beat, daemon=True, name="dnn-heartbeat")
+    thread.start()
+    return stop
+
+
+def run_vmapped(self: Sweep, study: Any, optuna: Any, k: int) -> None:
+    """The sweep's trials asked K at a time and trained as one vmapped program each."""
+    import jax
+
+    from .sweep_vmap import lift, train_group
+
+    state = optuna.trial.TrialState
+    while (left := self.total - done(optuna, study)) > 0:
+        with warnings.catch_warnings():  # the heartbeat is ours here (see _heartbeats)
+            warnings.simplefilter("ignore", UserWarning)
+            trials = [study.ask() for _ in range(min(k, left))]
+        values = [{a.name: a.suggest(t) for a in self.axes} for t in trials]
+        programs, runs = [], []
+        for t, v in zip(trials, values, strict=True):
+            run = self.folder / "trials" / f"{t.number:04d}"
+            t.set_user_attr("run", str(run))
+            t.set_user_attr("group", trials[0].number)
+            runs.append(run)
+            programs.append(load(self.path, [*self.sets, *(setting(n, x) for n, x in v.items())]))
+        t0 = time.perf_counter()
+        beat = _heartbeats(study._storage, [t._trial_id for t in trials])
+        try:
+            results = train_group(programs, runs, sys.argv)
+        except jax.errors.JAXTypeError:  # a lowering that branches on a swept number
+            for t in trials:
+                _tell(study, t, state=state.FAIL)
+            key = culprit(programs[0], lift(programs))
+            name = ".".join(("train", *key)) if key else None
+            axis = next((a for a in self.axes if a.name == name), None)
+            what = f"`{name}`" if name else "a swept number"
+            raise vmap_error(
+                axis,
+                self.program,
+                f"the lowering of `{self.program.train.optimizer.name}` decides on {what}'s "
+                "value (0 or not, say), so its trials differ in more than numbers",
+            ) from None
+        finally:
+            beat.set()
+        wall = round(time.perf_counter() - t0, 3)
+        for t, v, result in zip(trials, values, results, strict=True):
+            if isinstance(result, TrainingError):
+                t.set_user_attr("error", str(result))
+                _tell(study, t, state=state.FAIL)
+                self.say(t.number, v, f"failed: {result}", t0)
+                continue
+            t.set_user_attr("epochs", result["epochs_run"])
+            t.set_user_attr("wall_s", wall)
+            value = objective_value(self.program, result, self.metric)
+            if not math.isfinite(value):
+                why = f"the objective `{self.metric}` is not finite ({value})"
+                t.set_user_attr("error", why)
+                _tell(study, t, state=state.FAIL)
+                self.say(t.number, v, f"failed: {why}", t0)
+                continue
+            _tell(study, t, value)
+            self.say(t.number, v, f"{self.metric} {value:.4f} (group of {len(trials)})", t0)
+
+
+def _tell(study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
+    """`study.tell` outside `study.optimize`: Optuna's grid sampler calls `study.stop()` when
+    the grid is used up, which raises there; the trial's state is stored before (Optuna
+    writes it in a `finally`), and the loop stops on the budget anyway."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+
+
+def culprit(program: Program, lifted: Any) -> tuple[str, str] | None:
+    """The lifted value the optimizer's lowering cannot take traced (it branches on it)."""
+    import jax
+    import jax.numpy as jnp
+    from dnn.compiler.lower_optax import lower_train
+
+    from .sweep_vmap import with_values
+
+    params = {"w": jnp.zeros((2,))}
+    for key in lifted.values:
+
+        def build(v: Any, key: tuple[str, str] = key) -> Any:
+            tx = lower_train(with_values(program, {key: v}), 1)
+            state = tx.init(params)
+            return tx.update(params, state, params)
+
+        try:
+            jax.eval_shape(build, jnp.float32(1.0))
+        except jax.errors.JAXTypeError:
+            return key
+    return None
 
 
 def _short(v: Any) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 COLUMNS = ("trial", "state", "objective")
 TAIL = ("epochs", "wall_s", "run", "error")
+# written by some searches only: the round of a tightening random search, a PBT member's line
+EXTRA = ("round", "group", "member", "parent", "lineage")
 LOST = "its process stopped (no heartbeat); not counted in the budget"
 
 
@@ -24,6 +27,7 @@ def rows(study: Any, names: list[str]) -> list[dict[str, Any]]:
         }
         row.update({n: t.params.get(n) for n in names})
         row.update({k: t.user_attrs.get(k) for k in TAIL})
+        row.update({k: t.user_attrs[k] for k in EXTRA if k in t.user_attrs})
         if row["state"] == "fail" and not row["error"]:  # failed by the heartbeat
             row["error"] = LOST
         out.append(row)
@@ -41,7 +45,8 @@ def ranked(table: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
 def write_csv(table: list[dict[str, Any]], names: list[str], path: Path) -> Path:
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, *TAIL])
+        extra = [k for k in EXTRA if any(k in r for r in table)]
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS, *names, *TAIL, *extra], restval="")
         w.writeheader()
         w.writerows(table)
     tmp.replace(path)
@@ -112,6 +117,15 @@ def plot_objective(table: list[dict[str, Any]], metric: str, direction: str, pat
         best.append(y if not best else pick(best[-1], y))
     if xs:
         ax.step(xs, best, where="post", color="C3", label="best so far")
+    pruned = [r for r in table if r["state"] == "pruned" and r["objective"] is not None]
+    if pruned:
+        ax.plot(
+            [r["trial"] for r in pruned],
+            [r["objective"] for r in pruned],
+            "v",
+            color="0.6",
+            label="pruned (last epoch's value)",
+        )
     failed = [r["trial"] for r in table if r["state"] == "fail"]
     if failed and ys:
         finite = [y for y in ys if math.isfinite(y)]
@@ -126,3 +140,49 @@ def plot_objective(table: list[dict[str, Any]], metric: str, direction: str, pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def plot_search(study: Any, names: list[str], metric: str, folder: Path) -> list[Path]:
+    """Parallel coordinates of the finished trials and the importance of each hyperparameter
+    (fANOVA, seeded), drawn by Optuna's matplotlib visualization; with fewer than two finished
+    trials there is nothing to relate, and nothing is drawn."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")  # Optuna draws through pyplot; no window, no display needed
+    import matplotlib.pyplot as plt
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.visualization import matplotlib as vis
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    drawn = (
+        (
+            "parallel_coordinates.png",
+            lambda: vis.plot_parallel_coordinate(study, params=names, target_name=metric),
+        ),
+        (
+            "importance.png",
+            lambda: vis.plot_param_importances(
+                study,
+                evaluator=FanovaImportanceEvaluator(seed=0),
+                params=names,
+                target_name=metric,
+            ),
+        ),
+    )
+    for name, draw in drawn:
+        with warnings.catch_warnings():  # an axis whose trials all took one value: drawn flat
+            warnings.simplefilter("ignore", UserWarning)
+            ax = draw()
+        fig = ax.figure
+        fig.set_size_inches(7.0, 4.2)
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
+        out.append(folder / name)
+    return out

@@ -412,6 +412,7 @@ TAGGED = (
     "schedule",
     "clipper",
     "pretrainer",
+    "pruner",
 )
 PROVIDED = {
     "metric": metrics.Metric,

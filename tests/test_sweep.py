@@ -115,11 +115,6 @@ def test_two_processes_share_one_sqlite_study(tmp_path: Path, capsys) -> None:
         ("train.optimizer.lr = uniform(0.5, 0.1)", "20:37", "`low` must be less than `high`"),
         ("train.optimizer.lr = loguniform(0.0, 0.1)", "20:35", "must be a number > 0"),
         ("width = choice(4, 0)", "20:3", "`width = 0` makes the spec wrong"),
-        (
-            "method = best_ball\n  train.optimizer.lr = loguniform(1e-3, 0.1)",
-            "20:12",
-            "`dnn sweep` does not run `best_ball` yet",
-        ),
     ],
 )
 def test_bad_sweeps_are_reported_at_their_line(

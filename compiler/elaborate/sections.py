@@ -33,6 +33,9 @@ from .state import (
     Env,
 )
 
+# the sweep section's own fields; every other field of it is a searched value
+SWEEP_FIELDS = ("method", "objective", "pruner")
+
 
 class Sections(Base):
     """Sections: data, train and sweep, bound to their schema; cross-checks of train."""
@@ -114,13 +117,13 @@ class Sections(Base):
     def _sweep(self, s: ast.Section, env: Env) -> tuple[Config | None, tuple[SweepAxis, ...]]:
         own = ast.Section(
             "sweep",
-            tuple(f for f in s.fields if f.path[0] in ("method", "objective") and len(f.path) == 1),
+            tuple(f for f in s.fields if f.path[0] in SWEEP_FIELDS and len(f.path) == 1),
             span=s.span,
         )
         config = self._section("sweep", own, env)
         axes, written = [], 0
         for f in s.fields:
-            if f.path[0] in ("method", "objective") and len(f.path) == 1:
+            if f.path[0] in SWEEP_FIELDS and len(f.path) == 1:
                 continue
             written += 1
             axis = self._try(partial(self._axis, f, env))

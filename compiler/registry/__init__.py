@@ -40,6 +40,7 @@ _ORDER = (
     "search",
     "distribution",
     "objective",
+    "pruner",
     "section",
 )
 for _kind in sorted(REGISTRIES, key=lambda k: _ORDER.index(k) if k in _ORDER else len(_ORDER)):

@@ -343,6 +343,7 @@ SECTIONS.add(
     args=(
         arg("method", RefT("search"), "random"),
         arg("objective", RefT("objective"), "minimize"),
+        arg("pruner", RefT("pruner"), "none"),
     ),
     doc="hyperparameter search; other fields map a param or `section.field.arg` path to a "
     "distribution, e.g. `train.optimizer.lr = loguniform(1e-4, 1e-2)`",

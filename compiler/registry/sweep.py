@@ -13,7 +13,20 @@ from collections.abc import Callable
 from ..values import Quantity
 from .core import Args, Problem, arg, registry
 from .metrics import MONITORS, monitor_mode
-from .types import Any_, Duration, EnumT, Float, FloatT, Int, ListT, PosFloat, PosInt
+from .types import (
+    Any_,
+    Duration,
+    EnumT,
+    Float,
+    FloatT,
+    Int,
+    IntT,
+    ListT,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Prob,
+)
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -40,11 +53,44 @@ SEARCHES.add(
     formula="trials = product over swept fields of the number of values",
 )
 
+
+def _rounds_fit(a: Args) -> None:
+    if a.rounds > a.trials:
+        raise Problem(
+            f"{a.rounds} rounds need at least {a.rounds} trials, not {a.trials}",
+            hint=f"write `trials = {a.rounds * 5}` or fewer rounds",
+            arg="rounds",
+        )
+
+
 SEARCHES.add(
     "random",
-    args=(_TRIALS,),
-    doc="independent random draws from each field's distribution (Bergstra & Bengio 2012)",
-    formula="setting_k ~ product of the fields' distributions, k = 1 .. trials, independently",
+    args=(
+        _TRIALS,
+        arg(
+            "rounds",
+            PosInt,
+            1,
+            doc="coarse-to-fine tightening: the trials in this many rounds, each drawing from "
+            "ranges narrowed around the best trials of the rounds before (1: plain random search)",
+        ),
+        arg(
+            "keep",
+            FloatT(min=0.0, max=1.0, min_open=True),
+            0.25,
+            doc="the share of the trials so far (at least 2) whose values the next round's "
+            "ranges must hold",
+        ),
+    ),
+    doc="independent random draws from each field's distribution (Bergstra & Bengio 2012); "
+    "with `rounds > 1`, coarse-to-fine: each round searches the neighbourhood of the best so far",
+    formula=(
+        "setting_k ~ product of the fields' distributions, k = 1 .. trials, independently; "
+        "rounds: range_r = range_(r-1) ∩ [min - w/10, max + w/10] over the best `keep` share "
+        "of the trials of rounds < r (w = width of range_(r-1); on log scale for `loguniform`), "
+        "a `choice` keeps the values the best trials took"
+    ),
+    validate=_rounds_fit,
 )
 
 SEARCHES.add(
@@ -59,32 +105,119 @@ SEARCHES.add(
     info={"library": "optuna"},
 )
 
+
+def _interval_in_epochs(a: Args) -> None:
+    if a.interval.value < 1:
+        raise Problem("a round must train at least 1 epoch", arg="interval")
+    if a.interval.unit != "epochs":
+        raise Problem(
+            "a population is compared at the end of epochs (its validation metric)",
+            hint=f"write `interval = {a.interval.value} epochs`",
+            arg="interval",
+        )
+
+
 SEARCHES.add(
     "best_ball",
     args=(
-        _TRIALS,
-        arg("population", PosInt, 8, doc="settings trained side by side in each round"),
+        arg("population", IntT(min=2), 8, doc="members trained side by side (one program)"),
         arg(
             "perturb",
             FloatT(min=0.0, max=1.0, min_open=True, max_open=True),
             0.2,
-            doc="relative size of the neighbourhood searched around the best setting",
+            doc="explore: a number is multiplied by 1 - perturb or 1 + perturb (0.8 or 1.2)",
         ),
         arg(
             "interval",
             Duration,
             Quantity(1, "epochs"),
-            doc="training between two selections (a round)",
+            doc="training between two exploit/explore steps (a round), in epochs",
+        ),
+        arg(
+            "truncate",
+            FloatT(min=0.0, max=0.5, min_open=True),
+            0.25,
+            doc="exploit: the worst share of the population copies a member of the best share",
+        ),
+        arg(
+            "resample",
+            Prob,
+            0.25,
+            doc="explore: the chance a value is drawn anew from its distribution instead",
         ),
     ),
-    aliases=("bestball",),
-    doc="best ball: train a small neighbourhood of settings for a round, keep the best, repeat",
+    aliases=("bestball", "pbt"),
+    doc="population-based training (Jaderberg et al. 2017): a population trains as one "
+    "vmapped program; every `interval`, the worst members copy the weights and optimizer "
+    "state of better ones (exploit) and perturb their hyperparameters (explore); searches the "
+    "optimizer's and schedule's numbers and the seed",
     formula=(
-        "round r: train `population` settings around the best one for `interval` "
-        "(numbers scaled by a factor in [1 - perturb, 1 + perturb], choices moved to a "
-        "neighbouring value); keep the best by the objective, continuing from its weights; "
-        "stop after `trials` settings in all"
+        "every interval: rank members by the objective; each of the worst "
+        "ceil(truncate · population) takes the state of a random one of the best as many, and "
+        "its values v ← v · (1 ± perturb) (a choice: a neighbouring value), or, with "
+        "probability `resample`, a fresh draw; for train.epochs in all"
     ),
+    validate=_interval_in_epochs,
+)
+
+# ----------------------------------------------------------------------------- pruners
+
+PRUNERS = registry(
+    "pruner",
+    "pruners",
+    "Stopping a sweep's unpromising trials early, from the objective measured after each epoch "
+    "(Optuna's pruners; a stopped trial is recorded as `pruned`).",
+    implemented_in="dnn.runtime.sweep",
+)
+
+PRUNERS.add(
+    "none",
+    doc="every trial trains to its end",
+    formula="no trial is stopped early",
+)
+
+_MIN_EPOCHS = arg(
+    "min_epochs", PosInt, 1, doc="epochs every trial trains before it may be stopped (the rung 0)"
+)
+_REDUCTION = arg(
+    "reduction",
+    IntT(min=2),
+    3,
+    doc="η: a rung keeps the best 1/η of the trials that reached it",
+)
+
+PRUNERS.add(
+    "median",
+    args=(
+        arg("startup", NonNegInt, 5, doc="trials that finish before any is stopped"),
+        arg("warmup", NonNegInt, 1, doc="epochs a trial trains before it may be stopped"),
+    ),
+    doc="stop a trial whose best objective so far is worse than the median of the other "
+    "trials at the same epoch (Optuna's MedianPruner; Golovin et al. 2017)",
+    formula="stop at epoch e if best_(t<=e) objective is worse than median over earlier trials "
+    "of their objective at epoch e",
+    info={"library": "optuna"},
+)
+
+PRUNERS.add(
+    "successive_halving",
+    args=(_MIN_EPOCHS, _REDUCTION),
+    aliases=("asha",),
+    doc="asynchronous successive halving: at epochs min_epochs · η^k, keep only the best "
+    "1/η of the trials that got there (Li et al. 2020; Optuna's SuccessiveHalvingPruner)",
+    formula="rung k at epoch min_epochs · η^k: continue only if in the top 1/η of the "
+    "objectives reported at that rung",
+    info={"library": "optuna"},
+)
+
+PRUNERS.add(
+    "hyperband",
+    args=(_MIN_EPOCHS, _REDUCTION),
+    doc="Hyperband: several successive-halving brackets with different starting budgets, up "
+    "to `train.epochs` (Li et al. 2018; Optuna's HyperbandPruner)",
+    formula="brackets s = 0 .. floor(log_η(epochs / min_epochs)), each successive halving "
+    "from min_epochs · η^s epochs; a trial is assigned a bracket by its number",
+    info={"library": "optuna"},
 )
 
 # ----------------------------------------------------------------------------- distributions

@@ -1,0 +1,448 @@
+"""Trials as one program: K trials whose swept values change no shape, trained as one vmapped
+XLA program (`dnn sweep --vmap K`), as `train.ensemble` trains its members.
+
+What may differ between the trials of a group: the optimizer's numbers (`lr`, `weight_decay`,
+`momentum`, `b1`, ...), the schedule's numbers (not its durations) and `train.seed`. Inside
+the vmapped step each member builds its own Optax chain from its own values (traced numbers
+where the spec had constants), so a member computes what its trial run alone computes, to
+float rounding; its batches and dropout masks come from its own seed as in a run alone. What
+a group refuses, with the reason (E0609 at the swept line): a value that changes the model
+(a width, a dropout rate: Flax takes those as static), the data, or any other train field; an
+optimizer whose lowering branches on a swept number (`momentum = 0` against `0.9`); and the
+runs that keep per-run state between epochs outside the weights: `reduce_on_plateau`,
+pretraining, `init_from`, health checks, several devices, an ensemble.
+
+Each member keeps its own history, early stopping, best weights and final weights; the group
+trains until every member has stopped (a stopped member's later updates are computed and
+dropped). Each trial gets an ordinary run folder (spec, hparams, metrics.jsonl, result.json,
+the final checkpoint and the best one, plots), so `dnn eval` and `dnn runs` work on it; a
+group is not resumable mid-way (a killed group's trials are run again).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from dnn.compiler.ir import Config, Program
+from dnn.compiler.lower_optax import lower_train
+from dnn.compiler.values import Quantity, Ref
+
+from . import checkpoint, fit, pipeline, rundir
+from .progress import Display
+from .train import (
+    ONE_OFF,
+    Engine,
+    Stopper,
+    TrainingError,
+    batched,
+    device_data,
+    evaluate_split,
+    train_report,
+)
+
+LIFTED = ("optimizer", "schedule")  # train fields whose numeric arguments may differ
+
+
+# ------------------------------------------------------------------ which trials group
+
+
+@dataclass(frozen=True)
+class Lift:
+    """The values that differ between a group's trials: (field, arg) -> K numbers; seeds."""
+
+    values: dict[tuple[str, str], np.ndarray]
+    seeds: np.ndarray
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _strip(train: Config, base: Config) -> Config:
+    """`train` with the lifted numbers and the seed taken from `base`, to compare the rest."""
+    fields = dict(train.fields)
+    ref = dict(base.fields)
+    for name in LIFTED:
+        mine, theirs = fields[name], ref[name]
+        if isinstance(mine, Ref) and isinstance(theirs, Ref) and mine.name == theirs.name:
+            args = tuple((k, dict(theirs.args)[k] if _numeric(v) else v) for k, v in mine.args)
+            fields[name] = replace(mine, args=args)
+    fields["seed"] = ref["seed"]
+    return replace(train, fields=tuple(fields.items()))
+
+
+def difference(base: Program, other: Program) -> str | None:
+    """Why `other` cannot train in one program with `base` (None: it can)."""
+    if other.model != base.model:
+        return "it changes the model (a shape, or a layer's setting Flax takes as static)"
+    if other.data != base.data:
+        return "it changes the data"
+    if _strip(other.train, base.train) != base.train:
+        a, b = dict(base.train.fields), dict(other.train.fields)
+        changed = [k for k in a if a[k] != b[k] and k not in (*LIFTED, "seed")]
+        if changed:
+            return f"it changes `train.{changed[0]}`"
+        return "it changes the optimizer's or schedule's word, or a duration"
+    return None
+
+
+def unsupported(program: Program) -> str | None:
+    """Why a spec's runs cannot train as one group whatever the values (None: they can)."""
+    t = program.train
+    checks = (
+        (t.schedule.name == "reduce_on_plateau", "`reduce_on_plateau` keeps per-run state"),
+        (t.pretrain is not None, "pretraining runs before the group"),
+        (t.init_from is not None, "`init_from` loads weights per run"),
+        (t.ensemble > 1, "an ensemble is already vmapped"),
+        (str(t.devices) != "1", "a run on several devices"),
+        (getattr(t, "health", None) is not None, "health checks"),
+    )
+    return next((why for bad, why in checks if bad), None)
+
+
+def lift(programs: list[Program]) -> Lift:
+    """The per-trial values of the lifted numbers (those that differ) and the seeds."""
+    base = programs[0]
+    values: dict[tuple[str, str], np.ndarray] = {}
+    for name in LIFTED:
+        ref = getattr(base.train, name)
+        for k, v in ref.args:
+            if not _numeric(v) or isinstance(v, Quantity):
+                continue
+            column = [dict(getattr(p.train, name).args)[k] for p in programs]
+            if any(c != v for c in column):
+                values[(name, k)] = np.asarray(column, np.float32)
+    return Lift(values, np.asarray([p.train.seed for p in programs], np.int32))
+
+
+def with_values(program: Program, values: dict[tuple[str, str], Any]) -> Program:
+    """`program` with numbers (traced ones inside the step) in place of the lifted values."""
+    fields = dict(program.train.fields)
+    for name in LIFTED:
+        ref = fields[name]
+        mine = {k: v for (f, k), v in values.items() if f == name}
+        if mine:
+            fields[name] = replace(ref, args=tuple((k, mine.get(k, v)) for k, v in ref.args))
+    return replace(program, train=replace(program.train, fields=tuple(fields.items())))
+
+
+# ------------------------------------------------------------------ the engine
+
+
+class GroupEngine(Engine):
+    """An `Engine` over K trials: member k has its own seed and its own optimizer numbers."""
+
+    def __init__(self, program: Program, prepared: pipeline.Prepared, lifted: Lift):
+        self.lifted = lifted
+        self.seeds = jnp.asarray(lifted.seeds)
+        self.values = {k: jnp.asarray(v) for k, v in lifted.values.items()}
+        super().__init__(program, prepared, len(lifted.seeds), None)
+
+    def _keys(self, member: Any) -> Any:
+        return jax.random.key(self.seeds[member])
+
+    def _tx_of(self, hp: dict[tuple[str, str], Any]) -> Any:
+        """A member's Optax chain, built in the trace from its (traced) numbers."""
+        return lower_train(
+            with_values(self.program, hp),
+            max(1, self.steps_per_epoch // self.program.train.accumulate),
+        )
+
+    # A member's numbers live in its state (`hp`), so a population-based search can change
+    # them between epochs without compiling again.
+
+    def _init_one(self, member: Any) -> dict[str, Any]:
+        hp = {k: v[member] for k, v in self.values.items()}
+        self.tx = self._tx_of(hp)
+        return {**super()._init_one(member), "hp": hp}
+
+    def _train_one(self, st: Any, acc: Any, member: Any, x: Any, y: Any) -> Any:
+        self.tx = self._tx_of(st["hp"])
+        new, acc = super()._train_one(core(st), acc, member, x, y)
+        return {**new, "hp": st["hp"]}, acc
+
+    def _build_steps(self) -> None:
+        super()._build_steps()
+        ids = self.member_ids
+        train_one = jax.vmap(self._train_one, in_axes=(0, 0, 0, 0, 0))
+
+        def step(st: Any, acc: Any, xs: Any, ys: Any, order: Any, i: Any) -> Any:
+            idx = order[:, i]  # each member's own batch
+            return train_one(st, acc, ids, xs[idx], ys[idx])
+
+        self.step = jax.jit(step, donate_argnums=(0, 1))
+
+        def epoch(st: Any, acc: Any, xs: Any, ys: Any, order: Any, tail: Any) -> Any:
+            def body(carry: Any, idx: Any) -> tuple[Any, None]:
+                return train_one(*carry, ids, xs[idx], ys[idx]), None
+
+            st, acc = jax.lax.scan(body, (st, acc), jnp.swapaxes(order, 0, 1))[0]
+            if tail is not None:
+                st, acc = train_one(st, acc, ids, xs[tail[:, 0]], ys[tail[:, 0]])
+            return st, acc
+
+        self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1))
+        self._order = jax.jit(
+            lambda e, n: jax.vmap(lambda s: self._permute_seed(s, e, n))(self.seeds),
+            static_argnums=(1,),
+            compiler_options=ONE_OFF,
+        )
+
+    def _permute_seed(self, seed: Any, epoch: Any, n: int) -> tuple[Any, Any]:
+        """`Engine._permute` with a member's seed: the batches its run alone would take."""
+        data = self.program.data
+        assert data is not None
+        if not data.shuffle:
+            perm = jnp.arange(n)
+        else:
+            key = jax.random.fold_in(jax.random.key(seed), epoch)
+            perm = jax.random.permutation(jax.random.fold_in(key, 7), n)
+        full = perm[: self.full * self.batch].reshape(self.full, self.batch)
+        return full, perm[self.full * self.batch :][None]
+
+
+# ------------------------------------------------------------------ the loop
+
+
+@dataclass
+class Member:
+    """One trial's bookkeeping in a group."""
+
+    program: Program
+    folder: Path
+    stopper: Stopper | None
+    monitor: str | None
+    history: list[dict[str, Any]]
+    best_value: float
+    best_epoch: int = 0
+    best: Any = None  # host copy of the best epoch's weights (checkpoint layout)
+    final: Any = None  # host copy of the whole state when it stopped (checkpoint layout)
+    done: bool = False
+    error: str | None = None
+
+
+def core(st: dict[str, Any]) -> dict[str, Any]:
+    """A group state without the members' numbers: the state a run alone has."""
+    return {k: v for k, v in st.items() if k != "hp"}
+
+
+def _slice(engine: Engine, tree: Any, k: int) -> Any:
+    """Member k's part of a group tree, on the host, in the checkpoint layout."""
+    tree = core(tree)
+    return jax.tree.map(lambda a: np.asarray(a[k]), jax.device_get(engine.to_disk(tree)))
+
+
+def _members(result: dict[str, Any], k: int) -> list[dict[str, Any]]:
+    """The per-member entries of a report (a group of one has none: the report is its own)."""
+    return result["members"] if k > 1 else [result]
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *a: jnp.asarray(np.stack(a)), *trees)
+
+
+def _weights(st: Any) -> dict[str, Any]:
+    return {"params": st["params"], "model_state": st["model_state"]}
+
+
+def _rates(st: Any, k: int) -> float:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(st["opt"])[0]:
+        if path and str(getattr(path[-1], "key", "")) == "learning_rate":
+            return float(np.asarray(leaf).reshape(-1)[k])
+    return math.nan
+
+
+def train_group(
+    programs: list[Program], folders: list[Path], argv: list[str] | None = None
+) -> list[dict[str, Any] | TrainingError]:
+    """Train K trials as one vmapped program; each trial's `result.json` contents (or the
+    `TrainingError` that failed it), in the order given."""
+    base = programs[0]
+    fit.enable_compile_cache()
+    prepared = pipeline.prepare(base)
+    fit._check_monitors(base, prepared)
+    t_start = time.perf_counter()
+    engine = GroupEngine(base, prepared, lift(programs))
+    data = device_data(prepared, engine.place)
+    x_train, y_train = data["train"]
+    splits = {k: batched(*v) for k, v in data.items()}
+    members = []
+    for program, folder in zip(programs, folders, strict=True):
+        fit._claim(folder, program, False, argv)
+        pipeline.save(prepared, program, folder)
+        stopper = Stopper.of(program)
+        monitor = stopper.monitor if stopper else ("val_loss" if "val" in splits else None)
+        best = stopper.best if stopper else math.inf
+        members.append(Member(program, folder, stopper, monitor, [], best))
+    st = engine.init()
+    display = Display(base.train.epochs, engine.steps_per_epoch, "quiet")
+    # a member's files (history, plots, checkpoints) are written on a side thread as soon as
+    # it stops, while the group trains on (XLA releases the interpreter)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-trial-files") as side:
+        st, jobs = _train_epochs(engine, st, members, splits, (x_train, y_train), display, side)
+        for job in jobs:
+            job.result()  # a failed write is the sweep's error
+    wall = time.perf_counter() - t_start
+    return _finish(engine, st, members, splits, wall, base)
+
+
+def _train_epochs(
+    engine: GroupEngine,
+    st: Any,
+    members: list[Member],
+    splits: dict[str, Any],
+    train_data: tuple[Any, Any],
+    display: Display,
+    side: ThreadPoolExecutor,
+) -> tuple[Any, list[Any]]:
+    """The group's epochs until every member has stopped: the final state, the side jobs."""
+    x_train, y_train = train_data
+    n, epochs = int(x_train.shape[0]), engine.program.train.epochs
+    jobs: list[Any] = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        st, acc = fit._one_epoch(engine, st, epoch, x_train, y_train, display)
+        report = _members(train_report(engine, acc), engine.members)
+        val = (
+            _members(evaluate_split(engine, st, splits["val"]), engine.members)
+            if "val" in splits
+            else None
+        )
+        bad = np.asarray(jax.device_get(acc["bad_step"])).reshape(-1)
+        dt = time.perf_counter() - t0
+        for k, m in enumerate(members):
+            if m.done:
+                continue
+            if bad[k] >= 0:
+                m.done, m.error = True, _diverged(engine, epoch, int(bad[k]))
+                jobs.append(side.submit(_write_files, m))
+                continue
+            record: dict[str, Any] = {"epoch": epoch, **report[k]}
+            if val is not None:
+                record.update({f"val_{key}": v for key, v in val[k].items()})
+            record["lr"] = _rates(st, k)
+            record["time"] = dt
+            record["samples_per_s"] = n * engine.members / dt
+            m.history.append(record)
+            stop = _end_epoch(engine, m, st, k, epoch, record)
+            if stop or epoch == epochs:
+                m.done, m.final = True, _slice(engine, st, k)
+                jobs.append(side.submit(_write_files, m))
+        if all(m.done for m in members):
+            break
+    return st, jobs
+
+
+def _write_files(m: Member) -> None:
+    """A stopped member's history, plots and checkpoints (result.json comes at the end)."""
+    rundir.write_history(m.folder / "metrics.jsonl", m.history)
+    rundir.plot_history(m.history, m.folder / "plots")
+    if m.error is None:
+        _save(m)
+
+
+def _end_epoch(engine: Engine, m: Member, st: Any, k: int, epoch: int, record: Any) -> bool:
+    """Member k's best weights and early stopping after an epoch; True when it stops."""
+    if m.monitor is None:
+        return False
+    value = float(record[fit.record_key(engine, m.monitor)])
+    if fit._better(m.stopper, m.monitor, value, m.best_value):
+        m.best_value, m.best_epoch = value, epoch
+        m.best = _slice(engine, _weights(st), k)
+    return m.stopper.update(epoch, value) if m.stopper is not None else False
+
+
+def _diverged(engine: Engine, epoch: int, step: int) -> str:
+    in_epoch = step - (epoch - 1) * engine.steps_per_epoch + 1
+    return (
+        f"the loss is not finite (nan or inf) at epoch {epoch}, step {step + 1} "
+        f"(batch {in_epoch} of {engine.steps_per_epoch}); training stopped"
+    )
+
+
+def _finish(
+    engine: GroupEngine,
+    st: Any,
+    members: list[Member],
+    splits: dict[str, Any],
+    wall: float,
+    base: Program,
+) -> list[dict[str, Any] | TrainingError]:
+    """Evaluate each member's final weights (all at once), write each run folder."""
+    restored = [
+        m.stopper is not None and fit._restore_best(m.program) and m.best is not None
+        for m in members
+    ]
+    now = _slice(engine, st, 0)
+    finals = [
+        _weights(m.best if r else m.final) if m.final is not None else _weights(now)
+        for m, r in zip(members, restored, strict=True)
+    ]
+    final_st = {**st, **engine.from_disk(_stack(finals))}
+    evaluated = {
+        name: _members(evaluate_split(engine, final_st, split), engine.members)
+        for name, split in splits.items()
+    }
+    out: list[dict[str, Any] | TrainingError] = []
+    for k, m in enumerate(members):
+        if m.error is not None:
+            out.append(TrainingError(m.error))
+            continue
+        train_time = sum(r["time"] for r in m.history)
+        assert m.program.model is not None
+        steps = len(m.history) * engine.steps_per_epoch
+        result = {
+            "spec": m.program.path,
+            "model": m.program.model.name,
+            "params": m.program.model.params,
+            "epochs_run": len(m.history),
+            "epochs": m.program.train.epochs,
+            "best_epoch": m.best_epoch,
+            "restored_best": restored[k],
+            "members": 1,
+            **{name: evaluated[name][k] for name in splits},
+            "wall_time_s": wall,
+            "train_time_s": train_time,
+            "steps_per_s": steps / train_time if train_time else None,
+            "samples_per_s": engine.prepared.size("train") * len(m.history) / train_time
+            if train_time
+            else None,
+            "run": str(m.folder),
+            "vmapped_trials": engine.members,
+        }
+        rundir.write_json(m.folder / "result.json", result)
+        out.append(result)
+    return out
+
+
+def _save(m: Member) -> None:
+    """The member's checkpoints as a run alone writes them: `last` (its state at the end of
+    the group, marked done) and `best` (its best epoch's weights)."""
+    last = checkpoint.Slot(m.folder / "checkpoints" / "last")
+    best = checkpoint.Slot(m.folder / "checkpoints" / "best", keep=2)
+    try:
+        if m.best is not None:
+            best.save(m.best_epoch, m.best, {"epoch": m.best_epoch})
+        epoch = len(m.history)
+        meta = {
+            "epoch": epoch,
+            "history": m.history,
+            "wall": 0.0,
+            "best_epoch": m.best_epoch,
+            "best_value": fit.json_float(m.best_value),
+            "stopper": m.stopper.to_json() if m.stopper else None,
+            "plateau": None,
+            "done": True,
+        }
+        last.save(epoch, m.final, meta)
+    finally:
+        last.close()
+        best.close()

@@ -1,0 +1,157 @@
+"""`dnn sweep --vmap K`: trials whose values change no shape trained as one vmapped program.
+Each trial's epochs and final metrics equal (to float rounding) those of its run alone, early
+stopping per trial included; values that change more are refused at their line (E0609)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from dnn.compiler.driver import load
+from dnn.runtime.cli import main
+from dnn.runtime.fit import train
+
+SPEC = """dnn 1
+param width = 16
+model tiny {{
+  input x: f32[4]
+  dense(width) -> relu
+  dropout(0.2)
+  dense(3)
+}}
+data {{
+  source = builtin("iris")
+  normalize = standardize
+}}
+train {{
+  metrics = [accuracy]
+  batch_size = 32
+  epochs = 6
+  optimizer = {optimizer}
+  early_stopping = {{ monitor: val_loss, patience: 1, restore_best: true }}
+  seed = 0
+}}
+sweep {{
+  {sweep}
+}}
+"""
+ADAM = "adam(lr = 0.01)\n  schedule = cosine(decay_steps = 6 epochs, warmup = 3 steps)"
+SEARCH = (
+    "method = random(trials = 2)\n  train.optimizer.lr = loguniform(0.02, 0.5)\n"
+    "  train.seed = int_uniform(0, 9)\n  objective = minimize(val_loss)"
+)
+
+
+def spec(tmp_path: Path, sweep: str, optimizer: str = ADAM) -> Path:
+    path = tmp_path / "tiny.dnn"
+    path.write_text(SPEC.format(sweep=sweep, optimizer=optimizer))
+    return path
+
+
+def history(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").open()]
+
+
+def test_vmapped_trials_equal_their_runs_alone(tmp_path: Path, capsys) -> None:
+    path, out = spec(tmp_path, SEARCH), tmp_path / "sweep"
+    assert main(["sweep", str(path), "--out", str(out), "--vmap", "2"]) == 0
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["complete", "complete"] and rows[0]["group"] == "0"
+    assert rows[1]["group"] == "0"  # one group: both trials in one program
+    assert rows[0]["train.seed"] != rows[1]["train.seed"]  # own seeds: own batches and masks
+    assert "(group of 2)" in capsys.readouterr().err
+    stopped_early = False
+    for r in rows:
+        sets = [f"train.optimizer.lr={r['train.optimizer.lr']}", f"train.seed={r['train.seed']}"]
+        alone = train(load(str(path), sets), tmp_path / f"alone{r['trial']}", mode="quiet")
+        group = json.loads(Path(r["run"], "result.json").read_text())
+        assert group["epochs_run"] == alone["epochs_run"] == int(r["epochs"])
+        assert group["best_epoch"] == alone["best_epoch"]
+        stopped_early |= alone["epochs_run"] < 6
+        for split in ("train", "val", "test"):
+            assert group[split] == pytest.approx(alone[split], rel=1e-5, abs=1e-6), split
+        assert float(r["objective"]) == pytest.approx(alone["val"]["loss"], rel=1e-5)
+        ours, theirs = history(Path(r["run"])), history(Path(alone["run"]))
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["epoch"], key)
+    assert stopped_early  # a trial's early stop inside a group that trained on
+    for r in rows:  # each trial's folder is a run folder, with both checkpoints
+        assert {p.name for p in Path(r["run"], "checkpoints").iterdir()} == {"best", "last"}
+
+
+@pytest.mark.parametrize(
+    ("sweep", "optimizer", "where", "message"),
+    [
+        (
+            "width = choice(8, 16)",
+            ADAM,
+            "24:3",
+            "`width = 8`: it changes the model",
+        ),
+        (
+            "train.batch_size = choice(16, 32)",
+            ADAM,
+            "24:3",
+            "it changes `train.batch_size`",
+        ),
+        (
+            "train.optimizer.l2 = choice(0.0, 0.1)",
+            "ftrl(lr = 0.1)",
+            "23:3",
+            "the lowering of `ftrl` decides on `train.optimizer.l2`'s value",
+        ),
+        (
+            "train.optimizer.lr = loguniform(1e-3, 0.1)\n  pruner = median",
+            ADAM,
+            "23:12",
+            "a pruner stops trials one by one",
+        ),
+    ],
+)
+def test_trials_that_cannot_share_a_program_are_refused(
+    tmp_path: Path, capsys, sweep: str, optimizer: str, where: str, message: str
+) -> None:
+    path = spec(tmp_path, f"method = random(trials = 2)\n  {sweep}", optimizer)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--vmap", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:{where}: error[E0609]: `--vmap` cannot train these trials as one" in err, err
+    assert message in err and "hint: sweep only the optimizer's and schedule's numbers" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_traced_momentum_of_zero_is_plain_sgd(tmp_path: Path) -> None:
+    """Optimizer numbers are traced per member: SGD's momentum 0 and 0.9 in one vmapped
+    chain, against PyTorch's SGD written out in float64 (buf = mu * buf + g; w -= lr * buf)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from dnn.compiler.lower_optax import lower_train
+    from dnn.runtime.sweep_vmap import with_values
+
+    text = "train.optimizer.lr = loguniform(0.01, 0.1)"
+    program = load(str(spec(tmp_path, text, "sgd(lr = 0.1, momentum = 0.5)")))
+    w0 = np.array([1.0, -2.0, 0.5])
+
+    def run(mu: jax.Array) -> jax.Array:
+        tx = lower_train(with_values(program, {("optimizer", "momentum"): mu}), 10)
+        w = {"w": jnp.asarray(w0, jnp.float32)}
+        state = tx.init(w)
+        for _ in range(4):  # the loss 0.5 * (w . w * 3): the gradient is 3 w
+            u, state = tx.update(jax.tree.map(lambda a: 3 * a, w), state, w)
+            w = optax.apply_updates(w, u)
+        return w["w"]
+
+    got = jax.vmap(run)(jnp.asarray([0.0, 0.9]))
+    for k, mu in enumerate((0.0, 0.9)):
+        w, buf = w0.copy(), np.zeros(3)
+        for step in range(4):
+            g = 3 * w
+            buf = g if step == 0 else mu * buf + g
+            w = w - 0.1 * buf
+        np.testing.assert_allclose(np.asarray(got[k]), w, rtol=1e-6, atol=1e-7)
