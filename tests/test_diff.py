@@ -212,7 +212,7 @@ model m {
 
 
 def test_imported_block_written_out_is_neutral() -> None:
-    conv_bn = "  conv2d(16, kernel = 3, padding = same, use_bias = false) -> batchnorm -> relu\n"
+    conv_bn = "  conv2d(16, kernel = 3, padding = 1, use_bias = false) -> batchnorm -> relu\n"
     assert_equivalent(
         text("resnet_small"),
         text("resnet_small", ("  conv_bn(16)\n", conv_bn)),
