@@ -70,10 +70,11 @@ def exercise(program: Program, epochs: int = 2, limit: int | None = None) -> Exe
     st = engine.init()
     assert program.model is not None
     notes = []
-    if program.train.pretrain is not None:  # before step 0, as `dnn train` does
+    if program.train.pretrain is not None or program.train.init_from:  # as `dnn train` does
         started = st["params"]
         st, records = fresh_start(program, engine, st)
-        notes = _pretrain_notes(started, st["params"], records)
+        if program.train.pretrain is not None:
+            notes = _pretrain_notes(started, st["params"], records)
     lowered = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(st["params"]))
     data = device_data(prepared, engine.place)
     watched = "val" if prepared.size("val") else "train"

@@ -576,8 +576,8 @@ def table_cells(table: Table, sources: Mapping[str, str]) -> Any:
 # ----------------------------------------------------------------------------- NPZ
 
 
-def _read_npz(shown: str, written: str, keys: dict[str, str], where: _Where) -> list[np.ndarray]:
-    """The arrays named by `keys` (argument of `npz` -> array name) from an .npz archive."""
+def open_npz(shown: str, where: _Where, hint: str) -> Any:
+    """An .npz archive (no pickles), or the error that it cannot be read or is not one."""
     try:
         archive = np.load(shown, allow_pickle=False)
     except OSError as e:
@@ -586,8 +586,15 @@ def _read_npz(shown: str, written: str, keys: dict[str, str], where: _Where) -> 
         archive = None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         message = f"cannot read `{shown}`: not a NumPy .npz archive"
-        hint = "save the arrays with `np.savez(path, x = inputs, y = targets)`"
         raise where.file(E_FILE, message, _start(shown), hint)
+    return archive
+
+
+def _read_npz(shown: str, written: str, keys: dict[str, str], where: _Where) -> list[np.ndarray]:
+    """The arrays named by `keys` (argument of `npz` -> array name) from an .npz archive."""
+    archive = open_npz(
+        shown, where, "save the arrays with `np.savez(path, x = inputs, y = targets)`"
+    )
     with archive:
         for arg, key in keys.items():
             if key not in archive.files:

@@ -18,7 +18,6 @@ fed to a grey model its luminance (Pillow's `L`).
 from __future__ import annotations
 
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,11 @@ from dnn.compiler.registry.layers import fmt_shape
 from .datasets import (
     IMAGE_SUFFIXES,
     _as_examples,
-    _cannot_read,
     _numbers,
     _read_image,
     _start,
     _Where,
+    open_npz,
     read_inputs,
 )
 
@@ -87,15 +86,7 @@ def _unknown(path: Path) -> SpecError:
 def _npz(path: Path, wanted: Wanted) -> np.ndarray:
     shown = str(path)
     where = _Where(_start(shown), {})
-    try:
-        archive = np.load(shown, allow_pickle=False)
-    except OSError as e:
-        raise _cannot_read(shown, e, where) from None
-    except (ValueError, EOFError, zipfile.BadZipFile):
-        archive = None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        message = f"cannot read `{shown}`: not a NumPy .npz archive"
-        raise where.spec(E_FILE, message, "save the inputs with `np.savez(path, name=array)`")
+    archive = open_npz(shown, where, "save the inputs with `np.savez(path, name=array)`")
     with archive:
         arrays = _by_name(archive, wanted, shown, where)
     parts = [_numbers(arrays[name], f"array `{name}`", shown, where) for name, _ in wanted.inputs]

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -267,6 +268,14 @@ def test_a_checked_word_trains_evaluates_and_predicts(
 # Train-section fields that change the compiled step, each with a minimal use: the section
 # entry's fields are no registry words, so they are listed here.
 TRAIN_FIELDS = {
+    # a weight file (written by the test from the spec's own layers, `fc` for `dense`): mapped
+    # by `init_map` and by name, the head left fresh by `init_skip`
+    "init_from": Case(
+        "  dense(8)\n  batchnorm",
+        "f32[6]",
+        train_extra='  init_from = "w.safetensors"\n  init_map = { "fc": "dense" }\n'
+        '  init_skip = ["dense_1"]',
+    ),
     "unfreeze": Case(  # phase 2 in the second of the two epochs, a frozen batchnorm released
         "  dense(8)\n  batchnorm",
         "f32[6]",
@@ -285,8 +294,24 @@ def test_a_checked_train_field_trains_evaluates_and_predicts(
     (tmp_path / "spec.dnn").write_text(case.text())
     program = dnn.load(str(tmp_path / "spec.dnn"))
     assert field in program.train.written
+    if program.train.init_from:
+        _weight_file(program, tmp_path / str(program.train.init_from))
     done = exercise(program)
     assert done.problems() == [], done
+
+
+def _weight_file(program: Any, path: Path) -> None:
+    """A PyTorch-layout file of random weights for the spec's layers but the skipped head."""
+    import jax
+    from dnn.runtime import weights
+
+    params, state = weights.spec_shapes(program)
+    rng = np.random.default_rng(0)
+    draw = lambda t: jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), t)  # noqa: E731
+    params, state = draw(params), draw(state)
+    state["batch_stats"]["batchnorm"]["var"] = np.abs(state["batch_stats"]["batchnorm"]["var"])
+    tensors = weights.to_torch(program, params, state, {"dense": "fc"})
+    weights.write(path, {k: v for k, v in tensors.items() if not k.startswith("dense_1.")}, {})
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_DATA))
