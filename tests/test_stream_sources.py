@@ -392,3 +392,13 @@ def ref_of(word: str):
     from dnn.compiler.values import Ref
 
     return Ref("dataset", word, ())
+
+
+def test_typed_table_is_refused_for_streaming(files: Path) -> None:
+    at = Span("spec.dnn", 9, 3, 9, 10)
+    text = error(opened, 'csv("cls.csv", label = "kind")', files, columns=at)
+    assert text.startswith(
+        "spec.dnn:9:3: error[E0707]: a typed table (`columns`) cannot stream yet: its "
+        "vocabularies need a pass of their own"
+    )
+    assert text.endswith("hint: set `stream = false` to read the table in memory")

@@ -78,13 +78,19 @@ def _npz_members(path: str, written: str, keys: dict[str, str], where: _Where) -
                 message = f"array `{key}` in `{path}` is compressed, so it cannot be memory-mapped"
                 hint = "save with `np.savez` (not `savez_compressed`), or set `stream = false`"
                 raise where.file(E_STREAM, message, datasets._start(path), hint)
-            f.seek(info.header_offset)
-            local = f.read(30)  # the local file header: its name and extra field lengths
-            f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little") +
-                   int.from_bytes(local[28:30], "little"))  # fmt: skip
-            offset, dtype, shape, fortran = _npy_header(f, path, f"array `{key}`", where)
-            out.append(_Member(path, offset, dtype, shape, fortran))
+            out.append(zip_member(z, f, names[key], f"array `{key}`", where))
     return out
+
+
+def zip_member(z: zipfile.ZipFile, f: Any, name: str, what: str, where: _Where) -> _Member:
+    """The stored (uncompressed) .npy member `name` of the zip file open as `z` and `f`."""
+    info = z.getinfo(name)
+    f.seek(info.header_offset)
+    local = f.read(30)  # the local file header: its name and extra field lengths
+    start = 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    f.seek(info.header_offset + start)
+    offset, dtype, shape, fortran = _npy_header(f, z.filename or "", what, where)
+    return _Member(z.filename or "", offset, dtype, shape, fortran)
 
 
 class ArrayExamples(Examples):

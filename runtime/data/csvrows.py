@@ -18,23 +18,25 @@ from dnn.compiler.values import Ref
 
 from .. import datasets
 from ..datasets import _Where
-from .arrays import _Member, _npy_header
+from .arrays import zip_member
 from .examples import Examples, Item, Opts, _Bad
 
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
+_ROWS = ("starts", "ends", "lines")  # an index's arrays, one int64 per row each
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 _NAMES_CAP = 100_000  # distinct labels kept while indexing a CSV (class names)
 
 
 @dataclass(frozen=True)
 class _CsvIndex:
-    """A CSV's rows by byte offset: `rows` (N, 3) int64 of start, end and line number (in a
-    cache file, mapped, or in memory) and what the label column holds."""
+    """A CSV's rows by byte offset: `rows`, three int64 arrays (N,) of each row's start, end
+    and line number (in a cache file, mapped, or in memory), and what the label column holds."""
 
     header: list[datasets.Field]
     header_line: int
     header_text: str
     file: str | None  # the cache file holding `rows`, or None: `rows` below
-    rows: np.ndarray | None
+    rows: Rows | None
     count: int
     numeric: bool  # every non-empty label is a number
     top: int  # the largest whole-number label, -1 if none
@@ -70,7 +72,7 @@ def _csv_index(shown: str, label: str, where: _Where, cache_dir: Path | None) ->
     return _index_of(meta, None, rows)
 
 
-def _index_of(meta: dict[str, Any], file: str | None, rows: np.ndarray | None) -> _CsvIndex:
+def _index_of(meta: dict[str, Any], file: str | None, rows: Rows | None) -> _CsvIndex:
     header = [tuple(f) for f in meta["header"]]
     count = int(meta["count"])
     return _CsvIndex(
@@ -93,12 +95,13 @@ def _read_index(place: Path, stamp: dict[str, int], label: str) -> _CsvIndex | N
         return None
 
 
-def _write_index(place: Path, rows: np.ndarray, meta: dict[str, Any]) -> bool:
+def _write_index(place: Path, rows: Rows, meta: dict[str, Any]) -> bool:
     """Write the index atomically (a temporary file renamed); False where the folder refuses."""
     tmp = place.with_name(f"{place.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:  # uncompressed, so `rows` maps without reading it
-            np.savez(f, rows=rows, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+            arrays = dict(zip(_ROWS, rows, strict=True))
+            np.savez(f, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         os.replace(tmp, place)
         return True
     except OSError:
@@ -140,14 +143,15 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
     if header is None:
         hint = "write a header row of column names, then one row per example"
         raise where.file(E_DATA, f"`{shown}` is empty: no header row", datasets._start(shown), hint)
-    rows = np.stack([np.frombuffer(a, np.int64) for a in (starts, ends, lines)], axis=1)
+    # views of the arrays grown while reading, not copies: the pass's memory is 24 bytes a row
+    rows = tuple(np.frombuffer(a, np.int64) for a in (starts, ends, lines))
     fields = datasets._fields(header[1])
     meta = {
         "header": [list(f) for f in fields], "header_line": header[0], "header_text": header[1],
         "count": len(starts), "numeric": numeric, "top": top,
         "names": None if names is None else sorted(names),
     }  # fmt: skip
-    return rows.reshape(len(starts), 3), meta
+    return rows, meta  # type: ignore[return-value]
 
 
 def _decode(raw: bytes, shown: str, line: int, where: _Where) -> str:
@@ -181,6 +185,14 @@ def _label_column(shown: str, header: tuple[int, str], label: str, where: _Where
     return names.index(label)
 
 
+def _values(text: str) -> list[str]:
+    """A line's field values as `datasets._fields` reads them (split on commas, stripped),
+    without their columns, which only a message needs."""
+    if '"' in text:
+        return [v for v, _, _ in datasets._fields(text)]
+    return [part.strip() for part in text.split(",")]
+
+
 def _one_line(line: int, text: str) -> str:
     """A text whose line `line` is `text`: the excerpt of a row read alone."""
     return "\n" * (line - 1) + text
@@ -212,7 +224,7 @@ class CsvExamples(Examples):
     def __len__(self) -> int:
         return self._index.count
 
-    def _rows(self) -> np.ndarray:
+    def _rows(self) -> Rows:
         if "_open_rows" not in self.__dict__:
             index = self._index
             self._open_rows = index.rows if index.file is None else _mapped_rows(index.file)
@@ -222,7 +234,7 @@ class CsvExamples(Examples):
         """Row `i`'s line number, byte offset and text."""
         if "_open_file" not in self.__dict__:
             self._open_file = open(self.origin, "rb")
-        start, end, line = (int(v) for v in self._rows()[i])
+        start, end, line = (int(a[i]) for a in self._rows())
         self._open_file.seek(start)
         raw = self._open_file.read(end - start)
         try:
@@ -236,49 +248,49 @@ class CsvExamples(Examples):
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         line, _, text = self._line(i)
-        fields = datasets._fields(text)
-        bad = self._shape_problem(i, line, text, fields)
-        if bad is not None:
-            raise bad
-        return self._cells(i, line, text, fields), self._label(i, line, text, fields)
+        values = _values(text)
+        if len(values) != len(self._names):
+            raise self._shape_problem(i, line, text, datasets._fields(text))
+        return self._cells(i, line, text, values), self._label(i, line, text, values)
 
-    def _shape_problem(self, i: int, line: int, text: str, fields: list) -> _Bad | None:
+    def _shape_problem(self, i: int, line: int, text: str, fields: list) -> _Bad:
         width = len(self._names)
-        if len(fields) == width:
-            return None
         more = len(fields) > width
         col = fields[width][1] if more else fields[-1][2]
         end = fields[-1][2] if more else col + 1
         message = f"row {i + 1} has {len(fields)} fields but the header has {width}"
         hint = "give every row one value per column of the header"
+        return self._bad(i, line, text, col, end, message, hint)
+
+    def _bad(
+        self, i: int, line: int, text: str, col: int, end: int, message: str, hint: str
+    ) -> _Bad:
         at = Span(self.origin, line, col, line, max(end, col + 1))
         return _Bad(f"row {i + 1}", message, at, hint, _one_line(line, text))
 
-    def _cells(self, i: int, line: int, text: str, fields: list) -> np.ndarray:
-        cells = [fields[c][0] for c in self._inputs]
-        try:
+    def _cells(self, i: int, line: int, text: str, values: list[str]) -> np.ndarray:
+        cells = [values[c] for c in self._inputs]
+        try:  # as `csv` reads numbers in memory (`_Csv.columns`): the same parse, then float32
             x = np.array(cells, dtype=np.float64)
         except ValueError:
             x = np.array([datasets._float_or_nan(v) for v in cells], dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(x))
-        if len(bad):
-            c = self._inputs[int(bad[0])]
-            value, col, end = fields[c]
-            problem = "is not a number" if datasets._number(value) is None else "is not finite"
-            message = f"value `{value}` in column `{self._names[c]}` {problem}"
-            if problem == "is not finite":
-                message = f"value `{value}` in column `{self._names[c]}` is not a finite number"
-            if not value:
-                message = f"empty value in column `{self._names[c]}`"
-            hint = "inputs must be numbers: fill in the value, or drop the row or the column"
-            if datasets._number(value) is None and value:
-                hint += " (a typed table, with `columns`, cannot stream yet: `stream = false`)"
-            at = Span(self.origin, line, col, line, max(end, col + 1))
-            raise _Bad(f"row {i + 1}", message, at, hint, _one_line(line, text))
-        return x.astype(np.float32)
+        if not len(bad):
+            return x.astype(np.float32)
+        c = self._inputs[int(bad[0])]
+        value, col, end = datasets._fields(text)[c]
+        number = datasets._number(value)
+        problem = "is not a number" if number is None else "is not a finite number"
+        message = f"value `{value}` in column `{self._names[c]}` {problem}"
+        if not value:
+            message = f"empty value in column `{self._names[c]}`"
+        hint = "inputs must be numbers: fill in the value, or drop the row or the column"
+        if number is None and value:
+            hint += " (a typed table, with `columns`, cannot stream yet: `stream = false`)"
+        raise self._bad(i, line, text, col, end, message, hint)
 
-    def _label(self, i: int, line: int, text: str, fields: list) -> np.ndarray:
-        value, col, end = fields[self._li]
+    def _label(self, i: int, line: int, text: str, values: list[str]) -> Any:
+        value = values[self._li]
         number = datasets._number(value)
         problem = datasets._label_problem(value, number, self.task, self._index.numeric)
         if problem:
@@ -288,9 +300,8 @@ class CsvExamples(Examples):
             if not value:
                 hint = "give every row a label"
             shown = f" `{value}`" if value else ""
-            at = Span(self.origin, line, col, line, max(end, col + 1))
-            message = f"label{shown} in row {i + 1} {problem}"
-            raise _Bad(f"row {i + 1}", message, at, hint, _one_line(line, text))
+            _, col, end = datasets._fields(text)[self._li]
+            raise self._bad(i, line, text, col, end, f"label{shown} in row {i + 1} {problem}", hint)
         if self.task == "regression":
             return np.float32(number)
         if not self._index.numeric:
@@ -301,29 +312,19 @@ class CsvExamples(Examples):
         line, _, text = self._line(i)
         fields = datasets._fields(text)
         _, col, end = fields[self._li] if self._li < len(fields) else ("", 1, 2)
-        return (
-            f"row {i + 1}",
-            Span(self.origin, line, col, line, max(end, col + 1)),
-            text and (_one_line(line, text)),
-        )
+        at = Span(self.origin, line, col, line, max(end, col + 1))
+        return f"row {i + 1}", at, _one_line(line, text)
 
     def _getitems(self, rows: Sequence[int]) -> list[Item]:
         return [self[i] for i in rows]
 
 
-def _mapped_rows(file: str) -> np.ndarray:
-    """The `rows` array of an index file, memory-mapped (it is stored uncompressed)."""
+def _mapped_rows(file: str) -> Rows:
+    """The `rows` arrays of an index file, memory-mapped (they are stored uncompressed)."""
+    where = _Where(Span(file, 1, 1, 1, 1), {})
     with zipfile.ZipFile(file) as z, open(file, "rb") as f:
-        info = z.getinfo("rows.npy")
-        f.seek(info.header_offset)
-        local = f.read(30)
-        f.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little") +
-               int.from_bytes(local[28:30], "little"))  # fmt: skip
-        offset, dtype, shape, fortran = _npy_header(f, file, "the index", _Where(_NOWHERE, {}))
-    return _Member(file, offset, dtype, shape, fortran).map()
-
-
-_NOWHERE = Span("<index>", 1, 1, 1, 1)
+        found = (zip_member(z, f, f"{k}.npy", "the index", where).map() for k in _ROWS)
+        return tuple(found)  # type: ignore[return-value]
 
 
 def _open_csv(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:

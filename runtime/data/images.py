@@ -114,7 +114,7 @@ def _open_images(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
         datasets._check_sizes(
             ref.arg("dir"),
             [f for i, (_, f) in enumerate(files) if i not in broken],
-            [np.empty(s) for s in sizes],
+            [np.broadcast_to(np.uint8(0), s) for s in sizes],  # shapes only, no memory
             where,
         )
         size = Counter(sizes).most_common(1)[0][0] if sizes else (1, 1)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from dnn.compiler.diagnostics import InternalError
+from dnn.compiler.diagnostics import E_STREAM, InternalError, Span
 from dnn.compiler.values import Ref
 
 from ..datasets import TASKS, Table, _Where
@@ -76,18 +76,26 @@ def open_examples(
     *,
     outputs: int | None = None,
     cache_dir: Path | None = None,
+    columns: Span | None = None,
 ) -> Examples:
     """Open the examples a `source = ...` reference names, for reading one at a time.
 
     `task` is "classification" or "regression" (as `load_source` takes it); `on_error` "fail"
     or "skip"; `outputs`, when given, bounds class labels as the model's output does (checked
     per example); `cache_dir` (the run folder) holds a CSV's index where the file's folder is
-    not writable.
+    not writable; `columns`, the span of a written `data.columns`: a typed table, which
+    cannot stream yet (its vocabularies need a pass of their own), is refused there.
     """
     if task not in TASKS:
         raise InternalError(f"unknown task {task!r}")
     if not streams(ref):
         raise InternalError(f"`{ref.name}` does not stream")
+    if columns is not None:
+        message = (
+            "a typed table (`columns`) cannot stream yet: its vocabularies need a pass of their own"
+        )
+        hint = "set `stream = false` to read the table in memory"
+        raise where.file(E_STREAM, message, columns, hint)
     opts = Opts(where, str(on_error), outputs, cache_dir)  # a spec gives a `Symbol`
     return _OPENERS[ref.name](ref, task, Path(base_dir), opts)
 
