@@ -21,16 +21,22 @@ from ..datasets import _Where
 from .arrays import zip_member
 from .examples import Examples, Item, Opts, _Bad
 
-_INDEX_VERSION = 2
-_ROWS = ("starts", "ends", "lines")  # an index's arrays, one int64 per row each
+_INDEX_VERSION = 3
+_ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 _NAMES_CAP = 100_000  # distinct labels kept while indexing a CSV (class names)
 
 
 @dataclass(frozen=True)
 class _CsvIndex:
-    """A CSV's rows by byte offset: `rows`, three int64 arrays (N,) of each row's start, end
-    and line number (in a cache file, mapped, or in memory), and what the label column holds."""
+    """A CSV's rows by byte offset, and what its label column holds.
+
+    `rows` (in a cache file, mapped, or in memory) holds int64 arrays: `starts` (N + 1), where
+    each row begins and, last, where the file ends (row i is the first line of bytes
+    starts[i]:starts[i + 1], blank lines after it included), and the line numbers as `jumps`
+    (rows, lines): row r's line is lines[k] + r - rows[k] for the last k with rows[k] <= r, one
+    pair wherever blank lines break the count (usually only the first row). 8 bytes a row.
+    """
 
     header: list[datasets.Field]
     header_line: int
@@ -110,9 +116,9 @@ def _write_index(place: Path, rows: Rows, meta: dict[str, Any]) -> bool:
 
 
 def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dict[str, Any]]:
-    """One pass over the file: each non-blank line's byte span and line number, and the label
-    column's numbers and distinct values (the classes), in memory bounded by the row count."""
-    starts, ends, lines = array("q"), array("q"), array("q")
+    """One pass over the file: where each non-blank line starts and its line number, and the
+    label column's numbers and distinct values (the classes), in 8 bytes a row."""
+    starts, jump_rows, jump_lines = array("q"), array("q"), array("q")
     header: tuple[int, str] | None = None
     li, pos, numeric, top, names = -1, 0, True, -1, set()
     try:
@@ -128,9 +134,11 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
                 header = (n, _decode(raw.removeprefix(b"\xef\xbb\xbf"), shown, n, where))
                 li = _label_column(shown, header, label, where)
                 continue
+            k = len(starts)
+            if not jump_rows or jump_lines[-1] + k - jump_rows[-1] != n:
+                jump_rows.append(k)
+                jump_lines.append(n)
             starts.append(start)
-            ends.append(pos)
-            lines.append(n)
             value = _label_cell(raw, li)
             number = datasets._number(value) if value else None
             if value and number is None:
@@ -143,12 +151,14 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
     if header is None:
         hint = "write a header row of column names, then one row per example"
         raise where.file(E_DATA, f"`{shown}` is empty: no header row", datasets._start(shown), hint)
-    # views of the arrays grown while reading, not copies: the pass's memory is 24 bytes a row
-    rows = tuple(np.frombuffer(a, np.int64) for a in (starts, ends, lines))
+    count = len(starts)
+    starts.append(pos)
+    # views of the arrays grown while reading, not copies
+    rows = tuple(np.frombuffer(a, np.int64) for a in (starts, jump_rows, jump_lines))
     fields = datasets._fields(header[1])
     meta = {
         "header": [list(f) for f in fields], "header_line": header[0], "header_text": header[1],
-        "count": len(starts), "numeric": numeric, "top": top,
+        "count": count, "numeric": numeric, "top": top,
         "names": None if names is None else sorted(names),
     }  # fmt: skip
     return rows, meta  # type: ignore[return-value]
@@ -234,9 +244,12 @@ class CsvExamples(Examples):
         """Row `i`'s line number, byte offset and text."""
         if "_open_file" not in self.__dict__:
             self._open_file = open(self.origin, "rb")
-        start, end, line = (int(a[i]) for a in self._rows())
+        starts, jump_rows, jump_lines = self._rows()
+        start, end = int(starts[i]), int(starts[i + 1])
+        k = int(np.searchsorted(jump_rows, i, side="right")) - 1
+        line = int(jump_lines[k]) + i - int(jump_rows[k])
         self._open_file.seek(start)
-        raw = self._open_file.read(end - start)
+        raw = self._open_file.read(end - start).split(b"\n", 1)[0]  # blank lines left out
         try:
             return line, start, raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as e:
@@ -323,8 +336,8 @@ def _mapped_rows(file: str) -> Rows:
     """The `rows` arrays of an index file, memory-mapped (they are stored uncompressed)."""
     where = _Where(Span(file, 1, 1, 1, 1), {})
     with zipfile.ZipFile(file) as z, open(file, "rb") as f:
-        found = (zip_member(z, f, f"{k}.npy", "the index", where).map() for k in _ROWS)
-        return tuple(found)  # type: ignore[return-value]
+        starts, rows, lines = (zip_member(z, f, f"{k}.npy", "the index", where) for k in _ROWS)
+        return starts.map(), np.array(rows.map()), np.array(lines.map())  # the jumps are few
 
 
 def _open_csv(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
