@@ -333,29 +333,16 @@ def test_shard_label_outside_the_classes_met_mid_epoch(tmp_path: Path) -> None:
     )
 
 
-def test_write_shards_command(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def test_write_shards_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dnn.runtime.cli import main
 
     np.savez(tmp_path / "d.npz", x=np.arange(10.0).reshape(5, 2), y=np.array([0, 1, 0, 1, 1]))
     spec = (
         'dnn 1\nmodel m {\n  input x: f32[2]\n  dense(2)\n}\ndata {\n  source = npz("d.npz")\n}\n'
     )
     (tmp_path / "a.dnn").write_text(spec)
-    cmd = [
-        sys.executable,
-        "-m",
-        "dnn.runtime.cli",
-        "data",
-        "a.dnn",
-        "--write-shards",
-        "out",
-        "--per-shard",
-        "2",
-    ]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.strip() == "out: 5 examples in 3 shards"
+    assert main(["data", "a.dnn", "--write-shards", "out", "--per-shard", "2"]) == 0
+    assert capsys.readouterr().err.strip() == "out: 5 examples in 3 shards"
     examples = opened('shards("out/*.array_record")', tmp_path)
     assert_same_rows(examples, in_memory('npz("d.npz")', tmp_path))
 
@@ -402,3 +389,24 @@ def test_typed_table_is_refused_for_streaming(files: Path) -> None:
         "vocabularies need a pass of their own"
     )
     assert text.endswith("hint: set `stream = false` to read the table in memory")
+
+
+def test_shard_record_unlike_its_description_is_named(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 2), np.float32), y=np.array([0, 1, 0]))
+    sources.write_shards(opened('npz("d.npz")', tmp_path), tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "dnn-shards.json").read_text())
+    meta["shape"] = [3]
+    (tmp_path / "s" / "dnn-shards.json").write_text(json.dumps(meta))
+    examples = opened('shards("s/*.array_record")', tmp_path, on_error="skip")
+    assert examples[1] == Skipped(
+        "s/*.array_record",
+        "record 1 of part-00000.array_record",
+        "record 1 of part-00000.array_record holds x of shape (2,) float32, but "
+        "`dnn-shards.json` says (3,) float32",
+    )
+    (tmp_path / "s" / "part-00007.array_record").write_bytes(b"")
+    text = error(opened, 'shards("s/*.array_record")', tmp_path)
+    assert (
+        "error[E0708]: shard `s/part-00007.array_record` is not listed in `s/dnn-shards.json`"
+        in text
+    )
