@@ -410,3 +410,18 @@ def test_shard_record_unlike_its_description_is_named(tmp_path: Path) -> None:
         "error[E0708]: shard `s/part-00007.array_record` is not listed in `s/dnn-shards.json`"
         in text
     )
+
+
+def test_rows_read_from_many_threads_at_once(files: Path, tmp_path: Path) -> None:
+    """Grain reads a process's examples from several threads: no shared file position."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = np.arange(64.0)
+    pq.write_table(pa.table({"a": a, "label": np.arange(64) % 2}), "p.parquet", row_group_size=8)
+    for text, base in [('csv("reg.csv")', files), ('parquet("p.parquet")', tmp_path)]:
+        examples = opened(text, base, "regression")
+        order = np.random.default_rng(0).permutation(len(examples)).tolist() * 4
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(examples.__getitem__, order))
+        fresh = opened(text, base, "regression")
+        assert all(g[0].tobytes() == fresh[i][0].tobytes() for g, i in zip(got, order, strict=True))

@@ -112,9 +112,7 @@ class ArrayExamples(Examples):
         return len(self._y)
 
     def _array(self) -> np.ndarray:
-        if "_open_x" not in self.__dict__:
-            self._open_x = self._x.map()
-        return self._open_x
+        return self._opened("_open_x", self._x.map)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(self._array()[i]).astype(self.dtype)

@@ -235,21 +235,20 @@ class CsvExamples(Examples):
         return self._index.count
 
     def _rows(self) -> Rows:
-        if "_open_rows" not in self.__dict__:
-            index = self._index
-            self._open_rows = index.rows if index.file is None else _mapped_rows(index.file)
-        return self._open_rows
+        index = self._index
+        if index.rows is not None:
+            return index.rows
+        return self._opened("_open_rows", lambda: _mapped_rows(str(index.file)))
 
     def _line(self, i: int) -> tuple[int, int, str]:
         """Row `i`'s line number, byte offset and text."""
-        if "_open_file" not in self.__dict__:
-            self._open_file = open(self.origin, "rb")
+        f = self._opened("_open_file", lambda: open(self.origin, "rb"))
         starts, jump_rows, jump_lines = self._rows()
         start, end = int(starts[i]), int(starts[i + 1])
         k = int(np.searchsorted(jump_rows, i, side="right")) - 1
         line = int(jump_lines[k]) + i - int(jump_rows[k])
-        self._open_file.seek(start)
-        raw = self._open_file.read(end - start).split(b"\n", 1)[0]  # blank lines left out
+        # pread: no shared file position, so threads may read rows at once
+        raw = os.pread(f.fileno(), end - start, start).split(b"\n", 1)[0]  # blank lines after
         try:
             return line, start, raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as e:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from dnn.compiler.diagnostics import E_DATA, InternalError, Span
@@ -15,6 +16,7 @@ from dnn.compiler.diagnostics import E_DATA, InternalError, Span
 from .. import datasets
 from ..datasets import Table, _Where
 
+T = TypeVar("T")
 ON_ERROR = ("fail", "skip")
 
 
@@ -74,6 +76,7 @@ class Examples:
         if opts.on_error not in ON_ERROR:
             raise InternalError(f"on_error {opts.on_error!r}")
         self._where, self._on_error, self._outputs = opts.where, opts.on_error, opts.outputs
+        self._open_lock = threading.Lock()
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -110,6 +113,21 @@ class Examples:
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for Grain's workers: open files (attributes `_open_*`) stay behind."""
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_open_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open_lock = threading.Lock()
+
+    def _opened(self, name: str, make: Callable[[], T]) -> T:
+        """The handle `name` (an `_open_*` attribute) of this process, made on first use under
+        a lock: Grain reads examples from several threads of a process at once."""
+        found = self.__dict__.get(name)
+        if found is None:
+            with self._open_lock:
+                found = self.__dict__.get(name)
+                if found is None:
+                    found = self.__dict__[name] = make()
+        return found
 
     def _failed(self, bad: _Bad) -> Skipped:
         if self._on_error == "skip":

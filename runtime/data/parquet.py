@@ -34,18 +34,19 @@ class ParquetExamples(Examples):
         return len(self._y)
 
     def _group(self, g: int) -> np.ndarray:
-        cached = self.__dict__.get("_open_group")
-        if cached is not None and cached[0] == g:
-            return cached[1]
-        if "_open_file" not in self.__dict__:
-            import pyarrow.parquet as pq
+        with self._open_lock:  # one reader and one cached group, shared by Grain's threads
+            cached = self.__dict__.get("_open_group")
+            if cached is not None and cached[0] == g:
+                return cached[1]
+            if "_open_file" not in self.__dict__:
+                import pyarrow.parquet as pq
 
-            self._open_file = pq.ParquetFile(self.origin)
-        part = self._open_file.read_row_group(g, columns=self._inputs)
-        columns = [_float_column(part.column(c)) for c in self._inputs]
-        x = np.stack(columns, axis=1) if columns else np.zeros((part.num_rows, 0))
-        self._open_group = (g, x)
-        return x
+                self._open_file = pq.ParquetFile(self.origin)
+            part = self._open_file.read_row_group(g, columns=self._inputs)
+            columns = [_float_column(part.column(c)) for c in self._inputs]
+            x = np.stack(columns, axis=1) if columns else np.zeros((part.num_rows, 0))
+            self._open_group = (g, x)
+            return x
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         g = int(np.searchsorted(self._starts, i, side="right")) - 1

@@ -49,11 +49,9 @@ class ShardExamples(Examples):
         return int(self._starts[-1])
 
     def _source(self) -> Any:
-        if "_open_source" not in self.__dict__:
-            from grain.sources import ArrayRecordDataSource
+        from grain.sources import ArrayRecordDataSource
 
-            self._open_source = ArrayRecordDataSource(self._paths)
-        return self._open_source
+        return self._opened("_open_source", lambda: ArrayRecordDataSource(self._paths))
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         k = int(np.searchsorted(self._starts, i, side="right")) - 1
