@@ -206,10 +206,10 @@ def fit(ref: Ref, x: np.ndarray) -> Stats:
     if len(x) == 0:
         raise ValueError(f"cannot fit `{ref}` on an empty train split")
     flat = np.ascontiguousarray(_flat(x))
-    return fit_summary(ref, summarize_array(flat, needs_covariance(ref)), flat.shape[1])
+    return fit_summary(ref, summarize_array(flat, needs_covariance(ref)))
 
 
-def fit_summary(ref: Ref, summary: Summary | None, features: int) -> Stats:
+def fit_summary(ref: Ref, summary: Summary | None) -> Stats:
     """The statistics of normalizer `ref` from a float64 summary of the train rows (None: no
     rows); the one step `fit` and a streamed pass (runtime/data/fitted.py) share."""
     if ref.name == "none":

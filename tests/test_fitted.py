@@ -104,3 +104,14 @@ def test_skipped_examples_are_left_out_and_counted(tmp_path: Path, data: np.ndar
     assert [s.where for s in got.skipped] == ["example 10", "example 4100"]
     want = preprocess.fit(norm("standardize"), np.delete(x, [10, 4100], axis=0))
     assert all(got.stats[k].tobytes() == want[k].tobytes() for k in want)
+
+
+def test_a_grain_pass_in_order_fits_the_same_statistics(archive: Path, data: np.ndarray) -> None:
+    import grain
+
+    rows = np.random.default_rng(1).permutation(N)[:4200]  # two chunks
+    examples = opened(archive)
+    ds = grain.MapDataset.source(rows.tolist()).map(examples.__getitem__).to_iter_dataset()
+    got = fitted.fit_items(norm("zca"), iter(ds))
+    want = preprocess.fit(norm("zca"), data[rows])
+    assert all(got.stats[k].tobytes() == want[k].tobytes() for k in want)

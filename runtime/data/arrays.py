@@ -1,10 +1,12 @@
-"""`npz` and `npy` sources streamed: input rows read from memory-mapped arrays (runtime/data/sources.py)."""
+"""The `npz` and `npy` sources streamed: input rows read from memory-mapped arrays.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
 
 from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from dnn.compiler.values import Ref
 
 from .. import datasets
 from ..datasets import _Where
-from .examples import Examples, Item, Opts, _Bad
+from .examples import Examples, Opts, _Bad
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,6 @@ class ArrayExamples(Examples):
             hint = "fill in or drop the examples with missing values before training"
             raise _Bad(f"example {i}", message, datasets._start(self.origin), hint)
         return x, self._y[i]
-
-    def _getitems(self, rows: Sequence[int]) -> list[Item]:
-        return [self[i] for i in rows]
 
 
 def _array_targets(

@@ -1,4 +1,7 @@
-"""The `csv` source streamed: rows found by their byte offsets, indexed once and cached (runtime/data/sources.py)."""
+"""The `csv` source streamed: rows found by their byte offsets, indexed once and cached.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import math
 import os
 import zipfile
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from dnn.compiler.values import Ref
 from .. import datasets
 from ..datasets import _Where
 from .arrays import zip_member
-from .examples import Examples, Item, Opts, _Bad
+from .examples import Examples, Opts, _Bad
 
 _INDEX_VERSION = 3
 _ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
@@ -326,9 +328,6 @@ class CsvExamples(Examples):
         _, col, end = fields[self._li] if self._li < len(fields) else ("", 1, 2)
         at = Span(self.origin, line, col, line, max(end, col + 1))
         return f"row {i + 1}", at, _one_line(line, text)
-
-    def _getitems(self, rows: Sequence[int]) -> list[Item]:
-        return [self[i] for i in rows]
 
 
 def _mapped_rows(file: str) -> Rows:

@@ -1,4 +1,7 @@
-"""The `Examples` protocol every streamed source implements, and `Skipped` (runtime/data/sources.py)."""
+"""`Examples`, the protocol every streamed source implements, and `Skipped`.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
 
 from __future__ import annotations
 

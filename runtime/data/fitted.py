@@ -20,15 +20,14 @@ leaving out (and counting) the examples `on_error = skip` skips.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from dnn.compiler.values import Ref
 
-from .examples import Examples, Skipped
+from .examples import Examples, Item, Skipped
 
 CHUNK = 4096  # rows per chunk: fixed, so in-memory and streamed sums run in the same order
 
@@ -141,21 +140,36 @@ def fit_streamed(
     """Normalizer `ref`'s statistics (and `targets`', on the targets) over `examples[rows]`,
     rows in the given order, in one pass; bit for bit what `preprocess.fit` gives on the
     same rows in memory. Skipped examples are left out and returned."""
+
+    def items() -> Iterator[Item]:
+        for start in range(0, len(rows), chunk):
+            yield from examples._getitems([int(i) for i in rows[start : start + chunk]])
+
+    return fit_items(ref, items(), chunk, targets)
+
+
+def fit_items(
+    ref: Ref,
+    items: Iterable[Item],
+    chunk: int = CHUNK,
+    targets: Ref | None = None,
+) -> Fitted:
+    """As `fit_streamed`, over examples given in order by any iterator (a Grain pipeline's
+    unshuffled pass over the train rows, decoding in worker processes)."""
     from .. import preprocess
 
     fit_x, fit_y = ref.name != "none", targets is not None and targets.name != "none"
     xs = Running(preprocess.needs_covariance(ref), chunk) if fit_x else None
     ys = Running(preprocess.needs_covariance(targets), chunk) if fit_y and targets else None
     skipped: list[Skipped] = []
-    for start in range(0, len(rows), chunk) if (fit_x or fit_y) else ():
-        for item in examples._getitems([int(i) for i in rows[start : start + chunk]]):
-            if isinstance(item, Skipped):
-                skipped.append(item)
-                continue
-            if xs is not None:
-                xs.add(item[0])
-            if ys is not None:
-                ys.add(item[1])
-    stats = preprocess.fit_summary(ref, xs.result(), math.prod(examples.shape)) if xs else {}
-    fitted_y = preprocess.fit_summary(targets, ys.result(), 0) if ys and targets else {}
+    for item in items if (fit_x or fit_y) else ():
+        if isinstance(item, Skipped):
+            skipped.append(item)
+            continue
+        if xs is not None:
+            xs.add(item[0])
+        if ys is not None:
+            ys.add(item[1])
+    stats = preprocess.fit_summary(ref, xs.result()) if xs else {}
+    fitted_y = preprocess.fit_summary(targets, ys.result()) if ys and targets else {}
     return Fitted(stats, fitted_y, tuple(skipped))

@@ -1,4 +1,7 @@
-"""The `images` source streamed: one file decoded and resized per example (runtime/data/sources.py)."""
+"""The `images` source streamed: one file decoded (and resized) per example.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
 
 from __future__ import annotations
 

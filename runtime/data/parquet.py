@@ -1,4 +1,7 @@
-"""The `parquet` source: rows read a row group at a time with pyarrow (runtime/data/sources.py)."""
+"""The `parquet` source: rows read a row group at a time with pyarrow.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The `shards` source: ArrayRecord records read through Grain, and `write_shards` (runtime/data/sources.py)."""
+"""The `shards` source: ArrayRecord records read through Grain; `write_shards` makes them.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
 
 from __future__ import annotations
 
