@@ -174,7 +174,9 @@ def _train(
             t0 = time.perf_counter()
             if streamed:
                 pause = _Pause(stop_after_steps, checkpoint_every, last_save, t_start)
-                st, acc, paused = _stream_epoch(engine, st, epoch, data["train"], display, loop, pause)
+                st, acc, paused = _stream_epoch(
+                    engine, st, epoch, data["train"], display, loop, pause
+                )
                 last_save = pause.last_save
                 if paused:
                     finished = False
@@ -415,8 +417,8 @@ class Loop:
         self, program: Program, engine: Engine, folder: Path, has_val: bool, streamed: bool = False
     ):
         self.program, self.engine, self.folder = program, engine, folder
-        # a streamed run's checkpoint also holds the epoch in progress: its metrics so far and
-        # where its data iterator was (`within`), to resume in mid-epoch
+        # a streamed run's checkpoint may be of an epoch in progress: its record says where
+        # its data iterator was and holds its metrics so far (`within`), to resume there
         self.streamed = streamed
         self.within: dict[str, Any] | None = None  # a resumed run's epoch in progress
         self.last = checkpoint.Slot(folder / "checkpoints" / "last")
@@ -436,19 +438,14 @@ class Loop:
         self.start, self.wall_before = 1, 0.0
         self.saved_epoch = 0
 
-    def _tree(self, st: Any, acc: Any) -> Any:
-        disk = self.engine.to_disk(st)
-        return {"state": disk, "epoch_so_far": acc} if self.streamed else disk
-
     def resume(self, st: Any) -> Any:
-        fresh_acc = self.engine.train_acc() if self.streamed else None
-        disk, meta = self.last.restore(self._tree(st, fresh_acc))
-        if self.streamed:
-            within = meta.get("within")
-            if within is not None:
-                acc = jax.tree.map(_placed_as, disk["epoch_so_far"], fresh_acc)
-                self.within = {**within, "acc": acc}
-            disk = disk["state"]
+        disk, meta = self.last.restore(self.engine.to_disk(st))
+        within = meta.get("within")
+        if within is not None:  # a streamed run stopped in mid-epoch
+            fresh = self.engine.train_acc()
+            leaves = [_from_json(leaf) for leaf in within["acc"]]
+            acc = jax.tree.unflatten(jax.tree.structure(fresh), leaves)
+            self.within = {**within, "acc": jax.tree.map(_placed_as, acc, fresh)}
         st = jax.tree.map(_placed_as, self.engine.from_disk(disk), st)
         if meta.get("done"):
             raise TrainingError(
@@ -523,10 +520,9 @@ class Loop:
             "stopper": self.stopper.to_json() if self.stopper else None,
             "plateau": plateau_json(self.plateau) if self.plateau else None,
             "done": done,
-            "within": within[1] if within is not None else None,
+            "within": _within_json(*within) if within is not None else None,
         }
-        acc = within[0] if within is not None else (self.engine.train_acc() if self.streamed else None)
-        self.last.save(epoch, self._tree(st, acc), meta)
+        self.last.save(epoch, self.engine.to_disk(st), meta)
         self.saved_epoch = epoch
 
     def stop_message(self) -> str:
@@ -571,6 +567,20 @@ def _one_epoch(
     if tail is not None:
         st, acc = engine.step(st, acc, x, y, tail, 0)
     return st, acc
+
+
+def _within_json(acc: Any, where: dict[str, Any]) -> dict[str, Any]:
+    """Where a streamed epoch stopped, and its metrics so far (exact: each float32 and int
+    is a JSON number that reads back to the same value)."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(acc))]
+    encoded = [
+        {"dtype": a.dtype.str, "shape": list(a.shape), "values": a.ravel().tolist()} for a in leaves
+    ]
+    return {**where, "acc": encoded}
+
+
+def _from_json(leaf: dict[str, Any]) -> np.ndarray:
+    return np.asarray(leaf["values"], np.dtype(leaf["dtype"])).reshape(leaf["shape"])
 
 
 @dataclass

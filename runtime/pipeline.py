@@ -188,7 +188,10 @@ def _prepare_streamed(
         shape = preprocess.output_shape(data.normalize, raw_shape)
     except Problem as p:
         raise _section_error(program, "normalize", p.message, p.hint or "") from None
-    raw = {s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f) for s, (e, r, f) in parts.items()}
+    raw = {
+        s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f)
+        for s, (e, r, f) in parts.items()
+    }
     _check_dtypes(program, raw["train"])
     train, train_rows, _ = parts["train"]
     if stats is None:
