@@ -48,8 +48,30 @@ class TableExamples:
     def _getitems(self, rows: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(self.table.x[i], self.table.y[i]) for i in rows]
 
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Several examples at once: one gather per array instead of one read per row."""
+        return self.table.x[rows], self.table.y[rows]
+
     def nbytes(self) -> int:
         return int(self.table.x.nbytes + self.table.y.nbytes)
+
+
+@dataclass(frozen=True)
+class _Batches:
+    """Grain's source for one pass of a source that reads several rows at once (`read`):
+    element k is the k-th batch of rows of `order`, read whole, with its rows."""
+
+    examples: Any
+    order: np.ndarray
+    batch: int
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.order[k * self.batch : (k + 1) * self.batch]
+        x, y = self.examples.read(rows)
+        return x, y, rows
 
 
 @dataclass(frozen=True)
@@ -112,9 +134,13 @@ class Streamed:
         was (`iterator.get_state()`), to continue it."""
         import grain
 
-        source = _Ordered(self.examples, self.rows[np.asarray(positions, np.int64)])
+        order = self.rows[np.asarray(positions, np.int64)]
+        source = _Ordered(self.examples, order)
         options = grain.ReadOptions(num_threads=THREADS, prefetch_buffer_size=PREFETCH)
-        if self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
+        if hasattr(self.examples, "read") and self.on_error != "skip":  # a batch in one read
+            ds = grain.MapDataset.source(_Batches(self.examples, order, batch)).map(self._cut)
+            ds = ds.to_iter_dataset(options)
+        elif self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
             ds = (
                 grain.MapDataset.source(source)
                 .to_iter_dataset(options)
