@@ -125,6 +125,11 @@ def _train(
         raise SpecError([nothing_to_train(program.module)], program.sources)  # as `dnn check` says
     enable_compile_cache()
     prepared = pipeline.prepare(program)
+    if stop_after_steps is not None and not prepared.streamed:
+        raise TrainingError(
+            "--stop-after-steps stops in mid-epoch, which only a streamed run can resume",
+            "stream the data (`data { stream = true }`), or stop after an epoch: --stop-after",
+        )
     _check_monitors(program, prepared)
     memory_limit.check_fits(program, prepared)  # before the run folder and any allocation
     folder = Path(out) if out is not None else run_dir_default(program)
@@ -157,6 +162,7 @@ def _train(
         st = loop.resume(st)
     n, epochs = prepared.size("train"), program.train.epochs
     finished, last_save = True, time.perf_counter()
+    pause: _Pause | None = None
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
     pictures: Future[Any] | None = None
     board = _board(program, folder, loop.start, histograms, resume) if lead else None
@@ -233,7 +239,8 @@ def _train(
     if not finished:
         _wait(plots)
         done = loop.history[-1]["epoch"] if loop.history else 0
-        return {"stopped_after": done, "finished": False, "run": str(folder)}
+        stopped = {"stopped_after": done, "finished": False, "run": str(folder)}
+        return {**stopped, "step": pause.step} if pause is not None and pause.step else stopped
     st, restored = loop.final_weights(st)
     wall = loop.wall_before + time.perf_counter() - t_start
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
@@ -597,12 +604,14 @@ class _Pause:
     last_save: float
     t_start: float
     why: str = ""
+    step: int = 0  # the run's step where it stopped
 
     def stop(self, step: int) -> bool:
         if self.stop_after_steps is not None and step >= self.stop_after_steps:
             self.why = f"stopped after step {step}"
         elif _TERMINATED.is_set():
-            self.why = "stopped by SIGTERM"
+            self.why = f"stopped by SIGTERM after step {step}"
+        self.step = step if self.why else 0
         return bool(self.why)
 
     def save(self) -> bool:

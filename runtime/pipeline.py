@@ -175,7 +175,7 @@ def _prepare_streamed(
     data = program.data
     assert data is not None
     opened = {s: _examples(program, s, task) for s in ("source", "val", "test") if getattr(data, s)}
-    if data.stream == "auto" and not _too_big(program, opened):
+    if str(data.stream) == "auto" and not _too_big(program, opened):
         return None
     source = opened.pop("source")
     rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
