@@ -628,7 +628,13 @@ _TERMINATED = threading.Event()  # set by SIGTERM while a run trains (see `_on_s
 
 
 def _stream_epoch(
-    engine: Engine, st: Any, epoch: int, split: Any, display: Display, loop: Loop, pause: _Pause
+    engine: Engine,
+    st: Any,
+    epoch: int,
+    split: Any,
+    display: Display,
+    loop: Loop | None = None,
+    pause: _Pause | None = None,
 ) -> tuple[Any, Any, bool]:
     """One epoch of a streamed split: Grain reads its batches, in the order an in-memory
     epoch takes them, while the step runs; a run resumed in this epoch continues at the
@@ -640,7 +646,7 @@ def _stream_epoch(
     if tail is not None:
         positions = np.concatenate([positions, np.asarray(tail).reshape(-1)])
     acc, state, done = engine.train_acc(), None, 0
-    if loop.within is not None and loop.within["epoch"] == epoch:
+    if loop is not None and loop.within is not None and loop.within["epoch"] == epoch:
         acc, state, done = loop.within["acc"], loop.within["data"], loop.within["batches"]
         loop.within = None
     batches = split.epoch(positions, engine.batch, state)
@@ -653,7 +659,7 @@ def _stream_epoch(
             last_read = time.perf_counter()
             loss = float(jnp.mean(acc["loss"] / jnp.maximum(acc["count"], 1)))
             display.step(done, done * engine.batch, loss)
-        if done >= engine.steps_per_epoch:
+        if done >= engine.steps_per_epoch or loop is None or pause is None:
             continue  # the epoch's end: the run saves as any epoch's end
         stopping = pause.stop(before + done)
         if stopping or pause.save():
