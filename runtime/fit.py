@@ -649,11 +649,13 @@ def _stream_epoch(
     if loop is not None and loop.within is not None and loop.within["epoch"] == epoch:
         acc, state, done = loop.within["acc"], loop.within["data"], loop.within["batches"]
         loop.within = None
-    batches = split.epoch(positions, engine.batch, state)
+    place = engine.place
+    part = (jax.process_index(), jax.process_count(), place.count)  # a host's share
+    batches = split.epoch(positions, engine.batch, state, part)
     last_read = time.perf_counter()
     before = (epoch - 1) * engine.steps_per_epoch
-    for x, y in batches:
-        st, acc = engine.batch_step(st, acc, x, y)
+    for x, y, whole in batches:
+        st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
         done += 1
         if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:
             last_read = time.perf_counter()

@@ -276,17 +276,8 @@ def _as_table(
 
 
 def _raw_batch(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
-    x, y, got = batches.stack(_read_items(examples, rows), like=examples)
+    x, y, got = batches.stack(batches.read_rows(examples, rows), examples)
     return _as_table(program, examples, field, x, y, got)
-
-
-def _read_items(examples: Any, rows: np.ndarray) -> list[Any]:
-    read = getattr(examples, "_getitems", None)
-    items = read(rows) if read is not None else [examples[int(r)] for r in rows]
-    return [
-        (i[0], i[1], np.int64(r)) if isinstance(i, tuple) and len(i) == 2 else i
-        for i, r in zip(items, rows, strict=True)
-    ]
 
 
 def _read(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:

@@ -526,8 +526,9 @@ def evaluate_split(engine: Engine, st: Any, split: Batched | Streamed) -> dict[s
         for i in range(split.x.shape[0]):
             acc, ens = engine.evaluate(st, acc, ens, split.x[i], split.y[i], split.mask[i])
     else:  # streamed from its source (runtime/data/batches.py)
+        put = engine.place.from_host  # read whole by every process of a multi-host run
         for x, y, mask in split.in_order(EVAL_BATCH):
-            acc, ens = engine.evaluate(st, acc, ens, x, y, mask)
+            acc, ens = engine.evaluate(st, acc, ens, put(x), put(y), put(mask))
     if engine.members == 1:
         return _finish(engine, acc)
     members = [

@@ -57,24 +57,6 @@ class TableExamples:
 
 
 @dataclass(frozen=True)
-class _Batches:
-    """Grain's source for one pass of a source that reads several rows at once (`read`):
-    element k is the k-th batch of rows of `order`, read whole, with its rows."""
-
-    examples: Any
-    order: np.ndarray
-    batch: int
-
-    def __len__(self) -> int:
-        return -(-len(self.order) // self.batch)
-
-    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self.order[k * self.batch : (k + 1) * self.batch]
-        x, y = self.examples.read(rows)
-        return x, y, rows
-
-
-@dataclass(frozen=True)
 class _Ordered:
     """Grain's source for one pass: element i is source row `order[i]`, with that row."""
 
@@ -89,10 +71,43 @@ class _Ordered:
         return _with_row(self.examples[int(row)], row)
 
     def _getitems(self, idx: Any) -> list[Any]:
-        rows = self.order[np.asarray(idx, np.int64)]
-        read = getattr(self.examples, "_getitems", None)
-        items = read(rows) if read is not None else [self.examples[int(r)] for r in rows]
-        return [_with_row(item, r) for item, r in zip(items, rows, strict=True)]
+        return read_rows(self.examples, self.order[np.asarray(idx, np.int64)])
+
+
+@dataclass(frozen=True)
+class _Batches:
+    """Grain's source for one pass read a batch at a time: element k is the k-th `batch`
+    rows of `order` (this process's share where `part` splits them), read at once: with
+    `read` where the source has it (one gather), else row by row; with the rows, and the
+    whole batch's size where this is a share of it."""
+
+    examples: Any
+    order: np.ndarray
+    batch: int
+    part: tuple[int, int, int] = (0, 1, 1)
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+        rows = self.order[k * self.batch : (k + 1) * self.batch]
+        process, processes, devices = self.part
+        whole = len(rows) if processes > 1 and len(rows) % devices == 0 else None
+        if whole is not None:
+            rows = rows[process * whole // processes : (process + 1) * whole // processes]
+        read = getattr(self.examples, "read", None)
+        if read is not None:
+            x, y = read(rows)
+            return x, y, rows, whole
+        x, y, rows = stack(read_rows(self.examples, rows), self.examples)
+        return x, y, rows, whole
+
+
+def read_rows(examples: Any, rows: np.ndarray) -> list[Any]:
+    """The examples of `rows`, each with its row (a skipped one as the source gives it)."""
+    read = getattr(examples, "_getitems", None)
+    items = read(rows) if read is not None else [examples[int(r)] for r in rows]
+    return [_with_row(item, r) for item, r in zip(items, rows, strict=True)]
 
 
 def _with_row(item: Any, row: Any) -> Any:
@@ -128,29 +143,36 @@ class Streamed:
     def n(self) -> int:
         return len(self.rows)
 
-    def epoch(self, positions: np.ndarray, batch: int, state: dict[str, Any] | None = None) -> Any:
-        """An iterator over one pass's batches (x, y): the split's `positions` in this
-        order, `batch` at a time (the last may be smaller); `state`: where a stopped pass
-        was (`iterator.get_state()`), to continue it."""
+    def epoch(
+        self,
+        positions: np.ndarray,
+        batch: int,
+        state: dict[str, Any] | None = None,
+        part: tuple[int, int, int] = (0, 1, 1),
+    ) -> Any:
+        """An iterator over one pass's batches: the split's `positions` in this order,
+        `batch` at a time (the last may be smaller), each as (x, y, rows in the whole
+        batch or None); `state`: where a stopped pass was (`iterator.get_state()`).
+
+        `part = (process, processes, devices)`: in a multi-host run each process reads only
+        its share of a batch whose rows divide over the devices (the whole batch is the
+        processes' shares end to end, in process order); the batches that do not divide,
+        and every batch where examples may be skipped, are read whole by each process."""
         import grain
 
         order = self.rows[np.asarray(positions, np.int64)]
-        source = _Ordered(self.examples, order)
         options = grain.ReadOptions(num_threads=THREADS, prefetch_buffer_size=PREFETCH)
-        if hasattr(self.examples, "read") and self.on_error != "skip":  # a batch in one read
-            ds = grain.MapDataset.source(_Batches(self.examples, order, batch)).map(self._cut)
-            ds = ds.to_iter_dataset(options)
-        elif self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
+        if self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
             ds = (
-                grain.MapDataset.source(source)
+                grain.MapDataset.source(_Ordered(self.examples, order))
                 .to_iter_dataset(options)
                 .filter(self._keep)
                 .batch(batch)
-                .map(self._cut)
+                .map(self._whole)
             )
-        else:
-            ds = grain.MapDataset.source(source).batch(batch).map(self._cut)
-            ds = ds.to_iter_dataset(options)
+        else:  # a batch of rows read at once, this process's share of it
+            source = _Batches(self.examples, order, batch, part)
+            ds = grain.MapDataset.source(source).map(self._cut).to_iter_dataset(options)
         it = iter(ds)
         if state is not None:
             it.set_state(state)
@@ -162,14 +184,18 @@ class Streamed:
             return False
         return True
 
-    def _cut(self, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _cut(self, b: Any) -> tuple[np.ndarray, np.ndarray, int | None]:
+        x, y, rows, whole = b
+        return (*self.cut(x, y, rows), whole)
+
+    def _whole(self, b: Any) -> tuple[np.ndarray, np.ndarray, None]:
         x, y, rows = b
-        return self.cut(x, y, rows)
+        return (*self.cut(x, y, rows), None)
 
     def in_order(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The whole split in its order, `batch` rows at a time, the last padded with zeros:
         (x, y, mask of real rows) — one compiled evaluation serves every batch."""
-        for x, y in self.epoch(np.arange(self.n), batch):
+        for x, y, _ in self.epoch(np.arange(self.n), batch):
             k = len(x)
             mask = np.arange(batch) < k
             if k < batch:
