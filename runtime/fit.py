@@ -180,6 +180,7 @@ def _train(
             t0 = time.perf_counter()
             if streamed:
                 pause = _Pause(stop_after_steps, checkpoint_every, last_save, t_start)
+                data["train"].waited = 0.0
                 st, acc, paused = _stream_epoch(
                     engine, st, epoch, data["train"], display, loop, pause
                 )
@@ -200,6 +201,8 @@ def _train(
                 )
                 health.to_tensorboard(folder, checks)
             record = _record(engine, st, acc, data, epoch, n, t0)
+            if streamed:  # how long the steps waited for their batches, in all
+                record["data_wait_s"] = data["train"].waited
             if board is not None:
                 board.epoch(record)
                 if board.histograms:  # per layer, as checkpoints hold them (scans unstacked)
@@ -654,7 +657,9 @@ def _stream_epoch(
     batches = split.epoch(positions, engine.batch, state, part)
     last_read = time.perf_counter()
     before = (epoch - 1) * engine.steps_per_epoch
+    waited = time.perf_counter()
     for x, y, whole in batches:
+        split.waited += time.perf_counter() - waited  # the step had to wait for its batch
         st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
         done += 1
         if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:
@@ -671,6 +676,7 @@ def _stream_epoch(
             pause.last_save = time.perf_counter()
             if stopping:
                 return st, acc, True
+        waited = time.perf_counter()
     return st, acc, False
 
 

@@ -54,7 +54,7 @@ def write(folder: Path, stream: str, name: str, source: str = DIGITS) -> Path:
 
 def history(run: Path) -> list[dict[str, Any]]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    drop = ("time", "samples_per_s")
+    drop = ("time", "samples_per_s", "data_wait_s")  # timings
     return [{k: v for k, v in json.loads(x).items() if k not in drop} for x in lines]
 
 

@@ -120,7 +120,7 @@ def _skipped(item: Any) -> bool:
     return not (isinstance(item, tuple) and len(item) == 3)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Streamed:
     """A split read from its source when needed: the source rows it takes, in split order,
     and the transforms that make a batch of them what the model reads.
@@ -135,6 +135,7 @@ class Streamed:
     head: Table
     on_error: str = "fail"
     skipped: list[Any] = field(default_factory=list)  # the skipped examples met so far
+    waited: float = 0.0  # seconds the training steps of this epoch waited for a batch
 
     def __len__(self) -> int:
         return len(self.rows)
