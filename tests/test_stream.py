@@ -160,3 +160,15 @@ def test_a_bad_label_in_mid_epoch_names_the_file_and_example(tmp_path: Path, cap
     err = capsys.readouterr().err
     assert f"d.npz:1:1: error[E0702]: label `12` at example {bad} is outside the 10 classes" in err
     assert "bad.dnn:9:12: the data named here" in err
+
+
+def test_dnn_data_counts_whole_streamed_splits(tmp_path: Path) -> None:
+    from dnn.runtime import data_report
+
+    memory = data_report.report(dnn.load(str(write(tmp_path, "false", "m.dnn"))), repeats=1)
+    streamed = data_report.report(dnn.load(str(write(tmp_path, "true", "s.dnn"))), repeats=1)
+    assert streamed.read == "streamed" and memory.read == "in memory"
+    assert streamed.balance == memory.balance  # every example counted, not the head's
+    assert sum(streamed.balance["train"].values()) == streamed.splits["train"] == 1438
+    assert streamed.normalizer == memory.normalizer
+    assert "read: streamed, batch by batch" in data_report.render(streamed)

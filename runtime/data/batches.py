@@ -38,6 +38,7 @@ class TableExamples:
         self.origin = table.origin
         self.shape = tuple(table.x.shape[1:])
         self.dtype = table.x.dtype
+        self.task, self.classes, self.class_names = table.task, table.classes, table.class_names
 
     def __len__(self) -> int:
         return len(self.table)
