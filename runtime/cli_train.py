@@ -148,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out,
         resume=args.resume,
         stop_after=args.stop_after,
+        stop_after_steps=args.stop_after_steps,
         quiet=args.quiet,
         checkpoint_every=args.checkpoint_every,
         argv=sys.argv,
@@ -156,9 +157,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     folder = args.out or "the run folder"
     if not result.get("finished", True):
-        print(
-            f"stopped after epoch {result['stopped_after']}; continue with --resume --out {folder}"
-        )
+        where = f"epoch {result['stopped_after']}"
+        if "step" in result:  # a streamed run, in mid-epoch
+            where = f"step {result['step']} (in epoch {result['stopped_after'] + 1})"
+        print(f"stopped after {where}; continue with --resume --out {folder}")
         return EXIT_OK
     print(summary_line(result))
     print(f"run folder: {result['run']}")
@@ -478,6 +480,13 @@ def register(
         type=int,
         metavar="K",
         help="stop after epoch K as if interrupted (continue later with --resume)",
+    )
+    c.add_argument(
+        "--stop-after-steps",
+        type=int,
+        metavar="K",
+        help="stop after step K of the run, in mid-epoch, saving where the data was (streamed "
+        "data only: `data.stream`); continue later with --resume",
     )
     c.add_argument("--quiet", action="store_true", help="print only the final metrics")
     c.add_argument(

@@ -35,6 +35,7 @@ from dnn.compiler.rules import heads, id_layers, target_kind
 from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess, tabular
+from .data import batches
 from .datasets import Table
 
 SPLITS = ("train", "val", "test")
@@ -55,8 +56,13 @@ class Prepared:
     schema: tabular.Schema | None = None  # a typed CSV table's fitted columns
     unseen: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
     # per split, per column: the cells the train vocabulary did not know (count, examples)
+    streamed: dict[str, batches.Streamed] = field(default_factory=dict)
+    # `data.stream`: each split read from its source batch by batch; `splits` then holds
+    # each split's first examples only (its head: shapes, dtypes, a look at the data)
 
     def size(self, split: str) -> int:
+        if self.streamed:
+            return len(self.streamed[split])
         return len(self.splits[split].y)
 
 
@@ -125,6 +131,10 @@ def prepare(
             program.sources,
         )
     task = task_of(program)
+    if data.stream is not False and task != MULTI and not data.columns:
+        streamed = _prepare_streamed(program, task, stats, targets)
+        if streamed is not None:
+            return streamed
     source, blocks, splits = _raw(program, task)
     if len(splits["train"].y) == 0:
         raise _section_error(program, "split", "the train split is empty", "give `train` a share")
@@ -137,28 +147,191 @@ def prepare(
         raise _section_error(program, "normalize", p.message, p.hint or "") from None
     _check_dtypes(program, splits["train"])
     for table in splits.values():
-        _check_ids(program, table)
-    for table in splits.values():
-        _check_multi_hot(program, task, table)
+        check_examples(program, task, table)
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
     if targets is None and data.reconstruct:  # learned as the model reads its input
         targets = preprocess.Targets(data.normalize, stats)
     if targets is None:
         targets = _fit_targets(program, task, splits["train"], blocks)
-    out = {}
-    for name, table in splits.items():
-        x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
-        if not len(table.y):
-            x = x.reshape((0, *shape))
-        if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
-            y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
-            table = replace(table, y=y, task="regression", classes=None, class_names=())
-        out[name] = _fit(program, replace(table, x=x, y=targets.apply(table.y)))
+    out = {name: transform(program, table, stats, targets, shape) for name, table in splits.items()}
     if data.reconstruct:
         return Prepared(out, stats, raw_shape, task, None, (), targets, blocks)
     names = source.class_names
     return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
+
+
+# ------------------------------------------------------------------ streamed
+
+
+def _prepare_streamed(
+    program: Program,
+    task: str,
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+) -> Prepared | None:
+    """The splits read from their sources as training needs them (`data.stream = true`, or
+    `auto` where the examples would not fit the memory free for the run); None: in memory."""
+    data = program.data
+    assert data is not None
+    opened = {s: _examples(program, s, task) for s in ("source", "val", "test") if getattr(data, s)}
+    if str(data.stream) == "auto" and not _too_big(program, opened):
+        return None
+    source = opened.pop("source")
+    rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
+    parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
+    parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
+    if len(parts["train"][1]) == 0:
+        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
+    raw_shape = tuple(source.shape)
+    try:
+        shape = preprocess.output_shape(data.normalize, raw_shape)
+    except Problem as p:
+        raise _section_error(program, "normalize", p.message, p.hint or "") from None
+    raw = {
+        s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f)
+        for s, (e, r, f) in parts.items()
+    }
+    _check_dtypes(program, raw["train"])
+    train, train_rows, _ = parts["train"]
+    if stats is None:
+        stats = preprocess.fit(data.normalize, _read(program, train, train_rows, "source").x)
+    if targets is None and data.reconstruct:
+        targets = preprocess.Targets(data.normalize, stats)
+    if targets is None:
+        targets = _fit_targets(program, task, _read_targets(program, train, train_rows), ())
+    fitted = targets
+
+    def cutter(examples: Any, where: str) -> Any:
+        def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            t = _as_table(program, examples, where, x, y, rows)
+            check_examples(program, task, t)
+            t = transform(program, t, stats, fitted, shape)
+            return t.x, t.y
+
+        return cut
+
+    streamed, heads = {}, {}
+    for s, (e, r, f) in parts.items():
+        check_examples(program, task, raw[s])
+        heads[s] = transform(program, raw[s], stats, fitted, shape)
+        on_error = str(getattr(data, "on_error", "fail"))
+        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error)
+    if data.reconstruct:
+        return Prepared(heads, stats, raw_shape, task, None, (), fitted, streamed=streamed)
+    classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
+    return Prepared(heads, stats, raw_shape, task, classes, names, fitted, streamed=streamed)
+
+
+def _examples(program: Program, field: str, task: str) -> Any:
+    """A data field's source as random-access examples: a reader of its files where the
+    source streams (runtime/data/sources.py), else its table read into memory."""
+    data = program.data
+    assert data is not None
+    ref = getattr(data, field)
+    base = Path(program.path).resolve().parent
+    try:
+        from .data import sources
+    except ImportError:  # the stream extra is not installed: every source is read whole
+        sources = None  # type: ignore[assignment]
+    if sources is not None and sources.streams(ref):
+        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+        on_error = str(getattr(data, "on_error", "fail"))
+        return sources.open_examples(ref, target_kind(task), base, where, on_error)
+    load = _loader(program, target_kind(task), base)
+    return batches.TableExamples(load(field))
+
+
+def _too_big(program: Program, opened: dict[str, Any]) -> bool:
+    """`stream = auto`: whether the examples, decoded, take more than half the memory free
+    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
+    import jax
+
+    from .memory_limit import available
+
+    found = available(jax.devices()[:1])
+    wanted = sum(batches.nbytes(e) for e in opened.values())
+    return found is not None and wanted > found[0] // 2
+
+
+def _as_table(
+    program: Program, examples: Any, field: str, x: np.ndarray, y: np.ndarray, rows: np.ndarray
+) -> Table:
+    """A batch of a source's examples as a table, its rows named as the source numbers them."""
+    assert program.data is not None
+    table = getattr(examples, "table", None)
+    return Table(
+        x=x,
+        y=y,
+        task=table.task if table is not None else getattr(examples, "task", "classification"),
+        classes=getattr(examples, "classes", None),
+        class_names=tuple(getattr(examples, "class_names", ())),
+        origin=examples.origin,
+        kind=table.kind if table is not None else getattr(examples, "kind", "array"),
+        span=program.data.span_of(field),
+        index=np.asarray(rows, np.int64),
+        places=table.places if table is not None else None,
+        text=table.text if table is not None else None,
+    )
+
+
+def _raw_batch(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
+    x, y, got = batches.stack(batches.read_rows(examples, rows), examples)
+    return _as_table(program, examples, field, x, y, got)
+
+
+def _read(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
+    """A split's examples read whole, in chunks (the normalizer's fit reads every input)."""
+    parts = [
+        _raw_batch(program, examples, rows[i : i + READ_CHUNK], field)
+        for i in range(0, len(rows), READ_CHUNK)
+    ]
+    first = parts[0]
+    return replace(
+        first,
+        x=np.concatenate([p.x for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        index=np.concatenate([p.index for p in parts if p.index is not None]),
+    )
+
+
+def _read_targets(program: Program, examples: Any, rows: np.ndarray) -> Table:
+    """The train split's targets (a regression's `data.targets` fits on them)."""
+    assert program.data is not None
+    if program.data.targets.name == "none" or task_of(program) != "regression":
+        return _raw_batch(program, examples, rows[:1], "source")  # nothing is fitted
+    return _read(program, examples, rows, "source")
+
+
+READ_CHUNK = 4096  # examples read at a time where a split is read whole
+
+
+def check_examples(program: Program, task: str, table: Table) -> None:
+    """What a split's examples must satisfy beyond their shape: ids within their tables, and
+    multi-hot rows only for a multi-label task (a streamed split checks each batch)."""
+    _check_ids(program, table)
+    _check_multi_hot(program, task, table)
+
+
+def transform(
+    program: Program,
+    table: Table,
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    shape: tuple[int, ...],
+) -> Table:
+    """The transforms stage: a split (or a streamed batch of one) as the model reads it:
+    inputs normalized with the train split's statistics and reshaped to the model's input,
+    targets scaled and checked. `shape`: one example after the normalizer."""
+    data = program.data
+    assert data is not None
+    x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
+    if not len(table.y):
+        x = x.reshape((0, *shape))
+    if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
+        y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
+        table = replace(table, y=y, task="regression", classes=None, class_names=())
+    return _fit(program, replace(table, x=x, y=targets.apply(table.y)))
 
 
 def _prepare_table(

@@ -308,16 +308,27 @@ TRAIN_FIELDS = {
 }
 
 
-@pytest.mark.parametrize("field", sorted(TRAIN_FIELDS))
+# Data-section fields that change how a run reads its examples.
+DATA_FIELDS = {
+    # every split read batch by batch through Grain (runtime/data/batches.py)
+    "stream": Case("  dense(8)\n  batchnorm", "f32[6]", data_extra="  stream = true"),
+}
+FIELDS = {**TRAIN_FIELDS, **{f"data.{k}": v for k, v in DATA_FIELDS.items()}}
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
 def test_a_checked_train_field_trains_evaluates_and_predicts(
     field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    case = TRAIN_FIELDS[field]
+    case = FIELDS[field]
     write_data(case, tmp_path)
     (tmp_path / "spec.dnn").write_text(case.text())
     program = dnn.load(str(tmp_path / "spec.dnn"))
-    assert field in program.train.written
+    section, _, name = field.rpartition(".")
+    assert name in (program.data if section == "data" else program.train).written
+    if section == "data":
+        assert pipeline.prepare(program).streamed  # it does stream
     if program.train.init_from:
         _weight_file(program, tmp_path / str(program.train.init_from))
     done = exercise(program)

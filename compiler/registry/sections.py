@@ -146,6 +146,15 @@ SECTIONS.add(
             "as many values, a regression loss and an invertible `normalize`",
         ),
         arg("shuffle", Bool, True, "reshuffle the train split every epoch"),
+        arg(
+            "stream",
+            UnionT((EnumT(("auto",)), Bool)),
+            "auto",
+            "true: read the splits from their files batch by batch as training goes (Grain), "
+            "on the same batches in the same order as in memory; false: read them whole and "
+            "keep them on the device; auto: stream where the examples, decoded, would take "
+            "more than half the memory free for the run (docs/data.md)",
+        ),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
         arg(
             "val",

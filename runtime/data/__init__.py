@@ -1,4 +1,5 @@
-"""The data layer as stages a sample flows through, one module each, top to bottom.
+"""The data layer as stages a sample flows through, one module each, top to bottom:
+source → split → fitted statistics → transforms → batches.
 
 Follow one example from a file to the device:
 
@@ -12,11 +13,13 @@ Follow one example from a file to the device:
    `Skipped` record. Nothing is read when a source opens beyond what its shape and classes
    need, and an `Examples` pickles small, so Grain's worker processes open the files again.
 2. split — `data.split` cuts the row numbers `0..N-1` by a seeded permutation
-   (`runtime/datasets.split`, the in-memory tables' split; streaming splits the rows alike).
+   (`runtime/datasets.py`: `split` for tables in memory, `split_rows` for streamed sources).
 3. `fitted` — the normalizer's statistics (`data.normalize`) and the regression targets'
    (`data.targets`) in one pass over the train split's rows, in chunks of 4096 rows, float64
    accumulators merged by Chan et al.'s parallel update. In-memory training computes them with
    the same code, so both modes give the same statistics, bit for bit.
-4. transforms — `preprocess.apply` with those statistics, then the model's input shape.
-5. batches — batching, shuffling and prefetching on Grain, fed to the train step.
+4. transforms — `pipeline.transform`: `preprocess.apply` with those statistics, the model's
+   input shape, the checks of ids and labels.
+5. `batches` — in memory on the device, or streamed batch by batch through Grain (shuffled,
+   prefetched, checkpointed in mid-epoch), fed to the train step.
 """

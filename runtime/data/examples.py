@@ -69,6 +69,7 @@ class Examples:
     """
 
     origin: str
+    kind: str = "array"  # the source word (`npz`, `csv`, ...), as a `Table`'s kind
     shape: tuple[int, ...]
     dtype: np.dtype
     task: str
@@ -174,19 +175,3 @@ def table(examples: Examples) -> tuple[Table, list[Skipped]]:
     t = Table(x, y, examples.task, examples.classes, examples.class_names, examples.origin)
     return replace(t, index=idx), skipped
 
-
-class TableExamples(Examples):
-    """The rows of a `Table` already in memory (a built-in set), as `Examples`."""
-
-    def __init__(self, found: Table, opts: Opts) -> None:
-        super().__init__(opts)
-        self._table = found
-        self.origin, self.task = found.origin, found.task
-        self.shape, self.dtype = tuple(found.x.shape[1:]), found.x.dtype
-        self.classes, self.class_names = found.classes, found.class_names
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._table.x[i], self._table.y[i]

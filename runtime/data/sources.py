@@ -32,7 +32,7 @@ from dnn.compiler.values import Ref
 from ..datasets import TASKS, Table, _Where
 from .arrays import _open_npy, _open_npz
 from .csvrows import _open_csv
-from .examples import Examples, Item, Opts, Skipped, TableExamples, table
+from .examples import Examples, Item, Opts, Skipped, table
 from .images import _open_images
 from .parquet import _open_parquet
 from .shards import SHARDS_META, _open_shards, write_shards
@@ -42,7 +42,6 @@ __all__ = [
     "Item",
     "Opts",
     "Skipped",
-    "TableExamples",
     "SHARDS_META",
     "open_examples",
     "streams",
@@ -97,7 +96,9 @@ def open_examples(
         hint = "set `stream = false` to read the table in memory"
         raise where.file(E_STREAM, message, columns, hint)
     opts = Opts(where, str(on_error), outputs, cache_dir)  # a spec gives a `Symbol`
-    return _OPENERS[ref.name](ref, task, Path(base_dir), opts)
+    examples = _OPENERS[ref.name](ref, task, Path(base_dir), opts)
+    examples.kind = ref.name
+    return examples
 
 
 def load(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:

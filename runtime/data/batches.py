@@ -1,0 +1,235 @@
+"""The batches stage: how the transformed examples reach the training step.
+
+In memory (the default where the data fits), every split is placed on the device once and the
+jitted step gathers its batch by index (runtime/train.py). Streamed (`data.stream`), a split
+stays in its source and Grain reads it batch by batch: an epoch's batches follow the same
+permutation of the split an in-memory run draws (`Engine.order`), so a streamed run trains on
+the same batches in the same order, and its losses equal the in-memory run's. Reading and the
+transforms (normalizer, target scaling, checks) run on Grain's read threads ahead of the step;
+the step itself takes the batch as an argument instead of gathering it.
+
+A Grain iterator's state (the next batch of the epoch) is part of a streamed run's checkpoint,
+so `--resume` continues a run stopped in mid-epoch at the batch it stopped before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..datasets import Table
+
+# Batches read ahead of the step, and the threads that read them: enough to hide a read
+# behind a step on two cores without holding many batches in memory.
+PREFETCH = 4
+THREADS = 2
+
+
+class TableExamples:
+    """A table in memory as a source of examples: what a built-in set streams from (the
+    random-access protocol of Grain's data sources, as runtime/data/sources.py's readers)."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.origin = table.origin
+        self.shape = tuple(table.x.shape[1:])
+        self.dtype = table.x.dtype
+        self.task, self.classes, self.class_names = table.task, table.classes, table.class_names
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.table.x[i], self.table.y[i]
+
+    def _getitems(self, rows: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.table.x[i], self.table.y[i]) for i in rows]
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Several examples at once: one gather per array instead of one read per row."""
+        return self.table.x[rows], self.table.y[rows]
+
+    def nbytes(self) -> int:
+        return int(self.table.x.nbytes + self.table.y.nbytes)
+
+
+@dataclass(frozen=True)
+class _Ordered:
+    """Grain's source for one pass: element i is source row `order[i]`, with that row."""
+
+    examples: Any
+    order: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> Any:
+        row = self.order[i]
+        return _with_row(self.examples[int(row)], row)
+
+    def _getitems(self, idx: Any) -> list[Any]:
+        return read_rows(self.examples, self.order[np.asarray(idx, np.int64)])
+
+
+@dataclass(frozen=True)
+class _Batches:
+    """Grain's source for one pass read a batch at a time: element k is the k-th `batch`
+    rows of `order` (this process's share where `part` splits them), read at once: with
+    `read` where the source has it (one gather), else row by row; with the rows, and the
+    whole batch's size where this is a share of it."""
+
+    examples: Any
+    order: np.ndarray
+    batch: int
+    part: tuple[int, int, int] = (0, 1, 1)
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+        rows = self.order[k * self.batch : (k + 1) * self.batch]
+        process, processes, devices = self.part
+        whole = len(rows) if processes > 1 and len(rows) % devices == 0 else None
+        if whole is not None:
+            rows = rows[process * whole // processes : (process + 1) * whole // processes]
+        read = getattr(self.examples, "read", None)
+        if read is not None:
+            x, y = read(rows)
+            return x, y, rows, whole
+        x, y, rows = stack(read_rows(self.examples, rows), self.examples)
+        return x, y, rows, whole
+
+
+def read_rows(examples: Any, rows: np.ndarray) -> list[Any]:
+    """The examples of `rows`, each with its row (a skipped one as the source gives it)."""
+    read = getattr(examples, "_getitems", None)
+    items = read(rows) if read is not None else [examples[int(r)] for r in rows]
+    return [_with_row(item, r) for item, r in zip(items, rows, strict=True)]
+
+
+def _with_row(item: Any, row: Any) -> Any:
+    if not isinstance(item, tuple) or len(item) != 2:
+        return item  # a skipped example (sources.Skipped)
+    return item[0], item[1], np.int64(row)
+
+
+def _skipped(item: Any) -> bool:
+    return not (isinstance(item, tuple) and len(item) == 3)
+
+
+@dataclass(eq=False)
+class Streamed:
+    """A split read from its source when needed: the source rows it takes, in split order,
+    and the transforms that make a batch of them what the model reads.
+
+    `cut(x, y, rows)` turns raw examples (as the source stores them) into the model's
+    (x, y); `head` is the split's first examples, transformed (shapes and dtypes for the
+    engine, a look at the data for `dnn data`)."""
+
+    examples: Any
+    rows: np.ndarray
+    cut: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    head: Table
+    on_error: str = "fail"
+    skipped: list[Any] = field(default_factory=list)  # the skipped examples met so far
+    waited: float = 0.0  # seconds the training steps of this epoch waited for a batch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def epoch(
+        self,
+        positions: np.ndarray,
+        batch: int,
+        state: dict[str, Any] | None = None,
+        part: tuple[int, int, int] = (0, 1, 1),
+    ) -> Any:
+        """An iterator over one pass's batches: the split's `positions` in this order,
+        `batch` at a time (the last may be smaller), each as (x, y, rows in the whole
+        batch or None); `state`: where a stopped pass was (`iterator.get_state()`).
+
+        `part = (process, processes, devices)`: in a multi-host run each process reads only
+        its share of a batch whose rows divide over the devices (the whole batch is the
+        processes' shares end to end, in process order); the batches that do not divide,
+        and every batch where examples may be skipped, are read whole by each process."""
+        import grain
+
+        order = self.rows[np.asarray(positions, np.int64)]
+        options = grain.ReadOptions(num_threads=THREADS, prefetch_buffer_size=PREFETCH)
+        if self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
+            ds = (
+                grain.MapDataset.source(_Ordered(self.examples, order))
+                .to_iter_dataset(options)
+                .filter(self._keep)
+                .batch(batch)
+                .map(self._whole)
+            )
+        else:  # a batch of rows read at once, this process's share of it
+            source = _Batches(self.examples, order, batch, part)
+            ds = grain.MapDataset.source(source).map(self._cut).to_iter_dataset(options)
+        it = iter(ds)
+        if state is not None:
+            it.set_state(state)
+        return it
+
+    def _keep(self, item: Any) -> bool:
+        if _skipped(item):
+            self.skipped.append(item)
+            return False
+        return True
+
+    def _cut(self, b: Any) -> tuple[np.ndarray, np.ndarray, int | None]:
+        x, y, rows, whole = b
+        return (*self.cut(x, y, rows), whole)
+
+    def _whole(self, b: Any) -> tuple[np.ndarray, np.ndarray, None]:
+        x, y, rows = b
+        return (*self.cut(x, y, rows), None)
+
+    def in_order(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The whole split in its order, `batch` rows at a time, the last padded with zeros:
+        (x, y, mask of real rows) — one compiled evaluation serves every batch."""
+        for x, y, _ in self.epoch(np.arange(self.n), batch):
+            k = len(x)
+            mask = np.arange(batch) < k
+            if k < batch:
+                x, y = _pad(x, batch), _pad(y, batch)
+            yield x, y, mask
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
+
+
+def head_rows(n: int) -> int:
+    """How many examples a streamed split's `head` holds."""
+    return min(n, 64)
+
+
+def stack(items: list[Any], like: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Examples read one by one (with their rows) as a batch; `like`: their source (the
+    shapes of an empty batch)."""
+    kept = [i for i in items if not _skipped(i)]
+    if not kept:
+        table = getattr(like, "table", None)
+        y = table.y[:0] if table is not None else np.zeros((0,), np.int32)
+        return np.zeros((0, *like.shape), like.dtype), y, np.zeros((0,), np.int64)
+    x, y, rows = zip(*kept, strict=True)
+    return np.stack(x), np.stack(y), np.asarray(rows, np.int64)
+
+
+def nbytes(examples: Any) -> int:
+    """The bytes a source's examples take decoded in memory (its own estimate, else one
+    example times the count)."""
+    own = getattr(examples, "nbytes", None)
+    if own is not None:
+        return int(own())
+    return int(len(examples) * math.prod(examples.shape) * np.dtype(examples.dtype).itemsize)
