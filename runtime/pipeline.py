@@ -32,7 +32,7 @@ from dnn.compiler.diagnostics import (
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
 from dnn.compiler.rules import heads, id_layers, target_kind
-from dnn.compiler.values import is_float_dtype
+from dnn.compiler.values import Ref, is_float_dtype
 
 from . import datasets, preprocess, tabular
 from .data import batches
@@ -194,10 +194,22 @@ def _prepare_streamed(
     }
     _check_dtypes(program, raw["train"])
     train, train_rows, _ = parts["train"]
-    if stats is None:
-        stats = preprocess.fit(data.normalize, _read(program, train, train_rows, "source").x)
-    if targets is None and data.reconstruct:
-        targets = preprocess.Targets(data.normalize, stats)
+    if stats is None or targets is None:  # one pass over the train rows, in bounded memory
+        from .data.fitted import fit_streamed
+
+        none = Ref("normalizer", "none")
+        scale = targets is None and task == "regression" and not data.reconstruct
+        one_pass = fit_streamed(
+            data.normalize if stats is None else none,
+            train,
+            train_rows,
+            targets=data.targets if scale else none,
+        )
+        stats = one_pass.stats if stats is None else stats
+        if targets is None and data.reconstruct:
+            targets = preprocess.Targets(data.normalize, stats)
+        elif scale:
+            targets = preprocess.Targets(data.targets, one_pass.targets)
     if targets is None:
         targets = _fit_targets(program, task, _read_targets(program, train, train_rows), ())
     fitted = targets

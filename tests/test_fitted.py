@@ -115,3 +115,38 @@ def test_a_grain_pass_in_order_fits_the_same_statistics(archive: Path, data: np.
     got = fitted.fit_items(norm("zca"), iter(ds))
     want = preprocess.fit(norm("zca"), data[rows])
     assert all(got.stats[k].tobytes() == want[k].tobytes() for k in want)
+
+
+STREAMED_SPEC = """dnn 1
+model m {{
+  input x: f32[5]
+  dense(2)
+}}
+data {{
+  source = npz("d.npz")
+  normalize = zca
+  targets = standardize
+  stream = {stream}
+}}
+train {{
+  loss = mse
+  metrics = [mae]
+}}
+"""
+
+
+def test_a_streamed_spec_fits_what_the_in_memory_one_fits(archive: Path) -> None:
+    from dnn.runtime import pipeline
+
+    import dnn
+
+    got = {}
+    for stream in ("true", "false"):
+        (archive / f"{stream}.dnn").write_text(STREAMED_SPEC.format(stream=stream))
+        got[stream] = pipeline.prepare(dnn.load(str(archive / f"{stream}.dnn")))
+    assert got["true"].streamed and not got["false"].streamed
+    for k, v in got["false"].stats.items():
+        assert got["true"].stats[k].tobytes() == v.tobytes(), k
+    assert got["true"].targets.ref.name == "standardize"
+    for k, v in got["false"].targets.stats.items():
+        assert got["true"].targets.stats[k].tobytes() == v.tobytes(), k
