@@ -174,4 +174,3 @@ def table(examples: Examples) -> tuple[Table, list[Skipped]]:
     idx = None if not skipped else np.asarray(index, np.int64)
     t = Table(x, y, examples.task, examples.classes, examples.class_names, examples.origin)
     return replace(t, index=idx), skipped
-
