@@ -249,7 +249,10 @@ def _examples(program: Program, field: str, task: str) -> Any:
     if sources is not None and sources.streams(ref):
         where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
         on_error = str(getattr(data, "on_error", "fail"))
-        return sources.open_examples(ref, target_kind(task), base, where, on_error)
+        assert program.model is not None
+        one = len(program.model.outputs) == 1  # class labels checked per example, at their row
+        bound = outputs(program) if one else None
+        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
 

@@ -213,6 +213,16 @@ def test_label_outside_the_model_outputs_is_met_at_its_row(files: Path) -> None:
         "6 | 7,8,emu\n"
         "  |     ^^^"
     )
+    assert error(examples.__getitem__, 3).endswith(
+        "hint: `cls.csv` has 3 classes: end the model with `dense(3)`"
+    )
+    one = opened('csv("cls.csv", label = "kind")', files, outputs=1)
+    assert error(one.__getitem__, 3).startswith(
+        "cls.csv:6:5: error[E0702]: label `2` at row 4 is not 0 or 1, as a model with one output needs"
+    )
+    assert error(one.__getitem__, 3).endswith(
+        "hint: `cls.csv` has 3 classes: end the model with `dense(3)` and train with `cross_entropy`"
+    )
 
 
 # ----------------------------------------------------------------------------- images

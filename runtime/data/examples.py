@@ -140,20 +140,27 @@ class Examples:
 
     def _check_label(self, i: int, y: np.ndarray) -> None:
         """A class label met while reading must lie among the classes (of the source, and of
-        the model's `outputs` when given: [0, outputs), or 0/1 for one output)."""
+        the model's `outputs` when given: [0, outputs), or 0/1 for one output), as
+        `datasets._label_error` words it in memory."""
         if self.task != "classification" or np.ndim(y) != 0:
             return
         v, tops = int(y), []
         if self.classes is not None:
             tops.append((self.classes, f"the {self.classes} classes of `{self.origin}`"))
+        one = self._outputs == 1
         if self._outputs is not None:
             top = max(self._outputs, 2)
-            tops.append((top, f"the {top} classes the model outputs"))
+            what = "0 or 1, as a model with one output needs" if one else ""
+            tops.append((top, what or f"the {top} classes the model outputs"))
         for top, what in tops:
             if not 0 <= v < top:
                 where, at, text = self._place(i)
                 hint = f"class labels run from 0 to {top - 1}"
-                raise _Bad(where, f"label `{v}` at {where} is outside {what}", at, hint, text)
+                if (self.classes or 0) > top:
+                    k, loss = self.classes, " and train with `cross_entropy`" if one else ""
+                    hint = f"`{self.origin}` has {k} classes: end the model with `dense({k})`{loss}"
+                problem = f"is not {what}" if what.startswith("0 or 1") else f"is outside {what}"
+                raise _Bad(where, f"label `{v}` at {where} {problem}", at, hint, text)
 
 
 def table(examples: Examples) -> tuple[Table, list[Skipped]]:
