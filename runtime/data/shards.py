@@ -1,6 +1,15 @@
 """The `shards` source: ArrayRecord records read through Grain; `write_shards` makes them.
 
-Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+The format: files `part-00000.array_record`, ... written with `group_size:1` (one record per
+chunk, as Grain reads fastest), one record per example, each record the bytes of an
+uncompressed NPZ archive (`np.savez`) of two arrays, `x` (the raw example, float32 or int32)
+and `y` (an int32 class index or float32 values). An NPZ is plain headers and raw array bytes:
+it is read back with `np.load(..., allow_pickle=False)`, so a record can never run code, and
+any tool with NumPy can write one. Beside the files, `dnn-shards.json` holds the format name,
+the shape and dtype of `x`, the task, the classes and their names, and each file's record
+count (the classes are known without reading every record; a record whose class lies
+outside them is an error met at that record). Part of the sources stage
+(runtime/data/sources.py, which says what every source gives).
 """
 
 from __future__ import annotations
