@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,8 @@ def _prepare_streamed(
         check_examples(program, task, raw[s])
         heads[s] = transform(program, raw[s], stats, fitted, shape)
         on_error = str(getattr(data, "on_error", "fail"))
-        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error)
+        workers = _workers(program, f)
+        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error, workers=workers)
     if data.reconstruct:
         return Prepared(heads, stats, raw_shape, task, None, (), fitted, streamed=streamed)
     classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
@@ -240,6 +242,18 @@ def _examples(program: Program, field: str, task: str) -> Any:
         return sources.open_examples(ref, target_kind(task), base, where, on_error)
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
+
+
+def _workers(program: Program, field: str) -> int:
+    """`data.workers`: as written, or for `auto` up to 4 processes where examples are
+    decoded from image files (one core left to training), none for arrays and tables."""
+    data = program.data
+    assert data is not None
+    if str(data.workers) != "auto":
+        return int(data.workers)
+    if getattr(data, field).name != "images":
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _too_big(program: Program, opened: dict[str, Any]) -> bool:

@@ -126,7 +126,7 @@ def test_sigterm_saves_the_step_and_stops(runs: dict[str, Any]) -> None:
     assert runs["terminated"]["finished"] is False
     within = runs["sigterm_meta"]["within"]
     assert within["epoch"] == 2 and within["batches"] == 1  # the first step of epoch 2
-    assert within["data"] == {"next_index": 1}  # the Grain iterator's state
+    assert within["start"] == 0 and within["data"] == {"next_index": 30}  # batch 30 of the run
     assert history(folder / "sigterm") == history(folder / "streamed")
     assert runs["after_sigterm"]["test"] == runs["streamed"]["test"]
 
