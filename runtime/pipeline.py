@@ -178,6 +178,15 @@ def _prepare_streamed(
     opened = {s: _examples(program, s, task) for s in ("source", "val", "test") if getattr(data, s)}
     if str(data.stream) == "auto" and not _too_big(program, opened):
         return None
+    if program.train.pretrain is not None:
+        raise _section_error(
+            program,
+            "stream",
+            "layer-wise pretraining reads the train split in memory, which a streamed run "
+            "does not hold"
+            + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
+            "set `stream = false`, or pretrain on a part of the data that fits",
+        )
     source = opened.pop("source")
     rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
     parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}

@@ -172,3 +172,24 @@ def test_dnn_data_counts_whole_streamed_splits(tmp_path: Path) -> None:
     assert sum(streamed.balance["train"].values()) == streamed.splits["train"] == 1437
     assert streamed.normalizer == memory.normalizer
     assert "read: streamed, batch by batch" in data_report.render(streamed)
+
+
+def test_worker_processes_read_the_same_batches(runs: dict[str, Any], tmp_path: Path) -> None:
+    """`workers = 1`: a Grain worker process reads the batches, computing each epoch's
+    permutation itself; the first epoch equals the in-memory run's."""
+    path = tmp_path / "workers.dnn"
+    text = SPEC.format(stream="true\n  workers = 1", source=DIGITS)
+    path.write_text(text.replace("  epochs = 2\n", "  epochs = 1\n"))
+    train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    assert history(tmp_path / "run") == history(runs["folder"] / "memory")[:1]
+
+
+def test_pretraining_is_refused_on_streamed_data(tmp_path: Path, capsys: Any) -> None:
+    path = write(tmp_path, "true", "dbn.dnn")
+    text = path.read_text().replace("  dense(32) -> relu\n", "  rbm(32)\n")
+    text = text.replace("standardize", "minmax").replace("  augment = [noise(0.1)]\n", "")
+    path.write_text(text.replace("  epochs = 2\n", "  epochs = 2\n  pretrain = cd(epochs = 1)\n"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0602]: layer-wise pretraining reads the train split in memory" in err
+    assert "hint: set `stream = false`" in err
