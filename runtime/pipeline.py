@@ -132,7 +132,7 @@ def prepare(
             program.sources,
         )
     task = task_of(program)
-    if data.stream is not False and task != MULTI and not data.columns:
+    if data.stream is not False:
         streamed = _prepare_streamed(program, task, stats, targets)
         if streamed is not None:
             return streamed
@@ -175,8 +175,18 @@ def _prepare_streamed(
     `auto` where the examples would not fit the memory free for the run); None: in memory."""
     data = program.data
     assert data is not None
+    auto = str(data.stream) == "auto"
+    if task == MULTI or data.columns:
+        if auto:
+            return None
+        what = "a model with several outputs" if task == MULTI else "typed columns"
+        raise _cannot_stream(program, what)
     opened = {s: _examples(program, s, task) for s in ("source", "val", "test") if getattr(data, s)}
-    if str(data.stream) == "auto" and not _too_big(program, opened):
+    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
+        if auto:
+            return None
+        raise _cannot_stream(program, "a typed table (string or missing cells)")
+    if auto and not _too_big(program, opened):
         return None
     if program.train.pretrain is not None:
         raise _section_error(
@@ -251,6 +261,15 @@ def _examples(program: Program, field: str, task: str) -> Any:
         return sources.open_examples(ref, target_kind(task), base, where, on_error)
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
+
+
+def _cannot_stream(program: Program, what: str) -> SpecError:
+    return _section_error(
+        program,
+        "stream",
+        f"{what} cannot be streamed yet: its splits are read whole",
+        "set `stream = false` (docs/streaming.md lists what streams)",
+    )
 
 
 def _workers(program: Program, field: str) -> int:

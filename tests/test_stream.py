@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -192,4 +193,17 @@ def test_pretraining_is_refused_on_streamed_data(tmp_path: Path, capsys: Any) ->
     assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "error[E0602]: layer-wise pretraining reads the train split in memory" in err
+    assert "hint: set `stream = false`" in err
+
+
+def test_typed_tables_are_refused_when_asked_to_stream(tmp_path: Path, capsys: Any) -> None:
+    root = Path(__file__).resolve().parent.parent / "examples"
+    (tmp_path / "data").mkdir()
+    shutil.copy(root / "data" / "penguins.csv", tmp_path / "data" / "penguins.csv")
+    text = (root / "penguins_tabular.dnn").read_text()
+    path = tmp_path / "penguins.dnn"
+    path.write_text(text.replace("standardize\n", "standardize\n  stream = true\n"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0602]: typed columns cannot be streamed yet: its splits are read whole" in err
     assert "hint: set `stream = false`" in err
