@@ -263,6 +263,19 @@ def _examples(program: Program, field: str, task: str) -> Any:
     return batches.TableExamples(load(field))
 
 
+def in_memory(program: Program, prepared: Prepared, command: str) -> None:
+    """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
+    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
+    if prepared.streamed:
+        raise _section_error(
+            program,
+            "stream",
+            f"{command} trains from the splits placed on the device, but this spec streams "
+            "them" + ("" if program.data and program.data.stream is True else " (`auto`: too big)"),
+            "set `stream = false` for it, on a part of the data that fits",
+        )
+
+
 def _cannot_stream(program: Program, what: str) -> SpecError:
     return _section_error(
         program,

@@ -207,3 +207,10 @@ def test_typed_tables_are_refused_when_asked_to_stream(tmp_path: Path, capsys: A
     err = capsys.readouterr().err
     assert "error[E0602]: typed columns cannot be streamed yet: its splits are read whole" in err
     assert "hint: set `stream = false`" in err
+
+
+def test_lr_find_refuses_a_streamed_spec(tmp_path: Path, capsys: Any) -> None:
+    path = write(tmp_path, "true", "lr.dnn")
+    assert main(["lr-find", str(path), "--out", str(tmp_path / "lr")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:12:12: error[E0602]: `dnn lr-find` trains from the splits placed on" in err
