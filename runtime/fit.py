@@ -25,6 +25,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
 from . import checkpoint, health, memory_limit, pipeline, rundir, tensorboard
+from .data.batches import Epochs
 from .progress import Display
 from .train import (
     Engine,
@@ -154,13 +155,16 @@ def _train(
         x_train, y_train = data["train"]
         data = {k: batched(*v) for k, v in data.items()}
     side.submit(_warm_imports, bool(streamed))
+    n, epochs = prepared.size("train"), program.train.epochs
+    loop = Loop(program, engine, folder, "val" in data, bool(streamed))
+    feed: _Feed | None = None  # a streamed run's batches, every epoch's
+    if streamed and not resume:  # its first batches are read while XLA compiles
+        feed = _Feed(engine, data["train"], loop, epochs, 1)
     st = engine.init()
     if lead:
         _warn_if_nothing_trains(program, st["params"])
-    loop = Loop(program, engine, folder, "val" in data, bool(streamed))
     if resume:
         st = loop.resume(st)
-    n, epochs = prepared.size("train"), program.train.epochs
     finished, last_save = True, time.perf_counter()
     pause: _Pause | None = None
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
@@ -181,8 +185,9 @@ def _train(
             if streamed:
                 pause = _Pause(stop_after_steps, checkpoint_every, last_save, t_start)
                 data["train"].waited = 0.0
+                feed = feed or _Feed(engine, data["train"], loop, epochs, loop.start)
                 st, acc, paused = _stream_epoch(
-                    engine, st, epoch, data["train"], display, loop, pause
+                    engine, st, epoch, data["train"], display, loop, pause, feed
                 )
                 last_save = pause.last_save
                 if paused:
@@ -630,6 +635,37 @@ class _Pause:
 _TERMINATED = threading.Event()  # set by SIGTERM while a run trains (see `_on_sigterm`)
 
 
+class _Feed:
+    """A streamed run's training batches: one Grain iterator over every epoch's batches,
+    from where the run starts (or where a run resumed in mid-epoch was)."""
+
+    def __init__(self, engine: Engine, split: Any, loop: Loop | None, epochs: int, first: int):
+        data = engine.program.data
+        assert data is not None
+        steps = engine.steps_per_epoch
+        plan = Epochs(
+            engine.program.train.seed, data.shuffle, len(split), engine.batch, steps, epochs
+        )
+        within = loop.within if loop is not None else None
+        self.start, state = (
+            (within["start"], within["data"]) if within else ((first - 1) * steps, None)
+        )
+        part = (jax.process_index(), jax.process_count(), engine.place.count)  # a host's share
+        self.batches = split.run(plan, self.start, state, part)
+        # the first batch is asked for at once, on a thread: the pipeline (and its worker
+        # processes, which take seconds to start) gets going while XLA compiles the step
+        self._first: Future[Any] | None = _STARTER.submit(next, self.batches)
+
+    def next(self) -> Any:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first.result()
+        return next(self.batches)
+
+
+_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-feed")
+
+
 def _stream_epoch(
     engine: Engine,
     st: Any,
@@ -638,27 +674,23 @@ def _stream_epoch(
     display: Display,
     loop: Loop | None = None,
     pause: _Pause | None = None,
+    feed: _Feed | None = None,
 ) -> tuple[Any, Any, bool]:
     """One epoch of a streamed split: Grain reads its batches, in the order an in-memory
     epoch takes them, while the step runs; a run resumed in this epoch continues at the
     batch it stopped before. True when the run pauses here (saved, to resume)."""
     display.start_epoch(epoch)
-    n = len(split)
-    full, tail = engine.order(epoch, n)
-    positions = np.asarray(full).reshape(-1)
-    if tail is not None:
-        positions = np.concatenate([positions, np.asarray(tail).reshape(-1)])
-    acc, state, done = engine.train_acc(), None, 0
+    feed = feed or _Feed(engine, split, None, epoch, epoch)
+    acc, done = engine.train_acc(), 0
     if loop is not None and loop.within is not None and loop.within["epoch"] == epoch:
-        acc, state, done = loop.within["acc"], loop.within["data"], loop.within["batches"]
+        acc, done = loop.within["acc"], loop.within["batches"]
         loop.within = None
-    place = engine.place
-    part = (jax.process_index(), jax.process_count(), place.count)  # a host's share
-    batches = split.epoch(positions, engine.batch, state, part)
+    place, steps = engine.place, engine.steps_per_epoch
     last_read = time.perf_counter()
-    before = (epoch - 1) * engine.steps_per_epoch
-    waited = time.perf_counter()
-    for x, y, whole in batches:
+    before = (epoch - 1) * steps
+    while done < steps:
+        waited = time.perf_counter()
+        x, y, whole = feed.next()
         split.waited += time.perf_counter() - waited  # the step had to wait for its batch
         st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
         done += 1
@@ -666,17 +698,17 @@ def _stream_epoch(
             last_read = time.perf_counter()
             loss = float(jnp.mean(acc["loss"] / jnp.maximum(acc["count"], 1)))
             display.step(done, done * engine.batch, loss)
-        if done >= engine.steps_per_epoch or loop is None or pause is None:
+        if done >= steps or loop is None or pause is None:
             continue  # the epoch's end: the run saves as any epoch's end
         stopping = pause.stop(before + done)
         if stopping or pause.save():
-            where = {"epoch": epoch, "batches": done, "data": batches.get_state()}
+            where = {"epoch": epoch, "batches": done, "start": feed.start}
+            where["data"] = feed.batches.get_state()
             elapsed = time.perf_counter() - pause.t_start
             loop.save(st, epoch - 1, False, elapsed, (acc, where))
             pause.last_save = time.perf_counter()
             if stopping:
                 return st, acc, True
-        waited = time.perf_counter()
     return st, acc, False
 
 

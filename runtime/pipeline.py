@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ def prepare(
             program.sources,
         )
     task = task_of(program)
-    if data.stream is not False and task != MULTI and not data.columns:
+    if data.stream is not False:
         streamed = _prepare_streamed(program, task, stats, targets)
         if streamed is not None:
             return streamed
@@ -174,9 +175,28 @@ def _prepare_streamed(
     `auto` where the examples would not fit the memory free for the run); None: in memory."""
     data = program.data
     assert data is not None
+    auto = str(data.stream) == "auto"
+    if task == MULTI or data.columns:
+        if auto:
+            return None
+        what = "a model with several outputs" if task == MULTI else "typed columns"
+        raise _cannot_stream(program, what)
     opened = {s: _examples(program, s, task) for s in ("source", "val", "test") if getattr(data, s)}
-    if str(data.stream) == "auto" and not _too_big(program, opened):
+    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
+        if auto:
+            return None
+        raise _cannot_stream(program, "a typed table (string or missing cells)")
+    if auto and not _too_big(program, opened):
         return None
+    if program.train.pretrain is not None:
+        raise _section_error(
+            program,
+            "stream",
+            "layer-wise pretraining reads the train split in memory, which a streamed run "
+            "does not hold"
+            + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
+            "set `stream = false`, or pretrain on a part of the data that fits",
+        )
     source = opened.pop("source")
     rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
     parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
@@ -228,7 +248,8 @@ def _prepare_streamed(
         check_examples(program, task, raw[s])
         heads[s] = transform(program, raw[s], stats, fitted, shape)
         on_error = str(getattr(data, "on_error", "fail"))
-        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error)
+        workers = _workers(program, f)
+        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error, workers=workers)
     if data.reconstruct:
         return Prepared(heads, stats, raw_shape, task, None, (), fitted, streamed=streamed)
     classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
@@ -255,6 +276,40 @@ def _examples(program: Program, field: str, task: str) -> Any:
         return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
+
+
+def in_memory(program: Program, prepared: Prepared, command: str) -> None:
+    """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
+    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
+    if prepared.streamed:
+        raise _section_error(
+            program,
+            "stream",
+            f"{command} trains from the splits placed on the device, but this spec streams "
+            "them" + ("" if program.data and program.data.stream is True else " (`auto`: too big)"),
+            "set `stream = false` for it, on a part of the data that fits",
+        )
+
+
+def _cannot_stream(program: Program, what: str) -> SpecError:
+    return _section_error(
+        program,
+        "stream",
+        f"{what} cannot be streamed yet: its splits are read whole",
+        "set `stream = false` (docs/streaming.md lists what streams)",
+    )
+
+
+def _workers(program: Program, field: str) -> int:
+    """`data.workers`: as written, or for `auto` up to 4 processes where examples are
+    decoded from image files (one core left to training), none for arrays and tables."""
+    data = program.data
+    assert data is not None
+    if str(data.workers) != "auto":
+        return int(data.workers)
+    if getattr(data, field).name != "images":
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _too_big(program: Program, opened: dict[str, Any]) -> bool:

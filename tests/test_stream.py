@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def test_sigterm_saves_the_step_and_stops(runs: dict[str, Any]) -> None:
     assert runs["terminated"]["finished"] is False
     within = runs["sigterm_meta"]["within"]
     assert within["epoch"] == 2 and within["batches"] == 1  # the first step of epoch 2
-    assert within["data"] == {"next_index": 1}  # the Grain iterator's state
+    assert within["start"] == 0 and within["data"] == {"next_index": 30}  # batch 30 of the run
     assert history(folder / "sigterm") == history(folder / "streamed")
     assert runs["after_sigterm"]["test"] == runs["streamed"]["test"]
 
@@ -172,3 +173,44 @@ def test_dnn_data_counts_whole_streamed_splits(tmp_path: Path) -> None:
     assert sum(streamed.balance["train"].values()) == streamed.splits["train"] == 1437
     assert streamed.normalizer == memory.normalizer
     assert "read: streamed, batch by batch" in data_report.render(streamed)
+
+
+def test_worker_processes_read_the_same_batches(runs: dict[str, Any], tmp_path: Path) -> None:
+    """`workers = 1`: a Grain worker process reads the batches, computing each epoch's
+    permutation itself; the first epoch equals the in-memory run's."""
+    path = tmp_path / "workers.dnn"
+    text = SPEC.format(stream="true\n  workers = 1", source=DIGITS)
+    path.write_text(text.replace("  epochs = 2\n", "  epochs = 1\n"))
+    train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    assert history(tmp_path / "run") == history(runs["folder"] / "memory")[:1]
+
+
+def test_pretraining_is_refused_on_streamed_data(tmp_path: Path, capsys: Any) -> None:
+    path = write(tmp_path, "true", "dbn.dnn")
+    text = path.read_text().replace("  dense(32) -> relu\n", "  rbm(32)\n")
+    text = text.replace("standardize", "minmax").replace("  augment = [noise(0.1)]\n", "")
+    path.write_text(text.replace("  epochs = 2\n", "  epochs = 2\n  pretrain = cd(epochs = 1)\n"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0602]: layer-wise pretraining reads the train split in memory" in err
+    assert "hint: set `stream = false`" in err
+
+
+def test_typed_tables_are_refused_when_asked_to_stream(tmp_path: Path, capsys: Any) -> None:
+    root = Path(__file__).resolve().parent.parent / "examples"
+    (tmp_path / "data").mkdir()
+    shutil.copy(root / "data" / "penguins.csv", tmp_path / "data" / "penguins.csv")
+    text = (root / "penguins_tabular.dnn").read_text()
+    path = tmp_path / "penguins.dnn"
+    path.write_text(text.replace("standardize\n", "standardize\n  stream = true\n"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0602]: typed columns cannot be streamed yet: its splits are read whole" in err
+    assert "hint: set `stream = false`" in err
+
+
+def test_lr_find_refuses_a_streamed_spec(tmp_path: Path, capsys: Any) -> None:
+    path = write(tmp_path, "true", "lr.dnn")
+    assert main(["lr-find", str(path), "--out", str(tmp_path / "lr")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:12:12: error[E0602]: `dnn lr-find` trains from the splits placed on" in err

@@ -17,6 +17,7 @@ from .types import (
     MapT,
     Mismatch,
     NonNegFloat,
+    NonNegInt,
     OptionalT,
     PosFloat,
     PosInt,
@@ -154,6 +155,14 @@ SECTIONS.add(
             "on the same batches in the same order as in memory; false: read them whole and "
             "keep them on the device; auto: stream where the examples, decoded, would take "
             "more than half the memory free for the run (docs/data.md)",
+        ),
+        arg(
+            "workers",
+            UnionT((EnumT(("auto",)), NonNegInt)),
+            "auto",
+            "processes that read and decode a streamed split's examples (Grain's worker "
+            "processes), besides the reading threads; 0: threads only; auto: 0 for arrays "
+            "and tables, up to 4 (one core left to training) for image files",
         ),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
         arg(

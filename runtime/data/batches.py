@@ -14,6 +14,7 @@ so `--resume` continues a run stopped in mid-epoch at the batch it stopped befor
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,22 +77,70 @@ class _Ordered:
 
 
 @dataclass(frozen=True)
+class OnePass:
+    """The batches of one pass over a split: its `positions` in this order, `batch` at a
+    time (the last may be smaller)."""
+
+    positions: np.ndarray
+    batch: int
+
+    def __len__(self) -> int:
+        return -(-len(self.positions) // self.batch)
+
+    def take(self, k: int) -> np.ndarray:
+        return self.positions[k * self.batch : (k + 1) * self.batch]
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """The batches of a whole run: `steps` an epoch, epoch e's positions the permutation an
+    in-memory run draws for it (`Engine.order`, computed the same way wherever a batch is
+    read: in a Grain worker process too, so one pipeline serves every epoch)."""
+
+    seed: int
+    shuffle: bool
+    n: int
+    batch: int
+    steps: int
+    epochs: int
+
+    def __len__(self) -> int:
+        return self.steps * self.epochs
+
+    def take(self, k: int) -> np.ndarray:
+        epoch, i = divmod(k, self.steps)
+        order = permutation(self.seed, self.shuffle, epoch + 1, self.n)
+        return order[i * self.batch : (i + 1) * self.batch]
+
+
+@functools.lru_cache(maxsize=2)
+def permutation(seed: int, shuffle: bool, epoch: int, n: int) -> np.ndarray:
+    """Epoch `epoch`'s order of a split of `n` examples, as `Engine._permute` draws it."""
+    if not shuffle:
+        return np.arange(n)
+    import jax
+
+    key = jax.random.fold_in(jax.random.key(seed), epoch)
+    return np.asarray(jax.random.permutation(jax.random.fold_in(key, 7), n))
+
+
+@dataclass(frozen=True)
 class _Batches:
-    """Grain's source for one pass read a batch at a time: element k is the k-th `batch`
-    rows of `order` (this process's share where `part` splits them), read at once: with
+    """Grain's source of a split read a batch at a time: element k is the rows `plan`
+    takes for batch k (this process's share where `part` splits them), read at once: with
     `read` where the source has it (one gather), else row by row; with the rows, and the
     whole batch's size where this is a share of it."""
 
     examples: Any
-    order: np.ndarray
-    batch: int
+    rows: np.ndarray
+    plan: OnePass | Epochs
     part: tuple[int, int, int] = (0, 1, 1)
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch)
+        return len(self.plan)
 
     def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
-        rows = self.order[k * self.batch : (k + 1) * self.batch]
+        rows = self.rows[self.plan.take(k)]
         process, processes, devices = self.part
         whole = len(rows) if processes > 1 and len(rows) % devices == 0 else None
         if whole is not None:
@@ -102,6 +151,13 @@ class _Batches:
             return x, y, rows, whole
         x, y, rows = stack(read_rows(self.examples, rows), self.examples)
         return x, y, rows, whole
+
+
+def _worker_init(index: int, count: int) -> None:
+    """A Grain worker process computes epochs' permutations on the CPU (never taking a GPU)."""
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")
 
 
 def read_rows(examples: Any, rows: np.ndarray) -> list[Any]:
@@ -137,6 +193,7 @@ class Streamed:
     on_error: str = "fail"
     skipped: list[Any] = field(default_factory=list)  # the skipped examples met so far
     waited: float = 0.0  # seconds the training steps of this epoch waited for a batch
+    workers: int = 0  # Grain worker processes reading the examples (0: threads only)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -151,6 +208,7 @@ class Streamed:
         batch: int,
         state: dict[str, Any] | None = None,
         part: tuple[int, int, int] = (0, 1, 1),
+        workers: bool = True,
     ) -> Any:
         """An iterator over one pass's batches: the split's `positions` in this order,
         `batch` at a time (the last may be smaller), each as (x, y, rows in the whole
@@ -159,26 +217,55 @@ class Streamed:
         `part = (process, processes, devices)`: in a multi-host run each process reads only
         its share of a batch whose rows divide over the devices (the whole batch is the
         processes' shares end to end, in process order); the batches that do not divide,
-        and every batch where examples may be skipped, are read whole by each process."""
-        import grain
-
-        order = self.rows[np.asarray(positions, np.int64)]
-        options = grain.ReadOptions(num_threads=THREADS, prefetch_buffer_size=PREFETCH)
+        and every batch where examples may be skipped, are read whole by each process.
+        `workers`: False reads with threads only (a pass too short to start processes for)."""
         if self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
+            import grain
+
+            order = self.rows[np.asarray(positions, np.int64)]
             ds = (
                 grain.MapDataset.source(_Ordered(self.examples, order))
-                .to_iter_dataset(options)
+                .to_iter_dataset(_options())
                 .filter(self._keep)
                 .batch(batch)
                 .map(self._whole)
             )
-        else:  # a batch of rows read at once, this process's share of it
-            source = _Batches(self.examples, order, batch, part)
-            ds = grain.MapDataset.source(source).map(self._cut).to_iter_dataset(options)
-        it = iter(ds)
-        if state is not None:
-            it.set_state(state)
-        return it
+            return _started(ds, state)
+        plan = OnePass(np.asarray(positions, np.int64), batch)
+        return self._pipeline(plan, 0, state, part, workers)
+
+    def run(
+        self,
+        plan: Epochs,
+        start: int,
+        state: dict[str, Any] | None = None,
+        part: tuple[int, int, int] = (0, 1, 1),
+    ) -> Any:
+        """One iterator over a whole run's training batches from batch `start` of the run
+        (a run resumed after some epochs starts there): the worker processes, where there
+        are any, start once, not every epoch."""
+        return self._pipeline(plan, start, state, part, True)
+
+    def _pipeline(
+        self,
+        plan: OnePass | Epochs,
+        start: int,
+        state: dict[str, Any] | None,
+        part: tuple[int, int, int],
+        workers: bool,
+    ) -> Any:
+        import grain
+        from grain.experimental import ThreadPrefetchIterDataset
+
+        ds = grain.MapDataset.source(_Batches(self.examples, self.rows, plan, part))[start:]
+        if self.workers and workers:  # read and decoded in worker processes, cut here
+            _absl_flags_parsed()
+            options = grain.MultiprocessingOptions(self.workers, per_worker_buffer_size=2)
+            ds = ds.to_iter_dataset(_options()).mp_prefetch(options, _worker_init)
+            ds = ThreadPrefetchIterDataset(ds.map(self._cut), prefetch_buffer_size=PREFETCH)
+        else:  # read and cut by Grain's threads
+            ds = ds.map(self._cut).to_iter_dataset(_options())
+        return _started(ds, state)
 
     def _keep(self, item: Any) -> bool:
         if _skipped(item):
@@ -197,12 +284,35 @@ class Streamed:
     def in_order(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The whole split in its order, `batch` rows at a time, the last padded with zeros:
         (x, y, mask of real rows) — one compiled evaluation serves every batch."""
-        for x, y, _ in self.epoch(np.arange(self.n), batch):
+        for x, y, _ in self.epoch(np.arange(self.n), batch, workers=False):
             k = len(x)
             mask = np.arange(batch) < k
             if k < batch:
                 x, y = _pad(x, batch), _pad(y, batch)
             yield x, y, mask
+
+
+def _options() -> Any:
+    import grain
+
+    return grain.ReadOptions(num_threads=THREADS, prefetch_buffer_size=PREFETCH)
+
+
+def _started(ds: Any, state: dict[str, Any] | None) -> Any:
+    it = iter(ds)
+    if state is not None:
+        it.set_state(state)
+    return it
+
+
+def _absl_flags_parsed() -> None:
+    """Grain 0.2.18's worker processes read an Abseil flag, which raises where no program
+    parsed Abseil's flags (google/grain#1355, fixed after that release): dnn has none to
+    parse, so the defaults stand."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def _pad(a: np.ndarray, n: int) -> np.ndarray:
