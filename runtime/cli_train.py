@@ -306,6 +306,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         from .train import TrainingError
 
         raise TrainingError("the spec has no data section and model", "add a `data { ... }`")
+    if args.write_shards:
+        n, files, skipped = data_report.write_shards(
+            program, Path(args.write_shards), args.per_shard
+        )
+        left = f", {skipped} skipped (on_error = skip)" if skipped else ""
+        print(f"{args.write_shards}: {n} examples in {files} shards{left}", file=sys.stderr)
+        return EXIT_OK
     r = data_report.report(program)
     if args.format == "json":
         print(json.dumps(r.to_json(), indent=2))
@@ -519,6 +526,12 @@ def register(
     c.add_argument(
         "-o", "--output", metavar="PNG", help="draw a grid of augmented training images here"
     )
+    c.add_argument(
+        "--write-shards",
+        metavar="DIR",
+        help='write the source\'s examples to ArrayRecord shards in DIR, for `shards("DIR/*.array_record")`',
+    )
+    c.add_argument("--per-shard", type=int, default=10_000, metavar="N", help="records per shard")
 
     c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")
     c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")

@@ -304,3 +304,28 @@ def render(r: Report) -> str:
         f"batches {t['batches']:,.0f} samples/s (train split, augmented)"
     )
     return "\n".join(lines)
+
+
+def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, int, int]:
+    """Write the spec's `data.source` to ArrayRecord shards in `folder` (runtime/data/shards.py),
+    every example in source order; returns (examples written, shards, examples skipped)."""
+    from dnn.compiler.rules import target_kind
+
+    from . import datasets
+    from .data import batches, sources
+
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    span = data.span_of("source")
+    where = datasets._Where(span, program.sources, span)
+    task = target_kind(pipeline.task_of(program))
+    if sources.streams(data.source):
+        examples = sources.open_examples(data.source, task, base, where, data.on_error)
+    else:  # a built-in set: read whole, then written as any other
+        found = datasets.load_source(
+            data.source, task=task, base_dir=base, span=span, sources=program.sources
+        )
+        examples = batches.TableExamples(found)
+    paths, skipped = sources.write_shards(examples, folder, per_shard)
+    return len(examples) - len(skipped), len(paths), len(skipped)

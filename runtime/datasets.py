@@ -1165,3 +1165,14 @@ provides("dataset", "builtin", Source(_load_builtin, _builtin_several))
 provides("dataset", "csv", Source(_load_csv, _csv_outputs))
 provides("dataset", "npz", Source(_load_npz, _npz_several))
 provides("dataset", "images", Source(_load_images))
+
+
+def _through_examples(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    """A word read through its streamed `Examples` (runtime/data/sources.py), every row."""
+    from .data import sources
+
+    return sources.load(ref, task, base_dir, where)
+
+
+for _word in ("npy", "parquet", "shards"):
+    provides("dataset", _word, Source(_through_examples))

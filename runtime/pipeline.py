@@ -33,7 +33,7 @@ from dnn.compiler.diagnostics import (
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
 from dnn.compiler.rules import heads, id_layers, target_kind
-from dnn.compiler.values import is_float_dtype
+from dnn.compiler.values import Ref, is_float_dtype
 
 from . import datasets, preprocess, tabular
 from .data import batches
@@ -214,10 +214,22 @@ def _prepare_streamed(
     }
     _check_dtypes(program, raw["train"])
     train, train_rows, _ = parts["train"]
-    if stats is None:
-        stats = preprocess.fit(data.normalize, _read(program, train, train_rows, "source").x)
-    if targets is None and data.reconstruct:
-        targets = preprocess.Targets(data.normalize, stats)
+    if stats is None or targets is None:  # one pass over the train rows, in bounded memory
+        from .data.fitted import fit_streamed
+
+        none = Ref("normalizer", "none")
+        scale = targets is None and task == "regression" and not data.reconstruct
+        one_pass = fit_streamed(
+            data.normalize if stats is None else none,
+            train,
+            train_rows,
+            targets=data.targets if scale else none,
+        )
+        stats = one_pass.stats if stats is None else stats
+        if targets is None and data.reconstruct:
+            targets = preprocess.Targets(data.normalize, stats)
+        elif scale:
+            targets = preprocess.Targets(data.targets, one_pass.targets)
     if targets is None:
         targets = _fit_targets(program, task, _read_targets(program, train, train_rows), ())
     fitted = targets
@@ -258,7 +270,10 @@ def _examples(program: Program, field: str, task: str) -> Any:
     if sources is not None and sources.streams(ref):
         where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
         on_error = str(getattr(data, "on_error", "fail"))
-        return sources.open_examples(ref, target_kind(task), base, where, on_error)
+        assert program.model is not None
+        one = len(program.model.outputs) == 1  # class labels checked per example, at their row
+        bound = outputs(program) if one else None
+        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
 

@@ -13,11 +13,11 @@ from .types import (
     Duration,
     EnumT,
     Int,
-    NonNegInt,
     ListT,
     MapT,
     Mismatch,
     NonNegFloat,
+    NonNegInt,
     OptionalT,
     PosFloat,
     PosInt,
@@ -184,6 +184,14 @@ SECTIONS.add(
             (),
             "a CSV source's column types by name (`{ island: category, notes: text }`); the "
             "columns left out get a type inferred from the train split (docs/data.md)",
+        ),
+        arg(
+            "on_error",
+            EnumT(("fail", "skip")),
+            "fail",
+            "a bad example (a short row, a corrupt image, a label outside the classes) met "
+            "while reading one example at a time: `fail` stops with its file and row or "
+            "offset; `skip` leaves it out, counts it and lists it in the run folder",
         ),
     ),
     validate=_check_split,
