@@ -78,8 +78,9 @@ def main() -> int:
     folder = out / "images"
     generate(folder, args.images)
     os.environ.setdefault("DNN_CACHE_DIR", str(out / "xla"))
-    import dnn
     from dnn.runtime.fit import train
+
+    import dnn
 
     spec = out / "cnn.dnn"
     text = SPEC.format(folder=folder, epochs=args.epochs, workers=args.workers)

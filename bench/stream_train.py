@@ -42,8 +42,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "stream_train"))
     args = parser.parse_args()
     os.environ.setdefault("DNN_CACHE_DIR", str(Path(args.out) / "xla"))
-    import dnn
     from dnn.runtime.fit import train
+
+    import dnn
 
     out = Path(args.out)
     speeds: dict[str, list[float]] = {"memory": [], "streamed": []}

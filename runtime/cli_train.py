@@ -163,6 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"stopped after {where}; continue with --resume --out {folder}")
         return EXIT_OK
     print(summary_line(result))
+    if result.get("skipped"):
+        counts = ", ".join(f"{n} in {split}" for split, n in result["skipped"].items())
+        print(f"skipped examples (data.on_error = skip): {counts}; see skipped.json")
     print(f"run folder: {result['run']}")
     if not args.quiet:
         print(next_commands(Path(result["run"]), _executable()))

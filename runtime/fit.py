@@ -4,6 +4,7 @@ plateau reduction, checkpoints, resume, the run folder and the final test evalua
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -208,6 +209,8 @@ def _train(
             record = _record(engine, st, acc, data, epoch, n, t0)
             if streamed:  # how long the steps waited for their batches, in all
                 record["data_wait_s"] = data["train"].waited
+                if lead:
+                    _write_skipped(folder, data)
             if board is not None:
                 board.epoch(record)
                 if board.histograms:  # per layer, as checkpoints hold them (scans unstacked)
@@ -253,6 +256,10 @@ def _train(
     wall = loop.wall_before + time.perf_counter() - t_start
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
     result["run"] = str(folder)
+    if streamed and lead:
+        _write_skipped(folder, data)  # the final evaluation met the test split's too
+    if streamed and (folder / SKIPPED).exists():  # `on_error = skip` left examples out
+        result["skipped"] = json.loads((folder / SKIPPED).read_text())["counts"]
     _wait(plots)
     if lead:
         rundir.write_json(folder / "result.json", result)
@@ -666,6 +673,22 @@ class _Feed:
 _STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-feed")
 
 
+SKIPPED = "skipped.json"
+
+
+def _write_skipped(folder: Path, data: dict[str, Any]) -> None:
+    """The examples `on_error = skip` left out so far, per split, each once: file, where in
+    it, why (the same example is met again every epoch)."""
+    found = {}
+    for name, split in data.items():
+        seen = {(s.origin, s.where): s for s in split.skipped}
+        if seen:
+            found[name] = [s._asdict() for s in seen.values()]
+    if found:
+        counts = {name: len(v) for name, v in found.items()}
+        rundir.write_json(folder / SKIPPED, {"counts": counts, "skipped": found})
+
+
 def _stream_epoch(
     engine: Engine,
     st: Any,
@@ -692,6 +715,9 @@ def _stream_epoch(
         waited = time.perf_counter()
         x, y, whole = feed.next()
         split.waited += time.perf_counter() - waited  # the step had to wait for its batch
+        if not len(x):  # every example of the batch skipped (`on_error = skip`)
+            done += 1
+            continue
         st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
         done += 1
         if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:

@@ -214,3 +214,28 @@ def test_lr_find_refuses_a_streamed_spec(tmp_path: Path, capsys: Any) -> None:
     assert main(["lr-find", str(path), "--out", str(tmp_path / "lr")]) == 1
     err = capsys.readouterr().err
     assert f"{path}:12:12: error[E0602]: `dnn lr-find` trains from the splits placed on" in err
+
+
+def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path: Path) -> None:
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    rows = split_rows(len(x), (0.8, 0.1, 0.1), 0)
+    bad_train, bad_test = int(rows["train"][100]), int(rows["test"][3])
+    x[bad_train, 5] = np.nan
+    x[bad_test, 0] = np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=d.target.astype(np.int32))
+    path = write(tmp_path, "true\n  on_error = skip", "skip.dnn", 'npz("d.npz")')
+    result = train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    assert result["skipped"] == {"train": 1, "test": 1}
+    assert all(np.isfinite(result[s]["loss"]) for s in ("train", "val", "test"))
+    listed = json.loads((tmp_path / "run" / "skipped.json").read_text())["skipped"]
+    npz = str(tmp_path / "d.npz")
+    assert listed["train"] == [
+        {
+            "origin": npz,
+            "where": f"example {bad_train}",
+            "reason": f"array `x` in `{npz}` has NaN at example {bad_train}, feature 5",
+        }
+    ]
+    assert listed["test"][0]["where"] == f"example {bad_test}"
+    assert "has an infinite value" in listed["test"][0]["reason"]

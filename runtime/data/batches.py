@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..datasets import Table
+from .examples import Skipped
 
 # Batches read ahead of the step, and the threads that read them: enough to hide a read
 # behind a step on two cores without holding many batches in memory.
@@ -56,24 +57,6 @@ class TableExamples:
 
     def nbytes(self) -> int:
         return int(self.table.x.nbytes + self.table.y.nbytes)
-
-
-@dataclass(frozen=True)
-class _Ordered:
-    """Grain's source for one pass: element i is source row `order[i]`, with that row."""
-
-    examples: Any
-    order: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, i: int) -> Any:
-        row = self.order[i]
-        return _with_row(self.examples[int(row)], row)
-
-    def _getitems(self, idx: Any) -> list[Any]:
-        return read_rows(self.examples, self.order[np.asarray(idx, np.int64)])
 
 
 @dataclass(frozen=True)
@@ -135,22 +118,27 @@ class _Batches:
     rows: np.ndarray
     plan: OnePass | Epochs
     part: tuple[int, int, int] = (0, 1, 1)
+    skip: bool = False  # `on_error = skip`: a bad example leaves its batch, which shrinks
 
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+    def __getitem__(self, k: int) -> tuple[Any, ...]:
+        """(x, y, rows, the whole batch's size where this is a share of it, skipped)."""
         rows = self.rows[self.plan.take(k)]
         process, processes, devices = self.part
-        whole = len(rows) if processes > 1 and len(rows) % devices == 0 else None
+        # a share of a batch that may shrink would not fit the other processes' shares
+        split = processes > 1 and len(rows) % devices == 0 and not self.skip
+        whole = len(rows) if split else None
         if whole is not None:
             rows = rows[process * whole // processes : (process + 1) * whole // processes]
         read = getattr(self.examples, "read", None)
-        if read is not None:
+        if read is not None and not self.skip:
             x, y = read(rows)
-            return x, y, rows, whole
-        x, y, rows = stack(read_rows(self.examples, rows), self.examples)
-        return x, y, rows, whole
+            return x, y, rows, whole, []
+        items = read_rows(self.examples, rows)
+        x, y, rows = stack(items, self.examples)
+        return x, y, rows, whole, [i for i in items if isinstance(i, Skipped)]
 
 
 def _worker_init(index: int, count: int) -> None:
@@ -168,13 +156,13 @@ def read_rows(examples: Any, rows: np.ndarray) -> list[Any]:
 
 
 def _with_row(item: Any, row: Any) -> Any:
-    if not isinstance(item, tuple) or len(item) != 2:
-        return item  # a skipped example (sources.Skipped)
+    if isinstance(item, Skipped):
+        return item
     return item[0], item[1], np.int64(row)
 
 
 def _skipped(item: Any) -> bool:
-    return not (isinstance(item, tuple) and len(item) == 3)
+    return isinstance(item, Skipped)
 
 
 @dataclass(eq=False)
@@ -219,18 +207,6 @@ class Streamed:
         processes' shares end to end, in process order); the batches that do not divide,
         and every batch where examples may be skipped, are read whole by each process.
         `workers`: False reads with threads only (a pass too short to start processes for)."""
-        if self.on_error == "skip":  # a skipped example leaves the pass: batch after filtering
-            import grain
-
-            order = self.rows[np.asarray(positions, np.int64)]
-            ds = (
-                grain.MapDataset.source(_Ordered(self.examples, order))
-                .to_iter_dataset(_options())
-                .filter(self._keep)
-                .batch(batch)
-                .map(self._whole)
-            )
-            return _started(ds, state)
         plan = OnePass(np.asarray(positions, np.int64), batch)
         return self._pipeline(plan, 0, state, part, workers)
 
@@ -257,7 +233,8 @@ class Streamed:
         import grain
         from grain.experimental import ThreadPrefetchIterDataset
 
-        ds = grain.MapDataset.source(_Batches(self.examples, self.rows, plan, part))[start:]
+        source = _Batches(self.examples, self.rows, plan, part, self.on_error == "skip")
+        ds = grain.MapDataset.source(source)[start:]
         if self.workers and workers:  # read and decoded in worker processes, cut here
             _absl_flags_parsed()
             options = grain.MultiprocessingOptions(self.workers, per_worker_buffer_size=2)
@@ -267,19 +244,10 @@ class Streamed:
             ds = ds.map(self._cut).to_iter_dataset(_options())
         return _started(ds, state)
 
-    def _keep(self, item: Any) -> bool:
-        if _skipped(item):
-            self.skipped.append(item)
-            return False
-        return True
-
     def _cut(self, b: Any) -> tuple[np.ndarray, np.ndarray, int | None]:
-        x, y, rows, whole = b
+        x, y, rows, whole, skipped = b
+        self.skipped.extend(skipped)
         return (*self.cut(x, y, rows), whole)
-
-    def _whole(self, b: Any) -> tuple[np.ndarray, np.ndarray, None]:
-        x, y, rows = b
-        return (*self.cut(x, y, rows), None)
 
     def in_order(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The whole split in its order, `batch` rows at a time, the last padded with zeros:
