@@ -435,3 +435,32 @@ def test_rows_read_from_many_threads_at_once(files: Path, tmp_path: Path) -> Non
             got = list(pool.map(examples.__getitem__, order))
         fresh = opened(text, base, "regression")
         assert all(g[0].tobytes() == fresh[i][0].tobytes() for g, i in zip(got, order, strict=True))
+
+
+def test_shard_records_read_by_slicing_and_a_corrupt_one_caught(tmp_path: Path) -> None:
+    """The records after the first are read at the first's offsets (shards._Layout): equal to
+    `np.load`; a record whose bytes changed fails zip's CRC-32 and is named."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+    from dnn.runtime.data import shards as shard_module
+    from grain.sources import ArrayRecordDataSource
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(4, 3)).astype(np.float32), y=[0, 1, 0, 1])
+    sources.write_shards(opened('npz("d.npz")', tmp_path), tmp_path / "s")
+    examples = opened('shards("s/*.array_record")', tmp_path, on_error="skip")
+    assert_same_rows(examples, in_memory('npz("d.npz")', tmp_path))
+    assert isinstance(examples.__dict__["_layout"], shard_module._Layout)  # the fast path read
+    path = tmp_path / "s" / "part-00000.array_record"
+    records = [bytes(r) for r in ArrayRecordDataSource([str(path)]).__getitems__([0, 1, 2, 3])]
+    offset = examples.__dict__["_layout"].arrays[0][0]  # x's first value in every record
+    bad = bytearray(records[2])
+    bad[offset] ^= 0x40
+    writer = ArrayRecordWriter(str(path), "group_size:1")
+    for r in (records[0], records[1], bytes(bad), records[3]):
+        writer.write(r)
+    writer.close()
+    examples = opened('shards("s/*.array_record")', tmp_path, on_error="skip")
+    assert examples[0][1] == 0 and examples[3][1] == 1
+    skipped = examples[2]
+    assert isinstance(skipped, Skipped) and skipped.where == "record 2 of part-00000.array_record"
+    assert "is not an NPZ of `x` and `y` (Bad CRC-32" in skipped.reason

