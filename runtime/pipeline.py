@@ -181,7 +181,10 @@ def _prepare_streamed(
             return None
         what = "a model with several outputs" if task == MULTI else "typed columns"
         raise _cannot_stream(program, what)
-    opened = {s: _examples(program, s, task) for s in ("source", "val", "test") if getattr(data, s)}
+    fields = [s for s in ("source", "val", "test") if getattr(data, s)]
+    if auto and _surely_fits(program, fields):
+        return None  # not even opened: a CSV is not indexed for a run that reads it whole
+    opened = {s: _examples(program, s, task) for s in fields}
     if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
         if auto:
             return None
@@ -312,16 +315,62 @@ def _workers(program: Program, field: str) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _too_big(program: Program, opened: dict[str, Any]) -> bool:
-    """`stream = auto`: whether the examples, decoded, take more than half the memory free
-    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
+# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
+# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
+# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
+_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
+
+
+def _surely_fits(program: Program, fields: list[str]) -> bool:
+    """`stream = auto`: whether the files' sizes alone show the examples fit in memory, so
+    the sources need not be opened (opening a CSV indexes it) to find out."""
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    total = 0
+    for field in fields:
+        ref = getattr(data, field)
+        if ref.name not in _EXPANDS:
+            return False  # a built-in set is measured loaded (no file, nothing to index)
+        paths = [str(ref.arg(a)) for a in ("path", "x", "y", "dir", "pattern") if _has(ref, a)]
+        files = [f for p in paths for f in _files(base / p)]
+        total += _EXPANDS[ref.name] * sum(f.stat().st_size for f in files)
+    found = _free_memory()
+    return found is not None and total <= found // 8
+
+
+def _has(ref: Any, name: str) -> bool:
+    try:
+        return ref.arg(name) is not None
+    except (KeyError, AttributeError):
+        return False
+
+
+def _files(path: Path) -> list[Path]:
+    import glob
+
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
+
+
+def _free_memory() -> int | None:
     import jax
 
     from .memory_limit import available
 
     found = available(jax.devices()[:1])
+    return found[0] if found is not None else None
+
+
+def _too_big(program: Program, opened: dict[str, Any]) -> bool:
+    """`stream = auto`: whether the examples, decoded, take more than half the memory free
+    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
+    found = _free_memory()
     wanted = sum(batches.nbytes(e) for e in opened.values())
-    return found is not None and wanted > found[0] // 2
+    return found is not None and wanted > found // 2
 
 
 def _as_table(

@@ -239,3 +239,18 @@ def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path: Path) -> None:
     ]
     assert listed["test"][0]["where"] == f"example {bad_test}"
     assert "has an infinite value" in listed["test"][0]["reason"]
+
+
+def test_auto_opens_no_source_whose_files_surely_fit(tmp_path: Path, monkeypatch: Any) -> None:
+    """`stream = auto` reads a small CSV whole without indexing it first (no file left beside
+    it); where memory is short it streams, indexing the CSV once."""
+    d = load_digits()
+    table = np.column_stack([d.data[:200], d.target[:200]])
+    header = ",".join([f"p{i}" for i in range(64)] + ["label"])
+    np.savetxt(tmp_path / "d.csv", table, delimiter=",", header=header, comments="", fmt="%g")
+    program = dnn.load(str(write(tmp_path, "auto", "csv.dnn", 'csv("d.csv")')))
+    assert not pipeline.prepare(program).streamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["csv.dnn", "d.csv"]
+    monkeypatch.setattr(memory_limit, "available", lambda devices: (20_000, "test"))
+    assert pipeline.prepare(program).streamed
+    assert (tmp_path / ".d.csv.dnn-index").exists()
