@@ -328,8 +328,8 @@ def _surely_fits(program: Program, fields: list[str]) -> bool:
     assert data is not None
     base = Path(program.path).resolve().parent
     total = 0
-    for field in fields:
-        ref = getattr(data, field)
+    for name in fields:
+        ref = getattr(data, name)
         if ref.name not in _EXPANDS:
             return False  # a built-in set is measured loaded (no file, nothing to index)
         paths = [str(ref.arg(a)) for a in ("path", "x", "y", "dir", "pattern") if _has(ref, a)]
