@@ -658,7 +658,8 @@ class _Feed:
             (within["start"], within["data"]) if within else ((first - 1) * steps, None)
         )
         part = (jax.process_index(), jax.process_count(), engine.place.count)  # a host's share
-        self.batches = split.run(plan, self.start, state, part)
+        put = jax.device_put if engine.place.mesh is None else None  # one device: there
+        self.batches = split.run(plan, self.start, state, part, put)
         # the first batch is asked for at once, on a thread: the pipeline (and its worker
         # processes, which take seconds to start) gets going while XLA compiles the step
         self._first: Future[Any] | None = _STARTER.submit(next, self.batches)

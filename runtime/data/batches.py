@@ -208,7 +208,7 @@ class Streamed:
         and every batch where examples may be skipped, are read whole by each process.
         `workers`: False reads with threads only (a pass too short to start processes for)."""
         plan = OnePass(np.asarray(positions, np.int64), batch)
-        return self._pipeline(plan, 0, state, part, workers)
+        return self._pipeline(plan, 0, state, part, workers, self._cut)
 
     def run(
         self,
@@ -216,11 +216,15 @@ class Streamed:
         start: int,
         state: dict[str, Any] | None = None,
         part: tuple[int, int, int] = (0, 1, 1),
+        put: Callable[[np.ndarray], Any] | None = None,
     ) -> Any:
         """One iterator over a whole run's training batches from batch `start` of the run
         (a run resumed after some epochs starts there): the worker processes, where there
-        are any, start once, not every epoch."""
-        return self._pipeline(plan, start, state, part, True)
+        are any, start once, not every epoch. `put`: where a batch goes once cut, on the
+        reading thread (a one-device run: onto the device, so the step's dispatch does not
+        copy it)."""
+        cut = self._cut if put is None else functools.partial(self._cut_and_put, put)
+        return self._pipeline(plan, start, state, part, True, cut)
 
     def _pipeline(
         self,
@@ -229,6 +233,7 @@ class Streamed:
         state: dict[str, Any] | None,
         part: tuple[int, int, int],
         workers: bool,
+        cut: Callable[[Any], Any],
     ) -> Any:
         import grain
         from grain.experimental import ThreadPrefetchIterDataset
@@ -239,15 +244,19 @@ class Streamed:
             _absl_flags_parsed()
             options = grain.MultiprocessingOptions(self.workers, per_worker_buffer_size=2)
             ds = ds.to_iter_dataset(_options()).mp_prefetch(options, _worker_init)
-            ds = ThreadPrefetchIterDataset(ds.map(self._cut), prefetch_buffer_size=PREFETCH)
+            ds = ThreadPrefetchIterDataset(ds.map(cut), prefetch_buffer_size=PREFETCH)
         else:  # read and cut by Grain's threads
-            ds = ds.map(self._cut).to_iter_dataset(_options())
+            ds = ds.map(cut).to_iter_dataset(_options())
         return _started(ds, state)
 
     def _cut(self, b: Any) -> tuple[np.ndarray, np.ndarray, int | None]:
         x, y, rows, whole, skipped = b
         self.skipped.extend(skipped)
         return (*self.cut(x, y, rows), whole)
+
+    def _cut_and_put(self, put: Callable[[np.ndarray], Any], b: Any) -> tuple[Any, Any, None]:
+        x, y, whole = self._cut(b)
+        return put(x), put(y), whole
 
     def in_order(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The whole split in its order, `batch` rows at a time, the last padded with zeros:
