@@ -239,6 +239,8 @@ def _train(
                 finished = False
                 break
     loop.close()
+    if feed is not None:
+        feed.close()
     plots: Future[Any] | None = None
     if lead:
         plots = side.submit(
@@ -669,6 +671,12 @@ class _Feed:
             first, self._first = self._first, None
             return first.result()
         return next(self.batches)
+
+    def close(self) -> None:
+        """Stop the reading threads and worker processes (and free their shared memory)."""
+        if self._first is not None:
+            self._first.result()
+        self.batches.close()
 
 
 _STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-feed")
