@@ -119,7 +119,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         k = min(args.vmap, total)
         ahead = (k, compile_ahead(program, keys, k))
     else:
-        _warm_report_imports()
+        _warm_report_imports([a.name for a in axes])
     folder = Path(args.out or f"sweeps/{Path(args.file).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     fresh = not args.resume and not args.storage
     if fresh and folder.is_dir() and any(folder.iterdir()):
@@ -160,7 +160,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         run_pbt(run, study, optuna)
     elif args.vmap > 1:  # the report's imports warmed once the group trains (XLA's time)
-        warm = None if args.worker else _warm_report_imports
+        warm = None if args.worker else lambda: _warm_report_imports([a.name for a in axes])
         sweep.run_vmapped(run, study, optuna, args.vmap, keys, ahead, warm)
     else:
         run.run(study, optuna)
@@ -171,16 +171,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _report(args, run, study, optuna)
 
 
-def _warm_report_imports() -> None:
-    """Import what the report draws with (Optuna's importance brings scikit-learn: about 1 s
-    of CPU) on a side thread, while the main one waits on XLA; as `dnn train` warms Orbax."""
+def _warm_report_imports(names: list[str]) -> None:
+    """Import what the report draws with (Optuna's importance, drawn for two or more searched
+    values, brings scikit-learn: about 1 s of CPU) on a side thread, while the main one waits
+    on XLA; as `dnn train` warms Orbax."""
     import threading
+
+    from .sweep_report import ranks_importance
 
     def warm() -> None:
         import matplotlib
 
         matplotlib.use("Agg")
-        import optuna.importance  # noqa: F401
+        if ranks_importance(names):
+            import optuna.importance  # noqa: F401
         import optuna.visualization.matplotlib  # noqa: F401
 
     threading.Thread(target=warm, daemon=True, name="dnn-warm-imports").start()
