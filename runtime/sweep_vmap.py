@@ -12,6 +12,10 @@ optimizer whose lowering branches on a swept number (`momentum = 0` against `0.9
 runs that keep per-run state between epochs outside the weights: `reduce_on_plateau`,
 pretraining, `init_from`, health checks, several devices, an ensemble.
 
+A member's numbers and seed are data in the group's state, not constants of its programs, so
+the programs of a group of K are compiled once per sweep, on a side thread begun before the
+study is opened (`compile_ahead`), and every later group of K reuses them.
+
 Each member keeps its own history, early stopping, best weights and final weights; the group
 trains until every member has stopped (a stopped member's later updates are computed and
 dropped). Each trial gets an ordinary run folder (spec, hparams, metrics.jsonl, result.json,
