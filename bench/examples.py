@@ -53,6 +53,20 @@ def source_run(file: str, tmp: Path) -> list[str]:
     return [f'train.init_from="{tmp / name}"']
 
 
+def shards_written(file: str) -> None:
+    """A spec reading `shards(...)` under examples/data/ gets them written from the digits, as
+    its comment tells a user to do, where they are missing."""
+    from dnn.runtime.cli import main as dnn_main
+
+    data = dnn.load(str(ROOT / "examples" / file)).data
+    if data is None or data.source.name != "shards":
+        return
+    pattern = ROOT / "examples" / str(data.source.arg("pattern"))
+    if not list(pattern.parent.glob(pattern.name)):
+        cnn = str(ROOT / "examples" / "digits_cnn.dnn")
+        assert dnn_main(["data", cnn, "--write-shards", str(pattern.parent)]) == 0
+
+
 def main(names: list[str]) -> int:
     wanted = stated()
     if names:
@@ -61,6 +75,7 @@ def main(names: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for file, (metric, op, bound) in wanted.items():
             t0 = time.perf_counter()
+            shards_written(file)
             program = dnn.load(str(ROOT / "examples" / file), source_run(file, Path(tmp)))
             result = train(program, Path(tmp) / file, mode="quiet")
             score = result["test"][metric]

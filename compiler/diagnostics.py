@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # ---- stable diagnostic codes (explained in docs/errors.md, generated from CODES) ----
 E_SYNTAX = "E0101"
@@ -55,6 +55,8 @@ E_DATA = "E0702"
 E_WEIGHTS = "E0703"
 E_COLUMNS = "E0705"
 E_COLUMN_INPUT = "E0706"
+E_STREAM = "E0707"
+E_SHARDS = "E0708"
 W_UNUSED = "W0801"
 W_NO_MODEL = "W0802"
 W_SWEEP_NOT_RUN = "W0803"
@@ -131,6 +133,11 @@ CODES: Mapping[str, str] = {
     E_COLUMN_INPUT: "a typed table's columns that do not fit the model's inputs: an input named "
     "after a column of another width, a text column with no integer input of its own, a column "
     "no input reads",
+    E_STREAM: "a source that cannot be read one example at a time (streamed) as it is stored: "
+    "a compressed .npz member, a typed table; store it otherwise or set `data.stream = false`",
+    E_SHARDS: "ArrayRecord shards that do not hold what their `dnn-shards.json` describes: a "
+    "record that is no NPZ of `x` and `y`, of another shape or dtype, a shard it does not list "
+    "or with another record count",
     W_UNUSED: "a value that is computed but never reaches an output",
     W_NO_MODEL: "a spec with no model that is not a block library: `dnn train` refuses it",
     W_SWEEP_NOT_RUN: "`dnn train` on a spec with a `sweep` section trains the spec's own values",
@@ -229,6 +236,11 @@ class SpecError(Exception):
         self.diagnostics = tuple(sorted(diagnostics, key=_order))
         self.sources = dict(sources or {})
         super().__init__(render_all(self.diagnostics, self.sources, color=False))
+
+    def __reduce__(self) -> tuple[type[SpecError], tuple[Any, ...]]:
+        """Pickled whole, so an error raised in a worker process (Grain's) keeps its
+        diagnostics: the default would rebuild it from the rendered text alone."""
+        return (SpecError, (self.diagnostics, self.sources))
 
 
 def _order(d: Diagnostic) -> tuple[str, int, int]:

@@ -148,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.out,
         resume=args.resume,
         stop_after=args.stop_after,
+        stop_after_steps=args.stop_after_steps,
         quiet=args.quiet,
         checkpoint_every=args.checkpoint_every,
         argv=sys.argv,
@@ -156,11 +157,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     folder = args.out or "the run folder"
     if not result.get("finished", True):
-        print(
-            f"stopped after epoch {result['stopped_after']}; continue with --resume --out {folder}"
-        )
+        where = f"epoch {result['stopped_after']}"
+        if "step" in result:  # a streamed run, in mid-epoch
+            where = f"step {result['step']} (in epoch {result['stopped_after'] + 1})"
+        print(f"stopped after {where}; continue with --resume --out {folder}")
         return EXIT_OK
     print(summary_line(result))
+    if result.get("skipped"):
+        counts = ", ".join(f"{n} in {split}" for split, n in result["skipped"].items())
+        print(f"skipped examples (data.on_error = skip): {counts}; see skipped.json")
     print(f"run folder: {result['run']}")
     if not args.quiet:
         print(next_commands(Path(result["run"]), _executable()))
@@ -304,6 +309,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         from .train import TrainingError
 
         raise TrainingError("the spec has no data section and model", "add a `data { ... }`")
+    if args.write_shards:
+        n, files, skipped = data_report.write_shards(
+            program, Path(args.write_shards), args.per_shard
+        )
+        left = f", {skipped} skipped (on_error = skip)" if skipped else ""
+        print(f"{args.write_shards}: {n} examples in {files} shards{left}", file=sys.stderr)
+        return EXIT_OK
     r = data_report.report(program)
     if args.format == "json":
         print(json.dumps(r.to_json(), indent=2))
@@ -472,6 +484,13 @@ def register(
         metavar="K",
         help="stop after epoch K as if interrupted (continue later with --resume)",
     )
+    c.add_argument(
+        "--stop-after-steps",
+        type=int,
+        metavar="K",
+        help="stop after step K of the run, in mid-epoch, saving where the data was (streamed "
+        "data only: `data.stream`); continue later with --resume",
+    )
     c.add_argument("--quiet", action="store_true", help="print only the final metrics")
     c.add_argument(
         "--health",
@@ -510,6 +529,12 @@ def register(
     c.add_argument(
         "-o", "--output", metavar="PNG", help="draw a grid of augmented training images here"
     )
+    c.add_argument(
+        "--write-shards",
+        metavar="DIR",
+        help='write the source\'s examples to ArrayRecord shards in DIR, for `shards("DIR/*.array_record")`',
+    )
+    c.add_argument("--per-shard", type=int, default=10_000, metavar="N", help="records per shard")
 
     c = command("eval", _guard(cmd_eval), "evaluate a trained run on a split of the spec's data")
     c.add_argument("file", metavar="FILE", nargs="?", help="default: the run's own spec.dnn")

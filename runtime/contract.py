@@ -19,7 +19,7 @@ import numpy as np
 from dnn.compiler.ir import Program
 
 from . import infer, pipeline
-from .fit import _one_epoch, enable_compile_cache, fresh_start
+from .fit import _one_epoch, _stream_epoch, enable_compile_cache, fresh_start
 from .progress import Display
 from .train import Engine, batched, device_data, evaluate_split
 
@@ -65,7 +65,8 @@ def exercise(program: Program, epochs: int = 2, limit: int | None = None) -> Exe
     prepared = pipeline.prepare(program)
     if limit is not None:
         splits = {k: _head(t, limit) for k, t in prepared.splits.items()}
-        prepared = replace(prepared, splits=splits)
+        streamed = {k: replace(t, rows=t.rows[:limit]) for k, t in prepared.streamed.items()}
+        prepared = replace(prepared, splits=splits, streamed=streamed)
     engine = Engine(program, prepared, 1)
     st = engine.init()
     assert program.model is not None
@@ -76,12 +77,16 @@ def exercise(program: Program, epochs: int = 2, limit: int | None = None) -> Exe
         if program.train.pretrain is not None:
             notes = _pretrain_notes(started, st["params"], records)
     lowered = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(st["params"]))
-    data = device_data(prepared, engine.place)
+    placed = device_data(prepared, engine.place)  # none where the splits are streamed
+    data: dict[str, Any] = prepared.streamed or {k: batched(*v) for k, v in placed.items()}
     watched = "val" if prepared.size("val") else "train"
     before = _report(engine, st, data[watched])
     with Display(epochs, engine.steps_per_epoch, "quiet") as display:
         for epoch in range(1, epochs + 1):
-            st, _ = _one_epoch(engine, st, epoch, *data["train"], display)
+            if prepared.streamed:
+                st, _, _ = _stream_epoch(engine, st, epoch, data["train"], display)
+            else:
+                st, _ = _one_epoch(engine, st, epoch, *placed["train"], display)
     after = _report(engine, st, data[watched])
     test = _report(engine, st, data["test"]) if prepared.size("test") else {}
     x = prepared.splits["test" if prepared.size("test") else "train"].x
@@ -120,5 +125,5 @@ def _head(table: Any, n: int) -> Any:
     return replace(table, x=table.x[:n], y=table.y[:n], index=None)
 
 
-def _report(engine: Engine, st: Any, split: tuple[Any, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in evaluate_split(engine, st, batched(*split)).items()}
+def _report(engine: Engine, st: Any, split: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in evaluate_split(engine, st, split).items()}

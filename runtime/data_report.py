@@ -39,6 +39,7 @@ class Report:
     columns: list[dict[str, Any]] = field(default_factory=list)  # a typed table's
     unseen: dict[str, dict[str, Any]] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # samples/s
+    read: str = "in memory"  # or "streamed": the splits read batch by batch (data.stream)
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -77,6 +78,7 @@ def report(program: Program, repeats: int = 3) -> Report:
             "prepare": total / best if best > 0 else math.inf,
             "batches": _batch_rate(program, prepared),
         },
+        read="streamed" if prepared.streamed else "in memory",
     )
 
 
@@ -85,8 +87,8 @@ def _balance(prepared: pipeline.Prepared) -> dict[str, dict[str, int]]:
         return {}
     names = prepared.class_names or tuple(str(i) for i in range(prepared.classes))
     out = {}
-    for split, table in prepared.splits.items():
-        y = np.asarray(table.y)
+    for split in prepared.splits:
+        y = _labels(prepared, split)
         counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=len(names))
         out[split] = {str(n): int(c) for n, c in zip(names, counts, strict=False)}
     return out
@@ -96,9 +98,10 @@ def _targets(prepared: pipeline.Prepared) -> dict[str, dict[str, float]]:
     if prepared.task != "regression":
         return {}
     out = {}
-    for split, table in prepared.splits.items():
-        if len(table.y):
-            y = prepared.targets.invert(np.asarray(table.y, np.float64))  # in the data's units
+    for split in prepared.splits:
+        if prepared.size(split):
+            learned = np.asarray(_labels(prepared, split), np.float64)
+            y = prepared.targets.invert(learned)  # in the data's units
             out[split] = {
                 "mean": float(y.mean()),
                 "std": float(y.std()),
@@ -106,6 +109,18 @@ def _targets(prepared: pipeline.Prepared) -> dict[str, dict[str, float]]:
                 "max": float(y.max()),
             }
     return out
+
+
+def _labels(prepared: pipeline.Prepared, split: str) -> np.ndarray:
+    """A split's targets as the model learns them; a streamed split read once, whole."""
+    if not prepared.streamed:
+        return np.asarray(prepared.splits[split].y)
+    parts = [y[mask] for _, y, mask in prepared.streamed[split].in_order(STREAM_BATCH)]
+    return np.concatenate(parts) if parts else prepared.splits[split].y
+
+
+STREAM_BATCH = 256  # examples a streamed split is read by, for the report
+STREAM_BATCHES = 100  # batches a streamed split's throughput is measured on, at most
 
 
 def _normalizer(program: Program, prepared: pipeline.Prepared) -> dict[str, Any]:
@@ -161,6 +176,8 @@ def _batch_rate(program: Program, prepared: pipeline.Prepared) -> float:
     from . import augment
 
     assert program.data is not None
+    if prepared.streamed:
+        return _stream_rate(program, prepared)
     x = prepared.splits["train"].x
     batch = min(program.train.batch_size, len(x))
     if not batch:
@@ -182,6 +199,23 @@ def _batch_rate(program: Program, prepared: pipeline.Prepared) -> float:
         jax.block_until_ready(outs)
         best = min(best, time.perf_counter() - begin)
     return steps * batch / best if best > 0 else math.inf
+
+
+def _stream_rate(program: Program, prepared: pipeline.Prepared) -> float:
+    """Samples/s of a streamed train split read and transformed in batches by Grain, as a
+    streamed run's steps get them (augmentation, on the device, excluded): the best of
+    three passes over its first STREAM_BATCHES batches."""
+    split = prepared.streamed["train"]
+    batch = min(program.train.batch_size, len(split))
+    if not batch:
+        return 0.0
+    positions = np.arange(min(len(split), batch * STREAM_BATCHES))
+    best = math.inf
+    for _ in range(3):
+        begin = time.perf_counter()
+        read = sum(len(x) for x, _, _ in split.epoch(positions, batch))
+        best = min(best, time.perf_counter() - begin)
+    return read / best if best > 0 else math.inf
 
 
 def grid(program: Program, path: Path, prepared: pipeline.Prepared | None = None) -> int:
@@ -258,8 +292,40 @@ def render(r: Report) -> str:
             f"  {k} {v['shape']}: min {v['min']:.4g}, mean {v['mean']:.4g}, max {v['max']:.4g}"
         )
     t = r.throughput
+    if r.read == "streamed":
+        lines.append("read: streamed, batch by batch from the files (data.stream)")
+        lines.append(
+            f"throughput: batches {t['batches']:,.0f} samples/s (train split read and "
+            "transformed by Grain; augmented on the device)"
+        )
+        return "\n".join(lines)
     lines.append(
         f"throughput: prepare {t['prepare']:,.0f} samples/s (files to arrays), "
         f"batches {t['batches']:,.0f} samples/s (train split, augmented)"
     )
     return "\n".join(lines)
+
+
+def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, int, int]:
+    """Write the spec's `data.source` to ArrayRecord shards in `folder` (runtime/data/shards.py),
+    every example in source order; returns (examples written, shards, examples skipped)."""
+    from dnn.compiler.rules import target_kind
+
+    from . import datasets
+    from .data import batches, sources
+
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    span = data.span_of("source")
+    where = datasets._Where(span, program.sources, span)
+    task = target_kind(pipeline.task_of(program))
+    if sources.streams(data.source):
+        examples = sources.open_examples(data.source, task, base, where, data.on_error)
+    else:  # a built-in set: read whole, then written as any other
+        found = datasets.load_source(
+            data.source, task=task, base_dir=base, span=span, sources=program.sources
+        )
+        examples = batches.TableExamples(found)
+    paths, skipped = sources.write_shards(examples, folder, per_shard)
+    return len(examples) - len(skipped), len(paths), len(skipped)

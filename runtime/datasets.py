@@ -167,10 +167,17 @@ def split(table: Table, fractions: tuple[float, float, float], seed: int) -> dic
     Sizes are the fractions of N rounded by largest remainder, so they add up to N and a zero
     fraction gives an empty split.
     """
-    sizes = _split_sizes(len(table), fractions)
-    order = np.random.default_rng(seed % 2**64).permutation(len(table))
+    parts = split_rows(len(table), fractions, seed)
+    return {name: _take(table, idx) for name, idx in parts.items()}
+
+
+def split_rows(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
+    """The rows of a source of `n` examples that each split takes, in split order: what
+    `split` cuts a table by, and what a streamed split reads (runtime/data/batches.py)."""
+    sizes = _split_sizes(n, fractions)
+    order = np.random.default_rng(seed % 2**64).permutation(n)
     parts = np.split(order, np.cumsum(sizes)[:-1])
-    return {name: _take(table, idx) for name, idx in zip(SPLITS, parts, strict=True)}
+    return dict(zip(SPLITS, parts, strict=True))
 
 
 def fit_to_model(
@@ -1158,3 +1165,14 @@ provides("dataset", "builtin", Source(_load_builtin, _builtin_several))
 provides("dataset", "csv", Source(_load_csv, _csv_outputs))
 provides("dataset", "npz", Source(_load_npz, _npz_several))
 provides("dataset", "images", Source(_load_images))
+
+
+def _through_examples(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    """A word read through its streamed `Examples` (runtime/data/sources.py), every row."""
+    from .data import sources
+
+    return sources.load(ref, task, base_dir, where)
+
+
+for _word in ("npy", "parquet", "shards"):
+    provides("dataset", _word, Source(_through_examples))

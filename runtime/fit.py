@@ -4,12 +4,16 @@ plateau reduction, checkpoints, resume, the run folder and the final test evalua
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
 from . import checkpoint, health, memory_limit, pipeline, rundir, tensorboard
+from .data.batches import Epochs
 from .progress import Display
 from .train import (
     Engine,
@@ -61,8 +66,12 @@ def train(
     health_every: int | None = None,
     histograms: bool = False,
     on_epoch: Callable[[dict[str, Any]], bool] | None = None,
+    stop_after_steps: int | None = None,
 ) -> dict[str, Any]:
     """Train a checked spec; write the run folder; return the contents of `result.json`.
+
+    `stop_after_steps = k` (streamed data only) stops after step k of the run, in mid-epoch,
+    saving where its data iterator was, as SIGTERM does (`resume = True` continues there).
 
     `on_epoch(record)` is called after each epoch but the last; True stops the run there as
     `stop_after` would (a sweep's pruner stopping a trial).
@@ -94,6 +103,7 @@ def train(
             health_every,
             histograms,
             on_epoch,
+            stop_after_steps,
         )
 
 
@@ -110,12 +120,18 @@ def _train(
     health_every: int | None = None,
     histograms: bool = False,
     on_epoch: Callable[[dict[str, Any]], bool] | None = None,
+    stop_after_steps: int | None = None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     if program.model is None:
         raise SpecError([nothing_to_train(program.module)], program.sources)  # as `dnn check` says
     enable_compile_cache()
     prepared = pipeline.prepare(program)
+    if stop_after_steps is not None and not prepared.streamed:
+        raise TrainingError(
+            "--stop-after-steps stops in mid-epoch, which only a streamed run can resume",
+            "stream the data (`data { stream = true }`), or stop after an epoch: --stop-after",
+        )
     _check_monitors(program, prepared)
     memory_limit.check_fits(program, prepared)  # before the run folder and any allocation
     folder = Path(out) if out is not None else run_dir_default(program)
@@ -130,24 +146,35 @@ def _train(
             pipeline.save(prepared, program, folder)
     _barrier("run folder")
     engine = Engine(program, prepared, program.train.ensemble, health_every)
-    data = device_data(prepared, engine.place)
-    x_train, y_train = data["train"]
-    data = {k: batched(*v) for k, v in data.items()}
-    side.submit(_warm_imports)
+    streamed = prepared.streamed
+    data: dict[str, Any]
+    if streamed:  # read from the sources batch by batch (runtime/data/batches.py)
+        data = {k: v for k, v in streamed.items() if len(v)}
+        x_train = y_train = None
+    else:
+        data = device_data(prepared, engine.place)
+        x_train, y_train = data["train"]
+        data = {k: batched(*v) for k, v in data.items()}
+    side.submit(_warm_imports, bool(streamed))
+    n, epochs = prepared.size("train"), program.train.epochs
+    loop = Loop(program, engine, folder, "val" in data, bool(streamed))
+    feed: _Feed | None = None  # a streamed run's batches, every epoch's
+    if streamed and not resume:  # its first batches are read while XLA compiles
+        feed = _Feed(engine, data["train"], loop, epochs, 1)
     st = engine.init()
     if lead:
         _warn_if_nothing_trains(program, st["params"])
-    loop = Loop(program, engine, folder, "val" in data)
     if resume:
         st = loop.resume(st)
-    n, epochs = int(x_train.shape[0]), program.train.epochs
     finished, last_save = True, time.perf_counter()
+    pause: _Pause | None = None
     shown = (mode or Display.choose(quiet)) if lead else "quiet"
     pictures: Future[Any] | None = None
     board = _board(program, folder, loop.start, histograms, resume) if lead else None
     with (
         Display(epochs, engine.steps_per_epoch, shown) as display,
         _on_interrupt(loop, folder),
+        _on_sigterm(),
         contextlib.closing(board) if board is not None else contextlib.nullcontext(),
     ):
         if not resume:
@@ -156,22 +183,46 @@ def _train(
                 pictures = _pretrain_outputs(program, engine, st, records, folder, side)
         for epoch in range(loop.start, epochs + 1):
             t0 = time.perf_counter()
-            st, acc = _one_epoch(engine, st, epoch, x_train, y_train, display)
+            if streamed:
+                pause = _Pause(stop_after_steps, checkpoint_every, last_save, t_start)
+                data["train"].waited = 0.0
+                feed = feed or _Feed(engine, data["train"], loop, epochs, loop.start)
+                st, acc, paused = _stream_epoch(
+                    engine, st, epoch, data["train"], display, loop, pause, feed
+                )
+                last_save = pause.last_save
+                if paused:
+                    finished = False
+                    display.message(pause.message(folder, epoch))
+                    break
+            else:
+                st, acc = _one_epoch(engine, st, epoch, x_train, y_train, display)
             bad = bad_step(acc)
             if bad >= 0:
-                _fail(folder, loop, epoch, bad, engine, (x_train, y_train, data))
+                replay = None if streamed else (x_train, y_train, data)
+                _fail(folder, loop, epoch, bad, engine, replay)
             if engine.health_every and lead:
                 checks = health.write(
                     folder / HEALTH, program, acc["health"], epoch, engine.members
                 )
                 health.to_tensorboard(folder, checks)
             record = _record(engine, st, acc, data, epoch, n, t0)
+            if streamed:  # how long the steps waited for their batches, in all
+                record["data_wait_s"] = data["train"].waited
+                if lead:
+                    _write_skipped(folder, data)
             if board is not None:
                 board.epoch(record)
                 if board.histograms:  # per layer, as checkpoints hold them (scans unstacked)
                     board.weights(engine.to_disk(st["params"]), epoch)
             st, stop = loop.end_epoch(st, epoch, record)
             interrupted = stop_after is not None and epoch >= stop_after and epoch < epochs
+            if _TERMINATED.is_set() and epoch < epochs:  # preempted: save, then stop
+                interrupted = True
+                display.message(
+                    f"stopped by SIGTERM after epoch {epoch}; `dnn train ... --out {folder} "
+                    "--resume` continues from there"
+                )
             if not (stop or interrupted) and epoch < epochs and on_epoch is not None:
                 interrupted = on_epoch(record)
             done = (stop or epoch == epochs) and not interrupted
@@ -198,11 +249,17 @@ def _train(
     _wait(pictures)
     if not finished:
         _wait(plots)
-        return {"stopped_after": loop.history[-1]["epoch"], "finished": False, "run": str(folder)}
+        done = loop.history[-1]["epoch"] if loop.history else 0
+        stopped = {"stopped_after": done, "finished": False, "run": str(folder)}
+        return {**stopped, "step": pause.step} if pause is not None and pause.step else stopped
     st, restored = loop.final_weights(st)
     wall = loop.wall_before + time.perf_counter() - t_start
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
     result["run"] = str(folder)
+    if streamed and lead:
+        _write_skipped(folder, data)  # the final evaluation met the test split's too
+    if streamed and (folder / SKIPPED).exists():  # `on_error = skip` left examples out
+        result["skipped"] = json.loads((folder / SKIPPED).read_text())["counts"]
     _wait(plots)
     if lead:
         rundir.write_json(folder / "result.json", result)
@@ -300,8 +357,11 @@ def _warn_if_nothing_trains(program: Program, params: Any) -> None:
     cli._warn([nothing_trains(program.model, program.train)], program.sources)
 
 
-def _warm_imports() -> None:
-    """Import what the end of a run needs while the main thread waits on XLA."""
+def _warm_imports(streamed: bool = False) -> None:
+    """Import what the end of a run needs while the main thread waits on XLA (and Grain,
+    0.6 s, where the first epoch reads a streamed split)."""
+    if streamed:
+        import grain  # noqa: F401
     checkpoint.orbax()
     rundir.plotting()
     tensorboard.available()
@@ -325,6 +385,22 @@ def _on_interrupt(loop: Loop, folder: Path) -> Iterator[None]:
             file=sys.stderr,
         )
         raise
+
+
+@contextlib.contextmanager
+def _on_sigterm() -> Iterator[None]:
+    """SIGTERM (a scheduler preempting the machine) stops the run at the next step of a
+    streamed epoch, or at the epoch's end, after saving a checkpoint to resume from."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (a sweep's trials run elsewhere)
+        return
+    _TERMINATED.clear()
+    before = signal.signal(signal.SIGTERM, lambda *_: _TERMINATED.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        _TERMINATED.clear()
 
 
 def _barrier(name: str) -> None:
@@ -362,8 +438,14 @@ def _placed_as(restored: Any, fresh: Any) -> Any:
 class Loop:
     """The bookkeeping between epochs: history, best weights, early stopping, plateau, saves."""
 
-    def __init__(self, program: Program, engine: Engine, folder: Path, has_val: bool):
+    def __init__(
+        self, program: Program, engine: Engine, folder: Path, has_val: bool, streamed: bool = False
+    ):
         self.program, self.engine, self.folder = program, engine, folder
+        # a streamed run's checkpoint may be of an epoch in progress: its record says where
+        # its data iterator was and holds its metrics so far (`within`), to resume there
+        self.streamed = streamed
+        self.within: dict[str, Any] | None = None  # a resumed run's epoch in progress
         self.last = checkpoint.Slot(folder / "checkpoints" / "last")
         # two kept: a run killed between saving `best` and `last` resumes from `last` and
         # still finds the best epoch it knew of (the newer one is dropped on resume)
@@ -383,6 +465,12 @@ class Loop:
 
     def resume(self, st: Any) -> Any:
         disk, meta = self.last.restore(self.engine.to_disk(st))
+        within = meta.get("within")
+        if within is not None:  # a streamed run stopped in mid-epoch
+            fresh = self.engine.train_acc()
+            leaves = [_from_json(leaf) for leaf in within["acc"]]
+            acc = jax.tree.unflatten(jax.tree.structure(fresh), leaves)
+            self.within = {**within, "acc": jax.tree.map(_placed_as, acc, fresh)}
         st = jax.tree.map(_placed_as, self.engine.from_disk(disk), st)
         if meta.get("done"):
             raise TrainingError(
@@ -432,8 +520,18 @@ class Loop:
         updates = epoch * spe // k
         return plateau_watches(self.program.train.schedule, updates, max(1, spe // k))
 
-    def save(self, st: Any, epoch: int, done: bool, elapsed: float) -> None:
-        """The best weights (if changed) first, then the resumable state: they always agree."""
+    def save(
+        self,
+        st: Any,
+        epoch: int,
+        done: bool,
+        elapsed: float,
+        within: tuple[Any, dict[str, Any]] | None = None,
+    ) -> None:
+        """The best weights (if changed) first, then the resumable state: they always agree.
+
+        `within`: a streamed run stopped in epoch `epoch + 1`: that epoch's metrics so far and
+        where it was (its batches done, its data iterator's state)."""
         if self.best_dirty:
             weights = self.engine.to_disk(self.best_weights)
             self.best.save(self.best_epoch, weights, {"epoch": self.best_epoch})
@@ -447,6 +545,7 @@ class Loop:
             "stopper": self.stopper.to_json() if self.stopper else None,
             "plateau": plateau_json(self.plateau) if self.plateau else None,
             "done": done,
+            "within": _within_json(*within) if within is not None else None,
         }
         self.last.save(epoch, self.engine.to_disk(st), meta)
         self.saved_epoch = epoch
@@ -493,6 +592,151 @@ def _one_epoch(
     if tail is not None:
         st, acc = engine.step(st, acc, x, y, tail, 0)
     return st, acc
+
+
+def _within_json(acc: Any, where: dict[str, Any]) -> dict[str, Any]:
+    """Where a streamed epoch stopped, and its metrics so far (exact: each float32 and int
+    is a JSON number that reads back to the same value)."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(acc))]
+    encoded = [
+        {"dtype": a.dtype.str, "shape": list(a.shape), "values": a.ravel().tolist()} for a in leaves
+    ]
+    return {**where, "acc": encoded}
+
+
+def _from_json(leaf: dict[str, Any]) -> np.ndarray:
+    return np.asarray(leaf["values"], np.dtype(leaf["dtype"])).reshape(leaf["shape"])
+
+
+@dataclass
+class _Pause:
+    """When a streamed epoch saves in mid-epoch, and when it stops there: after
+    `stop_after_steps` steps of the run, or on SIGTERM (a preempted machine), saving first;
+    every `every` seconds it saves and goes on."""
+
+    stop_after_steps: int | None
+    every: float
+    last_save: float
+    t_start: float
+    why: str = ""
+    step: int = 0  # the run's step where it stopped
+
+    def stop(self, step: int) -> bool:
+        if self.stop_after_steps is not None and step >= self.stop_after_steps:
+            self.why = f"stopped after step {step}"
+        elif _TERMINATED.is_set():
+            self.why = f"stopped by SIGTERM after step {step}"
+        self.step = step if self.why else 0
+        return bool(self.why)
+
+    def save(self) -> bool:
+        return time.perf_counter() - self.last_save >= self.every
+
+    def message(self, folder: Path, epoch: int) -> str:
+        return (
+            f"{self.why}, in epoch {epoch}; `dnn train ... --out {folder} --resume` "
+            "continues from that step"
+        )
+
+
+_TERMINATED = threading.Event()  # set by SIGTERM while a run trains (see `_on_sigterm`)
+
+
+class _Feed:
+    """A streamed run's training batches: one Grain iterator over every epoch's batches,
+    from where the run starts (or where a run resumed in mid-epoch was)."""
+
+    def __init__(self, engine: Engine, split: Any, loop: Loop | None, epochs: int, first: int):
+        data = engine.program.data
+        assert data is not None
+        steps = engine.steps_per_epoch
+        plan = Epochs(
+            engine.program.train.seed, data.shuffle, len(split), engine.batch, steps, epochs
+        )
+        within = loop.within if loop is not None else None
+        self.start, state = (
+            (within["start"], within["data"]) if within else ((first - 1) * steps, None)
+        )
+        part = (jax.process_index(), jax.process_count(), engine.place.count)  # a host's share
+        put = jax.device_put if engine.place.mesh is None else None  # one device: there
+        self.batches = split.run(plan, self.start, state, part, put)
+        # the first batch is asked for at once, on a thread: the pipeline (and its worker
+        # processes, which take seconds to start) gets going while XLA compiles the step
+        self._first: Future[Any] | None = _STARTER.submit(next, self.batches)
+
+    def next(self) -> Any:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first.result()
+        return next(self.batches)
+
+
+_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-feed")
+
+
+SKIPPED = "skipped.json"
+
+
+def _write_skipped(folder: Path, data: dict[str, Any]) -> None:
+    """The examples `on_error = skip` left out so far, per split, each once: file, where in
+    it, why (the same example is met again every epoch)."""
+    found = {}
+    for name, split in data.items():
+        seen = {(s.origin, s.where): s for s in split.skipped}
+        if seen:
+            found[name] = [s._asdict() for s in seen.values()]
+    if found:
+        counts = {name: len(v) for name, v in found.items()}
+        rundir.write_json(folder / SKIPPED, {"counts": counts, "skipped": found})
+
+
+def _stream_epoch(
+    engine: Engine,
+    st: Any,
+    epoch: int,
+    split: Any,
+    display: Display,
+    loop: Loop | None = None,
+    pause: _Pause | None = None,
+    feed: _Feed | None = None,
+) -> tuple[Any, Any, bool]:
+    """One epoch of a streamed split: Grain reads its batches, in the order an in-memory
+    epoch takes them, while the step runs; a run resumed in this epoch continues at the
+    batch it stopped before. True when the run pauses here (saved, to resume)."""
+    display.start_epoch(epoch)
+    feed = feed or _Feed(engine, split, None, epoch, epoch)
+    acc, done = engine.train_acc(), 0
+    if loop is not None and loop.within is not None and loop.within["epoch"] == epoch:
+        acc, done = loop.within["acc"], loop.within["batches"]
+        loop.within = None
+    place, steps = engine.place, engine.steps_per_epoch
+    last_read = time.perf_counter()
+    before = (epoch - 1) * steps
+    while done < steps:
+        waited = time.perf_counter()
+        x, y, whole = feed.next()
+        split.waited += time.perf_counter() - waited  # the step had to wait for its batch
+        if not len(x):  # every example of the batch skipped (`on_error = skip`)
+            done += 1
+            continue
+        st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
+        done += 1
+        if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:
+            last_read = time.perf_counter()
+            loss = float(jnp.mean(acc["loss"] / jnp.maximum(acc["count"], 1)))
+            display.step(done, done * engine.batch, loss)
+        if done >= steps or loop is None or pause is None:
+            continue  # the epoch's end: the run saves as any epoch's end
+        stopping = pause.stop(before + done)
+        if stopping or pause.save():
+            where = {"epoch": epoch, "batches": done, "start": feed.start}
+            where["data"] = feed.batches.get_state()
+            elapsed = time.perf_counter() - pause.t_start
+            loop.save(st, epoch - 1, False, elapsed, (acc, where))
+            pause.last_save = time.perf_counter()
+            if stopping:
+                return st, acc, True
+    return st, acc, False
 
 
 def _record(
@@ -547,7 +791,12 @@ def _restore_best(program: Program) -> bool:
 
 
 def _fail(
-    folder: Path, loop: Loop, epoch: int, step: int, engine: Engine, replay: tuple[Any, Any, Any]
+    folder: Path,
+    loop: Loop,
+    epoch: int,
+    step: int,
+    engine: Engine,
+    replay: tuple[Any, Any, Any] | None,
 ) -> None:
     """Stop on a non-finite loss: name the epoch and step, and, by replaying the run to that
     step (runtime/nonfinite.py), the layer where the first non-finite value appeared."""
@@ -571,7 +820,10 @@ def _fail(
     )
     program = engine.program
     try:
-        origin, failed = locate(program, engine, folder, epoch, *replay), ""
+        if replay is None:  # streamed data: the replay reads the train split on the device
+            origin, failed = None, " (the layer is not located when the data is streamed)"
+        else:
+            origin, failed = locate(program, engine, folder, epoch, *replay), ""
     except Exception as e:  # the diagnosis must not hide the error it explains; say it failed
         origin, failed = None, f" (finding where it began failed, a bug in dnn: {e!r})"
     if origin is None:

@@ -176,40 +176,59 @@ def evaluate_with_report(
         prepared = engine.prepared
         if prepared.size(split) == 0:
             raise TrainingError(f"the {split} split is empty", "choose another --split")
-        t = prepared.splits[split]
-        metrics = evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+        metrics = _split_metrics(engine, st, prepared, split)
         if not report or engine.blocks:
             return metrics, None
-        return metrics, _report(engine, st, prepared, t, None, split)
+        return metrics, _report(engine, st, prepared, split, None)
     assert run is not None
     transform = pipeline.load_transform(_run_folder(run))
     prepared = pipeline.prepare(program, transform.stats, transform.targets, transform.schema)
     if prepared.size(split) == 0:
         raise TrainingError(f"the {split} split is empty", "choose another --split")
     engine, st = restore(program, run, prepared)
-    t = prepared.splits[split]
-    metrics = evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+    metrics = _split_metrics(engine, st, prepared, split)
     if not report or engine.blocks:
         return metrics, None
-    return metrics, _report(engine, st, prepared, t, run / "plots", split)
+    return metrics, _report(engine, st, prepared, split, run / "plots")
+
+
+def _split_metrics(engine: Engine, st: Any, prepared: pipeline.Prepared, split: str) -> Any:
+    if prepared.streamed:  # read from the source batch by batch, as the run trained
+        return evaluate_split(engine, st, prepared.streamed[split])
+    t = prepared.splits[split]
+    return evaluate_split(engine, st, batched(jnp.asarray(t.x), jnp.asarray(t.y)))
+
+
+def _outputs(
+    engine: Engine, st: Any, prepared: pipeline.Prepared, split: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's outputs on a split and the split's targets, as the model learns them."""
+    if not prepared.streamed:
+        t = prepared.splits[split]
+        return _forward_all(engine, st, np.asarray(t.x)), np.asarray(t.y)
+    forward, outs, ys = _forwarder(engine, st), [], []
+    for x, y, mask in prepared.streamed[split].in_order(PREDICT_BATCH):
+        outs.append(np.asarray(forward(jnp.asarray(x)))[mask])
+        ys.append(y[mask])
+    return np.concatenate(outs), np.concatenate(ys)
 
 
 def _report(
-    engine: Engine, st: Any, prepared: pipeline.Prepared, t: Table, plots: Path | None, split: str
+    engine: Engine, st: Any, prepared: pipeline.Prepared, split: str, plots: Path | None
 ) -> Any:
     """The report; its PNGs in `plots` (none when None)."""
     from . import report
 
-    out = _forward_all(engine, st, np.asarray(t.x))
+    out, target = _outputs(engine, st, prepared, split)
     if prepared.task == "regression":  # in the data's units, as the metrics are
-        y = prepared.targets.invert(np.asarray(t.y, np.float64))
+        y = prepared.targets.invert(np.asarray(target, np.float64))
         out = prepared.targets.invert(np.asarray(out, np.float64))
         if plots is None:
             return []
         path = plots / f"residuals_{split}.png"
         return [report.plot_residuals(y, out.reshape(y.shape), path, split)]
     pred = report.decisions(out, prepared.task)
-    y = np.asarray(t.y)
+    y = target
     if y.ndim == 2:  # multi-hot rows: one yes/no decision per label
         names = prepared.class_names or tuple(str(i) for i in range(y.shape[1]))
         return report.labels_report(y, pred.reshape(y.shape), names)
@@ -323,7 +342,9 @@ def _untarget(out: np.ndarray, block: datasets.Block, targets: preprocess.Target
     return targets.invert(np.asarray(out, np.float64), block.start).astype(out.dtype)
 
 
-def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
+def _forwarder(engine: Engine, st: Any) -> Any:
+    """The model's outputs for a batch (eval mode; an ensemble's combined), jitted."""
+
     @jax.jit
     def forward(batch: Any) -> Any:
         fwd = engine._map(
@@ -332,6 +353,11 @@ def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
         out = fwd(st["params"], st["model_state"])
         return engine.combine(out) if engine.members > 1 else out
 
+    return forward
+
+
+def _forward_all(engine: Engine, st: Any, x: np.ndarray) -> np.ndarray:
+    forward = _forwarder(engine, st)
     parts = [
         jax.tree.map(np.asarray, forward(jnp.asarray(x[i : i + PREDICT_BATCH])))
         for i in range(0, len(x), PREDICT_BATCH)

@@ -139,6 +139,7 @@ def range_test(
     _scalable(program)
     enable_compile_cache()
     prepared = pipeline.prepare(program)
+    pipeline.in_memory(program, prepared, "`dnn lr-find`")
     engine = _range_engine()(program, prepared, 1)
     x, y = device_data(prepared, engine.place)["train"]
     n = int(x.shape[0])

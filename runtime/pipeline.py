@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,10 @@ from dnn.compiler.diagnostics import (
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
 from dnn.compiler.rules import heads, id_layers, target_kind
-from dnn.compiler.values import is_float_dtype
+from dnn.compiler.values import Ref, is_float_dtype
 
 from . import datasets, preprocess, tabular
+from .data import batches
 from .datasets import Table
 
 SPLITS = ("train", "val", "test")
@@ -55,8 +57,13 @@ class Prepared:
     schema: tabular.Schema | None = None  # a typed CSV table's fitted columns
     unseen: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
     # per split, per column: the cells the train vocabulary did not know (count, examples)
+    streamed: dict[str, batches.Streamed] = field(default_factory=dict)
+    # `data.stream`: each split read from its source batch by batch; `splits` then holds
+    # each split's first examples only (its head: shapes, dtypes, a look at the data)
 
     def size(self, split: str) -> int:
+        if self.streamed:
+            return len(self.streamed[split])
         return len(self.splits[split].y)
 
 
@@ -125,6 +132,10 @@ def prepare(
             program.sources,
         )
     task = task_of(program)
+    if data.stream is not False:
+        streamed = _prepare_streamed(program, task, stats, targets)
+        if streamed is not None:
+            return streamed
     source, blocks, splits = _raw(program, task)
     if len(splits["train"].y) == 0:
         raise _section_error(program, "split", "the train split is empty", "give `train` a share")
@@ -137,28 +148,309 @@ def prepare(
         raise _section_error(program, "normalize", p.message, p.hint or "") from None
     _check_dtypes(program, splits["train"])
     for table in splits.values():
-        _check_ids(program, table)
-    for table in splits.values():
-        _check_multi_hot(program, task, table)
+        check_examples(program, task, table)
     if stats is None:
         stats = preprocess.fit(data.normalize, splits["train"].x)
     if targets is None and data.reconstruct:  # learned as the model reads its input
         targets = preprocess.Targets(data.normalize, stats)
     if targets is None:
         targets = _fit_targets(program, task, splits["train"], blocks)
-    out = {}
-    for name, table in splits.items():
-        x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
-        if not len(table.y):
-            x = x.reshape((0, *shape))
-        if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
-            y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
-            table = replace(table, y=y, task="regression", classes=None, class_names=())
-        out[name] = _fit(program, replace(table, x=x, y=targets.apply(table.y)))
+    out = {name: transform(program, table, stats, targets, shape) for name, table in splits.items()}
     if data.reconstruct:
         return Prepared(out, stats, raw_shape, task, None, (), targets, blocks)
     names = source.class_names
     return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
+
+
+# ------------------------------------------------------------------ streamed
+
+
+def _prepare_streamed(
+    program: Program,
+    task: str,
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+) -> Prepared | None:
+    """The splits read from their sources as training needs them (`data.stream = true`, or
+    `auto` where the examples would not fit the memory free for the run); None: in memory."""
+    data = program.data
+    assert data is not None
+    auto = str(data.stream) == "auto"
+    if task == MULTI or data.columns:
+        if auto:
+            return None
+        what = "a model with several outputs" if task == MULTI else "typed columns"
+        raise _cannot_stream(program, what)
+    fields = [s for s in ("source", "val", "test") if getattr(data, s)]
+    if auto and _surely_fits(program, fields):
+        return None  # not even opened: a CSV is not indexed for a run that reads it whole
+    opened = {s: _examples(program, s, task) for s in fields}
+    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
+        if auto:
+            return None
+        raise _cannot_stream(program, "a typed table (string or missing cells)")
+    if auto and not _too_big(program, opened):
+        return None
+    if program.train.pretrain is not None:
+        raise _section_error(
+            program,
+            "stream",
+            "layer-wise pretraining reads the train split in memory, which a streamed run "
+            "does not hold"
+            + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
+            "set `stream = false`, or pretrain on a part of the data that fits",
+        )
+    source = opened.pop("source")
+    rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
+    parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
+    parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
+    if len(parts["train"][1]) == 0:
+        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
+    raw_shape = tuple(source.shape)
+    try:
+        shape = preprocess.output_shape(data.normalize, raw_shape)
+    except Problem as p:
+        raise _section_error(program, "normalize", p.message, p.hint or "") from None
+    raw = {
+        s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f)
+        for s, (e, r, f) in parts.items()
+    }
+    _check_dtypes(program, raw["train"])
+    train, train_rows, _ = parts["train"]
+    if stats is None or targets is None:  # one pass over the train rows, in bounded memory
+        from .data.fitted import fit_streamed
+
+        none = Ref("normalizer", "none")
+        scale = targets is None and task == "regression" and not data.reconstruct
+        one_pass = fit_streamed(
+            data.normalize if stats is None else none,
+            train,
+            train_rows,
+            targets=data.targets if scale else none,
+        )
+        stats = one_pass.stats if stats is None else stats
+        if targets is None and data.reconstruct:
+            targets = preprocess.Targets(data.normalize, stats)
+        elif scale:
+            targets = preprocess.Targets(data.targets, one_pass.targets)
+    if targets is None:
+        targets = _fit_targets(program, task, _read_targets(program, train, train_rows), ())
+    fitted = targets
+
+    def cutter(examples: Any, where: str) -> Any:
+        def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            t = _as_table(program, examples, where, x, y, rows)
+            check_examples(program, task, t)
+            t = transform(program, t, stats, fitted, shape)
+            return t.x, t.y
+
+        return cut
+
+    streamed, heads = {}, {}
+    for s, (e, r, f) in parts.items():
+        check_examples(program, task, raw[s])
+        heads[s] = transform(program, raw[s], stats, fitted, shape)
+        on_error = str(getattr(data, "on_error", "fail"))
+        workers = _workers(program, f)
+        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error, workers=workers)
+    if data.reconstruct:
+        return Prepared(heads, stats, raw_shape, task, None, (), fitted, streamed=streamed)
+    classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
+    return Prepared(heads, stats, raw_shape, task, classes, names, fitted, streamed=streamed)
+
+
+def _examples(program: Program, field: str, task: str) -> Any:
+    """A data field's source as random-access examples: a reader of its files where the
+    source streams (runtime/data/sources.py), else its table read into memory."""
+    data = program.data
+    assert data is not None
+    ref = getattr(data, field)
+    base = Path(program.path).resolve().parent
+    try:
+        from .data import sources
+    except ImportError:  # the stream extra is not installed: every source is read whole
+        sources = None  # type: ignore[assignment]
+    if sources is not None and sources.streams(ref):
+        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+        on_error = str(getattr(data, "on_error", "fail"))
+        assert program.model is not None
+        one = len(program.model.outputs) == 1  # class labels checked per example, at their row
+        bound = outputs(program) if one else None
+        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
+    load = _loader(program, target_kind(task), base)
+    return batches.TableExamples(load(field))
+
+
+def in_memory(program: Program, prepared: Prepared, command: str) -> None:
+    """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
+    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
+    if prepared.streamed:
+        raise _section_error(
+            program,
+            "stream",
+            f"{command} trains from the splits placed on the device, but this spec streams "
+            "them" + ("" if program.data and program.data.stream is True else " (`auto`: too big)"),
+            "set `stream = false` for it, on a part of the data that fits",
+        )
+
+
+def _cannot_stream(program: Program, what: str) -> SpecError:
+    return _section_error(
+        program,
+        "stream",
+        f"{what} cannot be streamed yet: its splits are read whole",
+        "set `stream = false` (docs/streaming.md lists what streams)",
+    )
+
+
+def _workers(program: Program, field: str) -> int:
+    """`data.workers`: as written, or for `auto` up to 4 processes where examples are
+    decoded from image files (one core left to training), none for arrays and tables."""
+    data = program.data
+    assert data is not None
+    if str(data.workers) != "auto":
+        return int(data.workers)
+    if getattr(data, field).name != "images":
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
+# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
+# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
+_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
+
+
+def _surely_fits(program: Program, fields: list[str]) -> bool:
+    """`stream = auto`: whether the files' sizes alone show the examples fit in memory, so
+    the sources need not be opened (opening a CSV indexes it) to find out."""
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    total = 0
+    for name in fields:
+        ref = getattr(data, name)
+        if ref.name not in _EXPANDS:
+            return False  # a built-in set is measured loaded (no file, nothing to index)
+        paths = [str(ref.arg(a)) for a in ("path", "x", "y", "dir", "pattern") if _has(ref, a)]
+        files = [f for p in paths for f in _files(base / p)]
+        total += _EXPANDS[ref.name] * sum(f.stat().st_size for f in files)
+    found = _free_memory()
+    return found is not None and total <= found // 8
+
+
+def _has(ref: Any, name: str) -> bool:
+    try:
+        return ref.arg(name) is not None
+    except (KeyError, AttributeError):
+        return False
+
+
+def _files(path: Path) -> list[Path]:
+    import glob
+
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
+
+
+def _free_memory() -> int | None:
+    import jax
+
+    from .memory_limit import available
+
+    found = available(jax.devices()[:1])
+    return found[0] if found is not None else None
+
+
+def _too_big(program: Program, opened: dict[str, Any]) -> bool:
+    """`stream = auto`: whether the examples, decoded, take more than half the memory free
+    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
+    found = _free_memory()
+    wanted = sum(batches.nbytes(e) for e in opened.values())
+    return found is not None and wanted > found // 2
+
+
+def _as_table(
+    program: Program, examples: Any, field: str, x: np.ndarray, y: np.ndarray, rows: np.ndarray
+) -> Table:
+    """A batch of a source's examples as a table, its rows named as the source numbers them."""
+    assert program.data is not None
+    table = getattr(examples, "table", None)
+    return Table(
+        x=x,
+        y=y,
+        task=table.task if table is not None else getattr(examples, "task", "classification"),
+        classes=getattr(examples, "classes", None),
+        class_names=tuple(getattr(examples, "class_names", ())),
+        origin=examples.origin,
+        kind=table.kind if table is not None else getattr(examples, "kind", "array"),
+        span=program.data.span_of(field),
+        index=np.asarray(rows, np.int64),
+        places=table.places if table is not None else None,
+        text=table.text if table is not None else None,
+    )
+
+
+def _raw_batch(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
+    x, y, got = batches.stack(batches.read_rows(examples, rows), examples)
+    return _as_table(program, examples, field, x, y, got)
+
+
+def _read(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
+    """A split's examples read whole, in chunks (the normalizer's fit reads every input)."""
+    parts = [
+        _raw_batch(program, examples, rows[i : i + READ_CHUNK], field)
+        for i in range(0, len(rows), READ_CHUNK)
+    ]
+    first = parts[0]
+    return replace(
+        first,
+        x=np.concatenate([p.x for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        index=np.concatenate([p.index for p in parts if p.index is not None]),
+    )
+
+
+def _read_targets(program: Program, examples: Any, rows: np.ndarray) -> Table:
+    """The train split's targets (a regression's `data.targets` fits on them)."""
+    assert program.data is not None
+    if program.data.targets.name == "none" or task_of(program) != "regression":
+        return _raw_batch(program, examples, rows[:1], "source")  # nothing is fitted
+    return _read(program, examples, rows, "source")
+
+
+READ_CHUNK = 4096  # examples read at a time where a split is read whole
+
+
+def check_examples(program: Program, task: str, table: Table) -> None:
+    """What a split's examples must satisfy beyond their shape: ids within their tables, and
+    multi-hot rows only for a multi-label task (a streamed split checks each batch)."""
+    _check_ids(program, table)
+    _check_multi_hot(program, task, table)
+
+
+def transform(
+    program: Program,
+    table: Table,
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    shape: tuple[int, ...],
+) -> Table:
+    """The transforms stage: a split (or a streamed batch of one) as the model reads it:
+    inputs normalized with the train split's statistics and reshaped to the model's input,
+    targets scaled and checked. `shape`: one example after the normalizer."""
+    data = program.data
+    assert data is not None
+    x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
+    if not len(table.y):
+        x = x.reshape((0, *shape))
+    if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
+        y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
+        table = replace(table, y=y, task="regression", classes=None, class_names=())
+    return _fit(program, replace(table, x=x, y=targets.apply(table.y)))
 
 
 def _prepare_table(

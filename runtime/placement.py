@@ -85,6 +85,18 @@ class Placement:
         spec[axis] = AXIS
         return NamedSharding(self.mesh, P(*spec))
 
+    def from_host(self, x: Any, whole: int | None = None) -> Any:
+        """A batch read on this host as a step takes it. In a multi-host run: this process's
+        share of a batch of `whole` rows, split over the devices, or (`whole` None) the whole
+        batch, which every process read, replicated; else the host array as it is."""
+        if self.mesh is None or jax.process_count() == 1:
+            return x
+        if whole is None:
+            return self.put(x)
+        spec = P(AXIS, *([None] * (np.ndim(x) - 1)))
+        sharding = NamedSharding(self.mesh, spec)
+        return jax.make_array_from_process_local_data(sharding, x, (whole, *np.shape(x)[1:]))
+
     def put(self, x: Any) -> Any:
         """Place a host array on the device(s): replicated over the mesh."""
         if self.mesh is None:

@@ -1,6 +1,8 @@
 """Input normalization (`normalize = ...`): statistics fitted on the train split, applied to any.
 
-`fit(ref, x_train)` computes the statistics of a normalizer in float64 and returns them as plain
+`fit(ref, x_train)` computes the statistics of a normalizer in float64 (one pass over the rows in
+chunks of 4096, merged by Chan et al.'s update: runtime/data/fitted.py, which a streamed source's
+pass shares, so both give the same numbers bit for bit) and returns them as plain
 NumPy arrays (saved with the checkpoint by `np.savez`, no pickle); `apply(ref, stats, x)` then
 transforms any batch (train, val, test, predict) with those train statistics, to float32.
 NumPy only: no JAX here, the transform runs once per data set, before training.
@@ -37,87 +39,84 @@ from dnn.compiler.registry.data import NORMALIZERS
 from dnn.compiler.rules import example_shape
 from dnn.compiler.values import Ref
 
+from .data.fitted import Summary, summarize_array
+
 Stats = dict[str, np.ndarray]
 
 
 class Normalizer(NamedTuple):
     """How one normalizer fits its statistics and applies them to flattened (N, D) inputs.
 
-    `affine`, for the `invertible` ones: (shift, scale) per feature with x' = (x - shift) / scale,
-    which `Targets.invert` reads to map outputs back to the data's units.
+    `fit` turns a float64 `Summary` of the train rows (runtime/data/fitted.py: one pass in
+    fixed chunks, in memory and streamed alike) into the statistics; `covariance`: the summary
+    must hold the co-moment matrix. `affine`, for the `invertible` ones: (shift, scale) per
+    feature with x' = (x - shift) / scale, which `Targets.invert` reads to map outputs back to
+    the data's units.
     """
 
-    fit: Callable[[Ref, np.ndarray], Stats]
+    fit: Callable[[Ref, Summary], Stats]
     apply: Callable[[Ref, Stats, np.ndarray], np.ndarray]
     affine: Callable[[Stats], tuple[np.ndarray, np.ndarray]] | None = None
+    covariance: bool = False
 
 
 # ----------------------------------------------------------------------------- statistics
 
 
-def _nothing(ref: Ref, x: np.ndarray) -> Stats:
+def _nothing(ref: Ref, s: Summary) -> Stats:
     return {}
 
 
-def _mean(x: np.ndarray) -> np.ndarray:
-    return x.mean(axis=0)
+def _moments(ref: Ref, s: Summary) -> Stats:
+    # std over N (NumPy's default ddof = 0); exactly 1 where a feature has a single value over
+    # the split (max == min is exact, unlike a std near 0)
+    std = np.where(s.hi == s.lo, 1.0, np.sqrt(s.m2 / s.n))
+    return {"mean": s.mean, "std": std}
 
 
-def _constant(x: np.ndarray) -> np.ndarray:
-    """True for features with a single value over the split (exact, unlike a std near 0)."""
-    return x.max(axis=0) == x.min(axis=0)
+def _extremes(ref: Ref, s: Summary) -> Stats:
+    return {"min": s.lo, "range": np.where(s.hi > s.lo, s.hi - s.lo, 1.0)}
 
 
-def _moments(ref: Ref, x: np.ndarray) -> Stats:
-    std = np.where(_constant(x), 1.0, x.std(axis=0))
-    return {"mean": _mean(x), "std": std}
+def _centre(ref: Ref, s: Summary) -> Stats:
+    return {"mean": s.mean}
 
 
-def _extremes(ref: Ref, x: np.ndarray) -> Stats:
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    return {"min": lo, "range": np.where(hi > lo, hi - lo, 1.0)}
-
-
-def _centre(ref: Ref, x: np.ndarray) -> Stats:
-    return {"mean": _mean(x)}
-
-
-def _components(x: np.ndarray, k: int) -> Stats:
+def _components(s: Summary, k: int) -> Stats:
     """Mean and the k leading eigenpairs of the covariance X_c^T X_c / N."""
-    mu = _mean(x)
-    xc = x - mu
-    s, u = np.linalg.eigh(xc.T @ xc / len(x))
-    order = np.argsort(s)[::-1][:k]
-    s, u = s[order], u[:, order]
+    assert s.comoment is not None, "a PCA's summary holds the co-moment matrix"
+    u_s = np.linalg.eigh(s.comoment / s.n)
+    order = np.argsort(u_s[0])[::-1][:k]
+    ev, u = u_s[0][order], u_s[1][:, order]
     # Sign of each eigenvector fixed as scikit-learn's `svd_flip` does: largest entry positive.
     signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
     # Round-off can leave the eigenvalues of a singular covariance slightly below 0.
-    return {"mean": mu, "components": u * signs, "variances": s.clip(0)}
+    return {"mean": s.mean, "components": u * signs, "variances": ev.clip(0)}
 
 
-def _kept(ref: Ref, x: np.ndarray) -> int:
+def _kept(ref: Ref, s: Summary) -> int:
     """The number of components `n` a PCA keeps (all when none), checked against the data."""
-    n, d = ref.arg("n"), x.shape[1]
+    n, d = ref.arg("n"), s.features
     if n is None:
         return d
     if n > d:
         raise ValueError(
             f"`{ref}` keeps {n} components but an example has only {d} features; use n <= {d}"
         )
-    if n > len(x):
+    if n > s.n:
         raise ValueError(
-            f"`{ref}` keeps {n} components but the train split has only {len(x)} examples; "
-            f"use n <= {len(x)} or more training data"
+            f"`{ref}` keeps {n} components but the train split has only {s.n} examples; "
+            f"use n <= {s.n} or more training data"
         )
     return n
 
 
-def _pca(ref: Ref, x: np.ndarray) -> Stats:
-    return _components(x, _kept(ref, x))
+def _pca(ref: Ref, s: Summary) -> Stats:
+    return _components(s, _kept(ref, s))
 
 
-def _all_components(ref: Ref, x: np.ndarray) -> Stats:
-    return _components(x, x.shape[1])
+def _all_components(ref: Ref, s: Summary) -> Stats:
+    return _components(s, s.features)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -183,9 +182,9 @@ provides("normalizer", "standardize", Normalizer(_moments, _standardize, _standa
 provides("normalizer", "minmax", Normalizer(_extremes, _minmax, _minmax_affine))
 provides("normalizer", "scale", Normalizer(_extremes, _scale, _scale_affine))
 provides("normalizer", "mean_subtraction", Normalizer(_centre, _mean_subtraction, _centre_affine))
-provides("normalizer", "pca", Normalizer(_pca, _project))
-provides("normalizer", "pca_whiten", Normalizer(_pca, _pca_whiten))
-provides("normalizer", "zca", Normalizer(_all_components, _zca))
+provides("normalizer", "pca", Normalizer(_pca, _project, covariance=True))
+provides("normalizer", "pca_whiten", Normalizer(_pca, _pca_whiten, covariance=True))
+provides("normalizer", "zca", Normalizer(_all_components, _zca, covariance=True))
 
 # ----------------------------------------------------------------------------- entry points
 
@@ -206,7 +205,23 @@ def fit(ref: Ref, x: np.ndarray) -> Stats:
         return {}
     if len(x) == 0:
         raise ValueError(f"cannot fit `{ref}` on an empty train split")
-    return _normalizer(ref).fit(ref, _flat(x))
+    flat = np.ascontiguousarray(_flat(x))
+    return fit_summary(ref, summarize_array(flat, needs_covariance(ref)))
+
+
+def fit_summary(ref: Ref, summary: Summary | None) -> Stats:
+    """The statistics of normalizer `ref` from a float64 summary of the train rows (None: no
+    rows); the one step `fit` and a streamed pass (runtime/data/fitted.py) share."""
+    if ref.name == "none":
+        return {}
+    if summary is None:
+        raise ValueError(f"cannot fit `{ref}` on an empty train split")
+    return _normalizer(ref).fit(ref, summary)
+
+
+def needs_covariance(ref: Ref) -> bool:
+    """Whether normalizer `ref` fits on the covariance (its summary keeps the co-moments)."""
+    return _normalizer(ref).covariance
 
 
 def apply(ref: Ref, stats: Stats, x: np.ndarray) -> np.ndarray:

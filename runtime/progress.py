@@ -17,7 +17,7 @@ SHOWN = ("loss", "penalty", "accuracy", "mse", "mae", "r2", "f1", "precision", "
 def fmt_metrics(record: dict[str, Any], prefix: str = "") -> str:
     parts = []
     for k, v in record.items():
-        if isinstance(v, float) and not k.endswith("time") and k not in ("lr", "samples_per_s"):
+        if isinstance(v, float) and not k.endswith(("time", "_s")) and k != "lr":
             parts.append(f"{prefix}{k} {v:.4f}")
     return "  ".join(parts)
 
@@ -104,9 +104,12 @@ class Display:
         self.compiled = True
         if self.mode == "quiet":
             return
+        waited = (
+            f", {record['data_wait_s']:.1f} s waiting for data" if "data_wait_s" in record else ""
+        )
         line = (
             f"epoch {record['epoch']}/{self.epochs}  {fmt_metrics(record)}"
-            f"  ({record['time']:.1f} s, {record['samples_per_s']:,.0f} samples/s)"
+            f"  ({record['time']:.1f} s, {record['samples_per_s']:,.0f} samples/s{waited})"
         )
         if self.progress is not None:
             # the bar shows the last finished epoch's loss and speed until a step of the next

@@ -33,7 +33,7 @@ from dnn.compiler.parse import parse
 from dnn.compiler.values import Rec, Ref, show
 
 # Epoch-record keys that are bookkeeping, not curves to plot.
-NOT_CURVES = ("epoch", "lr", "time", "samples_per_s", "phase")
+NOT_CURVES = ("epoch", "lr", "time", "samples_per_s", "phase", "data_wait_s")
 
 # Everything `dnn train` writes at the top of a run folder (`.tmp`: a write cut short).
 RUN_ENTRIES = (

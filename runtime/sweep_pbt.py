@@ -128,6 +128,7 @@ def run_pbt(sw: Any, study: Any, optuna: Any) -> None:
     )
     fit.enable_compile_cache()
     prepared = pipeline.prepare(base)
+    pipeline.in_memory(base, prepared, "population-based training")
     fit._check_monitors(base, prepared)
     if prepared.size("val") == 0 and sw.metric.startswith("val_"):
         raise TrainingError(f"the objective `{sw.metric}` needs a validation split")

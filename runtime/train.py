@@ -37,6 +37,7 @@ from dnn.compiler.registry.metrics import monitor_mode
 from dnn.compiler.rules import heads
 
 from . import augment, health, metrics, pipeline
+from .data.batches import Streamed
 from .pipeline import Prepared
 from .placement import Placement
 
@@ -412,6 +413,12 @@ class Engine:
 
         self.step = jax.jit(step, donate_argnums=(0, 1), out_shardings=outs)
 
+        def batch_step(st: Any, acc: Any, x: Array, y: Array) -> Any:
+            return train_one(st, acc, ids, place.batch(x), place.batch(y))
+
+        # a streamed split's batch, read on the host (runtime/data/batches.py)
+        self.batch_step = jax.jit(batch_step, donate_argnums=(0, 1), out_shardings=outs)
+
         def epoch(st: Any, acc: Any, xs: Array, ys: Array, order: Array, tail: Any) -> Any:
             def body(carry: Any, idx: Array) -> tuple[Any, None]:
                 x, y = place.batch(xs[idx]), place.batch(ys[idx])
@@ -510,13 +517,18 @@ def batched(x: Array, y: Array) -> Batched:
     return Batched(cut(x), cut(y), jnp.asarray(mask), n)
 
 
-def evaluate_split(engine: Engine, st: Any, split: Batched) -> dict[str, Any]:
+def evaluate_split(engine: Engine, st: Any, split: Batched | Streamed) -> dict[str, Any]:
     """Loss and metrics of the current weights on a whole split (eval mode, no augmentation)."""
     if split.n == 0:
         return {}
     acc, ens = engine.eval_acc(), engine.ens_acc()
-    for i in range(split.x.shape[0]):
-        acc, ens = engine.evaluate(st, acc, ens, split.x[i], split.y[i], split.mask[i])
+    if isinstance(split, Batched):
+        for i in range(split.x.shape[0]):
+            acc, ens = engine.evaluate(st, acc, ens, split.x[i], split.y[i], split.mask[i])
+    else:  # streamed from its source (runtime/data/batches.py)
+        put = engine.place.from_host  # read whole by every process of a multi-host run
+        for x, y, mask in split.in_order(EVAL_BATCH):
+            acc, ens = engine.evaluate(st, acc, ens, put(x), put(y), put(mask))
     if engine.members == 1:
         return _finish(engine, acc)
     members = [
@@ -680,7 +692,10 @@ def spec_error(program: Program, field_name: str, message: str, hint: str) -> Sp
 
 
 def device_data(prepared: Prepared, place: Placement) -> dict[str, tuple[Array, Array]]:
-    """Every split placed on the device(s) once (`batched` cuts them for evaluation)."""
+    """Every split placed on the device(s) once (`batched` cuts them for evaluation); none
+    where the splits are streamed."""
+    if prepared.streamed:
+        return {}
     return {
         name: (place.put(t.x), place.put(t.y)) for name, t in prepared.splits.items() if len(t.y)
     }

@@ -137,12 +137,36 @@ def write_data(case: Case, folder: Path) -> None:
         ",".join([*(f"{v:.4f}" for v in row), str(i % CLASSES)]) for i, row in enumerate(table)
     ]
     (folder / "data.csv").write_text("\n".join(lines) + "\n")
+    _stream_data(case, folder, x, y, dict(zip(cols, table.T, strict=True)))
     for k in range(CLASSES):
         sub = folder / "images" / f"class{k}"
         sub.mkdir(parents=True, exist_ok=True)
         for i in range(N // CLASSES):
             pixels = rng.integers(0, 256, IMAGE[:2]).astype(np.uint8)
             Image.fromarray(pixels, "L").save(sub / f"{i}.png")
+
+
+def _stream_data(case: Case, folder: Path, x: Any, y: Any, columns: dict[str, Any]) -> None:
+    """The files of the `npy`, `parquet` and `shards` words, only for a case that reads them."""
+    if "npy(" in case.data:
+        np.save(folder / "x.npy", x)
+        np.save(folder / "y.npy", y)
+    if "parquet(" in case.data:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        labels = np.arange(N) % CLASSES
+        pq.write_table(pa.table({**columns, "label": labels}), folder / "data.parquet")
+    if "shards(" in case.data:
+        from dnn.compiler.diagnostics import Span
+        from dnn.runtime.data import sources
+
+        span = Span("spec.dnn", 1, 1, 1, 1)
+        task = "regression" if case.task == "regression" else "classification"
+        ref, _ = value('npz("data.npz")', "dataset")
+        where = datasets._Where(span, {}, span)
+        examples = sources.open_examples(ref, task, folder, where, "fail")
+        sources.write_shards(examples, folder / "shards")
 
 
 def layer_cases(entry: Entry) -> Iterator[Case]:
@@ -219,7 +243,7 @@ def dataset_case(entry: Entry) -> Case:
     if entry.name == "builtin":
         meta = BUILTIN_DATA["iris"]
         return Case(dense, f"f32{list(meta['shape'])}", data=word)
-    if entry.name == "csv":
+    if entry.name in ("csv", "parquet"):
         return Case(dense, f"f32[{FEATURES}]", data=word)
     if entry.name == "images":
         return Case("  conv2d(2, kernel = 3)", f"f32[{IMAGE[0]}, {IMAGE[1]}, 1]", data=word)
@@ -284,16 +308,27 @@ TRAIN_FIELDS = {
 }
 
 
-@pytest.mark.parametrize("field", sorted(TRAIN_FIELDS))
+# Data-section fields that change how a run reads its examples.
+DATA_FIELDS = {
+    # every split read batch by batch through Grain (runtime/data/batches.py)
+    "stream": Case("  dense(8)\n  batchnorm", "f32[6]", data_extra="  stream = true"),
+}
+FIELDS = {**TRAIN_FIELDS, **{f"data.{k}": v for k, v in DATA_FIELDS.items()}}
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
 def test_a_checked_train_field_trains_evaluates_and_predicts(
     field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    case = TRAIN_FIELDS[field]
+    case = FIELDS[field]
     write_data(case, tmp_path)
     (tmp_path / "spec.dnn").write_text(case.text())
     program = dnn.load(str(tmp_path / "spec.dnn"))
-    assert field in program.train.written
+    section, _, name = field.rpartition(".")
+    assert name in (program.data if section == "data" else program.train).written
+    if section == "data":
+        assert pipeline.prepare(program).streamed  # it does stream
     if program.train.init_from:
         _weight_file(program, tmp_path / str(program.train.init_from))
     done = exercise(program)

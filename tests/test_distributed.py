@@ -1,5 +1,6 @@
 """Two local processes train one model with `jax.distributed` (CPU, gloo collectives) and end
-in step: the same metrics in both, equal to one process driving the same two devices."""
+in step: the same metrics in both, equal to one process driving the same two devices, with
+the data in memory and streamed."""
 
 from __future__ import annotations
 
@@ -87,10 +88,24 @@ def finals_in_step(runs: list[tuple[int, str, str]]) -> None:
     assert finals[0] == finals[1] and len(finals[0]) == 3 and "test: loss" in finals[0][2]
 
 
-def test_two_processes_train_in_step(tmp_path: Path) -> None:
-    spec = tmp_path / "tiny.dnn"
+def test_two_processes_train_in_step_in_memory_and_streamed(tmp_path: Path) -> None:
+    """In memory (`devices = all`), and streamed with the devices the flags imply: each
+    process reads its share of every batch (runtime/data/batches.py), and both runs equal
+    one process driving two devices."""
+    spec, streamed = tmp_path / "tiny.dnn", tmp_path / "streamed.dnn"
     spec.write_text(SPEC)
+    streamed.write_text(
+        SPEC.replace("  devices = all\n", "").replace(
+            "  normalize = standardize\n", "  normalize = standardize\n  stream = true\n"
+        )
+    )
     finals_in_step(two_processes(spec, tmp_path / "multi"))
+    runs = two_processes(streamed, tmp_path / "streamed")
+    finals_in_step(runs)
+    note = "multi-host: 2 processes train as one on all 2 devices (`devices = all`)"
+    assert note in runs[0][2].splitlines() and note not in runs[1][2]
+    saved = (tmp_path / "streamed" / "hparams.yaml").read_text()
+    assert "  devices: all\n" in saved and "  stream: true\n" in saved
     single = subprocess.run(
         [DNN, "train", str(spec), "--out", str(tmp_path / "single"), "--quiet"],
         env=env(2),
@@ -99,26 +114,12 @@ def test_two_processes_train_in_step(tmp_path: Path) -> None:
         timeout=300,
     )
     assert single.returncode == 0, single.stderr[-2000:]
-    a = json.loads((tmp_path / "multi" / "result.json").read_text())
     b = json.loads((tmp_path / "single" / "result.json").read_text())
-    for split in ("train", "val", "test"):
-        assert a[split]["loss"] == pytest.approx(b[split]["loss"], rel=1e-5)
-        assert a[split]["accuracy"] == pytest.approx(b[split]["accuracy"], abs=1e-9)
-
-
-# Issue 14, class 6 (runs and interruption): without `devices = all`, both processes died with
-# Orbax's "Cannot serialize host local jax.Array in multi-host setting".
-
-
-def test_multi_host_flags_imply_devices_all(tmp_path: Path) -> None:
-    spec = tmp_path / "tiny.dnn"
-    spec.write_text(SPEC.replace("  devices = all\n", ""))
-    runs = two_processes(spec, tmp_path / "multi")
-    finals_in_step(runs)
-    note = "multi-host: 2 processes train as one on all 2 devices (`devices = all`)"
-    assert note in runs[0][2].splitlines() and note not in runs[1][2]
-    saved = (tmp_path / "multi" / "hparams.yaml").read_text()
-    assert "  devices: all\n" in saved
+    for run in ("multi", "streamed"):
+        a = json.loads((tmp_path / run / "result.json").read_text())
+        for split in ("train", "val", "test"):
+            assert a[split]["loss"] == pytest.approx(b[split]["loss"], rel=1e-5), run
+            assert a[split]["accuracy"] == pytest.approx(b[split]["accuracy"], abs=1e-9), run
 
 
 def test_multi_host_refuses_a_device_count_that_leaves_processes_out(tmp_path: Path) -> None:

@@ -66,6 +66,9 @@ REQUIRED_VALUES: dict[str, dict[str, Any]] = {
     "dataset:csv": {"path": "data.csv"},
     "dataset:npz": {"path": "data.npz"},
     "dataset:images": {"dir": "images/"},
+    "dataset:npy": {"x": "x.npy", "y": "y.npy"},
+    "dataset:parquet": {"path": "data.parquet"},
+    "dataset:shards": {"pattern": "shards/*.array_record"},
     "normalizer:pca": {"n": 2},
     "distribution:choice": {"values": (32, 64, 128)},  # variadic: given positionally
     "distribution:uniform": {"low": 0.0, "high": 1.0},

@@ -132,7 +132,8 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
 DATASETS = registry(
     "dataset",
     "datasets",
-    "Where the examples come from: a built-in set, a CSV or NPZ file, or a folder of images.",
+    "Where the examples come from: a built-in set, a CSV, NPZ, NPY or Parquet file, a folder "
+    "of images, or ArrayRecord shards.",
     implemented_in="dnn.runtime.datasets",
 )
 
@@ -198,6 +199,48 @@ DATASETS.add(
     "y = index of the subfolder in sorted order",
     validate=_check_images,
     traits=frozenset({"unit_range"}),
+)
+
+DATASETS.add(
+    "npy",
+    needs=Needs(file="x"),
+    example='npy(x = "x.npy", y = "y.npy")',
+    args=(
+        arg("x", Str, doc="the inputs' .npy file, relative to the spec file"),
+        arg("y", Str, doc="the targets' .npy file, relative to the spec file"),
+    ),
+    doc="two NumPy .npy files, inputs and targets, memory-mapped (never loaded whole when the "
+    "data streams); targets as `npz` reads them",
+    formula="x = load(x)[i], y = load(y)[i]; the first axis indexes the examples",
+)
+
+DATASETS.add(
+    "parquet",
+    needs=Needs(file="path"),
+    example='parquet("data.parquet")',
+    args=(
+        arg("path", Str, doc="file path, relative to the spec file"),
+        arg("label", Str, "label", doc="name of the target column"),
+    ),
+    doc="a Parquet file (pyarrow): the label column is the target (numbers, or names as "
+    "classes), every other column a numeric input; read a row group at a time",
+    formula="y = column `label`; x = every other column, as float32, in file order",
+)
+
+DATASETS.add(
+    "shards",
+    example='shards("shards/*.array_record")',
+    args=(
+        arg(
+            "pattern",
+            Str,
+            doc="glob of ArrayRecord files, relative to the spec file; `dnn-shards.json` beside "
+            "them describes the set (written by `dnn data SPEC --write-shards DIR`)",
+        ),
+    ),
+    doc="ArrayRecord shards read through Grain, each record an uncompressed NPZ of `x` and `y` "
+    "(no pickle): a set of any size, written once from any other source",
+    formula="x, y = the arrays of record i, records in the order of the sorted file names",
 )
 
 # ----------------------------------------------------------------------------- table columns

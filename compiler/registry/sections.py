@@ -17,6 +17,7 @@ from .types import (
     MapT,
     Mismatch,
     NonNegFloat,
+    NonNegInt,
     OptionalT,
     PosFloat,
     PosInt,
@@ -146,6 +147,23 @@ SECTIONS.add(
             "as many values, a regression loss and an invertible `normalize`",
         ),
         arg("shuffle", Bool, True, "reshuffle the train split every epoch"),
+        arg(
+            "stream",
+            UnionT((EnumT(("auto",)), Bool)),
+            "auto",
+            "true: read the splits from their files batch by batch as training goes (Grain), "
+            "on the same batches in the same order as in memory; false: read them whole and "
+            "keep them on the device; auto: stream where the examples, decoded, would take "
+            "more than half the memory free for the run (docs/data.md)",
+        ),
+        arg(
+            "workers",
+            UnionT((EnumT(("auto",)), NonNegInt)),
+            "auto",
+            "processes that read and decode a streamed split's examples (Grain's worker "
+            "processes), besides the reading threads; 0: threads only; auto: 0 for arrays "
+            "and tables, up to 4 (one core left to training) for image files",
+        ),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
         arg(
             "val",
@@ -166,6 +184,14 @@ SECTIONS.add(
             (),
             "a CSV source's column types by name (`{ island: category, notes: text }`); the "
             "columns left out get a type inferred from the train split (docs/data.md)",
+        ),
+        arg(
+            "on_error",
+            EnumT(("fail", "skip")),
+            "fail",
+            "a bad example (a short row, a corrupt image, a label outside the classes) met "
+            "while reading one example at a time: `fail` stops with its file and row or "
+            "offset; `skip` leaves it out, counts it and lists it in the run folder",
         ),
     ),
     validate=_check_split,

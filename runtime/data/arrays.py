@@ -1,0 +1,168 @@
+"""The `npz` and `npy` sources streamed: input rows read from memory-mapped arrays.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dnn.compiler.diagnostics import E_DATA, E_FILE, E_STREAM
+from dnn.compiler.values import Ref
+
+from .. import datasets
+from ..datasets import _Where
+from .examples import Examples, Opts, _Bad
+
+
+@dataclass(frozen=True)
+class _Member:
+    """An array stored as .npy bytes at `offset` of `path`, mapped without reading it."""
+
+    path: str
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+    fortran: bool
+
+    def map(self) -> np.ndarray:
+        if not math.prod(self.shape):
+            return np.zeros(self.shape, self.dtype)
+        order = "F" if self.fortran else "C"
+        return np.memmap(self.path, self.dtype, "r", self.offset, self.shape, order)
+
+
+def _npy_header(f: Any, path: str, what: str, where: _Where) -> tuple[int, str, tuple, bool]:
+    """The .npy header at `f`'s position: (data offset, dtype, shape, fortran order)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        shape, fortran, dtype = (
+            fmt.read_array_header_1_0(f) if version == (1, 0) else fmt.read_array_header_2_0(f)
+        )
+    except (ValueError, OSError) as e:
+        message = f"cannot read {what} in `{path}`: not a NumPy array ({e})"
+        raise where.file(E_FILE, message, datasets._start(path), "save it with `np.save`") from None
+    if dtype.hasobject:
+        message = f"{what} in `{path}` holds Python objects, which are never unpickled"
+        raise where.file(E_DATA, message, datasets._start(path), "save a numeric array")
+    return f.tell(), dtype.str, tuple(shape), bool(fortran)
+
+
+def _npy_member(path: str, where: _Where) -> _Member:
+    try:
+        with open(path, "rb") as f:
+            offset, dtype, shape, fortran = _npy_header(f, path, "the array", where)
+    except OSError as e:
+        raise datasets._cannot_read(path, e, where) from None
+    return _Member(path, offset, dtype, shape, fortran)
+
+
+def _npz_members(path: str, written: str, keys: dict[str, str], where: _Where) -> list[_Member]:
+    """Members `keys` (argument -> array name) of an .npz archive, each located by its offset
+    in the zip file; a compressed member cannot be mapped and is refused."""
+    datasets.open_npz(path, where, "save the arrays with `np.savez`").close()  # the usual errors
+    out = []
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        names = {n.removesuffix(".npy"): n for n in z.namelist()}
+        for arg, key in keys.items():
+            if key not in names:
+                fix = f'`npz("{written}", {arg} = "{{}}")`'
+                hint = datasets._choose(key, sorted(names), "arrays in it", fix)
+                raise where.spec(E_DATA, f"`{path}` has no array `{key}`", hint)
+            info = z.getinfo(names[key])
+            if info.compress_type != zipfile.ZIP_STORED:
+                message = f"array `{key}` in `{path}` is compressed, so it cannot be memory-mapped"
+                hint = "save with `np.savez` (not `savez_compressed`), or set `stream = false`"
+                raise where.file(E_STREAM, message, datasets._start(path), hint)
+            out.append(zip_member(z, f, names[key], f"array `{key}`", where))
+    return out
+
+
+def zip_member(z: zipfile.ZipFile, f: Any, name: str, what: str, where: _Where) -> _Member:
+    """The stored (uncompressed) .npy member `name` of the zip file open as `z` and `f`."""
+    info = z.getinfo(name)
+    f.seek(info.header_offset)
+    local = f.read(30)  # the local file header: its name and extra field lengths
+    start = 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    f.seek(info.header_offset + start)
+    offset, dtype, shape, fortran = _npy_header(f, z.filename or "", what, where)
+    return _Member(z.filename or "", offset, dtype, shape, fortran)
+
+
+class ArrayExamples(Examples):
+    """Rows of a memory-mapped input array; the targets, checked and converted as the
+    in-memory loader does when the source opens, are kept in memory (N labels or values)."""
+
+    def __init__(
+        self, x: _Member, xk: str, y: np.ndarray, names: tuple[str, ...], task: str, opts: Opts
+    ) -> None:
+        super().__init__(opts)
+        self._x, self._xk, self._y = x, xk, y
+        self.origin, self.task = x.path, task
+        self.shape = x.shape[1:]
+        self.dtype = np.dtype(np.int32 if np.dtype(x.dtype).kind in "biu" else np.float32)
+        self.classes = len(names) if task == "classification" else None
+        self.class_names = names if task == "classification" else ()
+
+    def __len__(self) -> int:
+        return len(self._y)
+
+    def _array(self) -> np.ndarray:
+        return self._opened("_open_x", self._x.map)
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(self._array()[i]).astype(self.dtype)
+        if self.dtype == np.float32 and not np.isfinite(x).all():
+            pos = tuple(int(p) for p in np.argwhere(~np.isfinite(x))[0])
+            kind = "NaN" if np.isnan(x[pos]) else "an infinite value"
+            at = f", feature {pos[0]}" if len(pos) == 1 else f", position {pos}" if pos else ""
+            message = f"array `{self._xk}` in `{self.origin}` has {kind} at example {i}{at}"
+            hint = "fill in or drop the examples with missing values before training"
+            raise _Bad(f"example {i}", message, datasets._start(self.origin), hint)
+        return x, self._y[i]
+
+
+def _array_targets(
+    raw: np.ndarray, yk: str, n: int, xk: str, shown: str, task: str, where: _Where
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The targets as the in-memory `npz` loader checks and converts them."""
+    m = 1 if raw.ndim == 0 else len(raw)
+    if m != n or not n:
+        message = f"array `{xk}` in `{shown}` has {n} examples but `{yk}` has {m}"
+        if m == n:
+            message = f"`{shown}` holds no examples"
+        hint = "the first axis of both arrays indexes the examples"
+        raise where.file(E_DATA, message, datasets._start(shown), hint)
+    if task == "regression":
+        return datasets._numbers(raw, f"array `{yk}`", shown, where), ()
+    return datasets._npz_labels(raw, yk, shown, where)
+
+
+def _open_npz(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
+    shown = datasets._resolve(base, ref.arg("path"))
+    xk, yk = str(ref.arg("x")), str(ref.arg("y"))
+    x, y = _npz_members(shown, ref.arg("path"), {"x": xk, "y": yk}, opts.where)
+    return _arrays(x, y, xk, yk, task, opts)
+
+
+def _open_npy(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
+    xs, ys = (datasets._resolve(base, ref.arg(k)) for k in ("x", "y"))
+    x, y = (_npy_member(p, opts.where) for p in (xs, ys))
+    return _arrays(x, y, "x", "y", task, opts)
+
+
+def _arrays(x: _Member, y: _Member, xk: str, yk: str, task: str, opts: Opts) -> Examples:
+    where = opts.where
+    if not x.shape or np.dtype(x.dtype).kind not in "biuf":
+        problem = "is a single value" if not x.shape else f"holds `{np.dtype(x.dtype)}` values"
+        message = f"array `{xk}` in `{x.path}` {problem}, not numbers with one row per example"
+        hint = "save a numeric array whose first axis indexes the examples"
+        raise where.file(E_DATA, message, datasets._start(x.path), hint)
+    targets, names = _array_targets(np.asarray(y.map()), yk, x.shape[0], xk, y.path, task, where)
+    return ArrayExamples(x, xk, targets, names, task, opts)

@@ -1,0 +1,183 @@
+"""`Examples`, the protocol every streamed source implements, and `Skipped`.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+from dnn.compiler.diagnostics import E_DATA, InternalError, Span
+
+from .. import datasets
+from ..datasets import Table, _Where
+
+T = TypeVar("T")
+ON_ERROR = ("fail", "skip")
+
+
+class Skipped(NamedTuple):
+    """An example left out under `on_error = skip`: its file, where in it, and why."""
+
+    origin: str
+    where: str  # "row 17", "offset 4096", "cat/3.png", "record 5 of part-00001.array_record"
+    reason: str
+
+
+class _Bad(Exception):
+    """One example cannot be read: its place (`Skipped.where`) and the diagnostic's parts."""
+
+    def __init__(
+        self, where: str, message: str, at: Span, hint: str, text: str | None = None, code=E_DATA
+    ):
+        super().__init__(message)
+        self.where, self.message, self.at, self.hint, self.text, self.code = (
+            where,
+            message,
+            at,
+            hint,
+            text,
+            code,
+        )
+
+
+Item = tuple[np.ndarray, np.ndarray] | Skipped
+
+
+class Opts(NamedTuple):
+    """How a source opens: where its errors point, `on_error`, the model's `outputs` (class
+    labels are checked against them when given), and a folder for a CSV's index."""
+
+    where: _Where
+    on_error: str = "fail"
+    outputs: int | None = None
+    cache_dir: Path | None = None
+
+
+class Examples:
+    """One source's examples, random access (Grain's `RandomAccessDataSource` protocol).
+
+    `origin` names the file or folder as messages do; `shape` and `dtype` are one raw example's
+    (before `normalize`); `task`, `classes`, `class_names` as a `Table` has them.
+    """
+
+    origin: str
+    kind: str = "array"  # the source word (`npz`, `csv`, ...), as a `Table`'s kind
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    task: str
+    classes: int | None
+    class_names: tuple[str, ...]
+
+    def __init__(self, opts: Opts) -> None:
+        if opts.on_error not in ON_ERROR:
+            raise InternalError(f"on_error {opts.on_error!r}")
+        self._where, self._on_error, self._outputs = opts.where, opts.on_error, opts.outputs
+        self._open_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _place(self, i: int) -> tuple[str, Span, str | None]:
+        """Where example `i` is: for `Skipped.where`, a span, the excerpt's text (or None)."""
+        return f"example {i}", datasets._start(self.origin), None
+
+    def __getitem__(self, i: Any) -> Item:
+        i = operator.index(i)
+        if not 0 <= i < len(self):
+            raise IndexError(f"example {i} of {len(self)} in {self.origin}")
+        try:
+            x, y = self._read(i)
+            self._check_label(i, y)
+        except _Bad as bad:
+            return self._failed(bad)
+        return x, y
+
+    def _getitems(self, rows: Sequence[int]) -> list[Item]:
+        """The examples `rows`, as `[self[i] for i in rows]` (sources override it to batch)."""
+        return [self[i] for i in rows]
+
+    def nbytes(self) -> int:
+        """The decoded examples' bytes if all were in memory."""
+        return len(self) * math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+    def __repr__(self) -> str:  # Grain's checkpoints name the source by it
+        return f"{type(self).__name__}({self.origin!r}, {len(self)} examples)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for Grain's workers: open files (attributes `_open_*`) stay behind."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_open_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open_lock = threading.Lock()
+
+    def _opened(self, name: str, make: Callable[[], T]) -> T:
+        """The handle `name` (an `_open_*` attribute) of this process, made on first use under
+        a lock: Grain reads examples from several threads of a process at once."""
+        found = self.__dict__.get(name)
+        if found is None:
+            with self._open_lock:
+                found = self.__dict__.get(name)
+                if found is None:
+                    found = self.__dict__[name] = make()
+        return found
+
+    def _failed(self, bad: _Bad) -> Skipped:
+        if self._on_error == "skip":
+            return Skipped(self.origin, bad.where, bad.message)
+        raise self._where.file(bad.code, bad.message, bad.at, bad.hint, bad.text)
+
+    def _check_label(self, i: int, y: np.ndarray) -> None:
+        """A class label met while reading must lie among the classes (of the source, and of
+        the model's `outputs` when given: [0, outputs), or 0/1 for one output), as
+        `datasets._label_error` words it in memory."""
+        if self.task != "classification" or np.ndim(y) != 0:
+            return
+        v, tops = int(y), []
+        if self.classes is not None:
+            tops.append((self.classes, f"the {self.classes} classes of `{self.origin}`"))
+        one = self._outputs == 1
+        if self._outputs is not None:
+            top = max(self._outputs, 2)
+            what = "0 or 1, as a model with one output needs" if one else ""
+            tops.append((top, what or f"the {top} classes the model outputs"))
+        for top, what in tops:
+            if not 0 <= v < top:
+                where, at, text = self._place(i)
+                hint = f"class labels run from 0 to {top - 1}"
+                if (self.classes or 0) > top:
+                    k, loss = self.classes, " and train with `cross_entropy`" if one else ""
+                    hint = f"`{self.origin}` has {k} classes: end the model with `dense({k})`{loss}"
+                problem = f"is not {what}" if what.startswith("0 or 1") else f"is outside {what}"
+                raise _Bad(where, f"label `{v}` at {where} {problem}", at, hint, text)
+
+
+def table(examples: Examples) -> tuple[Table, list[Skipped]]:
+    """Every example in memory, as the in-memory loader's `Table` (skipped ones left out)."""
+    xs, ys, skipped, index = [], [], [], []
+    for start in range(0, len(examples), 4096):
+        for i, item in enumerate(
+            examples._getitems(range(start, min(start + 4096, len(examples))))
+        ):
+            if isinstance(item, Skipped):
+                skipped.append(item)
+            else:
+                xs.append(item[0])
+                ys.append(item[1])
+                index.append(start + i)
+    x = np.stack(xs) if xs else np.zeros((0, *examples.shape), examples.dtype)
+    y = np.stack(ys) if ys else np.zeros((0,), np.int32)
+    idx = None if not skipped else np.asarray(index, np.int64)
+    t = Table(x, y, examples.task, examples.classes, examples.class_names, examples.origin)
+    return replace(t, index=idx), skipped

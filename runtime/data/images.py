@@ -1,0 +1,130 @@
+"""The `images` source streamed: one file decoded (and resized) per example.
+
+Part of the sources stage (runtime/data/sources.py, which says what every source gives).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from dnn.compiler.diagnostics import E_FILE, Span
+from dnn.compiler.values import Ref
+
+from .. import datasets
+from .examples import Examples, Opts, _Bad
+
+
+class ImageExamples(Examples):
+    """Files of an image folder (one subfolder per class), decoded when read."""
+
+    def __init__(
+        self,
+        root: str,
+        files: list[tuple[int, str]],
+        size: tuple[int, int],
+        colour: bool,
+        resize: bool,
+        names: tuple[str, ...],
+        task: str,
+        broken: dict[int, str],
+        opts: Opts,
+    ) -> None:
+        super().__init__(opts)
+        self._files, self._size, self._resize, self._broken = files, size, resize, broken
+        self.origin, self.task = root, task
+        self.shape = (*size, 3 if colour else 1)
+        self.dtype = np.dtype(np.float32)
+        self.classes = len(names) if task == "classification" else None
+        self.class_names = names if task == "classification" else ()
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        k, name = self._files[i]
+        path = os.path.join(self.origin, name)
+        if i in self._broken:
+            raise _image_bad(name, path, self._broken[i])
+        pixels = _decode_image(name, path, self._size if self._resize else None)
+        if pixels.shape[:2] != self._size:
+            h, w = self._size
+            message = f"image `{path}` is {pixels.shape[0]}x{pixels.shape[1]} pixels but the others are {h}x{w}"
+            raise _Bad(name, message, datasets._start(path), "give all images one size")
+        if self.shape[2] == 3 and pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=2)
+        x = pixels.astype(np.float32) / 255.0  # as the in-memory loader: 8 bits per channel
+        x = x if x.ndim == 3 else x[..., None]
+        y = np.float32(k) if self.task == "regression" else np.int32(k)
+        return x, y
+
+    def _place(self, i: int) -> tuple[str, Span, str | None]:
+        name = self._files[i][1]
+        return name, datasets._start(os.path.join(self.origin, name)), None
+
+
+def _image_bad(name: str, path: str, reason: str) -> _Bad:
+    message = f"cannot read image `{path}`: {reason}"
+    return _Bad(name, message, datasets._start(path), "replace or remove the file", None, E_FILE)
+
+
+def _decode_image(name: str, path: str, size: tuple[int, int] | None) -> np.ndarray:
+    """Pixels as the in-memory loader reads them (`datasets._read_image`)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            im = opened.convert("L" if opened.mode in datasets._GRAY_MODES else "RGB")
+        if size is not None:
+            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        reason = "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else e
+        raise _image_bad(name, path, str(reason)) from None
+
+
+def _scan_image(path: Path) -> tuple[str, tuple[int, int]] | str:
+    """An image's mode and (height, width) from its header, or why it cannot be opened."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, (im.size[1], im.size[0])
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return "not an image Pillow can read" if isinstance(e, UnidentifiedImageError) else str(e)
+
+
+def _open_images(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
+    shown, where = datasets._resolve(base, ref.arg("dir")), opts.where
+    folders = datasets._class_folders(shown, where)
+    files = [
+        (k, f) for k, folder in enumerate(folders) for f in datasets._image_files(folder, where)
+    ]
+    heads = [_scan_image(f) for _, f in files]  # headers only: no pixels decoded here
+    broken = {i: h for i, h in enumerate(heads) if isinstance(h, str)}
+    if broken and opts.on_error == "fail":
+        i = min(broken)
+        message = f"cannot read image `{files[i][1]}`: {broken[i]}"
+        at = datasets._start(str(files[i][1]))
+        raise where.file(E_FILE, message, at, "replace or remove the file")
+    good = [h for h in heads if not isinstance(h, str)]
+    colour = any(mode not in datasets._GRAY_MODES for mode, _ in good)
+    size = ref.arg("size")
+    if size is None:
+        sizes = [s for _, s in good]
+        datasets._check_sizes(
+            ref.arg("dir"),
+            [f for i, (_, f) in enumerate(files) if i not in broken],
+            [np.broadcast_to(np.uint8(0), s) for s in sizes],  # shapes only, no memory
+            where,
+        )
+        size = Counter(sizes).most_common(1)[0][0] if sizes else (1, 1)
+    root = Path(shown)
+    names = tuple(f.name for f in folders)
+    rel = [(k, str(f.relative_to(root))) for k, f in files]
+    return ImageExamples(
+        shown, rel, tuple(size), colour, ref.arg("size") is not None, names, task, broken,
+        opts,
+    )  # fmt: skip
