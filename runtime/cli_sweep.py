@@ -114,10 +114,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep.sampler(optuna, program, axes)  # a method not run yet: said before anything is written
     ahead = None
     if args.vmap > 1 and not pbt:  # the group's program compiles while the study opens
-        from .sweep_vmap import compile_ahead
+        from .sweep_vmap import compile_ahead, prepare_data
 
         k = min(args.vmap, total)
-        ahead = (k, compile_ahead(program, keys, k))
+        ahead = (k, compile_ahead(program, keys, k, prepare_data(program)))
     else:
         _warm_report_imports([a.name for a in axes])
     folder = Path(args.out or f"sweeps/{Path(args.file).stem}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -366,12 +366,25 @@ def lift_as(programs: list[Program], keys: tuple[tuple[str, str], ...]) -> Lift:
     return Lift(values, np.asarray([p.train.seed for p in programs], np.int32))
 
 
-def prepare_group(base: Program, keys: tuple[tuple[str, str], ...], k: int) -> Ready:
+def prepare_data(base: Program) -> pipeline.Prepared:
+    """The group's data, or the refusal of a spec a group cannot train (streamed splits, a
+    monitor without its split) at its line, before the sweep writes anything."""
+    prepared = pipeline.prepare(base)
+    pipeline.in_memory(base, prepared, "`dnn sweep --vmap`")
+    fit._check_monitors(base, prepared)
+    return prepared
+
+
+def prepare_group(
+    base: Program,
+    keys: tuple[tuple[str, str], ...],
+    k: int,
+    prepared: pipeline.Prepared | None = None,
+) -> Ready:
     """The data, the engine of K members lifting `keys`, and its compiled programs: the
     first state, an epoch and an evaluation, compiled before any trial's values are known."""
     fit.enable_compile_cache()
-    prepared = pipeline.prepare(base)
-    fit._check_monitors(base, prepared)
+    prepared = prepared or prepare_data(base)
     zeros = Lift({key: np.zeros(k, np.float32) for key in keys}, np.zeros(k, np.int32))
     engine = GroupEngine(base, prepared, zeros)
     ready = Ready(engine, prepared, device_data(prepared, engine.place)["train"], {})
@@ -387,7 +400,12 @@ def prepare_group(base: Program, keys: tuple[tuple[str, str], ...], k: int) -> R
     return ready
 
 
-def compile_ahead(base: Program, keys: tuple[tuple[str, str], ...], k: int) -> Future[Ready]:
+def compile_ahead(
+    base: Program,
+    keys: tuple[tuple[str, str], ...],
+    k: int,
+    prepared: pipeline.Prepared | None = None,
+) -> Future[Ready]:
     """`prepare_group` on a side thread: XLA compiles (without the interpreter lock) while
     the sweep opens its study and draws the trials. A daemon thread: a sweep refused in the
     meantime exits without waiting for it."""
@@ -395,7 +413,7 @@ def compile_ahead(base: Program, keys: tuple[tuple[str, str], ...], k: int) -> F
 
     def run() -> None:
         try:
-            future.set_result(prepare_group(base, keys, k))
+            future.set_result(prepare_group(base, keys, k, prepared))
         except BaseException as e:  # raised where the sweep takes the result
             future.set_exception(e)
 

@@ -194,3 +194,16 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
         for split in ("train", "val", "test"):
             assert a[split] == b[split], split
     assert first[0]["val"] != second[0]["val"]  # other values: another group's numbers
+
+
+def test_a_streamed_spec_is_refused_before_the_sweep_starts(tmp_path: Path, capsys) -> None:
+    """A group trains from splits placed on the device: a streamed spec is refused at
+    `data.stream` (as `dnn lr-find` refuses it), before the sweep folder is made."""
+    path = spec(tmp_path, SEARCH)
+    path.write_text(path.read_text().replace("standardize\n", "standardize\n  stream = true\n"))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--vmap", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:12:12: error[E0602]: `dnn sweep --vmap` trains from the splits placed" in err
+    assert "hint: set `stream = false` for it" in err
+    assert not out.exists()
