@@ -88,7 +88,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .train import TrainingError
 
     optuna = sweep.optuna_module()
-    _warm_report_imports()
     program = load(args.file, args.set)
     if program.sweep is None:
         raise TrainingError(
@@ -100,6 +99,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     axes = sweep.axes_of(program)
     sweep.check_values(args.file, args.set, axes)
     pbt = program.sweep.method.name == "best_ball"
+    keys: tuple[tuple[str, str], ...] = ()
     if pbt:
         sweep.check_pbt(args.file, args.set, program, axes)
         if args.resume or args.parallel > 1 or args.storage:
@@ -108,10 +108,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 "leave out --resume, --parallel and --storage",
             )
     elif args.vmap > 1:
-        sweep.check_vmap(args.file, args.set, program, axes)
+        keys = sweep.check_vmap(args.file, args.set, program, axes)
     metric, direction = sweep.objective_of(program)
     total = sweep.trial_budget(program, axes, args.trials)
     sweep.sampler(optuna, program, axes)  # a method not run yet: said before anything is written
+    ahead = None
+    if args.vmap > 1 and not pbt:  # the group's program compiles while the study opens
+        from .sweep_vmap import compile_ahead, prepare_data
+
+        k = min(args.vmap, total)
+        ahead = (k, compile_ahead(program, keys, k, prepare_data(program)))
+    else:
+        _warm_report_imports([a.name for a in axes])
     folder = Path(args.out or f"sweeps/{Path(args.file).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     fresh = not args.resume and not args.storage
     if fresh and folder.is_dir() and any(folder.iterdir()):
@@ -151,8 +159,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from .sweep_pbt import run_pbt
 
         run_pbt(run, study, optuna)
-    elif args.vmap > 1:
-        sweep.run_vmapped(run, study, optuna, args.vmap)
+    elif args.vmap > 1:  # the report's imports warmed once the group trains (XLA's time)
+        warm = None if args.worker else lambda: _warm_report_imports([a.name for a in axes])
+        sweep.run_vmapped(run, study, optuna, args.vmap, keys, ahead, warm)
     else:
         run.run(study, optuna)
     for w in workers:
@@ -162,16 +171,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _report(args, run, study, optuna)
 
 
-def _warm_report_imports() -> None:
-    """Import what the report draws with (Optuna's importance brings scikit-learn: about 2 s)
-    on a side thread, while the main one waits on XLA; as `dnn train` warms Orbax."""
+def _warm_report_imports(names: list[str]) -> None:
+    """Import what the report draws with (Optuna's importance, drawn for two or more searched
+    values, brings scikit-learn: about 1 s of CPU) on a side thread, while the main one waits
+    on XLA; as `dnn train` warms Orbax."""
     import threading
+
+    from .sweep_report import ranks_importance
 
     def warm() -> None:
         import matplotlib
 
         matplotlib.use("Agg")
-        import optuna.importance  # noqa: F401
+        if ranks_importance(names):
+            import optuna.importance  # noqa: F401
         import optuna.visualization.matplotlib  # noqa: F401
 
     threading.Thread(target=warm, daemon=True, name="dnn-warm-imports").start()

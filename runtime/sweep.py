@@ -498,10 +498,13 @@ def check_pbt(path: str, sets: list[str], program: Program, axes: list[Axis]) ->
         raise vmap_error(axis, program, why, pbt=True) from None
 
 
-def check_vmap(path: str, sets: list[str], program: Program, axes: list[Axis]) -> None:
+def check_vmap(
+    path: str, sets: list[str], program: Program, axes: list[Axis]
+) -> tuple[tuple[str, str], ...]:
     """Refuse `--vmap` before any trial runs where the trials cannot share a program: a run
     with per-run state, or a swept value (either end of its range, every choice) that changes
-    more than the optimizer's and schedule's numbers and the seed."""
+    more than the optimizer's and schedule's numbers and the seed. Returns the (field, arg)
+    numbers the trials differ in: a group's program takes them as data."""
     from .sweep_vmap import difference, unsupported
 
     why = unsupported(program)
@@ -511,13 +514,15 @@ def check_vmap(path: str, sets: list[str], program: Program, axes: list[Axis]) -
         raise vmap_error(None, program, "a pruner stops trials one by one")
     from .sweep_vmap import lift
 
+    keys: set[tuple[str, str]] = set()
     for axis in axes:
         for value in axis.probes():
             other = load(path, [*sets, setting(axis.name, value)])
             why = difference(program, other)
             if why is not None:
                 raise vmap_error(axis, program, f"`{axis.name} = {value}`: {why}")
-            if culprit(program, lift([program, other])) is not None:
+            lifted = lift([program, other])
+            if culprit(program, lifted) is not None:
                 raise vmap_error(
                     axis,
                     program,
@@ -525,6 +530,8 @@ def check_vmap(path: str, sets: list[str], program: Program, axes: list[Axis]) -
                     f"`{axis.name}`'s value (`{axis.name} = {value}` against the spec's), so "
                     "the trials differ in more than numbers",
                 )
+            keys.update(lifted.values)
+    return tuple(sorted(keys))
 
 
 def _heartbeats(storage: Any, trial_ids: list[int]) -> Any:
@@ -546,14 +553,27 @@ def _heartbeats(storage: Any, trial_ids: list[int]) -> Any:
     return stop
 
 
-def run_vmapped(self: Sweep, study: Any, optuna: Any, k: int) -> None:
-    """The sweep's trials asked K at a time and trained as one vmapped program each."""
+def run_vmapped(
+    self: Sweep,
+    study: Any,
+    optuna: Any,
+    k: int,
+    keys: tuple[tuple[str, str], ...],
+    ahead: Any = None,
+    started: Any = None,
+) -> None:
+    """The sweep's trials asked K at a time and trained as one vmapped program each: the
+    program of a group of K, compiled once (`ahead`: on a side thread, begun before the
+    study was opened) serves every group of K; the numbers in `keys` are its data."""
     import jax
 
-    from .sweep_vmap import lift, train_group
+    from .sweep_vmap import compile_ahead, lift, train_group
 
     state = optuna.trial.TrialState
+    ready: dict[int, Any] = {}
     while (left := self.total - done(optuna, study)) > 0:
+        if ahead is None or ahead[0] != min(k, left):
+            ahead = (min(k, left), compile_ahead(self.program, keys, min(k, left)))
         with warnings.catch_warnings():  # the heartbeat is ours here (see _heartbeats)
             warnings.simplefilter("ignore", UserWarning)
             trials = [study.ask() for _ in range(min(k, left))]
@@ -568,7 +588,10 @@ def run_vmapped(self: Sweep, study: Any, optuna: Any, k: int) -> None:
         t0 = time.perf_counter()
         beat = _heartbeats(study._storage, [t._trial_id for t in trials])
         try:
-            results = train_group(programs, runs, sys.argv)
+            group = ready.get(len(trials)) or ahead[1].result()
+            ready[len(trials)] = group
+            results = train_group(programs, runs, sys.argv, group, started)
+            started = None
         except jax.errors.JAXTypeError:  # a lowering that branches on a swept number
             for t in trials:
                 _tell(study, t, state=state.FAIL)

@@ -41,8 +41,10 @@ from .sweep_vmap import (
     _slice,
     _write_files,
     core,
+    eval_splits,
+    evaluate_members,
 )
-from .train import TrainingError, batched, device_data, evaluate_split, train_report
+from .train import TrainingError, device_data, train_report
 
 LIFTED_PREFIXES = (("train", "optimizer"), ("train", "schedule"))
 
@@ -134,7 +136,7 @@ def run_pbt(sw: Any, study: Any, optuna: Any) -> None:
     engine = GroupEngine(base, prepared, lifted)
     data = device_data(prepared, engine.place)
     x_train, y_train = data["train"]
-    splits = {k: batched(*v) for k, v in data.items()}
+    splits = eval_splits(prepared)
     folders = [sw.folder / "trials" / f"member_{k}" for k in range(size)]
     members = []
     for p, folder in zip(programs, folders, strict=True):
@@ -158,11 +160,7 @@ def run_pbt(sw: Any, study: Any, optuna: Any) -> None:
             st, acc = fit._one_epoch(engine, st, epoch, x_train, y_train, display)
             bad = np.asarray(jax.device_get(acc["bad_step"])).reshape(-1)
             report = _members(train_report(engine, acc), size)
-            val = (
-                _members(evaluate_split(engine, st, splits["val"]), size)
-                if "val" in splits
-                else None
-            )
+            val = evaluate_members(engine, st, splits["val"]) if "val" in splits else None
             for k, m in enumerate(members):
                 record: dict[str, Any] = {"epoch": epoch, **report[k], "round": r}
                 if val is not None:

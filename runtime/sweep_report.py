@@ -142,10 +142,16 @@ def plot_objective(table: list[dict[str, Any]], metric: str, direction: str, pat
     return path
 
 
+def ranks_importance(names: list[str]) -> bool:
+    """Whether an importance plot says anything: with one searched value, fANOVA gives it
+    all the variance (one bar at 1.0), so that plot is not drawn (nor scikit-learn imported)."""
+    return len(names) > 1
+
+
 def plot_search(study: Any, names: list[str], metric: str, folder: Path) -> list[Path]:
-    """Parallel coordinates of the finished trials and the importance of each hyperparameter
-    (fANOVA, seeded), drawn by Optuna's matplotlib visualization; with fewer than two finished
-    trials there is nothing to relate, and nothing is drawn."""
+    """Parallel coordinates of the finished trials and, for two or more searched values, the
+    importance of each (fANOVA, seeded), drawn by Optuna's matplotlib visualization; with fewer
+    than two finished trials there is nothing to relate, and nothing is drawn."""
     import optuna
 
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -155,26 +161,30 @@ def plot_search(study: Any, names: list[str], metric: str, folder: Path) -> list
 
     matplotlib.use("Agg")  # Optuna draws through pyplot; no window, no display needed
     import matplotlib.pyplot as plt
-    from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization import matplotlib as vis
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    drawn = (
+    drawn: tuple[tuple[str, Any], ...] = (
         (
             "parallel_coordinates.png",
             lambda: vis.plot_parallel_coordinate(study, params=names, target_name=metric),
         ),
-        (
-            "importance.png",
-            lambda: vis.plot_param_importances(
-                study,
-                evaluator=FanovaImportanceEvaluator(seed=0),
-                params=names,
-                target_name=metric,
-            ),
-        ),
     )
+    if ranks_importance(names):
+        from optuna.importance import FanovaImportanceEvaluator
+
+        drawn += (
+            (
+                "importance.png",
+                lambda: vis.plot_param_importances(
+                    study,
+                    evaluator=FanovaImportanceEvaluator(seed=0),
+                    params=names,
+                    target_name=metric,
+                ),
+            ),
+        )
     for name, draw in drawn:
         with warnings.catch_warnings():  # an axis whose trials all took one value: drawn flat
             warnings.simplefilter("ignore", UserWarning)

@@ -12,6 +12,10 @@ optimizer whose lowering branches on a swept number (`momentum = 0` against `0.9
 runs that keep per-run state between epochs outside the weights: `reduce_on_plateau`,
 pretraining, `init_from`, health checks, several devices, an ensemble.
 
+A member's numbers and seed are data in the group's state, not constants of its programs, so
+the programs of a group of K are compiled once per sweep, on a side thread begun before the
+study is opened (`compile_ahead`), and every later group of K reuses them.
+
 Each member keeps its own history, early stopping, best weights and final weights; the group
 trains until every member has stopped (a stopped member's later updates are computed and
 dropped). Each trial gets an ordinary run folder (spec, hparams, metrics.jsonl, result.json,
@@ -22,8 +26,9 @@ group is not resumable mid-way (a killed group's trials are run again).
 from __future__ import annotations
 
 import math
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,13 +43,12 @@ from dnn.compiler.values import Quantity, Ref
 from . import checkpoint, fit, pipeline, rundir
 from .progress import Display
 from .train import (
+    EVAL_BATCH,
     ONE_OFF,
     Engine,
     Stopper,
     TrainingError,
-    batched,
     device_data,
-    evaluate_split,
     train_report,
 )
 
@@ -138,16 +142,25 @@ def with_values(program: Program, values: dict[tuple[str, str], Any]) -> Program
 
 
 class GroupEngine(Engine):
-    """An `Engine` over K trials: member k has its own seed and its own optimizer numbers."""
+    """An `Engine` over K trials: member k has its own seed and its own optimizer numbers.
+
+    Both live in the group's state (`seed`, `hp`), not in the programs, so one compiled
+    program serves every group of K trials of a sweep (`start` puts a new group's values in),
+    and it can be compiled before the trials are drawn (`compile_ahead`)."""
 
     def __init__(self, program: Program, prepared: pipeline.Prepared, lifted: Lift):
         self.lifted = lifted
         self.seeds = jnp.asarray(lifted.seeds)
-        self.values = {k: jnp.asarray(v) for k, v in lifted.values.items()}
         super().__init__(program, prepared, len(lifted.seeds), None)
 
+    def start(self, lifted: Lift) -> Any:
+        """The first state of a new group of as many trials, with the same lifted keys."""
+        assert len(lifted.seeds) == self.members and set(lifted.values) == set(self.lifted.values)
+        self.lifted, self.seeds = lifted, jnp.asarray(lifted.seeds)
+        return self.init()
+
     def _keys(self, member: Any) -> Any:
-        return jax.random.key(self.seeds[member])
+        return jax.random.key(member)  # in a group, a member is named by its seed
 
     def _tx_of(self, hp: dict[tuple[str, str], Any]) -> Any:
         """A member's Optax chain, built in the trace from its (traced) numbers."""
@@ -159,15 +172,20 @@ class GroupEngine(Engine):
     # A member's numbers live in its state (`hp`), so a population-based search can change
     # them between epochs without compiling again.
 
-    def _init_one(self, member: Any) -> dict[str, Any]:
-        hp = {k: v[member] for k, v in self.values.items()}
+    def _init_member(self, seed: Any, hp: dict[tuple[str, str], Any]) -> dict[str, Any]:
         self.tx = self._tx_of(hp)
-        return {**super()._init_one(member), "hp": hp}
+        return {**super()._init_one(seed), "hp": hp, "seed": seed}
+
+    def _init_one(self, member: Any) -> dict[str, Any]:
+        """The state's shape, for `Engine` (any numbers will do)."""
+        return self._init_member(
+            member, {k: jnp.zeros((), jnp.float32) for k in self.lifted.values}
+        )
 
     def _train_one(self, st: Any, acc: Any, member: Any, x: Any, y: Any) -> Any:
         self.tx = self._tx_of(st["hp"])
-        new, acc = super()._train_one(core(st), acc, member, x, y)
-        return {**new, "hp": st["hp"]}, acc
+        new, acc = super()._train_one(core(st), acc, st["seed"], x, y)
+        return {**new, "hp": st["hp"], "seed": st["seed"]}, acc
 
     def _build_steps(self) -> None:
         super()._build_steps()
@@ -190,11 +208,28 @@ class GroupEngine(Engine):
             return st, acc
 
         self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1))
+        init = jax.jit(jax.vmap(self._init_member), compiler_options=ONE_OFF)
+        self.init = lambda: init(
+            self.seeds, {k: jnp.asarray(v) for k, v in self.lifted.values.items()}
+        )
+        self._init_jit = init
         self._order = jax.jit(
-            lambda e, n: jax.vmap(lambda s: self._permute_seed(s, e, n))(self.seeds),
-            static_argnums=(1,),
+            lambda seeds, e, n: jax.vmap(lambda s: self._permute_seed(s, e, n))(seeds),
+            static_argnums=(2,),
             compiler_options=ONE_OFF,
         )
+
+        def evaluate(st: Any, acc: Any, x: Any, y: Any, mask: Any) -> Any:
+            # each member on its own; no ensemble of the trials (an ensemble's `combine`)
+            fwd = jax.vmap(lambda p, s: self._forward(p, s, x, False, jax.random.key(0))[0])
+            out = fwd(st["params"], st["model_state"])
+            return jax.vmap(self._eval_update, in_axes=(0, 0, None, None))(acc, out, y, mask)
+
+        self.evaluate_members = jax.jit(evaluate, donate_argnums=(1,))
+
+    def order(self, epoch: int, n: int) -> tuple[Any, Any]:
+        full, tail = self._order(self.seeds, epoch, n)
+        return full, (tail if self.tail else None)
 
     def _permute_seed(self, seed: Any, epoch: Any, n: int) -> tuple[Any, Any]:
         """`Engine._permute` with a member's seed: the batches its run alone would take."""
@@ -207,6 +242,57 @@ class GroupEngine(Engine):
             perm = jax.random.permutation(jax.random.fold_in(key, 7), n)
         full = perm[: self.full * self.batch].reshape(self.full, self.batch)
         return full, perm[self.full * self.batch :][None]
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@dataclass(frozen=True)
+class Split:
+    """A split cut on the host into EVAL_BATCH-row batches (the last padded, `mask` marking
+    real rows) and placed once: slicing and padding on the device would compile a program
+    per shape, and slicing the members' results there one per member and epoch."""
+
+    batches: tuple[tuple[Any, Any, Any], ...]  # (x, y, mask) per batch
+    n: int
+
+
+def eval_splits(prepared: pipeline.Prepared) -> dict[str, Split]:
+    """Every non-empty split of `prepared`, cut for `evaluate`."""
+    return {
+        name: _cut(np.asarray(t.x), np.asarray(t.y))
+        for name, t in prepared.splits.items()
+        if len(t.y)
+    }
+
+
+def _cut(x: np.ndarray, y: np.ndarray) -> Split:
+    n = len(y)
+    nb = -(-n // EVAL_BATCH)
+    mask = np.arange(nb * EVAL_BATCH) < n
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.zeros((nb * EVAL_BATCH - n, *a.shape[1:]), a.dtype)])
+
+    xs, ys = pad(x), pad(y)
+    cut = [slice(i * EVAL_BATCH, (i + 1) * EVAL_BATCH) for i in range(nb)]
+    batches = jax.device_put([(xs[c], ys[c], mask[c]) for c in cut])
+    return Split(tuple(tuple(b) for b in batches), n)
+
+
+def evaluate_members(engine: GroupEngine, st: Any, split: Split) -> list[dict[str, float]]:
+    """Each member's loss and metrics on a whole split (eval mode), read back at once."""
+    acc = engine.eval_acc()
+    for x, y, mask in split.batches:
+        acc = engine.evaluate_members(st, acc, x, y, mask)
+    host = jax.device_get(acc)
+    out = []
+    for k in range(engine.members):
+        a = jax.tree.map(lambda v, k=k: v[k], host)
+        record = {"loss": float(a["loss"]) / max(float(a["count"]), 1.0)}
+        record.update({key: float(v) for key, v in engine.metrics.finish(a["metrics"]).items()})
+        out.append(record)
+    return out
 
 
 # ------------------------------------------------------------------ the loop
@@ -230,8 +316,8 @@ class Member:
 
 
 def core(st: dict[str, Any]) -> dict[str, Any]:
-    """A group state without the members' numbers: the state a run alone has."""
-    return {k: v for k, v in st.items() if k != "hp"}
+    """A group state without the members' numbers and seeds: the state a run alone has."""
+    return {k: v for k, v in st.items() if k not in ("hp", "seed")}
 
 
 def _slice(engine: Engine, tree: Any, k: int) -> Any:
@@ -260,38 +346,142 @@ def _rates(st: Any, k: int) -> float:
     return math.nan
 
 
+@dataclass(frozen=True)
+class Ready:
+    """A group's engine over the prepared data, its programs compiled: what one group of K
+    trials needs before its values are known, and every later group of K reuses."""
+
+    engine: GroupEngine
+    prepared: pipeline.Prepared
+    train: tuple[Any, Any]  # the train split on the device
+    splits: dict[str, Split]  # every split, cut for evaluation
+
+
+def lift_as(programs: list[Program], keys: tuple[tuple[str, str], ...]) -> Lift:
+    """The trials' values of `keys` (all the numbers a sweep's groups differ in) and seeds."""
+    values = {
+        key: np.asarray([dict(getattr(p.train, key[0]).args)[key[1]] for p in programs], np.float32)
+        for key in keys
+    }
+    return Lift(values, np.asarray([p.train.seed for p in programs], np.int32))
+
+
+def prepare_data(base: Program) -> pipeline.Prepared:
+    """The group's data, or the refusal of a spec a group cannot train (streamed splits, a
+    monitor without its split) at its line, before the sweep writes anything."""
+    prepared = pipeline.prepare(base)
+    pipeline.in_memory(base, prepared, "`dnn sweep --vmap`")
+    fit._check_monitors(base, prepared)
+    return prepared
+
+
+def prepare_group(
+    base: Program,
+    keys: tuple[tuple[str, str], ...],
+    k: int,
+    prepared: pipeline.Prepared | None = None,
+) -> Ready:
+    """The data, the engine of K members lifting `keys`, and its compiled programs: the
+    first state, an epoch and an evaluation, compiled before any trial's values are known."""
+    fit.enable_compile_cache()
+    prepared = prepared or prepare_data(base)
+    zeros = Lift({key: np.zeros(k, np.float32) for key in keys}, np.zeros(k, np.int32))
+    engine = GroupEngine(base, prepared, zeros)
+    ready = Ready(engine, prepared, device_data(prepared, engine.place)["train"], {})
+    ready = replace(ready, splits=eval_splits(prepared))
+    st = engine.init()
+    x, y = ready.train
+    full, tail = engine.order(1, int(x.shape[0]))
+    if engine.scanned and engine.full:  # jit reuses these for calls of the same signature
+        engine.scan_epoch.lower(st, engine.train_acc(), x, y, full, tail).compile()
+    if "val" in ready.splits:
+        batch = ready.splits["val"].batches[0]
+        engine.evaluate_members.lower(st, engine.eval_acc(), *batch).compile()
+    return ready
+
+
+def compile_ahead(
+    base: Program,
+    keys: tuple[tuple[str, str], ...],
+    k: int,
+    prepared: pipeline.Prepared | None = None,
+) -> Future[Ready]:
+    """`prepare_group` on a side thread: XLA compiles (without the interpreter lock) while
+    the sweep opens its study and draws the trials. A daemon thread: a sweep refused in the
+    meantime exits without waiting for it."""
+    future: Future[Ready] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(prepare_group(base, keys, k, prepared))
+        except BaseException as e:  # raised where the sweep takes the result
+            future.set_exception(e)
+
+    threading.Thread(target=run, daemon=True, name="dnn-compile-group").start()
+    return future
+
+
 def train_group(
-    programs: list[Program], folders: list[Path], argv: list[str] | None = None
+    programs: list[Program],
+    folders: list[Path],
+    argv: list[str] | None = None,
+    ready: Ready | None = None,
+    started: Any = None,
 ) -> list[dict[str, Any] | TrainingError]:
     """Train K trials as one vmapped program; each trial's `result.json` contents (or the
-    `TrainingError` that failed it), in the order given."""
+    `TrainingError` that failed it), in the order given. `ready`: the group's engine, made
+    (and compiled) beforehand by `prepare_group`; `started`: called once the group trains."""
     base = programs[0]
-    fit.enable_compile_cache()
-    prepared = pipeline.prepare(base)
-    fit._check_monitors(base, prepared)
     t_start = time.perf_counter()
-    engine = GroupEngine(base, prepared, lift(programs))
-    data = device_data(prepared, engine.place)
-    x_train, y_train = data["train"]
-    splits = {k: batched(*v) for k, v in data.items()}
+    if ready is None:
+        ready = prepare_group(base, tuple(lift(programs).values), len(programs))
+    engine, splits = ready.engine, ready.splits
     members = []
     for program, folder in zip(programs, folders, strict=True):
         fit._claim(folder, program, False, argv)
-        pipeline.save(prepared, program, folder)
+        pipeline.save(ready.prepared, program, folder)
         stopper = Stopper.of(program)
         monitor = stopper.monitor if stopper else ("val_loss" if "val" in splits else None)
         best = stopper.best if stopper else math.inf
         members.append(Member(program, folder, stopper, monitor, [], best))
-    st = engine.init()
+    st = engine.start(lift_as(programs, tuple(engine.lifted.values)))
     display = Display(base.train.epochs, engine.steps_per_epoch, "quiet")
-    # a member's files (history, plots, checkpoints) are written on a side thread as soon as
-    # it stops, while the group trains on (XLA releases the interpreter)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-trial-files") as side:
-        st, jobs = _train_epochs(engine, st, members, splits, (x_train, y_train), display, side)
-        for job in jobs:
-            job.result()  # a failed write is the sweep's error
-    wall = time.perf_counter() - t_start
-    return _finish(engine, st, members, splits, wall, base)
+    if started is not None:
+        started()
+    with Writers() as side:
+        st = _train_epochs(engine, st, members, splits, ready.train, display, side)
+        wall = time.perf_counter() - t_start
+        results = _finish(engine, st, members, splits, wall, base)  # while the last write
+        side.wait()  # a failed write is the sweep's error
+    return results
+
+
+class Writers:
+    """A stopped member's files, written on side threads as soon as it stops while the group
+    trains on (XLA releases the interpreter): its history and plots on one thread, its
+    checkpoints on another (Orbax's saves mostly wait on the disk, 5x their CPU time
+    measured), so neither waits for the other."""
+
+    def __init__(self) -> None:
+        self.plots = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-trial-plots")
+        self.saves = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-trial-saves")
+        self.jobs: list[Future[None]] = []
+
+    def submit(self, m: Member) -> None:
+        self.jobs.append(self.plots.submit(_write_history, m))
+        if m.error is None:
+            self.jobs.append(self.saves.submit(_save, m))
+
+    def wait(self) -> None:
+        for job in self.jobs:
+            job.result()
+
+    def __enter__(self) -> Writers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.plots.shutdown()
+        self.saves.shutdown()
 
 
 def _train_epochs(
@@ -301,21 +491,16 @@ def _train_epochs(
     splits: dict[str, Any],
     train_data: tuple[Any, Any],
     display: Display,
-    side: ThreadPoolExecutor,
-) -> tuple[Any, list[Any]]:
-    """The group's epochs until every member has stopped: the final state, the side jobs."""
+    side: Writers,
+) -> Any:
+    """The group's epochs until every member has stopped: the final state."""
     x_train, y_train = train_data
     n, epochs = int(x_train.shape[0]), engine.program.train.epochs
-    jobs: list[Any] = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         st, acc = fit._one_epoch(engine, st, epoch, x_train, y_train, display)
         report = _members(train_report(engine, acc), engine.members)
-        val = (
-            _members(evaluate_split(engine, st, splits["val"]), engine.members)
-            if "val" in splits
-            else None
-        )
+        val = evaluate_members(engine, st, splits["val"]) if "val" in splits else None
         bad = np.asarray(jax.device_get(acc["bad_step"])).reshape(-1)
         dt = time.perf_counter() - t0
         for k, m in enumerate(members):
@@ -323,7 +508,7 @@ def _train_epochs(
                 continue
             if bad[k] >= 0:
                 m.done, m.error = True, _diverged(engine, epoch, int(bad[k]))
-                jobs.append(side.submit(_write_files, m))
+                side.submit(m)
                 continue
             record: dict[str, Any] = {"epoch": epoch, **report[k]}
             if val is not None:
@@ -335,18 +520,22 @@ def _train_epochs(
             stop = _end_epoch(engine, m, st, k, epoch, record)
             if stop or epoch == epochs:
                 m.done, m.final = True, _slice(engine, st, k)
-                jobs.append(side.submit(_write_files, m))
+                side.submit(m)
         if all(m.done for m in members):
             break
-    return st, jobs
+    return st
 
 
 def _write_files(m: Member) -> None:
     """A stopped member's history, plots and checkpoints (result.json comes at the end)."""
-    rundir.write_history(m.folder / "metrics.jsonl", m.history)
-    rundir.plot_history(m.history, m.folder / "plots")
+    _write_history(m)
     if m.error is None:
         _save(m)
+
+
+def _write_history(m: Member) -> None:
+    rundir.write_history(m.folder / "metrics.jsonl", m.history)
+    rundir.plot_history(m.history, m.folder / "plots", m.best_epoch)  # as a run alone draws
 
 
 def _end_epoch(engine: Engine, m: Member, st: Any, k: int, epoch: int, record: Any) -> bool:
@@ -387,10 +576,7 @@ def _finish(
         for m, r in zip(members, restored, strict=True)
     ]
     final_st = {**st, **engine.from_disk(_stack(finals))}
-    evaluated = {
-        name: _members(evaluate_split(engine, final_st, split), engine.members)
-        for name, split in splits.items()
-    }
+    evaluated = {name: evaluate_members(engine, final_st, split) for name, split in splits.items()}
     out: list[dict[str, Any] | TrainingError] = []
     for k, m in enumerate(members):
         if m.error is not None:

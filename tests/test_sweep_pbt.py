@@ -107,8 +107,13 @@ def test_population_based_training_end_to_end(tmp_path: Path, capsys) -> None:
     assert result["epochs_run"] == 2 and result["lineage"].startswith("member_0")
     history = (out / "trials" / "member_0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(h)["round"] for h in history] == [0, 1]
-    err = capsys.readouterr().err
-    assert "best_ball search, 6 trials" in err and "round 2/2: best member_" in err
+    captured = capsys.readouterr()
+    assert (
+        "best_ball search, 6 trials" in captured.err and "round 2/2: best member_" in captured.err
+    )
+    # two searched values: their importance (fANOVA) is drawn
+    assert (out / "plots" / "importance.png").stat().st_size > 5_000
+    assert f"plot: {out / 'plots' / 'importance.png'}" in captured.out
 
 
 @pytest.mark.parametrize(

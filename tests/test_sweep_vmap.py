@@ -155,3 +155,55 @@ def test_a_traced_momentum_of_zero_is_plain_sgd(tmp_path: Path) -> None:
             buf = g if step == 0 else mu * buf + g
             w = w - 0.1 * buf
         np.testing.assert_allclose(np.asarray(got[k]), w, rtol=1e-6, atol=1e-7)
+
+
+def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> None:
+    """A group's seeds and numbers are data in its state: the programs compiled (ahead, on a
+    side thread) for one group of two train the next group of two without compiling again,
+    and give what a group built for those trials alone gives."""
+    import jax
+    from dnn.runtime.sweep_vmap import compile_ahead, train_group
+
+    path = spec(tmp_path, SEARCH)
+    base = load(str(path))
+    keys = (("optimizer", "lr"),)
+    groups = [
+        [load(str(path), [f"train.optimizer.lr={lr}", f"train.seed={seed}"]) for lr, seed in g]
+        for g in (((0.05, 1), (0.2, 2)), ((0.1, 3), (0.4, 4)))
+    ]
+    ready = compile_ahead(base, keys, 2).result()
+    folders = [[tmp_path / f"g{i}" / str(k) for k in range(2)] for i in range(2)]
+    first = train_group(groups[0], folders[0], None, ready)
+    events: list[str] = []
+
+    def listen(event: str, _secs: float, **_: object) -> None:
+        if event.startswith("/jax/core/compile/"):  # tracing, lowering or compiling a program
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        second = train_group(groups[1], folders[1], None, ready)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert events == []  # the second group traced and compiled nothing
+    assert ready.engine.scan_epoch._cache_size() == 1  # one epoch program for both groups
+    fresh = train_group(groups[1], [tmp_path / "fresh" / str(k) for k in range(2)])
+    for a, b in zip(second, fresh, strict=True):
+        assert isinstance(a, dict) and isinstance(b, dict)
+        assert a["epochs_run"] == b["epochs_run"] and a["best_epoch"] == b["best_epoch"]
+        for split in ("train", "val", "test"):
+            assert a[split] == b[split], split
+    assert first[0]["val"] != second[0]["val"]  # other values: another group's numbers
+
+
+def test_a_streamed_spec_is_refused_before_the_sweep_starts(tmp_path: Path, capsys) -> None:
+    """A group trains from splits placed on the device: a streamed spec is refused at
+    `data.stream` (as `dnn lr-find` refuses it), before the sweep folder is made."""
+    path = spec(tmp_path, SEARCH)
+    path.write_text(path.read_text().replace("standardize\n", "standardize\n  stream = true\n"))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--vmap", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:12:12: error[E0602]: `dnn sweep --vmap` trains from the splits placed" in err
+    assert "hint: set `stream = false` for it" in err
+    assert not out.exists()
