@@ -1,7 +1,7 @@
 """Data sources: built-in sets, CSV and NPZ files and image folders, read into one `Table`.
 
-`load_source` reads what a spec's `data { source = ... }` names, `split` cuts train/val/test by
-a seeded permutation, `fit_to_model` matches examples and targets to the model, and
+`load_source` reads what a spec's `data { source = ... }` names (runtime/data/split.py cuts it
+into train/val/test), `fit_to_model` matches examples and targets to the model, and
 `read_inputs` reads the examples given to `dnn predict`. Nothing is downloaded: built-in sets
 come from scikit-learn's bundled loaders or from NumPy generators with a fixed seed, so a
 built-in set is the same on every run.
@@ -33,7 +33,6 @@ from dnn.compiler.registry.layers import fmt_shape
 from dnn.compiler.values import Ref
 
 TASKS = ("classification", "regression")
-SPLITS = ("train", "val", "test")
 SEED = 0  # of the built-in generators: the same examples on every run
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _GRAY_MODES = frozenset({"1", "L", "LA"})
@@ -159,25 +158,6 @@ def load_source(
     if task not in TASKS:
         raise InternalError(f"unknown task {task!r}")
     return _source(ref).load(ref, task, Path(base_dir), _Where(span, sources, span))
-
-
-def split(table: Table, fractions: tuple[float, float, float], seed: int) -> dict[str, Table]:
-    """Cut a table into train/val/test by a permutation drawn from `seed`.
-
-    Sizes are the fractions of N rounded by largest remainder, so they add up to N and a zero
-    fraction gives an empty split.
-    """
-    parts = split_rows(len(table), fractions, seed)
-    return {name: _take(table, idx) for name, idx in parts.items()}
-
-
-def split_rows(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
-    """The rows of a source of `n` examples that each split takes, in split order: what
-    `split` cuts a table by, and what a streamed split reads (runtime/data/batches.py)."""
-    sizes = _split_sizes(n, fractions)
-    order = np.random.default_rng(seed % 2**64).permutation(n)
-    parts = np.split(order, np.cumsum(sizes)[:-1])
-    return dict(zip(SPLITS, parts, strict=True))
 
 
 def fit_to_model(
@@ -767,23 +747,6 @@ def _check_sizes(written: str, files: list[Path], pixels: list[np.ndarray], wher
 
 
 # ----------------------------------------------------------------------------- split and fit
-
-
-def _split_sizes(n: int, fractions: tuple[float, float, float]) -> list[int]:
-    """Largest-remainder rounding of `fractions * n`: sums to n, zero stays zero."""
-    f = np.asarray(fractions, np.float64)
-    if f.shape != (3,) or (f < 0).any() or f.sum() <= 0:
-        raise InternalError(f"bad split fractions {fractions!r}")
-    exact = f / f.sum() * n
-    sizes = np.floor(exact).astype(np.int64)
-    remainder = np.where(f > 0, exact - sizes, -1.0)
-    sizes[np.argsort(-remainder, kind="stable")[: n - int(sizes.sum())]] += 1
-    return [int(s) for s in sizes]
-
-
-def _take(table: Table, idx: np.ndarray) -> Table:
-    index = idx if table.index is None else table.index[idx]
-    return replace(table, x=table.x[idx], y=table.y[idx], index=index)
 
 
 def _name(table: Table) -> str:

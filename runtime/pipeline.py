@@ -37,9 +37,8 @@ from dnn.compiler.values import Ref, is_float_dtype
 
 from . import datasets, preprocess, tabular
 from .data import batches
+from .data.split import SPLITS, fractions, split_rows, split_table, take
 from .datasets import Table
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ def _prepare_streamed(
             "set `stream = false`, or pretrain on a part of the data that fits",
         )
     source = opened.pop("source")
-    rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
+    rows = split_rows(len(source), fractions(dict(data.split.items), opened), data.seed)
     parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
     parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
     if len(parts["train"][1]) == 0:
@@ -483,9 +482,7 @@ def _prepare_table(
             types, source.columns, label, _column_span(program), program.sources, source.origin
         )
         train = splits["train"]  # fitted in file order, so a bad cell is the first one
-        in_order = (
-            datasets._take(train, np.argsort(train.index)) if train.index is not None else train
-        )
+        in_order = take(train, np.argsort(train.index)) if train.index is not None else train
         schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
     for table in splits.values():
         _check_columns(program, schema, table)
@@ -572,10 +569,7 @@ def _raw(program: Program, task: str) -> tuple[Table, tuple[datasets.Block, ...]
         if source.kind == "table":  # separate val/test tables are read as typed tables too
             load = _loader(program, target_kind(task), base, True)
     extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
-    fractions = _fractions(dict(data.split.items), extra)
-    splits = datasets.split(source, fractions, data.seed)
-    splits.update(extra)
-    return source, blocks, splits
+    return source, blocks, split_table(source, extra, dict(data.split.items), data.seed)
 
 
 def _fit_targets(
@@ -762,13 +756,6 @@ def _outputs_loader(program: Program, base: Path) -> Any:
         )
 
     return load
-
-
-def _fractions(split: dict[str, float], extra: dict[str, Table]) -> tuple[float, float, float]:
-    """The source's shares; a split given by its own file takes none and the rest renormalize."""
-    shares = [0.0 if s in extra else float(split[s]) for s in SPLITS]
-    total = sum(shares)
-    return (shares[0] / total, shares[1] / total, shares[2] / total)  # type: ignore[return-value]
 
 
 def _fit(program: Program, table: Table) -> Table:

@@ -13,7 +13,7 @@ Follow one example from a file to the device:
    `Skipped` record. Nothing is read when a source opens beyond what its shape and classes
    need, and an `Examples` pickles small, so Grain's worker processes open the files again.
 2. split — `data.split` cuts the row numbers `0..N-1` by a seeded permutation
-   (`runtime/datasets.py`: `split` for tables in memory, `split_rows` for streamed sources).
+   (`runtime/data/split.py`: `split` for tables in memory, `split_rows` for streamed sources).
 3. `fitted` — the normalizer's statistics (`data.normalize`) and the regression targets'
    (`data.targets`) in one pass over the train split's rows, in chunks of 4096 rows, float64
    accumulators merged by Chan et al.'s parallel update. In-memory training computes them with
