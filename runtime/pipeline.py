@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,21 +22,30 @@ from typing import Any
 import numpy as np
 from dnn.compiler.diagnostics import (
     E_COLUMNS,
-    E_DATA,
-    E_DTYPE,
     E_SECTION,
     Diagnostic,
-    InternalError,
     SpecError,
 )
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
-from dnn.compiler.rules import heads, id_layers, target_kind
+from dnn.compiler.rules import heads, target_kind
 from dnn.compiler.values import Ref, is_float_dtype
 
 from . import datasets, preprocess, tabular
 from .data import batches
 from .data.split import SPLITS, fractions, split_rows, split_table, take
+from .data.transforms import (
+    MULTI,
+    check_dtypes,
+    check_examples,
+    check_ids,
+    input_dtype,
+    model_input_shape,
+    outputs,
+    task_of,
+    to_model,
+    transform,
+)
 from .datasets import Table
 
 
@@ -66,42 +74,9 @@ class Prepared:
         return len(self.splits[split].y)
 
 
-MULTI = "multioutput"  # the task of a model with several outputs: each has its own
-
-
-def task_of(program: Program) -> str:
-    """The task the loss implies for the model's output (`dnn check` refused any other), or
-    `MULTI` for a model with several outputs."""
-    assert program.model is not None
-    if len(program.model.outputs) > 1:
-        return MULTI
-    found = heads(program.model, program.train)
-    if not found or found[0].task is None:
-        raise InternalError("the loss has no task for this output (check refuses it)")
-    return found[0].task
-
-
 def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
     assert program.model is not None
     return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
-
-
-def input_sizes(program: Program) -> list[tuple[str, tuple[int, ...]]]:
-    assert program.model is not None
-    return [(n, program.model.node(n).shape) for n in program.model.inputs]
-
-
-def outputs(program: Program) -> int:
-    assert program.model is not None
-    return math.prod(program.model.node(program.model.outputs[0]).shape)
-
-
-def model_input_shape(program: Program) -> tuple[int, ...]:
-    """The shape one example must have: the model's input, or the inputs' sizes end to end."""
-    ins = input_sizes(program)
-    if len(ins) == 1:
-        return ins[0][1]
-    return (sum(math.prod(s) for _, s in ins),)
 
 
 def prepare(
@@ -145,7 +120,7 @@ def prepare(
         shape = preprocess.output_shape(data.normalize, raw_shape)
     except Problem as p:
         raise _section_error(program, "normalize", p.message, p.hint or "") from None
-    _check_dtypes(program, splits["train"])
+    check_dtypes(program, splits["train"])
     for table in splits.values():
         check_examples(program, task, table)
     if stats is None:
@@ -214,7 +189,7 @@ def _prepare_streamed(
         s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f)
         for s, (e, r, f) in parts.items()
     }
-    _check_dtypes(program, raw["train"])
+    check_dtypes(program, raw["train"])
     train, train_rows, _ = parts["train"]
     if stats is None or targets is None:  # one pass over the train rows, in bounded memory
         from .data.fitted import fit_streamed
@@ -424,34 +399,6 @@ def _read_targets(program: Program, examples: Any, rows: np.ndarray) -> Table:
 READ_CHUNK = 4096  # examples read at a time where a split is read whole
 
 
-def check_examples(program: Program, task: str, table: Table) -> None:
-    """What a split's examples must satisfy beyond their shape: ids within their tables, and
-    multi-hot rows only for a multi-label task (a streamed split checks each batch)."""
-    _check_ids(program, table)
-    _check_multi_hot(program, task, table)
-
-
-def transform(
-    program: Program,
-    table: Table,
-    stats: dict[str, np.ndarray],
-    targets: preprocess.Targets,
-    shape: tuple[int, ...],
-) -> Table:
-    """The transforms stage: a split (or a streamed batch of one) as the model reads it:
-    inputs normalized with the train split's statistics and reshaped to the model's input,
-    targets scaled and checked. `shape`: one example after the normalizer."""
-    data = program.data
-    assert data is not None
-    x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
-    if not len(table.y):
-        x = x.reshape((0, *shape))
-    if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
-        y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
-        table = replace(table, y=y, task="regression", classes=None, class_names=())
-    return _fit(program, replace(table, x=x, y=targets.apply(table.y)))
-
-
 def _prepare_table(
     program: Program,
     task: str,
@@ -496,8 +443,8 @@ def _prepare_table(
         targets = _fit_targets(program, task, coded["train"], ())
     out = {}
     for name, table in coded.items():
-        _check_ids(program, table)
-        out[name] = _fit(program, replace(table, y=targets.apply(table.y)))
+        check_ids(program, table)
+        out[name] = to_model(program, replace(table, y=targets.apply(table.y)))
     width = (coded["train"].x.shape[1],)
     unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
     return Prepared(
@@ -593,121 +540,6 @@ def regression_columns(blocks: tuple[datasets.Block, ...]) -> tuple[int, ...]:
     )
 
 
-def _check_multi_hot(program: Program, task: str, table: Table) -> None:
-    """Multi-hot target rows (several 0/1 labels per example) train a multi-label task only,
-    and `top_k` ranks one class per example, which such rows do not have."""
-    if table.task != "classification" or table.y.ndim != 2:
-        return
-    train = program.train
-    if task != "multilabel":
-        raise SpecError(
-            [
-                Diagnostic(
-                    E_SECTION,
-                    f"`{table.origin}` holds multi-hot rows (several yes/no labels per example), "
-                    f"but `{train.loss.name}` trains a {task} task: one class per example",
-                    train.span_of("loss"),
-                    f"train with `binary_cross_entropy` and `dense({table.y.shape[1]})`: one "
-                    "yes/no decision per unit",
-                )
-            ],
-            program.sources,
-        )
-    ranked = [m.name for m in train.metrics if m.name == "top_k"]
-    if ranked:
-        raise SpecError(
-            [
-                Diagnostic(
-                    E_SECTION,
-                    f"`top_k` ranks the one class of each example, but `{table.origin}` holds "
-                    "multi-hot rows",
-                    train.span_of("metrics"),
-                    "drop `top_k`; `accuracy`, `precision`, `recall` and `f1` score each label",
-                )
-            ],
-            program.sources,
-        )
-
-
-def _check_ids(program: Program, table: Table) -> None:
-    """Every token id must have a row in each layer of ids it feeds (0 <= id < vocab): an id
-    past the table reads no row and the loss is nan from the first step."""
-    assert program.model is not None
-    if not len(table.x):
-        return
-    columns = dict(zip(program.model.inputs, _input_columns(program, table.x), strict=True))
-    for node, bound, fed in id_layers(program.model):
-        ids = columns[fed]
-        bad = np.flatnonzero(((ids < 0) | (ids >= bound)).reshape(len(ids), -1).any(axis=1))
-        if len(bad):
-            i = int(bad[0])
-            row = ids[i].reshape(-1)
-            v = int(row[(row < 0) | (row >= bound)][0])
-            raise SpecError(
-                [
-                    Diagnostic(
-                        E_DATA,
-                        f"`{table.origin}` holds id {v} at example {table.position(i)}, but "
-                        f"`{node.op}` here has rows for ids 0..{bound - 1}",
-                        node.span,
-                        f"give it a row per id: `{node.op}({int(ids.max()) + 1}, ...)`"
-                        if v >= 0
-                        else "ids are whole numbers from 0",
-                    )
-                ],
-                program.sources,
-            )
-
-
-def _input_columns(program: Program, x: np.ndarray) -> list[np.ndarray]:
-    """Each input's part of the examples (several inputs share one array, in order)."""
-    ins = input_sizes(program)
-    flat, out, start = x.reshape(len(x), -1), [], 0
-    for _, shape in ins:
-        size = math.prod(shape)
-        out.append(flat[:, start : start + size])
-        start += size
-    return out
-
-
-def _check_dtypes(program: Program, table: Table) -> None:
-    """Integer inputs need integer examples (token ids); real examples never become ids.
-
-    Integer examples feed a float input as numbers (pixel values 0..255, say).
-    """
-    assert program.model is not None
-    if table.x.dtype.kind in "iub" or (table.kind == "csv" and _whole(table.x)):
-        return  # a CSV has no dtypes: whole numbers in its cells are ids
-    for name in program.model.inputs:
-        node = program.model.node(name)
-        if not is_float_dtype(node.dtype):
-            raise SpecError(
-                [
-                    Diagnostic(
-                        E_DTYPE,
-                        f"input `{name}` is {node.dtype} but `{table.origin}` holds "
-                        f"{table.x.dtype} examples, not integers",
-                        node.span,
-                        f"store the inputs as integers (`x.astype(np.int32)`), or declare "
-                        f"`input {name}: f32{list(node.shape)}`",
-                    )
-                ],
-                program.sources,
-            )
-
-
-def _whole(x: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(x)) and np.all(x == np.round(x)))
-
-
-def input_dtype(program: Program) -> Any:
-    """The NumPy dtype the model's inputs take: int32 for integer inputs, else float32
-    (`dnn check` refuses inputs of both kinds fed by one source)."""
-    assert program.model is not None
-    ints = [not is_float_dtype(program.model.node(n).dtype) for n in program.model.inputs]
-    return np.int32 if all(ints) else np.float32
-
-
 def _top(program: Program) -> Any:
     from dnn.compiler.diagnostics import Span
 
@@ -758,43 +590,11 @@ def _outputs_loader(program: Program, base: Path) -> Any:
     return load
 
 
-def _fit(program: Program, table: Table) -> Table:
-    assert program.model is not None
-    first = program.model.inputs[0]
-    node = program.model.node(first)
-    table = replace(table, x=table.x.astype(input_dtype(program), copy=False))
-    return datasets.fit_to_model(
-        table,
-        model_input_shape(program),
-        first if len(program.model.inputs) == 1 else ", ".join(program.model.inputs),
-        table.y.shape[1] if task_of(program) == MULTI else outputs(program),
-        span=node.span,
-        sources=program.sources,
-    )
-
-
 def _section_error(program: Program, field: str, message: str, hint: str) -> SpecError:
     assert program.data is not None
     return SpecError(
         [Diagnostic(E_SECTION, message, program.data.span_of(field), hint)], program.sources
     )
-
-
-def model_inputs(program: Program, x: Any) -> Any:
-    """One array of examples → what the model takes: the array, or a dict of its inputs."""
-    ins = input_sizes(program)
-    if len(ins) == 1:
-        return x
-    assert program.model is not None
-    out, start = {}, 0
-    for name, shape in ins:
-        size = math.prod(shape)
-        part = x[:, start : start + size].reshape((x.shape[0], *shape))
-        if not is_float_dtype(program.model.node(name).dtype) and part.dtype.kind == "f":
-            part = part.astype(np.int32)  # a typed table's ids, exact in its float32 rows
-        out[name] = part
-        start += size
-    return out
 
 
 # ------------------------------------------------------------------ saved with a run
