@@ -1,20 +1,30 @@
-"""From a `data` section to device-resident arrays: load, split, normalize, fit to the model.
+"""From a `data` section to what training reads: the stages of runtime/data/, in order.
 
-Order: load the source (and the separate `val` / `test` sources) → split with `data.seed` →
-fit the normalizer on the train split only → apply it to every split → reshape to the model's
-input (digits are 64 values, a CNN reads 8 x 8 x 1) and check the labels. Regression targets go
-the same way through `data.targets` (fitted on the train split's targets, applied to every
-split; the engine inverts it on the outputs for the metrics, `dnn predict` for its output). The
-fitted statistics and what eval/predict need to repeat the transforms are saved in the run
-directory (`preprocess.npz` + `preprocess.json`; the target statistics under `targets.<name>`):
-plain arrays and JSON, never pickle.
+`prepare` is the one entry. It reads top to bottom, one call per stage, in either mode:
+
+1. source (`data/load.py`): `stream_sources` decides whether to stream (`data.stream`); the
+   sources are read whole (`load_tables`) or opened as `Examples` to read as needed;
+2. split (`data/split.py`): train/val/test by the permutation of `data.seed`: a table cut by
+   `split_table`, a streamed source's row numbers by `split_rows`;
+3. fitted (`data/fitted.py`): the normalizer's statistics on the train split only, and the
+   regression targets' (`data.targets`), in memory (`fit`) or in one pass over the rows
+   (`fit_rows`); a typed table's columns and vocabularies through runtime/tabular.py;
+4. transforms (`data/transforms.py`): every split, or every streamed batch, normalized,
+   reshaped to the model's input (digits are 64 values, a CNN reads 8 x 8 x 1), labels and
+   ids checked;
+5. batches: the splits in memory are placed on the device by the trainer (runtime/train.py);
+   a streamed split is `data/batches.py`'s `Streamed`, read batch by batch through Grain.
+
+The engine inverts `data.targets` on the outputs for the metrics, `dnn predict` for its
+output. The fitted statistics and what eval/predict need to repeat the transforms are saved
+in the run directory (`save`: `preprocess.npz` + `preprocess.json`; the target statistics
+under `targets.<name>`): plain arrays and JSON, never pickle.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,11 +38,10 @@ from dnn.compiler.diagnostics import (
 )
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
-from dnn.compiler.rules import heads, target_kind
-from dnn.compiler.values import Ref, is_float_dtype
+from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess, tabular
-from .data import batches
+from .data import batches, fitted, load
 from .data.split import SPLITS, fractions, split_rows, split_table, take
 from .data.transforms import (
     MULTI,
@@ -41,7 +50,6 @@ from .data.transforms import (
     check_ids,
     input_dtype,
     model_input_shape,
-    outputs,
     task_of,
     to_model,
     transform,
@@ -74,11 +82,6 @@ class Prepared:
         return len(self.splits[split].y)
 
 
-def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
-    assert program.model is not None
-    return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
-
-
 def prepare(
     program: Program,
     stats: dict[str, np.ndarray] | None = None,
@@ -90,8 +93,120 @@ def prepare(
     `stats`, `targets`, `schema`: a trained run's normalizer and target statistics and table
     columns, used instead of fitting new ones.
     """
+    _check_sections(program)
+    task = task_of(program)
+    opened = load.stream_sources(program, task)
+    if opened is not None:
+        return _streamed(program, task, opened, stats, targets)
+    return _whole(program, task, stats, targets, schema)
+
+
+def _whole(
+    program: Program,
+    task: str,
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+    schema: tabular.Schema | None,
+) -> Prepared:
+    """Every split read whole into memory and taken through each stage at once."""
     data = program.data
-    if data is None or program.model is None:
+    assert data is not None
+    source, blocks, separate = load.load_tables(program, task)
+    splits = split_table(source, separate, dict(data.split.items), data.seed)
+    _check_train(program, len(splits["train"].y))
+    if splits["train"].kind == "table":  # string or missing cells: the tabular stage
+        return _prepare_table(program, task, source, splits, stats, targets, schema)
+    raw_shape = tuple(splits["train"].x.shape[1:])
+    shape = _normalized_shape(program, raw_shape)
+    check_dtypes(program, splits["train"])
+    for table in splits.values():
+        check_examples(program, task, table)
+    stats, targets = fitted.fit(program, task, splits["train"], blocks, stats, targets)
+    out = {name: transform(program, table, stats, targets, shape) for name, table in splits.items()}
+    return _prepared(program, source, out, stats, raw_shape, task, targets, blocks)
+
+
+def _streamed(
+    program: Program,
+    task: str,
+    opened: dict[str, Any],
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+) -> Prepared:
+    """Each split read from its source as training needs it: the train split's statistics
+    in one pass over its rows, each batch checked and transformed as it is read. `splits`
+    holds each split's first examples (its head: shapes, dtypes, a look at the data)."""
+    data = program.data
+    assert data is not None
+    source = opened.pop("source")
+    rows = split_rows(len(source), fractions(dict(data.split.items), opened), data.seed)
+    parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
+    parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
+    _check_train(program, len(parts["train"][1]))
+    raw_shape = tuple(source.shape)
+    shape = _normalized_shape(program, raw_shape)
+    raw = {
+        s: batches.read_table(e, r[: batches.head_rows(len(r))], data.span_of(f))
+        for s, (e, r, f) in parts.items()
+    }
+    check_dtypes(program, raw["train"])
+    train, train_rows, _ = parts["train"]
+    stats, targets = fitted.fit_rows(program, task, train, train_rows, stats, targets)
+    heads, streamed = {}, {}
+    for s, (e, r, f) in parts.items():
+        check_examples(program, task, raw[s])
+        heads[s] = transform(program, raw[s], stats, targets, shape)
+        cut = _cutter(program, task, e, f, stats, targets, shape)
+        on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f)
+        streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
+    return _prepared(program, source, heads, stats, raw_shape, task, targets, (), streamed)
+
+
+def _cutter(
+    program: Program,
+    task: str,
+    examples: Any,
+    field: str,
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    shape: tuple[int, ...],
+) -> Any:
+    """The transforms stage of one streamed batch of `examples` (the source of `field`)."""
+    span = program.data.span_of(field) if program.data is not None else None
+
+    def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = batches.as_table(examples, span, x, y, rows)
+        check_examples(program, task, t)
+        t = transform(program, t, stats, targets, shape)
+        return t.x, t.y
+
+    return cut
+
+
+def _prepared(
+    program: Program,
+    source: Any,
+    splits: dict[str, Table],
+    stats: dict[str, np.ndarray],
+    raw_shape: tuple[int, ...],
+    task: str,
+    targets: preprocess.Targets,
+    blocks: tuple[datasets.Block, ...],
+    streamed: dict[str, batches.Streamed] | None = None,
+) -> Prepared:
+    """The prepared splits, with the source's classes (an autoencoder has none)."""
+    assert program.data is not None
+    classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
+    if program.data.reconstruct:
+        classes, names = None, ()
+    return Prepared(
+        splits, stats, raw_shape, task, classes, names, targets, blocks, streamed=streamed or {}
+    )
+
+
+def _check_sections(program: Program) -> None:
+    """A spec to prepare data for has a model and a data section."""
+    if program.data is None or program.model is None:
         raise SpecError(
             [
                 Diagnostic(
@@ -99,167 +214,35 @@ def prepare(
                     "nothing to train on: the spec has no `data` section"
                     if program.model is not None
                     else "nothing to train: the spec has no model",
-                    program.train.span_of("loss") if program.model else _top(program),
+                    program.train.span_of("loss") if program.model else load.top(program),
                     'add `data { source = builtin("digits") }` or a csv/npz/images source',
                 )
             ],
             program.sources,
         )
-    task = task_of(program)
-    if data.stream is not False:
-        streamed = _prepare_streamed(program, task, stats, targets)
-        if streamed is not None:
-            return streamed
-    source, blocks, splits = _raw(program, task)
-    if len(splits["train"].y) == 0:
-        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
-    if splits["train"].kind == "table":
-        return _prepare_table(program, task, source, splits, stats, targets, schema)
-    raw_shape = tuple(splits["train"].x.shape[1:])
-    try:
-        shape = preprocess.output_shape(data.normalize, raw_shape)
-    except Problem as p:
-        raise _section_error(program, "normalize", p.message, p.hint or "") from None
-    check_dtypes(program, splits["train"])
-    for table in splits.values():
-        check_examples(program, task, table)
-    if stats is None:
-        stats = preprocess.fit(data.normalize, splits["train"].x)
-    if targets is None and data.reconstruct:  # learned as the model reads its input
-        targets = preprocess.Targets(data.normalize, stats)
-    if targets is None:
-        targets = _fit_targets(program, task, splits["train"], blocks)
-    out = {name: transform(program, table, stats, targets, shape) for name, table in splits.items()}
-    if data.reconstruct:
-        return Prepared(out, stats, raw_shape, task, None, (), targets, blocks)
-    names = source.class_names
-    return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
 
 
-# ------------------------------------------------------------------ streamed
-
-
-def _prepare_streamed(
-    program: Program,
-    task: str,
-    stats: dict[str, np.ndarray] | None,
-    targets: preprocess.Targets | None,
-) -> Prepared | None:
-    """The splits read from their sources as training needs them (`data.stream = true`, or
-    `auto` where the examples would not fit the memory free for the run); None: in memory."""
-    data = program.data
-    assert data is not None
-    auto = str(data.stream) == "auto"
-    if task == MULTI or data.columns:
-        if auto:
-            return None
-        what = "a model with several outputs" if task == MULTI else "typed columns"
-        raise _cannot_stream(program, what)
-    fields = [s for s in ("source", "val", "test") if getattr(data, s)]
-    if auto and _surely_fits(program, fields):
-        return None  # not even opened: a CSV is not indexed for a run that reads it whole
-    opened = {s: _examples(program, s, task) for s in fields}
-    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
-        if auto:
-            return None
-        raise _cannot_stream(program, "a typed table (string or missing cells)")
-    if auto and not _too_big(program, opened):
-        return None
-    if program.train.pretrain is not None:
-        raise _section_error(
-            program,
-            "stream",
-            "layer-wise pretraining reads the train split in memory, which a streamed run "
-            "does not hold"
-            + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
-            "set `stream = false`, or pretrain on a part of the data that fits",
+def _check_train(program: Program, n: int) -> None:
+    if n == 0:
+        raise load.section_error(
+            program, "split", "the train split is empty", "give `train` a share"
         )
-    source = opened.pop("source")
-    rows = split_rows(len(source), fractions(dict(data.split.items), opened), data.seed)
-    parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
-    parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
-    if len(parts["train"][1]) == 0:
-        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
-    raw_shape = tuple(source.shape)
+
+
+def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One example's shape after the normalizer (which refuses a shape it cannot take)."""
+    assert program.data is not None
     try:
-        shape = preprocess.output_shape(data.normalize, raw_shape)
+        return preprocess.output_shape(program.data.normalize, raw_shape)
     except Problem as p:
-        raise _section_error(program, "normalize", p.message, p.hint or "") from None
-    raw = {
-        s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f)
-        for s, (e, r, f) in parts.items()
-    }
-    check_dtypes(program, raw["train"])
-    train, train_rows, _ = parts["train"]
-    if stats is None or targets is None:  # one pass over the train rows, in bounded memory
-        from .data.fitted import fit_streamed
-
-        none = Ref("normalizer", "none")
-        scale = targets is None and task == "regression" and not data.reconstruct
-        one_pass = fit_streamed(
-            data.normalize if stats is None else none,
-            train,
-            train_rows,
-            targets=data.targets if scale else none,
-        )
-        stats = one_pass.stats if stats is None else stats
-        if targets is None and data.reconstruct:
-            targets = preprocess.Targets(data.normalize, stats)
-        elif scale:
-            targets = preprocess.Targets(data.targets, one_pass.targets)
-    if targets is None:
-        targets = _fit_targets(program, task, _read_targets(program, train, train_rows), ())
-    fitted = targets
-
-    def cutter(examples: Any, where: str) -> Any:
-        def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            t = _as_table(program, examples, where, x, y, rows)
-            check_examples(program, task, t)
-            t = transform(program, t, stats, fitted, shape)
-            return t.x, t.y
-
-        return cut
-
-    streamed, heads = {}, {}
-    for s, (e, r, f) in parts.items():
-        check_examples(program, task, raw[s])
-        heads[s] = transform(program, raw[s], stats, fitted, shape)
-        on_error = str(getattr(data, "on_error", "fail"))
-        workers = _workers(program, f)
-        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error, workers=workers)
-    if data.reconstruct:
-        return Prepared(heads, stats, raw_shape, task, None, (), fitted, streamed=streamed)
-    classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
-    return Prepared(heads, stats, raw_shape, task, classes, names, fitted, streamed=streamed)
-
-
-def _examples(program: Program, field: str, task: str) -> Any:
-    """A data field's source as random-access examples: a reader of its files where the
-    source streams (runtime/data/sources.py), else its table read into memory."""
-    data = program.data
-    assert data is not None
-    ref = getattr(data, field)
-    base = Path(program.path).resolve().parent
-    try:
-        from .data import sources
-    except ImportError:  # the stream extra is not installed: every source is read whole
-        sources = None  # type: ignore[assignment]
-    if sources is not None and sources.streams(ref):
-        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
-        on_error = str(getattr(data, "on_error", "fail"))
-        assert program.model is not None
-        one = len(program.model.outputs) == 1  # class labels checked per example, at their row
-        bound = outputs(program) if one else None
-        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
-    load = _loader(program, target_kind(task), base)
-    return batches.TableExamples(load(field))
+        raise load.section_error(program, "normalize", p.message, p.hint or "") from None
 
 
 def in_memory(program: Program, prepared: Prepared, command: str) -> None:
     """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
     placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
     if prepared.streamed:
-        raise _section_error(
+        raise load.section_error(
             program,
             "stream",
             f"{command} trains from the splits placed on the device, but this spec streams "
@@ -268,135 +251,7 @@ def in_memory(program: Program, prepared: Prepared, command: str) -> None:
         )
 
 
-def _cannot_stream(program: Program, what: str) -> SpecError:
-    return _section_error(
-        program,
-        "stream",
-        f"{what} cannot be streamed yet: its splits are read whole",
-        "set `stream = false` (docs/streaming.md lists what streams)",
-    )
-
-
-def _workers(program: Program, field: str) -> int:
-    """`data.workers`: as written, or for `auto` up to 4 processes where examples are
-    decoded from image files (one core left to training), none for arrays and tables."""
-    data = program.data
-    assert data is not None
-    if str(data.workers) != "auto":
-        return int(data.workers)
-    if getattr(data, field).name != "images":
-        return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
-# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
-# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
-_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
-
-
-def _surely_fits(program: Program, fields: list[str]) -> bool:
-    """`stream = auto`: whether the files' sizes alone show the examples fit in memory, so
-    the sources need not be opened (opening a CSV indexes it) to find out."""
-    data = program.data
-    assert data is not None
-    base = Path(program.path).resolve().parent
-    total = 0
-    for name in fields:
-        ref = getattr(data, name)
-        if ref.name not in _EXPANDS:
-            return False  # a built-in set is measured loaded (no file, nothing to index)
-        paths = [str(ref.arg(a)) for a in ("path", "x", "y", "dir", "pattern") if _has(ref, a)]
-        files = [f for p in paths for f in _files(base / p)]
-        total += _EXPANDS[ref.name] * sum(f.stat().st_size for f in files)
-    found = _free_memory()
-    return found is not None and total <= found // 8
-
-
-def _has(ref: Any, name: str) -> bool:
-    try:
-        return ref.arg(name) is not None
-    except (KeyError, AttributeError):
-        return False
-
-
-def _files(path: Path) -> list[Path]:
-    import glob
-
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        return [p for p in path.rglob("*") if p.is_file()]
-    return [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
-
-
-def _free_memory() -> int | None:
-    import jax
-
-    from .memory_limit import available
-
-    found = available(jax.devices()[:1])
-    return found[0] if found is not None else None
-
-
-def _too_big(program: Program, opened: dict[str, Any]) -> bool:
-    """`stream = auto`: whether the examples, decoded, take more than half the memory free
-    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
-    found = _free_memory()
-    wanted = sum(batches.nbytes(e) for e in opened.values())
-    return found is not None and wanted > found // 2
-
-
-def _as_table(
-    program: Program, examples: Any, field: str, x: np.ndarray, y: np.ndarray, rows: np.ndarray
-) -> Table:
-    """A batch of a source's examples as a table, its rows named as the source numbers them."""
-    assert program.data is not None
-    table = getattr(examples, "table", None)
-    return Table(
-        x=x,
-        y=y,
-        task=table.task if table is not None else getattr(examples, "task", "classification"),
-        classes=getattr(examples, "classes", None),
-        class_names=tuple(getattr(examples, "class_names", ())),
-        origin=examples.origin,
-        kind=table.kind if table is not None else getattr(examples, "kind", "array"),
-        span=program.data.span_of(field),
-        index=np.asarray(rows, np.int64),
-        places=table.places if table is not None else None,
-        text=table.text if table is not None else None,
-    )
-
-
-def _raw_batch(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
-    x, y, got = batches.stack(batches.read_rows(examples, rows), examples)
-    return _as_table(program, examples, field, x, y, got)
-
-
-def _read(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
-    """A split's examples read whole, in chunks (the normalizer's fit reads every input)."""
-    parts = [
-        _raw_batch(program, examples, rows[i : i + READ_CHUNK], field)
-        for i in range(0, len(rows), READ_CHUNK)
-    ]
-    first = parts[0]
-    return replace(
-        first,
-        x=np.concatenate([p.x for p in parts]),
-        y=np.concatenate([p.y for p in parts]),
-        index=np.concatenate([p.index for p in parts if p.index is not None]),
-    )
-
-
-def _read_targets(program: Program, examples: Any, rows: np.ndarray) -> Table:
-    """The train split's targets (a regression's `data.targets` fits on them)."""
-    assert program.data is not None
-    if program.data.targets.name == "none" or task_of(program) != "regression":
-        return _raw_batch(program, examples, rows[:1], "source")  # nothing is fitted
-    return _read(program, examples, rows, "source")
-
-
-READ_CHUNK = 4096  # examples read at a time where a split is read whole
+# ------------------------------------------------------------------ a typed table
 
 
 def _prepare_table(
@@ -408,8 +263,9 @@ def _prepare_table(
     targets: preprocess.Targets | None,
     schema: tabular.Schema | None,
 ) -> Prepared:
-    """A typed CSV table through the tabular stage: fit the columns on the train split (or
-    take a run's), encode every split, then the targets and checks as for other sources."""
+    """A typed CSV table, read whole: runtime/tabular.py fits the columns on the train split
+    (or takes a run's) and encodes every split, then the targets and checks as for other
+    sources."""
     data = program.data
     assert data is not None
     if not tabular.elementwise(data.normalize):
@@ -440,7 +296,7 @@ def _prepare_table(
     encoded = {k: tabular.encode(schema, slots, data.normalize, stats, r) for k, r in raws.items()}
     coded = {k: replace(t, x=encoded[k].x) for k, t in splits.items()}
     if targets is None:
-        targets = _fit_targets(program, task, coded["train"], ())
+        targets = fitted.fit_targets(program, task, coded["train"], ())
     out = {}
     for name, table in coded.items():
         check_ids(program, table)
@@ -475,7 +331,7 @@ def _check_columns(program: Program, schema: tabular.Schema, table: Table) -> No
                 Diagnostic(
                     E_COLUMNS,
                     f"`{table.origin}` has no column `{lacking}`, which the model reads",
-                    table.span or _top(program),
+                    table.span or load.top(program),
                     "give every table of the data the train table's columns",
                 )
             ],
@@ -498,103 +354,9 @@ def table_inputs(program: Program) -> list[tabular.Input]:
 def raw_splits(program: Program) -> dict[str, Table]:
     """The splits as the source holds them, before any transform: what `dnn predict` and an
     exported model take as inputs (and the targets in the data's units)."""
-    return _raw(program, task_of(program))[2]
-
-
-def _raw(program: Program, task: str) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
-    data = program.data
-    assert data is not None
-    base = Path(program.path).resolve().parent
-    blocks: tuple[datasets.Block, ...] = ()
-    if task == MULTI:
-        load = _outputs_loader(program, base)
-        source, blocks = load("source")
-        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
-    else:
-        load = _loader(program, target_kind(task), base)
-        source = load("source")
-        if source.kind == "table":  # separate val/test tables are read as typed tables too
-            load = _loader(program, target_kind(task), base, True)
-    extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
-    return source, blocks, split_table(source, extra, dict(data.split.items), data.seed)
-
-
-def _fit_targets(
-    program: Program, task: str, train: Table, blocks: tuple[datasets.Block, ...]
-) -> preprocess.Targets:
-    """`data.targets` fitted on the train split's targets (regression only: check refuses
-    target scaling for class labels; with several outputs, the regression outputs' columns)."""
     assert program.data is not None
-    ref = program.data.targets
-    if ref.name == "none" or task not in ("regression", MULTI):
-        return preprocess.Targets()
-    if task == MULTI:
-        return preprocess.Targets.fitted(ref, train.y, regression_columns(blocks))
-    return preprocess.Targets.fitted(ref, train.y)
-
-
-def regression_columns(blocks: tuple[datasets.Block, ...]) -> tuple[int, ...]:
-    """The target columns of the regression outputs, which `data.targets` scales."""
-    return tuple(
-        i for b in blocks if b.task == "regression" for i in range(b.start, b.start + b.width)
-    )
-
-
-def _top(program: Program) -> Any:
-    from dnn.compiler.diagnostics import Span
-
-    return Span(program.path, 1, 1, 1, 1)
-
-
-def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any:
-    """Reads one source field: a CSV through `load_table` (a typed table where the spec
-    types columns or a cell is not a number), any other source through `load_source`."""
-    data = program.data
-    assert data is not None
-
-    def load(field: str) -> Table:
-        ref = getattr(data, field)
-        if ref.name == "csv":
-            return datasets.load_table(
-                ref,
-                task=task,
-                base_dir=base,
-                span=data.span_of(field),
-                sources=program.sources,
-                typed=typed or bool(data.columns),
-            )
-        return datasets.load_source(
-            getattr(data, field),
-            task=task,
-            base_dir=base,
-            span=data.span_of(field),
-            sources=program.sources,
-        )
-
-    return load
-
-
-def _outputs_loader(program: Program, base: Path) -> Any:
-    data = program.data
-    assert data is not None
-
-    def load(field: str) -> tuple[Table, tuple[datasets.Block, ...]]:
-        return datasets.load_outputs(
-            getattr(data, field),
-            _output_tasks(program),
-            base_dir=base,
-            span=data.span_of(field),
-            sources=program.sources,
-        )
-
-    return load
-
-
-def _section_error(program: Program, field: str, message: str, hint: str) -> SpecError:
-    assert program.data is not None
-    return SpecError(
-        [Diagnostic(E_SECTION, message, program.data.span_of(field), hint)], program.sources
-    )
+    source, _, separate = load.load_tables(program, task_of(program))
+    return split_table(source, separate, dict(program.data.split.items), program.data.seed)
 
 
 # ------------------------------------------------------------------ saved with a run
@@ -659,7 +421,9 @@ def load_transform(folder: Path) -> Transform:
         targets = preprocess.Targets(ref, target_stats)
         if blocks:
             width = sum(b.width for b in blocks)
-            targets = preprocess.Targets(ref, target_stats, regression_columns(blocks), width)
+            targets = preprocess.Targets(
+                ref, target_stats, fitted.regression_columns(blocks), width
+            )
     return Transform(
         stats,
         tuple(meta["raw_shape"]),
