@@ -41,19 +41,7 @@ from dnn.compiler.registry.core import Problem
 from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess, tabular
-from .data import batches, fitted, load
-from .data.split import SPLITS, fractions, split_rows, split_table, take
-from .data.transforms import (
-    MULTI,
-    check_dtypes,
-    check_examples,
-    check_ids,
-    input_dtype,
-    model_input_shape,
-    task_of,
-    to_model,
-    transform,
-)
+from .data import batches, fitted, load, split, transforms
 from .datasets import Table
 
 
@@ -94,7 +82,7 @@ def prepare(
     columns, used instead of fitting new ones.
     """
     _check_sections(program)
-    task = task_of(program)
+    task = transforms.task_of(program)
     opened = load.stream_sources(program, task)
     if opened is not None:
         return _streamed(program, task, opened, stats, targets)
@@ -112,17 +100,20 @@ def _whole(
     data = program.data
     assert data is not None
     source, blocks, separate = load.load_tables(program, task)
-    splits = split_table(source, separate, dict(data.split.items), data.seed)
+    splits = split.split_table(source, separate, dict(data.split.items), data.seed)
     _check_train(program, len(splits["train"].y))
     if splits["train"].kind == "table":  # string or missing cells: the tabular stage
         return _prepare_table(program, task, source, splits, stats, targets, schema)
     raw_shape = tuple(splits["train"].x.shape[1:])
     shape = _normalized_shape(program, raw_shape)
-    check_dtypes(program, splits["train"])
+    transforms.check_dtypes(program, splits["train"])
     for table in splits.values():
-        check_examples(program, task, table)
+        transforms.check_examples(program, task, table)
     stats, targets = fitted.fit(program, task, splits["train"], blocks, stats, targets)
-    out = {name: transform(program, table, stats, targets, shape) for name, table in splits.items()}
+    out = {
+        name: transforms.transform(program, table, stats, targets, shape)
+        for name, table in splits.items()
+    }
     return _prepared(program, source, out, stats, raw_shape, task, targets, blocks)
 
 
@@ -139,8 +130,8 @@ def _streamed(
     data = program.data
     assert data is not None
     source = opened.pop("source")
-    rows = split_rows(len(source), fractions(dict(data.split.items), opened), data.seed)
-    parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
+    rows = split.split_rows(len(source), split.fractions(dict(data.split.items), opened), data.seed)
+    parts = {s: (source, rows[s], "source") for s in split.SPLITS if s not in opened}
     parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
     _check_train(program, len(parts["train"][1]))
     raw_shape = tuple(source.shape)
@@ -149,13 +140,13 @@ def _streamed(
         s: batches.read_table(e, r[: batches.head_rows(len(r))], data.span_of(f))
         for s, (e, r, f) in parts.items()
     }
-    check_dtypes(program, raw["train"])
+    transforms.check_dtypes(program, raw["train"])
     train, train_rows, _ = parts["train"]
     stats, targets = fitted.fit_rows(program, task, train, train_rows, stats, targets)
     heads, streamed = {}, {}
     for s, (e, r, f) in parts.items():
-        check_examples(program, task, raw[s])
-        heads[s] = transform(program, raw[s], stats, targets, shape)
+        transforms.check_examples(program, task, raw[s])
+        heads[s] = transforms.transform(program, raw[s], stats, targets, shape)
         cut = _cutter(program, task, e, f, stats, targets, shape)
         on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f)
         streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
@@ -176,8 +167,8 @@ def _cutter(
 
     def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = batches.as_table(examples, span, x, y, rows)
-        check_examples(program, task, t)
-        t = transform(program, t, stats, targets, shape)
+        transforms.check_examples(program, task, t)
+        t = transforms.transform(program, t, stats, targets, shape)
         return t.x, t.y
 
     return cut
@@ -285,7 +276,7 @@ def _prepare_table(
             types, source.columns, label, _column_span(program), program.sources, source.origin
         )
         train = splits["train"]  # fitted in file order, so a bad cell is the first one
-        in_order = take(train, np.argsort(train.index)) if train.index is not None else train
+        in_order = split.take(train, np.argsort(train.index)) if train.index is not None else train
         schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
     for table in splits.values():
         _check_columns(program, schema, table)
@@ -299,8 +290,8 @@ def _prepare_table(
         targets = fitted.fit_targets(program, task, coded["train"], ())
     out = {}
     for name, table in coded.items():
-        check_ids(program, table)
-        out[name] = to_model(program, replace(table, y=targets.apply(table.y)))
+        transforms.check_ids(program, table)
+        out[name] = transforms.to_model(program, replace(table, y=targets.apply(table.y)))
     width = (coded["train"].x.shape[1],)
     unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
     return Prepared(
@@ -355,8 +346,8 @@ def raw_splits(program: Program) -> dict[str, Table]:
     """The splits as the source holds them, before any transform: what `dnn predict` and an
     exported model take as inputs (and the targets in the data's units)."""
     assert program.data is not None
-    source, _, separate = load.load_tables(program, task_of(program))
-    return split_table(source, separate, dict(program.data.split.items), program.data.seed)
+    source, _, separate = load.load_tables(program, transforms.task_of(program))
+    return split.split_table(source, separate, dict(program.data.split.items), program.data.seed)
 
 
 # ------------------------------------------------------------------ saved with a run
@@ -374,7 +365,7 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
         "task": prepared.task,
         "classes": prepared.classes,
         "class_names": list(prepared.class_names),
-        "multi_hot": prepared.task not in ("regression", MULTI)
+        "multi_hot": prepared.task not in ("regression", transforms.MULTI)
         and prepared.splits["train"].y.ndim == 2,
         "outputs": [dataclasses.asdict(b) for b in prepared.blocks],
     }
@@ -400,8 +391,8 @@ class Transform:
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
         x = preprocess.apply(program.data.normalize, self.stats, x)
-        x = x.astype(input_dtype(program), copy=False)
-        return x.reshape((x.shape[0], *model_input_shape(program)))
+        x = x.astype(transforms.input_dtype(program), copy=False)
+        return x.reshape((x.shape[0], *transforms.model_input_shape(program)))
 
 
 def load_transform(folder: Path) -> Transform:
@@ -460,5 +451,5 @@ def encode_cells(program: Program, transform: Transform, path: Path) -> tabular.
     span = program.data.span_of("source")
     slots = tabular.bind(schema, table_inputs(program), program.sources, span)
     enc = tabular.encode(schema, slots, program.data.normalize, transform.stats, raw)
-    x = enc.x.astype(input_dtype(program), copy=False)
-    return replace(enc, x=x.reshape((x.shape[0], *model_input_shape(program))))
+    x = enc.x.astype(transforms.input_dtype(program), copy=False)
+    return replace(enc, x=x.reshape((x.shape[0], *transforms.model_input_shape(program))))
