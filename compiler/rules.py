@@ -5,7 +5,7 @@ augmentation's `needs`, a layer's input dtype, a normalizer's shape rule, an opt
 `traits`, a built-in data set's description — never a list of names. They are what makes
 "`dnn check` accepts it" mean "`dnn train` trains it" (DESIGN §2.9): whatever can be known
 without reading the data is refused here, at the spec line; the rest is checked by the same
-facts when the data loads (runtime/pipeline.py).
+facts when the data loads (runtime/data/transforms.py).
 
 Entry point: `apply(model, data, train, train_written, diags) -> train`, the train section
 with its task-dependent defaults (the metrics) filled in.

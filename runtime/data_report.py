@@ -21,6 +21,7 @@ import numpy as np
 from dnn.compiler.ir import Program
 
 from . import pipeline
+from .data import transforms
 
 GRID = 16  # images in the `-o` grid: 4 x 4
 
@@ -64,7 +65,7 @@ def report(program: Program, repeats: int = 3) -> Report:
             "raw_shape": list(prepared.raw_shape),
             "input_shape": list(train.x.shape[1:]),
             "input_dtype": str(train.x.dtype),
-            "inputs": {n: list(s) for n, s in pipeline.input_sizes(program)},
+            "inputs": {n: list(s) for n, s in transforms.input_sizes(program)},
         },
         balance=_balance(prepared),
         targets=_targets(prepared),
@@ -83,7 +84,7 @@ def report(program: Program, repeats: int = 3) -> Report:
 
 
 def _balance(prepared: pipeline.Prepared) -> dict[str, dict[str, int]]:
-    if prepared.classes is None or prepared.task in ("regression", pipeline.MULTI):
+    if prepared.classes is None or prepared.task in ("regression", transforms.MULTI):
         return {}
     names = prepared.class_names or tuple(str(i) for i in range(prepared.classes))
     out = {}
@@ -319,7 +320,7 @@ def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, i
     base = Path(program.path).resolve().parent
     span = data.span_of("source")
     where = datasets._Where(span, program.sources, span)
-    task = target_kind(pipeline.task_of(program))
+    task = target_kind(transforms.task_of(program))
     if sources.streams(data.source):
         examples = sources.open_examples(data.source, task, base, where, data.on_error)
     else:  # a built-in set: read whole, then written as any other

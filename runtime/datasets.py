@@ -1,10 +1,10 @@
 """Data sources: built-in sets, CSV and NPZ files and image folders, read into one `Table`.
 
-`load_source` reads what a spec's `data { source = ... }` names, `split` cuts train/val/test by
-a seeded permutation, `fit_to_model` matches examples and targets to the model, and
-`read_inputs` reads the examples given to `dnn predict`. Nothing is downloaded: built-in sets
-come from scikit-learn's bundled loaders or from NumPy generators with a fixed seed, so a
-built-in set is the same on every run.
+`load_source` reads what a spec's `data { source = ... }` names (runtime/data/split.py cuts
+it into train/val/test, runtime/data/transforms.py matches it to the model), and `read_inputs`
+reads the examples given to `dnn predict`. Nothing is downloaded: built-in sets come from
+scikit-learn's bundled loaders or from NumPy generators with a fixed seed, so a built-in set
+is the same on every run.
 
 Bad data never ends in a traceback: every mistake is a `SpecError` rendered like a compiler
 error. A problem with the reference itself (no such file, column or array; examples of the
@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,7 +33,6 @@ from dnn.compiler.registry.layers import fmt_shape
 from dnn.compiler.values import Ref
 
 TASKS = ("classification", "regression")
-SPLITS = ("train", "val", "test")
 SEED = 0  # of the built-in generators: the same examples on every run
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _GRAY_MODES = frozenset({"1", "L", "LA"})
@@ -159,49 +158,6 @@ def load_source(
     if task not in TASKS:
         raise InternalError(f"unknown task {task!r}")
     return _source(ref).load(ref, task, Path(base_dir), _Where(span, sources, span))
-
-
-def split(table: Table, fractions: tuple[float, float, float], seed: int) -> dict[str, Table]:
-    """Cut a table into train/val/test by a permutation drawn from `seed`.
-
-    Sizes are the fractions of N rounded by largest remainder, so they add up to N and a zero
-    fraction gives an empty split.
-    """
-    parts = split_rows(len(table), fractions, seed)
-    return {name: _take(table, idx) for name, idx in parts.items()}
-
-
-def split_rows(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
-    """The rows of a source of `n` examples that each split takes, in split order: what
-    `split` cuts a table by, and what a streamed split reads (runtime/data/batches.py)."""
-    sizes = _split_sizes(n, fractions)
-    order = np.random.default_rng(seed % 2**64).permutation(n)
-    parts = np.split(order, np.cumsum(sizes)[:-1])
-    return dict(zip(SPLITS, parts, strict=True))
-
-
-def fit_to_model(
-    table: Table,
-    input_shape: tuple[int, ...],
-    input_name: str,
-    outputs: int,
-    *,
-    span: Span,
-    sources: Mapping[str, str],
-) -> Table:
-    """Match a table to the model: examples reshaped to the input, targets checked.
-
-    Examples take the input's shape when the number of values agrees (digits are 64 values, a
-    CNN may read them as 8 x 8 x 1); `span` is where a mismatch is reported. Class labels must
-    lie in [0, outputs), or be 0/1 for one output. Regression targets must have `outputs`
-    values per example and come back as (N, outputs), lined up with the model's output.
-    """
-    where = _Where(span, sources, table.span)
-    x = _reshape(table, tuple(input_shape), input_name, where)
-    if table.task == "regression":
-        return replace(table, x=x, y=_regression_targets(table, outputs, where))
-    _check_labels(table, outputs, where)
-    return replace(table, x=x)
 
 
 def read_inputs(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -764,95 +720,6 @@ def _check_sizes(written: str, files: list[Path], pixels: list[np.ndarray], wher
             fix = f'`images("{written}", size = [{h}, {w}])`'
             hint = f"give all images one size, or resize them: {fix}"
             raise where.spec(E_DATA, message, hint)
-
-
-# ----------------------------------------------------------------------------- split and fit
-
-
-def _split_sizes(n: int, fractions: tuple[float, float, float]) -> list[int]:
-    """Largest-remainder rounding of `fractions * n`: sums to n, zero stays zero."""
-    f = np.asarray(fractions, np.float64)
-    if f.shape != (3,) or (f < 0).any() or f.sum() <= 0:
-        raise InternalError(f"bad split fractions {fractions!r}")
-    exact = f / f.sum() * n
-    sizes = np.floor(exact).astype(np.int64)
-    remainder = np.where(f > 0, exact - sizes, -1.0)
-    sizes[np.argsort(-remainder, kind="stable")[: n - int(sizes.sum())]] += 1
-    return [int(s) for s in sizes]
-
-
-def _take(table: Table, idx: np.ndarray) -> Table:
-    index = idx if table.index is None else table.index[idx]
-    return replace(table, x=table.x[idx], y=table.y[idx], index=index)
-
-
-def _name(table: Table) -> str:
-    return table.origin.removeprefix("builtin:")
-
-
-def _reshape(table: Table, shape: tuple[int, ...], input_name: str, where: _Where) -> np.ndarray:
-    example = tuple(table.x.shape[1:])
-    if example == shape:
-        return table.x
-    n, m = math.prod(example), math.prod(shape)
-    if n == m:
-        return table.x.reshape((len(table), *shape))
-    raise where.spec(
-        E_DATA,
-        f"`{_name(table)}` examples have shape {fmt_shape(example)} ({n} values) but input "
-        f"`{input_name}` has shape {fmt_shape(shape)} ({m} values)",
-        f"declare `input {input_name}: f32{list(example)}`, or another shape of {n} values",
-    )
-
-
-def _regression_targets(table: Table, outputs: int, where: _Where) -> np.ndarray:
-    width = math.prod(table.y.shape[1:])
-    if width != outputs:
-        raise where.spec(
-            E_DATA,
-            f"`{_name(table)}` has {width} target value{'s' * (width != 1)} per example but "
-            f"the model outputs {outputs}",
-            f"end the model with `dense({width})`",
-        )
-    return table.y.reshape(len(table), outputs).astype(np.float32)
-
-
-def _check_labels(table: Table, outputs: int, where: _Where) -> None:
-    """Class labels in [0, outputs); one output means a binary model with 0/1 labels; multi-hot
-    rows (N, C) need C == outputs (the pipeline allows them only for a multi-label task)."""
-    if table.y.ndim == 2:
-        if table.y.shape[1] != outputs:
-            raise where.spec(
-                E_DATA,
-                f"`{_name(table)}` has {table.y.shape[1]} yes/no labels per example (multi-hot "
-                f"rows) but the model outputs {outputs}",
-                f"end the model with `dense({table.y.shape[1]})`",
-            )
-        return
-    bad = np.flatnonzero((table.y < 0) | (table.y >= max(outputs, 2)))
-    if len(bad):
-        raise _label_error(table, int(bad[0]), outputs, where)
-
-
-def _label_error(table: Table, i: int, outputs: int, where: _Where) -> SpecError:
-    v, names, pos, top = int(table.y[i]), table.class_names, table.position(i), max(outputs, 2)
-    label = f"`{names[v]}` (class {v})" if 0 <= v < len(names) and names[v] != str(v) else f"`{v}`"
-    problem = (
-        f"is outside the {outputs} classes the model outputs"
-        if outputs > 1
-        else "is not 0 or 1, as a model with one output needs"
-    )
-    hint = f"class labels run from 0 to {top - 1}"
-    if (table.classes or 0) > top:
-        loss = " and train with `cross_entropy`" if outputs == 1 else ""
-        k = table.classes
-        hint = f"`{_name(table)}` has {k} classes: end the model with `dense({k})`{loss}"
-    if table.places is not None and table.text is not None:
-        row, line, col, end = (int(p) for p in table.places[pos])
-        at = Span(table.origin, line, col, line, max(end, col + 1))
-        return where.file(E_DATA, f"label {label} in row {row} {problem}", at, hint, table.text)
-    at = _start(table.origin) if table.kind == "npz" else table.span or where.span
-    return where.file(E_DATA, f"label {label} at example {pos} {problem}", at, hint)
 
 
 # ----------------------------------------------------------------------------- predict inputs

@@ -495,14 +495,14 @@ def _outputs(program: Program) -> int:
 
 
 def _data_code(program: Program) -> str:
-    from .pipeline import _fractions
+    from .data.split import fractions as shares_of
 
     data = program.data
     assert data is not None and program.model is not None
     name = str(data.source.arg("name"))
     meta = BUILTIN_DATA[name]
     loader = str(meta["source"]).rpartition(".")[2]
-    fractions = _fractions(dict(data.split.items), {})
+    fractions = shares_of(dict(data.split.items), {})
     regression = _task(program) == "regression"
     shape = program.model.node(program.model.inputs[0]).shape
     y_line = (
@@ -1270,7 +1270,7 @@ def _script(
     data, train = program.data, program.train
     assert data is not None and program.model is not None
     g = program.model
-    from .pipeline import _fractions
+    from .data.split import fractions
 
     loader = str(BUILTIN_DATA[str(data.source.arg("name"))]["source"]).rpartition(".")[2]
     header = _fill(
@@ -1282,7 +1282,7 @@ def _script(
         loader=loader,
         seed=str(train.seed),
         data_seed=str(data.seed),
-        fractions=_lit(tuple(_fractions(dict(data.split.items), {}))),
+        fractions=_lit(tuple(fractions(dict(data.split.items), {}))),
         shape=_lit(tuple(g.node(g.inputs[0]).shape)),
         batch=str(train.batch_size),
         epochs=str(train.epochs),

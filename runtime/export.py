@@ -28,6 +28,7 @@ from dnn.compiler.diagnostics import E_EXPORT, Diagnostic, SpecError
 from dnn.compiler.ir import Program
 
 from . import infer, pipeline, preprocess
+from .data import transforms
 from .train import TrainingError
 
 FORMATS = ("stablehlo", "onnx")
@@ -53,8 +54,8 @@ def inference(program: Program, run: Path) -> Inference:
     if transform.schema is not None:  # a typed table: the rows come encoded, numbers scaled
         apply = None
     stats = {k: jnp.asarray(v, jnp.float32) for k, v in transform.stats.items()}
-    shape = pipeline.model_input_shape(program)
-    dtype = pipeline.input_dtype(program)
+    shape = transforms.model_input_shape(program)
+    dtype = transforms.input_dtype(program)
     params, state = st["params"], st["model_state"]
     targets = transform.targets
 

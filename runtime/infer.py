@@ -22,6 +22,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.rules import target_kind
 
 from . import checkpoint, datasets, pipeline, preprocess
+from .data import transforms
 from .datasets import Table
 from .train import Engine, TrainingError, batched, evaluate_split
 
@@ -94,7 +95,7 @@ def imported(program: Program, file: Path) -> tuple[Engine, Any, pipeline.Transf
     inputs as they are."""
     from .fit import _from_file
 
-    task = pipeline.task_of(program)
+    task = transforms.task_of(program)
     if program.data is not None:
         prepared = pipeline.prepare(program)
         transform = pipeline.Transform(
@@ -104,15 +105,15 @@ def imported(program: Program, file: Path) -> tuple[Engine, Any, pipeline.Transf
             prepared.classes,
             prepared.class_names,
             prepared.targets,
-            prepared.task not in ("regression", pipeline.MULTI)
+            prepared.task not in ("regression", transforms.MULTI)
             and prepared.splits["train"].y.ndim == 2,
             prepared.blocks,
             prepared.schema,
         )
     else:
-        units = pipeline.outputs(program)
+        units = transforms.outputs(program)
         classes = max(units, 2) if target_kind(task) == "classification" else None
-        transform = pipeline.Transform({}, pipeline.model_input_shape(program), task, classes, ())
+        transform = pipeline.Transform({}, transforms.model_input_shape(program), task, classes, ())
         prepared = _placeholder(program, transform, task, str(file))
     engine = Engine(program, prepared, program.train.ensemble)
     st, _, _ = _from_file(program, engine.init(), engine, str(file))
@@ -125,9 +126,9 @@ def _placeholder(
     """A one-example train split of the right shapes: what an engine is built from when the
     data itself is not at hand."""
     kind = target_kind(task)
-    shape = pipeline.model_input_shape(program)
+    shape = transforms.model_input_shape(program)
     dummy = Table(
-        x=np.zeros((1, *shape), pipeline.input_dtype(program)),
+        x=np.zeros((1, *shape), transforms.input_dtype(program)),
         y=np.zeros((1,), np.int32 if kind == "classification" else np.float32),
         task=kind,
         classes=transform.classes,
@@ -247,7 +248,7 @@ def loaded(
     """A run's model ready for new inputs, without its data: the engine, the final weights,
     the saved preprocessing and the task (what `dnn predict` and `dnn export` start from)."""
     transform = pipeline.load_transform(_run_folder(run))
-    task = pipeline.task_of(program)  # the run's model: `restore` checks it is the same
+    task = transforms.task_of(program)  # the run's model: `restore` checks it is the same
     prepared = _placeholder(program, transform, task, origin)
     engine, st = restore(program, run, prepared)
     return engine, st, transform, task
@@ -292,8 +293,8 @@ def predict(
     elif program.data is not None:
         x = transform(program, raw)
     else:  # a spec without data (`--weights`): the inputs as they are
-        shape = pipeline.model_input_shape(program)
-        x = raw.astype(pipeline.input_dtype(program)).reshape((raw.shape[0], *shape))
+        shape = transforms.model_input_shape(program)
+        x = raw.astype(transforms.input_dtype(program)).reshape((raw.shape[0], *shape))
     out = _forward_all(engine, st, x)
     if task == "regression":  # in the data's units, computed in float64
         out = transform.targets.invert(out.astype(np.float64)).astype(out.dtype)
@@ -318,7 +319,7 @@ def read_inputs(
     if data is not None and data.source is not None and data.source.name == "images":
         given = data.source.arg("size")
         size = (int(given[0]), int(given[1])) if given is not None else None
-    wanted = inputs.Wanted(tuple(pipeline.input_sizes(program)), tuple(raw_shape), size)
+    wanted = inputs.Wanted(tuple(transforms.input_sizes(program)), tuple(raw_shape), size)
     return inputs.read(path, wanted)
 
 

@@ -34,6 +34,7 @@ from dnn.compiler.ir import Node, Program
 from dnn.compiler.rules import heads, target_kind
 
 from . import pipeline
+from .data import transforms
 from .datasets import Table
 from .health import leaves_by_node, slopes
 from .train import Engine, TrainingError
@@ -283,20 +284,20 @@ def _noise(program: Program, batch: int) -> pipeline.Prepared:
     if len(program.model.outputs) == 1 and (not head or head[0].task is None):
         raise TrainingError(  # a model file alone is not held to the default loss by check
             f"the gradient needs a loss: `{program.train.loss.name}` (the default) does not fit the "
-            f"model's {pipeline.outputs(program)} output unit"
+            f"model's {transforms.outputs(program)} output unit"
             + "s"
-            * (pipeline.outputs(program) != 1),
+            * (transforms.outputs(program) != 1),
             "write the loss the model trains with: `train { loss = mse }`, say",
         )
-    task = pipeline.task_of(program)
-    if task == pipeline.MULTI:
+    task = transforms.task_of(program)
+    if task == transforms.MULTI:
         raise TrainingError(
             "init-check on noise needs the targets of one output; this model has "
             f"{len(program.model.outputs)}",
             "give the spec a data section, and leave out --noise",
         )
     rng = np.random.default_rng(program.train.seed)
-    shapes = pipeline.input_sizes(program)
+    shapes = transforms.input_sizes(program)
     if any(program.model.node(n).dtype.startswith(("i", "u")) for n, _ in shapes):
         raise TrainingError(
             "init-check on noise needs real-valued inputs; this model takes integer ids",
@@ -304,7 +305,7 @@ def _noise(program: Program, batch: int) -> pipeline.Prepared:
         )
     width = sum(math.prod(s) for _, s in shapes)
     x = rng.normal(size=(batch, width)).astype(np.float32)
-    units = pipeline.outputs(program)
+    units = transforms.outputs(program)
     if target_kind(task) == "classification":
         classes = max(units, 2)
         y = rng.integers(0, classes, size=batch).astype(np.int32)
@@ -312,7 +313,7 @@ def _noise(program: Program, batch: int) -> pipeline.Prepared:
     else:
         y = rng.normal(size=(batch, units)).astype(np.float32)
         table = Table(x, y, "regression", None, (), "noise")
-    table = replace(table, x=table.x.reshape(batch, *pipeline.model_input_shape(program)))
+    table = replace(table, x=table.x.reshape(batch, *transforms.model_input_shape(program)))
     return pipeline.Prepared(
         {"train": table}, {}, table.x.shape[1:], task, table.classes, table.class_names
     )

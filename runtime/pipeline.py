@@ -1,21 +1,30 @@
-"""From a `data` section to device-resident arrays: load, split, normalize, fit to the model.
+"""From a `data` section to what training reads: the stages of runtime/data/, in order.
 
-Order: load the source (and the separate `val` / `test` sources) → split with `data.seed` →
-fit the normalizer on the train split only → apply it to every split → reshape to the model's
-input (digits are 64 values, a CNN reads 8 x 8 x 1) and check the labels. Regression targets go
-the same way through `data.targets` (fitted on the train split's targets, applied to every
-split; the engine inverts it on the outputs for the metrics, `dnn predict` for its output). The
-fitted statistics and what eval/predict need to repeat the transforms are saved in the run
-directory (`preprocess.npz` + `preprocess.json`; the target statistics under `targets.<name>`):
-plain arrays and JSON, never pickle.
+`prepare` is the one entry. It reads top to bottom, one call per stage, in either mode:
+
+1. source (`data/load.py`): `stream_sources` decides whether to stream (`data.stream`); the
+   sources are read whole (`load_tables`) or opened as `Examples` to read as needed;
+2. split (`data/split.py`): train/val/test by the permutation of `data.seed`: a table cut by
+   `split_table`, a streamed source's row numbers by `split_rows`;
+3. fitted (`data/fitted.py`): the normalizer's statistics on the train split only, and the
+   regression targets' (`data.targets`), in memory (`fit`) or in one pass over the rows
+   (`fit_rows`); a typed table's columns and vocabularies through runtime/tabular.py;
+4. transforms (`data/transforms.py`): every split, or every streamed batch, normalized,
+   reshaped to the model's input (digits are 64 values, a CNN reads 8 x 8 x 1), labels and
+   ids checked;
+5. batches: the splits in memory are placed on the device by the trainer (runtime/train.py);
+   a streamed split is `data/batches.py`'s `Streamed`, read batch by batch through Grain.
+
+The engine inverts `data.targets` on the outputs for the metrics, `dnn predict` for its
+output. The fitted statistics and what eval/predict need to repeat the transforms are saved
+in the run directory (`save`: `preprocess.npz` + `preprocess.json`; the target statistics
+under `targets.<name>`): plain arrays and JSON, never pickle.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,23 +32,17 @@ from typing import Any
 import numpy as np
 from dnn.compiler.diagnostics import (
     E_COLUMNS,
-    E_DATA,
-    E_DTYPE,
     E_SECTION,
     Diagnostic,
-    InternalError,
     SpecError,
 )
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
-from dnn.compiler.rules import heads, id_layers, target_kind
-from dnn.compiler.values import Ref, is_float_dtype
+from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess, tabular
-from .data import batches
+from .data import batches, fitted, load, split, transforms
 from .datasets import Table
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -67,44 +70,6 @@ class Prepared:
         return len(self.splits[split].y)
 
 
-MULTI = "multioutput"  # the task of a model with several outputs: each has its own
-
-
-def task_of(program: Program) -> str:
-    """The task the loss implies for the model's output (`dnn check` refused any other), or
-    `MULTI` for a model with several outputs."""
-    assert program.model is not None
-    if len(program.model.outputs) > 1:
-        return MULTI
-    found = heads(program.model, program.train)
-    if not found or found[0].task is None:
-        raise InternalError("the loss has no task for this output (check refuses it)")
-    return found[0].task
-
-
-def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
-    assert program.model is not None
-    return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
-
-
-def input_sizes(program: Program) -> list[tuple[str, tuple[int, ...]]]:
-    assert program.model is not None
-    return [(n, program.model.node(n).shape) for n in program.model.inputs]
-
-
-def outputs(program: Program) -> int:
-    assert program.model is not None
-    return math.prod(program.model.node(program.model.outputs[0]).shape)
-
-
-def model_input_shape(program: Program) -> tuple[int, ...]:
-    """The shape one example must have: the model's input, or the inputs' sizes end to end."""
-    ins = input_sizes(program)
-    if len(ins) == 1:
-        return ins[0][1]
-    return (sum(math.prod(s) for _, s in ins),)
-
-
 def prepare(
     program: Program,
     stats: dict[str, np.ndarray] | None = None,
@@ -116,8 +81,123 @@ def prepare(
     `stats`, `targets`, `schema`: a trained run's normalizer and target statistics and table
     columns, used instead of fitting new ones.
     """
+    _check_sections(program)
+    task = transforms.task_of(program)
+    opened = load.stream_sources(program, task)
+    if opened is not None:
+        return _streamed(program, task, opened, stats, targets)
+    return _whole(program, task, stats, targets, schema)
+
+
+def _whole(
+    program: Program,
+    task: str,
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+    schema: tabular.Schema | None,
+) -> Prepared:
+    """Every split read whole into memory and taken through each stage at once."""
     data = program.data
-    if data is None or program.model is None:
+    assert data is not None
+    source, blocks, separate = load.load_tables(program, task)
+    splits = split.split_table(source, separate, dict(data.split.items), data.seed)
+    _check_train(program, len(splits["train"].y))
+    if splits["train"].kind == "table":  # string or missing cells: the tabular stage
+        return _prepare_table(program, task, source, splits, stats, targets, schema)
+    raw_shape = tuple(splits["train"].x.shape[1:])
+    shape = _normalized_shape(program, raw_shape)
+    transforms.check_dtypes(program, splits["train"])
+    for table in splits.values():
+        transforms.check_examples(program, task, table)
+    stats, targets = fitted.fit(program, task, splits["train"], blocks, stats, targets)
+    out = {
+        name: transforms.transform(program, table, stats, targets, shape)
+        for name, table in splits.items()
+    }
+    return _prepared(program, source, out, stats, raw_shape, task, targets, blocks)
+
+
+def _streamed(
+    program: Program,
+    task: str,
+    opened: dict[str, Any],
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+) -> Prepared:
+    """Each split read from its source as training needs it: the train split's statistics
+    in one pass over its rows, each batch checked and transformed as it is read. `splits`
+    holds each split's first examples (its head: shapes, dtypes, a look at the data)."""
+    data = program.data
+    assert data is not None
+    source = opened.pop("source")
+    rows = split.split_rows(len(source), split.fractions(dict(data.split.items), opened), data.seed)
+    parts = {s: (source, rows[s], "source") for s in split.SPLITS if s not in opened}
+    parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
+    _check_train(program, len(parts["train"][1]))
+    raw_shape = tuple(source.shape)
+    shape = _normalized_shape(program, raw_shape)
+    raw = {
+        s: batches.read_table(e, r[: batches.head_rows(len(r))], data.span_of(f))
+        for s, (e, r, f) in parts.items()
+    }
+    transforms.check_dtypes(program, raw["train"])
+    train, train_rows, _ = parts["train"]
+    stats, targets = fitted.fit_rows(program, task, train, train_rows, stats, targets)
+    heads, streamed = {}, {}
+    for s, (e, r, f) in parts.items():
+        transforms.check_examples(program, task, raw[s])
+        heads[s] = transforms.transform(program, raw[s], stats, targets, shape)
+        cut = _cutter(program, task, e, f, stats, targets, shape)
+        on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f)
+        streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
+    return _prepared(program, source, heads, stats, raw_shape, task, targets, (), streamed)
+
+
+def _cutter(
+    program: Program,
+    task: str,
+    examples: Any,
+    field: str,
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    shape: tuple[int, ...],
+) -> Any:
+    """The transforms stage of one streamed batch of `examples` (the source of `field`)."""
+    span = program.data.span_of(field) if program.data is not None else None
+
+    def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = batches.as_table(examples, span, x, y, rows)
+        transforms.check_examples(program, task, t)
+        t = transforms.transform(program, t, stats, targets, shape)
+        return t.x, t.y
+
+    return cut
+
+
+def _prepared(
+    program: Program,
+    source: Any,
+    splits: dict[str, Table],
+    stats: dict[str, np.ndarray],
+    raw_shape: tuple[int, ...],
+    task: str,
+    targets: preprocess.Targets,
+    blocks: tuple[datasets.Block, ...],
+    streamed: dict[str, batches.Streamed] | None = None,
+) -> Prepared:
+    """The prepared splits, with the source's classes (an autoencoder has none)."""
+    assert program.data is not None
+    classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
+    if program.data.reconstruct:
+        classes, names = None, ()
+    return Prepared(
+        splits, stats, raw_shape, task, classes, names, targets, blocks, streamed=streamed or {}
+    )
+
+
+def _check_sections(program: Program) -> None:
+    """A spec to prepare data for has a model and a data section."""
+    if program.data is None or program.model is None:
         raise SpecError(
             [
                 Diagnostic(
@@ -125,167 +205,35 @@ def prepare(
                     "nothing to train on: the spec has no `data` section"
                     if program.model is not None
                     else "nothing to train: the spec has no model",
-                    program.train.span_of("loss") if program.model else _top(program),
+                    program.train.span_of("loss") if program.model else load.top(program),
                     'add `data { source = builtin("digits") }` or a csv/npz/images source',
                 )
             ],
             program.sources,
         )
-    task = task_of(program)
-    if data.stream is not False:
-        streamed = _prepare_streamed(program, task, stats, targets)
-        if streamed is not None:
-            return streamed
-    source, blocks, splits = _raw(program, task)
-    if len(splits["train"].y) == 0:
-        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
-    if splits["train"].kind == "table":
-        return _prepare_table(program, task, source, splits, stats, targets, schema)
-    raw_shape = tuple(splits["train"].x.shape[1:])
-    try:
-        shape = preprocess.output_shape(data.normalize, raw_shape)
-    except Problem as p:
-        raise _section_error(program, "normalize", p.message, p.hint or "") from None
-    _check_dtypes(program, splits["train"])
-    for table in splits.values():
-        check_examples(program, task, table)
-    if stats is None:
-        stats = preprocess.fit(data.normalize, splits["train"].x)
-    if targets is None and data.reconstruct:  # learned as the model reads its input
-        targets = preprocess.Targets(data.normalize, stats)
-    if targets is None:
-        targets = _fit_targets(program, task, splits["train"], blocks)
-    out = {name: transform(program, table, stats, targets, shape) for name, table in splits.items()}
-    if data.reconstruct:
-        return Prepared(out, stats, raw_shape, task, None, (), targets, blocks)
-    names = source.class_names
-    return Prepared(out, stats, raw_shape, task, source.classes, names, targets, blocks)
 
 
-# ------------------------------------------------------------------ streamed
-
-
-def _prepare_streamed(
-    program: Program,
-    task: str,
-    stats: dict[str, np.ndarray] | None,
-    targets: preprocess.Targets | None,
-) -> Prepared | None:
-    """The splits read from their sources as training needs them (`data.stream = true`, or
-    `auto` where the examples would not fit the memory free for the run); None: in memory."""
-    data = program.data
-    assert data is not None
-    auto = str(data.stream) == "auto"
-    if task == MULTI or data.columns:
-        if auto:
-            return None
-        what = "a model with several outputs" if task == MULTI else "typed columns"
-        raise _cannot_stream(program, what)
-    fields = [s for s in ("source", "val", "test") if getattr(data, s)]
-    if auto and _surely_fits(program, fields):
-        return None  # not even opened: a CSV is not indexed for a run that reads it whole
-    opened = {s: _examples(program, s, task) for s in fields}
-    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
-        if auto:
-            return None
-        raise _cannot_stream(program, "a typed table (string or missing cells)")
-    if auto and not _too_big(program, opened):
-        return None
-    if program.train.pretrain is not None:
-        raise _section_error(
-            program,
-            "stream",
-            "layer-wise pretraining reads the train split in memory, which a streamed run "
-            "does not hold"
-            + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
-            "set `stream = false`, or pretrain on a part of the data that fits",
+def _check_train(program: Program, n: int) -> None:
+    if n == 0:
+        raise load.section_error(
+            program, "split", "the train split is empty", "give `train` a share"
         )
-    source = opened.pop("source")
-    rows = datasets.split_rows(len(source), _fractions(dict(data.split.items), opened), data.seed)
-    parts = {s: (source, rows[s], "source") for s in SPLITS if s not in opened}
-    parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
-    if len(parts["train"][1]) == 0:
-        raise _section_error(program, "split", "the train split is empty", "give `train` a share")
-    raw_shape = tuple(source.shape)
+
+
+def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One example's shape after the normalizer (which refuses a shape it cannot take)."""
+    assert program.data is not None
     try:
-        shape = preprocess.output_shape(data.normalize, raw_shape)
+        return preprocess.output_shape(program.data.normalize, raw_shape)
     except Problem as p:
-        raise _section_error(program, "normalize", p.message, p.hint or "") from None
-    raw = {
-        s: _raw_batch(program, e, r[: batches.head_rows(len(r))], f)
-        for s, (e, r, f) in parts.items()
-    }
-    _check_dtypes(program, raw["train"])
-    train, train_rows, _ = parts["train"]
-    if stats is None or targets is None:  # one pass over the train rows, in bounded memory
-        from .data.fitted import fit_streamed
-
-        none = Ref("normalizer", "none")
-        scale = targets is None and task == "regression" and not data.reconstruct
-        one_pass = fit_streamed(
-            data.normalize if stats is None else none,
-            train,
-            train_rows,
-            targets=data.targets if scale else none,
-        )
-        stats = one_pass.stats if stats is None else stats
-        if targets is None and data.reconstruct:
-            targets = preprocess.Targets(data.normalize, stats)
-        elif scale:
-            targets = preprocess.Targets(data.targets, one_pass.targets)
-    if targets is None:
-        targets = _fit_targets(program, task, _read_targets(program, train, train_rows), ())
-    fitted = targets
-
-    def cutter(examples: Any, where: str) -> Any:
-        def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            t = _as_table(program, examples, where, x, y, rows)
-            check_examples(program, task, t)
-            t = transform(program, t, stats, fitted, shape)
-            return t.x, t.y
-
-        return cut
-
-    streamed, heads = {}, {}
-    for s, (e, r, f) in parts.items():
-        check_examples(program, task, raw[s])
-        heads[s] = transform(program, raw[s], stats, fitted, shape)
-        on_error = str(getattr(data, "on_error", "fail"))
-        workers = _workers(program, f)
-        streamed[s] = batches.Streamed(e, r, cutter(e, f), heads[s], on_error, workers=workers)
-    if data.reconstruct:
-        return Prepared(heads, stats, raw_shape, task, None, (), fitted, streamed=streamed)
-    classes, names = getattr(source, "classes", None), tuple(getattr(source, "class_names", ()))
-    return Prepared(heads, stats, raw_shape, task, classes, names, fitted, streamed=streamed)
-
-
-def _examples(program: Program, field: str, task: str) -> Any:
-    """A data field's source as random-access examples: a reader of its files where the
-    source streams (runtime/data/sources.py), else its table read into memory."""
-    data = program.data
-    assert data is not None
-    ref = getattr(data, field)
-    base = Path(program.path).resolve().parent
-    try:
-        from .data import sources
-    except ImportError:  # the stream extra is not installed: every source is read whole
-        sources = None  # type: ignore[assignment]
-    if sources is not None and sources.streams(ref):
-        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
-        on_error = str(getattr(data, "on_error", "fail"))
-        assert program.model is not None
-        one = len(program.model.outputs) == 1  # class labels checked per example, at their row
-        bound = outputs(program) if one else None
-        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
-    load = _loader(program, target_kind(task), base)
-    return batches.TableExamples(load(field))
+        raise load.section_error(program, "normalize", p.message, p.hint or "") from None
 
 
 def in_memory(program: Program, prepared: Prepared, command: str) -> None:
     """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
     placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
     if prepared.streamed:
-        raise _section_error(
+        raise load.section_error(
             program,
             "stream",
             f"{command} trains from the splits placed on the device, but this spec streams "
@@ -294,163 +242,7 @@ def in_memory(program: Program, prepared: Prepared, command: str) -> None:
         )
 
 
-def _cannot_stream(program: Program, what: str) -> SpecError:
-    return _section_error(
-        program,
-        "stream",
-        f"{what} cannot be streamed yet: its splits are read whole",
-        "set `stream = false` (docs/streaming.md lists what streams)",
-    )
-
-
-def _workers(program: Program, field: str) -> int:
-    """`data.workers`: as written, or for `auto` up to 4 processes where examples are
-    decoded from image files (one core left to training), none for arrays and tables."""
-    data = program.data
-    assert data is not None
-    if str(data.workers) != "auto":
-        return int(data.workers)
-    if getattr(data, field).name != "images":
-        return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
-# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
-# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
-_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
-
-
-def _surely_fits(program: Program, fields: list[str]) -> bool:
-    """`stream = auto`: whether the files' sizes alone show the examples fit in memory, so
-    the sources need not be opened (opening a CSV indexes it) to find out."""
-    data = program.data
-    assert data is not None
-    base = Path(program.path).resolve().parent
-    total = 0
-    for name in fields:
-        ref = getattr(data, name)
-        if ref.name not in _EXPANDS:
-            return False  # a built-in set is measured loaded (no file, nothing to index)
-        paths = [str(ref.arg(a)) for a in ("path", "x", "y", "dir", "pattern") if _has(ref, a)]
-        files = [f for p in paths for f in _files(base / p)]
-        total += _EXPANDS[ref.name] * sum(f.stat().st_size for f in files)
-    found = _free_memory()
-    return found is not None and total <= found // 8
-
-
-def _has(ref: Any, name: str) -> bool:
-    try:
-        return ref.arg(name) is not None
-    except (KeyError, AttributeError):
-        return False
-
-
-def _files(path: Path) -> list[Path]:
-    import glob
-
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        return [p for p in path.rglob("*") if p.is_file()]
-    return [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
-
-
-def _free_memory() -> int | None:
-    import jax
-
-    from .memory_limit import available
-
-    found = available(jax.devices()[:1])
-    return found[0] if found is not None else None
-
-
-def _too_big(program: Program, opened: dict[str, Any]) -> bool:
-    """`stream = auto`: whether the examples, decoded, take more than half the memory free
-    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
-    found = _free_memory()
-    wanted = sum(batches.nbytes(e) for e in opened.values())
-    return found is not None and wanted > found // 2
-
-
-def _as_table(
-    program: Program, examples: Any, field: str, x: np.ndarray, y: np.ndarray, rows: np.ndarray
-) -> Table:
-    """A batch of a source's examples as a table, its rows named as the source numbers them."""
-    assert program.data is not None
-    table = getattr(examples, "table", None)
-    return Table(
-        x=x,
-        y=y,
-        task=table.task if table is not None else getattr(examples, "task", "classification"),
-        classes=getattr(examples, "classes", None),
-        class_names=tuple(getattr(examples, "class_names", ())),
-        origin=examples.origin,
-        kind=table.kind if table is not None else getattr(examples, "kind", "array"),
-        span=program.data.span_of(field),
-        index=np.asarray(rows, np.int64),
-        places=table.places if table is not None else None,
-        text=table.text if table is not None else None,
-    )
-
-
-def _raw_batch(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
-    x, y, got = batches.stack(batches.read_rows(examples, rows), examples)
-    return _as_table(program, examples, field, x, y, got)
-
-
-def _read(program: Program, examples: Any, rows: np.ndarray, field: str) -> Table:
-    """A split's examples read whole, in chunks (the normalizer's fit reads every input)."""
-    parts = [
-        _raw_batch(program, examples, rows[i : i + READ_CHUNK], field)
-        for i in range(0, len(rows), READ_CHUNK)
-    ]
-    first = parts[0]
-    return replace(
-        first,
-        x=np.concatenate([p.x for p in parts]),
-        y=np.concatenate([p.y for p in parts]),
-        index=np.concatenate([p.index for p in parts if p.index is not None]),
-    )
-
-
-def _read_targets(program: Program, examples: Any, rows: np.ndarray) -> Table:
-    """The train split's targets (a regression's `data.targets` fits on them)."""
-    assert program.data is not None
-    if program.data.targets.name == "none" or task_of(program) != "regression":
-        return _raw_batch(program, examples, rows[:1], "source")  # nothing is fitted
-    return _read(program, examples, rows, "source")
-
-
-READ_CHUNK = 4096  # examples read at a time where a split is read whole
-
-
-def check_examples(program: Program, task: str, table: Table) -> None:
-    """What a split's examples must satisfy beyond their shape: ids within their tables, and
-    multi-hot rows only for a multi-label task (a streamed split checks each batch)."""
-    _check_ids(program, table)
-    _check_multi_hot(program, task, table)
-
-
-def transform(
-    program: Program,
-    table: Table,
-    stats: dict[str, np.ndarray],
-    targets: preprocess.Targets,
-    shape: tuple[int, ...],
-) -> Table:
-    """The transforms stage: a split (or a streamed batch of one) as the model reads it:
-    inputs normalized with the train split's statistics and reshaped to the model's input,
-    targets scaled and checked. `shape`: one example after the normalizer."""
-    data = program.data
-    assert data is not None
-    x = preprocess.apply(data.normalize, stats, table.x) if len(table.y) else table.x
-    if not len(table.y):
-        x = x.reshape((0, *shape))
-    if data.reconstruct:  # an autoencoder: the target is the input, in the data's units
-        y = np.asarray(table.x, np.float32).reshape((len(table.x), -1))
-        table = replace(table, y=y, task="regression", classes=None, class_names=())
-    return _fit(program, replace(table, x=x, y=targets.apply(table.y)))
+# ------------------------------------------------------------------ a typed table
 
 
 def _prepare_table(
@@ -462,8 +254,9 @@ def _prepare_table(
     targets: preprocess.Targets | None,
     schema: tabular.Schema | None,
 ) -> Prepared:
-    """A typed CSV table through the tabular stage: fit the columns on the train split (or
-    take a run's), encode every split, then the targets and checks as for other sources."""
+    """A typed CSV table, read whole: runtime/tabular.py fits the columns on the train split
+    (or takes a run's) and encodes every split, then the targets and checks as for other
+    sources."""
     data = program.data
     assert data is not None
     if not tabular.elementwise(data.normalize):
@@ -483,9 +276,7 @@ def _prepare_table(
             types, source.columns, label, _column_span(program), program.sources, source.origin
         )
         train = splits["train"]  # fitted in file order, so a bad cell is the first one
-        in_order = (
-            datasets._take(train, np.argsort(train.index)) if train.index is not None else train
-        )
+        in_order = split.take(train, np.argsort(train.index)) if train.index is not None else train
         schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
     for table in splits.values():
         _check_columns(program, schema, table)
@@ -496,11 +287,11 @@ def _prepare_table(
     encoded = {k: tabular.encode(schema, slots, data.normalize, stats, r) for k, r in raws.items()}
     coded = {k: replace(t, x=encoded[k].x) for k, t in splits.items()}
     if targets is None:
-        targets = _fit_targets(program, task, coded["train"], ())
+        targets = fitted.fit_targets(program, task, coded["train"], ())
     out = {}
     for name, table in coded.items():
-        _check_ids(program, table)
-        out[name] = _fit(program, replace(table, y=targets.apply(table.y)))
+        transforms.check_ids(program, table)
+        out[name] = transforms.to_model(program, replace(table, y=targets.apply(table.y)))
     width = (coded["train"].x.shape[1],)
     unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
     return Prepared(
@@ -531,7 +322,7 @@ def _check_columns(program: Program, schema: tabular.Schema, table: Table) -> No
                 Diagnostic(
                     E_COLUMNS,
                     f"`{table.origin}` has no column `{lacking}`, which the model reads",
-                    table.span or _top(program),
+                    table.span or load.top(program),
                     "give every table of the data the train table's columns",
                 )
             ],
@@ -554,260 +345,9 @@ def table_inputs(program: Program) -> list[tabular.Input]:
 def raw_splits(program: Program) -> dict[str, Table]:
     """The splits as the source holds them, before any transform: what `dnn predict` and an
     exported model take as inputs (and the targets in the data's units)."""
-    return _raw(program, task_of(program))[2]
-
-
-def _raw(program: Program, task: str) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
-    data = program.data
-    assert data is not None
-    base = Path(program.path).resolve().parent
-    blocks: tuple[datasets.Block, ...] = ()
-    if task == MULTI:
-        load = _outputs_loader(program, base)
-        source, blocks = load("source")
-        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
-    else:
-        load = _loader(program, target_kind(task), base)
-        source = load("source")
-        if source.kind == "table":  # separate val/test tables are read as typed tables too
-            load = _loader(program, target_kind(task), base, True)
-    extra = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
-    fractions = _fractions(dict(data.split.items), extra)
-    splits = datasets.split(source, fractions, data.seed)
-    splits.update(extra)
-    return source, blocks, splits
-
-
-def _fit_targets(
-    program: Program, task: str, train: Table, blocks: tuple[datasets.Block, ...]
-) -> preprocess.Targets:
-    """`data.targets` fitted on the train split's targets (regression only: check refuses
-    target scaling for class labels; with several outputs, the regression outputs' columns)."""
     assert program.data is not None
-    ref = program.data.targets
-    if ref.name == "none" or task not in ("regression", MULTI):
-        return preprocess.Targets()
-    if task == MULTI:
-        return preprocess.Targets.fitted(ref, train.y, regression_columns(blocks))
-    return preprocess.Targets.fitted(ref, train.y)
-
-
-def regression_columns(blocks: tuple[datasets.Block, ...]) -> tuple[int, ...]:
-    """The target columns of the regression outputs, which `data.targets` scales."""
-    return tuple(
-        i for b in blocks if b.task == "regression" for i in range(b.start, b.start + b.width)
-    )
-
-
-def _check_multi_hot(program: Program, task: str, table: Table) -> None:
-    """Multi-hot target rows (several 0/1 labels per example) train a multi-label task only,
-    and `top_k` ranks one class per example, which such rows do not have."""
-    if table.task != "classification" or table.y.ndim != 2:
-        return
-    train = program.train
-    if task != "multilabel":
-        raise SpecError(
-            [
-                Diagnostic(
-                    E_SECTION,
-                    f"`{table.origin}` holds multi-hot rows (several yes/no labels per example), "
-                    f"but `{train.loss.name}` trains a {task} task: one class per example",
-                    train.span_of("loss"),
-                    f"train with `binary_cross_entropy` and `dense({table.y.shape[1]})`: one "
-                    "yes/no decision per unit",
-                )
-            ],
-            program.sources,
-        )
-    ranked = [m.name for m in train.metrics if m.name == "top_k"]
-    if ranked:
-        raise SpecError(
-            [
-                Diagnostic(
-                    E_SECTION,
-                    f"`top_k` ranks the one class of each example, but `{table.origin}` holds "
-                    "multi-hot rows",
-                    train.span_of("metrics"),
-                    "drop `top_k`; `accuracy`, `precision`, `recall` and `f1` score each label",
-                )
-            ],
-            program.sources,
-        )
-
-
-def _check_ids(program: Program, table: Table) -> None:
-    """Every token id must have a row in each layer of ids it feeds (0 <= id < vocab): an id
-    past the table reads no row and the loss is nan from the first step."""
-    assert program.model is not None
-    if not len(table.x):
-        return
-    columns = dict(zip(program.model.inputs, _input_columns(program, table.x), strict=True))
-    for node, bound, fed in id_layers(program.model):
-        ids = columns[fed]
-        bad = np.flatnonzero(((ids < 0) | (ids >= bound)).reshape(len(ids), -1).any(axis=1))
-        if len(bad):
-            i = int(bad[0])
-            row = ids[i].reshape(-1)
-            v = int(row[(row < 0) | (row >= bound)][0])
-            raise SpecError(
-                [
-                    Diagnostic(
-                        E_DATA,
-                        f"`{table.origin}` holds id {v} at example {table.position(i)}, but "
-                        f"`{node.op}` here has rows for ids 0..{bound - 1}",
-                        node.span,
-                        f"give it a row per id: `{node.op}({int(ids.max()) + 1}, ...)`"
-                        if v >= 0
-                        else "ids are whole numbers from 0",
-                    )
-                ],
-                program.sources,
-            )
-
-
-def _input_columns(program: Program, x: np.ndarray) -> list[np.ndarray]:
-    """Each input's part of the examples (several inputs share one array, in order)."""
-    ins = input_sizes(program)
-    flat, out, start = x.reshape(len(x), -1), [], 0
-    for _, shape in ins:
-        size = math.prod(shape)
-        out.append(flat[:, start : start + size])
-        start += size
-    return out
-
-
-def _check_dtypes(program: Program, table: Table) -> None:
-    """Integer inputs need integer examples (token ids); real examples never become ids.
-
-    Integer examples feed a float input as numbers (pixel values 0..255, say).
-    """
-    assert program.model is not None
-    if table.x.dtype.kind in "iub" or (table.kind == "csv" and _whole(table.x)):
-        return  # a CSV has no dtypes: whole numbers in its cells are ids
-    for name in program.model.inputs:
-        node = program.model.node(name)
-        if not is_float_dtype(node.dtype):
-            raise SpecError(
-                [
-                    Diagnostic(
-                        E_DTYPE,
-                        f"input `{name}` is {node.dtype} but `{table.origin}` holds "
-                        f"{table.x.dtype} examples, not integers",
-                        node.span,
-                        f"store the inputs as integers (`x.astype(np.int32)`), or declare "
-                        f"`input {name}: f32{list(node.shape)}`",
-                    )
-                ],
-                program.sources,
-            )
-
-
-def _whole(x: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(x)) and np.all(x == np.round(x)))
-
-
-def input_dtype(program: Program) -> Any:
-    """The NumPy dtype the model's inputs take: int32 for integer inputs, else float32
-    (`dnn check` refuses inputs of both kinds fed by one source)."""
-    assert program.model is not None
-    ints = [not is_float_dtype(program.model.node(n).dtype) for n in program.model.inputs]
-    return np.int32 if all(ints) else np.float32
-
-
-def _top(program: Program) -> Any:
-    from dnn.compiler.diagnostics import Span
-
-    return Span(program.path, 1, 1, 1, 1)
-
-
-def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any:
-    """Reads one source field: a CSV through `load_table` (a typed table where the spec
-    types columns or a cell is not a number), any other source through `load_source`."""
-    data = program.data
-    assert data is not None
-
-    def load(field: str) -> Table:
-        ref = getattr(data, field)
-        if ref.name == "csv":
-            return datasets.load_table(
-                ref,
-                task=task,
-                base_dir=base,
-                span=data.span_of(field),
-                sources=program.sources,
-                typed=typed or bool(data.columns),
-            )
-        return datasets.load_source(
-            getattr(data, field),
-            task=task,
-            base_dir=base,
-            span=data.span_of(field),
-            sources=program.sources,
-        )
-
-    return load
-
-
-def _outputs_loader(program: Program, base: Path) -> Any:
-    data = program.data
-    assert data is not None
-
-    def load(field: str) -> tuple[Table, tuple[datasets.Block, ...]]:
-        return datasets.load_outputs(
-            getattr(data, field),
-            _output_tasks(program),
-            base_dir=base,
-            span=data.span_of(field),
-            sources=program.sources,
-        )
-
-    return load
-
-
-def _fractions(split: dict[str, float], extra: dict[str, Table]) -> tuple[float, float, float]:
-    """The source's shares; a split given by its own file takes none and the rest renormalize."""
-    shares = [0.0 if s in extra else float(split[s]) for s in SPLITS]
-    total = sum(shares)
-    return (shares[0] / total, shares[1] / total, shares[2] / total)  # type: ignore[return-value]
-
-
-def _fit(program: Program, table: Table) -> Table:
-    assert program.model is not None
-    first = program.model.inputs[0]
-    node = program.model.node(first)
-    table = replace(table, x=table.x.astype(input_dtype(program), copy=False))
-    return datasets.fit_to_model(
-        table,
-        model_input_shape(program),
-        first if len(program.model.inputs) == 1 else ", ".join(program.model.inputs),
-        table.y.shape[1] if task_of(program) == MULTI else outputs(program),
-        span=node.span,
-        sources=program.sources,
-    )
-
-
-def _section_error(program: Program, field: str, message: str, hint: str) -> SpecError:
-    assert program.data is not None
-    return SpecError(
-        [Diagnostic(E_SECTION, message, program.data.span_of(field), hint)], program.sources
-    )
-
-
-def model_inputs(program: Program, x: Any) -> Any:
-    """One array of examples → what the model takes: the array, or a dict of its inputs."""
-    ins = input_sizes(program)
-    if len(ins) == 1:
-        return x
-    assert program.model is not None
-    out, start = {}, 0
-    for name, shape in ins:
-        size = math.prod(shape)
-        part = x[:, start : start + size].reshape((x.shape[0], *shape))
-        if not is_float_dtype(program.model.node(name).dtype) and part.dtype.kind == "f":
-            part = part.astype(np.int32)  # a typed table's ids, exact in its float32 rows
-        out[name] = part
-        start += size
-    return out
+    source, _, separate = load.load_tables(program, transforms.task_of(program))
+    return split.split_table(source, separate, dict(program.data.split.items), program.data.seed)
 
 
 # ------------------------------------------------------------------ saved with a run
@@ -825,7 +365,7 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
         "task": prepared.task,
         "classes": prepared.classes,
         "class_names": list(prepared.class_names),
-        "multi_hot": prepared.task not in ("regression", MULTI)
+        "multi_hot": prepared.task not in ("regression", transforms.MULTI)
         and prepared.splits["train"].y.ndim == 2,
         "outputs": [dataclasses.asdict(b) for b in prepared.blocks],
     }
@@ -851,8 +391,8 @@ class Transform:
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
         x = preprocess.apply(program.data.normalize, self.stats, x)
-        x = x.astype(input_dtype(program), copy=False)
-        return x.reshape((x.shape[0], *model_input_shape(program)))
+        x = x.astype(transforms.input_dtype(program), copy=False)
+        return x.reshape((x.shape[0], *transforms.model_input_shape(program)))
 
 
 def load_transform(folder: Path) -> Transform:
@@ -872,7 +412,9 @@ def load_transform(folder: Path) -> Transform:
         targets = preprocess.Targets(ref, target_stats)
         if blocks:
             width = sum(b.width for b in blocks)
-            targets = preprocess.Targets(ref, target_stats, regression_columns(blocks), width)
+            targets = preprocess.Targets(
+                ref, target_stats, fitted.regression_columns(blocks), width
+            )
     return Transform(
         stats,
         tuple(meta["raw_shape"]),
@@ -909,5 +451,5 @@ def encode_cells(program: Program, transform: Transform, path: Path) -> tabular.
     span = program.data.span_of("source")
     slots = tabular.bind(schema, table_inputs(program), program.sources, span)
     enc = tabular.encode(schema, slots, program.data.normalize, transform.stats, raw)
-    x = enc.x.astype(input_dtype(program), copy=False)
-    return replace(enc, x=x.reshape((x.shape[0], *model_input_shape(program))))
+    x = enc.x.astype(transforms.input_dtype(program), copy=False)
+    return replace(enc, x=x.reshape((x.shape[0], *transforms.model_input_shape(program))))

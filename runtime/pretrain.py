@@ -34,7 +34,7 @@ from dnn.compiler.ir import Node, Program
 from dnn.compiler.registry.core import implementation, implements
 from dnn.compiler.rules import fed_by_data, needs_unit_interval, pretrained_layers
 
-from . import pipeline
+from .data import transforms
 from .rundir import plotting
 from .train import ONE_OFF
 
@@ -268,7 +268,7 @@ def forward_to(
     @functools.partial(jax.jit, compiler_options=ONE_OFF)  # run a few times: compile fast
     def forward(params: Any, state: Any, xb: Array) -> Array:
         values = engine.model.apply(
-            {"params": params, **state}, pipeline.model_inputs(program, xb), every_value=True
+            {"params": params, **state}, transforms.model_inputs(program, xb), every_value=True
         )
         return values[source].astype(jnp.float32)
 

@@ -1,13 +1,14 @@
 """Typed table columns: the stage that turns a CSV table's cells into what the model reads.
 
-A sample goes source → split → fit → encode → batches. The source stage (datasets.py) reads
-the CSV's input cells as strings and splits them with the other sources' rules; this module
-then *fits* a `Schema` on the train split only — a type per column (`data.columns`, or
-inferred), each category's and text column's vocabulary, each number column's fill value, the
-normalizer's statistics over the number columns — and *encodes* every split with it into one
-float32 row per example, laid out input by input (`bind` says which columns feed which input).
-The schema is saved with the run (`columns.json`, plain JSON) so `dnn eval`, `dnn predict` and
-`dnn export` map cells exactly as training did; an unseen value is counted, never an error.
+A sample goes source → split → fitted → transforms → batches (runtime/data/). The source stage
+(data/load.py, datasets.py) reads the CSV's input cells as strings and the split stage cuts
+them as any source's; for a typed table this module is the next two stages: it *fits* a
+`Schema` on the train split only — a type per column (`data.columns`, or inferred), each
+category's and text column's vocabulary, each number column's fill value, the normalizer's
+statistics over the number columns — and *encodes* every split with it into one float32 row per
+example, laid out input by input (`bind` says which columns feed which input). The schema is
+saved with the run (`columns.json`, plain JSON) so `dnn eval`, `dnn predict` and `dnn export`
+map cells exactly as training did; an unseen value is counted, never an error.
 
 Inference, on the train split's cells (a column `data.columns` types is not inferred):
 every present cell a finite number → `number`; at most two distinct values → `binary`; cells

@@ -36,7 +36,8 @@ from dnn.compiler.lower_unfreeze import unfreeze_at
 from dnn.compiler.registry.metrics import monitor_mode
 from dnn.compiler.rules import heads
 
-from . import augment, health, metrics, pipeline
+from . import augment, health, metrics
+from .data import transforms
 from .data.batches import Streamed
 from .pipeline import Prepared
 from .placement import Placement
@@ -142,7 +143,7 @@ class Engine:
 
     @property
     def outputs(self) -> int:
-        return pipeline.outputs(self.program)
+        return transforms.outputs(self.program)
 
     def _units(self) -> tuple[int, ...]:
         assert self.program.model is not None
@@ -204,7 +205,7 @@ class Engine:
         x = self.prepared.splits["train"].x[:1]
         variables = self.init_model.init(
             {"params": jax.random.fold_in(key, 1), "dropout": jax.random.fold_in(key, 2)},
-            pipeline.model_inputs(self.program, jnp.asarray(x)),
+            transforms.model_inputs(self.program, jnp.asarray(x)),
         )
         if self.scan is not None:
             variables = {k: stack(dict(v), self.scan) for k, v in variables.items()}
@@ -255,7 +256,7 @@ class Engine:
     ) -> Any:
         if str(self.program.train.precision) == "bf16":  # the casts' gradients are f32 again
             params, x = jax.tree.map(_to_bf16, params), _to_bf16(x)  # token ids stay ids
-        xs = pipeline.model_inputs(self.program, x)
+        xs = transforms.model_inputs(self.program, x)
         variables = {"params": params, **state}
         if not train:
             return self.model.apply(variables, xs), state
@@ -278,7 +279,7 @@ class Engine:
         the NaN locator read. `model`: another lowering of the graph (the unrolled one);
         `thawed`: `unfreeze`'s phase flag of the step (`Engine.thawed`)."""
         model = model or self.model
-        xs = pipeline.model_inputs(self.program, x)
+        xs = transforms.model_inputs(self.program, x)
         variables = {"params": params, **state}
         kwargs: dict[str, Any] = {"train": True, "every_value": True, "rngs": {"dropout": key}}
         if thawed is not None:

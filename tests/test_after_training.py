@@ -20,6 +20,7 @@ import pytest
 from dnn.compiler.driver import load
 from dnn.runtime import datasets, report, rundir
 from dnn.runtime.cli import main
+from dnn.runtime.data import split
 from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -174,7 +175,7 @@ def _eval_equals_scikit_learn_on_predicted_labels(
     capsys.readouterr()
     assert main(["eval", "--run", str(run), "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    test = datasets.split(_table(run), (0.6, 0.2, 0.2), 0)["test"]
+    test = split.split(_table(run), (0.6, 0.2, 0.2), 0)["test"]
     np.savez(run.parent / "test.npz", image=test.x)
     _predict(run, run.parent / "test.npz", run.parent / "labels.npy")
     labels = np.load(run.parent / "labels.npy")

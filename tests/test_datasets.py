@@ -17,7 +17,9 @@ import pytest
 from dnn.compiler.diagnostics import E_DATA, E_FILE, E_SECTION
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.data import BUILTIN_DATA
-from dnn.runtime.datasets import Table, fit_to_model, load_source, read_inputs, split
+from dnn.runtime.data.split import split
+from dnn.runtime.data.transforms import fit_to_model
+from dnn.runtime.datasets import Table, load_source, read_inputs
 from PIL import Image
 
 from dnn import SpecError, loads

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dnn.runtime import infer, pipeline
+from dnn.runtime.data import transforms
 from dnn.runtime.fit import train
 
 import dnn
@@ -81,7 +82,7 @@ def test_class_losses_over_several_units_train_class_1(tmp_path: Path, loss: str
     """binary_cross_entropy over 3 units is one-vs-rest on one-hot rows; the hinges are
     Crammer & Singer's multi-class margin. Both learn iris (they crashed with a reshape)."""
     program, result, run = fit(tmp_path, IRIS.format(units=3, loss=loss, epochs=40))
-    assert pipeline.task_of(program) == ("multilabel" if "entropy" in loss else "multiclass")
+    assert transforms.task_of(program) == ("multilabel" if "entropy" in loss else "multiclass")
     assert result["test"]["accuracy"] >= 0.8, result["test"]
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["loss"] < history[0]["loss"] / 2  # not constant in the weights
@@ -96,7 +97,7 @@ def test_binary_losses_with_one_unit_train_class_1(tmp_path: Path) -> None:
     text = IRIS.format(units=1, loss="hinge", epochs=2).replace("iris", "breast_cancer")
     text = text.replace("f32[4]", "f32[30]")
     program, result, _ = fit(tmp_path, text)
-    assert pipeline.task_of(program) == "binary" and 0.5 < result["test"]["accuracy"] <= 1
+    assert transforms.task_of(program) == "binary" and 0.5 < result["test"]["accuracy"] <= 1
 
 
 def test_a_regression_loss_reports_regression_metrics_by_default_class_1(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from dnn.runtime import infer, memory_limit, pipeline
 from dnn.runtime.cli import main
-from dnn.runtime.datasets import split_rows
+from dnn.runtime.data.split import split_rows
 from dnn.runtime.fit import train
 from sklearn.datasets import load_digits
 from test_train import flat, params_of

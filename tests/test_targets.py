@@ -18,6 +18,7 @@ import pytest
 from dnn.compiler.registry.data import NORMALIZERS
 from dnn.compiler.values import Ref
 from dnn.runtime import datasets, infer, pipeline, preprocess
+from dnn.runtime.data import split
 from dnn.runtime.fit import train
 from sklearn.datasets import load_diabetes
 
@@ -58,7 +59,7 @@ def raw_splits() -> dict[str, datasets.Table]:
     """The diabetes splits from scikit-learn's own arrays: inputs and targets in float64."""
     x, y = load_diabetes(return_X_y=True)
     table = datasets.Table(x, y, "regression", None, (), "sklearn")
-    return datasets.split(table, FRACTIONS, 0)
+    return split.split(table, FRACTIONS, 0)
 
 
 def model_outputs(program: dnn.Program, run: Path, raw_x: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def test_targets_are_scaled_per_output_unit_class_7(tmp_path: Path) -> None:
     (tmp_path / "two.dnn").write_text(text)
     prepared = pipeline.prepare(dnn.load(str(tmp_path / "two.dnn")))
     table = datasets.Table(np.zeros((60, 3)), y, "regression", None, (), "a")
-    train_y = datasets.split(table, FRACTIONS, 0)["train"].y.astype(np.float32).astype(np.float64)
+    train_y = split.split(table, FRACTIONS, 0)["train"].y.astype(np.float32).astype(np.float64)
     lo, hi = train_y.min(axis=0), train_y.max(axis=0)
     np.testing.assert_allclose(prepared.targets.stats["min"], lo, rtol=1e-12)
     np.testing.assert_allclose(prepared.targets.stats["range"], hi - lo, rtol=1e-12)

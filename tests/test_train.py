@@ -22,6 +22,7 @@ import pytest
 import yaml
 from dnn.runtime import datasets, infer, pipeline
 from dnn.runtime.cli import main
+from dnn.runtime.data import split as data_split
 from dnn.runtime.fit import train, transfer
 from dnn.runtime.train import Engine
 
@@ -377,7 +378,7 @@ def test_eval_and_predict_use_the_run(tmp_path: Path, capsys) -> None:
         span=program.data.span_of("source"),
         sources={},
     )
-    test = datasets.split(table, (0.7, 0.15, 0.15), 0)["test"]
+    test = data_split.split(table, (0.7, 0.15, 0.15), 0)["test"]
     np.save(tmp_path / "x.npy", test.x)
     args = ["predict", str(path), "--run", str(run), "--input", str(tmp_path / "x.npy")]
     assert main([*args, "--output", str(tmp_path / "y.npy")]) == 0

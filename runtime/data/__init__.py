@@ -1,10 +1,15 @@
 """The data layer as stages a sample flows through, one module each, top to bottom:
-source → split → fitted statistics → transforms → batches.
+source → split → fitted statistics → transforms → batches. `runtime/pipeline.py`'s `prepare`
+calls them in this order, in memory and streamed alike.
 
 Follow one example from a file to the device:
 
-1. `sources` — a data source word (`npz`, `npy`, `csv`, `images`, `parquet`, `shards`) opens
-   as `Examples`: random access to one data set's examples, Grain's `RandomAccessDataSource`
+1. source — `load` decides, from `data.stream`, whether the data streams (`stream_sources`:
+   `true`, or `auto` where the examples would not fit the memory free for the run). Read in
+   memory, a source word is read whole into a `Table` by runtime/datasets.py
+   (`load_tables`). Streamed, it opens through `sources` (`npz`, `npy`, `csv`, `images`,
+   `parquet`, `shards`: the readers in `arrays`, `csvrows`, `images`, `parquet`, `shards`) as
+   `Examples`: random access to one data set's examples, Grain's `RandomAccessDataSource`
    protocol. `examples[i]` reads row `i` from the file (a memory-mapped array row, a CSV line
    found by its byte offset in a cached index, an image decoded and resized, a Parquet row
    group, an ArrayRecord record) and gives `(x, y)`: `x` float32 (int32 for token ids) of the
@@ -12,14 +17,19 @@ Follow one example from a file to the device:
    naming the file and its row or offset, or, under `data.on_error = skip`, comes back as a
    `Skipped` record. Nothing is read when a source opens beyond what its shape and classes
    need, and an `Examples` pickles small, so Grain's worker processes open the files again.
-2. split — `data.split` cuts the row numbers `0..N-1` by a seeded permutation
-   (`runtime/datasets.py`: `split` for tables in memory, `split_rows` for streamed sources).
+2. `split` — `data.split` cuts the row numbers `0..N-1` by a seeded permutation: `split_table`
+   for tables in memory, `split_rows` for streamed sources (the same permutation), and the
+   separate `val` / `test` sources that take a share's place.
 3. `fitted` — the normalizer's statistics (`data.normalize`) and the regression targets'
-   (`data.targets`) in one pass over the train split's rows, in chunks of 4096 rows, float64
-   accumulators merged by Chan et al.'s parallel update. In-memory training computes them with
-   the same code, so both modes give the same statistics, bit for bit.
-4. transforms — `pipeline.transform`: `preprocess.apply` with those statistics, the model's
-   input shape, the checks of ids and labels.
-5. `batches` — in memory on the device, or streamed batch by batch through Grain (shuffled,
-   prefetched, checkpointed in mid-epoch), fed to the train step.
+   (`data.targets`) from the train split only, in chunks of 4096 rows, float64 accumulators
+   merged by Chan et al.'s parallel update: `fit` on a split in memory, `fit_rows` in one pass
+   over a streamed source's train rows, so both modes give the same statistics, bit for bit.
+   A typed table's columns and vocabularies are fitted by runtime/tabular.py.
+4. `transforms` — `transform`: `preprocess.apply` with those statistics, the targets scaled,
+   the examples reshaped to the model's input (`to_model`), and `check_examples`: ids within
+   their tables, multi-hot rows only for a multi-label task; on a whole split in memory, or on
+   each streamed batch as it is read.
+5. `batches` — in memory, the trainer places the splits on the device (runtime/train.py);
+   streamed, `Streamed` reads a split batch by batch through Grain (shuffled, prefetched,
+   checkpointed in mid-epoch), fed to the train step.
 """

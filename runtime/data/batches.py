@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from dnn.compiler.diagnostics import Span
 
 from ..datasets import Table
 from .examples import Skipped
@@ -311,6 +312,33 @@ def stack(items: list[Any], like: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
         return np.zeros((0, *like.shape), like.dtype), y, np.zeros((0,), np.int64)
     x, y, rows = zip(*kept, strict=True)
     return np.stack(x), np.stack(y), np.asarray(rows, np.int64)
+
+
+def read_table(examples: Any, rows: np.ndarray, span: Span | None) -> Table:
+    """The examples of `rows` read as a table (a skipped one left out); `span`: the spec
+    field that names their source."""
+    x, y, got = stack(read_rows(examples, rows), examples)
+    return as_table(examples, span, x, y, got)
+
+
+def as_table(
+    examples: Any, span: Span | None, x: np.ndarray, y: np.ndarray, rows: np.ndarray
+) -> Table:
+    """A batch of a source's examples as a table, its rows named as the source numbers them."""
+    table = getattr(examples, "table", None)
+    return Table(
+        x=x,
+        y=y,
+        task=table.task if table is not None else getattr(examples, "task", "classification"),
+        classes=getattr(examples, "classes", None),
+        class_names=tuple(getattr(examples, "class_names", ())),
+        origin=examples.origin,
+        kind=table.kind if table is not None else getattr(examples, "kind", "array"),
+        span=span,
+        index=np.asarray(rows, np.int64),
+        places=table.places if table is not None else None,
+        text=table.text if table is not None else None,
+    )
 
 
 def nbytes(examples: Any) -> int:

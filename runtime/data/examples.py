@@ -141,7 +141,7 @@ class Examples:
     def _check_label(self, i: int, y: np.ndarray) -> None:
         """A class label met while reading must lie among the classes (of the source, and of
         the model's `outputs` when given: [0, outputs), or 0/1 for one output), as
-        `datasets._label_error` words it in memory."""
+        `transforms.label_error` words it in memory."""
         if self.task != "classification" or np.ndim(y) != 0:
             return
         v, tops = int(y), []

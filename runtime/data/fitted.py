@@ -16,18 +16,28 @@ same statistics bit for bit from the same rows in the same order. The normalizer
 
 `fit_streamed` runs that pass over a streamed source's train rows, reading `Examples` and
 leaving out (and counting) the examples `on_error = skip` skips.
+
+The stage itself is `fit` (a train split in memory) and `fit_rows` (a streamed source's train
+rows): the normalizer's statistics (`data.normalize`) and the regression targets'
+(`data.targets`), or a trained run's, kept. A typed table's columns and vocabularies are
+fitted by runtime/tabular.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from dnn.compiler.ir import Program
 from dnn.compiler.values import Ref
 
+from ..datasets import Block, Table
 from .examples import Examples, Item, Skipped
+
+if TYPE_CHECKING:  # preprocess imports this module: imported where used, as `fit_items` does
+    from ..preprocess import Targets
 
 CHUNK = 4096  # rows per chunk: fixed, so in-memory and streamed sums run in the same order
 
@@ -173,3 +183,84 @@ def fit_items(
     stats = preprocess.fit_summary(ref, xs.result()) if xs else {}
     fitted_y = preprocess.fit_summary(targets, ys.result()) if ys and targets else {}
     return Fitted(stats, fitted_y, tuple(skipped))
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def fit(
+    program: Program,
+    task: str,
+    train: Table,
+    blocks: tuple[Block, ...],
+    stats: dict[str, np.ndarray] | None,
+    targets: Targets | None,
+) -> tuple[dict[str, np.ndarray], Targets]:
+    """The statistics of a train split in memory: the normalizer's on its inputs, and
+    `data.targets`' on its targets (an autoencoder learns its input as the model reads it).
+    `stats`, `targets`: a trained run's, kept instead of fitting new ones."""
+    from .. import preprocess
+
+    data = program.data
+    assert data is not None
+    if stats is None:
+        stats = preprocess.fit(data.normalize, train.x)
+    if targets is None and data.reconstruct:  # learned as the model reads its input
+        targets = preprocess.Targets(data.normalize, stats)
+    if targets is None:
+        targets = fit_targets(program, task, train, blocks)
+    return stats, targets
+
+
+def fit_rows(
+    program: Program,
+    task: str,
+    examples: Any,
+    rows: np.ndarray,
+    stats: dict[str, np.ndarray] | None,
+    targets: Targets | None,
+) -> tuple[dict[str, np.ndarray], Targets]:
+    """As `fit`, for a streamed source's train `rows`: one pass over them, in bounded memory,
+    bit for bit what `fit` gives on the same rows in memory."""
+    from .. import preprocess
+
+    data = program.data
+    assert data is not None
+    if stats is None or targets is None:
+        none = Ref("normalizer", "none")
+        scale = targets is None and task == "regression" and not data.reconstruct
+        one_pass = fit_streamed(
+            data.normalize if stats is None else none,
+            examples,
+            rows,
+            targets=data.targets if scale else none,
+        )
+        stats = one_pass.stats if stats is None else stats
+        if targets is None and data.reconstruct:
+            targets = preprocess.Targets(data.normalize, stats)
+        elif scale:
+            targets = preprocess.Targets(data.targets, one_pass.targets)
+    # still None: class labels, which `data.targets` never scales (check refuses it)
+    return stats, targets if targets is not None else preprocess.Targets()
+
+
+def fit_targets(program: Program, task: str, train: Table, blocks: tuple[Block, ...]) -> Targets:
+    """`data.targets` fitted on the train split's targets (regression only: check refuses
+    target scaling for class labels; with several outputs, the regression outputs' columns)."""
+    from .. import preprocess
+    from .transforms import MULTI
+
+    assert program.data is not None
+    ref = program.data.targets
+    if ref.name == "none" or task not in ("regression", MULTI):
+        return preprocess.Targets()
+    if task == MULTI:
+        return preprocess.Targets.fitted(ref, train.y, regression_columns(blocks))
+    return preprocess.Targets.fitted(ref, train.y)
+
+
+def regression_columns(blocks: tuple[Block, ...]) -> tuple[int, ...]:
+    """The target columns of the regression outputs, which `data.targets` scales."""
+    return tuple(
+        i for b in blocks if b.task == "regression" for i in range(b.start, b.start + b.width)
+    )

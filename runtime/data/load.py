@@ -1,0 +1,245 @@
+"""The source stage: what a spec's data fields (`source`, `val`, `test`) name, read whole into
+`Table`s (runtime/datasets.py), or opened as random-access `Examples` to stream them
+(runtime/data/sources.py), and which of the two (`data.stream`).
+
+`stream_sources` decides: `stream = true` streams whatever can be, `auto` streams only where
+the examples would not fit the memory free for the run (the files' sizes first, so a source
+that surely fits is not even opened); None means read whole, with `load_tables`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
+from dnn.compiler.ir import Program
+from dnn.compiler.rules import heads, target_kind
+
+from .. import datasets
+from ..datasets import Table
+from . import batches
+from .transforms import MULTI, outputs
+
+
+def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
+    """The data fields' sources opened as `Examples`, to be read as training needs them
+    (`data.stream = true`, or `auto` where the examples would not fit the memory free for the
+    run); None: every source is read whole."""
+    data = program.data
+    assert data is not None
+    if data.stream is False:
+        return None
+    auto = str(data.stream) == "auto"
+    if task == MULTI or data.columns:
+        if auto:
+            return None
+        what = "a model with several outputs" if task == MULTI else "typed columns"
+        raise _cannot_stream(program, what)
+    fields = [s for s in ("source", "val", "test") if getattr(data, s)]
+    if auto and _surely_fits(program, fields):
+        return None  # not even opened: a CSV is not indexed for a run that reads it whole
+    opened = {s: open_examples(program, s, task) for s in fields}
+    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
+        if auto:
+            return None
+        raise _cannot_stream(program, "a typed table (string or missing cells)")
+    if auto and not _too_big(program, opened):
+        return None
+    if program.train.pretrain is not None:
+        raise section_error(
+            program,
+            "stream",
+            "layer-wise pretraining reads the train split in memory, which a streamed run "
+            "does not hold"
+            + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
+            "set `stream = false`, or pretrain on a part of the data that fits",
+        )
+    return opened
+
+
+def load_tables(
+    program: Program, task: str
+) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
+    """The source read whole, where several outputs' targets sit in it (`blocks`), and the
+    separate `val` / `test` tables the spec names (read as typed tables too where the source
+    is one)."""
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    blocks: tuple[datasets.Block, ...] = ()
+    if task == MULTI:
+        load = _outputs_loader(program, base)
+        source, blocks = load("source")
+        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
+    else:
+        load = _loader(program, target_kind(task), base)
+        source = load("source")
+        if source.kind == "table":  # separate val/test tables are read as typed tables too
+            load = _loader(program, target_kind(task), base, True)
+    separate = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
+    return source, blocks, separate
+
+
+def open_examples(program: Program, field: str, task: str) -> Any:
+    """A data field's source as random-access examples: a reader of its files where the
+    source streams (runtime/data/sources.py), else its table read into memory."""
+    data = program.data
+    assert data is not None
+    ref = getattr(data, field)
+    base = Path(program.path).resolve().parent
+    try:
+        from . import sources
+    except ImportError:  # the stream extra is not installed: every source is read whole
+        sources = None  # type: ignore[assignment]
+    if sources is not None and sources.streams(ref):
+        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+        on_error = str(getattr(data, "on_error", "fail"))
+        assert program.model is not None
+        one = len(program.model.outputs) == 1  # class labels checked per example, at their row
+        bound = outputs(program) if one else None
+        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
+    load = _loader(program, target_kind(task), base)
+    return batches.TableExamples(load(field))
+
+
+def workers(program: Program, field: str) -> int:
+    """`data.workers`: as written, or for `auto` up to 4 processes where examples are
+    decoded from image files (one core left to training), none for arrays and tables."""
+    data = program.data
+    assert data is not None
+    if str(data.workers) != "auto":
+        return int(data.workers)
+    if getattr(data, field).name != "images":
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any:
+    """Reads one source field: a CSV through `load_table` (a typed table where the spec
+    types columns or a cell is not a number), any other source through `load_source`."""
+    data = program.data
+    assert data is not None
+
+    def load(field: str) -> Table:
+        ref = getattr(data, field)
+        if ref.name == "csv":
+            return datasets.load_table(
+                ref,
+                task=task,
+                base_dir=base,
+                span=data.span_of(field),
+                sources=program.sources,
+                typed=typed or bool(data.columns),
+            )
+        return datasets.load_source(
+            getattr(data, field),
+            task=task,
+            base_dir=base,
+            span=data.span_of(field),
+            sources=program.sources,
+        )
+
+    return load
+
+
+def _outputs_loader(program: Program, base: Path) -> Any:
+    data = program.data
+    assert data is not None
+
+    def load(field: str) -> tuple[Table, tuple[datasets.Block, ...]]:
+        return datasets.load_outputs(
+            getattr(data, field),
+            _output_tasks(program),
+            base_dir=base,
+            span=data.span_of(field),
+            sources=program.sources,
+        )
+
+    return load
+
+
+def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
+    assert program.model is not None
+    return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
+
+
+def _cannot_stream(program: Program, what: str) -> SpecError:
+    return section_error(
+        program,
+        "stream",
+        f"{what} cannot be streamed yet: its splits are read whole",
+        "set `stream = false` (docs/streaming.md lists what streams)",
+    )
+
+
+# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
+# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
+# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
+_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
+
+
+def _surely_fits(program: Program, fields: list[str]) -> bool:
+    """`stream = auto`: whether the files' sizes alone show the examples fit in memory, so
+    the sources need not be opened (opening a CSV indexes it) to find out."""
+    data = program.data
+    assert data is not None
+    base = Path(program.path).resolve().parent
+    total = 0
+    for name in fields:
+        ref = getattr(data, name)
+        if ref.name not in _EXPANDS:
+            return False  # a built-in set is measured loaded (no file, nothing to index)
+        paths = [str(ref.arg(a)) for a in ("path", "x", "y", "dir", "pattern") if _has(ref, a)]
+        files = [f for p in paths for f in _files(base / p)]
+        total += _EXPANDS[ref.name] * sum(f.stat().st_size for f in files)
+    found = _free_memory()
+    return found is not None and total <= found // 8
+
+
+def _has(ref: Any, name: str) -> bool:
+    try:
+        return ref.arg(name) is not None
+    except (KeyError, AttributeError):
+        return False
+
+
+def _files(path: Path) -> list[Path]:
+    import glob
+
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
+
+
+def _free_memory() -> int | None:
+    import jax
+
+    from ..memory_limit import available
+
+    found = available(jax.devices()[:1])
+    return found[0] if found is not None else None
+
+
+def _too_big(program: Program, opened: dict[str, Any]) -> bool:
+    """`stream = auto`: whether the examples, decoded, take more than half the memory free
+    for the run (a device's, or the machine's RAM on a CPU: runtime/memory_limit.py)."""
+    found = _free_memory()
+    wanted = sum(batches.nbytes(e) for e in opened.values())
+    return found is not None and wanted > found // 2
+
+
+def section_error(program: Program, field: str, message: str, hint: str) -> SpecError:
+    """A mistake of the data section, at its field `field`."""
+    assert program.data is not None
+    return SpecError(
+        [Diagnostic(E_SECTION, message, program.data.span_of(field), hint)], program.sources
+    )
+
+
+def top(program: Program) -> Span:
+    """The spec's first character: where an error with no field of its own points."""
+    return Span(program.path, 1, 1, 1, 1)
