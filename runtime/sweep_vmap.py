@@ -392,11 +392,16 @@ def prepare_group(
     st = engine.init()
     x, y = ready.train
     full, tail = engine.order(1, int(x.shape[0]))
+    lowered = []  # traced here, one after the other (tracing holds the interpreter lock)
     if engine.scanned and engine.full:  # jit reuses these for calls of the same signature
-        engine.scan_epoch.lower(st, engine.train_acc(), x, y, full, tail).compile()
+        lowered.append(engine.scan_epoch.lower(st, engine.train_acc(), x, y, full, tail))
     if "val" in ready.splits:
         batch = ready.splits["val"].batches[0]
-        engine.evaluate_members.lower(st, engine.eval_acc(), *batch).compile()
+        lowered.append(engine.evaluate_members.lower(st, engine.eval_acc(), *batch))
+    # then compiled side by side: XLA releases the lock, and the epoch and the evaluation
+    # take about as long as each other
+    with ThreadPoolExecutor(max(len(lowered), 1), thread_name_prefix="dnn-compile") as pool:
+        list(pool.map(lambda program: program.compile(), lowered))
     return ready
 
 
