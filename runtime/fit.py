@@ -698,6 +698,37 @@ def _write_skipped(folder: Path, data: dict[str, Any]) -> None:
         rundir.write_json(folder / SKIPPED, {"counts": counts, "skipped": found})
 
 
+# Streamed batches a scanned model (`Engine.scanned`: an in-memory epoch is one scan) takes
+# in one call: the dispatch of one step is most of a small model's step on a CPU.
+CHUNK = 16
+
+
+def _chunk(engine: Engine, done: int, before: int, pause: _Pause | None) -> int:
+    """How many batches the next call takes: up to CHUNK full batches of a scanned
+    one-process run (not past a stop asked for after some step); the tail batch, and every
+    batch of another run, alone."""
+    if not engine.scanned or jax.process_count() > 1 or done >= engine.full:
+        return 1
+    k = min(CHUNK, engine.full - done)
+    if pause is not None and pause.stop_after_steps is not None:
+        k = min(k, max(1, pause.stop_after_steps - before - done))
+    return k
+
+
+def _steps(engine: Engine, st: Any, acc: Any, got: list[Any]) -> tuple[Any, Any]:
+    """Train on batches read: stacked and scanned where they are several of one size, else
+    one step each (a batch every example of which was skipped takes none)."""
+    place = engine.place
+    kept = [(x, y, whole) for x, y, whole in got if len(x)]  # `on_error = skip` may empty one
+    if len(kept) > 1 and len({len(x) for x, _, _ in kept}) == 1:
+        xs = jnp.stack([jnp.asarray(x) for x, _, _ in kept])
+        ys = jnp.stack([jnp.asarray(y) for _, y, _ in kept])
+        return engine.scan_batches(st, acc, xs, ys)
+    for x, y, whole in kept:
+        st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
+    return st, acc
+
+
 def _stream_epoch(
     engine: Engine,
     st: Any,
@@ -717,18 +748,18 @@ def _stream_epoch(
     if loop is not None and loop.within is not None and loop.within["epoch"] == epoch:
         acc, done = loop.within["acc"], loop.within["batches"]
         loop.within = None
-    place, steps = engine.place, engine.steps_per_epoch
+    steps = engine.steps_per_epoch
     last_read = time.perf_counter()
     before = (epoch - 1) * steps
     while done < steps:
-        waited = time.perf_counter()
-        x, y, whole = feed.next()
-        split.waited += time.perf_counter() - waited  # the step had to wait for its batch
-        if not len(x):  # every example of the batch skipped (`on_error = skip`)
-            done += 1
-            continue
-        st, acc = engine.batch_step(st, acc, place.from_host(x, whole), place.from_host(y, whole))
-        done += 1
+        k = _chunk(engine, done, before, pause)
+        got = []
+        for _ in range(k):
+            waited = time.perf_counter()
+            got.append(feed.next())
+            split.waited += time.perf_counter() - waited  # the step had to wait for its batch
+        st, acc = _steps(engine, st, acc, got)
+        done += k
         if display.progress is not None and time.perf_counter() - last_read > BAR_EVERY_S:
             last_read = time.perf_counter()
             loss = float(jnp.mean(acc["loss"] / jnp.maximum(acc["count"], 1)))

@@ -420,6 +420,17 @@ class Engine:
         # a streamed split's batch, read on the host (runtime/data/batches.py)
         self.batch_step = jax.jit(batch_step, donate_argnums=(0, 1), out_shardings=outs)
 
+        def scan_batches(st: Any, acc: Any, xs: Array, ys: Array) -> Any:
+            def body(carry: Any, batch: Any) -> tuple[Any, None]:
+                x, y = batch
+                return train_one(*carry, ids, place.batch(x), place.batch(y)), None
+
+            return jax.lax.scan(body, (st, acc), (xs, ys))[0]
+
+        # streamed batches several at a time, stacked: one call for a scanned model's run of
+        # steps, as an in-memory epoch is one (`scan_epoch`)
+        self.scan_batches = jax.jit(scan_batches, donate_argnums=(0, 1), out_shardings=outs)
+
         def epoch(st: Any, acc: Any, xs: Array, ys: Array, order: Array, tail: Any) -> Any:
             def body(carry: Any, idx: Array) -> tuple[Any, None]:
                 x, y = place.batch(xs[idx]), place.batch(ys[idx])
