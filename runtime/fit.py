@@ -193,7 +193,8 @@ def _train(
                 last_save = pause.last_save
                 if paused:
                     finished = False
-                    display.message(pause.message(folder, epoch))
+                    if _TERMINATED.is_set():  # `dnn train` says where a step stop was
+                        display.message(pause.message(folder, epoch))
                     break
             else:
                 st, acc = _one_epoch(engine, st, epoch, x_train, y_train, display)
