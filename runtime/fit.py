@@ -663,24 +663,16 @@ class _Feed:
         part = (jax.process_index(), jax.process_count(), engine.place.count)  # a host's share
         put = jax.device_put if engine.place.mesh is None else None  # one device: there
         self.batches = split.run(plan, self.start, state, part, put)
-        # the first batch is asked for at once, on a thread: the pipeline (and its worker
-        # processes, which take seconds to start) gets going while XLA compiles the step
-        self._first: Future[Any] | None = _STARTER.submit(next, self.batches)
+        # the pipeline (and its worker processes, which take seconds to start) gets going
+        # now, while XLA compiles the step
+        self.batches.start_prefetch()
 
     def next(self) -> Any:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first.result()
         return next(self.batches)
 
     def close(self) -> None:
         """Stop the reading threads and worker processes (and free their shared memory)."""
-        if self._first is not None:
-            self._first.result()
         self.batches.close()
-
-
-_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnn-feed")
 
 
 SKIPPED = "skipped.json"
