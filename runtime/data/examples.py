@@ -165,19 +165,14 @@ class Examples:
 
 def table(examples: Examples) -> tuple[Table, list[Skipped]]:
     """Every example in memory, as the in-memory loader's `Table` (skipped ones left out)."""
-    xs, ys, skipped, index = [], [], [], []
+    from .batches import read_rows, stack  # the batches stage reads rows the same way
+
+    parts, skipped = [], []
     for start in range(0, len(examples), 4096):
-        for i, item in enumerate(
-            examples._getitems(range(start, min(start + 4096, len(examples))))
-        ):
-            if isinstance(item, Skipped):
-                skipped.append(item)
-            else:
-                xs.append(item[0])
-                ys.append(item[1])
-                index.append(start + i)
-    x = np.stack(xs) if xs else np.zeros((0, *examples.shape), examples.dtype)
-    y = np.stack(ys) if ys else np.zeros((0,), np.int32)
-    idx = None if not skipped else np.asarray(index, np.int64)
+        items = read_rows(examples, np.arange(start, min(start + 4096, len(examples))))
+        skipped += [i for i in items if isinstance(i, Skipped)]
+        parts.append(stack(items, examples))
+    read = [p for p in parts if len(p[0])] or parts[:1] or [stack([], examples)]
+    x, y, rows = (np.concatenate([p[k] for p in read]) for k in range(3))
     t = Table(x, y, examples.task, examples.classes, examples.class_names, examples.origin)
-    return replace(t, index=idx), skipped
+    return replace(t, index=rows if skipped else None), skipped
