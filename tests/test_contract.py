@@ -312,6 +312,10 @@ TRAIN_FIELDS = {
 DATA_FIELDS = {
     # every split read batch by batch through Grain (runtime/data/batches.py)
     "stream": Case("  dense(8)\n  batchnorm", "f32[6]", data_extra="  stream = true"),
+    # bad examples left out of their batches (none here: the words' own tests make some)
+    "on_error": Case("  dense(8)", "f32[6]", data_extra="  stream = true\n  on_error = skip"),
+    # a Grain worker process reads the batches
+    "workers": Case("  dense(8)", "f32[6]", data_extra="  stream = true\n  workers = 1"),
 }
 FIELDS = {**TRAIN_FIELDS, **{f"data.{k}": v for k, v in DATA_FIELDS.items()}}
 
