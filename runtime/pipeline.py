@@ -148,7 +148,7 @@ def _streamed(
         transforms.check_examples(program, task, raw[s])
         heads[s] = transforms.transform(program, raw[s], stats, targets, shape)
         cut = _cutter(program, task, e, f, stats, targets, shape)
-        on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f)
+        on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f, e)
         streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
     return _prepared(program, source, heads, stats, raw_shape, task, targets, (), streamed)
 

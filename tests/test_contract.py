@@ -316,6 +316,10 @@ DATA_FIELDS = {
     "on_error": Case("  dense(8)", "f32[6]", data_extra="  stream = true\n  on_error = skip"),
     # a Grain worker process reads the batches
     "workers": Case("  dense(8)", "f32[6]", data_extra="  stream = true\n  workers = 1"),
+    # decoded rows kept on disk and read back (a CSV's: npz is not cached)
+    "cache": Case(
+        "  dense(8)", "f32[6]", data='csv("data.csv")', data_extra="  stream = true\n  cache = true"
+    ),
 }
 FIELDS = {**TRAIN_FIELDS, **{f"data.{k}": v for k, v in DATA_FIELDS.items()}}
 

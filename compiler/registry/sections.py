@@ -164,6 +164,16 @@ SECTIONS.add(
             "processes), besides the reading threads; 0: threads only; auto: 0 for arrays "
             "and tables, up to 4 (one core left to training) for image files",
         ),
+        arg(
+            "cache",
+            Bool,
+            False,
+            "keep a streamed source's decoded examples on disk (an image folder's pixels, a "
+            "CSV's numbers), so each is decoded once, not every epoch, and the next run over "
+            "the same files decodes none: in `.dnn-cache/` beside the source, else "
+            "~/.cache/dnn/data; a changed file starts a new cache. npz, npy, parquet and "
+            "shards read fast already and are not cached",
+        ),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
         arg(
             "val",

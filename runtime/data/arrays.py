@@ -99,6 +99,8 @@ class ArrayExamples(Examples):
     """Rows of a memory-mapped input array; the targets, checked and converted as the
     in-memory loader does when the source opens, are kept in memory (N labels or values)."""
 
+    cacheable = False  # read from a memory map: nothing to keep
+
     def __init__(
         self, x: _Member, xk: str, y: np.ndarray, names: tuple[str, ...], task: str, opts: Opts
     ) -> None:

@@ -70,6 +70,7 @@ class Examples:
 
     origin: str
     kind: str = "array"  # the source word (`npz`, `csv`, ...), as a `Table`'s kind
+    cacheable = True  # `data.cache` keeps its decoded examples (not a memory-mapped source's)
     shape: tuple[int, ...]
     dtype: np.dtype
     task: str
@@ -81,12 +82,24 @@ class Examples:
             raise InternalError(f"on_error {opts.on_error!r}")
         self._where, self._on_error, self._outputs = opts.where, opts.on_error, opts.outputs
         self._open_lock = threading.Lock()
+        self._cache: Any = None  # runtime/data/cache.py, where `data.cache = true`
 
     def __len__(self) -> int:
         raise NotImplementedError
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def _load(self, i: int) -> tuple[Any, np.ndarray]:
+        """Example `i` as `data.cache` stores it: `_finish` makes it what `_read` gives."""
+        return self._read(i)
+
+    def _finish(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def files(self) -> list[str]:
+        """The files the examples are read from (a cache is of them as they are now)."""
+        return [self.origin]
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         """Where example `i` is: for `Skipped.where`, a span, the excerpt's text (or None)."""
@@ -97,7 +110,7 @@ class Examples:
         if not 0 <= i < len(self):
             raise IndexError(f"example {i} of {len(self)} in {self.origin}")
         try:
-            x, y = self._read(i)
+            x, y = self._read(i) if self._cache is None else self._cache.read(self, i)
             self._check_label(i, y)
         except _Bad as bad:
             return self._failed(bad)

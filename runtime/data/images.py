@@ -44,6 +44,11 @@ class ImageExamples(Examples):
         return len(self._files)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        pixels, y = self._load(i)
+        return self._finish(pixels), y
+
+    def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image's 8-bit pixels, (H, W) grey or (H, W, 3), and its label."""
         k, name = self._files[i]
         path = os.path.join(self.origin, name)
         if i in self._broken:
@@ -55,10 +60,15 @@ class ImageExamples(Examples):
             raise _Bad(name, message, datasets._start(path), "give all images one size")
         if self.shape[2] == 3 and pixels.ndim == 2:
             pixels = np.repeat(pixels[..., None], 3, axis=2)
-        x = pixels.astype(np.float32) / 255.0  # as the in-memory loader: 8 bits per channel
-        x = x if x.ndim == 3 else x[..., None]
         y = np.float32(k) if self.task == "regression" else np.int32(k)
-        return x, y
+        return pixels, y
+
+    def _finish(self, pixels: np.ndarray) -> np.ndarray:
+        x = pixels.astype(np.float32) / 255.0  # as the in-memory loader: 8 bits per channel
+        return x if x.ndim == 3 else x[..., None]
+
+    def files(self) -> list[str]:
+        return [os.path.join(self.origin, name) for _, name in self._files]
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         name = self._files[i][1]

@@ -99,19 +99,26 @@ def open_examples(program: Program, field: str, task: str) -> Any:
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
         bound = outputs(program) if one else None
-        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
+        cache = bool(getattr(data, "cache", False))
+        return sources.open_examples(
+            ref, target_kind(task), base, where, on_error, outputs=bound, cache=cache
+        )
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
 
 
-def workers(program: Program, field: str) -> int:
+def workers(program: Program, field: str, examples: Any = None) -> int:
     """`data.workers`: as written, or for `auto` up to 4 processes where examples are
-    decoded from image files (one core left to training), none for arrays and tables."""
+    decoded from image files (one core left to training); none for arrays and tables, nor
+    where `data.cache` holds every example already (read from its maps by threads)."""
     data = program.data
     assert data is not None
     if str(data.workers) != "auto":
         return int(data.workers)
     if getattr(data, field).name != "images":
+        return 0
+    stored = getattr(examples, "_cache", None)
+    if stored is not None and stored.filled() == len(examples):
         return 0
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
@@ -133,6 +140,11 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
                 sources=program.sources,
                 typed=typed or bool(data.columns),
             )
+        if ref.name == "images" and getattr(data, "cache", False):  # decoded once, kept
+            from . import sources
+
+            where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+            return sources.load(ref, task, base, where, cache=True)
         return datasets.load_source(
             getattr(data, field),
             task=task,

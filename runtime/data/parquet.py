@@ -22,6 +22,8 @@ class ParquetExamples(Examples):
     """Rows of a Parquet file: the label column is the target, every other column an input
     (numbers), read a row group at a time (the last one read is kept per process)."""
 
+    cacheable = False  # a row group read at once, decoded by Arrow: nothing to keep
+
     def __init__(
         self, shown: str, inputs: list[str], groups: np.ndarray, y: np.ndarray, names: tuple[str, ...],
         task: str, opts: Opts,

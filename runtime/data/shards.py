@@ -40,6 +40,8 @@ class ShardExamples(Examples):
     """Records of ArrayRecord shards through Grain's `ArrayRecordDataSource`: each record an
     uncompressed NPZ of `x` and `y` (`write_shards`), read without unpickling anything."""
 
+    cacheable = False  # a record decodes in microseconds (`_Layout`): nothing to keep
+
     def __init__(
         self,
         pattern: str,

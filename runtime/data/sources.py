@@ -76,6 +76,7 @@ def open_examples(
     outputs: int | None = None,
     cache_dir: Path | None = None,
     columns: Span | None = None,
+    cache: bool = False,
 ) -> Examples:
     """Open the examples a `source = ...` reference names, for reading one at a time.
 
@@ -83,7 +84,8 @@ def open_examples(
     or "skip"; `outputs`, when given, bounds class labels as the model's output does (checked
     per example); `cache_dir` (the run folder) holds a CSV's index where the file's folder is
     not writable; `columns`, the span of a written `data.columns`: a typed table, which
-    cannot stream yet (its vocabularies need a pass of their own), is refused there.
+    cannot stream yet (its vocabularies need a pass of their own), is refused there; `cache`
+    (`data.cache`): decoded examples are kept on disk (runtime/data/cache.py).
     """
     if task not in TASKS:
         raise InternalError(f"unknown task {task!r}")
@@ -98,12 +100,16 @@ def open_examples(
     opts = Opts(where, str(on_error), outputs, cache_dir)  # a spec gives a `Symbol`
     examples = _OPENERS[ref.name](ref, task, Path(base_dir), opts)
     examples.kind = ref.name
+    if cache:
+        from .cache import attach
+
+        attach(examples, str(ref), task)
     return examples
 
 
-def load(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+def load(ref: Ref, task: str, base_dir: Path, where: _Where, cache: bool = False) -> Table:
     """The in-memory `Source.load` of a word read through its `Examples` (npy, parquet,
-    shards): every row, under `on_error = fail`."""
-    examples = open_examples(ref, task, base_dir, where, "fail")
+    shards; an image folder under `data.cache`): every row, under `on_error = fail`."""
+    examples = open_examples(ref, task, base_dir, where, "fail", cache=cache)
     found, _ = table(examples)
     return replace(found, kind=ref.name, span=where.span)

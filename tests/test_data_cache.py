@@ -1,0 +1,182 @@
+"""`data.cache` (runtime/data/cache.py): a streamed source's decoded examples kept on disk.
+A cached row is the decoded row bit for bit; the next opening decodes none; a row torn on disk
+is decoded again; a changed file starts a new cache; sources read from a memory map are not
+cached; a folder that refuses the cache sends it to ~/.cache/dnn/data; a streamed run with a Grain
+worker process filling the cache trains as the in-memory run without it, and so does an
+in-memory run reading the cache back."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from dnn.runtime import pipeline
+from dnn.runtime.data import images
+from dnn.runtime.fit import train
+from PIL import Image
+from test_stream_sources import assert_same_rows, in_memory, opened
+
+import dnn
+
+
+@pytest.fixture
+def img(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Five small images of two classes (one grey, so every image gets three channels)."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for k, (cls, mode) in enumerate([("cat", "L"), ("cat", "RGB"), ("dog", "RGB"), ("dog", "L")]):
+        (tmp_path / "img" / cls).mkdir(parents=True, exist_ok=True)
+        shape = (6, 5, 3) if mode == "RGB" else (6, 5)
+        Image.fromarray(rng.integers(0, 255, shape, np.uint8)).save(tmp_path / f"img/{cls}/{k}.png")
+    return tmp_path
+
+
+def _folders(root: Path) -> list[Path]:
+    return sorted(p for p in (root / ".dnn-cache").iterdir())
+
+
+def test_cached_rows_are_the_decoded_rows_and_the_next_opening_decodes_none(
+    img: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = in_memory('images("img")', img)
+    first = opened('images("img")', img, cache=True)
+    assert first._cache is not None and first._cache.filled() == 0
+    assert_same_rows(first, table)  # decoded, stored, given back
+    assert first._cache.filled() == 4
+    (folder,) = _folders(img / "img")  # hidden inside the image folder: not a class
+    assert folder.name.startswith("images-") and {p.name for p in folder.iterdir()} == {
+        "x.npy",
+        "y.npy",
+        "check.npy",
+    }
+    assert np.load(folder / "x.npy").dtype == np.uint8  # pixels, not floats: a quarter the disk
+
+    def no_decoding(*a: Any) -> None:
+        raise AssertionError("decoded an image the cache holds")
+
+    monkeypatch.setattr(images, "_decode_image", no_decoding)
+    again = opened('images("img")', img, cache=True)
+    assert again._cache is not None and again._cache.folder == folder
+    assert_same_rows(again, table)  # every row from the cache
+    assert in_memory('images("img")', img).x.shape == table.x.shape  # the folder is no class
+
+
+def test_a_torn_row_is_decoded_again(img: Path) -> None:
+    table = in_memory('images("img")', img)
+    examples = opened('images("img")', img, cache=True)
+    assert_same_rows(examples, table)
+    xs = np.load(examples._cache.folder / "x.npy", mmap_mode="r+")
+    xs[2, 0, 0, 0] ^= 0xFF  # a bit flipped on disk after its check was written
+    xs.flush()
+    fresh = opened('images("img")', img, cache=True)
+    assert_same_rows(fresh, table)
+    assert (
+        np.load(fresh._cache.folder / "x.npy")[2].tobytes()
+        == (table.x[2] * 255).round().astype(np.uint8).tobytes()
+    )  # stored again, mended
+
+
+def test_a_changed_file_starts_a_new_cache_and_drops_the_old(img: Path) -> None:
+    opened('images("img")', img, cache=True)[0]
+    (old,) = _folders(img / "img")
+    Image.fromarray(np.zeros((6, 5), np.uint8)).save(img / "img/cat/0.png")
+    os.utime(img / "img/cat/0.png", ns=(1, 1))  # a new modification time
+    examples = opened('images("img")', img, cache=True)
+    assert float(examples[0][0].max()) == 0.0  # the new pixels, not the cached ones
+    (new,) = _folders(img / "img")
+    assert new != old and not old.exists()
+    sized = opened('images("img", size = [4, 3])', img, cache=True)  # another reading: its own
+    assert sized[0][0].shape == (4, 3, 3) and len(_folders(img / "img")) == 2
+
+
+def test_a_csv_row_is_cached_as_its_numbers(img: Path) -> None:
+    lines = ["a,b,label"] + [f"{i * 0.5:.6g},{i - 3},{i % 2}" for i in range(9)]
+    (img / "t.csv").write_text("\n".join(lines) + "\n")
+    table = in_memory('csv("t.csv", label = "label")', img)
+    for _ in range(2):  # filled, then read back
+        examples = opened('csv("t.csv", label = "label")', img, cache=True)
+        assert_same_rows(examples, table)
+    assert examples._cache.filled() == 9 and examples._cache.folder.parent == img / ".dnn-cache"
+
+
+def test_memory_mapped_sources_are_not_cached(img: Path) -> None:
+    np.savez(img / "a.npz", x=np.ones((4, 3)), y=np.arange(4) % 2)
+    assert opened('npz("a.npz")', img, cache=True)._cache is None
+    assert not (img / ".dnn-cache").exists()
+
+
+def test_a_folder_that_refuses_it_sends_the_cache_to_the_user_cache(
+    img: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (img / "img" / ".dnn-cache").write_text("a file where the folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(img / "home-cache"))
+    examples = opened('images("img")', img, cache=True)
+    assert_same_rows(examples, in_memory('images("img")', img))
+    assert examples._cache.folder.parent == img / "home-cache" / "dnn" / "data"
+    assert examples._cache.filled() == 4
+
+
+SPEC = """dnn 1
+model m {{
+  input x: f32[6, 5, 3]
+  flatten
+  dense(2)
+}}
+data {{
+  source = images("img")
+  split = {{ train: 0.5, val: 0.25, test: 0.25 }}
+  stream = {stream}
+  workers = 1
+  cache = {cache}
+}}
+train {{
+  optimizer = adam(lr = 0.01)
+  batch_size = 4
+  epochs = 2
+}}
+"""
+
+
+def test_worker_processes_fill_the_cache_and_runs_train_alike(img: Path) -> None:
+    for k in range(12):  # 16 images: 8 train, 4 val, 4 test
+        cls = "cat" if k % 2 else "dog"
+        rng = np.random.default_rng(k)
+        Image.fromarray(rng.integers(0, 255, (6, 5, 3), np.uint8)).save(img / f"img/{cls}/x{k}.png")
+    results = []
+    for name, stream, use in [("plain", "false", "false"), ("fill", "true", "true"),
+                              ("read", "false", "true")]:  # fmt: skip
+        spec = img / f"{name}.dnn"
+        spec.write_text(SPEC.format(stream=stream, cache=use))
+        run = img / name
+        results.append((train(dnn.load(str(spec)), run, mode="quiet"), _history(run)))
+        if name == "fill":  # every example read is stored: train, val and test
+            (folder,) = _folders(img / "img")
+            assert int(np.count_nonzero(np.load(folder / "check.npy"))) == 16
+    (plain, history), *others = results
+    for result, other in others:
+        assert other == history and result["test"] == plain["test"]
+
+
+def _history(run: Path) -> list[dict[str, Any]]:
+    drop = ("time", "samples_per_s", "data_wait_s")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in drop} for x in lines]
+
+
+def test_auto_starts_no_worker_process_where_the_cache_holds_every_image(
+    img: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    pixels = np.random.default_rng(0).integers(0, 255, (200, 6, 5, 3), np.uint8)
+    for k, p in enumerate(pixels):  # more than the splits' heads read
+        Image.fromarray(p).save(img / f"img/{'cat' if k % 2 else 'dog'}/n{k}.png")
+    spec = img / "auto.dnn"
+    spec.write_text(SPEC.format(stream="true", cache="true").replace("workers = 1", ""))
+    assert pipeline.prepare(dnn.load(str(spec))).streamed["train"].workers == 3  # decoding
+    for x, _ in opened('images("img")', img, cache=True):  # every image stored
+        assert x.shape == (6, 5, 3)
+    assert pipeline.prepare(dnn.load(str(spec))).streamed["train"].workers == 0  # maps only
