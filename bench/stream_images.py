@@ -76,6 +76,11 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", default="auto")
+    parser.add_argument(
+        "--runs",
+        default="none,filled,warm",
+        help="which runs: none, filled (an emptied cache), warm",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "stream_images"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -86,8 +91,11 @@ def main() -> int:
 
     import dnn
 
-    shutil.rmtree(folder / ".dnn-cache", ignore_errors=True)
-    for title, cache in [("no cache", "false"), ("cache, filled", "true"), ("cache, warm", "true")]:
+    titles = {"none": "no cache", "filled": "cache, filled", "warm": "cache, warm"}
+    for which in args.runs.split(","):
+        title, cache = titles[which], "false" if which == "none" else "true"
+        if which == "filled":
+            shutil.rmtree(folder / ".dnn-cache", ignore_errors=True)
         spec = out / "cnn.dnn"
         spec.write_text(
             SPEC.format(folder=folder, epochs=args.epochs, workers=args.workers, cache=cache)

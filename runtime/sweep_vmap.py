@@ -25,7 +25,9 @@ group is not resumable mid-way (a killed group's trials are run again).
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -157,7 +159,14 @@ class GroupEngine(Engine):
         """The first state of a new group of as many trials, with the same lifted keys."""
         assert len(lifted.seeds) == self.members and set(lifted.values) == set(self.lifted.values)
         self.lifted, self.seeds = lifted, jnp.asarray(lifted.seeds)
-        return self.init()
+        return self._init_jit(self.seeds, {k: jnp.asarray(v) for k, v in lifted.values.items()})
+
+    def lane(self, lifted: Lift) -> tuple[GroupEngine, Any]:
+        """A view of this engine over another group of as many trials, sharing its compiled
+        programs (its own seeds and numbers are its state's), and that group's first state:
+        lanes train side by side on threads (`train_group`)."""
+        view = copy.copy(self)
+        return view, view.start(lifted)
 
     def _keys(self, member: Any) -> Any:
         return jax.random.key(member)  # in a group, a member is named by its seed
@@ -355,6 +364,7 @@ class Ready:
     prepared: pipeline.Prepared
     train: tuple[Any, Any]  # the train split on the device
     splits: dict[str, Split]  # every split, cut for evaluation
+    lanes: int = 1  # the group's trials in this many programs side by side (`lanes`)
 
 
 def lift_as(programs: list[Program], keys: tuple[tuple[str, str], ...]) -> Lift:
@@ -380,29 +390,66 @@ def prepare_group(
     keys: tuple[tuple[str, str], ...],
     k: int,
     prepared: pipeline.Prepared | None = None,
+    lanes: int | None = None,
 ) -> Ready:
-    """The data, the engine of K members lifting `keys`, and its compiled programs: the
-    first state, an epoch and an evaluation, compiled before any trial's values are known."""
+    """The data, the engine of K members lifting `keys` (of K / `lanes` members, the
+    group's trials then training in that many lanes: `lanes` below when not given), and its
+    compiled programs: the first state, an epoch and an evaluation, compiled before any
+    trial's values are known."""
     fit.enable_compile_cache()
     prepared = prepared or prepare_data(base)
-    zeros = Lift({key: np.zeros(k, np.float32) for key in keys}, np.zeros(k, np.int32))
+    lanes = lanes or _lanes(k)
+    size = k // lanes
+    zeros = Lift({key: np.zeros(size, np.float32) for key in keys}, np.zeros(size, np.int32))
     engine = GroupEngine(base, prepared, zeros)
-    ready = Ready(engine, prepared, device_data(prepared, engine.place)["train"], {})
+    ready = Ready(engine, prepared, device_data(prepared, engine.place)["train"], {}, lanes)
     ready = replace(ready, splits=eval_splits(prepared))
-    st = engine.init()
     x, y = ready.train
-    full, tail = engine.order(1, int(x.shape[0]))
-    lowered = []  # traced here, one after the other (tracing holds the interpreter lock)
+    # traced here, one after the other (tracing holds the interpreter lock); the epoch and the
+    # evaluation against the shapes the first state and the order will have, so that none of
+    # the four programs waits for another to compile
+    init = engine._init_jit.lower(
+        engine.seeds, {k: jnp.asarray(v) for k, v in zeros.values.items()}
+    )
+    order = engine._order.lower(engine.seeds, 1, int(x.shape[0]))
+    st, (full, tail) = _abstract(init.out_info), _abstract(order.out_info)
+    tail = tail if engine.tail else None
+    lowered = []
     if engine.scanned and engine.full:  # jit reuses these for calls of the same signature
         lowered.append(engine.scan_epoch.lower(st, engine.train_acc(), x, y, full, tail))
+    lowered += [init, order]
     if "val" in ready.splits:
         batch = ready.splits["val"].batches[0]
         lowered.append(engine.evaluate_members.lower(st, engine.eval_acc(), *batch))
-    # then compiled side by side: XLA releases the lock, and the epoch and the evaluation
-    # take about as long as each other
-    with ThreadPoolExecutor(max(len(lowered), 1), thread_name_prefix="dnn-compile") as pool:
-        list(pool.map(lambda program: program.compile(), lowered))
+    # then compiled on two threads (XLA releases the lock): the epoch, the longest, on one;
+    # the first state, the order and the evaluation, about as long together, on the other
+    with ThreadPoolExecutor(2, thread_name_prefix="dnn-compile") as pool:
+        first = pool.submit(lowered[0].compile)
+        pool.submit(lambda: [program.compile() for program in lowered[1:]]).result()
+        first.result()
     return ready
+
+
+def _abstract(tree: Any) -> Any:
+    """Shapes and dtypes only, as an uncommitted argument has them (a sharding would make jit
+    compile again for the arrays the program is called with)."""
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, weak_type=s.weak_type), tree
+    )
+
+
+def _lanes(k: int) -> int:
+    """How many programs a group of K trials trains in, side by side on threads: on a CPU,
+    the most lanes of at least 2 trials each that divide K and the cores do not outnumber.
+    XLA runs a small vmapped program's operations one after the other on one core; two
+    lanes of 4 digits-MLP trials train 40 epochs in about half the wall time of one
+    program of 8, and with less CPU (docs/sweep.md). One lane on a GPU or TPU, where one
+    device runs one program at a time."""
+    if jax.default_backend() != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    fits = [n for n in range(1, (cores or 1) + 1) if k % n == 0 and k // n >= 2]
+    return max(fits, default=1)
 
 
 def compile_ahead(
@@ -449,14 +496,29 @@ def train_group(
         monitor = stopper.monitor if stopper else ("val_loss" if "val" in splits else None)
         best = stopper.best if stopper else math.inf
         members.append(Member(program, folder, stopper, monitor, [], best))
-    st = engine.start(lift_as(programs, tuple(engine.lifted.values)))
-    display = Display(base.train.epochs, engine.steps_per_epoch, "quiet")
+    size, keys = engine.members, tuple(engine.lifted.values)
+    assert size * ready.lanes == len(programs)
+    lanes = [
+        (lift_as(programs[i : i + size], keys), members[i : i + size])
+        for i in range(0, len(programs), size)
+    ]
+    views = [(*engine.lane(lifted), group) for lifted, group in lanes]
     if started is not None:
         started()
-    with Writers() as side:
-        st = _train_epochs(engine, st, members, splits, ready.train, display, side)
+
+    def train(view: GroupEngine, st: Any, group: list[Member]) -> list[Any]:
+        display = Display(base.train.epochs, view.steps_per_epoch, "quiet")
+        st = _train_epochs(view, st, group, splits, ready.train, display, side)
         wall = time.perf_counter() - t_start
-        results = _finish(engine, st, members, splits, wall, base)  # while the last write
+        return _finish(view, st, group, splits, wall, base)  # while the last write
+
+    with Writers() as side:
+        if len(views) == 1:
+            results = train(*views[0])
+        else:  # XLA releases the interpreter: the lanes' programs run on cores of their own
+            with ThreadPoolExecutor(len(views), thread_name_prefix="dnn-lane") as pool:
+                done = [pool.submit(train, *lane) for lane in views]
+                results = [r for lane in done for r in lane.result()]
         side.wait()  # a failed write is the sweep's error
     return results
 
@@ -607,7 +669,7 @@ def _finish(
             if train_time
             else None,
             "run": str(m.folder),
-            "vmapped_trials": engine.members,
+            "vmapped_trials": engine.members,  # in one program (a lane)
         }
         rundir.write_json(m.folder / "result.json", result)
         out.append(result)

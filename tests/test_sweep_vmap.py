@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,7 @@ def test_a_traced_momentum_of_zero_is_plain_sgd(tmp_path: Path) -> None:
 def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> None:
     """A group's seeds and numbers are data in its state: the programs compiled (ahead, on a
     side thread) for one group of two train the next group of two without compiling again,
-    and give what a group built for those trials alone gives."""
+    and give what a group built for those trials alone gives; so do two lanes of two."""
     import jax
     from dnn.runtime.sweep_vmap import compile_ahead, train_group
 
@@ -186,7 +187,9 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert events == []  # the second group traced and compiled nothing
-    assert ready.engine.scan_epoch._cache_size() == 1  # one epoch program for both groups
+    engine = ready.engine  # one program each for both groups, compiled ahead from shapes alone
+    for program in (engine.scan_epoch, engine._init_jit, engine._order, engine.evaluate_members):
+        assert program._cache_size() == 1
     fresh = train_group(groups[1], [tmp_path / "fresh" / str(k) for k in range(2)])
     for a, b in zip(second, fresh, strict=True):
         assert isinstance(a, dict) and isinstance(b, dict)
@@ -194,6 +197,25 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
         for split in ("train", "val", "test"):
             assert a[split] == b[split], split
     assert first[0]["val"] != second[0]["val"]  # other values: another group's numbers
+    # both groups as one of 4 in 2 lanes (two programs of 2 side by side on threads, as a
+    # 2-core CPU trains a group of 8): each lane computes what its group of 2 did, exactly
+    lanes = [tmp_path / "lanes" / str(k) for k in range(4)]
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        both = train_group(groups[0] + groups[1], lanes, None, replace(ready, lanes=2))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert events == []  # the lanes share the compiled programs
+    for a, b, run, folder in zip(
+        both, first + second, [*folders[0], *folders[1]], lanes, strict=True
+    ):
+        assert isinstance(a, dict) and isinstance(b, dict)
+        assert (a["epochs_run"], a["best_epoch"]) == (b["epochs_run"], b["best_epoch"])
+        assert all(a[split] == b[split] for split in ("train", "val", "test"))
+        timing = ("time", "samples_per_s")
+        assert [{k: v for k, v in r.items() if k not in timing} for r in history(folder)] == [
+            {k: v for k, v in r.items() if k not in timing} for r in history(run)
+        ]
 
 
 def test_a_streamed_spec_is_refused_before_the_sweep_starts(tmp_path: Path, capsys) -> None:
