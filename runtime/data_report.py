@@ -41,6 +41,7 @@ class Report:
     unseen: dict[str, dict[str, Any]] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # samples/s
     read: str = "in memory"  # or "streamed": the splits read batch by batch (data.stream)
+    cache: dict[str, Any] = field(default_factory=dict)  # data.cache: folder, stored, examples
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -80,7 +81,18 @@ def report(program: Program, repeats: int = 3) -> Report:
             "batches": _batch_rate(program, prepared),
         },
         read="streamed" if prepared.streamed else "in memory",
+        cache=_cache(prepared),
     )
+
+
+def _cache(prepared: pipeline.Prepared) -> dict[str, Any]:
+    """Where a streamed source's `data.cache` is, and how many of its examples it holds."""
+    found = {}
+    for split in prepared.streamed.values():
+        kept = getattr(split.examples, "_cache", None)
+        if kept is not None and str(kept.folder) not in found:
+            found[str(kept.folder)] = {"stored": kept.filled(), "examples": kept.n}
+    return {"folders": found} if found else {}
 
 
 def _balance(prepared: pipeline.Prepared) -> dict[str, dict[str, int]]:
@@ -295,6 +307,11 @@ def render(r: Report) -> str:
     t = r.throughput
     if r.read == "streamed":
         lines.append("read: streamed, batch by batch from the files (data.stream)")
+        for folder, c in r.cache.get("folders", {}).items():
+            lines.append(
+                f"cache: {c['stored']:,} of {c['examples']:,} examples decoded and stored in "
+                f"{folder} (data.cache)"
+            )
         lines.append(
             f"throughput: batches {t['batches']:,.0f} samples/s (train split read and "
             "transformed by Grain; augmented on the device)"

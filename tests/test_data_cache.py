@@ -180,3 +180,15 @@ def test_auto_starts_no_worker_process_where_the_cache_holds_every_image(
     for x, _ in opened('images("img")', img, cache=True):  # every image stored
         assert x.shape == (6, 5, 3)
     assert pipeline.prepare(dnn.load(str(spec))).streamed["train"].workers == 0  # maps only
+
+
+def test_dnn_data_says_how_much_of_the_cache_is_filled(img: Path, capsys: Any) -> None:
+    from dnn.runtime.cli import main
+
+    spec = img / "data.dnn"
+    spec.write_text(SPEC.format(stream="true", cache="true"))
+    assert main(["data", str(spec)]) == 0
+    (folder,) = _folders(img / "img")
+    assert f"cache: 4 of 4 examples decoded and stored in {folder} (data.cache)" in (
+        capsys.readouterr().out
+    )
