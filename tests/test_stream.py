@@ -255,3 +255,32 @@ def test_auto_opens_no_source_whose_files_surely_fit(tmp_path: Path, monkeypatch
     monkeypatch.setattr(memory_limit, "available", lambda devices: (20_000, "test"))
     assert pipeline.prepare(program).streamed
     assert (tmp_path / ".d.csv.dnn-index").exists()
+
+
+def test_a_small_split_evaluated_in_order_is_read_once(tmp_path: Path, monkeypatch: Any) -> None:
+    """A validation split evaluated every epoch starts no pipeline after its first pass
+    (a split over `KEEP_BYTES` is read again each time)."""
+    from dnn.runtime.data import batches
+
+    class Counting:  # the built-in set's examples, counting the batches read from them
+        def __init__(self, examples: Any) -> None:
+            self.examples, self.reads = examples, 0
+
+        def __len__(self) -> int:
+            return len(self.examples)
+
+        def read(self, rows: np.ndarray) -> Any:
+            self.reads += 1
+            return self.examples.read(rows)
+
+    prepared = pipeline.prepare(dnn.load(str(write(tmp_path, "true", "s.dnn"))))
+    for name, keep in (("val", batches.KEEP_BYTES), ("test", 0)):
+        split = prepared.streamed[name]
+        split.examples = counting = Counting(split.examples)
+        monkeypatch.setattr(batches, "KEEP_BYTES", keep)
+        first, again = list(split.in_order(64)), list(split.in_order(64))
+        assert sum(int(m.sum()) for _, _, m in first) == split.n
+        for a, b in zip(first, again, strict=True):
+            assert all((u == v).all() for u, v in zip(a, b, strict=True))
+        assert counting.reads == len(first) * (1 if keep else 2), name
+

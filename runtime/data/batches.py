@@ -30,6 +30,7 @@ from .examples import Skipped
 # behind a step on two cores without holding many batches in memory.
 PREFETCH = 4
 THREADS = 2
+KEEP_BYTES = 64 << 20  # a streamed split evaluated in order this small is read once and kept
 
 
 class TableExamples:
@@ -183,6 +184,7 @@ class Streamed:
     skipped: list[Any] = field(default_factory=list)  # the skipped examples met so far
     waited: float = 0.0  # seconds the training steps of this epoch waited for a batch
     workers: int = 0  # Grain worker processes reading the examples (0: threads only)
+    _kept: dict[int, list[Any]] = field(default_factory=dict, repr=False)  # `in_order`'s
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -261,13 +263,25 @@ class Streamed:
 
     def in_order(self, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The whole split in its order, `batch` rows at a time, the last padded with zeros:
-        (x, y, mask of real rows) — one compiled evaluation serves every batch."""
+        (x, y, mask of real rows) — one compiled evaluation serves every batch. A split
+        whose batches take at most `KEEP_BYTES` is read once and kept (a validation split
+        evaluated every epoch), so later passes start no pipeline."""
+        kept = self._kept.get(batch)
+        if kept is not None:
+            yield from kept
+            return
+        keep = self.n * (self.head.x[:1].nbytes + self.head.y[:1].nbytes) <= KEEP_BYTES
+        passed = []
         for x, y, _ in self.epoch(np.arange(self.n), batch, workers=False):
             k = len(x)
             mask = np.arange(batch) < k
             if k < batch:
                 x, y = _pad(x, batch), _pad(y, batch)
+            if keep:
+                passed.append((x, y, mask))
             yield x, y, mask
+        if keep:
+            self._kept[batch] = passed
 
 
 def _options() -> Any:
