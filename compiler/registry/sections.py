@@ -172,7 +172,8 @@ SECTIONS.add(
             "CSV's numbers), so each is decoded once, not every epoch, and the next run over "
             "the same files decodes none: in `.dnn-cache/` beside the source, else "
             "~/.cache/dnn/data; a changed file starts a new cache. npz, npy, parquet and "
-            "shards read fast already and are not cached",
+            "shards read fast already, and built-in sets are generated in memory: those are "
+            "not cached",
         ),
         arg("drop_last", Bool, False, "drop a last batch smaller than batch_size"),
         arg(
