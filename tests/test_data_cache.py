@@ -192,3 +192,17 @@ def test_dnn_data_says_how_much_of_the_cache_is_filled(img: Path, capsys: Any) -
     assert f"cache: 4 of 4 examples decoded and stored in {folder} (data.cache)" in (
         capsys.readouterr().out
     )
+
+
+def test_no_cache_where_no_disk_has_the_space(img: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(img / "home-cache"))
+    examples = opened('images("img")', img, cache=True)
+    assert examples._cache is None  # read without it
+    assert_same_rows(examples, in_memory('images("img")', img))
+    assert list((img / "img" / ".dnn-cache").iterdir()) == []  # nothing half made left behind

@@ -15,7 +15,9 @@ the source as the spec writes it and of every file's size and modification time,
 file starts a new cache (and the stale one of that source is removed).
 
 The folder, `.dnn-cache/` beside the source file (inside an image folder, where the hidden
-name is not a class), or `~/.cache/dnn/data/` where that cannot be written.
+name is not a class), or `~/.cache/dnn/data/` where that cannot be written or lacks the disk
+space: the files' whole size is reserved when they are made (a write through a map to a full
+disk would kill the process).
 """
 
 from __future__ import annotations
@@ -147,8 +149,9 @@ def _made(root: Path, name: str, source: str, n: int, x: np.ndarray, y: np.ndarr
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         for key, a in (("x", x), ("y", y), ("check", np.zeros((), np.int64))):
-            shape = (n, *a.shape)  # sparse files: the rows cost disk only once written
-            np.lib.format.open_memmap(tmp / f"{key}.npy", "w+", a.dtype, shape).flush()
+            path = tmp / f"{key}.npy"
+            np.lib.format.open_memmap(path, "w+", a.dtype, (n, *a.shape)).flush()
+            _reserve(path)
         try:
             os.replace(tmp, folder)
         except OSError:  # another process made it first
@@ -162,6 +165,14 @@ def _made(root: Path, name: str, source: str, n: int, x: np.ndarray, y: np.ndarr
         if stale.name != name and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
     return folder
+
+
+def _reserve(path: Path) -> None:
+    """Take the file's disk space now (OSError where it is lacking): a map written past a
+    full disk kills the process (SIGBUS) rather than raising."""
+    if hasattr(os, "posix_fallocate"):  # not on macOS, whose files are not sparse anyway
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
 
 
 def _complete(folder: Path, n: int) -> bool:
