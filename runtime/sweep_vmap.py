@@ -152,14 +152,14 @@ class GroupEngine(Engine):
 
     def __init__(self, program: Program, prepared: pipeline.Prepared, lifted: Lift):
         self.lifted = lifted
-        self.seeds = jnp.asarray(lifted.seeds)
+        self.seeds = _put(lifted.seeds)
         super().__init__(program, prepared, len(lifted.seeds), None)
 
     def start(self, lifted: Lift) -> Any:
         """The first state of a new group of as many trials, with the same lifted keys."""
         assert len(lifted.seeds) == self.members and set(lifted.values) == set(self.lifted.values)
-        self.lifted, self.seeds = lifted, jnp.asarray(lifted.seeds)
-        return self._init_jit(self.seeds, {k: jnp.asarray(v) for k, v in lifted.values.items()})
+        self.lifted, self.seeds = lifted, _put(lifted.seeds)
+        return self._init_jit(self.seeds, {k: _put(v) for k, v in lifted.values.items()})
 
     def lane(self, lifted: Lift) -> tuple[GroupEngine, Any]:
         """A view of this engine over another group of as many trials, sharing its compiled
@@ -218,9 +218,7 @@ class GroupEngine(Engine):
 
         self.scan_epoch = jax.jit(epoch, donate_argnums=(0, 1))
         init = jax.jit(jax.vmap(self._init_member), compiler_options=ONE_OFF)
-        self.init = lambda: init(
-            self.seeds, {k: jnp.asarray(v) for k, v in self.lifted.values.items()}
-        )
+        self.init = lambda: init(self.seeds, {k: _put(v) for k, v in self.lifted.values.items()})
         self._init_jit = init
         self._order = jax.jit(
             lambda seeds, e, n: jax.vmap(lambda s: self._permute_seed(s, e, n))(seeds),
@@ -340,8 +338,14 @@ def _members(result: dict[str, Any], k: int) -> list[dict[str, Any]]:
     return result["members"] if k > 1 else [result]
 
 
+def _put(a: Any) -> Any:
+    """A host array on the device as `jnp.asarray` puts it, without the small program
+    `jnp.asarray` compiles for each new shape (about 20 ms each)."""
+    return jax.device_put(np.asarray(a))
+
+
 def _stack(trees: list[Any]) -> Any:
-    return jax.tree.map(lambda *a: jnp.asarray(np.stack(a)), *trees)
+    return jax.tree.map(lambda *a: _put(np.stack(a)), *trees)
 
 
 def _weights(st: Any) -> dict[str, Any]:
@@ -408,9 +412,7 @@ def prepare_group(
     # traced here, one after the other (tracing holds the interpreter lock); the epoch and the
     # evaluation against the shapes the first state and the order will have, so that none of
     # the four programs waits for another to compile
-    init = engine._init_jit.lower(
-        engine.seeds, {k: jnp.asarray(v) for k, v in zeros.values.items()}
-    )
+    init = engine._init_jit.lower(engine.seeds, {k: _put(v) for k, v in zeros.values.items()})
     order = engine._order.lower(engine.seeds, 1, int(x.shape[0]))
     st, (full, tail) = _abstract(init.out_info), _abstract(order.out_info)
     tail = tail if engine.tail else None
