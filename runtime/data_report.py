@@ -314,12 +314,13 @@ def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, i
 
     from . import datasets
     from .data import batches, sources
+    from .data.table import _Where
 
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
     span = data.span_of("source")
-    where = datasets._Where(span, program.sources, span)
+    where = _Where(span, program.sources, span)
     task = target_kind(transforms.task_of(program))
     if sources.streams(data.source):
         examples = sources.open_examples(data.source, task, base, where, data.on_error)

@@ -42,7 +42,7 @@ from dnn.compiler.values import is_float_dtype
 
 from . import datasets, preprocess, tabular
 from .data import batches, fitted, load, split, transforms
-from .datasets import Table
+from .data.table import Block, Table
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Prepared:
     classes: int | None
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)  # y as learned
-    blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets are
+    blocks: tuple[Block, ...] = ()  # several outputs: where each one's targets are
     schema: tabular.Schema | None = None  # a typed CSV table's fitted columns
     unseen: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
     # per split, per column: the cells the train vocabulary did not know (count, examples)
@@ -182,7 +182,7 @@ def _prepared(
     raw_shape: tuple[int, ...],
     task: str,
     targets: preprocess.Targets,
-    blocks: tuple[datasets.Block, ...],
+    blocks: tuple[Block, ...],
     streamed: dict[str, batches.Streamed] | None = None,
 ) -> Prepared:
     """The prepared splits, with the source's classes (an autoencoder has none)."""
@@ -385,7 +385,7 @@ class Transform:
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)
     multi_hot: bool = False  # trained on multi-hot rows: predictions are one 0/1 per unit
-    blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets were
+    blocks: tuple[Block, ...] = ()  # several outputs: where each one's targets were
     schema: tabular.Schema | None = None  # a typed table's columns (predict reads cells)
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
@@ -404,7 +404,7 @@ def load_transform(folder: Path) -> Transform:
     stats = {k: v for k, v in arrays.items() if not k.startswith("targets.")}
     target_stats = {k[len("targets.") :]: v for k, v in arrays.items() if k.startswith("targets.")}
     targets = preprocess.Targets()
-    blocks = tuple(datasets.Block(**b) for b in meta.get("outputs", ()))
+    blocks = tuple(Block(**b) for b in meta.get("outputs", ()))
     if meta.get("targets", "none") != "none":
         from dnn.compiler.driver import value
 

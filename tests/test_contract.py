@@ -32,6 +32,7 @@ from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
 from dnn.runtime import augment, datasets, metrics, pipeline, preprocess, tabular
 from dnn.runtime.contract import exercise
+from dnn.runtime.data.table import _Where
 from PIL import Image
 
 import dnn
@@ -164,7 +165,7 @@ def _stream_data(case: Case, folder: Path, x: Any, y: Any, columns: dict[str, An
         span = Span("spec.dnn", 1, 1, 1, 1)
         task = "regression" if case.task == "regression" else "classification"
         ref, _ = value('npz("data.npz")', "dataset")
-        where = datasets._Where(span, {}, span)
+        where = _Where(span, {}, span)
         examples = sources.open_examples(ref, task, folder, where, "fail")
         sources.write_shards(examples, folder / "shards")
 

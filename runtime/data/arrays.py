@@ -16,8 +16,8 @@ from dnn.compiler.diagnostics import E_DATA, E_FILE, E_STREAM
 from dnn.compiler.values import Ref
 
 from .. import datasets
-from ..datasets import _Where
 from .examples import Examples, Opts, _Bad
+from .table import _cannot_read, _choose, _resolve, _start, _Where
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,10 @@ def _npy_header(f: Any, path: str, what: str, where: _Where) -> tuple[int, str, 
         )
     except (ValueError, OSError) as e:
         message = f"cannot read {what} in `{path}`: not a NumPy array ({e})"
-        raise where.file(E_FILE, message, datasets._start(path), "save it with `np.save`") from None
+        raise where.file(E_FILE, message, _start(path), "save it with `np.save`") from None
     if dtype.hasobject:
         message = f"{what} in `{path}` holds Python objects, which are never unpickled"
-        raise where.file(E_DATA, message, datasets._start(path), "save a numeric array")
+        raise where.file(E_DATA, message, _start(path), "save a numeric array")
     return f.tell(), dtype.str, tuple(shape), bool(fortran)
 
 
@@ -59,7 +59,7 @@ def _npy_member(path: str, where: _Where) -> _Member:
         with open(path, "rb") as f:
             offset, dtype, shape, fortran = _npy_header(f, path, "the array", where)
     except OSError as e:
-        raise datasets._cannot_read(path, e, where) from None
+        raise _cannot_read(path, e, where) from None
     return _Member(path, offset, dtype, shape, fortran)
 
 
@@ -73,13 +73,13 @@ def _npz_members(path: str, written: str, keys: dict[str, str], where: _Where) -
         for arg, key in keys.items():
             if key not in names:
                 fix = f'`npz("{written}", {arg} = "{{}}")`'
-                hint = datasets._choose(key, sorted(names), "arrays in it", fix)
+                hint = _choose(key, sorted(names), "arrays in it", fix)
                 raise where.spec(E_DATA, f"`{path}` has no array `{key}`", hint)
             info = z.getinfo(names[key])
             if info.compress_type != zipfile.ZIP_STORED:
                 message = f"array `{key}` in `{path}` is compressed, so it cannot be memory-mapped"
                 hint = "save with `np.savez` (not `savez_compressed`), or set `stream = false`"
-                raise where.file(E_STREAM, message, datasets._start(path), hint)
+                raise where.file(E_STREAM, message, _start(path), hint)
             out.append(zip_member(z, f, names[key], f"array `{key}`", where))
     return out
 
@@ -124,7 +124,7 @@ class ArrayExamples(Examples):
             at = f", feature {pos[0]}" if len(pos) == 1 else f", position {pos}" if pos else ""
             message = f"array `{self._xk}` in `{self.origin}` has {kind} at example {i}{at}"
             hint = "fill in or drop the examples with missing values before training"
-            raise _Bad(f"example {i}", message, datasets._start(self.origin), hint)
+            raise _Bad(f"example {i}", message, _start(self.origin), hint)
         return x, self._y[i]
 
 
@@ -138,21 +138,21 @@ def _array_targets(
         if m == n:
             message = f"`{shown}` holds no examples"
         hint = "the first axis of both arrays indexes the examples"
-        raise where.file(E_DATA, message, datasets._start(shown), hint)
+        raise where.file(E_DATA, message, _start(shown), hint)
     if task == "regression":
         return datasets._numbers(raw, f"array `{yk}`", shown, where), ()
     return datasets._npz_labels(raw, yk, shown, where)
 
 
 def _open_npz(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
-    shown = datasets._resolve(base, ref.arg("path"))
+    shown = _resolve(base, ref.arg("path"))
     xk, yk = str(ref.arg("x")), str(ref.arg("y"))
     x, y = _npz_members(shown, ref.arg("path"), {"x": xk, "y": yk}, opts.where)
     return _arrays(x, y, xk, yk, task, opts)
 
 
 def _open_npy(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
-    xs, ys = (datasets._resolve(base, ref.arg(k)) for k in ("x", "y"))
+    xs, ys = (_resolve(base, ref.arg(k)) for k in ("x", "y"))
     x, y = (_npy_member(p, opts.where) for p in (xs, ys))
     return _arrays(x, y, "x", "y", task, opts)
 
@@ -163,6 +163,6 @@ def _arrays(x: _Member, y: _Member, xk: str, yk: str, task: str, opts: Opts) -> 
         problem = "is a single value" if not x.shape else f"holds `{np.dtype(x.dtype)}` values"
         message = f"array `{xk}` in `{x.path}` {problem}, not numbers with one row per example"
         hint = "save a numeric array whose first axis indexes the examples"
-        raise where.file(E_DATA, message, datasets._start(x.path), hint)
+        raise where.file(E_DATA, message, _start(x.path), hint)
     targets, names = _array_targets(np.asarray(y.map()), yk, x.shape[0], xk, y.path, task, where)
     return ArrayExamples(x, xk, targets, names, task, opts)

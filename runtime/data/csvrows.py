@@ -19,9 +19,9 @@ from dnn.compiler.diagnostics import E_DATA, E_FILE, Span
 from dnn.compiler.values import Ref
 
 from .. import datasets
-from ..datasets import _Where
 from .arrays import zip_member
 from .examples import Examples, Opts, _Bad
+from .table import _LABEL_HINT, Field, _cannot_read, _choose, _resolve, _start, _Where
 
 _INDEX_VERSION = 3
 _ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
@@ -40,7 +40,7 @@ class _CsvIndex:
     pair wherever blank lines break the count (usually only the first row). 8 bytes a row.
     """
 
-    header: list[datasets.Field]
+    header: list[Field]
     header_line: int
     header_text: str
     file: str | None  # the cache file holding `rows`, or None: `rows` below
@@ -62,7 +62,7 @@ def _csv_index(shown: str, label: str, where: _Where, cache_dir: Path | None) ->
     try:
         stat = os.stat(shown)
     except OSError as e:
-        raise datasets._cannot_read(shown, e, where) from None
+        raise _cannot_read(shown, e, where) from None
     stamp = {"version": _INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     places = [_index_path(shown)]
     if cache_dir is not None:
@@ -126,7 +126,7 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
     try:
         f = open(shown, "rb")
     except OSError as e:
-        raise datasets._cannot_read(shown, e, where) from None
+        raise _cannot_read(shown, e, where) from None
     with f:
         for n, raw in enumerate(f, 1):
             start, pos = pos, pos + len(raw)
@@ -152,7 +152,7 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
                 names = names if len(names) <= _NAMES_CAP else None
     if header is None:
         hint = "write a header row of column names, then one row per example"
-        raise where.file(E_DATA, f"`{shown}` is empty: no header row", datasets._start(shown), hint)
+        raise where.file(E_DATA, f"`{shown}` is empty: no header row", _start(shown), hint)
     count = len(starts)
     starts.append(pos)
     # views of the arrays grown while reading, not copies
@@ -171,9 +171,7 @@ def _decode(raw: bytes, shown: str, line: int, where: _Where) -> str:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
         message = f"cannot read `{shown}`: not UTF-8 text (line {line}, byte {e.start})"
-        raise where.file(
-            E_FILE, message, datasets._start(shown), "save the file as UTF-8"
-        ) from None
+        raise where.file(E_FILE, message, _start(shown), "save the file as UTF-8") from None
 
 
 def _label_cell(raw: bytes, li: int) -> str:
@@ -189,7 +187,7 @@ def _label_cell(raw: bytes, li: int) -> str:
 def _label_column(shown: str, header: tuple[int, str], label: str, where: _Where) -> int:
     names = [v for v, _, _ in datasets._fields(header[1])]
     if label not in names:
-        hint = datasets._choose(label, names, "columns", '`csv(..., label = "{}")`')
+        hint = _choose(label, names, "columns", '`csv(..., label = "{}")`')
         raise where.spec(E_DATA, f"`{shown}` has no column `{label}`", hint)
     if len(names) == 1:
         message = f"`{shown}` has no input columns besides the label `{label}`"
@@ -308,7 +306,7 @@ class CsvExamples(Examples):
         number = datasets._number(value)
         problem = datasets._label_problem(value, number, self.task, self._index.numeric)
         if problem:
-            hint = datasets._LABEL_HINT
+            hint = _LABEL_HINT
             if self.task == "regression":
                 hint = "a regression loss needs numbers; use `cross_entropy` for class names"
             if not value:
@@ -339,7 +337,7 @@ def _mapped_rows(file: str) -> Rows:
 
 
 def _open_csv(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
-    shown, where = datasets._resolve(base, ref.arg("path")), opts.where
+    shown, where = _resolve(base, ref.arg("path")), opts.where
     label = str(ref.arg("label"))
     index = _csv_index(shown, label, where, opts.cache_dir)
     if not index.count:

@@ -33,8 +33,8 @@ import numpy as np
 from dnn.compiler.ir import Program
 from dnn.compiler.values import Ref
 
-from ..datasets import Block, Table
 from .examples import Examples, Item, Skipped
+from .table import Block, Table
 
 if TYPE_CHECKING:  # preprocess imports this module: imported where used, as `fit_items` does
     from ..preprocess import Targets

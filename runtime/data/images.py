@@ -15,6 +15,7 @@ from dnn.compiler.values import Ref
 
 from .. import datasets
 from .examples import Examples, Opts, _Bad
+from .table import _resolve, _start
 
 
 class ImageExamples(Examples):
@@ -52,7 +53,7 @@ class ImageExamples(Examples):
         if pixels.shape[:2] != self._size:
             h, w = self._size
             message = f"image `{path}` is {pixels.shape[0]}x{pixels.shape[1]} pixels but the others are {h}x{w}"
-            raise _Bad(name, message, datasets._start(path), "give all images one size")
+            raise _Bad(name, message, _start(path), "give all images one size")
         if self.shape[2] == 3 and pixels.ndim == 2:
             pixels = np.repeat(pixels[..., None], 3, axis=2)
         x = pixels.astype(np.float32) / 255.0  # as the in-memory loader: 8 bits per channel
@@ -62,12 +63,12 @@ class ImageExamples(Examples):
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         name = self._files[i][1]
-        return name, datasets._start(os.path.join(self.origin, name)), None
+        return name, _start(os.path.join(self.origin, name)), None
 
 
 def _image_bad(name: str, path: str, reason: str) -> _Bad:
     message = f"cannot read image `{path}`: {reason}"
-    return _Bad(name, message, datasets._start(path), "replace or remove the file", None, E_FILE)
+    return _Bad(name, message, _start(path), "replace or remove the file", None, E_FILE)
 
 
 def _decode_image(name: str, path: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -97,7 +98,7 @@ def _scan_image(path: Path) -> tuple[str, tuple[int, int]] | str:
 
 
 def _open_images(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
-    shown, where = datasets._resolve(base, ref.arg("dir")), opts.where
+    shown, where = _resolve(base, ref.arg("dir")), opts.where
     folders = datasets._class_folders(shown, where)
     files = [
         (k, f) for k, folder in enumerate(folders) for f in datasets._image_files(folder, where)
@@ -107,7 +108,7 @@ def _open_images(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
     if broken and opts.on_error == "fail":
         i = min(broken)
         message = f"cannot read image `{files[i][1]}`: {broken[i]}"
-        at = datasets._start(str(files[i][1]))
+        at = _start(str(files[i][1]))
         raise where.file(E_FILE, message, at, "replace or remove the file")
     good = [h for h in heads if not isinstance(h, str)]
     colour = any(mode not in datasets._GRAY_MODES for mode, _ in good)

@@ -18,8 +18,8 @@ from dnn.compiler.ir import Program
 from dnn.compiler.rules import heads, target_kind
 
 from .. import datasets
-from ..datasets import Table
 from . import batches
+from .table import Block, Table, _Where
 from .transforms import MULTI, outputs
 
 
@@ -59,16 +59,14 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     return opened
 
 
-def load_tables(
-    program: Program, task: str
-) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
+def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
     """The source read whole, where several outputs' targets sit in it (`blocks`), and the
     separate `val` / `test` tables the spec names (read as typed tables too where the source
     is one)."""
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
-    blocks: tuple[datasets.Block, ...] = ()
+    blocks: tuple[Block, ...] = ()
     if task == MULTI:
         load = _outputs_loader(program, base)
         source, blocks = load("source")
@@ -94,7 +92,7 @@ def open_examples(program: Program, field: str, task: str) -> Any:
     except ImportError:  # the stream extra is not installed: every source is read whole
         sources = None  # type: ignore[assignment]
     if sources is not None and sources.streams(ref):
-        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+        where = _Where(data.span_of(field), program.sources, data.span_of(field))
         on_error = str(getattr(data, "on_error", "fail"))
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
@@ -148,7 +146,7 @@ def _outputs_loader(program: Program, base: Path) -> Any:
     data = program.data
     assert data is not None
 
-    def load(field: str) -> tuple[Table, tuple[datasets.Block, ...]]:
+    def load(field: str) -> tuple[Table, tuple[Block, ...]]:
         return datasets.load_outputs(
             getattr(data, field),
             _output_tasks(program),

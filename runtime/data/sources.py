@@ -29,13 +29,13 @@ from pathlib import Path
 from dnn.compiler.diagnostics import E_STREAM, InternalError, Span
 from dnn.compiler.values import Ref
 
-from ..datasets import TASKS, Table, _Where
 from .arrays import _open_npy, _open_npz
 from .csvrows import _open_csv
 from .examples import Examples, Item, Opts, Skipped, table
 from .images import _open_images
 from .parquet import _open_parquet
 from .shards import SHARDS_META, _open_shards, write_shards
+from .table import TASKS, Table, _Where
 
 __all__ = [
     "Examples",

@@ -35,7 +35,7 @@ from dnn.compiler.rules import heads, id_layers
 from dnn.compiler.values import is_float_dtype
 
 from .. import preprocess
-from ..datasets import Table, _start, _Where
+from .table import Table, _start, _Where
 
 # ------------------------------------------------------------------ what the model reads
 
