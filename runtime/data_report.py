@@ -312,7 +312,6 @@ def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, i
     every example in source order; returns (examples written, shards, examples skipped)."""
     from dnn.compiler.rules import target_kind
 
-    from . import datasets
     from .data import batches, sources
     from .data.table import _Where
 
@@ -325,7 +324,7 @@ def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, i
     if sources.streams(data.source):
         examples = sources.open_examples(data.source, task, base, where, data.on_error)
     else:  # a built-in set: read whole, then written as any other
-        found = datasets.load_source(
+        found = sources.load_source(
             data.source, task=task, base_dir=base, span=span, sources=program.sources
         )
         examples = batches.TableExamples(found)

@@ -40,8 +40,8 @@ from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
 from dnn.compiler.values import is_float_dtype
 
-from . import datasets, preprocess, tabular
-from .data import batches, fitted, load, split, transforms
+from . import preprocess, tabular
+from .data import batches, csvrows, fitted, load, split, transforms
 from .data.table import Block, Table
 
 
@@ -268,7 +268,7 @@ def _prepare_table(
         raise SpecError(
             [Diagnostic(E_COLUMNS, message, _norm_span(program), hint)], program.sources
         )
-    raws = {k: datasets.table_cells(t, program.sources) for k, t in splits.items()}
+    raws = {k: csvrows.table_cells(t, program.sources) for k, t in splits.items()}
     label = str(data.source.arg("label"))
     if schema is None:
         types = dict(data.columns)
@@ -277,7 +277,7 @@ def _prepare_table(
         )
         train = splits["train"]  # fitted in file order, so a bad cell is the first one
         in_order = split.take(train, np.argsort(train.index)) if train.index is not None else train
-        schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
+        schema = tabular.fit(csvrows.table_cells(in_order, program.sources), label, types)
     for table in splits.values():
         _check_columns(program, schema, table)
     if stats is None:
@@ -435,15 +435,15 @@ def encode_cells(program: Program, transform: Transform, path: Path) -> tabular.
     assert program.data is not None and transform.schema is not None
     schema = transform.schema
     if path.suffix.lower() != ".csv":
-        raise datasets.header_error(
+        raise csvrows.header_error(
             path,
             f"cannot read `{path}`: the run trained on a typed table, so its inputs are a CSV",
             "give a .csv file with the train table's columns and a header row",
         )
-    raw = datasets.read_cells(path)
+    raw = csvrows.read_cells(path)
     lacking = tabular.missing_column(raw.names, schema)
     if lacking is not None:
-        raise datasets.header_error(
+        raise csvrows.header_error(
             path,
             f"`{path}` has no column `{lacking}`, which the model reads",
             "give the CSV the columns of the table the run trained on (a header row, then one row per example)",

@@ -30,8 +30,9 @@ from dnn.compiler.registry import REGISTRIES
 from dnn.compiler.registry.core import Entry, Registry, implements, provides
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
-from dnn.runtime import augment, datasets, metrics, pipeline, preprocess, tabular
+from dnn.runtime import augment, metrics, pipeline, preprocess, tabular
 from dnn.runtime.contract import exercise
+from dnn.runtime.data import sources
 from dnn.runtime.data.table import _Where
 from PIL import Image
 
@@ -483,7 +484,7 @@ PROVIDED = {
     "metric": metrics.Metric,
     "normalizer": preprocess.Normalizer,
     "augmentation": augment.Augmentation,
-    "dataset": datasets.Source,
+    "dataset": sources.Source,
     "column": tabular.ColumnType,
 }
 

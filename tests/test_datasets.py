@@ -17,9 +17,11 @@ import pytest
 from dnn.compiler.diagnostics import E_DATA, E_FILE, E_SECTION
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.data import BUILTIN_DATA
+from dnn.runtime.data.sources import load_source
 from dnn.runtime.data.split import split
+from dnn.runtime.data.table import Table
 from dnn.runtime.data.transforms import fit_to_model
-from dnn.runtime.datasets import Table, load_source, read_inputs
+from dnn.runtime.inputs import read_inputs
 from PIL import Image
 
 from dnn import SpecError, loads
@@ -843,7 +845,7 @@ def test_bad_predict_inputs() -> None:
 
 
 def test_digits_read_without_sklearn_equal_load_digits() -> None:
-    from dnn.runtime.datasets import _builtin_arrays, _digits_file
+    from dnn.runtime.data.builtin import _builtin_arrays, _digits_file
     from sklearn.datasets import load_digits
 
     assert _digits_file() is not None

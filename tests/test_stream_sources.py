@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 from dnn.compiler.diagnostics import Span
 from dnn.compiler.driver import value
-from dnn.runtime import datasets
 from dnn.runtime.data import sources
 from dnn.runtime.data.sources import Skipped, open_examples
 from dnn.runtime.data.table import Table, _Where
@@ -38,7 +37,7 @@ def opened(text: str, base: Path, task: str = "classification", on_error: str = 
 
 
 def in_memory(text: str, base: Path, task: str = "classification") -> Table:
-    return datasets.load_source(ref(text), task=task, base_dir=base, span=SPAN, sources={})
+    return sources.load_source(ref(text), task=task, base_dir=base, span=SPAN, sources={})
 
 
 def assert_same_rows(examples: sources.Examples, table: Table) -> None:

@@ -1,4 +1,5 @@
-"""The `npz` and `npy` sources streamed: input rows read from memory-mapped arrays.
+"""The `npz` and `npy` sources: streamed, input rows read from memory-mapped arrays; read whole
+(`_load_npz`, and `_read_npy` for `dnn predict`), at the end.
 
 Part of the sources stage (runtime/data/sources.py, which says what every source gives).
 """
@@ -7,17 +8,18 @@ from __future__ import annotations
 
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from dnn.compiler.diagnostics import E_DATA, E_FILE, E_STREAM
+from dnn.compiler.registry.layers import fmt_shape
 from dnn.compiler.values import Ref
 
-from .. import datasets
 from .examples import Examples, Opts, _Bad
-from .table import _cannot_read, _choose, _resolve, _start, _Where
+from .table import _LABEL_HINT, Table, _cannot_read, _choose, _resolve, _start, _Where
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def _npy_member(path: str, where: _Where) -> _Member:
 def _npz_members(path: str, written: str, keys: dict[str, str], where: _Where) -> list[_Member]:
     """Members `keys` (argument -> array name) of an .npz archive, each located by its offset
     in the zip file; a compressed member cannot be mapped and is refused."""
-    datasets.open_npz(path, where, "save the arrays with `np.savez`").close()  # the usual errors
+    open_npz(path, where, "save the arrays with `np.savez`").close()  # the usual errors
     out = []
     with zipfile.ZipFile(path) as z, open(path, "rb") as f:
         names = {n.removesuffix(".npy"): n for n in z.namelist()}
@@ -140,8 +142,8 @@ def _array_targets(
         hint = "the first axis of both arrays indexes the examples"
         raise where.file(E_DATA, message, _start(shown), hint)
     if task == "regression":
-        return datasets._numbers(raw, f"array `{yk}`", shown, where), ()
-    return datasets._npz_labels(raw, yk, shown, where)
+        return _numbers(raw, f"array `{yk}`", shown, where), ()
+    return _npz_labels(raw, yk, shown, where)
 
 
 def _open_npz(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
@@ -166,3 +168,127 @@ def _arrays(x: _Member, y: _Member, xk: str, yk: str, task: str, opts: Opts) -> 
         raise where.file(E_DATA, message, _start(x.path), hint)
     targets, names = _array_targets(np.asarray(y.map()), yk, x.shape[0], xk, y.path, task, where)
     return ArrayExamples(x, xk, targets, names, task, opts)
+
+
+# ------------------------------------------------------------------ read whole (in memory)
+
+
+def open_npz(shown: str, where: _Where, hint: str) -> Any:
+    """An .npz archive (no pickles), or the error that it cannot be read or is not one."""
+    try:
+        archive = np.load(shown, allow_pickle=False)
+    except OSError as e:
+        raise _cannot_read(shown, e, where) from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        archive = None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        message = f"cannot read `{shown}`: not a NumPy .npz archive"
+        raise where.file(E_FILE, message, _start(shown), hint)
+    return archive
+
+
+def _read_npz(shown: str, written: str, keys: dict[str, str], where: _Where) -> list[np.ndarray]:
+    """The arrays named by `keys` (argument of `npz` -> array name) from an .npz archive."""
+    archive = open_npz(
+        shown, where, "save the arrays with `np.savez(path, x = inputs, y = targets)`"
+    )
+    with archive:
+        for arg, key in keys.items():
+            if key not in archive.files:
+                fix = f'`npz("{written}", {arg} = "{{}}")`'
+                hint = _choose(key, sorted(archive.files), "arrays in it", fix)
+                raise where.spec(E_DATA, f"`{shown}` has no array `{key}`", hint)
+        return [_member(archive, key, shown, where) for key in keys.values()]
+
+
+def _member(archive: Any, key: str, shown: str, where: _Where) -> np.ndarray:
+    try:
+        return np.asarray(archive[key])
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        message = f"cannot read array `{key}` in `{shown}`: {e}"
+        hint = "save plain numeric arrays with `np.savez`"
+        raise where.file(E_FILE, message, _start(shown), hint) from None
+
+
+def _numbers(a: np.ndarray, what: str, shown: str, where: _Where) -> np.ndarray:
+    """A numeric array with one row per example, every value finite: int32 when the archive
+    holds integers (token ids stay ids), float32 otherwise."""
+    if a.ndim == 0 or a.dtype.kind not in "biuf":
+        problem = "is a single value" if a.ndim == 0 else f"holds `{a.dtype}` values"
+        message = f"{what} in `{shown}` {problem}, not numbers with one row per example"
+        hint = "save a numeric array whose first axis indexes the examples"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    if a.dtype.kind in "biu":
+        return a.astype(np.int32)
+    x = a.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        i, *pos = (int(p) for p in bad[0])
+        kind = "NaN" if np.isnan(x[tuple(bad[0])]) else "an infinite value"
+        at = f", feature {pos[0]}" if len(pos) == 1 else f", position {tuple(pos)}" if pos else ""
+        message = f"{what} in `{shown}` has {kind} at example {i}{at}"
+        hint = "fill in or drop the examples with missing values before training"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    return x
+
+
+def _load_npz(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    shown = _resolve(base_dir, ref.arg("path"))
+    xk, yk = str(ref.arg("x")), str(ref.arg("y"))
+    raw_x, raw_y = _read_npz(shown, ref.arg("path"), {"x": xk, "y": yk}, where)
+    x = _numbers(raw_x, f"array `{xk}`", shown, where)
+    n = 1 if raw_y.ndim == 0 else len(raw_y)
+    if n != len(x) or not n:
+        message = f"array `{xk}` in `{shown}` has {len(x)} examples but `{yk}` has {n}"
+        if n == len(x):
+            message = f"`{shown}` holds no examples"
+        hint = "the first axis of both arrays indexes the examples"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    if task == "regression":
+        y = _numbers(raw_y, f"array `{yk}`", shown, where)
+        return Table(x, y, task, None, (), shown, "npz", where.span)
+    y, names = _npz_labels(raw_y, yk, shown, where)
+    return Table(x, y, task, len(names), names, shown, "npz", where.span)
+
+
+def _npz_labels(
+    y: np.ndarray, key: str, shown: str, where: _Where
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices from integer labels, one-hot rows or strings (sorted class names)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all():
+        if not (y.sum(axis=1) == 1).all():  # multi-hot rows: several yes/no labels each
+            return y.astype(np.int32), tuple(str(i) for i in range(y.shape[1]))
+        y = y.argmax(axis=1)  # one-hot rows
+    if y.ndim != 1:
+        message = (
+            f"array `{key}` in `{shown}` has shape {fmt_shape(y.shape)}: class labels need "
+            "one value per example, multi-label targets one 0/1 row"
+        )
+        hint = "store class labels with shape (N,), or use a regression loss such as `mse`"
+        raise where.file(E_DATA, message, _start(shown), hint)
+    if y.dtype.kind in "US":
+        names, idx = np.unique(y, return_inverse=True)
+        return idx.astype(np.int32), tuple(str(n) for n in names)
+    f = _numbers(y, f"array `{key}`", shown, where).astype(np.float64)
+    bad = np.flatnonzero(f != np.round(f))
+    if len(bad):
+        i = int(bad[0])
+        message = f"array `{key}` in `{shown}` holds {f[i]:g} at example {i}, not a class index"
+        raise where.file(E_DATA, message, _start(shown), _LABEL_HINT)
+    classes = max(int(f.max()) + 1, 0)
+    return f.astype(np.int32), tuple(str(i) for i in range(classes))
+
+
+def _read_npy(shown: str, where: _Where) -> np.ndarray:
+    try:
+        a = np.load(shown, allow_pickle=False)
+    except OSError as e:
+        raise _cannot_read(shown, e, where) from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        a = None
+    if not isinstance(a, np.ndarray):
+        message = f"cannot read `{shown}`: not a NumPy .npy array"
+        raise where.spec(E_FILE, message, "save the examples with `np.save(path, x)`")
+    return _numbers(a, "the array", shown, where)

@@ -1,6 +1,6 @@
 """The source stage: what a spec's data fields (`source`, `val`, `test`) name, read whole into
-`Table`s (runtime/datasets.py), or opened as random-access `Examples` to stream them
-(runtime/data/sources.py), and which of the two (`data.stream`).
+`Table`s, or opened as random-access `Examples` to stream them (both by the source words of
+runtime/data/sources.py), and which of the two (`data.stream`).
 
 `stream_sources` decides: `stream = true` streams whatever can be, `auto` streams only where
 the examples would not fit the memory free for the run (the files' sizes first, so a source
@@ -17,8 +17,7 @@ from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.rules import heads, target_kind
 
-from .. import datasets
-from . import batches
+from . import batches, csvrows, sources
 from .table import Block, Table, _Where
 from .transforms import MULTI, outputs
 
@@ -123,7 +122,7 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
     def load(field: str) -> Table:
         ref = getattr(data, field)
         if ref.name == "csv":
-            return datasets.load_table(
+            return csvrows.load_table(
                 ref,
                 task=task,
                 base_dir=base,
@@ -131,7 +130,7 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
                 sources=program.sources,
                 typed=typed or bool(data.columns),
             )
-        return datasets.load_source(
+        return sources.load_source(
             getattr(data, field),
             task=task,
             base_dir=base,
@@ -147,7 +146,7 @@ def _outputs_loader(program: Program, base: Path) -> Any:
     assert data is not None
 
     def load(field: str) -> tuple[Table, tuple[Block, ...]]:
-        return datasets.load_outputs(
+        return sources.load_outputs(
             getattr(data, field),
             _output_tasks(program),
             base_dir=base,

@@ -13,7 +13,7 @@ import numpy as np
 from dnn.compiler.diagnostics import E_DATA, E_FILE, Span
 from dnn.compiler.values import Ref
 
-from .. import datasets
+from .arrays import _numbers
 from .examples import Examples, Item, Opts, _Bad
 from .table import _LABEL_HINT, _cannot_read, _choose, _resolve, _start, _Where
 
@@ -139,7 +139,7 @@ def _parquet_labels(
     f = np.asarray(column.to_numpy(zero_copy_only=False), np.float64)
     what = f"column `{label}` of `{shown}`"
     if task == "regression":
-        return datasets._numbers(f.astype(np.float32), what, shown, where), ()
+        return _numbers(f.astype(np.float32), what, shown, where), ()
     bad = np.flatnonzero((f != np.round(f)) | (f < 0) | ~np.isfinite(f))
     if len(bad):
         i = int(bad[0])
