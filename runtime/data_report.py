@@ -148,7 +148,7 @@ def _columns(program: Program, prepared: pipeline.Prepared) -> list[dict[str, An
 
     assert program.data is not None
     span = program.data.span_of("source")
-    slots = tabular.bind(schema, pipeline.table_inputs(program), program.sources, span)
+    slots = tabular.bind(schema, transforms.table_inputs(program), program.sources, span)
     feeds = {c: s for s in slots for c in s.columns}
     out = []
     for col in schema.columns:
