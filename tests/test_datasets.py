@@ -1,4 +1,5 @@
-"""Data sources (`runtime/datasets.py`): built-in sets, CSV, NPZ and image folders, split, fit.
+"""Data sources read whole (`runtime/data/`: the source words of sources.py, split, fit):
+built-in sets, CSV, NPZ and image folders.
 
 Files are written to a fresh working folder per test, and specs go through the real front end,
 so a source's `Ref` and the span of its `source` field are what `dnn train` would see. Every
