@@ -30,10 +30,10 @@ FEATURES = 128
 
 def _where():
     from dnn.compiler.diagnostics import Span
-    from dnn.runtime import datasets
+    from dnn.runtime.data.table import _Where
 
     span = Span("bench", 1, 1, 1, 1)
-    return datasets._Where(span, {}, span)
+    return _Where(span, {}, span)
 
 
 def _ref(text: str):

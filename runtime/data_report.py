@@ -160,7 +160,7 @@ def _columns(program: Program, prepared: pipeline.Prepared) -> list[dict[str, An
 
     assert program.data is not None
     span = program.data.span_of("source")
-    slots = tabular.bind(schema, pipeline.table_inputs(program), program.sources, span)
+    slots = tabular.bind(schema, transforms.table_inputs(program), program.sources, span)
     feeds = {c: s for s in slots for c in s.columns}
     out = []
     for col in schema.columns:
@@ -329,19 +329,19 @@ def write_shards(program: Program, folder: Path, per_shard: int) -> tuple[int, i
     every example in source order; returns (examples written, shards, examples skipped)."""
     from dnn.compiler.rules import target_kind
 
-    from . import datasets
     from .data import batches, sources
+    from .data.table import _Where
 
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
     span = data.span_of("source")
-    where = datasets._Where(span, program.sources, span)
+    where = _Where(span, program.sources, span)
     task = target_kind(transforms.task_of(program))
     if sources.streams(data.source):
         examples = sources.open_examples(data.source, task, base, where, data.on_error)
     else:  # a built-in set: read whole, then written as any other
-        found = datasets.load_source(
+        found = sources.load_source(
             data.source, task=task, base_dir=base, span=span, sources=program.sources
         )
         examples = batches.TableExamples(found)

@@ -226,7 +226,7 @@ def _columns_json(program: Program, run: Path) -> str:
     assert transform.schema is not None
     slots = tabular.bind(
         transform.schema,
-        pipeline.table_inputs(program),
+        transforms.table_inputs(program),
         program.sources,
         program.data.span_of("source"),
     )

@@ -21,9 +21,9 @@ import numpy as np
 from dnn.compiler.ir import Program
 from dnn.compiler.rules import target_kind
 
-from . import checkpoint, datasets, pipeline, preprocess
+from . import checkpoint, pipeline, preprocess
 from .data import transforms
-from .datasets import Table
+from .data.table import Block, Table
 from .train import Engine, TrainingError, batched, evaluate_split
 
 PREDICT_BATCH = 1024
@@ -336,7 +336,7 @@ def _csv_cell(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
-def _untarget(out: np.ndarray, block: datasets.Block, targets: preprocess.Targets) -> np.ndarray:
+def _untarget(out: np.ndarray, block: Block, targets: preprocess.Targets) -> np.ndarray:
     """One output of several in the data's units (a regression output's, in float64)."""
     if block.task != "regression":
         return out

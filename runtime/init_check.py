@@ -35,7 +35,7 @@ from dnn.compiler.rules import heads, target_kind
 
 from . import pipeline
 from .data import transforms
-from .datasets import Table
+from .data.table import Table
 from .health import leaves_by_node, slopes
 from .train import Engine, TrainingError
 

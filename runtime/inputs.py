@@ -1,7 +1,7 @@
 """What `dnn predict --input` reads (issue 17, point 4): arrays, tables, archives and images.
 
-  .npy          one array of examples (datasets.read_inputs)
-  .csv          numbers, with or without a header row (datasets.read_inputs)
+  .npy          one array of examples (`read_inputs`)
+  .csv          numbers, with or without a header row (`read_inputs`)
   .npz          one array per input of the model, by the input's name (`image`, or `a` and
                 `b` for a two-input model); `x`, the `npz` source's default, for a model with
                 one input. Missing and unknown names are an error that lists both.
@@ -9,7 +9,7 @@
   folder        every image in it (sorted by path; class subfolders are searched too, so a
                 folder laid out for the `images` source works), one example each
 
-Images are decoded as the `images` source decodes them for training (runtime/datasets.py):
+Images are decoded as the `images` source decodes them for training (runtime/data/images.py):
 grey or RGB (alpha dropped), resized bilinearly to the source's `size` when the spec gives one,
 8 bits to [0, 1]. A grey image fed to a colour model gets three equal channels, a colour image
 fed to a grey model its luminance (Pillow's `L`).
@@ -18,6 +18,7 @@ fed to a grey model its luminance (Pillow's `L`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,10 @@ import numpy as np
 from dnn.compiler.diagnostics import E_DATA, E_FILE, SpecError
 from dnn.compiler.registry.layers import fmt_shape
 
-from .datasets import (
-    IMAGE_SUFFIXES,
-    _as_examples,
-    _numbers,
-    _read_image,
-    _start,
-    _Where,
-    open_npz,
-    read_inputs,
-)
+from .data.arrays import _numbers, _read_npy, open_npz
+from .data.csvrows import _read_csv_inputs
+from .data.images import IMAGE_SUFFIXES, _read_image
+from .data.table import _start, _Where
 
 
 @dataclass(frozen=True)
@@ -173,3 +168,44 @@ def _image(path: Path, shape: tuple[int, ...], size: tuple[int, int] | None) -> 
         hint = f"resize the images to {h}x{w}, or train with `images(..., size = [{h}, {w}])`"
         raise where.spec(E_DATA, message, hint)
     return pixels.reshape(h, w, c)
+
+
+# ----------------------------------------------------------------------------- arrays and tables
+
+
+def read_inputs(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Examples for `dnn predict`: a .npy array, or a CSV with a header row (all inputs).
+
+    Returns float32 (N, *shape); a single example of exactly `shape` becomes a batch of one.
+    """
+    shown = str(path)
+    where = _Where(_start(shown), {})
+    reader = _INPUT_READERS.get(Path(shown).suffix.lower())
+    if reader is None:
+        raise where.spec(
+            E_FILE,
+            f"cannot read `{shown}`: inputs must be a .npy or .csv file",
+            "save the examples with `np.save`, or as a CSV file with a header row",
+        )
+    return _as_examples(reader(shown, where), tuple(shape), shown, where)
+
+
+_INPUT_READERS: dict[str, Callable[[str, _Where], np.ndarray]] = {
+    ".npy": _read_npy,
+    ".csv": _read_csv_inputs,
+}
+
+
+def _as_examples(x: np.ndarray, shape: tuple[int, ...], shown: str, where: _Where) -> np.ndarray:
+    if x.shape[1:] == shape:
+        return x
+    if x.shape == shape:
+        return x[None]
+    if math.prod(x.shape[1:]) == math.prod(shape):
+        return x.reshape((len(x), *shape))
+    raise where.spec(
+        E_DATA,
+        f"`{shown}` holds examples of shape {fmt_shape(x.shape[1:])} but the model takes "
+        f"{fmt_shape(shape)}",
+        f"give {math.prod(shape)} values per example, one example per row",
+    )

@@ -372,7 +372,7 @@ def build(
 
 
 def block_targets(block: Any, y: Array) -> Array:
-    """One output's targets from a several-output target array (datasets.Block): its class
+    """One output's targets from a several-output target array (data/table.py's Block): its class
     labels as int32, or its columns (real values, multi-hot rows)."""
     cols = y[:, block.start : block.start + block.width]
     if block.task == "regression" or block.width > 1:
@@ -384,7 +384,7 @@ def block_targets(block: Any, y: Array) -> Array:
 class PerOutput:
     """The metrics of a model with several outputs: each output's own, keys `output_metric`."""
 
-    parts: tuple[tuple[Any, Metrics], ...]  # (datasets.Block, its Metrics), in output order
+    parts: tuple[tuple[Any, Metrics], ...]  # (table.Block, its Metrics), in output order
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -8,10 +8,12 @@
    `split_table`, a streamed source's row numbers by `split_rows`;
 3. fitted (`data/fitted.py`): the normalizer's statistics on the train split only, and the
    regression targets' (`data.targets`), in memory (`fit`) or in one pass over the rows
-   (`fit_rows`); a typed table's columns and vocabularies through runtime/tabular.py;
+   (`fit_rows`); a typed table's columns and vocabularies, then the same statistics over its
+   number columns (`fit_table`, with runtime/tabular.py);
 4. transforms (`data/transforms.py`): every split, or every streamed batch, normalized,
    reshaped to the model's input (digits are 64 values, a CNN reads 8 x 8 x 1), labels and
-   ids checked;
+   ids checked; a typed table's cells encoded with its fitted columns first
+   (`transform_table`);
 5. batches: the splits in memory are placed on the device by the trainer (runtime/train.py);
    a streamed split is `data/batches.py`'s `Streamed`, read batch by batch through Grain.
 
@@ -31,18 +33,16 @@ from typing import Any
 
 import numpy as np
 from dnn.compiler.diagnostics import (
-    E_COLUMNS,
     E_SECTION,
     Diagnostic,
     SpecError,
 )
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
-from dnn.compiler.values import is_float_dtype
 
-from . import datasets, preprocess, tabular
-from .data import batches, fitted, load, split, transforms
-from .datasets import Table
+from . import preprocess, tabular
+from .data import batches, csvrows, fitted, load, split, transforms
+from .data.table import Block, Table
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Prepared:
     classes: int | None
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)  # y as learned
-    blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets are
+    blocks: tuple[Block, ...] = ()  # several outputs: where each one's targets are
     schema: tabular.Schema | None = None  # a typed CSV table's fitted columns
     unseen: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
     # per split, per column: the cells the train vocabulary did not know (count, examples)
@@ -102,8 +102,14 @@ def _whole(
     source, blocks, separate = load.load_tables(program, task)
     splits = split.split_table(source, separate, dict(data.split.items), data.seed)
     _check_train(program, len(splits["train"].y))
-    if splits["train"].kind == "table":  # string or missing cells: the tabular stage
-        return _prepare_table(program, task, source, splits, stats, targets, schema)
+    if splits["train"].kind == "table":  # string or missing cells: typed columns
+        schema, stats, targets = fitted.fit_table(
+            program, task, source, splits, stats, targets, schema
+        )
+        out, width, unseen = transforms.transform_table(program, schema, stats, targets, splits)
+        return Prepared(
+            out, stats, width, task, source.classes, source.class_names, targets, (), schema, unseen
+        )
     raw_shape = tuple(splits["train"].x.shape[1:])
     shape = _normalized_shape(program, raw_shape)
     transforms.check_dtypes(program, splits["train"])
@@ -182,7 +188,7 @@ def _prepared(
     raw_shape: tuple[int, ...],
     task: str,
     targets: preprocess.Targets,
-    blocks: tuple[datasets.Block, ...],
+    blocks: tuple[Block, ...],
     streamed: dict[str, batches.Streamed] | None = None,
 ) -> Prepared:
     """The prepared splits, with the source's classes (an autoencoder has none)."""
@@ -242,106 +248,6 @@ def in_memory(program: Program, prepared: Prepared, command: str) -> None:
         )
 
 
-# ------------------------------------------------------------------ a typed table
-
-
-def _prepare_table(
-    program: Program,
-    task: str,
-    source: Table,
-    splits: dict[str, Table],
-    stats: dict[str, np.ndarray] | None,
-    targets: preprocess.Targets | None,
-    schema: tabular.Schema | None,
-) -> Prepared:
-    """A typed CSV table, read whole: runtime/tabular.py fits the columns on the train split
-    (or takes a run's) and encodes every split, then the targets and checks as for other
-    sources."""
-    data = program.data
-    assert data is not None
-    if not tabular.elementwise(data.normalize):
-        message = (
-            f"`{data.normalize}` mixes every feature, but `{source.origin}` is a typed table "
-            "(its category, binary and text columns are not scaled)"
-        )
-        hint = "scale the number columns one by one: `normalize = standardize`"
-        raise SpecError(
-            [Diagnostic(E_COLUMNS, message, _norm_span(program), hint)], program.sources
-        )
-    raws = {k: datasets.table_cells(t, program.sources) for k, t in splits.items()}
-    label = str(data.source.arg("label"))
-    if schema is None:
-        types = dict(data.columns)
-        tabular.check_types(
-            types, source.columns, label, _column_span(program), program.sources, source.origin
-        )
-        train = splits["train"]  # fitted in file order, so a bad cell is the first one
-        in_order = split.take(train, np.argsort(train.index)) if train.index is not None else train
-        schema = tabular.fit(datasets.table_cells(in_order, program.sources), label, types)
-    for table in splits.values():
-        _check_columns(program, schema, table)
-    if stats is None:
-        stats = tabular.fit_numbers(schema, data.normalize, raws["train"])
-    span = data.span_of("columns") if data.columns else data.span_of("source")
-    slots = tabular.bind(schema, table_inputs(program), program.sources, span)
-    encoded = {k: tabular.encode(schema, slots, data.normalize, stats, r) for k, r in raws.items()}
-    coded = {k: replace(t, x=encoded[k].x) for k, t in splits.items()}
-    if targets is None:
-        targets = fitted.fit_targets(program, task, coded["train"], ())
-    out = {}
-    for name, table in coded.items():
-        transforms.check_ids(program, table)
-        out[name] = transforms.to_model(program, replace(table, y=targets.apply(table.y)))
-    width = (coded["train"].x.shape[1],)
-    unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
-    return Prepared(
-        out, stats, width, task, source.classes, source.class_names, targets, (), schema, unseen
-    )
-
-
-def _column_span(program: Program) -> Any:
-    """Where the spec types column `name`: its entry in `columns`, else the field."""
-    from dnn.compiler.diagnostics import NO_SPAN
-
-    assert program.data is not None
-    data = program.data
-
-    def span(name: str) -> Any:
-        at = data.span_of(f"columns.{name}")
-        return at if at != NO_SPAN else data.span_of("columns")
-
-    return span
-
-
-def _check_columns(program: Program, schema: tabular.Schema, table: Table) -> None:
-    """A separate val or test table, or eval's data, holds every column the schema reads."""
-    lacking = tabular.missing_column(table.columns, schema)
-    if lacking is not None:
-        raise SpecError(
-            [
-                Diagnostic(
-                    E_COLUMNS,
-                    f"`{table.origin}` has no column `{lacking}`, which the model reads",
-                    table.span or load.top(program),
-                    "give every table of the data the train table's columns",
-                )
-            ],
-            program.sources,
-        )
-
-
-def _norm_span(program: Program) -> Any:
-    assert program.data is not None
-    return program.data.span_of("normalize")
-
-
-def table_inputs(program: Program) -> list[tabular.Input]:
-    """The model's inputs, as the tabular stage binds columns to them."""
-    assert program.model is not None
-    nodes = [program.model.node(n) for n in program.model.inputs]
-    return [tabular.Input(n.name, not is_float_dtype(n.dtype), n.shape, n.span) for n in nodes]
-
-
 def raw_splits(program: Program) -> dict[str, Table]:
     """The splits as the source holds them, before any transform: what `dnn predict` and an
     exported model take as inputs (and the targets in the data's units)."""
@@ -385,7 +291,7 @@ class Transform:
     class_names: tuple[str, ...]
     targets: preprocess.Targets = field(default_factory=preprocess.Targets)
     multi_hot: bool = False  # trained on multi-hot rows: predictions are one 0/1 per unit
-    blocks: tuple[datasets.Block, ...] = ()  # several outputs: where each one's targets were
+    blocks: tuple[Block, ...] = ()  # several outputs: where each one's targets were
     schema: tabular.Schema | None = None  # a typed table's columns (predict reads cells)
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
@@ -404,7 +310,7 @@ def load_transform(folder: Path) -> Transform:
     stats = {k: v for k, v in arrays.items() if not k.startswith("targets.")}
     target_stats = {k[len("targets.") :]: v for k, v in arrays.items() if k.startswith("targets.")}
     targets = preprocess.Targets()
-    blocks = tuple(datasets.Block(**b) for b in meta.get("outputs", ()))
+    blocks = tuple(Block(**b) for b in meta.get("outputs", ()))
     if meta.get("targets", "none") != "none":
         from dnn.compiler.driver import value
 
@@ -435,21 +341,21 @@ def encode_cells(program: Program, transform: Transform, path: Path) -> tabular.
     assert program.data is not None and transform.schema is not None
     schema = transform.schema
     if path.suffix.lower() != ".csv":
-        raise datasets.header_error(
+        raise csvrows.header_error(
             path,
             f"cannot read `{path}`: the run trained on a typed table, so its inputs are a CSV",
             "give a .csv file with the train table's columns and a header row",
         )
-    raw = datasets.read_cells(path)
+    raw = csvrows.read_cells(path)
     lacking = tabular.missing_column(raw.names, schema)
     if lacking is not None:
-        raise datasets.header_error(
+        raise csvrows.header_error(
             path,
             f"`{path}` has no column `{lacking}`, which the model reads",
             "give the CSV the columns of the table the run trained on (a header row, then one row per example)",
         )
     span = program.data.span_of("source")
-    slots = tabular.bind(schema, table_inputs(program), program.sources, span)
+    slots = tabular.bind(schema, transforms.table_inputs(program), program.sources, span)
     enc = tabular.encode(schema, slots, program.data.normalize, transform.stats, raw)
     x = enc.x.astype(transforms.input_dtype(program), copy=False)
     return replace(enc, x=x.reshape((x.shape[0], *transforms.model_input_shape(program))))

@@ -1,7 +1,7 @@
 """Typed table columns: the stage that turns a CSV table's cells into what the model reads.
 
 A sample goes source → split → fitted → transforms → batches (runtime/data/). The source stage
-(data/load.py, datasets.py) reads the CSV's input cells as strings and the split stage cuts
+(data/load.py, data/csvrows.py) reads the CSV's input cells as strings and the split stage cuts
 them as any source's; for a typed table this module is the next two stages: it *fits* a
 `Schema` on the train split only — a type per column (`data.columns`, or inferred), each
 category's and text column's vocabulary, each number column's fill value, the normalizer's

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 from dnn.compiler.driver import load
-from dnn.runtime import datasets, report, rundir
+from dnn.runtime import report, rundir
 from dnn.runtime.cli import main
-from dnn.runtime.data import split
+from dnn.runtime.data import sources, split
+from dnn.runtime.data.table import Table
 from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -149,10 +150,10 @@ def _train_ends_with_the_next_commands(run: Path, printed: str) -> None:
     ]
 
 
-def _table(run: Path) -> datasets.Table:
+def _table(run: Path) -> Table:
     """The image folder as the run's `images` source read it."""
     program = load(str(run.parent / "spec.dnn"))
-    return datasets.load_source(
+    return sources.load_source(
         program.data.source,
         task="classification",
         base_dir=run.parent,
@@ -169,7 +170,7 @@ def _predict(run: Path, inputs: Path, output: Path) -> None:
 
 def _eval_equals_scikit_learn_on_predicted_labels(
     run: Path, capsys: pytest.CaptureFixture[str]
-) -> datasets.Table:
+) -> Table:
     """`dnn eval`'s report equals scikit-learn's on the labels `dnn predict` gives for the
     test split's images (given as an .npz by input name)."""
     capsys.readouterr()

@@ -30,8 +30,10 @@ from dnn.compiler.registry import REGISTRIES
 from dnn.compiler.registry.core import Entry, Registry, implements, provides
 from dnn.compiler.registry.data import BUILTIN_DATA
 from dnn.compiler.rules import example_shape
-from dnn.runtime import augment, datasets, metrics, pipeline, preprocess, tabular
+from dnn.runtime import augment, metrics, pipeline, preprocess, tabular
 from dnn.runtime.contract import exercise
+from dnn.runtime.data import sources
+from dnn.runtime.data.table import _Where
 from PIL import Image
 
 import dnn
@@ -164,7 +166,7 @@ def _stream_data(case: Case, folder: Path, x: Any, y: Any, columns: dict[str, An
         span = Span("spec.dnn", 1, 1, 1, 1)
         task = "regression" if case.task == "regression" else "classification"
         ref, _ = value('npz("data.npz")', "dataset")
-        where = datasets._Where(span, {}, span)
+        where = _Where(span, {}, span)
         examples = sources.open_examples(ref, task, folder, where, "fail")
         sources.write_shards(examples, folder / "shards")
 
@@ -486,7 +488,7 @@ PROVIDED = {
     "metric": metrics.Metric,
     "normalizer": preprocess.Normalizer,
     "augmentation": augment.Augmentation,
-    "dataset": datasets.Source,
+    "dataset": sources.Source,
     "column": tabular.ColumnType,
 }
 

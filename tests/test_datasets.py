@@ -1,4 +1,5 @@
-"""Data sources (`runtime/datasets.py`): built-in sets, CSV, NPZ and image folders, split, fit.
+"""Data sources read whole (`runtime/data/`: the source words of sources.py, split, fit):
+built-in sets, CSV, NPZ and image folders.
 
 Files are written to a fresh working folder per test, and specs go through the real front end,
 so a source's `Ref` and the span of its `source` field are what `dnn train` would see. Every
@@ -17,9 +18,11 @@ import pytest
 from dnn.compiler.diagnostics import E_DATA, E_FILE, E_SECTION
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.data import BUILTIN_DATA
+from dnn.runtime.data.sources import load_source
 from dnn.runtime.data.split import split
+from dnn.runtime.data.table import Table
 from dnn.runtime.data.transforms import fit_to_model
-from dnn.runtime.datasets import Table, load_source, read_inputs
+from dnn.runtime.inputs import read_inputs
 from PIL import Image
 
 from dnn import SpecError, loads
@@ -843,7 +846,7 @@ def test_bad_predict_inputs() -> None:
 
 
 def test_digits_read_without_sklearn_equal_load_digits() -> None:
-    from dnn.runtime.datasets import _builtin_arrays, _digits_file
+    from dnn.runtime.data.builtin import _builtin_arrays, _digits_file
     from sklearn.datasets import load_digits
 
     assert _digits_file() is not None

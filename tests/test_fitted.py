@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from dnn.compiler.diagnostics import Span
 from dnn.compiler.driver import value
-from dnn.runtime import datasets, preprocess
+from dnn.runtime import preprocess
 from dnn.runtime.data import fitted, sources
+from dnn.runtime.data.table import _Where
 
 SPAN = Span("spec.dnn", 7, 12, 7, 30)
 N, D = 10_000, 5  # three chunks of 4096 rows, the last one short
@@ -73,7 +74,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory, data: np.ndarray) -> Path:
 
 
 def opened(base: Path, on_error: str = "fail") -> sources.Examples:
-    where = datasets._Where(SPAN, {}, SPAN)
+    where = _Where(SPAN, {}, SPAN)
     return sources.open_examples(
         value('npz("d.npz")', "dataset")[0], "regression", base, where, on_error
     )

@@ -283,4 +283,3 @@ def test_a_small_split_evaluated_in_order_is_read_once(tmp_path: Path, monkeypat
         for a, b in zip(first, again, strict=True):
             assert all((u == v).all() for u, v in zip(a, b, strict=True))
         assert counting.reads == len(first) * (1 if keep else 2), name
-

@@ -17,15 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 from dnn.compiler.diagnostics import Span
 from dnn.compiler.driver import value
-from dnn.runtime import datasets
 from dnn.runtime.data import sources
 from dnn.runtime.data.sources import Skipped, open_examples
+from dnn.runtime.data.table import Table, _Where
 from PIL import Image
 
 from dnn import SpecError
 
 SPAN = Span("spec.dnn", 7, 12, 7, 30)
-WHERE = datasets._Where(SPAN, {}, SPAN)
+WHERE = _Where(SPAN, {}, SPAN)
 
 
 def ref(text: str):
@@ -36,11 +36,11 @@ def opened(text: str, base: Path, task: str = "classification", on_error: str = 
     return open_examples(ref(text), task, base, WHERE, on_error, **kw)
 
 
-def in_memory(text: str, base: Path, task: str = "classification") -> datasets.Table:
-    return datasets.load_source(ref(text), task=task, base_dir=base, span=SPAN, sources={})
+def in_memory(text: str, base: Path, task: str = "classification") -> Table:
+    return sources.load_source(ref(text), task=task, base_dir=base, span=SPAN, sources={})
 
 
-def assert_same_rows(examples: sources.Examples, table: datasets.Table) -> None:
+def assert_same_rows(examples: sources.Examples, table: Table) -> None:
     """Every row of `examples` is the table's row: same bytes, dtype and shape."""
     assert len(examples) == len(table)
     assert (examples.classes, examples.class_names) == (table.classes, table.class_names)

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from dnn.compiler.registry.data import NORMALIZERS
 from dnn.compiler.values import Ref
-from dnn.runtime import datasets, infer, pipeline, preprocess
+from dnn.runtime import infer, pipeline, preprocess
 from dnn.runtime.data import split
+from dnn.runtime.data.table import Table
 from dnn.runtime.fit import train
 from sklearn.datasets import load_diabetes
 
@@ -55,10 +56,10 @@ def spec(
     return dnn.load(str(path))
 
 
-def raw_splits() -> dict[str, datasets.Table]:
+def raw_splits() -> dict[str, Table]:
     """The diabetes splits from scikit-learn's own arrays: inputs and targets in float64."""
     x, y = load_diabetes(return_X_y=True)
-    table = datasets.Table(x, y, "regression", None, (), "sklearn")
+    table = Table(x, y, "regression", None, (), "sklearn")
     return split.split(table, FRACTIONS, 0)
 
 
@@ -100,7 +101,7 @@ def test_targets_are_scaled_per_output_unit_class_7(tmp_path: Path) -> None:
     )
     (tmp_path / "two.dnn").write_text(text)
     prepared = pipeline.prepare(dnn.load(str(tmp_path / "two.dnn")))
-    table = datasets.Table(np.zeros((60, 3)), y, "regression", None, (), "a")
+    table = Table(np.zeros((60, 3)), y, "regression", None, (), "a")
     train_y = split.split(table, FRACTIONS, 0)["train"].y.astype(np.float32).astype(np.float64)
     lo, hi = train_y.min(axis=0), train_y.max(axis=0)
     np.testing.assert_allclose(prepared.targets.stats["min"], lo, rtol=1e-12)

@@ -20,8 +20,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import yaml
-from dnn.runtime import datasets, infer, pipeline
+from dnn.runtime import infer, pipeline
 from dnn.runtime.cli import main
+from dnn.runtime.data import sources
 from dnn.runtime.data import split as data_split
 from dnn.runtime.fit import train, transfer
 from dnn.runtime.train import Engine
@@ -371,7 +372,7 @@ def test_eval_and_predict_use_the_run(tmp_path: Path, capsys) -> None:
     assert shown["test"] == pytest.approx(result["test"], rel=1e-6)
     # raw test inputs, split as the run split them: predictions reach the same accuracy
     program = dnn.load(str(path))
-    table = datasets.load_source(
+    table = sources.load_source(
         program.data.source,
         task="classification",
         base_dir=tmp_path,

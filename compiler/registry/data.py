@@ -134,7 +134,7 @@ DATASETS = registry(
     "datasets",
     "Where the examples come from: a built-in set, a CSV, NPZ, NPY or Parquet file, a folder "
     "of images, or ArrayRecord shards.",
-    implemented_in="dnn.runtime.datasets",
+    implemented_in="dnn.runtime.data.sources",
 )
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from dnn.compiler.diagnostics import Span
 
-from ..datasets import Table
 from .examples import Skipped
+from .table import Table
 
 # Batches read ahead of the step, and the threads that read them: enough to hide a read
 # behind a step on two cores without holding many batches in memory.

@@ -1,4 +1,6 @@
-"""The `csv` source streamed: rows found by their byte offsets, indexed once and cached.
+"""The `csv` source: streamed, rows found by their byte offsets, indexed once and cached; read
+whole (`_read_csv`: a numeric or a typed table, several outputs' columns, `dnn predict`'s
+inputs), at the end. Both split a line into fields with `_fields`.
 
 Part of the sources stage (runtime/data/sources.py, which says what every source gives).
 """
@@ -10,18 +12,18 @@ import math
 import os
 import zipfile
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dnn.compiler.diagnostics import E_DATA, E_FILE, Span
+from dnn.compiler.diagnostics import E_DATA, E_FILE, Span, SpecError
 from dnn.compiler.values import Ref
 
-from .. import datasets
-from ..datasets import _Where
 from .arrays import zip_member
 from .examples import Examples, Opts, _Bad
+from .table import _LABEL_HINT, Field, Row, Table, _cannot_read, _choose, _resolve, _start, _Where
 
 _INDEX_VERSION = 3
 _ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
@@ -40,7 +42,7 @@ class _CsvIndex:
     pair wherever blank lines break the count (usually only the first row). 8 bytes a row.
     """
 
-    header: list[datasets.Field]
+    header: list[Field]
     header_line: int
     header_text: str
     file: str | None  # the cache file holding `rows`, or None: `rows` below
@@ -62,7 +64,7 @@ def _csv_index(shown: str, label: str, where: _Where, cache_dir: Path | None) ->
     try:
         stat = os.stat(shown)
     except OSError as e:
-        raise datasets._cannot_read(shown, e, where) from None
+        raise _cannot_read(shown, e, where) from None
     stamp = {"version": _INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     places = [_index_path(shown)]
     if cache_dir is not None:
@@ -126,7 +128,7 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
     try:
         f = open(shown, "rb")
     except OSError as e:
-        raise datasets._cannot_read(shown, e, where) from None
+        raise _cannot_read(shown, e, where) from None
     with f:
         for n, raw in enumerate(f, 1):
             start, pos = pos, pos + len(raw)
@@ -142,7 +144,7 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
                 jump_lines.append(n)
             starts.append(start)
             value = _label_cell(raw, li)
-            number = datasets._number(value) if value else None
+            number = _number(value) if value else None
             if value and number is None:
                 numeric = False
             elif number is not None and math.isfinite(number) and number.is_integer():
@@ -152,12 +154,12 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
                 names = names if len(names) <= _NAMES_CAP else None
     if header is None:
         hint = "write a header row of column names, then one row per example"
-        raise where.file(E_DATA, f"`{shown}` is empty: no header row", datasets._start(shown), hint)
+        raise where.file(E_DATA, f"`{shown}` is empty: no header row", _start(shown), hint)
     count = len(starts)
     starts.append(pos)
     # views of the arrays grown while reading, not copies
     rows = tuple(np.frombuffer(a, np.int64) for a in (starts, jump_rows, jump_lines))
-    fields = datasets._fields(header[1])
+    fields = _fields(header[1])
     meta = {
         "header": [list(f) for f in fields], "header_line": header[0], "header_text": header[1],
         "count": count, "numeric": numeric, "top": top,
@@ -171,9 +173,7 @@ def _decode(raw: bytes, shown: str, line: int, where: _Where) -> str:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
         message = f"cannot read `{shown}`: not UTF-8 text (line {line}, byte {e.start})"
-        raise where.file(
-            E_FILE, message, datasets._start(shown), "save the file as UTF-8"
-        ) from None
+        raise where.file(E_FILE, message, _start(shown), "save the file as UTF-8") from None
 
 
 def _label_cell(raw: bytes, li: int) -> str:
@@ -182,14 +182,14 @@ def _label_cell(raw: bytes, li: int) -> str:
     if '"' not in text:
         parts = text.split(",")
         return parts[li].strip() if li < len(parts) else ""
-    fields = datasets._fields(text)
+    fields = _fields(text)
     return fields[li][0] if li < len(fields) else ""
 
 
 def _label_column(shown: str, header: tuple[int, str], label: str, where: _Where) -> int:
-    names = [v for v, _, _ in datasets._fields(header[1])]
+    names = [v for v, _, _ in _fields(header[1])]
     if label not in names:
-        hint = datasets._choose(label, names, "columns", '`csv(..., label = "{}")`')
+        hint = _choose(label, names, "columns", '`csv(..., label = "{}")`')
         raise where.spec(E_DATA, f"`{shown}` has no column `{label}`", hint)
     if len(names) == 1:
         message = f"`{shown}` has no input columns besides the label `{label}`"
@@ -198,10 +198,10 @@ def _label_column(shown: str, header: tuple[int, str], label: str, where: _Where
 
 
 def _values(text: str) -> list[str]:
-    """A line's field values as `datasets._fields` reads them (split on commas, stripped),
+    """A line's field values as `_fields` reads them (split on commas, stripped),
     without their columns, which only a message needs."""
     if '"' in text:
-        return [v for v, _, _ in datasets._fields(text)]
+        return [v for v, _, _ in _fields(text)]
     return [part.strip() for part in text.split(",")]
 
 
@@ -264,7 +264,7 @@ class CsvExamples(Examples):
         line, _, text = self._line(i)
         values = _values(text)
         if len(values) != len(self._names):
-            raise self._shape_problem(i, line, text, datasets._fields(text))
+            raise self._shape_problem(i, line, text, _fields(text))
         return self._cells(i, line, text, values), self._label(i, line, text, values)
 
     def _shape_problem(self, i: int, line: int, text: str, fields: list) -> _Bad:
@@ -287,13 +287,13 @@ class CsvExamples(Examples):
         try:  # as `csv` reads numbers in memory (`_Csv.columns`): the same parse, then float32
             x = np.array(cells, dtype=np.float64)
         except ValueError:
-            x = np.array([datasets._float_or_nan(v) for v in cells], dtype=np.float64)
+            x = np.array([_float_or_nan(v) for v in cells], dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(x))
         if not len(bad):
             return x.astype(np.float32)
         c = self._inputs[int(bad[0])]
-        value, col, end = datasets._fields(text)[c]
-        number = datasets._number(value)
+        value, col, end = _fields(text)[c]
+        number = _number(value)
         problem = "is not a number" if number is None else "is not a finite number"
         message = f"value `{value}` in column `{self._names[c]}` {problem}"
         if not value:
@@ -305,16 +305,16 @@ class CsvExamples(Examples):
 
     def _label(self, i: int, line: int, text: str, values: list[str]) -> Any:
         value = values[self._li]
-        number = datasets._number(value)
-        problem = datasets._label_problem(value, number, self.task, self._index.numeric)
+        number = _number(value)
+        problem = _label_problem(value, number, self.task, self._index.numeric)
         if problem:
-            hint = datasets._LABEL_HINT
+            hint = _LABEL_HINT
             if self.task == "regression":
                 hint = "a regression loss needs numbers; use `cross_entropy` for class names"
             if not value:
                 hint = "give every row a label"
             shown = f" `{value}`" if value else ""
-            _, col, end = datasets._fields(text)[self._li]
+            _, col, end = _fields(text)[self._li]
             raise self._bad(i, line, text, col, end, f"label{shown} in row {i + 1} {problem}", hint)
         if self.task == "regression":
             return np.float32(number)
@@ -324,7 +324,7 @@ class CsvExamples(Examples):
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         line, _, text = self._line(i)
-        fields = datasets._fields(text)
+        fields = _fields(text)
         _, col, end = fields[self._li] if self._li < len(fields) else ("", 1, 2)
         at = Span(self.origin, line, col, line, max(end, col + 1))
         return f"row {i + 1}", at, _one_line(line, text)
@@ -339,7 +339,7 @@ def _mapped_rows(file: str) -> Rows:
 
 
 def _open_csv(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
-    shown, where = datasets._resolve(base, ref.arg("path")), opts.where
+    shown, where = _resolve(base, ref.arg("path")), opts.where
     label = str(ref.arg("label"))
     index = _csv_index(shown, label, where, opts.cache_dir)
     if not index.count:
@@ -361,3 +361,304 @@ def _check_header(shown: str, index: _CsvIndex, where: _Where) -> None:
             message = f"column `{name}` appears twice in the header"
             text = _one_line(line, index.header_text)
             raise where.file(E_DATA, message, at, "give every column its own name", text)
+
+
+# ------------------------------------------------------------------ read whole (in memory)
+
+
+def _fields(line: str) -> list[Field]:
+    """Split one CSV line on commas; a field's columns are those of its stripped value."""
+    if '"' in line:
+        return _quoted_fields(line)
+    out, start = [], 0
+    for part in line.split(","):
+        value = part.strip()
+        lead = len(part) - len(part.lstrip())
+        out.append((value, start + lead + 1, start + lead + len(value) + 1))
+        start += len(part) + 1
+    return out
+
+
+def _quoted_fields(line: str) -> list[Field]:
+    """As `_fields`, for a line with double-quoted fields (`""` inside quotes is one quote)."""
+    out, i = [], 0
+    while True:
+        j = i + len(line[i:]) - len(line[i:].lstrip(" \t"))
+        if line.startswith('"', j):
+            k, chars = j + 1, []
+            while k < len(line) and not (line[k] == '"' and not line.startswith('""', k)):
+                chars.append(line[k])
+                k += 2 if line.startswith('""', k) else 1
+            value, end, comma = "".join(chars), k + 1, line.find(",", k)
+        else:
+            comma = line.find(",", j)
+            value = line[j : len(line) if comma < 0 else comma].rstrip()
+            end = j + len(value)
+        out.append((value, j + 1, min(end, len(line)) + 1))
+        if comma < 0:
+            return out
+        i = comma + 1
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _float_or_nan(value: str) -> float:
+    number = _number(value)
+    return math.nan if number is None else number
+
+
+@dataclass(frozen=True)
+class _Csv:
+    """A CSV file read for a spec: header, rows (blank lines skipped), and where errors go."""
+
+    shown: str
+    text: str
+    header: Row
+    rows: list[Row]
+    where: _Where
+
+    @property
+    def names(self) -> list[str]:
+        return [value for value, _, _ in self.header[1]]
+
+    def error(self, message: str, line: int, col: int, end: int, hint: str) -> SpecError:
+        """A problem at `line`, columns [col, end), shown with the CSV's line and a caret."""
+        at = Span(self.shown, line, col, line, max(end, col + 1))
+        return self.where.file(E_DATA, message, at, hint, self.text)
+
+    def columns(self, cols: list[int]) -> np.ndarray:
+        """These columns as float32 (N, len(cols)); a cell that is no finite number fails."""
+        cells = [[fields[c][0] for c in cols] for _, fields in self.rows]
+        try:
+            x = np.array(cells, dtype=np.float64)
+        except ValueError:  # a cell is no number: NaN marks it for the search below
+            x = np.array([[_float_or_nan(v) for v in row] for row in cells], dtype=np.float64)
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):
+            r, c = (int(i) for i in bad[0])
+            raise self._cell_error(self.rows[r], cols[c])
+        return x.astype(np.float32)
+
+    def numeric(self, cols: list[int]) -> bool:
+        """Whether every cell of these columns is a finite number."""
+        for _, fields in self.rows:
+            for c in cols:
+                f = _number(fields[c][0])
+                if f is None or not math.isfinite(f):
+                    return False
+        return True
+
+    def _cell_error(self, row: Row, c: int) -> SpecError:
+        (line, fields), name = row, self.names[c]
+        value, col, end = fields[c]
+        problem = "is not a number" if _number(value) is None else "is not a finite number"
+        message = f"value `{value}` in column `{name}` {problem}"
+        if not value:
+            message = f"empty value in column `{name}`"
+        hint = "inputs must be numbers: fill in the value, or drop the row or the column"
+        return self.error(message, line, col, end, hint)
+
+    def labels(self, li: int, task: str) -> tuple[np.ndarray, int | None, tuple[str, ...]]:
+        """Targets from column `li`: numbers for regression; for classification whole numbers
+        are class indices as given, and any other label makes every label a name (sorted)."""
+        values = [fields[li][0] for _, fields in self.rows]
+        numbers = [_number(v) for v in values]
+        numeric = all(n is not None for v, n in zip(values, numbers, strict=True) if v)
+        for k, (v, n) in enumerate(zip(values, numbers, strict=True)):
+            problem = _label_problem(v, n, task, numeric)
+            if problem:
+                raise self._bad_label(k, li, problem, task)
+        if task == "regression":
+            return np.array(numbers, np.float32), None, ()
+        if not numeric:
+            names = sorted(set(values))
+            lookup = {n: i for i, n in enumerate(names)}
+            return np.array([lookup[v] for v in values], np.int32), len(names), tuple(names)
+        y = np.array(numbers, np.int64)
+        classes = max(int(y.max()) + 1, 0)
+        return y.astype(np.int32), classes, tuple(str(i) for i in range(classes))
+
+    def _bad_label(self, k: int, li: int, problem: str, task: str) -> SpecError:
+        line, fields = self.rows[k]
+        value, col, end = fields[li]
+        hint = _LABEL_HINT
+        if task == "regression":
+            hint = "a regression loss needs numbers; use `cross_entropy` for class names"
+        if not value:
+            hint = "give every row a label"
+        shown = f" `{value}`" if value else ""
+        return self.error(f"label{shown} in row {k + 1} {problem}", line, col, end, hint)
+
+
+def _label_problem(value: str, number: float | None, task: str, numeric: bool) -> str | None:
+    """What is wrong with one label, if anything; `numeric`: every label is a number."""
+    if not value:
+        return "is empty"
+    if task == "regression":
+        if number is None:
+            return "is not a number"
+        return None if math.isfinite(number) else "is not a finite number"
+    if numeric and number is not None and not (math.isfinite(number) and number.is_integer()):
+        return "is not a class index or name"
+    return None
+
+
+def _read_csv(shown: str, where: _Where, headerless: bool = False) -> _Csv:
+    """Read a CSV: UTF-8 text, a header row of distinct names, then rows of as many fields.
+
+    `headerless`: a first row of numbers only is an example, not a header (inputs for
+    `dnn predict`, whose columns need no names); the columns are then named `column 1`, ...
+    """
+    try:
+        data = Path(shown).read_bytes()
+    except OSError as e:
+        raise _cannot_read(shown, e, where) from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is dropped
+    except UnicodeDecodeError as e:
+        message = f"cannot read `{shown}`: not UTF-8 text (byte {e.start})"
+        raise where.file(E_FILE, message, _start(shown), "save the file as UTF-8") from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        hint = "write a header row of column names, then one row per example"
+        raise where.file(E_DATA, f"`{shown}` is empty: no header row", _start(shown), hint, text)
+    header = (lines[0][0], _fields(lines[0][1]))
+    if headerless and all(_is_number(v) for v, _, _ in header[1]):
+        named = [(f"column {i}", col, end) for i, (_, col, end) in enumerate(header[1], 1)]
+        rows = [(n, _fields(line)) for n, line in lines]
+        csv = _Csv(shown, text, (header[0], named), rows, where)
+        _check_shape(csv, len(lines[0][1]))
+        return csv
+    csv = _Csv(shown, text, header, [(n, _fields(line)) for n, line in lines[1:]], where)
+    _check_shape(csv, len(lines[0][1]))
+    return csv
+
+
+def _check_shape(csv: _Csv, header_length: int) -> None:
+    line, fields = csv.header
+    for i, (name, col, end) in enumerate(fields):
+        if name in csv.names[:i]:
+            message = f"column `{name}` appears twice in the header"
+            raise csv.error(message, line, col, end, "give every column its own name")
+    if not csv.rows:
+        message = f"`{csv.shown}` has a header but no rows"
+        hint = "add one row per example below the header"
+        raise csv.error(message, line, 1, header_length + 1, hint)
+    for k, (line, fields) in enumerate(csv.rows, 1):
+        if len(fields) != len(csv.header[1]):
+            more = len(fields) > len(csv.header[1])
+            col = fields[len(csv.header[1])][1] if more else fields[-1][2]
+            message = f"row {k} has {len(fields)} fields but the header has {len(csv.names)}"
+            hint = "give every row one value per column of the header"
+            raise csv.error(message, line, col, fields[-1][2] if more else col + 1, hint)
+
+
+def _load_csv(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
+    shown = _resolve(base_dir, ref.arg("path"))
+    return _csv_table(_read_csv(shown, where), ref, task, where, False)
+
+
+def load_table(
+    ref: Ref,
+    *,
+    task: str,
+    base_dir: Path,
+    span: Span,
+    sources: Mapping[str, str],
+    typed: bool,
+) -> Table:
+    """A CSV source for the typed-table stage (runtime/tabular.py): its input cells as
+    strings (a `table` Table) where `typed` (the spec types columns) or some input cell is
+    not a number; else the numeric table `load_source` reads."""
+    where = _Where(span, sources, span)
+    shown = _resolve(base_dir, ref.arg("path"))
+    return _csv_table(_read_csv(shown, where), ref, task, where, True if typed else None)
+
+
+def _csv_table(csv: _Csv, ref: Ref, task: str, where: _Where, typed: bool | None) -> Table:
+    """The table of a read CSV: typed cells where `typed` is True, or None and some input
+    cell is not a number; numbers only (errors at any other cell) where it is False."""
+    shown = csv.shown
+    names, label = csv.names, str(ref.arg("label"))
+    if label not in names:
+        fix = f'`csv("{ref.arg("path")}", label = "{{}}")`'
+        hint = _choose(label, names, "columns", fix)
+        raise where.spec(E_DATA, f"`{shown}` has no column `{label}`", hint)
+    li = names.index(label)
+    if len(names) == 1:
+        line, (_, col, end) = csv.header[0], csv.header[1][li]
+        message = f"`{shown}` has no input columns besides the label `{label}`"
+        raise csv.error(message, line, col, end, "add a column for each input")
+    inputs = [i for i in range(len(names)) if i != li]
+    y, classes, class_names = csv.labels(li, task)
+    places = np.array([(k, n, f[li][1], f[li][2]) for k, (n, f) in enumerate(csv.rows, 1)])
+    if typed or (typed is None and not csv.numeric(inputs)):
+        cells = np.array([[f[i][0] for i in inputs] for _, f in csv.rows], dtype=object)
+        cells = cells.reshape(len(csv.rows), len(inputs))
+        columns = tuple(names[i] for i in inputs)
+        return Table(
+            cells, y, task, classes, class_names, shown, "table", where.span, None, places,
+            csv.text, columns, (csv.rows, tuple(inputs)),
+        )  # fmt: skip
+    x = csv.columns(inputs)
+    return Table(x, y, task, classes, class_names, shown, "csv", where.span, None, places, csv.text)
+
+
+def table_cells(table: Table, sources: Mapping[str, str]) -> Any:
+    """A typed table's cells for runtime/tabular.py, with errors that point into the file."""
+    from ..tabular import Raw
+
+    def at(i: int, j: int, code: str, message: str, hint: str) -> SpecError:
+        assert table.cells is not None
+        rows, inputs = table.cells
+        line, fields = rows[table.position(i)]
+        _, col, end = fields[inputs[j]]
+        span = Span(table.origin, line, col, line, max(end, col + 1))
+        return _Where(span, sources, table.span).file(code, message, span, hint, table.text)
+
+    return Raw(table.columns, table.x, at)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv_inputs(shown: str, where: _Where) -> np.ndarray:
+    csv = _read_csv(shown, where, headerless=True)
+    return csv.columns(list(range(len(csv.names))))
+
+
+def read_cells(path: Path) -> Any:
+    """A CSV of examples for a run trained on a typed table: a header row of column names,
+    then one row per example, every cell a string (runtime/tabular.py encodes them)."""
+    from ..tabular import Raw
+
+    shown = str(path)
+    where = _Where(_start(shown), {})
+    csv = _read_csv(shown, where)
+    names = tuple(csv.names)
+    cells = np.array([[v for v, _, _ in f] for _, f in csv.rows], dtype=object)
+    cells = cells.reshape(len(csv.rows), len(names))
+
+    def at(i: int, j: int, code: str, message: str, hint: str) -> SpecError:
+        line, fields = csv.rows[i]
+        _, col, end = fields[j]
+        span = Span(shown, line, col, line, max(end, col + 1))
+        return where.file(code, message, span, hint, csv.text)
+
+    return Raw(names, cells, at)
+
+
+def header_error(path: Path, message: str, hint: str) -> SpecError:
+    """A problem with the header row of a CSV given to `dnn predict`."""
+    shown = str(path)
+    return _Where(_start(shown), {}).file(E_DATA, message, _start(shown), hint)

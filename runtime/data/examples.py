@@ -16,8 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from dnn.compiler.diagnostics import E_DATA, InternalError, Span
 
-from .. import datasets
-from ..datasets import Table, _Where
+from .table import Table, _start, _Where
 
 T = TypeVar("T")
 ON_ERROR = ("fail", "skip")
@@ -103,7 +102,7 @@ class Examples:
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         """Where example `i` is: for `Skipped.where`, a span, the excerpt's text (or None)."""
-        return f"example {i}", datasets._start(self.origin), None
+        return f"example {i}", _start(self.origin), None
 
     def __getitem__(self, i: Any) -> Item:
         i = operator.index(i)

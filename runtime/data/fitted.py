@@ -30,14 +30,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from dnn.compiler.diagnostics import E_COLUMNS, NO_SPAN, Diagnostic, Span, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.values import Ref
 
-from ..datasets import Block, Table
+from . import split
+from .csvrows import table_cells
 from .examples import Examples, Item, Skipped
+from .table import Block, Table
 
 if TYPE_CHECKING:  # preprocess imports this module: imported where used, as `fit_items` does
     from ..preprocess import Targets
+    from ..tabular import Schema
 
 CHUNK = 4096  # rows per chunk: fixed, so in-memory and streamed sums run in the same order
 
@@ -264,3 +268,83 @@ def regression_columns(blocks: tuple[Block, ...]) -> tuple[int, ...]:
     return tuple(
         i for b in blocks if b.task == "regression" for i in range(b.start, b.start + b.width)
     )
+
+
+# ------------------------------------------------------------------ a typed table
+
+
+def fit_table(
+    program: Program,
+    task: str,
+    source: Table,
+    splits: dict[str, Table],
+    stats: dict[str, np.ndarray] | None,
+    targets: Targets | None,
+    schema: Schema | None,
+) -> tuple[Schema, dict[str, np.ndarray], Targets]:
+    """As `fit`, for a typed CSV table read whole: the columns' types and vocabularies
+    (`data.columns`, or inferred; runtime/tabular.py's `Schema`) fitted on the train split,
+    the normalizer's statistics over its number columns, and `data.targets`' on its targets.
+    `stats`, `targets`, `schema`: a trained run's, kept instead of fitting new ones. Every split
+    must hold the columns the schema reads."""
+    from .. import tabular
+
+    data = program.data
+    assert data is not None
+    if not tabular.elementwise(data.normalize):
+        message = (
+            f"`{data.normalize}` mixes every feature, but `{source.origin}` is a typed table "
+            "(its category, binary and text columns are not scaled)"
+        )
+        hint = "scale the number columns one by one: `normalize = standardize`"
+        raise SpecError(
+            [Diagnostic(E_COLUMNS, message, data.span_of("normalize"), hint)], program.sources
+        )
+    if schema is None:
+        types = dict(data.columns)
+        label = str(data.source.arg("label"))
+        tabular.check_types(
+            types, source.columns, label, _column_span(program), program.sources, source.origin
+        )
+        train = splits["train"]  # fitted in file order, so a bad cell is the first one
+        in_order = split.take(train, np.argsort(train.index)) if train.index is not None else train
+        schema = tabular.fit(table_cells(in_order, program.sources), label, types)
+    for table in splits.values():
+        _check_columns(program, schema, table)
+    if stats is None:
+        raw = table_cells(splits["train"], program.sources)
+        stats = tabular.fit_numbers(schema, data.normalize, raw)
+    if targets is None:
+        targets = fit_targets(program, task, splits["train"], ())
+    return schema, stats, targets
+
+
+def _column_span(program: Program) -> Any:
+    """Where the spec types column `name`: its entry in `columns`, else the field."""
+    assert program.data is not None
+    data = program.data
+
+    def span(name: str) -> Any:
+        at = data.span_of(f"columns.{name}")
+        return at if at != NO_SPAN else data.span_of("columns")
+
+    return span
+
+
+def _check_columns(program: Program, schema: Schema, table: Table) -> None:
+    """A separate val or test table, or eval's data, holds every column the schema reads."""
+    from .. import tabular
+
+    lacking = tabular.missing_column(table.columns, schema)
+    if lacking is not None:
+        raise SpecError(
+            [
+                Diagnostic(
+                    E_COLUMNS,
+                    f"`{table.origin}` has no column `{lacking}`, which the model reads",
+                    table.span or Span(program.path, 1, 1, 1, 1),
+                    "give every table of the data the train table's columns",
+                )
+            ],
+            program.sources,
+        )

@@ -1,6 +1,6 @@
 """The source stage: what a spec's data fields (`source`, `val`, `test`) name, read whole into
-`Table`s (runtime/datasets.py), or opened as random-access `Examples` to stream them
-(runtime/data/sources.py), and which of the two (`data.stream`).
+`Table`s, or opened as random-access `Examples` to stream them (both by the source words of
+runtime/data/sources.py), and which of the two (`data.stream`).
 
 `stream_sources` decides: `stream = true` streams whatever can be, `auto` streams only where
 the examples would not fit the memory free for the run (the files' sizes first, so a source
@@ -17,9 +17,8 @@ from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.rules import heads, target_kind
 
-from .. import datasets
-from ..datasets import Table
-from . import batches
+from . import batches, csvrows, sources
+from .table import Block, Table, _Where
 from .transforms import MULTI, outputs
 
 
@@ -59,16 +58,14 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     return opened
 
 
-def load_tables(
-    program: Program, task: str
-) -> tuple[Table, tuple[datasets.Block, ...], dict[str, Table]]:
+def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
     """The source read whole, where several outputs' targets sit in it (`blocks`), and the
     separate `val` / `test` tables the spec names (read as typed tables too where the source
     is one)."""
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
-    blocks: tuple[datasets.Block, ...] = ()
+    blocks: tuple[Block, ...] = ()
     if task == MULTI:
         load = _outputs_loader(program, base)
         source, blocks = load("source")
@@ -89,12 +86,8 @@ def open_examples(program: Program, field: str, task: str) -> Any:
     assert data is not None
     ref = getattr(data, field)
     base = Path(program.path).resolve().parent
-    try:
-        from . import sources
-    except ImportError:  # the stream extra is not installed: every source is read whole
-        sources = None  # type: ignore[assignment]
-    if sources is not None and sources.streams(ref):
-        where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+    if sources.streams(ref):
+        where = _Where(data.span_of(field), program.sources, data.span_of(field))
         on_error = str(getattr(data, "on_error", "fail"))
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
@@ -132,7 +125,7 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
     def load(field: str) -> Table:
         ref = getattr(data, field)
         if ref.name == "csv":
-            return datasets.load_table(
+            return csvrows.load_table(
                 ref,
                 task=task,
                 base_dir=base,
@@ -141,11 +134,9 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
                 typed=typed or bool(data.columns),
             )
         if ref.name == "images" and getattr(data, "cache", False):  # decoded once, kept
-            from . import sources
-
-            where = datasets._Where(data.span_of(field), program.sources, data.span_of(field))
+            where = _Where(data.span_of(field), program.sources, data.span_of(field))
             return sources.load(ref, task, base, where, cache=True)
-        return datasets.load_source(
+        return sources.load_source(
             getattr(data, field),
             task=task,
             base_dir=base,
@@ -160,8 +151,8 @@ def _outputs_loader(program: Program, base: Path) -> Any:
     data = program.data
     assert data is not None
 
-    def load(field: str) -> tuple[Table, tuple[datasets.Block, ...]]:
-        return datasets.load_outputs(
+    def load(field: str) -> tuple[Table, tuple[Block, ...]]:
+        return sources.load_outputs(
             getattr(data, field),
             _output_tasks(program),
             base_dir=base,

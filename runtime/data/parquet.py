@@ -13,9 +13,9 @@ import numpy as np
 from dnn.compiler.diagnostics import E_DATA, E_FILE, Span
 from dnn.compiler.values import Ref
 
-from .. import datasets
-from ..datasets import _Where
+from .arrays import _numbers
 from .examples import Examples, Item, Opts, _Bad
+from .table import _LABEL_HINT, _cannot_read, _choose, _resolve, _start, _Where
 
 
 class ParquetExamples(Examples):
@@ -61,11 +61,11 @@ class ParquetExamples(Examples):
             name = self._inputs[int(bad[0])]
             message = f"row {i} of `{self.origin}` has no finite number in column `{name}`"
             hint = "fill in or drop the rows with missing values before training"
-            raise _Bad(f"row {i}", message, datasets._start(self.origin), hint)
+            raise _Bad(f"row {i}", message, _start(self.origin), hint)
         return row.astype(np.float32), self._y[i]
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
-        return f"row {i}", datasets._start(self.origin), None
+        return f"row {i}", _start(self.origin), None
 
     def _getitems(self, rows: Sequence[int]) -> list[Item]:
         order = sorted(range(len(rows)), key=lambda k: rows[k])  # a row group read once
@@ -84,21 +84,19 @@ def _open_parquet(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    shown, where = datasets._resolve(base, ref.arg("path")), opts.where
+    shown, where = _resolve(base, ref.arg("path")), opts.where
     label = str(ref.arg("label"))
     try:
         pf = pq.ParquetFile(shown)
     except FileNotFoundError as e:
-        raise datasets._cannot_read(shown, e, where) from None
+        raise _cannot_read(shown, e, where) from None
     except (OSError, pa.ArrowException) as e:
         message = f"cannot read `{shown}`: not a Parquet file ({e})"
         hint = "write it with pyarrow or pandas: `df.to_parquet(path)`"
-        raise where.file(E_FILE, message, datasets._start(shown), hint) from None
+        raise where.file(E_FILE, message, _start(shown), hint) from None
     schema = pf.schema_arrow
     if label not in schema.names:
-        hint = datasets._choose(
-            label, list(schema.names), "columns", '`parquet(..., label = "{}")`'
-        )
+        hint = _choose(label, list(schema.names), "columns", '`parquet(..., label = "{}")`')
         raise where.spec(E_DATA, f"`{shown}` has no column `{label}`", hint)
     inputs = [n for n in schema.names if n != label]
     for name in inputs:
@@ -106,7 +104,7 @@ def _open_parquet(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
             message = f"column `{name}` of `{shown}` holds `{t}` values, not numbers"
             hint = "Parquet inputs must be numeric columns: encode or drop it"
-            raise where.file(E_DATA, message, datasets._start(shown), hint)
+            raise where.file(E_DATA, message, _start(shown), hint)
     if not inputs:
         message = f"`{shown}` has no input columns besides the label `{label}`"
         raise where.spec(E_DATA, message, "add a column for each input")
@@ -131,23 +129,23 @@ def _parquet_labels(
     if column.null_count:
         row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         message = f"label in row {row} of `{shown}` is missing"
-        raise where.file(E_DATA, message, datasets._start(shown), "give every row a label")
+        raise where.file(E_DATA, message, _start(shown), "give every row a label")
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         if task == "regression":
             message = f"column `{label}` of `{shown}` holds names, not numbers"
             hint = "a regression loss needs numbers; use `cross_entropy` for class names"
-            raise where.file(E_DATA, message, datasets._start(shown), hint)
+            raise where.file(E_DATA, message, _start(shown), hint)
         values = np.asarray(column.to_pylist(), dtype=str)
         names, idx = np.unique(values, return_inverse=True)
         return idx.astype(np.int32), tuple(str(n) for n in names)
     f = np.asarray(column.to_numpy(zero_copy_only=False), np.float64)
     what = f"column `{label}` of `{shown}`"
     if task == "regression":
-        return datasets._numbers(f.astype(np.float32), what, shown, where), ()
+        return _numbers(f.astype(np.float32), what, shown, where), ()
     bad = np.flatnonzero((f != np.round(f)) | (f < 0) | ~np.isfinite(f))
     if len(bad):
         i = int(bad[0])
         message = f"label {f[i]:g} in row {i} of `{shown}` is not a class index"
-        raise where.file(E_DATA, message, datasets._start(shown), datasets._LABEL_HINT)
+        raise where.file(E_DATA, message, _start(shown), _LABEL_HINT)
     classes = max(int(f.max()) + 1, 0) if len(f) else 0
     return f.astype(np.int32), tuple(str(k) for k in range(classes))

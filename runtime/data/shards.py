@@ -28,9 +28,8 @@ from dnn.compiler.diagnostics import E_DATA, E_FILE, E_SHARDS, Span
 from dnn.compiler.registry.layers import fmt_shape
 from dnn.compiler.values import Ref
 
-from .. import datasets
-from ..datasets import _Where
 from .examples import Examples, Item, Opts, Skipped, _Bad
+from .table import _resolve, _start, _Where
 
 SHARDS_META = "dnn-shards.json"  # beside the shards: shape, dtype, classes, records per file
 SHARDS_FORMAT = "dnn-shards 1"
@@ -70,7 +69,7 @@ class ShardExamples(Examples):
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         k = int(np.searchsorted(self._starts, i, side="right")) - 1
         name = os.path.basename(self._paths[k])
-        return f"record {i - int(self._starts[k])} of {name}", datasets._start(self._paths[k]), None
+        return f"record {i - int(self._starts[k])} of {name}", _start(self._paths[k]), None
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self._decode(i, self._source()[i])
@@ -209,7 +208,7 @@ class _Layout:
 
 def _open_shards(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
     written, where = str(ref.arg("pattern")), opts.where
-    pattern = datasets._resolve(base, written)
+    pattern = _resolve(base, written)
     meta_path = Path(pattern).parent / SHARDS_META
     meta = _shards_meta(meta_path, pattern, where)
     paths = sorted(glob.glob(pattern))
@@ -268,12 +267,10 @@ def _check_readable(paths: list[str], counts: list[int], pattern: str, where: _W
             reader.close()
         except (OSError, RuntimeError, ValueError) as e:
             message = f"cannot read shard `{path}` of `{pattern}`: not an ArrayRecord file ({e})"
-            raise where.file(
-                E_FILE, message, datasets._start(path), "write the shards again"
-            ) from None
+            raise where.file(E_FILE, message, _start(path), "write the shards again") from None
         if found != count:
             message = f"shard `{path}` holds {found} records but `{SHARDS_META}` says {count}"
-            raise where.file(E_SHARDS, message, datasets._start(path), "write the shards again")
+            raise where.file(E_SHARDS, message, _start(path), "write the shards again")
 
 
 def write_shards(

@@ -1,9 +1,15 @@
-"""Sources: a data set's examples read one at a time, for data larger than memory.
+"""Sources: the source words, each read whole or one example at a time, in one table.
 
-`open_examples(ref, ...)` opens what a `source = ...` word names as `Examples`, random access to
-its rows in Grain's `RandomAccessDataSource` protocol (`len`, `[i]`, `_getitems`). Row `i` is
-the same `(x, y)` the in-memory loader (runtime/datasets.py) gives for row `i`, bit for bit:
-`x` float32 (int32 for integer sources) of the source's raw `shape`, `y` an int32 class index or
+A word's module holds both modes: `builtin` (read whole only), `arrays` (npz, npy), `csvrows`
+(csv), `images`, `parquet`, `shards`, and `outputs` for a model with several outputs. Each word
+is registered below as a `Source`, the `dataset` registry's implementation. `load_source(ref,
+...)` reads what a `source = ...` word names whole into a `Table` (runtime/data/table.py);
+`load_outputs` reads it for a model with several outputs.
+
+For data larger than memory, `open_examples(ref, ...)` opens it as `Examples`, random access
+to its rows in Grain's `RandomAccessDataSource` protocol (`len`, `[i]`, `_getitems`). Row `i`
+is the same `(x, y)` the in-memory loader (`load_source`) gives for row `i`, bit for bit: `x`
+float32 (int32 for integer sources) of the source's raw `shape`, `y` an int32 class index or
 float32 values. How each word reads a row:
 
   npz, npy   members memory-mapped (an .npz archive must store them uncompressed)
@@ -22,20 +28,25 @@ that fix the classes (a CSV's label column, an archive's `y`) are checked when a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from dnn.compiler.diagnostics import E_STREAM, InternalError, Span
+from dnn.compiler.registry.core import provides
+from dnn.compiler.registry.data import DATASETS
 from dnn.compiler.values import Ref
 
-from ..datasets import TASKS, Table, _Where
-from .arrays import _open_npy, _open_npz
-from .csvrows import _open_csv
+from .arrays import _load_npz, _open_npy, _open_npz
+from .builtin import _load_builtin
+from .csvrows import _load_csv, _open_csv
 from .examples import Examples, Item, Opts, Skipped, table
-from .images import _open_images
+from .images import _load_images, _open_images
+from .outputs import _builtin_several, _csv_outputs, _npz_several
 from .parquet import _open_parquet
 from .shards import SHARDS_META, _open_shards, write_shards
+from .table import TASKS, Block, Outputs, Table, _Where
 
 __all__ = [
     "Examples",
@@ -43,6 +54,9 @@ __all__ = [
     "Opts",
     "Skipped",
     "SHARDS_META",
+    "Source",
+    "load_outputs",
+    "load_source",
     "open_examples",
     "streams",
     "table",
@@ -113,3 +127,57 @@ def load(ref: Ref, task: str, base_dir: Path, where: _Where, cache: bool = False
     examples = open_examples(ref, task, base_dir, where, "fail", cache=cache)
     found, _ = table(examples)
     return replace(found, kind=ref.name, span=where.span)
+
+
+class Source(NamedTuple):
+    """A data source word's implementation: `load` reads its examples and targets; `outputs`
+    reads the targets of a model with several outputs (None where the source has none)."""
+
+    load: Callable[[Ref, str, Path, _Where], Table]
+    outputs: Callable[[Ref, Outputs, Path, _Where], tuple[Table, tuple[Block, ...]]] | None = None
+
+
+def _source(ref: Ref) -> Source:
+    source: Source = DATASETS.implementation(ref.name)
+    return source
+
+
+def load_source(
+    ref: Ref, *, task: str, base_dir: Path, span: Span, sources: Mapping[str, str]
+) -> Table:
+    """Read the examples a `source = ...` reference names (`task` comes from the loss)."""
+    if task not in TASKS:
+        raise InternalError(f"unknown task {task!r}")
+    return _source(ref).load(ref, task, Path(base_dir), _Where(span, sources, span))
+
+
+def load_outputs(
+    ref: Ref,
+    outputs: tuple[tuple[str, str, int], ...],
+    *,
+    base_dir: Path,
+    span: Span,
+    sources: Mapping[str, str],
+) -> tuple[Table, tuple[Block, ...]]:
+    """Targets for a model with several outputs: an npz archive's `x` and one array per output,
+    or a CSV file's columns named after the outputs (`_csv_outputs`), or a built-in set's named
+    targets. `outputs` holds (name, task, units) in the model's order.
+
+    The targets are laid side by side in one float32 array (class labels as whole numbers,
+    exact in float32), so splitting, batching and sharding treat them as one; `Block`s say
+    where each output's columns are.
+    """
+    where = _Where(span, sources, span)
+    several = _source(ref).outputs
+    if several is None:
+        raise InternalError(f"several outputs from `{ref.name}` (check refuses it)")
+    return several(ref, outputs, base_dir, where)
+
+
+# Each word: read whole (`load`, and `outputs` for several outputs), and streamed (`_OPENERS`).
+provides("dataset", "builtin", Source(_load_builtin, _builtin_several))
+provides("dataset", "csv", Source(_load_csv, _csv_outputs))
+provides("dataset", "npz", Source(_load_npz, _npz_several))
+provides("dataset", "images", Source(_load_images))
+for _word in ("npy", "parquet", "shards"):  # read whole through their `Examples`
+    provides("dataset", _word, Source(load))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from dnn.compiler.diagnostics import InternalError
 
-from ..datasets import Table
+from .table import Table
 
 SPLITS = ("train", "val", "test")
 

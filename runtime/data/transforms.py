@@ -6,6 +6,8 @@ model's input (digits are 64 values, a CNN reads 8 x 8 x 1) and checks the targe
 output. `check_examples` checks what a shape cannot say: token ids within their tables, and
 multi-hot rows only for a multi-label task. In memory every split goes through once; a
 streamed split goes through batch by batch (runtime/data/batches.py), with the same functions.
+A typed table's splits go through `transform_table`: their cells encoded with the fitted
+schema (runtime/tabular.py), then the same targets, checks and reshape.
 
 What the model reads is asked of the program here too: its task (`task_of`), its inputs'
 shapes and dtype (`input_sizes`, `model_input_shape`, `input_dtype`) and `model_inputs`, which
@@ -34,8 +36,9 @@ from dnn.compiler.registry.layers import fmt_shape
 from dnn.compiler.rules import heads, id_layers
 from dnn.compiler.values import is_float_dtype
 
-from .. import preprocess
-from ..datasets import Table, _start, _Where
+from .. import preprocess, tabular
+from .csvrows import table_cells
+from .table import Table, _start, _Where
 
 # ------------------------------------------------------------------ what the model reads
 
@@ -346,3 +349,42 @@ def label_error(table: Table, i: int, outputs: int, where: _Where) -> SpecError:
 
 def _name(table: Table) -> str:
     return table.origin.removeprefix("builtin:")
+
+
+# ------------------------------------------------------------------ a typed table
+
+
+def transform_table(
+    program: Program,
+    schema: tabular.Schema,
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    splits: dict[str, Table],
+) -> tuple[dict[str, Table], tuple[int, ...], dict[str, dict[str, tuple[int, tuple[str, ...]]]]]:
+    """As `transform`, for the splits of a typed CSV table: every split's cells encoded with
+    the fitted schema (runtime/tabular.py: number columns scaled with `stats`, categories and
+    words as vocabulary ids, laid out input by input as `bind` says), the targets scaled, ids
+    checked, the examples reshaped to the model's input. Also returns one encoded example's
+    shape and, per split and column, the cells the vocabularies did not know."""
+    data = program.data
+    assert data is not None
+    span = data.span_of("columns") if data.columns else data.span_of("source")
+    slots = tabular.bind(schema, table_inputs(program), program.sources, span)
+    encoded = {
+        k: tabular.encode(schema, slots, data.normalize, stats, table_cells(t, program.sources))
+        for k, t in splits.items()
+    }
+    coded = {k: replace(t, x=encoded[k].x) for k, t in splits.items()}
+    out = {}
+    for name, table in coded.items():
+        check_ids(program, table)
+        out[name] = to_model(program, replace(table, y=targets.apply(table.y)))
+    unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
+    return out, (coded["train"].x.shape[1],), unseen
+
+
+def table_inputs(program: Program) -> list[tabular.Input]:
+    """The model's inputs, as the tabular stage binds columns to them."""
+    assert program.model is not None
+    nodes = [program.model.node(n) for n in program.model.inputs]
+    return [tabular.Input(n.name, not is_float_dtype(n.dtype), n.shape, n.span) for n in nodes]
