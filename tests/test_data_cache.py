@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,8 @@ def img(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _folders(root: Path) -> list[Path]:
-    return sorted(p for p in (root / ".dnn-cache").iterdir())
+    """The caches in `root`'s .dnn-cache (beside its `.lock`)."""
+    return sorted(p for p in (root / ".dnn-cache").iterdir() if not p.name.startswith("."))
 
 
 def test_cached_rows_are_the_decoded_rows_and_the_next_opening_decodes_none(
@@ -186,7 +189,7 @@ def test_dnn_data_says_how_much_of_the_cache_is_filled(img: Path, capsys: Any) -
     from dnn.runtime.cli import main
 
     spec = img / "data.dnn"
-    spec.write_text(SPEC.format(stream="true", cache="true"))
+    spec.write_text(SPEC.format(stream="true", cache="true").replace("workers = 1", "workers = 0"))
     assert main(["data", str(spec)]) == 0
     (folder,) = _folders(img / "img")
     assert f"cache: 4 of 4 examples decoded and stored in {folder} (data.cache)" in (
@@ -205,4 +208,102 @@ def test_no_cache_where_no_disk_has_the_space(img: Path, monkeypatch: pytest.Mon
     examples = opened('images("img")', img, cache=True)
     assert examples._cache is None  # read without it
     assert_same_rows(examples, in_memory('images("img")', img))
-    assert list((img / "img" / ".dnn-cache").iterdir()) == []  # nothing half made left behind
+    assert _folders(img / "img") == []  # nothing half made left behind
+    assert [p.name for p in (img / "img" / ".dnn-cache").iterdir()] == [".lock"]
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+from dnn.compiler.diagnostics import Span
+from dnn.compiler.driver import value
+from dnn.runtime.data.sources import open_examples
+from dnn.runtime.data.table import _Where
+span = Span("spec.dnn", 1, 1, 1, 2)
+go = Path(sys.argv[1]) / "go"
+while not go.exists():  # every process starts together
+    time.sleep(0.005)
+examples = open_examples(value('images("img")', "dataset")[0], "classification", Path(sys.argv[1]),
+                         _Where(span, {}, span), "fail", cache=True)
+for i in range(len(examples)):
+    examples[i]
+print(examples._cache.folder)
+"""
+
+
+def test_processes_starting_together_make_one_cache_and_all_use_it(img: Path) -> None:
+    import subprocess
+    import sys
+
+    home = img / "home-cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(home)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(img)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    (img / "go").touch()
+    folders = {p.communicate(timeout=120)[0].strip() for p in runs}
+    assert all(p.returncode == 0 for p in runs)
+    assert folders == {str(f) for f in _folders(img / "img")} and len(folders) == 1
+    assert not home.exists()  # no process fell back to a second copy
+
+
+def test_a_cache_in_use_is_kept_and_a_vanished_one_is_read_without(img: Path) -> None:
+    table = in_memory('images("img")', img)
+    reading = opened('images("img")', img, cache=True)
+    assert_same_rows(reading, table)  # its maps are open: a shared lock on the folder
+    (old,) = _folders(img / "img")
+    Image.fromarray(np.zeros((6, 5), np.uint8)).save(img / "img/cat/0.png")
+    os.utime(img / "img/cat/0.png", ns=(1, 1))
+    opened('images("img")', img, cache=True)[0]  # a new cache: the old one is still read
+    assert old in _folders(img / "img") and len(_folders(img / "img")) == 2
+    shutil.rmtree(old)  # removed by hand while a run reads it
+    again = pickle.loads(pickle.dumps(reading))  # as Grain sends it to a worker process
+    assert again._cache.maps() is None
+    assert_same_rows(again, in_memory('images("img")', img))  # decoded, as without a cache
+
+
+def test_a_cache_this_user_cannot_write_is_read(img: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = in_memory('images("img")', img)
+    assert_same_rows(opened('images("img")', img, cache=True), table)
+    load = np.load
+
+    def read_only(path: Any, mmap_mode: Any = None, **kw: Any) -> Any:
+        if mmap_mode == "r+":
+            raise PermissionError(13, "Permission denied", str(path))
+        return load(path, mmap_mode=mmap_mode, **kw)
+
+    monkeypatch.setattr(np, "load", read_only)
+    monkeypatch.setattr(images, "_decode_image", lambda *a: pytest.fail("decoded"))
+    examples = opened('images("img")', img, cache=True)
+    assert examples._cache is not None and not examples._cache.writable
+    assert_same_rows(examples, table)  # every row from the maps, none decoded
+
+
+def test_stream_auto_that_reads_whole_makes_no_cache(img: Path) -> None:
+    from dnn.runtime.data import load
+
+    spec = img / "auto.dnn"
+    spec.write_text(SPEC.format(stream="auto", cache="true"))
+    program = dnn.load(str(spec))
+    assert load.stream_sources(program, "classification") is None  # it fits: read whole
+    assert not (img / "img" / ".dnn-cache").exists()
+    (img / "img" / ".dnn-cache").mkdir()
+    (img / "img" / ".dnn-cache" / "x.npy").write_bytes(b"0" * 100)
+    assert all(".dnn-cache" not in p.parts for p in load._files(img / "img"))
+
+
+def test_a_maker_that_checked_before_another_made_the_cache_keeps_it(img: Path) -> None:
+    """Process B found no cache, then A made and filled it before B took the root's lock:
+    B uses A's cache (its rows kept), rather than replacing it with an empty one."""
+    from dnn.runtime.data import cache
+
+    a = opened('images("img")', img, cache=True)
+    assert_same_rows(a, in_memory('images("img")', img))
+    folder = a._cache.folder
+    name, source = folder.name, folder.name.split("-")[1]
+    x, y = (np.asarray(v) for v in a._load(0))
+    assert cache._made(folder.parent, name, source, len(a), x, y) == folder  # B, late
+    assert opened('images("img")', img, cache=True)._cache.filled() == 4

@@ -17,17 +17,24 @@ file starts a new cache (and the stale one of that source is removed).
 The folder, `.dnn-cache/` beside the source file (inside an image folder, where the hidden
 name is not a class), or `~/.cache/dnn/data/` where that cannot be written or lacks the disk
 space: the files' whole size is reserved when they are made (a write through a map to a full
-disk would kill the process).
+disk would kill the process). One process makes a cache, under a lock of its root folder
+(others wait, then use it); a process that maps a cache holds a shared lock on it, so a run
+starting over changed files never removes a cache another run still reads. A cache that
+cannot be opened, or vanishes, leaves its reader decoding as without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
+import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,36 +43,54 @@ import numpy as np
 VERSION = 1
 _DONE = 1 << 32
 _PROBES = 64  # examples tried for one that decodes, to learn the stored rows' shapes
+_FILES = ("x", "y", "check")
+_ABANDONED = 24 * 3600  # seconds after which a half-made cache (its maker stopped) is removed
+
+try:
+    import fcntl
+except ImportError:  # no advisory locks (Windows): one process at a time is assumed
+    fcntl = None  # type: ignore[assignment]
 
 
 class Cache:
-    """The maps of one source's cache folder (opened in each process on first use)."""
+    """The maps of one source's cache folder, opened in each process on first use (with a
+    shared lock on the folder held while they are open); `writable` False: a cache read but
+    not filled (its folder is read-only to this user)."""
 
-    def __init__(self, folder: Path, n: int) -> None:
-        self.folder, self.n = folder, n
+    def __init__(self, folder: Path, n: int, writable: bool = True) -> None:
+        self.folder, self.n, self.writable = folder, n, writable
         self._lock = threading.Lock()
         self._maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._broken = False  # the files could not be opened: read without them
+        self._held: Any = None  # the open file of the shared lock
 
     def __getstate__(self) -> dict[str, Any]:  # Grain's workers map the files themselves
-        return {"folder": self.folder, "n": self.n}
+        return {"folder": self.folder, "n": self.n, "writable": self.writable}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["folder"], state["n"])  # type: ignore[misc]
+        self.__init__(state["folder"], state["n"], state["writable"])  # type: ignore[misc]
 
-    def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._maps is None:
+    def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The three maps, or None where the folder cannot be opened (removed meanwhile)."""
+        if self._maps is None and not self._broken:
             with self._lock:
-                if self._maps is None:
-                    self._maps = tuple(  # type: ignore[assignment]
-                        np.load(self.folder / f"{k}.npy", mmap_mode="r+")
-                        for k in ("x", "y", "check")
-                    )
-        assert self._maps is not None
+                if self._maps is None and not self._broken:
+                    try:
+                        self._held = _shared(self.folder)
+                        mode = "r+" if self.writable else "r"
+                        self._maps = tuple(  # type: ignore[assignment]
+                            np.load(self.folder / f"{k}.npy", mmap_mode=mode) for k in _FILES
+                        )
+                    except (OSError, ValueError):
+                        self._broken = True
         return self._maps
 
     def read(self, examples: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Example i as `examples._read(i)` gives it: from the maps, or decoded and stored."""
-        xs, ys, checks = self.maps()
+        maps = self.maps()
+        if maps is None:
+            return examples._read(i)
+        xs, ys, checks = maps
         check = int(checks[i])
         if check:
             x, y = np.array(xs[i]), np.array(ys[i])
@@ -73,14 +98,16 @@ class Cache:
                 return examples._finish(x), y
         x, y = examples._load(i)  # a bad example raises here, and is not stored
         x, y = np.asarray(x), np.asarray(y)
-        if x.shape == xs.shape[1:] and x.dtype == xs.dtype and y.shape == ys.shape[1:]:
+        fits = x.shape == xs.shape[1:] and x.dtype == xs.dtype and y.shape == ys.shape[1:]
+        if self.writable and fits:
             xs[i], ys[i] = x, y.astype(ys.dtype)
             checks[i] = _DONE | _crc(xs[i], ys[i])
         return examples._finish(x), y
 
     def filled(self) -> int:
         """How many examples are stored."""
-        return int(np.count_nonzero(self.maps()[2]))
+        maps = self.maps()
+        return 0 if maps is None else int(np.count_nonzero(maps[2]))
 
 
 def _crc(x: np.ndarray, y: np.ndarray) -> int:
@@ -97,15 +124,20 @@ def attach(examples: Any, spelled: str, task: str) -> Cache | None:
     source = _hash([VERSION, spelled, task, origin])[:10]
     name = f"{examples.kind}-{source}-{_hash([_stamp(p) for p in examples.files()])[:16]}"
     roots = _roots(origin)
-    found = next((r / name for r in roots if _complete(r / name, n)), None)
-    if found is None:
-        probe = _probe(examples)
-        if probe is None:
-            return None
-        found = next((f for r in roots if (f := _made(r, name, source, n, *probe))), None)
-    if found is not None:
-        examples._cache = Cache(found, n)
-    return examples._cache
+    for root in roots:
+        writable = _complete(root / name, n)
+        if writable is not None:
+            examples._cache = Cache(root / name, n, writable)
+            return examples._cache
+    probe = _probe(examples)
+    if probe is None:
+        return None
+    for root in roots:
+        folder = _made(root, name, source, n, *probe)
+        if folder is not None:
+            examples._cache = Cache(folder, n)
+            return examples._cache
+    return None
 
 
 def _probe(examples: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -141,44 +173,112 @@ def _roots(origin: str) -> list[Path]:
 
 
 def _made(root: Path, name: str, source: str, n: int, x: np.ndarray, y: np.ndarray) -> Path | None:
-    """The cache folder `name` under `root`, made empty where it is not there (its files
-    written under a temporary name, then renamed at once); None where `root` refuses."""
+    """The cache folder `name` under `root`, made by this process or by another that held the
+    root's lock first; None where `root` refuses it (unwritable, or the disk lacks the space).
+    Its files are made under a temporary name and renamed at once."""
     folder = root / name
-    shutil.rmtree(folder, ignore_errors=True)  # a torn or foreign folder of that name
-    tmp = root / f".{name}.{os.getpid()}.tmp"
     try:
-        tmp.mkdir(parents=True, exist_ok=True)
-        for key, a in (("x", x), ("y", y), ("check", np.zeros((), np.int64))):
-            path = tmp / f"{key}.npy"
-            np.lib.format.open_memmap(path, "w+", a.dtype, (n, *a.shape)).flush()
-            _reserve(path)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process made it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+        with _exclusive(root / ".lock"):
+            if _complete(folder, n):  # made while this process waited for the lock
+                return folder
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+            try:
+                for key, a in zip(_FILES, (x, y, np.zeros((), np.int64)), strict=True):
+                    path = tmp / f"{key}.npy"
+                    np.lib.format.open_memmap(path, "w+", a.dtype, (n, *a.shape)).flush()
+                    _reserve(path)
+                _remove(folder)  # a damaged folder of that name (the lock keeps out its makers)
+                os.replace(tmp, folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            _drop_stale(root, name, source)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
         return None
-    if not _complete(folder, n):
-        return None
-    for stale in root.glob(f"*-{source}-*"):  # this source's caches of files as they were
-        if stale.name != name and stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-    return folder
+    return folder if _complete(folder, n) else None
+
+
+def _drop_stale(root: Path, name: str, source: str) -> None:
+    """This source's caches of files as they were, where no process reads them, and caches
+    half made by a process that stopped long ago."""
+    now = time.time()
+    for other in root.glob(f"*{source}-*"):
+        if other.name.startswith("."):  # half made: its maker may still be at it
+            if _age(other, now) > _ABANDONED:
+                shutil.rmtree(other, ignore_errors=True)
+        elif other.name != name and other.is_dir():
+            with contextlib.suppress(OSError), _unread(other):
+                shutil.rmtree(other)
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(folder: Path) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 def _reserve(path: Path) -> None:
     """Take the file's disk space now (OSError where it is lacking): a map written past a
     full disk kills the process (SIGBUS) rather than raising."""
-    if hasattr(os, "posix_fallocate"):  # not on macOS, whose files are not sparse anyway
-        with open(path, "r+b") as f:
-            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(f.fileno(), 0, size)
+            return
+        chunk = bytes(1 << 24)  # elsewhere (macOS: sparse files too), written out
+        f.seek(0)
+        for start in range(0, size, len(chunk)):
+            f.write(chunk[: min(len(chunk), size - start)])
+        f.flush()
+        os.fsync(f.fileno())
 
 
-def _complete(folder: Path, n: int) -> bool:
-    """Whether `folder` holds a cache of n rows that this process can write."""
-    try:
-        xs, ys, checks = (np.load(folder / f"{k}.npy", mmap_mode="r+") for k in ("x", "y", "check"))
-    except (OSError, ValueError):
-        return False
-    return len(xs) == len(ys) == n and checks.shape == (n,) and checks.dtype == np.int64
+def _complete(folder: Path, n: int) -> bool | None:
+    """Whether `folder` holds a cache of n rows: True where this process can fill it, False
+    where it can only read it, None where it is not there or not whole."""
+    for mode, writable in (("r+", True), ("r", False)):
+        try:
+            xs, ys, checks = (np.load(folder / f"{k}.npy", mmap_mode=mode) for k in _FILES)
+        except PermissionError:
+            continue
+        except (OSError, ValueError):
+            return None
+        whole = len(xs) == len(ys) == n and checks.shape == (n,) and checks.dtype == np.int64
+        return writable if whole else None
+    return None
+
+
+# ------------------------------------------------------------------ locks
+
+
+def _shared(folder: Path) -> Any:
+    """A shared lock on a cache folder, held while the returned file stays open (for the
+    process's life: the maps live as long)."""
+    f = open(folder / "check.npy", "rb")  # noqa: SIM115 - held open on purpose
+    if fcntl is not None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+    return f
+
+
+@contextlib.contextmanager
+def _unread(folder: Path) -> Iterator[None]:
+    """Held while no process maps `folder` (OSError where one does)."""
+    with open(folder / "check.npy", "rb") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """The root folder's lock, for making a cache: one process at a time."""
+    with open(path, "a+b") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        yield

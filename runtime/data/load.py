@@ -55,6 +55,12 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
             + ("" if data.stream is True else " (`stream = auto` chose to stream: it is too big)"),
             "set `stream = false`, or pretrain on a part of the data that fits",
         )
+    if getattr(data, "cache", False):  # only now: a run that reads whole makes no cache
+        from .cache import attach
+
+        for s, examples in opened.items():
+            if sources.streams(getattr(data, s)):
+                attach(examples, str(getattr(data, s)), target_kind(task))
     return opened
 
 
@@ -92,10 +98,7 @@ def open_examples(program: Program, field: str, task: str) -> Any:
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
         bound = outputs(program) if one else None
-        cache = bool(getattr(data, "cache", False))
-        return sources.open_examples(
-            ref, target_kind(task), base, where, on_error, outputs=bound, cache=cache
-        )
+        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
 
@@ -213,8 +216,8 @@ def _files(path: Path) -> list[Path]:
 
     if path.is_file():
         return [path]
-    if path.is_dir():
-        return [p for p in path.rglob("*") if p.is_file()]
+    if path.is_dir():  # a `data.cache` inside an image folder is no part of the data
+        return [p for p in path.rglob("*") if p.is_file() and ".dnn-cache" not in p.parts]
     return [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
 
 
