@@ -30,7 +30,7 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -409,17 +409,24 @@ def prepare_group(
     ready = Ready(engine, prepared, device_data(prepared, engine.place)["train"], {}, lanes)
     ready = replace(ready, splits=eval_splits(prepared))
     x, y = ready.train
-    # traced here, one after the other (tracing holds the interpreter lock); the epoch and the
-    # evaluation against the shapes the first state and the order will have, so that none of
-    # the four programs waits for another to compile
+    # traced here, one after the other (tracing holds the interpreter lock); the epoch (or its
+    # steps) and the evaluation against the shapes the first state and the order will have,
+    # so that none of the programs waits for another to compile, and none is traced later
+    # (the lanes' threads share the engine's tracing state, `tx`: they only run programs)
     init = engine._init_jit.lower(engine.seeds, {k: _put(v) for k, v in zeros.values.items()})
     order = engine._order.lower(engine.seeds, 1, int(x.shape[0]))
     st, (full, tail) = _abstract(init.out_info), _abstract(order.out_info)
     tail = tail if engine.tail else None
-    lowered = []
-    if engine.scanned and engine.full:  # jit reuses these for calls of the same signature
-        lowered.append(engine.scan_epoch.lower(st, engine.train_acc(), x, y, full, tail))
+    acc = engine.train_acc()
+    lowered = []  # jit reuses these for calls of the same signature
+    if engine.scanned and engine.full:  # the epoch as one program, its tail batch inside
+        lowered.append(engine.scan_epoch.lower(st, acc, x, y, full, tail))
+        tail = None
+    elif engine.full:  # a step at a time (`fit._one_epoch`): `i` picks the batch
+        lowered.append(engine.step.lower(st, acc, x, y, full, 0))
     lowered += [init, order]
+    if tail is not None:  # the last, smaller batch
+        lowered.append(engine.step.lower(st, acc, x, y, tail, 0))
     if "val" in ready.splits:
         batch = ready.splits["val"].batches[0]
         lowered.append(engine.evaluate_members.lower(st, engine.eval_acc(), *batch))
@@ -449,9 +456,23 @@ def _lanes(k: int) -> int:
     device runs one program at a time."""
     if jax.default_backend() != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    fits = [n for n in range(1, (cores or 1) + 1) if k % n == 0 and k // n >= 2]
+    fits = [n for n in range(1, cores() + 1) if k % n == 0 and k // n >= 2]
     return max(fits, default=1)
+
+
+def cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: its CPU affinity, bounded by a container's CPU quota
+    (cgroup v2 `cpu.max`, v1 `cpu/cpu.cfs_quota_us` and `cpu.cfs_period_us`), which the
+    affinity does not show."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for files in (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            quota, period = " ".join((cgroup / f).read_text() for f in files).split()[:2]
+            if quota not in ("max", "-1") and int(period) > 0:
+                n = min(n, max(1, math.ceil(int(quota) / int(period))))
+        except (OSError, ValueError):
+            continue
+    return n
 
 
 def compile_ahead(
@@ -508,21 +529,43 @@ def train_group(
     if started is not None:
         started()
 
+    halt = threading.Event()  # set: the lanes stop at their next epoch
+
     def train(view: GroupEngine, st: Any, group: list[Member]) -> list[Any]:
         display = Display(base.train.epochs, view.steps_per_epoch, "quiet")
-        st = _train_epochs(view, st, group, splits, ready.train, display, side)
+        st = _train_epochs(view, st, group, splits, ready.train, display, side, halt, len(views))
         wall = time.perf_counter() - t_start
-        return _finish(view, st, group, splits, wall, base)  # while the last write
+        return _finish(view, st, group, splits, wall, base, len(views))  # while the last write
 
     with Writers() as side:
         if len(views) == 1:
             results = train(*views[0])
         else:  # XLA releases the interpreter: the lanes' programs run on cores of their own
-            with ThreadPoolExecutor(len(views), thread_name_prefix="dnn-lane") as pool:
-                done = [pool.submit(train, *lane) for lane in views]
-                results = [r for lane in done for r in lane.result()]
+            results = _side_by_side(train, views, halt)
         side.wait()  # a failed write is the sweep's error
     return results
+
+
+class _Halted(Exception):
+    """A lane stopped at an epoch's start because another lane failed or the sweep was
+    interrupted."""
+
+
+def _side_by_side(train: Any, views: list[Any], halt: threading.Event) -> list[Any]:
+    """Each lane's results, in lane order; the first failure (or Ctrl-C) stops every lane at
+    its next epoch, and is raised once they have stopped."""
+    with ThreadPoolExecutor(len(views), thread_name_prefix="dnn-lane") as pool:
+        done = [pool.submit(train, *lane) for lane in views]
+        try:
+            wait(done, return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in done if f.done() and f.exception() is not None]
+            if failed:
+                halt.set()
+                raise next((e for e in failed if not isinstance(e, _Halted)), failed[0])
+            return [r for lane in done for r in lane.result()]
+        except BaseException:
+            halt.set()  # the pool's exit waits for the lanes, each at most an epoch
+            raise
 
 
 class Writers:
@@ -561,11 +604,15 @@ def _train_epochs(
     train_data: tuple[Any, Any],
     display: Display,
     side: Writers,
+    halt: threading.Event | None = None,
+    lanes: int = 1,
 ) -> Any:
-    """The group's epochs until every member has stopped: the final state."""
+    """The group's (a lane's) epochs until every member has stopped: the final state."""
     x_train, y_train = train_data
     n, epochs = int(x_train.shape[0]), engine.program.train.epochs
     for epoch in range(1, epochs + 1):
+        if halt is not None and halt.is_set():
+            raise _Halted
         t0 = time.perf_counter()
         st, acc = fit._one_epoch(engine, st, epoch, x_train, y_train, display)
         report = _members(train_report(engine, acc), engine.members)
@@ -584,7 +631,7 @@ def _train_epochs(
                 record.update({f"val_{key}": v for key, v in val[k].items()})
             record["lr"] = _rates(st, k)
             record["time"] = dt
-            record["samples_per_s"] = n * engine.members / dt
+            record["samples_per_s"] = n * engine.members * lanes / dt  # the group's
             m.history.append(record)
             stop = _end_epoch(engine, m, st, k, epoch, record)
             if stop or epoch == epochs:
@@ -633,6 +680,7 @@ def _finish(
     splits: dict[str, Any],
     wall: float,
     base: Program,
+    lanes: int = 1,
 ) -> list[dict[str, Any] | TrainingError]:
     """Evaluate each member's final weights (all at once), write each run folder."""
     restored = [
@@ -671,7 +719,8 @@ def _finish(
             if train_time
             else None,
             "run": str(m.folder),
-            "vmapped_trials": engine.members,  # in one program (a lane)
+            "vmapped_trials": engine.members * lanes,  # the group
+            "lanes": lanes,  # programs of engine.members trials each, side by side
         }
         rundir.write_json(m.folder / "result.json", result)
         out.append(result)

@@ -173,6 +173,11 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
         for g in (((0.05, 1), (0.2, 2)), ((0.1, 3), (0.4, 4)))
     ]
     ready = compile_ahead(base, keys, 2).result()
+    # a run a step at a time (`loop = steps`, as convolutions on a CPU) has its steps
+    # compiled ahead too: a lane's thread never traces (the lanes share the tracing state)
+    steps = [load(str(path), ["train.loop=steps", f"train.optimizer.lr={lr}"]) for lr in (0.1, 0.2)]
+    stepped = compile_ahead(steps[0], keys, 2).result()
+    assert not stepped.engine.scanned and stepped.engine.tail
     folders = [[tmp_path / f"g{i}" / str(k) for k in range(2)] for i in range(2)]
     events: list[str] = []
 
@@ -184,6 +189,7 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
     try:
         first = train_group(groups[0], folders[0], None, ready)
         second = train_group(groups[1], folders[1], None, ready)
+        train_group(steps, [tmp_path / "steps" / str(k) for k in range(2)], None, stepped)
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert events == []  # every program was compiled ahead: neither group traced or compiled
@@ -212,6 +218,7 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
         assert isinstance(a, dict) and isinstance(b, dict)
         assert (a["epochs_run"], a["best_epoch"]) == (b["epochs_run"], b["best_epoch"])
         assert all(a[split] == b[split] for split in ("train", "val", "test"))
+        assert (a["vmapped_trials"], a["lanes"]) == (4, 2)
         timing = ("time", "samples_per_s")
         assert [{k: v for k, v in r.items() if k not in timing} for r in history(folder)] == [
             {k: v for k, v in r.items() if k not in timing} for r in history(run)
@@ -229,3 +236,51 @@ def test_a_streamed_spec_is_refused_before_the_sweep_starts(tmp_path: Path, caps
     assert f"{path}:12:12: error[E0602]: `dnn sweep --vmap` trains from the splits placed" in err
     assert "hint: set `stream = false` for it" in err
     assert not out.exists()
+
+
+def test_a_failing_lane_stops_the_others(tmp_path: Path, monkeypatch) -> None:
+    """A lane that fails (or a Ctrl-C) stops every lane at its next epoch, rather than the
+    error waiting for the other lanes to train to their end."""
+    import threading
+
+    from dnn.runtime import fit
+    from dnn.runtime.sweep_vmap import prepare_group, train_group
+
+    path = spec(tmp_path, SEARCH.replace("trials = 2", "trials = 4"))
+    keep = "train.early_stopping.patience=100"
+    group = [load(str(path), [f"train.optimizer.lr={lr}", keep]) for lr in (0.1, 0.2, 0.3, 0.4)]
+    ready = prepare_group(group[0], (("optimizer", "lr"),), 4, lanes=2)
+    reached: dict[str, int] = {}
+    one = fit._one_epoch
+
+    def failing(engine, st, epoch, *args):
+        lane = threading.current_thread().name[-1]
+        reached[lane] = epoch
+        if lane == "0" and epoch == 2:
+            raise RuntimeError("lane 0 failed")
+        return one(engine, st, epoch, *args)
+
+    monkeypatch.setattr(fit, "_one_epoch", failing)
+    with pytest.raises(RuntimeError, match="lane 0 failed"):
+        train_group(group, [tmp_path / str(k) for k in range(4)], None, ready)
+    assert reached["0"] == 2 and reached["1"] <= 3  # of 6 epochs
+
+
+def test_lanes_count_the_cores_a_container_allows(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from dnn.runtime import sweep_vmap
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(16)), raising=False)
+    assert sweep_vmap.cores(tmp_path) == 16  # no quota files
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert sweep_vmap.cores(tmp_path) == 16
+    (tmp_path / "cpu.max").write_text("250000 100000\n")  # 2.5 cores: 3 threads
+    assert sweep_vmap.cores(tmp_path) == 3
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert sweep_vmap.cores(tmp_path) == 2
+    monkeypatch.setattr(sweep_vmap, "cores", lambda: 2)
+    assert [sweep_vmap._lanes(k) for k in (2, 3, 4, 6, 8, 9)] == [1, 1, 2, 2, 2, 1]
