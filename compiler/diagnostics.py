@@ -66,6 +66,7 @@ W_NO_DATA_FILE = "W0806"
 W_INIT = "W0807"
 W_HEALTH = "W0808"
 W_NO_VERSION = "W0809"
+W_NOT_STREAMED = "W0810"
 
 CODES: Mapping[str, str] = {
     E_SYNTAX: "syntax error: a token where the grammar expects something else",
@@ -152,6 +153,8 @@ CODES: Mapping[str, str] = {
     "or saturated units, an update ratio far from 1e-3) seen in a run's health checks",
     W_NO_VERSION: "a spec without its `dnn N` line: read as language version 1 (`dnn upgrade "
     "FILE --write` adds the line)",
+    W_NOT_STREAMED: "a `data` field that applies to streamed reading only (`on_error = skip`, "
+    "`workers`, `cache` of a source other than an image folder) in a spec with `stream = false`",
 }
 
 

@@ -30,6 +30,7 @@ from .diagnostics import (
     E_VALUE,
     NO_SPAN,
     W_NO_DATA_FILE,
+    W_NOT_STREAMED,
     Diagnostic,
     Diagnostics,
     Span,
@@ -740,6 +741,32 @@ def _data_files(c: _Ctx) -> None:
             )
 
 
+def _stream_only(c: _Ctx) -> None:
+    """A field that acts only while a split is streamed, in a spec that reads its data whole
+    (`stream = false`): a warning at the field, saying what happens instead."""
+    data = c.data
+    if data is None or data.stream is not False:
+        return
+    found = []
+    if "on_error" in data.written and str(data.on_error) == "skip":
+        found.append(("on_error", "the first bad example stops the run"))
+    if "workers" in data.written:
+        found.append(("workers", "the data is read by this process"))
+    if data.cache is True and data.source.name != "images":
+        found.append(("cache", f"`{data.source.name}` is read whole, decoded once per run"))
+    for name, instead in found:
+        c.diags.add(
+            Diagnostic(
+                W_NOT_STREAMED,
+                f"`{name}` applies to streamed reading, but `stream = false` reads the data "
+                f"whole: {instead}",
+                data.span_of(name),
+                "set `stream = true`, or leave the field out",
+                severity="warning",
+            )
+        )
+
+
 def pretrained_layers(model: Graph) -> list[tuple[Node, Entry]]:
     """The layers `train.pretrain` trains, in network order: the `pretrainable` entries'."""
     out = []
@@ -859,6 +886,7 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
     _augment,
     _rate_divides,
     _data_files,
+    _stream_only,
     _targets,
     _pretrain,
 )

@@ -307,3 +307,28 @@ def test_a_maker_that_checked_before_another_made_the_cache_keeps_it(img: Path) 
     x, y = (np.asarray(v) for v in a._load(0))
     assert cache._made(folder.parent, name, source, len(a), x, y) == folder  # B, late
     assert opened('images("img")', img, cache=True)._cache.filled() == 4
+
+
+def test_check_warns_of_stream_only_fields_in_a_spec_that_reads_whole(
+    img: Path, capsys: Any
+) -> None:
+    from dnn.runtime.cli import main
+
+    (img / "t.csv").write_text("a,label\n1,0\n2,1\n")
+    text = SPEC.format(stream="false", cache="true").replace('images("img")', 'csv("t.csv")')
+    spec = img / "whole.dnn"
+    spec.write_text(text.replace("  workers = 1", "  workers = 1\n  on_error = skip"))
+    assert main(["check", str(spec)]) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "W0810" in line] == [
+        f"{spec}:12:14: warning[W0810]: `on_error` applies to streamed reading, but `stream = "
+        "false` reads the data whole: the first bad example stops the run",
+        f"{spec}:11:13: warning[W0810]: `workers` applies to streamed reading, but `stream = "
+        "false` reads the data whole: the data is read by this process",
+        f"{spec}:13:11: warning[W0810]: `cache` applies to streamed reading, but `stream = "
+        "false` reads the data whole: `csv` is read whole, decoded once per run",
+    ]
+    assert err.count("hint: set `stream = true`, or leave the field out") == 3
+    spec.write_text(SPEC.format(stream="false", cache="true").replace("  workers = 1\n", ""))
+    assert main(["check", str(spec)]) == 0  # an image folder read whole is cached: no warning
+    assert "W0810" not in capsys.readouterr().err
