@@ -117,7 +117,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from .sweep_vmap import compile_ahead, prepare_data
 
         k = min(args.vmap, total)
-        ahead = (k, compile_ahead(program, keys, k, prepare_data(program)))
+        ahead = (k, compile_ahead(program, keys, k, prepare_data(program), _most_lanes(args)))
     else:
         _warm_report_imports([a.name for a in axes])
     folder = Path(args.out or f"sweeps/{Path(args.file).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -161,7 +161,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_pbt(run, study, optuna)
     elif args.vmap > 1:  # the report's imports warmed once the group trains (XLA's time)
         warm = None if args.worker else lambda: _warm_report_imports([a.name for a in axes])
-        sweep.run_vmapped(run, study, optuna, args.vmap, keys, ahead, warm)
+        sweep.run_vmapped(run, study, optuna, args.vmap, keys, ahead, warm, _most_lanes(args))
     else:
         run.run(study, optuna)
     for w in workers:
@@ -190,6 +190,25 @@ def _warm_report_imports(names: list[str]) -> None:
     threading.Thread(target=warm, daemon=True, name="dnn-warm-imports").start()
 
 
+def type_lanes(text: str) -> int:
+    """`--lanes L`: a positive whole number."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a positive whole number of lanes")
+    return n
+
+
+def _most_lanes(args: argparse.Namespace) -> int:
+    """`--lanes`, or the cores shared among `--parallel`'s processes (each trains its groups
+    in lanes on threads: runtime/sweep_vmap.py)."""
+    from .sweep_vmap import cores
+
+    return args.lanes or max(1, cores() // max(1, args.parallel))
+
+
 def _start_workers(
     args: argparse.Namespace, folder: Path, url: str, name: str, total: int
 ) -> list[Any]:
@@ -199,7 +218,7 @@ def _start_workers(
 
     cmd = [sys.executable, "-m", "dnn.runtime.cli", "sweep", args.file, "--resume", "--worker"]
     cmd += ["--out", str(folder), "--storage", url, "--study", name, "--trials", str(total)]
-    cmd += ["--vmap", str(args.vmap)]
+    cmd += ["--vmap", str(args.vmap), "--lanes", str(_most_lanes(args))]
     for s in args.set:
         cmd += ["--set", s]
     return [subprocess.Popen(cmd) for _ in range(max(0, args.parallel - 1))]
@@ -299,5 +318,14 @@ def register(
         metavar="K",
         help="train K trials at a time as one vmapped program (values that change no shape: "
         "the optimizer's and schedule's numbers, the seed)",
+    )
+    c.add_argument(
+        "--lanes",
+        type=type_lanes,
+        default=0,
+        metavar="L",
+        help="with --vmap on a CPU: train a group in at most L programs side by side on "
+        "threads, 2 or more trials each (default: the cores, shared among --parallel's "
+        "processes; 1: one program, whose numbers do not depend on the machine's cores)",
     )
     c.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

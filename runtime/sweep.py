@@ -561,10 +561,12 @@ def run_vmapped(
     keys: tuple[tuple[str, str], ...],
     ahead: Any = None,
     started: Any = None,
+    most: int | None = None,
 ) -> None:
     """The sweep's trials asked K at a time and trained as one vmapped program each: the
     program of a group of K, compiled once (`ahead`: on a side thread, begun before the
-    study was opened) serves every group of K; the numbers in `keys` are its data."""
+    study was opened) serves every group of K; the numbers in `keys` are its data; `most`:
+    lanes at most (runtime/sweep_vmap.py)."""
     import jax
 
     from .sweep_vmap import compile_ahead, lift, train_group
@@ -573,7 +575,7 @@ def run_vmapped(
     ready: dict[int, Any] = {}
     while (left := self.total - done(optuna, study)) > 0:
         if ahead is None or ahead[0] != min(k, left):
-            ahead = (min(k, left), compile_ahead(self.program, keys, min(k, left)))
+            ahead = (min(k, left), compile_ahead(self.program, keys, min(k, left), most=most))
         with warnings.catch_warnings():  # the heartbeat is ours here (see _heartbeats)
             warnings.simplefilter("ignore", UserWarning)
             trials = [study.ask() for _ in range(min(k, left))]

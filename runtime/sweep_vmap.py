@@ -395,6 +395,7 @@ def prepare_group(
     k: int,
     prepared: pipeline.Prepared | None = None,
     lanes: int | None = None,
+    most: int | None = None,
 ) -> Ready:
     """The data, the engine of K members lifting `keys` (of K / `lanes` members, the
     group's trials then training in that many lanes: `lanes` below when not given), and its
@@ -402,7 +403,7 @@ def prepare_group(
     trial's values are known."""
     fit.enable_compile_cache()
     prepared = prepared or prepare_data(base)
-    lanes = lanes or _lanes(k)
+    lanes = lanes or _lanes(k, most)
     size = k // lanes
     zeros = Lift({key: np.zeros(size, np.float32) for key in keys}, np.zeros(size, np.int32))
     engine = GroupEngine(base, prepared, zeros)
@@ -447,16 +448,17 @@ def _abstract(tree: Any) -> Any:
     )
 
 
-def _lanes(k: int) -> int:
+def _lanes(k: int, most: int | None = None) -> int:
     """How many programs a group of K trials trains in, side by side on threads: on a CPU,
-    the most lanes of at least 2 trials each that divide K and the cores do not outnumber.
+    the most lanes of at least 2 trials each that divide K and the cores (or `most`, as
+    `dnn sweep --lanes` or `--parallel` set it) do not outnumber.
     XLA runs a small vmapped program's operations one after the other on one core; two
     lanes of 4 digits-MLP trials train 40 epochs in about half the wall time of one
     program of 8, and with less CPU (docs/sweep.md). One lane on a GPU or TPU, where one
     device runs one program at a time."""
     if jax.default_backend() != "cpu":
         return 1
-    fits = [n for n in range(1, cores() + 1) if k % n == 0 and k // n >= 2]
+    fits = [n for n in range(1, (most or cores()) + 1) if k % n == 0 and k // n >= 2]
     return max(fits, default=1)
 
 
@@ -480,15 +482,16 @@ def compile_ahead(
     keys: tuple[tuple[str, str], ...],
     k: int,
     prepared: pipeline.Prepared | None = None,
+    most: int | None = None,
 ) -> Future[Ready]:
     """`prepare_group` on a side thread: XLA compiles (without the interpreter lock) while
-    the sweep opens its study and draws the trials. A daemon thread: a sweep refused in the
-    meantime exits without waiting for it."""
+    the sweep opens its study and draws the trials; `most`: lanes at most (`_lanes`). A
+    daemon thread: a sweep refused in the meantime exits without waiting for it."""
     future: Future[Ready] = Future()
 
     def run() -> None:
         try:
-            future.set_result(prepare_group(base, keys, k, prepared))
+            future.set_result(prepare_group(base, keys, k, prepared, most=most))
         except BaseException as e:  # raised where the sweep takes the result
             future.set_exception(e)
 

@@ -284,3 +284,19 @@ def test_lanes_count_the_cores_a_container_allows(tmp_path: Path, monkeypatch) -
     assert sweep_vmap.cores(tmp_path) == 2
     monkeypatch.setattr(sweep_vmap, "cores", lambda: 2)
     assert [sweep_vmap._lanes(k) for k in (2, 3, 4, 6, 8, 9)] == [1, 1, 2, 2, 2, 1]
+    assert [sweep_vmap._lanes(8, most) for most in (1, 3, 4, 16)] == [1, 2, 4, 4]  # --lanes
+    from argparse import Namespace
+
+    from dnn.runtime.cli_sweep import _most_lanes
+
+    assert _most_lanes(Namespace(lanes=0, parallel=1)) == 2
+    assert _most_lanes(Namespace(lanes=0, parallel=2)) == 1  # a core for each process
+    assert _most_lanes(Namespace(lanes=3, parallel=2)) == 3
+
+
+def test_lanes_must_be_a_positive_count(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", str(spec(tmp_path, SEARCH)), "--vmap", "2", "--lanes", "0"])
+    assert (
+        "argument --lanes: `0` is not a positive whole number of lanes" in capsys.readouterr().err
+    )
