@@ -212,6 +212,7 @@ def _train(
                 record["data_wait_s"] = data["train"].waited
                 if lead:
                     _write_skipped(folder, data)
+                _none_trained(acc, data["train"])
             if board is not None:
                 board.epoch(record)
                 if board.histograms:  # per layer, as checkpoints hold them (scans unstacked)
@@ -676,6 +677,16 @@ class _Feed:
 
 
 SKIPPED = "skipped.json"
+
+
+def _none_trained(acc: Any, train: Any) -> None:
+    """A streamed epoch that trained on no example: `on_error = skip` left out every one."""
+    if train.n and not np.any(np.asarray(jax.device_get(acc["count"]))):
+        raise TrainingError(
+            f"every example of the train split ({train.n}) was skipped as bad "
+            "(`data.on_error = skip`): nothing was trained",
+            f"{SKIPPED} in the run folder says why each was left out",
+        )
 
 
 def _write_skipped(folder: Path, data: dict[str, Any]) -> None:

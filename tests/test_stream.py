@@ -210,6 +210,56 @@ def test_typed_tables_are_refused_when_asked_to_stream(tmp_path: Path, capsys: A
     assert "hint: set `stream = false`" in err
 
 
+CSV_SPEC = """dnn 1
+model m {
+  input x: f32[2]
+  dense(2)
+}
+data {
+  source = csv("t.csv", label = "label")
+  stream = STREAM
+  on_error = skip
+}
+train {
+  optimizer = sgd(lr = 0.1)
+  batch_size = 2
+  epochs = 1
+}
+"""
+
+
+def test_a_csv_with_string_cells_is_read_whole_not_skipped_row_by_row(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """An untyped CSV whose inputs hold strings is a typed table: refused for `stream = true`
+    (each row would be skipped as bad), read whole under `auto`."""
+    rows = [f"{i},{'ab'[i % 2]},{i % 2}" for i in range(12)]
+    (tmp_path / "t.csv").write_text("f1,kind,label\n" + "\n".join(rows) + "\n")
+    path = tmp_path / "s.dnn"
+    path.write_text(CSV_SPEC.replace("STREAM", "true"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "s.dnn:8:12: error[E0602]: a typed table (string or missing cells) cannot be streamed "
+        "yet: its splits are read whole"
+    ) in err
+    path.write_text(CSV_SPEC.replace("STREAM", "auto"))
+    assert not pipeline.prepare(dnn.load(str(path))).streamed  # auto: read whole, typed
+
+
+def test_a_streamed_run_whose_every_example_is_skipped_stops(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "t.csv").write_text("f1,f2,label\n" + "\n".join(["1,2"] * 10) + "\n")
+    path = tmp_path / "s.dnn"
+    path.write_text(CSV_SPEC.replace("STREAM", "true"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "every example of the train split (8) was skipped as bad (`data.on_error = skip`): "
+        "nothing was trained"
+    ) in err
+    assert json.loads((tmp_path / "run" / "skipped.json").read_text())["counts"]["train"] == 8
+
+
 def test_lr_find_refuses_a_streamed_spec(tmp_path: Path, capsys: Any) -> None:
     path = write(tmp_path, "true", "lr.dnn")
     assert main(["lr-find", str(path), "--out", str(tmp_path / "lr")]) == 1

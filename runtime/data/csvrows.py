@@ -25,7 +25,8 @@ from .arrays import zip_member
 from .examples import Examples, Opts, _Bad
 from .table import _LABEL_HINT, Field, Row, Table, _cannot_read, _choose, _resolve, _start, _Where
 
-_INDEX_VERSION = 3
+_INDEX_VERSION = 4
+_SAMPLE = 1000  # rows whose input cells the index pass looks at for strings or gaps
 _ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 _NAMES_CAP = 100_000  # distinct labels kept while indexing a CSV (class names)
@@ -51,6 +52,7 @@ class _CsvIndex:
     numeric: bool  # every non-empty label is a number
     top: int  # the largest whole-number label, -1 if none
     names: list[str] | None  # the distinct labels, sorted; None: more than _NAMES_CAP
+    typed: bool  # an input cell of the first _SAMPLE rows is not a finite number: a typed table
 
 
 def _index_path(shown: str) -> Path:
@@ -87,7 +89,7 @@ def _index_of(meta: dict[str, Any], file: str | None, rows: Rows | None) -> _Csv
     count = int(meta["count"])
     return _CsvIndex(
         header, meta["header_line"], meta["header_text"], file, rows, count,  # type: ignore[arg-type]
-        meta["numeric"], meta["top"], meta["names"],
+        meta["numeric"], meta["top"], meta["names"], meta["typed"],
     )  # fmt: skip
 
 
@@ -124,7 +126,7 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
     label column's numbers and distinct values (the classes), in 8 bytes a row."""
     starts, jump_rows, jump_lines = array("q"), array("q"), array("q")
     header: tuple[int, str] | None = None
-    li, pos, numeric, top, names = -1, 0, True, -1, set()
+    li, pos, numeric, top, names, typed = -1, 0, True, -1, set(), False
     try:
         f = open(shown, "rb")
     except OSError as e:
@@ -143,6 +145,8 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
                 jump_rows.append(k)
                 jump_lines.append(n)
             starts.append(start)
+            if k < _SAMPLE and not typed:  # strings or gaps among the inputs: read in memory
+                typed = _has_text(raw, li)
             value = _label_cell(raw, li)
             number = _number(value) if value else None
             if value and number is None:
@@ -163,7 +167,7 @@ def _build_index(shown: str, label: str, where: _Where) -> tuple[np.ndarray, dic
     meta = {
         "header": [list(f) for f in fields], "header_line": header[0], "header_text": header[1],
         "count": count, "numeric": numeric, "top": top,
-        "names": None if names is None else sorted(names),
+        "names": None if names is None else sorted(names), "typed": typed,
     }  # fmt: skip
     return rows, meta  # type: ignore[return-value]
 
@@ -184,6 +188,17 @@ def _label_cell(raw: bytes, li: int) -> str:
         return parts[li].strip() if li < len(parts) else ""
     fields = _fields(text)
     return fields[li][0] if li < len(fields) else ""
+
+
+def _has_text(raw: bytes, li: int) -> bool:
+    """Whether an input field of a raw line is not a finite number (a string, or empty): what
+    makes the in-memory loader read the table as typed cells."""
+    fields = _fields(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    for c, (value, _, _) in enumerate(fields):
+        number = _number(value) if c != li else 0.0
+        if number is None or not math.isfinite(number):
+            return True
+    return False
 
 
 def _label_column(shown: str, header: tuple[int, str], label: str, where: _Where) -> int:
@@ -216,6 +231,7 @@ class CsvExamples(Examples):
     def __init__(self, shown: str, index: _CsvIndex, label: str, task: str, opts: Opts) -> None:
         super().__init__(opts)
         self._index = index
+        self.typed = index.typed  # refused for streaming (runtime/data/load.py)
         names = [v for v, _, _ in index.header]
         self._names, self._li = names, names.index(label)
         self._inputs = [k for k in range(len(names)) if k != self._li]

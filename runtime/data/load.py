@@ -40,7 +40,8 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     if auto and _surely_fits(program, fields):
         return None  # not even opened: a CSV is not indexed for a run that reads it whole
     opened = {s: open_examples(program, s, task) for s in fields}
-    if any(getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()):
+    typed = [getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()]
+    if any(typed) or any(getattr(e, "typed", False) for e in opened.values()):
         if auto:
             return None
         raise _cannot_stream(program, "a typed table (string or missing cells)")
