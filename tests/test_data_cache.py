@@ -332,3 +332,12 @@ def test_check_warns_of_stream_only_fields_in_a_spec_that_reads_whole(
     spec.write_text(SPEC.format(stream="false", cache="true").replace("  workers = 1\n", ""))
     assert main(["check", str(spec)]) == 0  # an image folder read whole is cached: no warning
     assert "W0810" not in capsys.readouterr().err
+
+
+def test_two_spellings_of_one_folder_share_its_cache(img: Path) -> None:
+    (img / "specs").mkdir()
+    here = opened('images("img")', img, cache=True)
+    there = opened('images("../img")', img / "specs", cache=True)  # a spec one folder down
+    assert here._cache.folder == there._cache.folder and len(_folders(img / "img")) == 1
+    sized = opened('images("img", size = [4, 3])', img, cache=True)  # another reading
+    assert sized._cache.folder != here._cache.folder

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dnn.compiler.values import Ref
 
 VERSION = 1
 _DONE = 1 << 32
@@ -114,14 +115,15 @@ def _crc(x: np.ndarray, y: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(y), zlib.crc32(np.ascontiguousarray(x)))
 
 
-def attach(examples: Any, spelled: str, task: str) -> Cache | None:
-    """Give `examples` its cache: the one its files have, or a new one (where some example
-    decodes: the first that does sets the rows' shapes). None for a source read from a
-    memory map or by row groups already (npz, npy, parquet, shards)."""
+def attach(examples: Any, ref: Ref, task: str) -> Cache | None:
+    """Give `examples` (what the source word `ref` opened) its cache: the one its files have,
+    or a new one (where some example decodes: the first that does sets the rows' shapes).
+    None for a source read from a memory map or by row groups already (npz, npy, parquet,
+    shards)."""
     if not examples.cacheable or len(examples) == 0:
         return None
     n, origin = len(examples), os.path.abspath(examples.origin)
-    source = _hash([VERSION, spelled, task, origin])[:10]
+    source = _hash([VERSION, _reading(ref), task, origin])[:10]
     name = f"{examples.kind}-{source}-{_hash([_stamp(p) for p in examples.files()])[:16]}"
     roots = _roots(origin)
     for root in roots:
@@ -138,6 +140,16 @@ def attach(examples: Any, spelled: str, task: str) -> Cache | None:
             examples._cache = Cache(folder, n)
             return examples._cache
     return None
+
+
+def _reading(ref: Ref) -> str:
+    """How a source word reads its files, without the path as the spec spells it (the
+    absolute path counts instead): specs naming one folder from two places share its cache."""
+    from dnn.compiler.registry.data import DATASETS
+
+    entry = DATASETS.lookup(ref.name)
+    path = entry.needs.file if entry is not None else None
+    return str(Ref(ref.kind, ref.name, tuple(a for a in ref.args if a[0] != path)))
 
 
 def _probe(examples: Any) -> tuple[np.ndarray, np.ndarray] | None:

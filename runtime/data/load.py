@@ -61,7 +61,7 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
 
         for s, examples in opened.items():
             if sources.streams(getattr(data, s)):
-                attach(examples, str(getattr(data, s)), target_kind(task))
+                attach(examples, getattr(data, s), target_kind(task))
     return opened
 
 

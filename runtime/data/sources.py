@@ -117,7 +117,7 @@ def open_examples(
     if cache:
         from .cache import attach
 
-        attach(examples, str(ref), task)
+        attach(examples, ref, task)
     return examples
 
 
