@@ -341,3 +341,20 @@ def test_two_spellings_of_one_folder_share_its_cache(img: Path) -> None:
     assert here._cache.folder == there._cache.folder and len(_folders(img / "img")) == 1
     sized = opened('images("img", size = [4, 3])', img, cache=True)  # another reading
     assert sized._cache.folder != here._cache.folder
+
+
+def test_without_posix_fallocate_the_disk_is_reserved_by_writing(
+    img: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS has no posix_fallocate: the cache's files are written out whole when made."""
+    from dnn.runtime.data import cache
+
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    path = img / "f.npy"
+    np.lib.format.open_memmap(path, "w+", np.uint8, (3, 1000)).flush()
+    cache._reserve(path)
+    assert os.stat(path).st_blocks * 512 >= os.stat(path).st_size  # no hole left
+    assert not np.load(path).any()  # and the values still zeros
+    examples = opened('images("img")', img, cache=True)
+    assert_same_rows(examples, in_memory('images("img")', img))
+    assert examples._cache.filled() == 4

@@ -243,9 +243,10 @@ def _reserve(path: Path) -> None:
         if hasattr(os, "posix_fallocate"):
             os.posix_fallocate(f.fileno(), 0, size)
             return
+        offset = np.load(path, mmap_mode="r").offset  # the rows, after the .npy header
         chunk = bytes(1 << 24)  # elsewhere (macOS: sparse files too), written out
-        f.seek(0)
-        for start in range(0, size, len(chunk)):
+        f.seek(offset)
+        for start in range(offset, size, len(chunk)):
             f.write(chunk[: min(len(chunk), size - start)])
         f.flush()
         os.fsync(f.fileno())
