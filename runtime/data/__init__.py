@@ -24,7 +24,9 @@ Follow one example from a file to the device:
    example raises a `SpecError` naming the file and its row or offset, or, under
    `data.on_error = skip`, comes back as a `Skipped` record. Nothing is read when a source
    opens beyond what its shape and classes need, and an `Examples` pickles small, so Grain's
-   worker processes open the files again.
+   worker processes open the files again. Under `data.cache = true`, `cache.py` keeps what an
+   image folder or a CSV decodes in memory maps every reading process shares, so each
+   example is decoded once.
 2. `split` — `data.split` cuts the row numbers `0..N-1` by a seeded permutation: `split_table`
    for tables in memory, `split_rows` for streamed sources (the same permutation), and the
    separate `val` / `test` sources that take a share's place.
