@@ -173,11 +173,6 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
         for g in (((0.05, 1), (0.2, 2)), ((0.1, 3), (0.4, 4)))
     ]
     ready = compile_ahead(base, keys, 2).result()
-    # a run a step at a time (`loop = steps`, as convolutions on a CPU) has its steps
-    # compiled ahead too: a lane's thread never traces (the lanes share the tracing state)
-    steps = [load(str(path), ["train.loop=steps", f"train.optimizer.lr={lr}"]) for lr in (0.1, 0.2)]
-    stepped = compile_ahead(steps[0], keys, 2).result()
-    assert not stepped.engine.scanned and stepped.engine.tail
     folders = [[tmp_path / f"g{i}" / str(k) for k in range(2)] for i in range(2)]
     events: list[str] = []
 
@@ -189,7 +184,6 @@ def test_one_compiled_program_serves_every_group_of_a_sweep(tmp_path: Path) -> N
     try:
         first = train_group(groups[0], folders[0], None, ready)
         second = train_group(groups[1], folders[1], None, ready)
-        train_group(steps, [tmp_path / "steps" / str(k) for k in range(2)], None, stepped)
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert events == []  # every program was compiled ahead: neither group traced or compiled
@@ -240,16 +234,26 @@ def test_a_streamed_spec_is_refused_before_the_sweep_starts(tmp_path: Path, caps
 
 def test_a_failing_lane_stops_the_others(tmp_path: Path, monkeypatch) -> None:
     """A lane that fails (or a Ctrl-C) stops every lane at its next epoch, rather than the
-    error waiting for the other lanes to train to their end."""
+    error waiting for the other lanes to train to their end. A run a step at a time (`loop =
+    steps`, as convolutions on a CPU) has its steps compiled ahead too: a lane's thread never
+    traces (the lanes share the engine's tracing state)."""
     import threading
 
+    import jax
     from dnn.runtime import fit
     from dnn.runtime.sweep_vmap import prepare_group, train_group
 
     path = spec(tmp_path, SEARCH.replace("trials = 2", "trials = 4"))
-    keep = "train.early_stopping.patience=100"
-    group = [load(str(path), [f"train.optimizer.lr={lr}", keep]) for lr in (0.1, 0.2, 0.3, 0.4)]
+    keep = ["train.early_stopping.patience=100", "train.loop=steps"]
+    group = [load(str(path), [f"train.optimizer.lr={lr}", *keep]) for lr in (0.1, 0.2, 0.3, 0.4)]
     ready = prepare_group(group[0], (("optimizer", "lr"),), 4, lanes=2)
+    assert not ready.engine.scanned and ready.engine.tail
+    events: list[str] = []
+
+    def listen(event: str, _secs: float, **_: object) -> None:
+        if event.startswith("/jax/core/compile/"):
+            events.append(event)
+
     reached: dict[str, int] = {}
     one = fit._one_epoch
 
@@ -261,9 +265,14 @@ def test_a_failing_lane_stops_the_others(tmp_path: Path, monkeypatch) -> None:
         return one(engine, st, epoch, *args)
 
     monkeypatch.setattr(fit, "_one_epoch", failing)
-    with pytest.raises(RuntimeError, match="lane 0 failed"):
-        train_group(group, [tmp_path / str(k) for k in range(4)], None, ready)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        with pytest.raises(RuntimeError, match="lane 0 failed"):
+            train_group(group, [tmp_path / str(k) for k in range(4)], None, ready)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
     assert reached["0"] == 2 and reached["1"] <= 3  # of 6 epochs
+    assert events == []  # the steps and the evaluation were compiled ahead
 
 
 def test_lanes_count_the_cores_a_container_allows(tmp_path: Path, monkeypatch) -> None:
