@@ -175,14 +175,20 @@ def _arrays(x: _Member, y: _Member, xk: str, yk: str, task: str, opts: Opts) -> 
 # ------------------------------------------------------------------ read whole (in memory)
 
 
-def open_npz(shown: str, where: _Where, hint: str) -> Any:
-    """An .npz archive (no pickles), or the error that it cannot be read or is not one."""
+def _np_load(shown: str, where: _Where) -> Any:
+    """What `np.load` reads from a file (no pickles): None where it is no NumPy file, the
+    error where the file cannot be read."""
     try:
-        archive = np.load(shown, allow_pickle=False)
+        return np.load(shown, allow_pickle=False)
     except OSError as e:
         raise _cannot_read(shown, e, where) from None
     except (ValueError, EOFError, zipfile.BadZipFile):
-        archive = None
+        return None
+
+
+def open_npz(shown: str, where: _Where, hint: str) -> Any:
+    """An .npz archive (no pickles), or the error that it cannot be read or is not one."""
+    archive = _np_load(shown, where)
     if not isinstance(archive, np.lib.npyio.NpzFile):
         message = f"cannot read `{shown}`: not a NumPy .npz archive"
         raise where.file(E_FILE, message, _start(shown), hint)
@@ -284,12 +290,7 @@ def _npz_labels(
 
 
 def _read_npy(shown: str, where: _Where) -> np.ndarray:
-    try:
-        a = np.load(shown, allow_pickle=False)
-    except OSError as e:
-        raise _cannot_read(shown, e, where) from None
-    except (ValueError, EOFError, zipfile.BadZipFile):
-        a = None
+    a = _np_load(shown, where)
     if not isinstance(a, np.ndarray):
         message = f"cannot read `{shown}`: not a NumPy .npy array"
         raise where.spec(E_FILE, message, "save the examples with `np.save(path, x)`")
