@@ -30,6 +30,10 @@ _SAMPLE = 1000  # rows whose input cells the index pass looks at for strings or 
 _ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 _NAMES_CAP = 100_000  # distinct labels kept while indexing a CSV (class names)
+# Bytes of memory a typed table read whole takes per byte of its file: the parsed rows, their
+# fields and the cells as Python strings (measured: a 15 MB typed CSV peaked 478 MB above the
+# imports, `python bench/stream_sources.py table`).
+TYPED_EXPANDS = 32
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,10 @@ class CsvExamples(Examples):
         return self._cells(i, line, text, values), self._label(i, line, text, values)
 
     def nbytes(self) -> int:
-        """As float32 rows: a typed table's encoded rows are at least that wide."""
+        """The bytes the examples take read whole: float32 rows, or for a typed table its
+        cells as Python strings, about `TYPED_EXPANDS` times the file."""
+        if self.typed:
+            return int(os.path.getsize(self.origin) * TYPED_EXPANDS)
         return len(self) * len(self._inputs) * 4
 
     def cell_error(self, i: int, j: int, code: str, message: str, hint: str) -> SpecError:

@@ -181,10 +181,14 @@ def _cannot_stream(program: Program, what: str) -> SpecError:
     )
 
 
-# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
-# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
-# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
-_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
+# How many bytes of memory a byte on disk may become read whole, at most, per source word:
+# arrays are stored as they are read, a CSV cell of numbers takes at least 2 bytes ("0,") for
+# 4 but a typed table's cells are Python strings (`csvrows.TYPED_EXPANDS`; a CSV is not known
+# to be numeric before it is opened), a Parquet or shard file may be compressed, a PNG or
+# JPEG decodes to far more.
+_EXPANDS = {
+    "npz": 1, "npy": 1, "csv": csvrows.TYPED_EXPANDS, "parquet": 10, "shards": 10, "images": 100
+}  # fmt: skip
 
 
 def _surely_fits(program: Program, fields: list[str]) -> bool:
