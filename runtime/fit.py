@@ -262,7 +262,7 @@ def _train(
     result["run"] = str(folder)
     if streamed and lead:
         _write_skipped(folder, data)  # the final evaluation met the test split's too
-    if streamed and (folder / SKIPPED).exists():  # `on_error = skip` left examples out
+    if (streamed or prepared.skipped) and (folder / SKIPPED).exists():  # `on_error = skip`
         result["skipped"] = json.loads((folder / SKIPPED).read_text())["counts"]
     _wait(plots)
     if lead:

@@ -18,6 +18,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.rules import heads, target_kind
 
 from . import batches, csvrows, sources
+from .skipping import KeptExamples, drop_outside
 from .table import Block, Table, _Where
 from .transforms import MULTI, outputs
 
@@ -110,6 +111,8 @@ def workers(program: Program, field: str, examples: Any = None) -> int:
     where `data.cache` holds every example already (read from its maps by threads)."""
     data = program.data
     assert data is not None
+    if isinstance(examples, KeptExamples):  # read whole (`on_error = skip`): by this process
+        return 0
     if str(data.workers) != "auto":
         return int(data.workers)
     if getattr(data, field).name != "images":
@@ -126,17 +129,25 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
     data = program.data
     assert data is not None
 
+    skip_bad = str(getattr(data, "on_error", "fail")) == "skip"
+    skip = skip_bad and not typed and not data.columns  # else a typed table: `load_table`
+
     def load(field: str) -> Table:
         ref = getattr(data, field)
+        found = _skipping(program, field, task, base) if skip and sources.streams(ref) else None
+        if found is not None:
+            return found
         if ref.name == "csv":
-            return csvrows.load_table(
+            table = csvrows.load_table(
                 ref,
                 task=task,
                 base_dir=base,
                 span=data.span_of(field),
                 sources=program.sources,
                 typed=typed or bool(data.columns),
+                skip=skip_bad,
             )
+            return drop_outside(table, _bound(program)) if skip_bad else table
         if ref.name == "images" and getattr(data, "cache", False):  # decoded once, kept
             where = _Where(data.span_of(field), program.sources, data.span_of(field))
             return sources.load(ref, task, base, where, cache=True)
@@ -149,6 +160,29 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
         )
 
     return load
+
+
+def _skipping(program: Program, field: str, task: str, base: Path) -> Table | None:
+    """`on_error = skip`, read whole: a source word that can stream read through its
+    streamed reader, so each example is checked as a streamed run checks it (class labels
+    against a one-output model's units too) and a bad one is left out and listed
+    (`Table.skipped`); None for a CSV that holds strings or gaps among its first rows' inputs
+    (a typed table, read by `csvrows.load_table`)."""
+    data = program.data
+    assert data is not None and program.model is not None
+    ref = getattr(data, field)
+    where = _Where(data.span_of(field), program.sources, data.span_of(field))
+    if ref.name == "csv" and sources.open_examples(ref, task, base, where, "skip").typed:
+        return None
+    bound = _bound(program)
+    cache = ref.name == "images" and bool(getattr(data, "cache", False))
+    return sources.load(ref, task, base, where, cache, "skip", bound)
+
+
+def _bound(program: Program) -> int | None:
+    """The units a one-output model's class labels must fall within (None: several)."""
+    assert program.model is not None
+    return outputs(program) if len(program.model.outputs) == 1 else None
 
 
 def _outputs_loader(program: Program, base: Path) -> Any:
