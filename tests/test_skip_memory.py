@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from dnn.compiler.diagnostics import SpecError
-from dnn.runtime import pipeline
+from dnn.runtime import data_report, pipeline
 from dnn.runtime.cli import main
 from dnn.runtime.data.skipping import KeptExamples
 from dnn.runtime.data.split import split_rows
@@ -121,6 +121,7 @@ def test_read_whole_the_splits_are_cut_over_the_full_count(csv_runs: dict[str, A
         np.testing.assert_array_equal(streamed.rows, cut[split])
     kept = [int(r) for r in cut["train"] if r not in (3, 11, 17)]
     np.testing.assert_array_equal(prepared.splits["train"].index, kept)  # its head: all
+    assert data_report._read(prepared) == "kept"  # `dnn data`: read whole, batch by batch
 
 
 def test_an_image_folder_with_a_corrupt_png_trains_as_the_streamed_run(tmp_path: Path) -> None:
