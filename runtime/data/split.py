@@ -75,9 +75,11 @@ def skipped_in(table: Table, positions: np.ndarray) -> list[Any]:
 
 
 def take(table: Table, idx: np.ndarray) -> Table:
-    """The rows `idx` of a table, each still named by its position in the source."""
+    """The rows `idx` of a table, each still named by its position in the source (the
+    source's skipped examples stay with the source: `skipping.by_split` says which split
+    held each)."""
     index = idx if table.index is None else table.index[idx]
-    return replace(table, x=table.x[idx], y=table.y[idx], index=index)
+    return replace(table, x=table.x[idx], y=table.y[idx], index=index, skipped=())
 
 
 def _split_sizes(n: int, fractions: tuple[float, float, float]) -> list[int]:
