@@ -233,3 +233,20 @@ def test_check_warns_of_skip_only_for_a_model_with_several_outputs(
         "   |              ^^^^",
         "  hint: leave the field out",
     ]
+
+
+def test_a_cell_that_is_no_number_past_the_sampled_rows_is_skipped(tmp_path: Path) -> None:
+    """A string among a CSV's first 1,000 rows makes it a typed table, in both modes; one
+    further down is a bad cell, skipped read whole as streamed."""
+    from dnn.runtime.data import load
+    from dnn.runtime.data.examples import Skipped
+
+    rows = [f"{i % 7},{i % 3},{i % 2}" for i in range(1002)]
+    rows[1001] = "abc,1,0"
+    (tmp_path / "t.csv").write_text("f1,f2,label\n" + "\n".join(rows) + "\n")
+    program = dnn.load(str(spec(tmp_path, "cell.dnn", "false", **CSV)))
+    source, _, _ = load.load_tables(program, "multiclass")
+    origin = str(tmp_path / "t.csv")
+    message = "value `abc` in column `f1` is not a number"
+    assert source.skipped == ((1001, Skipped(origin, "row 1002", message)),)
+    assert len(source) == 1001 and source.count() == 1002
