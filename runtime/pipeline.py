@@ -263,7 +263,9 @@ def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int
 
 def in_memory(program: Program, prepared: Prepared, command: str) -> None:
     """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
-    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
+    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training);
+    at `data.on_error`, data read whole that examples were skipped from (then read batch by
+    batch, as streamed: runtime/data/skipping.py)."""
     kept = [s for s in prepared.streamed.values() if isinstance(s.examples, skipping.KeptExamples)]
     if kept:
         raise load.section_error(

@@ -250,3 +250,14 @@ def test_a_cell_that_is_no_number_past_the_sampled_rows_is_skipped(tmp_path: Pat
     message = "value `abc` in column `f1` is not a number"
     assert source.skipped == ((1001, Skipped(origin, "row 1002", message)),)
     assert len(source) == 1001 and source.count() == 1002
+
+
+def test_a_typed_table_whose_every_row_is_bad_stops_at_on_error(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i},{'ab'[i % 2]}" for i in range(10))  # every row short
+    (tmp_path / "t.csv").write_text("f1,kind,label\n" + rows + "\n")
+    path = spec(tmp_path, "typed.dnn", "false", **CSV)
+    with pytest.raises(SpecError) as e:
+        pipeline.prepare(dnn.load(str(path)))
+    (d,) = e.value.diagnostics
+    assert (d.code, d.span.line) == ("E0602", 10)
+    assert d.message.startswith("every example of the train split (8) was skipped as bad")

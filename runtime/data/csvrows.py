@@ -640,17 +640,22 @@ def _csv_table(
         message = f"`{shown}` has no input columns besides the label `{label}`"
         raise csv.error(message, line, col, end, "add a column for each input")
     inputs = [i for i in range(len(names)) if i != li]
-    every = csv  # every row, as positions name them (places, cells)
+    every, index = csv, None  # every row, as positions name them (places, cells)
     if skip:
         csv = _skip_labels(csv, li, task)
         left = dict(csv.bad)
-        csv = replace(csv, rows=[r for k, r in enumerate(csv.rows) if k not in left])
-    index = np.array([k for k in range(len(every.rows)) if k not in dict(csv.bad)], np.int64)
+        index = np.array([k for k in range(len(every.rows)) if k not in left], np.int64)
+        csv = replace(csv, rows=[every.rows[k] for k in index])
+    more = {"index": index if csv.bad else None, "skipped": csv.bad}
+    if not csv.rows:  # every row bad: no labels to read (the train split is empty)
+        return Table(
+            np.zeros((0, len(inputs)), np.float32), np.zeros((0,), np.int32), task, None, (),
+            shown, "csv", where.span, **more,
+        )  # fmt: skip
     y, classes, class_names = csv.labels(li, task)
     places = np.array(
         [(k, n, *(f[li][1:] if li < len(f) else (1, 2))) for k, (n, f) in enumerate(every.rows, 1)]
     )
-    more = {"index": index if csv.bad else None, "skipped": csv.bad}
     if typed or (typed is None and not csv.numeric(inputs)):
         cells = np.array([[f[i][0] for i in inputs] for _, f in csv.rows], dtype=object)
         cells = cells.reshape(len(csv.rows), len(inputs))
