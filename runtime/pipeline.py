@@ -317,7 +317,10 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
     if prepared.skipped:  # as a streamed run writes what it met (runtime/fit.py)
         counts = {s: len(v) for s, v in prepared.skipped.items()}
-        found = {s: [r._asdict() for r in v] for s, v in prepared.skipped.items()}
+        found = {
+            s: [r._asdict() for r in sorted(v, key=lambda r: r.order())]
+            for s, v in prepared.skipped.items()
+        }
         rundir.write_json(folder / "skipped.json", {"counts": counts, "skipped": found})
     if prepared.schema is not None:
         tabular.save(prepared.schema, folder, prepared.unseen)

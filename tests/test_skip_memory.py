@@ -145,7 +145,7 @@ def test_an_image_folder_with_a_corrupt_png_trains_as_the_streamed_run(tmp_path:
 
 def test_a_typed_table_drops_its_bad_rows_from_its_splits(tmp_path: Path) -> None:
     """A table with a string column cannot stream: its bad rows leave the splits they were
-    cut into, and skipped.json lists them in split order."""
+    cut into, and skipped.json lists them."""
     rows = [r.replace(",", f",{'ab'[i % 2]},", 1) for i, r in enumerate(csv_rows())]
     rows[3] = "0.5,a"  # still short
     (tmp_path / "t.csv").write_text("f1,kind,f2,label\n" + "\n".join(rows) + "\n")
