@@ -13,8 +13,8 @@ The digits set written as a CSV (64 pixel columns and a label), and a copy with 
 
 Printed: the seconds `pipeline.prepare` takes (reading the CSV: the bulk parser against the
 streamed reader's rows, its index built beforehand), the training samples/s of each run (the
-last epoch's, `metrics.jsonl`), and whether the two bad runs' histories are equal. docs/streaming.md
-quotes the output.
+last epoch's, `metrics.jsonl`), and whether the two bad runs' histories are equal.
+docs/streaming.md quotes the output.
 """
 
 from __future__ import annotations
