@@ -66,8 +66,8 @@ class Prepared:
     tallies: dict[str, tabular.Unseen] = field(default_factory=dict)
     # a typed table streamed: per split, the unseen cells its batches met so far
     skipped: dict[str, list[Any]] = field(default_factory=dict)
-    # read whole where no streamed run could be (`pretrain`): the examples `on_error = skip`
-    # left out of each split, written to the run folder by `save`
+    # read whole where no streamed run could be (`train.pretrain`): the examples `on_error =
+    # skip` left out of each split, written to the run folder by `save`
 
     def unseen_cells(self) -> dict[str, dict[str, tuple[int, tuple[str, ...]]]]:
         """Per split and column, the cells the vocabularies did not know (streamed: those
@@ -115,7 +115,7 @@ def _whole(
     skipped: dict[str, list[Any]] = {}
     if skipping.skipped_any(source, separate):  # `on_error = skip` left examples out
         _check_kept(program, source, separate)
-        if source.kind != "table" and program.train.pretrain is None:  # as a streamed run
+        if program.train.pretrain is None:  # trained as the streamed run
             opened = skipping.opened(source, separate)
             return _streamed(program, task, opened, stats, targets, schema)
         skipped = skipping.by_split(program, source, separate)  # what cannot stream: dropped

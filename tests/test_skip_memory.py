@@ -143,27 +143,78 @@ def test_an_image_folder_with_a_corrupt_png_trains_as_the_streamed_run(tmp_path:
     }
 
 
-def test_a_typed_table_drops_its_bad_rows_from_its_splits(tmp_path: Path) -> None:
-    """A table with a string column cannot stream: its bad rows leave the splits they were
-    cut into, and skipped.json lists them."""
+def test_a_typed_table_read_whole_gives_the_streamed_batches(tmp_path: Path) -> None:
+    """A table with a string column read whole under `skip`: the streamed run's schema,
+    statistics, splits and batches, the same bad rows skipped with the same records."""
     rows = [r.replace(",", f",{'ab'[i % 2]},", 1) for i, r in enumerate(csv_rows())]
     rows[3] = "0.5,a"  # still short
     (tmp_path / "t.csv").write_text("f1,kind,f2,label\n" + "\n".join(rows) + "\n")
-    path = spec(tmp_path, "typed.dnn", "false", **{**CSV, "shape": "f32[3]"})
-    prepared = pipeline.prepare(dnn.load(str(path)))
-    assert not prepared.streamed and prepared.schema is not None
+    typed = {**CSV, "shape": "f32[3]"}
+    whole, streamed = (
+        pipeline.prepare(dnn.load(str(spec(tmp_path, f"{m}.dnn", m, **typed))))
+        for m in ("false", "true")
+    )
+    assert whole.schema is not None and whole.schema == streamed.schema
+    assert whole.stats.keys() == streamed.stats.keys()
+    for k in whole.stats:
+        np.testing.assert_array_equal(whole.stats[k], streamed.stats[k])
+    for split in ("train", "val", "test"):
+        a, b = whole.streamed[split], streamed.streamed[split]
+        assert isinstance(a.examples, KeptExamples) and a.examples.typed
+        np.testing.assert_array_equal(a.rows, b.rows)
+        for (xa, ya, _), (xb, yb, _) in zip(
+            a.epoch(np.arange(len(a))[::-1], 4), b.epoch(np.arange(len(b))[::-1], 4), strict=True
+        ):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+        assert sorted(a.skipped) == sorted(b.skipped)
+    found = {s.where: s.reason for split in whole.streamed.values() for s in split.skipped}
+    assert found == {
+        "row 4": "row 4 has 2 fields but the header has 4",
+        "row 12": "label in row 12 is empty",
+        "row 18": "label `5` at row 18 is outside the 2 classes the model outputs",
+    }
+
+
+PRETRAIN = """dnn 1
+model m {
+  input x: f32[2]
+  rbm(3)
+  dense(2)
+}
+data {
+  source = csv("t.csv", label = "label")
+  normalize = minmax
+  stream = false
+  on_error = skip
+}
+train {
+  pretrain = cd(k = 1, epochs = 1, lr = 0.1)
+  epochs = 1
+}
+"""
+
+
+def test_pretraining_drops_bad_rows_from_the_splits_they_were_cut_into(tmp_path: Path) -> None:
+    """`train.pretrain` reads the train split in memory and cannot stream: the bad rows leave
+    the splits they were cut into, and `save` lists them in skipped.json."""
+    (tmp_path / "t.csv").write_text("f1,f2,label\n" + "\n".join(csv_rows()) + "\n")
+    (tmp_path / "p.dnn").write_text(PRETRAIN)
+    program = dnn.load(str(tmp_path / "p.dnn"))
+    prepared = pipeline.prepare(program)
+    assert not prepared.streamed
     cut = split_rows(N, SHARES, 0)
     for split in ("train", "val", "test"):
         kept = [int(r) for r in cut[split] if r not in (3, 11, 17)]
         np.testing.assert_array_equal(prepared.splits[split].index, kept)
         wheres = [s.where for s in prepared.skipped.get(split, [])]
         assert wheres == [f"row {int(r) + 1}" for r in cut[split] if r in (3, 11, 17)]
-    pipeline.save(prepared, dnn.load(str(path)), tmp_path)  # what `dnn train` writes first
+    pipeline.save(prepared, program, tmp_path)  # what `dnn train` writes first
     listed = json.loads((tmp_path / "skipped.json").read_text())
     assert listed["counts"] == {s: len(v) for s, v in prepared.skipped.items()}
     reasons = {s["reason"] for records in listed["skipped"].values() for s in records}
     assert reasons == {
-        "row 4 has 2 fields but the header has 4",
+        "row 4 has 2 fields but the header has 3",
         "label in row 12 is empty",
         "label `5` at row 18 is outside the 2 classes the model outputs",
     }

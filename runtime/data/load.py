@@ -78,7 +78,8 @@ def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], 
     else:
         load = _loader(program, target_kind(task), base)
         source = load("source")
-        if source.kind == "table":  # separate val/test tables are read as typed tables too
+        if source.kind == "table" or getattr(source.reader, "typed", False):  # typed: so are
+            # the separate val/test tables
             load = _loader(program, target_kind(task), base, True)
     separate = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
     return source, blocks, separate
@@ -130,13 +131,16 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
     assert data is not None
 
     skip_bad = str(getattr(data, "on_error", "fail")) == "skip"
-    skip = skip_bad and not typed and not data.columns  # else a typed table: `load_table`
 
     def load(field: str) -> Table:
         ref = getattr(data, field)
-        found = _skipping(program, field, task, base) if skip and sources.streams(ref) else None
-        if found is not None:
-            return found
+        if skip_bad and sources.streams(ref):
+            # a CSV's cells: typed where the spec or the source says; else for `val` and
+            # `test`, numbers, as `stream_sources` opens them
+            cells = True if typed or data.columns else (None if field == "source" else False)
+            found = _skipping(program, field, task, base, cells)
+            if found is not None:
+                return found
         if ref.name == "csv":
             table = csvrows.load_table(
                 ref,
@@ -162,21 +166,25 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
     return load
 
 
-def _skipping(program: Program, field: str, task: str, base: Path) -> Table | None:
+def _skipping(
+    program: Program, field: str, task: str, base: Path, cells: bool | None
+) -> Table | None:
     """`on_error = skip`, read whole: a source word that can stream read through its
     streamed reader, so each example is checked as a streamed run checks it (class labels
     against a one-output model's units too) and a bad one is left out and listed
-    (`Table.skipped`); None for a CSV that holds strings or gaps among its first rows' inputs
-    (a typed table, read by `csvrows.load_table`)."""
+    (`Table.skipped`); a CSV's input cells as strings where `cells`, or its first rows, say
+    it is a typed table. None for a typed table under `train.pretrain`, which cannot stream:
+    `csvrows.load_table` reads it and drops its bad rows."""
     data = program.data
     assert data is not None and program.model is not None
     ref = getattr(data, field)
     where = _Where(data.span_of(field), program.sources, data.span_of(field))
-    if ref.name == "csv" and sources.open_examples(ref, task, base, where, "skip").typed:
-        return None
+    if ref.name == "csv" and program.train.pretrain is not None:
+        if sources.open_examples(ref, task, base, where, "skip", cells=cells).typed:
+            return None
     bound = _bound(program)
     cache = ref.name == "images" and bool(getattr(data, "cache", False))
-    return sources.load(ref, task, base, where, cache, "skip", bound)
+    return sources.load(ref, task, base, where, cache, "skip", bound, cells)
 
 
 def _bound(program: Program) -> int | None:

@@ -8,13 +8,16 @@ numbers of the source's full count, bad rows included (runtime/data/split.py). R
 streamed reader, so the same examples are found bad, with the same records, and a `Table`
 keeps the good ones and lists the bad ones with their positions (`Table.skipped`).
 
-Where some example was left out, `KeptExamples` serves such a table as the source it came
-from: its full count, a skipped position answered with its `Skipped` record. The pipeline
+Where some example was left out, or a typed table's cells were read so (their columns are
+fitted and encoded as the streamed run fits and encodes them), `KeptExamples` serves such a
+table as the source it came from: its full count, a skipped position answered with its
+`Skipped` record, a bad cell named through the reader (`Table.reader`). The pipeline
 then takes the tables through the streamed stages (runtime/pipeline.py's `_streamed`), from
 memory: the splits are the streamed run's, each epoch's batches are the same rows less the
 same bad ones, the statistics are fitted over the same rows, and the skipped examples are
 counted and written to `skipped.json` as they are met, so the losses equal the streamed
-run's, bit for bit. A table where nothing was skipped is trained in memory as ever.
+run's, bit for bit. A numeric table where nothing was skipped is trained in memory as ever;
+with `train.pretrain`, which cannot stream, the bad rows leave their splits (`by_split`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class KeptExamples(TableExamples):
     def __init__(self, table: Table):
         super().__init__(table)
         self.kind = table.kind
+        self.typed = bool(getattr(table.reader, "typed", False))  # a typed table's cells
+        self.columns = table.columns
         kept = np.arange(len(table)) if table.index is None else table.index
         self._row = np.full(table.count(), -1, np.int64)
         self._row[kept] = np.arange(len(table))
@@ -56,6 +61,10 @@ class KeptExamples(TableExamples):
 
     def _getitems(self, rows: Any) -> list[Any]:
         return [self[int(i)] for i in rows]
+
+    def cell_error(self, i: int, j: int, code: str, message: str, hint: str) -> Any:
+        """A typed table's input cell `j` of example `i`, named at its place in the file."""
+        return self.table.reader.cell_error(i, j, code, message, hint)
 
 
 def drop_outside(table: Table, outputs: int | None) -> Table:
@@ -80,8 +89,10 @@ def drop_outside(table: Table, outputs: int | None) -> Table:
 
 
 def skipped_any(source: Table, separate: dict[str, Table]) -> bool:
-    """Whether `on_error = skip` left an example of any of the tables out."""
-    return any(t.skipped for t in (source, *separate.values()))
+    """Whether `on_error = skip` left an example of any of the tables out, or read a typed
+    table's cells by its streamed reader (such tables train as their streamed run does)."""
+    tables = (source, *separate.values())
+    return any(t.skipped or getattr(t.reader, "typed", False) for t in tables)
 
 
 def opened(source: Table, separate: dict[str, Table]) -> dict[str, Any]:

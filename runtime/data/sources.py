@@ -128,18 +128,25 @@ def load(
     cache: bool = False,
     on_error: str = "fail",
     outputs: int | None = None,
+    cells: bool | None = None,
 ) -> Table:
     """The in-memory `Source.load` of a word read through its `Examples` (npy, parquet,
     shards; an image folder under `data.cache`; any streamable word under `on_error =
-    skip`, whose bad examples the table then lists in `Table.skipped`): every row."""
+    skip`, whose bad examples the table then lists in `Table.skipped`, a CSV's input cells
+    as strings where `cells` or its first rows say so, and the reader in `Table.reader`):
+    every row."""
     whole = _WHOLE.get(ref.name)
     if whole is not None:
         examples = whole(ref, task, Path(base_dir), Opts(where, on_error, outputs))
         examples.kind = ref.name
     else:
-        examples = open_examples(ref, task, base_dir, where, on_error, outputs=outputs, cache=cache)
+        examples = open_examples(
+            ref, task, base_dir, where, on_error, outputs=outputs, cells=cells, cache=cache
+        )
     found, _ = table(examples)
-    return replace(found, kind=ref.name, span=where.span)
+    reader = examples if on_error == "skip" else None  # `Table.reader`
+    columns = tuple(getattr(examples, "columns", ())) if getattr(examples, "typed", False) else ()
+    return replace(found, kind=ref.name, span=where.span, reader=reader, columns=columns)
 
 
 class Source(NamedTuple):

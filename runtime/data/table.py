@@ -64,6 +64,9 @@ class Table:
     # the source, its `Skipped` record); the source held len(x) + len(skipped) examples, and
     # `index` says where the kept ones sat
     skipped: tuple[tuple[int, Any], ...] = field(default=(), repr=False)
+    # the streamed reader (`Examples`) a table read whole under `on_error = skip` came from:
+    # a typed table's (input cells as strings) names a bad cell at its place in the file
+    reader: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y) or self.task not in TASKS:
