@@ -63,10 +63,14 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     return opened
 
 
-def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
+def load_tables(
+    program: Program, task: str, readers: bool = True
+) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
     """The source read whole, where several outputs' targets sit in it (`blocks`), and the
     separate `val` / `test` tables the spec names (read as typed tables too where the source
-    is one)."""
+    is one). Under `on_error = skip` (`readers`) each is read by its streamed reader; a typed
+    table of which nothing was skipped is then read again by the in-memory reader, as under
+    `fail`, to train in memory (with a row skipped, it trains as its streamed run does)."""
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
@@ -76,12 +80,16 @@ def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], 
         source, blocks = load("source")
         load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
     else:
-        load = _loader(program, target_kind(task), base)
+        load = _loader(program, target_kind(task), base, readers=readers)
         source = load("source")
         if source.kind == "table" or getattr(source.reader, "typed", False):  # typed: so are
             # the separate val/test tables
-            load = _loader(program, target_kind(task), base, True)
+            load = _loader(program, target_kind(task), base, True, readers)
     separate = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
+    tables = (source, *separate.values())
+    typed = any(getattr(t.reader, "typed", False) for t in tables)
+    if typed and not any(t.skipped for t in tables):
+        return load_tables(program, task, readers=False)
     return source, blocks, separate
 
 
@@ -124,7 +132,9 @@ def workers(program: Program, field: str, examples: Any = None) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any:
+def _loader(
+    program: Program, task: str, base: Path, typed: bool = False, readers: bool = True
+) -> Any:
     """Reads one source field: a CSV through `load_table` (a typed table where the spec
     types columns or a cell is not a number), any other source through `load_source`."""
     data = program.data
@@ -134,7 +144,7 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
 
     def load(field: str) -> Table:
         ref = getattr(data, field)
-        if skip_bad and sources.streams(ref):
+        if skip_bad and readers and sources.streams(ref):
             # a CSV's cells: typed where the spec or the source says; else for `val` and
             # `test`, numbers, as `stream_sources` opens them
             cells = True if typed or data.columns else (None if field == "source" else False)

@@ -8,16 +8,17 @@ numbers of the source's full count, bad rows included (runtime/data/split.py). R
 streamed reader, so the same examples are found bad, with the same records, and a `Table`
 keeps the good ones and lists the bad ones with their positions (`Table.skipped`).
 
-Where some example was left out, or a typed table's cells were read so (their columns are
-fitted and encoded as the streamed run fits and encodes them), `KeptExamples` serves such a
-table as the source it came from: its full count, a skipped position answered with its
-`Skipped` record, a bad cell named through the reader (`Table.reader`). The pipeline
+Where some example was left out, `KeptExamples` serves such a table as the source it came
+from: its full count, a skipped position answered with its `Skipped` record, a typed table's
+bad cell named through the reader (`Table.reader`). The pipeline
 then takes the tables through the streamed stages (runtime/pipeline.py's `_streamed`), from
 memory: the splits are the streamed run's, each epoch's batches are the same rows less the
 same bad ones, the statistics are fitted over the same rows, and the skipped examples are
 counted and written to `skipped.json` as they are met, so the losses equal the streamed
-run's, bit for bit. A numeric table where nothing was skipped is trained in memory as ever;
-with `train.pretrain`, which cannot stream, the bad rows leave their splits (`by_split`).
+run's, bit for bit (a typed table's columns fitted and its cells encoded as the streamed run
+fits and encodes them). Data where nothing was skipped trains in memory as ever (a typed
+table read again by the in-memory reader: `load.load_tables`); with `train.pretrain`, which
+cannot stream, the bad rows leave their splits (`by_split`).
 """
 
 from __future__ import annotations
@@ -89,10 +90,8 @@ def drop_outside(table: Table, outputs: int | None) -> Table:
 
 
 def skipped_any(source: Table, separate: dict[str, Table]) -> bool:
-    """Whether `on_error = skip` left an example of any of the tables out, or read a typed
-    table's cells by its streamed reader (such tables train as their streamed run does)."""
-    tables = (source, *separate.values())
-    return any(t.skipped or getattr(t.reader, "typed", False) for t in tables)
+    """Whether `on_error = skip` left an example of any of the tables out."""
+    return any(t.skipped for t in (source, *separate.values()))
 
 
 def opened(source: Table, separate: dict[str, Table]) -> dict[str, Any]:
