@@ -10,9 +10,8 @@ keeps the good ones and lists the bad ones with their positions (`Table.skipped`
 
 Where some example was left out, `KeptExamples` serves such a table as the source it came
 from: its full count, a skipped position answered with its `Skipped` record, a typed table's
-bad cell named through the reader (`Table.reader`). The pipeline
-then takes the tables through the streamed stages (runtime/pipeline.py's `_streamed`), from
-memory: the splits are the streamed run's, each epoch's batches are the same rows less the
+bad cell named through the reader (`Table.reader`). The pipeline then takes the tables
+through the streamed stages (runtime/pipeline.py's `_streamed`), from memory: the splits are the streamed run's, each epoch's batches are the same rows less the
 same bad ones, the statistics are fitted over the same rows, and the skipped examples are
 counted and written to `skipped.json` as they are met, so the losses equal the streamed
 run's, bit for bit (a typed table's columns fitted and its cells encoded as the streamed run
@@ -46,9 +45,9 @@ class KeptExamples(TableExamples):
         self.kind = table.kind
         self.typed = bool(getattr(table.reader, "typed", False))  # a typed table's cells
         self.columns = table.columns
-        kept = np.arange(len(table)) if table.index is None else table.index
-        self._row = np.full(table.count(), -1, np.int64)
-        self._row[kept] = np.arange(len(table))
+        rows = np.arange(len(table)) if table.index is None else table.index
+        self._row = np.full(table.count(), -1, np.int64)  # position -> row of the table
+        self._row[rows] = np.arange(len(table))
         self._skipped = dict(table.skipped)
 
     def __len__(self) -> int:
