@@ -11,13 +11,14 @@ keeps the good ones and lists the bad ones with their positions (`Table.skipped`
 Where some example was left out, `KeptExamples` serves such a table as the source it came
 from: its full count, a skipped position answered with its `Skipped` record, a typed table's
 bad cell named through the reader (`Table.reader`). The pipeline then takes the tables
-through the streamed stages (runtime/pipeline.py's `_streamed`), from memory: the splits are the streamed run's, each epoch's batches are the same rows less the
-same bad ones, the statistics are fitted over the same rows, and the skipped examples are
-counted and written to `skipped.json` as they are met, so the losses equal the streamed
-run's, bit for bit (a typed table's columns fitted and its cells encoded as the streamed run
-fits and encodes them). Data where nothing was skipped trains in memory as ever (a typed
-table read again by the in-memory reader: `load.load_tables`); with `train.pretrain`, which
-cannot stream, the bad rows leave their splits (`by_split`).
+through the streamed stages (runtime/pipeline.py's `_streamed`), from memory: the splits
+are the streamed run's, each epoch's batches are the same rows less the same bad ones, the
+statistics are fitted over the same rows, and the skipped examples are counted and written
+to `skipped.json` as they are met, so the losses equal the streamed run's, bit for bit (a
+typed table's columns fitted and its cells encoded as the streamed run fits and encodes
+them). Data where nothing was skipped trains in memory as ever (a typed table read again
+by the in-memory reader: `load.load_tables`); with `train.pretrain`, which cannot stream,
+the bad rows leave their splits (`by_split`).
 """
 
 from __future__ import annotations
