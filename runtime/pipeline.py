@@ -311,14 +311,7 @@ def _check_kept(program: Program, source: Table, separate: dict[str, Table]) -> 
     n, kept = skipping.train_kept(program, source, separate)
     if n and not kept:
         (_, first), *_ = source.skipped
-        raise load.section_error(
-            program,
-            "on_error",
-            f"every example of the train split ({n}) was skipped as bad: nothing to train on "
-            f"(the first: {first.where} of `{first.origin}`: {first.reason})",
-            "fix the data, or set `on_error = fail` to stop at the first bad example, shown "
-            "in its file",
-        )
+        raise load.nothing_kept(program, n, first)
 
 
 def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
