@@ -231,7 +231,7 @@ def _table_cutter(
     def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = batches.as_table(examples, span, x, y, rows)
         at = lambda i, j, code, m, h: examples.cell_error(int(rows[i]), j, code, m, h)  # noqa: E731
-        raw = tabular.Raw(examples.columns, x.reshape(len(x), -1), at)
+        raw = tabular.Raw(examples.columns, x.reshape(len(x), len(examples.columns)), at)
         t, encoded = transforms.encode_table(program, schema, slots, stats, targets, t, raw)
         tally.add(rows, raw, encoded.masks)
         return t.x, t.y

@@ -172,3 +172,13 @@ def test_auto_measures_a_typed_table_by_its_cells_as_strings(
     assert 300 * 4 * 4 < free // 2  # the rows as float32 would fit
     monkeypatch.setattr(memory_limit, "available", lambda devices: (free, "test"))
     assert pipeline.prepare(program).streamed
+
+
+def test_a_split_with_no_rows_streams_empty(tmp_path: Path) -> None:
+    """No share for `test`: its streamed split holds no row, and its empty head encodes."""
+    (tmp_path / "t.csv").write_text(table(60))
+    path = write(tmp_path, "true")
+    path.write_text(path.read_text().replace("val: 0.15, test: 0.15", "val: 0.3"))
+    prepared = pipeline.prepare(dnn.load(str(path)))
+    assert prepared.size("test") == 0 and prepared.size("train") == 42
+    assert prepared.splits["test"].x.shape == (0, 14)
