@@ -31,11 +31,10 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     if data.stream is False:
         return None
     auto = str(data.stream) == "auto"
-    if task == MULTI or data.columns:
+    if data.columns:
         if auto:
             return None
-        what = "a model with several outputs" if task == MULTI else "typed columns"
-        raise _cannot_stream(program, what)
+        raise _cannot_stream(program, "typed columns")
     fields = [s for s in ("source", "val", "test") if getattr(data, s)]
     if auto and _surely_fits(program, fields):
         return None  # not even opened: a CSV is not indexed for a run that reads it whole
@@ -61,7 +60,7 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
 
         for s, examples in opened.items():
             if sources.streams(getattr(data, s)):
-                attach(examples, getattr(data, s), target_kind(task))
+                attach(examples, getattr(data, s), _cache_task(program, task))
     return opened
 
 
@@ -96,10 +95,14 @@ def open_examples(program: Program, field: str, task: str) -> Any:
     if sources.streams(ref):
         where = _Where(data.span_of(field), program.sources, data.span_of(field))
         on_error = str(getattr(data, "on_error", "fail"))
+        if task == MULTI:  # every output's targets side by side, `blocks` saying where
+            return sources.open_outputs(ref, _output_tasks(program), base, where, on_error)
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
         bound = outputs(program) if one else None
         return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
+    if task == MULTI:  # a built-in set: small, read whole
+        return batches.TableExamples(*_outputs_loader(program, base)(field))
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
 
@@ -170,6 +173,14 @@ def _outputs_loader(program: Program, base: Path) -> Any:
 def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
     assert program.model is not None
     return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
+
+
+def _cache_task(program: Program, task: str) -> str:
+    """What a `data.cache` of the source is keyed by besides its files: how its targets are
+    read (with several outputs, each one's name, task and units: the stored rows' layout)."""
+    if task == MULTI:
+        return f"{MULTI} {_output_tasks(program)}"
+    return target_kind(task)
 
 
 def _cannot_stream(program: Program, what: str) -> SpecError:

@@ -43,7 +43,13 @@ from .builtin import _load_builtin
 from .csvrows import _load_csv, _open_csv
 from .examples import Examples, Item, Opts, Skipped, table
 from .images import _load_images, _open_images
-from .outputs import _builtin_several, _csv_outputs, _npz_several
+from .outputs import (
+    _builtin_several,
+    _csv_outputs,
+    _npz_several,
+    _open_csv_several,
+    _open_npz_several,
+)
 from .parquet import _open_parquet
 from .shards import SHARDS_META, _open_shards, write_shards
 from .table import TASKS, Block, Outputs, Table, _Where
@@ -56,6 +62,7 @@ __all__ = [
     "SHARDS_META",
     "Source",
     "load_outputs",
+    "open_outputs",
     "load_source",
     "open_examples",
     "streams",
@@ -118,6 +125,34 @@ def open_examples(
         from .cache import attach
 
         attach(examples, ref, task)
+    return examples
+
+
+# For a model with several outputs: the words whose targets stream (a built-in set's do not).
+_OUTPUT_OPENERS: dict[str, Callable[..., Examples]] = {
+    "npz": _open_npz_several,
+    "csv": _open_csv_several,
+}
+
+
+def open_outputs(
+    ref: Ref,
+    outputs: Outputs,
+    base_dir: Path,
+    where: _Where,
+    on_error: str,
+    *,
+    cache_dir: Path | None = None,
+) -> Examples:
+    """As `open_examples`, for a model with several outputs (`outputs`: (name, task, units)
+    in the model's order): row `i`'s `y` holds every output's targets side by side, as
+    `load_outputs` lays them; the examples' `blocks` say where each output's are."""
+    if ref.name not in _OUTPUT_OPENERS:
+        raise InternalError(f"several outputs streamed from `{ref.name}` (check refuses it)")
+    examples = _OUTPUT_OPENERS[ref.name](
+        ref, outputs, Path(base_dir), Opts(where, on_error, None, cache_dir)
+    )
+    examples.kind = ref.name
     return examples
 
 
