@@ -5,12 +5,15 @@ streamed run's losses equal the in-memory run's, it stops in mid-epoch and resum
 or label names its file and row, or is skipped.
 
 The CSV and the npz archive hold the same numbers (the archive's are the CSV's text parsed),
-so a streamed CSV run is compared with the in-memory npz run.
+so a streamed CSV run is compared with the in-memory npz run. The runs take one jitted step
+per batch (`loop = steps`: one compile serves every batch; tests/test_stream.py covers the
+scanned epochs against streamed chunks for one output).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ train {
   loss = { digit: cross_entropy, size: mse, flag: binary_cross_entropy }
   loss_weights = { size: 0.5, flag: 2.0 }
   epochs = 2
+  loop = steps
   batch_size = 16
   optimizer = adam(lr = 0.02)
 }
@@ -173,6 +177,8 @@ def test_rows_are_the_in_memory_readers_rows(folder: Path, source: str) -> None:
     for i, (x, y) in enumerate(examples._getitems(range(len(examples)))):
         assert x.dtype == table.x.dtype and x.tobytes() == table.x[i].tobytes(), i
         assert y.dtype == table.y.dtype and y.tobytes() == table.y[i].tobytes(), i
+    sent = pickle.loads(pickle.dumps(examples))  # as Grain sends it to a worker process
+    assert sent.blocks == blocks and sent[199][1].tobytes() == table.y[199].tobytes()
 
 
 def _bad_csv(tmp_path: Path, row: int, column: str, cell: str) -> str:
@@ -236,6 +242,21 @@ def test_a_bad_cell_fails_at_its_row_or_is_skipped(
     assert f"151 | {line}" in str(e.value)  # the row shown, a caret under the cell
     skipped = _open_csv(tmp_path, "skip")[149]
     assert skipped == Skipped("multi.csv", "row 150", message)
+
+
+def test_a_second_label_column_is_counted_once_per_file(tmp_path: Path) -> None:
+    """`flag`'s classes (the index counts `digit`'s) are kept beside the CSV, and counted
+    again once the file changes."""
+    write_data(tmp_path)
+    assert _open_csv(tmp_path).blocks[2].classes == 2
+    kept = json.loads((tmp_path / ".multi.csv.dnn-labels").read_text())["columns"]
+    assert kept == {"flag": [True, 1, ["0", "1"]]}
+    _bad_csv(tmp_path, 7, "flag", "10")
+    with pytest.raises(dnn.SpecError) as e:
+        _open_csv(tmp_path)[6]
+    assert (
+        e.value.diagnostics[0].hint == "column `flag` has 11 classes: end `flag` with `dense(11)`"
+    )
 
 
 def test_memory_refuses_a_negative_label_as_streaming_does(tmp_path: Path) -> None:

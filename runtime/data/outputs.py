@@ -10,7 +10,9 @@ are); a CSV's are read with each row and checked there, so a bad label names its
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -285,6 +287,13 @@ class CsvOutputs(CsvExamples):
         self.origin, self.task, self.shape = shown, "regression", (len(self._inputs),)
         self.dtype = np.dtype(np.float32)
         self.classes, self.class_names = None, ()
+        # the cells read as numbers, in one parse: the numeric targets (in the in-memory
+        # reader's order: output by output), then the inputs; `_from`: each target column's
+        # place among them (a class label's is filled in after)
+        numeric = [c for o in outs if o.task == "regression" or len(o.cols) > 1 for c in o.cols]
+        self._numeric, self._targets_read = numeric + self._inputs, len(numeric)
+        at = {c: k for k, c in enumerate(numeric)}
+        self._from = np.array([at.get(c, 0) for o in outs for c in o.cols], np.int64)
         self._lookups = [{n: k for k, n in enumerate(o.names)} for o in outs]
         blocks, start = [], 0
         for o in outs:
@@ -300,21 +309,28 @@ class CsvOutputs(CsvExamples):
         if len(values) != len(self._names):
             raise self._shape_problem(i, line, text, _fields(text))
         row = (i, line, text, values)
-        parts = [
-            self._targets(row, o, lookup)
-            for o, lookup in zip(self._outs, self._lookups, strict=True)
-        ]
-        return self._numbers(row, self._inputs), np.concatenate(parts).astype(np.float32)
+        numbers = self._numbers(row, self._numeric)
+        y = numbers[self._from]  # every output's targets, side by side
+        for o, b, lookup in zip(self._outs, self.blocks, self._lookups, strict=True):
+            if o.task == "regression":
+                continue
+            if len(o.cols) > 1:  # multi-hot: a 0/1 per unit
+                self._check_yes_no(row, o, y[b.start : b.start + b.width])
+            else:
+                y[b.start] = self._class(row, o, lookup)
+        return numbers[self._targets_read :], y
 
     def _numbers(self, row: tuple[int, int, str, list[str]], cols: list[int]) -> np.ndarray:
         """Columns `cols` of a row as float32, parsed as `_Csv.columns` does in memory."""
         i, line, text, values = row
         cells = [values[c] for c in cols]
-        x = np.array([_float_or_nan(v) for v in cells], dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(x))
-        if not len(bad):
+        try:
+            x = np.array(cells, dtype=np.float64)
+        except ValueError:  # a cell is no number: NaN marks it for the search below
+            x = np.array([_float_or_nan(v) for v in cells], dtype=np.float64)
+        if np.isfinite(x).all():
             return x.astype(np.float32)
-        c = cols[int(bad[0])]
+        c = cols[int(np.flatnonzero(~np.isfinite(x))[0])]
         value, col, end = _fields(text)[c]
         problem = "is not a number" if _number(value) is None else "is not a finite number"
         message = f"value `{value}` in column `{self._names[c]}` {problem}"
@@ -323,42 +339,49 @@ class CsvOutputs(CsvExamples):
         hint = "inputs must be numbers: fill in the value, or drop the row or the column"
         raise self._bad(i, line, text, col, end, message, hint)
 
-    def _targets(
+    def _check_yes_no(
+        self, row: tuple[int, int, str, list[str]], o: _Output, y: np.ndarray
+    ) -> None:
+        """Multi-hot targets are 0 or 1, as `_csv_output_targets` checks them."""
+        bad = np.flatnonzero((y != 0) & (y != 1))
+        if len(bad):
+            i, line, text, _ = row
+            c = o.cols[int(bad[0])]
+            value, col, end = _fields(text)[c]
+            message = f"value `{value}` in column `{self._names[c]}` is not 0 or 1"
+            hint = f"output `{o.name}` reads one yes/no label per unit from these columns"
+            raise self._bad(i, line, text, col, end, message, hint)
+
+    def _class(
         self, row: tuple[int, int, str, list[str]], o: _Output, lookup: dict[str, int]
-    ) -> np.ndarray:
-        """Output `o`'s targets in a row, checked as `_csv_output_targets` checks them."""
+    ) -> int:
+        """Output `o`'s class label in a row, as `_Csv.labels` reads it in memory and
+        `_csv_output_targets` checks it."""
         i, line, text, values = row
-        if o.task == "regression":
-            return self._numbers(row, list(o.cols))
-        if len(o.cols) > 1:  # multi-hot: a 0/1 per unit
-            found = self._numbers(row, list(o.cols))
-            bad = np.flatnonzero((found != 0) & (found != 1))
-            if len(bad):
-                c = o.cols[int(bad[0])]
-                value, col, end = _fields(text)[c]
-                message = f"value `{value}` in column `{self._names[c]}` is not 0 or 1"
-                hint = f"output `{o.name}` reads one yes/no label per unit from these columns"
-                raise self._bad(i, line, text, col, end, message, hint)
-            return found
         value = values[o.cols[0]]
         number = _number(value)
-        _, col, end = _fields(text)[o.cols[0]]
         problem = _label_problem(value, number, "classification", o.numeric)
+        label = -1 if problem else self._label(o, lookup, value, number)
+        if 0 <= label < o.top:
+            return label
+        _, col, end = _fields(text)[o.cols[0]]  # only now: splitting a line is costly
         if problem:
             hint = "give every row a label" if not value else _LABEL_HINT
             shown = f" `{value}`" if value else ""
             message = f"label{shown} in row {i + 1} {problem}"
             raise self._bad(i, line, text, col, end, message, hint)
-        label = int(number) if o.numeric and number is not None else lookup[value]
-        if not 0 <= label < o.top:
-            shown = f"`{value}`" if value == str(label) else f"`{value}` (class {label})"
-            message = f"label {shown} in row {i + 1} is outside output `{o.name}`'s {o.top} classes"
-            hint = f"class labels run from 0 to {o.top - 1}"
-            if o.classes > o.top:
-                hint = f"column `{self._names[o.cols[0]]}` has {o.classes} classes: end "
-                hint += f"`{o.name}` with `dense({o.classes})`"
-            raise self._bad(i, line, text, col, end, message, hint)
-        return np.array([label], np.float32)
+        shown = f"`{value}`" if value == str(label) else f"`{value}` (class {label})"
+        message = f"label {shown} in row {i + 1} is outside output `{o.name}`'s {o.top} classes"
+        hint = f"class labels run from 0 to {o.top - 1}"
+        if o.classes > o.top:
+            hint = f"column `{self._names[o.cols[0]]}` has {o.classes} classes: end "
+            hint += f"`{o.name}` with `dense({o.classes})`"
+        raise self._bad(i, line, text, col, end, message, hint)
+
+    @staticmethod
+    def _label(o: _Output, lookup: dict[str, int], value: str, number: float | None) -> int:
+        """A class label's index: the number itself, or the name's place among the names."""
+        return int(number) if o.numeric and number is not None else lookup[value]
 
 
 def _open_csv_several(ref: Ref, outputs: Outputs, base: Path, opts: Opts) -> Examples:
@@ -390,7 +413,7 @@ def _open_csv_several(ref: Ref, outputs: Outputs, base: Path, opts: Opts) -> Exa
         text = _one_line(line, index.header_text)
         hint = "add one row per example below the header"
         raise where.file(E_DATA, f"`{shown}` has a header but no rows", at, hint, text)
-    counted = _count_labels(shown, labels[1:]) if len(labels) > 1 else {}
+    counted = _counted(shown, labels[1:], header.names, opts.cache_dir) if len(labels) > 1 else {}
     if labels:
         counted[labels[0]] = (index.numeric, index.top, index.names)
     outs = []
@@ -434,6 +457,36 @@ def _csv_header(shown: str, where: _Where) -> _Csv:
         raise _cannot_read(shown, e, where) from None
     hint = "write a header row of column names, then one row per example"
     raise where.file(E_DATA, f"`{shown}` is empty: no header row", _start(shown), hint)
+
+
+def _counted(
+    shown: str, cols: list[int], names: list[str], cache_dir: Path | None
+) -> dict[int, tuple[bool, int, list[str] | None]]:
+    """`_count_labels` of columns `cols`, kept beside the file (`.<name>.dnn-labels`, else in
+    `cache_dir`, the run folder) for the file as it is now (its size and mtime), as its index
+    is: a later run does not read the file again to count them."""
+    stat = os.stat(shown)
+    stamp = {"version": 1, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    file = f".{Path(shown).name}.dnn-labels"
+    places = [Path(shown).with_name(file)] + ([Path(cache_dir) / file] if cache_dir else [])
+    for place in places:
+        try:
+            found = json.loads(place.read_text())
+            if all(found[k] == v for k, v in stamp.items()):
+                return {c: tuple(found["columns"][names[c]]) for c in cols}  # type: ignore[misc]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    counted = _count_labels(shown, cols)
+    record = {**stamp, "columns": {names[c]: list(v) for c, v in counted.items()}}
+    for place in places:
+        tmp = place.with_name(f"{place.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, place)
+            break
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return counted
 
 
 def _count_labels(shown: str, cols: list[int]) -> dict[int, tuple[bool, int, list[str] | None]]:
