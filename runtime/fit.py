@@ -25,7 +25,7 @@ from dnn.compiler.diagnostics import E_NONFINITE, Diagnostic, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.lower_optax import plateau_watches
 
-from . import checkpoint, health, memory_limit, pipeline, rundir, tensorboard
+from . import checkpoint, health, memory_limit, pipeline, rundir, tabular, tensorboard
 from .data.batches import Epochs
 from .progress import Display
 from .train import (
@@ -212,6 +212,7 @@ def _train(
                 record["data_wait_s"] = data["train"].waited
                 if lead:
                     _write_skipped(folder, data)
+                    _write_unseen(folder, prepared)
                 _none_trained(acc, data["train"])
             if board is not None:
                 board.epoch(record)
@@ -260,8 +261,9 @@ def _train(
     wall = loop.wall_before + time.perf_counter() - t_start
     result = _result(engine, st, data, loop.history, wall, loop.best_epoch, restored, program)
     result["run"] = str(folder)
-    if streamed and lead:
-        _write_skipped(folder, data)  # the final evaluation met the test split's too
+    if streamed and lead:  # the final evaluation met the test split's too
+        _write_skipped(folder, data)
+        _write_unseen(folder, prepared)
     if streamed and (folder / SKIPPED).exists():  # `on_error = skip` left examples out
         result["skipped"] = json.loads((folder / SKIPPED).read_text())["counts"]
     _wait(plots)
@@ -700,6 +702,13 @@ def _write_skipped(folder: Path, data: dict[str, Any]) -> None:
     if found:
         counts = {name: len(v) for name, v in found.items()}
         rundir.write_json(folder / SKIPPED, {"counts": counts, "skipped": found})
+
+
+def _write_unseen(folder: Path, prepared: pipeline.Prepared) -> None:
+    """A streamed typed table's `columns.json` again, with the cells its vocabularies did not
+    know among the batches read so far (each split read whole by the run's end)."""
+    if prepared.tallies and prepared.schema is not None:
+        tabular.save(prepared.schema, folder, prepared.unseen_cells())
 
 
 # Streamed batches a scanned model (`Engine.scanned`: an in-memory epoch is one scan) takes

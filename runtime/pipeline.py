@@ -63,6 +63,15 @@ class Prepared:
     streamed: dict[str, batches.Streamed] = field(default_factory=dict)
     # `data.stream`: each split read from its source batch by batch; `splits` then holds
     # each split's first examples only (its head: shapes, dtypes, a look at the data)
+    tallies: dict[str, tabular.Unseen] = field(default_factory=dict)
+    # a typed table streamed: per split, the unseen cells its batches met so far
+
+    def unseen_cells(self) -> dict[str, dict[str, tuple[int, tuple[str, ...]]]]:
+        """Per split and column, the cells the vocabularies did not know (streamed: those
+        read so far; every split has been read whole once a run ends)."""
+        if not self.tallies:
+            return self.unseen
+        return {s: found for s, t in self.tallies.items() if (found := t.report())}
 
     def size(self, split: str) -> int:
         if self.streamed:
@@ -85,7 +94,7 @@ def prepare(
     task = transforms.task_of(program)
     opened = load.stream_sources(program, task)
     if opened is not None:
-        return _streamed(program, task, opened, stats, targets)
+        return _streamed(program, task, opened, stats, targets, schema)
     return _whole(program, task, stats, targets, schema)
 
 
@@ -129,6 +138,7 @@ def _streamed(
     opened: dict[str, Any],
     stats: dict[str, np.ndarray] | None,
     targets: preprocess.Targets | None,
+    schema: tabular.Schema | None,
 ) -> Prepared:
     """Each split read from its source as training needs it: the train split's statistics
     in one pass over its rows, each batch checked and transformed as it is read. `splits`
@@ -140,6 +150,8 @@ def _streamed(
     parts = {s: (source, rows[s], "source") for s in split.SPLITS if s not in opened}
     parts.update({s: (e, np.arange(len(e)), s) for s, e in opened.items()})
     _check_train(program, len(parts["train"][1]))
+    if getattr(source, "typed", False):
+        return _streamed_table(program, task, source, parts, stats, targets, schema)
     raw_shape = tuple(source.shape)
     shape = _normalized_shape(program, raw_shape)
     raw = {
@@ -161,6 +173,62 @@ def _streamed(
         on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f, e)
         streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
     return _prepared(program, source, heads, stats, raw_shape, task, targets, blocks, streamed)
+
+
+def _streamed_table(
+    program: Program,
+    task: str,
+    source: Any,
+    parts: dict[str, tuple[Any, np.ndarray, str]],
+    stats: dict[str, np.ndarray] | None,
+    targets: preprocess.Targets | None,
+    schema: tabular.Schema | None,
+) -> Prepared:
+    """A typed table streamed: its columns, vocabularies and statistics fitted in passes over
+    the train rows (`fitted.fit_table_rows`), each batch's cells encoded as it is read, and
+    the cells the vocabularies do not know counted as the batches meet them."""
+    data = program.data
+    assert data is not None
+    schema, stats, targets = fitted.fit_table_rows(program, task, parts, stats, targets, schema)
+    slots = transforms.table_slots(program, schema)
+    heads, streamed, tallies = {}, {}, {}
+    for s, (e, r, f) in parts.items():
+        tallies[s] = tabular.Unseen(len(e))
+        cut = _table_cutter(program, e, f, schema, slots, stats, targets, tallies[s])
+        head = batches.read_table(e, r[: batches.head_rows(len(r))], data.span_of(f))
+        hx, hy = cut(head.x, head.y, head.index)
+        heads[s] = replace(head, x=hx, y=hy)
+        on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f, e)
+        streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
+    width = (sum(s.size for s in slots),)
+    return Prepared(
+        heads, stats, width, task, source.classes, source.class_names, targets, (), schema,
+        streamed=streamed, tallies=tallies,
+    )  # fmt: skip
+
+
+def _table_cutter(
+    program: Program,
+    examples: Any,
+    field: str,
+    schema: tabular.Schema,
+    slots: tuple[tabular.Slot, ...],
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    tally: tabular.Unseen,
+) -> Any:
+    """The transforms stage of one streamed batch of a typed table: its cells encoded."""
+    span = program.data.span_of(field) if program.data is not None else None
+
+    def cut(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = batches.as_table(examples, span, x, y, rows)
+        at = lambda i, j, code, m, h: examples.cell_error(int(rows[i]), j, code, m, h)  # noqa: E731
+        raw = tabular.Raw(examples.columns, x.reshape(len(x), -1), at)
+        t, encoded = transforms.encode_table(program, schema, slots, stats, targets, t, raw)
+        tally.add(rows, raw, encoded.masks)
+        return t.x, t.y
+
+    return cut
 
 
 def _cutter(
@@ -281,7 +349,7 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
     }
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
     if prepared.schema is not None:
-        tabular.save(prepared.schema, folder, prepared.unseen)
+        tabular.save(prepared.schema, folder, prepared.unseen_cells())
 
 
 @dataclass(frozen=True)

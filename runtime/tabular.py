@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -178,8 +179,79 @@ class Cells:
         return np.array([v.strip() in MISSING for v in self.values], bool)
 
 
-def _present(cells: Cells) -> list[str]:
-    return [v for v in cells.values if v.strip() not in MISSING]
+class _Sum:
+    """A sum of floats that does not depend on how its values were cut into chunks: each
+    `CHUNK` values in the order given summed exactly (`math.fsum`), then those sums, so a
+    table read whole and one streamed give the same fill bit for bit."""
+
+    CHUNK = 4096
+
+    def __init__(self) -> None:
+        self.parts: list[float] = []
+        self.pending: list[float] = []
+
+    def add(self, v: float) -> None:
+        self.pending.append(v)
+        if len(self.pending) == self.CHUNK:
+            self.parts.append(math.fsum(self.pending))
+            self.pending = []
+
+    def result(self) -> float:
+        return math.fsum([*self.parts, math.fsum(self.pending)])
+
+
+@dataclass
+class Facts:
+    """What the passes over a table's train cells saw of one column: what inference and the
+    column types' `fit` read. The first pass (`observe`, cells in file order) counts cells and
+    present ones, whether every present one parses as a number, the first that is no finite
+    number (`bad`), the exact sum of the finite ones, the first three distinct present values
+    (each with where it was first met) and the words. The second (`count`, any order) counts
+    the values of a category column and the words of a text column: the vocabularies.
+
+    Where a cell was met is a key `at(key, code, message, hint)` turns into an error at that
+    cell of the file: a row of the train split in memory, a source row when streamed."""
+
+    name: str
+    at: Callable[[Any, str, str, str], SpecError] = field(repr=False)
+    cells: int = 0
+    present: int = 0
+    parses: bool = True
+    bad: tuple[Any, str] | None = None
+    total: _Sum = field(default_factory=_Sum, repr=False)
+    distinct: dict[str, Any] = field(default_factory=dict)
+    words: int = 0
+    values: Counter[str] = field(default_factory=Counter, repr=False)
+    vocabulary: Counter[str] = field(default_factory=Counter, repr=False)
+
+    def observe(self, cells: Any, keys: Any) -> None:
+        """The first pass over some of the column's train cells, in file order."""
+        for v, key in zip(cells, keys, strict=True):
+            self.cells += 1
+            s = v.strip()
+            if s in MISSING:
+                continue
+            self.present += 1
+            self.words += len(_WORD.findall(s.lower()))
+            if len(self.distinct) < 3 and s not in self.distinct:
+                self.distinct[s] = key
+            try:
+                f = float(s)
+            except ValueError:
+                self.parses = False
+                self.bad = self.bad or (key, v)
+                continue
+            if math.isfinite(f):
+                self.total.add(f)
+            elif self.bad is None:
+                self.bad = (key, v)
+
+    def count(self, kind: str, cells: Any) -> None:
+        """The second pass: the vocabulary a category or text column needs."""
+        if kind == "category":
+            self.values.update(s for v in cells if (s := v.strip()) not in MISSING)
+        elif kind == "text":
+            self.vocabulary.update(w for v in cells if v.strip() not in MISSING for w in words(v))
 
 
 def _number(v: str) -> float | None:
@@ -209,16 +281,15 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def infer(cells: Cells) -> str:
-    """A column's type from its train cells (the rule in the module doc)."""
-    present = _present(cells)
-    if not present:
+def infer(facts: Facts) -> str:
+    """A column's type from what the first pass saw of its train cells (the module doc's rule)."""
+    if not facts.present:
         return "ignore"
-    if all(_parses(v) for v in present):  # `inf` too: a number column, refused at that cell
+    if facts.parses:  # `inf` too: a number column, refused at that cell
         return "number"
-    if len(set(present)) <= 2:
+    if len(facts.distinct) <= 2:
         return "binary"
-    if sum(len(words(v)) for v in present) / len(present) > TEXT_WORDS:
+    if facts.words / facts.present > TEXT_WORDS:
         return "text"
     return "category"
 
@@ -227,19 +298,23 @@ def infer(cells: Cells) -> str:
 
 
 class ColumnType(NamedTuple):
-    """A column type word's implementation: `fit` a `Column` on train cells (the `Ref` holds
-    the word's arguments), `encode` cells into (N, width) values and an (N,) mask of cells
-    the vocabulary does not know."""
+    """A column type word's implementation: `fit` a `Column` from the train split's `Facts`
+    (the `Ref` holds the word's arguments; a bad cell raises at it), `encode` cells into
+    (N, width) values and an (N,) mask of cells the vocabulary does not know."""
 
-    fit: Callable[[Ref, Cells], Column]
+    fit: Callable[[Ref, Facts], Column]
     encode: Callable[[Column, Cells, bool], tuple[np.ndarray, np.ndarray]]
 
 
-def _fit_number(ref: Ref, cells: Cells) -> Column:
-    miss = cells.missing()
-    values = _number_values(cells, miss)
-    fill = float(values[~miss].astype(np.float64).mean()) if (~miss).any() else 0.0
-    return Column(cells.name, "number", fill=fill, indicator=bool(miss.any()))
+def _fit_number(ref: Ref, facts: Facts) -> Column:
+    if facts.bad is not None:
+        key, v = facts.bad
+        problem = "is not a finite number" if _parses(v) else "is not a number"
+        hint = f"fill in the value, or type the column: `columns = {{ {facts.name}: category }}`"
+        message = f"value `{v.strip()}` in number column `{facts.name}` {problem}"
+        raise facts.at(key, E_COLUMNS, message, hint)
+    fill = facts.total.result() / facts.present if facts.present else 0.0
+    return Column(facts.name, "number", fill=fill, indicator=facts.present < facts.cells)
 
 
 def _number_values(cells: Cells, miss: np.ndarray) -> np.ndarray:
@@ -272,10 +347,8 @@ def _encode_number(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarray
     return np.concatenate(parts, axis=1), np.zeros(len(miss), bool)
 
 
-def _fit_category(ref: Ref, cells: Cells) -> Column:
-    return Column(
-        cells.name, "category", vocab=_ranked(Counter(v.strip() for v in _present(cells)))
-    )
+def _fit_category(ref: Ref, facts: Facts) -> Column:
+    return Column(facts.name, "category", vocab=_ranked(facts.values))
 
 
 def _category_ids(col: Column, cells: Cells) -> tuple[np.ndarray, np.ndarray]:
@@ -294,24 +367,18 @@ def _encode_category(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarr
     return np.eye(2 + len(col.vocab))[ids], unseen
 
 
-def _fit_binary(ref: Ref, cells: Cells) -> Column:
-    present = [v.strip() for v in _present(cells)]
-    seen = sorted(set(present))
-    if len(seen) > 2:
-        third = next(i for i, v in enumerate(cells.values) if v.strip() == seen[2])
-        message = f"binary column `{cells.name}` has a third value `{seen[2]}` (besides `{seen[0]}` and `{seen[1]}`)"
-        raise cells.at(
-            third,
-            E_COLUMNS,
-            message,
-            f"type it `category`: `columns = {{ {cells.name}: category }}`",
-        )
+def _fit_binary(ref: Ref, facts: Facts) -> Column:
+    seen = list(facts.distinct)
+    if len(seen) > 2:  # the third distinct value met in file order
+        first, second = sorted(seen[:2])
+        message = f"binary column `{facts.name}` has a third value `{seen[2]}` (besides `{first}` and `{second}`)"
+        hint = f"type it `category`: `columns = {{ {facts.name}: category }}`"
+        raise facts.at(facts.distinct[seen[2]], E_COLUMNS, message, hint)
+    seen.sort()
     truthy = [v for v in seen if v.lower() in TRUE]
     pos = truthy[0] if truthy else seen[-1] if len(seen) == 2 else ""
     neg = next((v for v in seen if v != pos), "")
-    return Column(
-        cells.name, "binary", vocab=(neg, pos), indicator=len(present) < len(cells.values)
-    )
+    return Column(facts.name, "binary", vocab=(neg, pos), indicator=facts.present < facts.cells)
 
 
 def _encode_binary(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -326,10 +393,9 @@ def _encode_binary(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarray
     return np.concatenate(parts, axis=1), unseen
 
 
-def _fit_text(ref: Ref, cells: Cells) -> Column:
-    counts = Counter(w for v in _present(cells) for w in words(v))
-    vocab = _ranked(counts, ref.arg("max_words"))
-    return Column(cells.name, "text", vocab=vocab, length=int(ref.arg("length")))
+def _fit_text(ref: Ref, facts: Facts) -> Column:
+    vocab = _ranked(facts.vocabulary, ref.arg("max_words"))
+    return Column(facts.name, "text", vocab=vocab, length=int(ref.arg("length")))
 
 
 def _encode_text(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -347,8 +413,8 @@ def _encode_text(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarray, 
     return out, unseen
 
 
-def _fit_ignore(ref: Ref, cells: Cells) -> Column:
-    return Column(cells.name, "ignore")
+def _fit_ignore(ref: Ref, facts: Facts) -> Column:
+    return Column(facts.name, "ignore")
 
 
 def _encode_ignore(col: Column, cells: Cells, integer: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -392,21 +458,63 @@ class Raw:
         )
 
 
-def fit(
-    raw: Raw,
-    label: str,
-    types: Mapping[str, Ref],
-) -> Schema:
-    """The schema of a table, fitted on its train split `raw` (types from `data.columns`
-    where given, else inferred)."""
-    cols = []
-    for j, name in enumerate(raw.names):
-        cells = raw.column(j)
-        ref = types.get(name)
-        inferred = ref is None
-        ref = ref if ref is not None else default_ref(infer(cells))
-        cols.append(replace(_kind(ref.name).fit(ref, cells), inferred=inferred))
-    return Schema(label, tuple(cols))
+class Fit:
+    """A table's schema fitted in two passes over its train split's cells, given a chunk at a
+    time (in memory the whole split is one chunk; streamed, the rows read from the file):
+    `observe` every chunk in file order, then `types`, then `count` every chunk (any order),
+    then `schema`. `at(key, j, code, message, hint)`: the error at column `j` of the cell met
+    as `key`."""
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        label: str,
+        types: Mapping[str, Ref],
+        at: Callable[[Any, int, str, str, str], SpecError],
+    ) -> None:
+        self.names, self.label, self.given = names, label, types
+        self.facts = [
+            Facts(n, lambda key, code, m, h, j=j: at(key, j, code, m, h))
+            for j, n in enumerate(names)
+        ]
+        self.refs: list[Ref] = []
+
+    def observe(self, cells: np.ndarray, keys: Any) -> None:
+        for j, facts in enumerate(self.facts):
+            facts.observe(cells[:, j], keys)
+
+    def types(self) -> list[Ref]:
+        """Each column's type (given, else inferred); a bad cell the first pass met raises
+        here, before a second pass over the data."""
+        self.refs = [self.given.get(f.name, None) or default_ref(infer(f)) for f in self.facts]
+        for ref, facts in zip(self.refs, self.facts, strict=True):
+            _kind(ref.name).fit(ref, facts)  # the vocabularies are still empty: checks only
+        return self.refs
+
+    def counts(self) -> bool:
+        """Whether the second pass counts anything (a category or text column)."""
+        return any(r.name in ("category", "text") for r in self.refs)
+
+    def count(self, cells: np.ndarray) -> None:
+        for j, (ref, facts) in enumerate(zip(self.refs, self.facts, strict=True)):
+            facts.count(ref.name, cells[:, j])
+
+    def schema(self) -> Schema:
+        cols = [
+            replace(_kind(ref.name).fit(ref, facts), inferred=facts.name not in self.given)
+            for ref, facts in zip(self.refs, self.facts, strict=True)
+        ]
+        return Schema(self.label, tuple(cols))
+
+
+def fit(raw: Raw, label: str, types: Mapping[str, Ref]) -> Schema:
+    """The schema of a table, fitted on its train split `raw` in file order (types from
+    `data.columns` where given, else inferred)."""
+    fitting = Fit(raw.names, label, types, raw.at)
+    fitting.observe(raw.cells, range(len(raw.cells)))
+    fitting.types()
+    fitting.count(raw.cells)
+    return fitting.schema()
 
 
 def fit_numbers(schema: Schema, normalize: Ref, raw: Raw) -> preprocess.Stats:
@@ -425,6 +533,12 @@ def _number_encodings(schema: Schema, raw: Raw) -> dict[str, np.ndarray]:
         for c in schema.columns
         if c.type == "number"
     }
+
+
+def number_rows(schema: Schema, raw: Raw) -> np.ndarray:
+    """The number columns' values of some rows, side by side, missing cells at their fill:
+    what the normalizer is fitted on (float64, (N, number columns))."""
+    return _number_matrix(schema, raw)
 
 
 def _number_matrix(
@@ -561,10 +675,56 @@ def _check_own(col: Column, inp: Input, fail: Callable[[str, Span, str], SpecErr
 @dataclass(frozen=True)
 class Encoded:
     """A split encoded: float32 rows (ids exact), and per column the cells the vocabulary did
-    not know (count, first few values)."""
+    not know: a mask over the rows (`masks`), and their count with the first few values
+    (`unseen`)."""
 
     x: np.ndarray
     unseen: dict[str, tuple[int, tuple[str, ...]]]
+    masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+class Unseen:
+    """The cells a split's vocabularies did not know, per column: how many, and the first
+    three distinct values in file order. `add` a batch at a time (with the rows' positions
+    in the file); a row met again (a streamed split read every epoch) is counted once."""
+
+    SHOWN = 3
+
+    def __init__(self, rows: int) -> None:
+        self._met = np.zeros((rows + 7) // 8, np.uint8)  # one bit per row of the source
+        self._counts: Counter[str] = Counter()
+        self._first: dict[str, dict[str, int]] = {}  # column -> value -> its first row seen
+        self._lock = threading.Lock()
+        self.met = 0  # rows counted (a batch's rows are distinct)
+
+    def add(self, rows: np.ndarray, raw: Raw, masks: Mapping[str, np.ndarray]) -> None:
+        rows = np.asarray(rows, np.int64)
+        with self._lock:
+            byte, bit = rows >> 3, (rows & 7).astype(np.uint8)
+            new = (self._met[byte] >> bit) & 1 == 0
+            self.met += int(new.sum())
+            np.bitwise_or.at(self._met, byte[new], np.left_shift(1, bit[new]).astype(np.uint8))
+            for name, mask in masks.items():
+                hit = np.flatnonzero(mask & new)
+                if not len(hit):
+                    continue
+                self._counts[name] += len(hit)
+                first = self._first.setdefault(name, {})
+                j = raw.names.index(name)
+                for k in hit[np.argsort(rows[hit], kind="stable")]:
+                    v, r = raw.cells[k, j].strip(), int(rows[k])
+                    if v in first:
+                        first[v] = min(first[v], r)
+                        continue
+                    first[v] = r
+                    if len(first) > self.SHOWN:  # keep the three met earliest in the file
+                        del first[max(first, key=first.__getitem__)]
+
+    def report(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        return {
+            name: (n, tuple(sorted(self._first[name], key=self._first[name].__getitem__)))
+            for name, n in sorted(self._counts.items())
+        }
 
 
 def encode(
@@ -573,10 +733,12 @@ def encode(
     normalize: Ref,
     stats: preprocess.Stats,
     raw: Raw,
+    rows: np.ndarray | None = None,
 ) -> Encoded:
-    """Every example's features, input by input in `slots` order (what `model_inputs` cuts)."""
+    """Every example's features, input by input in `slots` order (what `model_inputs` cuts).
+    `rows`: the examples' positions in the file (None: in file order), for `unseen`."""
     blocks: dict[tuple[str, bool], np.ndarray] = {}
-    unseen: dict[str, tuple[int, tuple[str, ...]]] = {}
+    masks: dict[str, np.ndarray] = {}
     plain = _number_encodings(schema, raw)  # parsed once, scaled below
     numbers = _scaled_numbers(schema, normalize, stats, raw, plain)
     for slot in slots:
@@ -591,15 +753,17 @@ def encode(
                 values, mask = _kind(col.type).encode(col, raw.column(j), slot.integer)
             blocks[(name, slot.integer)] = values
             if mask.any():
-                shown = tuple(dict.fromkeys(v.strip() for v in raw.cells[mask, j]))[:3]
-                unseen[name] = (int(mask.sum()), shown)
+                masks[name] = mask
     n = len(raw.cells)
     pieces = []
     for slot in slots:
         row = [blocks[(c, slot.integer)] for c in slot.columns]
         pieces.append(np.concatenate(row, axis=1) if row else np.zeros((n, 0)))
     x = _cut(slots, pieces, n)
-    return Encoded(x.astype(np.float32), unseen)
+    positions = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+    tally = Unseen(int(positions.max()) + 1 if n else 0)
+    tally.add(positions, raw, masks)
+    return Encoded(x.astype(np.float32), tally.report(), masks)
 
 
 def _cut(slots: tuple[Slot, ...], pieces: list[np.ndarray], n: int) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -197,19 +196,6 @@ def test_pretraining_is_refused_on_streamed_data(tmp_path: Path, capsys: Any) ->
     assert "hint: set `stream = false`" in err
 
 
-def test_typed_tables_are_refused_when_asked_to_stream(tmp_path: Path, capsys: Any) -> None:
-    root = Path(__file__).resolve().parent.parent / "examples"
-    (tmp_path / "data").mkdir()
-    shutil.copy(root / "data" / "penguins.csv", tmp_path / "data" / "penguins.csv")
-    text = (root / "penguins_tabular.dnn").read_text()
-    path = tmp_path / "penguins.dnn"
-    path.write_text(text.replace("standardize\n", "standardize\n  stream = true\n"))
-    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert "error[E0602]: typed columns cannot be streamed yet: its splits are read whole" in err
-    assert "hint: set `stream = false`" in err
-
-
 CSV_SPEC = """dnn 1
 model m {
   input x: f32[2]
@@ -228,21 +214,19 @@ train {
 """
 
 
-def test_a_csv_with_string_cells_is_read_whole_not_skipped_row_by_row(
-    tmp_path: Path, capsys: Any
+def test_a_csv_with_string_cells_streams_as_a_typed_table_not_skipped_row_by_row(
+    tmp_path: Path,
 ) -> None:
-    """An untyped CSV whose inputs hold strings is a typed table: refused for `stream = true`
-    (each row would be skipped as bad), read whole under `auto`."""
+    """An untyped CSV whose inputs hold strings is a typed table: streamed as one (its cells
+    encoded, no row skipped as bad) for `stream = true`, read whole under `auto`."""
     rows = [f"{i},{'ab'[i % 2]},{i % 2}" for i in range(12)]
     (tmp_path / "t.csv").write_text("f1,kind,label\n" + "\n".join(rows) + "\n")
     path = tmp_path / "s.dnn"
     path.write_text(CSV_SPEC.replace("STREAM", "true"))
-    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert (
-        "s.dnn:8:12: error[E0602]: a typed table (string or missing cells) cannot be streamed "
-        "yet: its splits are read whole"
-    ) in err
+    result = train(dnn.load(str(path)), tmp_path / "run", mode="quiet")
+    assert "skipped" not in result and not (tmp_path / "run" / "skipped.json").exists()
+    columns = json.loads((tmp_path / "run" / "columns.json").read_text())["columns"]
+    assert [(c["name"], c["type"]) for c in columns] == [("f1", "number"), ("kind", "binary")]
     path.write_text(CSV_SPEC.replace("STREAM", "auto"))
     assert not pipeline.prepare(dnn.load(str(path))).streamed  # auto: read whole, typed
 

@@ -182,7 +182,8 @@ def pickle_roundtrip(obj):
 
 
 def test_csv_bad_rows_are_named_with_line_and_caret_or_skipped(files: Path) -> None:
-    examples = opened('csv("bad.csv", label = "kind")', files)
+    # read as numbers (`cells = False`), as a table whose first 1,000 rows hold only numbers
+    examples = opened('csv("bad.csv", label = "kind")', files, cells=False)
     assert examples.class_names == ("cat", "dog")
     assert examples[1][1] == 1
     assert error(examples.__getitem__, 2) == (
@@ -195,8 +196,12 @@ def test_csv_bad_rows_are_named_with_line_and_caret_or_skipped(files: Path) -> N
     assert error(examples.__getitem__, 3).startswith(
         "bad.csv:5:3: error[E0702]: value `x` in column `f2` is not a number\n5 | 7,x,dog\n  |   ^"
     )
+    assert error(examples.__getitem__, 3).endswith(
+        "hint: the table is read as numbers, as the first 1,000 rows of the source showed; to "
+        "read its cells as a typed table, type the column: `columns = { f2: category }`"
+    )
     assert "error[E0702]: label in row 5 is empty" in error(examples.__getitem__, 4)
-    skipping = opened('csv("bad.csv", label = "kind")', files, on_error="skip")
+    skipping = opened('csv("bad.csv", label = "kind")', files, on_error="skip", cells=False)
     got = [item for item in skipping._getitems(range(6)) if isinstance(item, Skipped)]
     assert [(s.where, s.reason) for s in got] == [
         ("row 3", "row 3 has 2 fields but the header has 3"),
@@ -366,7 +371,7 @@ def test_error_in_a_grain_worker_process_keeps_its_message(files: Path) -> None:
 
     if not flags.FLAGS.is_parsed():  # Grain's workers read its flags; no command line here
         flags.FLAGS.mark_as_parsed()
-    examples = opened('csv("bad.csv", label = "kind")', files)
+    examples = opened('csv("bad.csv", label = "kind")', files, cells=False)  # as numbers
     ds = grain.MapDataset.source(examples).to_iter_dataset()
     it = iter(ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(num_workers=1)))
     assert next(it)[0].tolist() == [1.0, 2.0] and next(it)[1] == 1
@@ -391,14 +396,22 @@ def ref_of(word: str):
     return Ref("dataset", word, ())
 
 
-def test_typed_table_is_refused_for_streaming(files: Path) -> None:
-    at = Span("spec.dnn", 9, 3, 9, 10)
-    text = error(opened, 'csv("cls.csv", label = "kind")', files, columns=at)
-    assert text.startswith(
-        "spec.dnn:9:3: error[E0707]: a typed table (`columns`) cannot stream yet: its "
-        "vocabularies need a pass of their own"
-    )
-    assert text.endswith("hint: set `stream = false` to read the table in memory")
+def test_a_typed_table_streams_its_cells_as_strings(files: Path) -> None:
+    """`cells`: a CSV's input cells as the in-memory typed table holds them (strings), and
+    an error at a cell points at it in the file."""
+    examples = opened('csv("cls.csv", label = "kind")', files, cells=True)
+    x, y = examples[0]  # `1.5,"2",cat`: the quoted cell unquoted, as in memory
+    assert x.dtype == object and x.tolist() == ["1.5", "2"] and examples.columns == ("f1", "f2")
+    x, y = examples[3]  # `7,8,emu` on line 6 (a blank line 3)
+    assert x.tolist() == ["7", "8"] and examples.class_names[int(y)] == "emu"
+    text = str(examples.cell_error(3, 1, "E0705", "bad cell", "fix it"))
+    assert text.splitlines()[:4] == [
+        "cls.csv:6:3: error[E0705]: bad cell",
+        "6 | 7,8,emu",
+        "  |   ^",
+        "  note: spec.dnn:7:12: the data named here",
+    ]
+    assert "hint: fix it" in text
 
 
 def test_shard_record_unlike_its_description_is_named(tmp_path: Path) -> None:

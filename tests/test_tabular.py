@@ -118,8 +118,9 @@ def test_a_real_input_reads_categories_one_hot(folder: Path) -> None:
 
 def test_types_are_inferred_from_the_train_cells() -> None:
     def infer(*values: str) -> str:
-        raw = tabular.Raw(("c",), np.array([[v] for v in values], object), lambda *a: None)  # type: ignore[arg-type]
-        return tabular.infer(raw.column(0))
+        facts = tabular.Facts("c", lambda *a: None)  # type: ignore[arg-type, return-value]
+        facts.observe(values, range(len(values)))
+        return tabular.infer(facts)
 
     assert infer("1", "2.5", "NA", "") == "number"
     assert infer("1", "inf") == "number"  # refused at the `inf` cell when encoded

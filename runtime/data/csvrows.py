@@ -226,17 +226,21 @@ def _one_line(line: int, text: str) -> str:
 
 
 class CsvExamples(Examples):
-    """Rows of a numeric CSV, each read by its byte offset and parsed as `csv(...)` does."""
+    """Rows of a CSV, each read by its byte offset and parsed as `csv(...)` does: numbers, or
+    for a typed table (`typed`: the spec types columns, or the first rows hold a string or a
+    gap) the input cells as strings, which runtime/tabular.py fits and encodes."""
 
     def __init__(self, shown: str, index: _CsvIndex, label: str, task: str, opts: Opts) -> None:
         super().__init__(opts)
         self._index = index
-        self.typed = index.typed  # refused for streaming (runtime/data/load.py)
+        self.typed = index.typed if opts.cells is None else opts.cells
+        self.cacheable = not self.typed  # `data.cache` keeps float rows, not cells
         names = [v for v, _, _ in index.header]
         self._names, self._li = names, names.index(label)
         self._inputs = [k for k in range(len(names)) if k != self._li]
+        self.columns = tuple(names[k] for k in self._inputs)
         self.origin, self.task, self.shape = shown, task, (len(self._inputs),)
-        self.dtype = np.dtype(np.float32)
+        self.dtype = np.dtype(object if self.typed else np.float32)
         self.classes, self.class_names = None, ()
         if task == "classification" and index.numeric:
             self.classes = max(index.top + 1, 0)
@@ -281,7 +285,22 @@ class CsvExamples(Examples):
         values = _values(text)
         if len(values) != len(self._names):
             raise self._shape_problem(i, line, text, _fields(text))
+        if self.typed:
+            x = np.empty(len(self._inputs), object)
+            x[:] = [values[c] for c in self._inputs]
+            return x, self._label(i, line, text, values)
         return self._cells(i, line, text, values), self._label(i, line, text, values)
+
+    def nbytes(self) -> int:
+        """As float32 rows: a typed table's encoded rows are at least that wide."""
+        return len(self) * len(self._inputs) * 4
+
+    def cell_error(self, i: int, j: int, code: str, message: str, hint: str) -> SpecError:
+        """A problem with row `i`'s input cell `j` (of `columns`), at that cell of the file."""
+        line, _, text = self._line(i)
+        _, col, end = _fields(text)[self._inputs[j]]
+        at = Span(self.origin, line, col, line, max(end, col + 1))
+        return self._where.file(code, message, at, hint, _one_line(line, text))
 
     def _shape_problem(self, i: int, line: int, text: str, fields: list) -> _Bad:
         width = len(self._names)
@@ -315,8 +334,13 @@ class CsvExamples(Examples):
         if not value:
             message = f"empty value in column `{self._names[c]}`"
         hint = "inputs must be numbers: fill in the value, or drop the row or the column"
-        if number is None and value:
-            hint += " (a typed table, with `columns`, cannot stream yet: `stream = false`)"
+        if number is None or not value:  # read as numbers: the first rows held none of these
+            kind = "number" if not value else "category"
+            hint = (
+                f"the table is read as numbers, as the first {_SAMPLE:,} rows of the source "
+                f"showed; to read its cells as a typed table, type the column: "
+                f"`columns = {{ {self._names[c]}: {kind} }}`"
+            )
         raise self._bad(i, line, text, col, end, message, hint)
 
     def _label(self, i: int, line: int, text: str, values: list[str]) -> Any:

@@ -52,12 +52,14 @@ Item = tuple[np.ndarray, np.ndarray] | Skipped
 
 class Opts(NamedTuple):
     """How a source opens: where its errors point, `on_error`, the model's `outputs` (class
-    labels are checked against them when given), and a folder for a CSV's index."""
+    labels are checked against them when given), a folder for a CSV's index, and `cells`: a
+    CSV's input cells as strings (a typed table, runtime/tabular.py)."""
 
     where: _Where
     on_error: str = "fail"
     outputs: int | None = None
     cache_dir: Path | None = None
+    cells: bool | None = None  # None: as the CSV's first rows say
 
 
 class Examples:

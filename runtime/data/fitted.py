@@ -325,15 +325,7 @@ def fit_table(
 
     data = program.data
     assert data is not None
-    if not tabular.elementwise(data.normalize):
-        message = (
-            f"`{data.normalize}` mixes every feature, but `{source.origin}` is a typed table "
-            "(its category, binary and text columns are not scaled)"
-        )
-        hint = "scale the number columns one by one: `normalize = standardize`"
-        raise SpecError(
-            [Diagnostic(E_COLUMNS, message, data.span_of("normalize"), hint)], program.sources
-        )
+    _check_elementwise(program, source.origin)
     if schema is None:
         types = dict(data.columns)
         label = str(data.source.arg("label"))
@@ -344,7 +336,7 @@ def fit_table(
         in_order = split.take(train, np.argsort(train.index)) if train.index is not None else train
         schema = tabular.fit(table_cells(in_order, program.sources), label, types)
     for table in splits.values():
-        _check_columns(program, schema, table)
+        _check_columns(program, schema, table.columns, table.origin, table.span)
     if stats is None:
         raw = table_cells(splits["train"], program.sources)
         stats = tabular.fit_numbers(schema, data.normalize, raw)
@@ -365,20 +357,122 @@ def _column_span(program: Program) -> Any:
     return span
 
 
-def _check_columns(program: Program, schema: Schema, table: Table) -> None:
+def _check_columns(
+    program: Program, schema: Schema, columns: tuple[str, ...], origin: str, span: Span | None
+) -> None:
     """A separate val or test table, or eval's data, holds every column the schema reads."""
     from .. import tabular
 
-    lacking = tabular.missing_column(table.columns, schema)
+    lacking = tabular.missing_column(columns, schema)
     if lacking is not None:
         raise SpecError(
             [
                 Diagnostic(
                     E_COLUMNS,
-                    f"`{table.origin}` has no column `{lacking}`, which the model reads",
-                    table.span or Span(program.path, 1, 1, 1, 1),
+                    f"`{origin}` has no column `{lacking}`, which the model reads",
+                    span or Span(program.path, 1, 1, 1, 1),
                     "give every table of the data the train table's columns",
                 )
             ],
             program.sources,
         )
+
+
+def _check_elementwise(program: Program, origin: str) -> None:
+    """A typed table is scaled column by column: a normalizer that mixes features is refused."""
+    from .. import tabular
+
+    data = program.data
+    assert data is not None
+    if not tabular.elementwise(data.normalize):
+        message = (
+            f"`{data.normalize}` mixes every feature, but `{origin}` is a typed table "
+            "(its category, binary and text columns are not scaled)"
+        )
+        hint = "scale the number columns one by one: `normalize = standardize`"
+        raise SpecError(
+            [Diagnostic(E_COLUMNS, message, data.span_of("normalize"), hint)], program.sources
+        )
+
+
+def fit_table_rows(
+    program: Program,
+    task: str,
+    parts: dict[str, tuple[Any, np.ndarray, str]],
+    stats: dict[str, np.ndarray] | None,
+    targets: Targets | None,
+    schema: Schema | None,
+    chunk: int = CHUNK,
+) -> tuple[Schema, dict[str, np.ndarray], Targets]:
+    """As `fit_table`, for a typed table streamed (`parts`: each split's examples, its
+    source rows and the spec field naming them), in bounded memory: a first pass over the
+    train rows in file order (`tabular.Fit.observe`: types, fills, the first bad cell), then,
+    where anything is left to fit, a second in split order (the vocabularies, and the
+    normalizer's and the targets' statistics, chunk by chunk as `fit_table` does in memory),
+    so both modes give the same schema and statistics, bit for bit."""
+    from .. import preprocess, tabular
+
+    data = program.data
+    assert data is not None
+    train, rows, _ = parts["train"]
+    _check_elementwise(program, train.origin)
+    fitting = None
+    if schema is None:
+        types = dict(data.columns)
+        label = str(data.source.arg("label"))
+        tabular.check_types(
+            types, train.columns, label, _column_span(program), program.sources, train.origin
+        )
+        fitting = tabular.Fit(train.columns, label, types, train.cell_error)
+        for got, cells, _ in _cell_chunks(train, np.sort(rows), chunk):
+            fitting.observe(cells, got)
+        fitting.types()
+    fills = fitting.schema() if fitting is not None else schema  # the number columns' fills
+    assert fills is not None
+    scale = targets is None and task == "regression" and data.targets.name != "none"
+    numbers = stats is None and data.normalize.name != "none"
+    if (fitting is not None and fitting.counts()) or numbers or scale:
+        xs = Running(False, chunk)  # elementwise (checked above): no co-moments
+        ys = Running(preprocess.needs_covariance(data.targets), chunk)
+        for got, cells, y in _cell_chunks(train, rows, chunk):
+            if fitting is not None:
+                fitting.count(cells)
+            if numbers:
+                at = _cell_error(train, got)
+                raw = tabular.Raw(train.columns, cells, at)
+                for row in tabular.number_rows(fills, raw):
+                    xs.add(row)
+            if scale:
+                for v in y:
+                    ys.add(v)
+    if fitting is not None:
+        schema = fitting.schema()
+    assert schema is not None
+    for examples, _, field in parts.values():
+        columns = tuple(getattr(examples, "columns", ()))
+        _check_columns(program, schema, columns, examples.origin, data.span_of(field))
+    if stats is None:
+        summary = xs.result() if numbers and schema.numbers() else None
+        stats = preprocess.fit_summary(data.normalize, summary) if summary is not None else {}
+    if targets is None:
+        fitted_y = preprocess.fit_summary(data.targets, ys.result()) if scale else {}
+        targets = preprocess.Targets(data.targets, fitted_y) if scale else preprocess.Targets()
+    return schema, stats, targets
+
+
+def _cell_chunks(
+    examples: Any, rows: np.ndarray, chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A streamed typed table's `rows`, `chunk` at a time: the rows read (a skipped one left
+    out), their input cells (n, C) and targets."""
+    from .batches import read_rows, stack
+
+    for start in range(0, len(rows), chunk):
+        x, y, got = stack(read_rows(examples, rows[start : start + chunk]), examples)
+        if len(got):
+            yield got, x, y
+
+
+def _cell_error(examples: Any, rows: np.ndarray) -> Any:
+    """Errors at row `i` of a chunk read from `rows`: at that source row's cell."""
+    return lambda i, j, code, m, h: examples.cell_error(int(rows[i]), j, code, m, h)

@@ -31,19 +31,13 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     if data.stream is False:
         return None
     auto = str(data.stream) == "auto"
-    if data.columns:
-        if auto:
-            return None
-        raise _cannot_stream(program, "typed columns")
     fields = [s for s in ("source", "val", "test") if getattr(data, s)]
     if auto and _surely_fits(program, fields):
         return None  # not even opened: a CSV is not indexed for a run that reads it whole
-    opened = {s: open_examples(program, s, task) for s in fields}
-    typed = [getattr(getattr(e, "table", None), "kind", "") == "table" for e in opened.values()]
-    if any(typed) or any(getattr(e, "typed", False) for e in opened.values()):
-        if auto:
-            return None
-        raise _cannot_stream(program, "a typed table (string or missing cells)")
+    typed = True if data.columns else None
+    source = open_examples(program, "source", task, typed)
+    typed = bool(getattr(source, "typed", False))  # its val and test tables are read alike
+    opened = {"source": source} | {s: open_examples(program, s, task, typed) for s in fields[1:]}
     if auto and not _too_big(program, opened):
         return None
     if program.train.pretrain is not None:
@@ -85,9 +79,10 @@ def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], 
     return source, blocks, separate
 
 
-def open_examples(program: Program, field: str, task: str) -> Any:
+def open_examples(program: Program, field: str, task: str, cells: bool | None = None) -> Any:
     """A data field's source as random-access examples: a reader of its files where the
-    source streams (runtime/data/sources.py), else its table read into memory."""
+    source streams (runtime/data/sources.py), else its table read into memory. `cells`: a
+    CSV's input cells read as strings, a typed table (None: as its first rows say)."""
     data = program.data
     assert data is not None
     ref = getattr(data, field)
@@ -100,7 +95,9 @@ def open_examples(program: Program, field: str, task: str) -> Any:
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
         bound = outputs(program) if one else None
-        return sources.open_examples(ref, target_kind(task), base, where, on_error, outputs=bound)
+        return sources.open_examples(
+            ref, target_kind(task), base, where, on_error, outputs=bound, cells=cells
+        )
     if task == MULTI:  # a built-in set: small, read whole
         return batches.TableExamples(*_outputs_loader(program, base)(field))
     load = _loader(program, target_kind(task), base)
@@ -181,15 +178,6 @@ def _cache_task(program: Program, task: str) -> str:
     if task == MULTI:
         return f"{MULTI} {_output_tasks(program)}"
     return target_kind(task)
-
-
-def _cannot_stream(program: Program, what: str) -> SpecError:
-    return section_error(
-        program,
-        "stream",
-        f"{what} cannot be streamed yet: its splits are read whole",
-        "set `stream = false` (docs/streaming.md lists what streams)",
-    )
 
 
 # How many bytes of decoded float32 examples a byte on disk may become, at most, per source

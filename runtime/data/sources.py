@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from dnn.compiler.diagnostics import E_STREAM, InternalError, Span
+from dnn.compiler.diagnostics import InternalError, Span
 from dnn.compiler.registry.core import provides
 from dnn.compiler.registry.data import DATASETS
 from dnn.compiler.values import Ref
@@ -96,7 +96,7 @@ def open_examples(
     *,
     outputs: int | None = None,
     cache_dir: Path | None = None,
-    columns: Span | None = None,
+    cells: bool | None = None,
     cache: bool = False,
 ) -> Examples:
     """Open the examples a `source = ...` reference names, for reading one at a time.
@@ -104,21 +104,15 @@ def open_examples(
     `task` is "classification" or "regression" (as `load_source` takes it); `on_error` "fail"
     or "skip"; `outputs`, when given, bounds class labels as the model's output does (checked
     per example); `cache_dir` (the run folder) holds a CSV's index where the file's folder is
-    not writable; `columns`, the span of a written `data.columns`: a typed table, which
-    cannot stream yet (its vocabularies need a pass of their own), is refused there; `cache`
-    (`data.cache`): decoded examples are kept on disk (runtime/data/cache.py).
+    not writable; `cells`: whether a CSV's input cells are read as strings, a typed table
+    (None: where the file's first rows hold a string or a gap, as in memory); `cache` (`data.cache`): decoded
+    examples are kept on disk (runtime/data/cache.py).
     """
     if task not in TASKS:
         raise InternalError(f"unknown task {task!r}")
     if not streams(ref):
         raise InternalError(f"`{ref.name}` does not stream")
-    if columns is not None:
-        message = (
-            "a typed table (`columns`) cannot stream yet: its vocabularies need a pass of their own"
-        )
-        hint = "set `stream = false` to read the table in memory"
-        raise where.file(E_STREAM, message, columns, hint)
-    opts = Opts(where, str(on_error), outputs, cache_dir)  # a spec gives a `Symbol`
+    opts = Opts(where, str(on_error), outputs, cache_dir, cells)  # a spec gives a `Symbol`
     examples = _OPENERS[ref.name](ref, task, Path(base_dir), opts)
     examples.kind = ref.name
     if cache:

@@ -366,21 +366,40 @@ def transform_table(
     words as vocabulary ids, laid out input by input as `bind` says), the targets scaled, ids
     checked, the examples reshaped to the model's input. Also returns one encoded example's
     shape and, per split and column, the cells the vocabularies did not know."""
+    slots = table_slots(program, schema)
+    out, unseen = {}, {}
+    for name, table in splits.items():
+        raw = table_cells(table, program.sources)
+        out[name], encoded = encode_table(program, schema, slots, stats, targets, table, raw)
+        if encoded.unseen:
+            unseen[name] = encoded.unseen
+    return out, (sum(s.size for s in slots),), unseen
+
+
+def table_slots(program: Program, schema: tabular.Schema) -> tuple[tabular.Slot, ...]:
+    """Which of a typed table's columns feed which model input (`tabular.bind`)."""
     data = program.data
     assert data is not None
     span = data.span_of("columns") if data.columns else data.span_of("source")
-    slots = tabular.bind(schema, table_inputs(program), program.sources, span)
-    encoded = {
-        k: tabular.encode(schema, slots, data.normalize, stats, table_cells(t, program.sources))
-        for k, t in splits.items()
-    }
-    coded = {k: replace(t, x=encoded[k].x) for k, t in splits.items()}
-    out = {}
-    for name, table in coded.items():
-        check_ids(program, table)
-        out[name] = to_model(program, replace(table, y=targets.apply(table.y)))
-    unseen = {k: e.unseen for k, e in encoded.items() if e.unseen}
-    return out, (coded["train"].x.shape[1],), unseen
+    return tabular.bind(schema, table_inputs(program), program.sources, span)
+
+
+def encode_table(
+    program: Program,
+    schema: tabular.Schema,
+    slots: tuple[tabular.Slot, ...],
+    stats: dict[str, np.ndarray],
+    targets: preprocess.Targets,
+    table: Table,
+    raw: tabular.Raw,
+) -> tuple[Table, tabular.Encoded]:
+    """One split of a typed table, or one streamed batch of it (its cells `raw`), as the
+    model reads it, and how it was encoded (the cells the vocabularies did not know)."""
+    assert program.data is not None
+    encoded = tabular.encode(schema, slots, program.data.normalize, stats, raw, table.index)
+    coded = replace(table, x=encoded.x)
+    check_ids(program, coded)
+    return to_model(program, replace(coded, y=targets.apply(coded.y))), encoded
 
 
 def table_inputs(program: Program) -> list[tabular.Input]:
