@@ -352,3 +352,17 @@ def test_a_cache_is_keyed_by_the_outputs(tmp_path: Path) -> None:
     other = pipeline.prepare(dnn.load(str(path))).streamed["train"].examples
     assert other._cache.folder != again._cache.folder
     assert other.blocks[2].name == "size" and other.blocks[2].start == 2
+
+
+def test_a_builtin_set_with_several_targets_streams_from_memory(tmp_path: Path) -> None:
+    """`digits_multi` is read whole, then batched through the streamed pipeline."""
+    base = Path(__file__).parent.parent / "examples" / "digits_two_heads.dnn"
+    text = base.read_text().replace("standardize\n", "standardize\n  stream = true\n", 1)
+    (tmp_path / "heads.dnn").write_text(text)
+    streamed = pipeline.prepare(dnn.load(str(tmp_path / "heads.dnn")))
+    memory = pipeline.prepare(dnn.load(str(tmp_path / "heads.dnn"), ["data.stream=false"]))
+    assert streamed.streamed and not memory.streamed and streamed.blocks == memory.blocks
+    for name, table in memory.splits.items():
+        parts = list(streamed.streamed[name].in_order(256))
+        y = np.concatenate([y[m] for _, y, m in parts])
+        assert y.tobytes() == table.y.tobytes() and y.shape == (len(table), 2), name
