@@ -4,7 +4,8 @@ A word's module holds both modes: `builtin` (read whole only), `arrays` (npz, np
 (csv), `images`, `parquet`, `shards`, and `outputs` for a model with several outputs. Each word
 is registered below as a `Source`, the `dataset` registry's implementation. `load_source(ref,
 ...)` reads what a `source = ...` word names whole into a `Table` (runtime/data/table.py);
-`load_outputs` reads it for a model with several outputs.
+`load_outputs` reads it for a model with several outputs, and `open_outputs` opens an `npz` or
+`csv` source for one streamed (each row's targets side by side, runtime/data/outputs.py).
 
 For data larger than memory, `open_examples(ref, ...)` opens it as `Examples`, random access
 to its rows in Grain's `RandomAccessDataSource` protocol (`len`, `[i]`, `_getitems`). Row `i`
