@@ -153,8 +153,9 @@ CODES: Mapping[str, str] = {
     "or saturated units, an update ratio far from 1e-3) seen in a run's health checks",
     W_NO_VERSION: "a spec without its `dnn N` line: read as language version 1 (`dnn upgrade "
     "FILE --write` adds the line)",
-    W_NOT_STREAMED: "a `data` field that applies to streamed reading only (`on_error = skip`, "
-    "`workers`, `cache` of a source other than an image folder) in a spec with `stream = false`",
+    W_NOT_STREAMED: "a `data` field that does not act on how the spec reads its data: `workers` or "
+    "`cache` of a source other than an image folder in a spec with `stream = false` (they apply "
+    "to streamed reading only), `on_error = skip` for a model with several outputs",
 }
 
 

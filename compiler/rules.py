@@ -742,28 +742,37 @@ def _data_files(c: _Ctx) -> None:
 
 
 def _stream_only(c: _Ctx) -> None:
-    """A field that acts only while a split is streamed, in a spec that reads its data whole
-    (`stream = false`): a warning at the field, saying what happens instead."""
+    """A field that does not act on how this spec reads its data: one that acts only while a
+    split is streamed, in a spec that reads its data whole (`stream = false`), and `on_error =
+    skip` for a model with several outputs, whose targets are read whole with no example left
+    out: a warning at the field, saying what happens instead."""
     data = c.data
-    if data is None or data.stream is not False:
+    if data is None:
         return
     found = []
-    if "on_error" in data.written and str(data.on_error) == "skip":
-        found.append(("on_error", "the first bad example stops the run"))
-    if "workers" in data.written:
-        found.append(("workers", "the data is read by this process"))
-    if data.cache is True and data.source.name != "images":
-        found.append(("cache", f"`{data.source.name}` is read whole, decoded once per run"))
-    for name, instead in found:
-        c.diags.add(
-            Diagnostic(
-                W_NOT_STREAMED,
-                f"`{name}` applies to streamed reading, but `stream = false` reads the data "
-                f"whole: {instead}",
-                data.span_of(name),
-                "set `stream = true`, or leave the field out",
-                severity="warning",
+    if "on_error" in data.written and str(data.on_error) == "skip" and c.multi:
+        found.append(
+            (
+                "on_error",
+                "`on_error = skip` leaves no example out for a model with several outputs, "
+                "whose targets are read whole: the first bad example stops the run",
+                "leave the field out",
             )
+        )
+    whole, hint = [], "set `stream = true`, or leave the field out"
+    if data.stream is False and "workers" in data.written:
+        whole.append(("workers", "the data is read by this process"))
+    if data.stream is False and data.cache is True and data.source.name != "images":
+        whole.append(("cache", f"`{data.source.name}` is read whole, decoded once per run"))
+    for name, instead in whole:
+        message = (
+            f"`{name}` applies to streamed reading, but `stream = false` reads the data "
+            f"whole: {instead}"
+        )
+        found.append((name, message, hint))
+    for name, message, fix in found:
+        c.diags.add(
+            Diagnostic(W_NOT_STREAMED, message, data.span_of(name), fix, severity="warning")
         )
 
 

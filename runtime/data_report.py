@@ -40,7 +40,8 @@ class Report:
     columns: list[dict[str, Any]] = field(default_factory=list)  # a typed table's
     unseen: dict[str, dict[str, Any]] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)  # samples/s
-    read: str = "in memory"  # or "streamed": the splits read batch by batch (data.stream)
+    read: str = "in memory"  # or "streamed": the splits read batch by batch (data.stream);
+    # "kept": read whole, batch by batch from memory (`on_error = skip` left examples out)
     cache: dict[str, Any] = field(default_factory=dict)  # data.cache: folder, stored, examples
 
     def to_json(self) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def report(program: Program, repeats: int = 3) -> Report:
             "prepare": total / best if best > 0 else math.inf,
             "batches": _batch_rate(program, prepared),
         },
-        read="streamed" if prepared.streamed else "in memory",
+        read=_read(prepared),
         cache=_cache(prepared),
     )
 
@@ -93,6 +94,16 @@ def _unseen(prepared: pipeline.Prepared) -> dict[str, dict[str, Any]]:
         s: {c: {"count": n, "values": list(v)} for c, (n, v) in cols.items()}
         for s, cols in prepared.unseen_cells().items()
     }
+
+
+def _read(prepared: pipeline.Prepared) -> str:
+    """How the splits reach training: "in memory", "streamed", or "kept": read whole, then
+    batch by batch as a streamed run reads them (`on_error = skip` left examples out)."""
+    from .data.skipping import KeptExamples
+
+    if any(isinstance(s.examples, KeptExamples) for s in prepared.streamed.values()):
+        return "kept"
+    return "streamed" if prepared.streamed else "in memory"
 
 
 def _cache(prepared: pipeline.Prepared) -> dict[str, Any]:
@@ -315,6 +326,16 @@ def render(r: Report) -> str:
             f"  {k} {v['shape']}: min {v['min']:.4g}, mean {v['mean']:.4g}, max {v['max']:.4g}"
         )
     t = r.throughput
+    if r.read == "kept":
+        lines.append(
+            "read: whole, then batch by batch from memory as a streamed run reads it "
+            "(data.on_error = skip left examples out)"
+        )
+        lines.append(
+            f"throughput: prepare {t['prepare']:,.0f} samples/s (files to arrays), batches "
+            f"{t['batches']:,.0f} samples/s (train split read and transformed by Grain)"
+        )
+        return "\n".join(lines)
     if r.read == "streamed":
         lines.append("read: streamed, batch by batch from the files (data.stream)")
         for folder, c in r.cache.get("folders", {}).items():

@@ -264,7 +264,7 @@ def _train(
     if streamed and lead:  # the final evaluation met the test split's too
         _write_skipped(folder, data)
         _write_unseen(folder, prepared)
-    if streamed and (folder / SKIPPED).exists():  # `on_error = skip` left examples out
+    if (streamed or prepared.skipped) and (folder / SKIPPED).exists():  # `on_error = skip`
         result["skipped"] = json.loads((folder / SKIPPED).read_text())["counts"]
     _wait(plots)
     if lead:
@@ -693,12 +693,12 @@ def _none_trained(acc: Any, train: Any) -> None:
 
 def _write_skipped(folder: Path, data: dict[str, Any]) -> None:
     """The examples `on_error = skip` left out so far, per split, each once: file, where in
-    it, why (the same example is met again every epoch)."""
+    it, why (the same example is met again every epoch), in `Skipped.order`."""
     found = {}
     for name, split in data.items():
         seen = {(s.origin, s.where): s for s in split.skipped}
         if seen:
-            found[name] = [s._asdict() for s in seen.values()]
+            found[name] = [s._asdict() for s in sorted(seen.values(), key=lambda s: s.order())]
     if found:
         counts = {name: len(v) for name, v in found.items()}
         rundir.write_json(folder / SKIPPED, {"counts": counts, "skipped": found})

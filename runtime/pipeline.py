@@ -40,8 +40,8 @@ from dnn.compiler.diagnostics import (
 from dnn.compiler.ir import Program
 from dnn.compiler.registry.core import Problem
 
-from . import preprocess, tabular
-from .data import batches, csvrows, fitted, load, split, transforms
+from . import preprocess, rundir, tabular
+from .data import batches, csvrows, fitted, load, skipping, split, transforms
 from .data.table import Block, Table
 
 
@@ -65,6 +65,9 @@ class Prepared:
     # each split's first examples only (its head: shapes, dtypes, a look at the data)
     tallies: dict[str, tabular.Unseen] = field(default_factory=dict)
     # a typed table streamed: per split, the unseen cells its batches met so far
+    skipped: dict[str, list[Any]] = field(default_factory=dict)
+    # read whole where no streamed run could be (`train.pretrain`): the examples `on_error =
+    # skip` left out of each split, written to the run folder by `save`
 
     def unseen_cells(self) -> dict[str, dict[str, tuple[int, tuple[str, ...]]]]:
         """Per split and column, the cells the vocabularies did not know (streamed: those
@@ -109,6 +112,13 @@ def _whole(
     data = program.data
     assert data is not None
     source, blocks, separate = load.load_tables(program, task)
+    skipped: dict[str, list[Any]] = {}
+    if skipping.skipped_any(source, separate):  # `on_error = skip` left examples out
+        _check_kept(program, source, separate)
+        if program.train.pretrain is None:  # trained as the streamed run
+            opened = skipping.opened(source, separate)
+            return _streamed(program, task, opened, stats, targets, schema)
+        skipped = skipping.by_split(program, source, separate)  # what cannot stream: dropped
     splits = split.split_table(source, separate, dict(data.split.items), data.seed)
     _check_train(program, len(splits["train"].y))
     if splits["train"].kind == "table":  # string or missing cells: typed columns
@@ -117,8 +127,9 @@ def _whole(
         )
         out, width, unseen = transforms.transform_table(program, schema, stats, targets, splits)
         return Prepared(
-            out, stats, width, task, source.classes, source.class_names, targets, (), schema, unseen
-        )
+            out, stats, width, task, source.classes, source.class_names, targets, (), schema,
+            unseen, skipped=skipped,
+        )  # fmt: skip
     raw_shape = tuple(splits["train"].x.shape[1:])
     shape = _normalized_shape(program, raw_shape)
     transforms.check_dtypes(program, splits["train"])
@@ -129,7 +140,8 @@ def _whole(
         name: transforms.transform(program, table, stats, targets, shape)
         for name, table in splits.items()
     }
-    return _prepared(program, source, out, stats, raw_shape, task, targets, blocks)
+    prepared = _prepared(program, source, out, stats, raw_shape, task, targets, blocks)
+    return replace(prepared, skipped=skipped)
 
 
 def _streamed(
@@ -298,6 +310,21 @@ def _check_train(program: Program, n: int) -> None:
         )
 
 
+def _check_kept(program: Program, source: Table, separate: dict[str, Table]) -> None:
+    """Data read whole under `on_error = skip` keeps some example of the train split."""
+    n, kept = skipping.train_kept(program, source, separate)
+    if n and not kept:
+        (_, first), *_ = source.skipped
+        raise load.section_error(
+            program,
+            "on_error",
+            f"every example of the train split ({n}) was skipped as bad: nothing to train on "
+            f"(the first: {first.where} of `{first.origin}`: {first.reason})",
+            "fix the data, or set `on_error = fail` to stop at the first bad example, shown "
+            "in its file",
+        )
+
+
 def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
     """One example's shape after the normalizer (which refuses a shape it cannot take)."""
     assert program.data is not None
@@ -309,7 +336,20 @@ def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int
 
 def in_memory(program: Program, prepared: Prepared, command: str) -> None:
     """Refuse, at `data.stream`, a streamed spec for a command that trains from splits
-    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training)."""
+    placed on the device (`dnn lr-find`, `dnn sweep --vmap`, population-based training);
+    at `data.on_error`, data read whole that examples were skipped from (then read batch by
+    batch, as streamed: runtime/data/skipping.py)."""
+    kept = [s for s in prepared.streamed.values() if isinstance(s.examples, skipping.KeptExamples)]
+    if kept:
+        raise load.section_error(
+            program,
+            "on_error",
+            f"{command} trains from the splits placed on the device, but `on_error = skip` "
+            "left bad examples out of this spec's data, which is then read batch by batch as "
+            "a streamed run reads it",
+            "fix or remove the bad examples (`dnn train` lists them in skipped.json), or set "
+            "`on_error = fail` to stop at the first",
+        )
     if prepared.streamed:
         raise load.section_error(
             program,
@@ -348,6 +388,13 @@ def save(prepared: Prepared, program: Program, folder: Path) -> None:
         "outputs": [dataclasses.asdict(b) for b in prepared.blocks],
     }
     (folder / "preprocess.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if prepared.skipped:  # as a streamed run writes what it met (runtime/fit.py)
+        counts = {s: len(v) for s, v in prepared.skipped.items()}
+        found = {
+            s: [r._asdict() for r in sorted(v, key=lambda r: r.order())]
+            for s, v in prepared.skipped.items()
+        }
+        rundir.write_json(folder / "skipped.json", {"counts": counts, "skipped": found})
     if prepared.schema is not None:
         tabular.save(prepared.schema, folder, prepared.unseen_cells())
 

@@ -318,6 +318,13 @@ DATA_FIELDS = {
     "on_error": Case("  dense(8)", "f32[6]", data_extra="  stream = true\n  on_error = skip"),
     # a Grain worker process reads the batches
     "workers": Case("  dense(8)", "f32[6]", data_extra="  stream = true\n  workers = 1"),
+    # a typed table (its columns typed: cells kept as strings), fitted and encoded streamed
+    "columns": Case(
+        "  dense(8)",
+        "f32[5]",
+        data='csv("data.csv")',
+        data_extra="  columns = { f0: ignore, f1: number }\n  stream = true",
+    ),
     # decoded rows kept on disk and read back (a CSV's: npz is not cached)
     "cache": Case(
         "  dense(8)", "f32[6]", data='csv("data.csv")', data_extra="  stream = true\n  cache = true"

@@ -153,3 +153,22 @@ def test_a_bad_cell_met_in_mid_evaluation_is_named(tmp_path: Path, capsys: Any) 
     assert "v.csv:92:1: error[E0705]: value `seven` in number column `a` is not a number" in err
     assert "92 | seven," in err
     assert "Traceback" not in err
+
+
+def test_auto_measures_a_typed_table_by_its_cells_as_strings(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`stream = auto` weighs a typed table read whole as its cells take in memory (Python
+    strings, `csvrows.TYPED_EXPANDS` times the file), not as float32 rows: a table whose
+    rows would fit as floats streams where its strings would not."""
+    from dnn.runtime import memory_limit
+    from dnn.runtime.data import csvrows
+
+    (tmp_path / "t.csv").write_text(table())
+    program = dnn.load(str(write(tmp_path, "auto")))
+    assert not pipeline.prepare(program).streamed  # plenty of memory: read whole
+    size = (tmp_path / "t.csv").stat().st_size
+    free = size * csvrows.TYPED_EXPANDS  # half of it is less than the strings take
+    assert 300 * 4 * 4 < free // 2  # the rows as float32 would fit
+    monkeypatch.setattr(memory_limit, "available", lambda devices: (free, "test"))
+    assert pipeline.prepare(program).streamed

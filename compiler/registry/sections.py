@@ -200,9 +200,10 @@ SECTIONS.add(
             "on_error",
             EnumT(("fail", "skip")),
             "fail",
-            "a bad example (a short row, a corrupt image, a label outside the classes) met "
-            "while reading one example at a time: `fail` stops with its file and row or "
-            "offset; `skip` leaves it out, counts it and lists it in the run folder",
+            "a bad example (a short row, a corrupt image, a label outside the classes, an "
+            "array row holding NaN), streamed or read whole: `fail` stops with its file and "
+            "row or offset; `skip` leaves it out, counts it and lists it in the run folder "
+            "(`skipped.json`)",
         ),
     ),
     validate=_check_split,

@@ -29,7 +29,10 @@ Follow one example from a file to the device:
    example is decoded once.
 2. `split` — `data.split` cuts the row numbers `0..N-1` by a seeded permutation: `split_table`
    for tables in memory, `split_rows` for streamed sources (the same permutation), and the
-   separate `val` / `test` sources that take a share's place.
+   separate `val` / `test` sources that take a share's place. Under `data.on_error = skip`
+   a table read whole was read by its streamed reader and N counts its skipped rows too;
+   `skipping` then serves it to the streamed stages from memory (`KeptExamples`), so it
+   trains on the streamed run's batches.
 3. `fitted` — the normalizer's statistics (`data.normalize`) and the regression targets'
    (`data.targets`) from the train split only, in chunks of 4096 rows, float64 accumulators
    merged by Chan et al.'s parallel update: `fit` on a split in memory, `fit_rows` in one pass

@@ -39,6 +39,26 @@ class _Member:
         return np.memmap(self.path, self.dtype, "r", self.offset, self.shape, order)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """An array read whole (an .npz member, compressed or not), where `ArrayExamples` would
+    map a `_Member`: what an in-memory run under `on_error = skip` reads an archive as."""
+
+    path: str
+    array: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> str:
+        return str(self.array.dtype.str)
+
+    def map(self) -> np.ndarray:
+        return self.array
+
+
 def _npy_header(f: Any, path: str, what: str, where: _Where) -> tuple[int, str, tuple, bool]:
     """The .npy header at `f`'s position: (data offset, dtype, shape, fortran order)."""
     fmt = np.lib.format
@@ -104,7 +124,13 @@ class ArrayExamples(Examples):
     cacheable = False  # read from a memory map: nothing to keep
 
     def __init__(
-        self, x: _Member, xk: str, y: np.ndarray, names: tuple[str, ...], task: str, opts: Opts
+        self,
+        x: _Member | _Held,
+        xk: str,
+        y: np.ndarray,
+        names: tuple[str, ...],
+        task: str,
+        opts: Opts,
     ) -> None:
         super().__init__(opts)
         self._x, self._xk, self._y = x, xk, y
@@ -155,13 +181,24 @@ def _open_npz(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
     return _arrays(x, y, xk, yk, task, opts)
 
 
+def _held_npz(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
+    """An .npz archive read whole as `Examples` (each row checked as the streamed reader
+    checks it): the in-memory reader under `on_error = skip`."""
+    shown = _resolve(base, ref.arg("path"))
+    xk, yk = str(ref.arg("x")), str(ref.arg("y"))
+    raw_x, raw_y = _read_npz(shown, ref.arg("path"), {"x": xk, "y": yk}, opts.where)
+    return _arrays(_Held(shown, raw_x), _Held(shown, raw_y), xk, yk, task, opts)
+
+
 def _open_npy(ref: Ref, task: str, base: Path, opts: Opts) -> Examples:
     xs, ys = (_resolve(base, ref.arg(k)) for k in ("x", "y"))
     x, y = (_npy_member(p, opts.where) for p in (xs, ys))
     return _arrays(x, y, "x", "y", task, opts)
 
 
-def _arrays(x: _Member, y: _Member, xk: str, yk: str, task: str, opts: Opts) -> Examples:
+def _arrays(
+    x: _Member | _Held, y: _Member | _Held, xk: str, yk: str, task: str, opts: Opts
+) -> Examples:
     where = opts.where
     check_inputs(x, xk, where)
     targets, names = _array_targets(np.asarray(y.map()), yk, x.shape[0], xk, y.path, task, where)

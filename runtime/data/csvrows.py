@@ -13,7 +13,7 @@ import os
 import zipfile
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from dnn.compiler.diagnostics import E_DATA, E_FILE, Span, SpecError
 from dnn.compiler.values import Ref
 
 from .arrays import zip_member
-from .examples import Examples, Opts, _Bad
+from .examples import Examples, Opts, Skipped, _Bad
 from .table import _LABEL_HINT, Field, Row, Table, _cannot_read, _choose, _resolve, _start, _Where
 
 _INDEX_VERSION = 4
@@ -30,6 +30,10 @@ _SAMPLE = 1000  # rows whose input cells the index pass looks at for strings or 
 _ROWS = ("starts", "jump_rows", "jump_lines")  # an index's arrays (`_CsvIndex`)
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 _NAMES_CAP = 100_000  # distinct labels kept while indexing a CSV (class names)
+# Bytes of memory a typed table read whole takes per byte of its file: the parsed rows, their
+# fields and the cells as Python strings (measured: a 15 MB typed CSV peaked 478 MB above the
+# imports, `python bench/stream_sources.py table`).
+TYPED_EXPANDS = 32
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,10 @@ class CsvExamples(Examples):
         return self._cells(i, line, text, values), self._label(i, line, text, values)
 
     def nbytes(self) -> int:
-        """As float32 rows: a typed table's encoded rows are at least that wide."""
+        """The bytes the examples take read whole: float32 rows, or for a typed table its
+        cells as Python strings, about `TYPED_EXPANDS` times the file."""
+        if self.typed:
+            return int(os.path.getsize(self.origin) * TYPED_EXPANDS)
         return len(self) * len(self._inputs) * 4
 
     def cell_error(self, i: int, j: int, code: str, message: str, hint: str) -> SpecError:
@@ -461,6 +468,8 @@ class _Csv:
     header: Row
     rows: list[Row]
     where: _Where
+    # `data.on_error = skip`: the rows left out as bad, each (its index in `rows`, why)
+    bad: tuple[tuple[int, Skipped], ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -548,8 +557,9 @@ def _label_problem(value: str, number: float | None, task: str, numeric: bool) -
     return None
 
 
-def _read_csv(shown: str, where: _Where, headerless: bool = False) -> _Csv:
-    """Read a CSV: UTF-8 text, a header row of distinct names, then rows of as many fields.
+def _read_csv(shown: str, where: _Where, headerless: bool = False, skip: bool = False) -> _Csv:
+    """Read a CSV: UTF-8 text, a header row of distinct names, then rows of as many fields
+    (`skip`: a row of another count is left out, listed in `_Csv.bad`).
 
     `headerless`: a first row of numbers only is an example, not a header (inputs for
     `dnn predict`, whose columns need no names); the columns are then named `column 1`, ...
@@ -572,14 +582,12 @@ def _read_csv(shown: str, where: _Where, headerless: bool = False) -> _Csv:
         named = [(f"column {i}", col, end) for i, (_, col, end) in enumerate(header[1], 1)]
         rows = [(n, _fields(line)) for n, line in lines]
         csv = _Csv(shown, text, (header[0], named), rows, where)
-        _check_shape(csv, len(lines[0][1]))
-        return csv
+        return _check_shape(csv, len(lines[0][1]), skip)
     csv = _Csv(shown, text, header, [(n, _fields(line)) for n, line in lines[1:]], where)
-    _check_shape(csv, len(lines[0][1]))
-    return csv
+    return _check_shape(csv, len(lines[0][1]), skip)
 
 
-def _check_shape(csv: _Csv, header_length: int) -> None:
+def _check_shape(csv: _Csv, header_length: int, skip: bool = False) -> _Csv:
     line, fields = csv.header
     for i, (name, col, end) in enumerate(fields):
         if name in csv.names[:i]:
@@ -589,13 +597,35 @@ def _check_shape(csv: _Csv, header_length: int) -> None:
         message = f"`{csv.shown}` has a header but no rows"
         hint = "add one row per example below the header"
         raise csv.error(message, line, 1, header_length + 1, hint)
+    bad = []
     for k, (line, fields) in enumerate(csv.rows, 1):
         if len(fields) != len(csv.header[1]):
             more = len(fields) > len(csv.header[1])
             col = fields[len(csv.header[1])][1] if more else fields[-1][2]
             message = f"row {k} has {len(fields)} fields but the header has {len(csv.names)}"
+            if skip:  # as the streamed reader words it (`CsvExamples._shape_problem`)
+                bad.append((k - 1, Skipped(csv.shown, f"row {k}", message)))
+                continue
             hint = "give every row one value per column of the header"
             raise csv.error(message, line, col, fields[-1][2] if more else col + 1, hint)
+    return replace(csv, bad=tuple(bad)) if bad else csv
+
+
+def _skip_labels(csv: _Csv, li: int, task: str) -> _Csv:
+    """`on_error = skip`: the rows whose label `labels` would refuse left out too, listed
+    in `bad` as the streamed reader words them (`CsvExamples._label`)."""
+    out, shape = dict(csv.bad), dict(csv.bad)
+    good = [k for k in range(len(csv.rows)) if k not in shape]
+    values = {k: csv.rows[k][1][li][0] for k in good}
+    numbers = {k: _number(v) for k, v in values.items()}
+    numeric = all(numbers[k] is not None for k, v in values.items() if v)
+    for k, v in values.items():
+        problem = _label_problem(v, numbers[k], task, numeric)
+        if problem:
+            shown = f" `{v}`" if v else ""
+            message = f"label{shown} in row {k + 1} {problem}"
+            out[k] = Skipped(csv.shown, f"row {k + 1}", message)
+    return replace(csv, bad=tuple(sorted(out.items())))
 
 
 def _load_csv(ref: Ref, task: str, base_dir: Path, where: _Where) -> Table:
@@ -611,18 +641,24 @@ def load_table(
     span: Span,
     sources: Mapping[str, str],
     typed: bool,
+    skip: bool = False,
 ) -> Table:
     """A CSV source for the typed-table stage (runtime/tabular.py): its input cells as
     strings (a `table` Table) where `typed` (the spec types columns) or some input cell is
-    not a number; else the numeric table `load_source` reads."""
+    not a number; else the numeric table `load_source` reads. `skip` (`data.on_error =
+    skip`): a row of the wrong length or with a bad label is left out (`Table.skipped`)."""
     where = _Where(span, sources, span)
     shown = _resolve(base_dir, ref.arg("path"))
-    return _csv_table(_read_csv(shown, where), ref, task, where, True if typed else None)
+    csv = _read_csv(shown, where, skip=skip)
+    return _csv_table(csv, ref, task, where, True if typed else None, skip)
 
 
-def _csv_table(csv: _Csv, ref: Ref, task: str, where: _Where, typed: bool | None) -> Table:
+def _csv_table(
+    csv: _Csv, ref: Ref, task: str, where: _Where, typed: bool | None, skip: bool = False
+) -> Table:
     """The table of a read CSV: typed cells where `typed` is True, or None and some input
-    cell is not a number; numbers only (errors at any other cell) where it is False."""
+    cell is not a number; numbers only (errors at any other cell) where it is False.
+    `skip`: the rows `_check_shape` left out, and those with a bad label, are not read."""
     shown = csv.shown
     names, label = csv.names, str(ref.arg("label"))
     if label not in names:
@@ -635,18 +671,35 @@ def _csv_table(csv: _Csv, ref: Ref, task: str, where: _Where, typed: bool | None
         message = f"`{shown}` has no input columns besides the label `{label}`"
         raise csv.error(message, line, col, end, "add a column for each input")
     inputs = [i for i in range(len(names)) if i != li]
+    every, index = csv, None  # every row, as positions name them (places, cells)
+    if skip:
+        csv = _skip_labels(csv, li, task)
+        left = dict(csv.bad)
+        index = np.array([k for k in range(len(every.rows)) if k not in left], np.int64)
+        csv = replace(csv, rows=[every.rows[k] for k in index])
+    more = {"index": index if csv.bad else None, "skipped": csv.bad}
+    if not csv.rows:  # every row bad: no labels to read (the train split is empty)
+        return Table(
+            np.zeros((0, len(inputs)), np.float32), np.zeros((0,), np.int32), task, None, (),
+            shown, "csv", where.span, **more,
+        )  # fmt: skip
     y, classes, class_names = csv.labels(li, task)
-    places = np.array([(k, n, f[li][1], f[li][2]) for k, (n, f) in enumerate(csv.rows, 1)])
+    places = np.array(
+        [(k, n, *(f[li][1:] if li < len(f) else (1, 2))) for k, (n, f) in enumerate(every.rows, 1)]
+    )
     if typed or (typed is None and not csv.numeric(inputs)):
         cells = np.array([[f[i][0] for i in inputs] for _, f in csv.rows], dtype=object)
         cells = cells.reshape(len(csv.rows), len(inputs))
         columns = tuple(names[i] for i in inputs)
         return Table(
-            cells, y, task, classes, class_names, shown, "table", where.span, None, places,
-            csv.text, columns, (csv.rows, tuple(inputs)),
+            cells, y, task, classes, class_names, shown, "table", where.span, places=places,
+            text=csv.text, columns=columns, cells=(every.rows, tuple(inputs)), **more,
         )  # fmt: skip
     x = csv.columns(inputs)
-    return Table(x, y, task, classes, class_names, shown, "csv", where.span, None, places, csv.text)
+    return Table(
+        x, y, task, classes, class_names, shown, "csv", where.span, places=places,
+        text=csv.text, **more,
+    )  # fmt: skip
 
 
 def table_cells(table: Table, sources: Mapping[str, str]) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,6 +29,12 @@ class Skipped(NamedTuple):
     origin: str
     where: str  # "row 17", "offset 4096", "cat/3.png", "record 5 of part-00001.array_record"
     reason: str
+
+    def order(self) -> tuple[str, list[Any]]:
+        """A fixed order to list skipped examples in, whichever reading thread met them
+        first: by file, then by `where` with its numbers compared as numbers (row 9, row 10)."""
+        parts = re.split(r"(\d+)", self.where)
+        return self.origin, [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
 class _Bad(Exception):
@@ -158,35 +165,51 @@ class Examples:
         `transforms.label_error` words it in memory."""
         if self.task != "classification" or np.ndim(y) != 0:
             return
-        v, tops = int(y), []
-        if self.classes is not None:
-            tops.append((self.classes, f"the {self.classes} classes of `{self.origin}`"))
-        one = self._outputs == 1
-        if self._outputs is not None:
-            top = max(self._outputs, 2)
-            what = "0 or 1, as a model with one output needs" if one else ""
-            tops.append((top, what or f"the {top} classes the model outputs"))
-        for top, what in tops:
-            if not 0 <= v < top:
-                where, at, text = self._place(i)
-                hint = f"class labels run from 0 to {top - 1}"
-                if (self.classes or 0) > top:
-                    k, loss = self.classes, " and train with `cross_entropy`" if one else ""
-                    hint = f"`{self.origin}` has {k} classes: end the model with `dense({k})`{loss}"
-                problem = f"is not {what}" if what.startswith("0 or 1") else f"is outside {what}"
-                raise _Bad(where, f"label `{v}` at {where} {problem}", at, hint, text)
+        found = label_outside(int(y), self.classes, self.origin, self._outputs)
+        if found is not None:
+            where, at, text = self._place(i)
+            problem, hint = found
+            raise _Bad(where, f"label `{int(y)}` at {where} {problem}", at, hint, text)
+
+
+def label_outside(
+    v: int, classes: int | None, origin: str, outputs: int | None
+) -> tuple[str, str] | None:
+    """What is wrong with class label `v` of a source of `classes` classes (None: not known)
+    for a model of `outputs` units (None: not checked), and the hint; None where it fits."""
+    tops = []
+    if classes is not None:
+        tops.append((classes, f"the {classes} classes of `{origin}`"))
+    one = outputs == 1
+    if outputs is not None:
+        top = max(outputs, 2)
+        what = "0 or 1, as a model with one output needs" if one else ""
+        tops.append((top, what or f"the {top} classes the model outputs"))
+    for top, what in tops:
+        if not 0 <= v < top:
+            hint = f"class labels run from 0 to {top - 1}"
+            if (classes or 0) > top:
+                k, loss = classes, " and train with `cross_entropy`" if one else ""
+                hint = f"`{origin}` has {k} classes: end the model with `dense({k})`{loss}"
+            problem = f"is not {what}" if what.startswith("0 or 1") else f"is outside {what}"
+            return problem, hint
+    return None
 
 
 def table(examples: Examples) -> tuple[Table, list[Skipped]]:
-    """Every example in memory, as the in-memory loader's `Table` (skipped ones left out)."""
+    """Every example in memory, as the in-memory loader's `Table`: the skipped ones left
+    out, listed, and kept with their positions on the table (`Table.skipped`)."""
     from .batches import read_rows, stack  # the batches stage reads rows the same way
 
     parts, skipped = [], []
     for start in range(0, len(examples), 4096):
-        items = read_rows(examples, np.arange(start, min(start + 4096, len(examples))))
-        skipped += [i for i in items if isinstance(i, Skipped)]
+        rows = np.arange(start, min(start + 4096, len(examples)))
+        items = read_rows(examples, rows)
+        skipped += [(int(r), i) for r, i in zip(rows, items, strict=True) if isinstance(i, Skipped)]
         parts.append(stack(items, examples))
     read = [p for p in parts if len(p[0])] or parts[:1] or [stack([], examples)]
     x, y, rows = (np.concatenate([p[k] for p in read]) for k in range(3))
     t = Table(x, y, examples.task, examples.classes, examples.class_names, examples.origin)
-    return replace(t, index=rows if skipped else None), skipped
+    return replace(t, index=rows if skipped else None, skipped=tuple(skipped)), [
+        s for _, s in skipped
+    ]

@@ -18,6 +18,7 @@ from dnn.compiler.ir import Program
 from dnn.compiler.rules import heads, target_kind
 
 from . import batches, csvrows, sources
+from .skipping import KeptExamples, drop_outside
 from .table import Block, Table, _Where
 from .transforms import MULTI, outputs
 
@@ -58,10 +59,14 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     return opened
 
 
-def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
+def load_tables(
+    program: Program, task: str, readers: bool = True
+) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
     """The source read whole, where several outputs' targets sit in it (`blocks`), and the
     separate `val` / `test` tables the spec names (read as typed tables too where the source
-    is one)."""
+    is one). Under `on_error = skip` (`readers`) each is read by its streamed reader; a typed
+    table of which nothing was skipped is then read again by the in-memory reader, as under
+    `fail`, to train in memory (with a row skipped, it trains as its streamed run does)."""
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
@@ -71,11 +76,16 @@ def load_tables(program: Program, task: str) -> tuple[Table, tuple[Block, ...], 
         source, blocks = load("source")
         load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
     else:
-        load = _loader(program, target_kind(task), base)
+        load = _loader(program, target_kind(task), base, readers=readers)
         source = load("source")
-        if source.kind == "table":  # separate val/test tables are read as typed tables too
-            load = _loader(program, target_kind(task), base, True)
+        if source.kind == "table" or getattr(source.reader, "typed", False):  # typed: so are
+            # the separate val/test tables
+            load = _loader(program, target_kind(task), base, True, readers)
     separate = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
+    tables = (source, *separate.values())
+    typed = any(getattr(t.reader, "typed", False) for t in tables)
+    if typed and not any(t.skipped for t in tables):
+        return load_tables(program, task, readers=False)
     return source, blocks, separate
 
 
@@ -110,6 +120,8 @@ def workers(program: Program, field: str, examples: Any = None) -> int:
     where `data.cache` holds every example already (read from its maps by threads)."""
     data = program.data
     assert data is not None
+    if isinstance(examples, KeptExamples):  # read whole (`on_error = skip`): by this process
+        return 0
     if str(data.workers) != "auto":
         return int(data.workers)
     if getattr(data, field).name != "images":
@@ -120,23 +132,36 @@ def workers(program: Program, field: str, examples: Any = None) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any:
+def _loader(
+    program: Program, task: str, base: Path, typed: bool = False, readers: bool = True
+) -> Any:
     """Reads one source field: a CSV through `load_table` (a typed table where the spec
     types columns or a cell is not a number), any other source through `load_source`."""
     data = program.data
     assert data is not None
 
+    skip_bad = str(getattr(data, "on_error", "fail")) == "skip"
+
     def load(field: str) -> Table:
         ref = getattr(data, field)
+        if skip_bad and readers and sources.streams(ref):
+            # a CSV's cells: typed where the spec or the source says; else for `val` and
+            # `test`, numbers, as `stream_sources` opens them
+            cells = True if typed or data.columns else (None if field == "source" else False)
+            found = _skipping(program, field, task, base, cells)
+            if found is not None:
+                return found
         if ref.name == "csv":
-            return csvrows.load_table(
+            table = csvrows.load_table(
                 ref,
                 task=task,
                 base_dir=base,
                 span=data.span_of(field),
                 sources=program.sources,
                 typed=typed or bool(data.columns),
+                skip=skip_bad,
             )
+            return drop_outside(table, _bound(program)) if skip_bad else table
         if ref.name == "images" and getattr(data, "cache", False):  # decoded once, kept
             where = _Where(data.span_of(field), program.sources, data.span_of(field))
             return sources.load(ref, task, base, where, cache=True)
@@ -149,6 +174,33 @@ def _loader(program: Program, task: str, base: Path, typed: bool = False) -> Any
         )
 
     return load
+
+
+def _skipping(
+    program: Program, field: str, task: str, base: Path, cells: bool | None
+) -> Table | None:
+    """`on_error = skip`, read whole: a source word that can stream read through its
+    streamed reader, so each example is checked as a streamed run checks it (class labels
+    against a one-output model's units too) and a bad one is left out and listed
+    (`Table.skipped`); a CSV's input cells as strings where `cells`, or its first rows, say
+    it is a typed table. None for a typed table under `train.pretrain`, which cannot stream:
+    `csvrows.load_table` reads it and drops its bad rows."""
+    data = program.data
+    assert data is not None and program.model is not None
+    ref = getattr(data, field)
+    where = _Where(data.span_of(field), program.sources, data.span_of(field))
+    if ref.name == "csv" and program.train.pretrain is not None:
+        if sources.open_examples(ref, task, base, where, "skip", cells=cells).typed:
+            return None
+    bound = _bound(program)
+    cache = ref.name == "images" and bool(getattr(data, "cache", False))
+    return sources.load(ref, task, base, where, cache, "skip", bound, cells)
+
+
+def _bound(program: Program) -> int | None:
+    """The units a one-output model's class labels must fall within (None: several)."""
+    assert program.model is not None
+    return outputs(program) if len(program.model.outputs) == 1 else None
 
 
 def _outputs_loader(program: Program, base: Path) -> Any:
@@ -180,10 +232,14 @@ def _cache_task(program: Program, task: str) -> str:
     return target_kind(task)
 
 
-# How many bytes of decoded float32 examples a byte on disk may become, at most, per source
-# word: arrays are stored as they are read, a CSV cell takes at least 2 bytes ("0,") for 4,
-# a Parquet or shard file may be compressed, a PNG or JPEG decodes to far more.
-_EXPANDS = {"npz": 1, "npy": 1, "csv": 2, "parquet": 10, "shards": 10, "images": 100}
+# How many bytes of memory a byte on disk may become read whole, at most, per source word:
+# arrays are stored as they are read, a CSV cell of numbers takes at least 2 bytes ("0,") for
+# 4 but a typed table's cells are Python strings (`csvrows.TYPED_EXPANDS`; a CSV is not known
+# to be numeric before it is opened), a Parquet or shard file may be compressed, a PNG or
+# JPEG decodes to far more.
+_EXPANDS = {
+    "npz": 1, "npy": 1, "csv": csvrows.TYPED_EXPANDS, "parquet": 10, "shards": 10, "images": 100
+}  # fmt: skip
 
 
 def _surely_fits(program: Program, fields: list[str]) -> bool:

@@ -39,7 +39,7 @@ from dnn.compiler.registry.core import provides
 from dnn.compiler.registry.data import DATASETS
 from dnn.compiler.values import Ref
 
-from .arrays import _load_npz, _open_npy, _open_npz
+from .arrays import _held_npz, _load_npz, _open_npy, _open_npz
 from .builtin import _load_builtin
 from .csvrows import _load_csv, _open_csv
 from .examples import Examples, Item, Opts, Skipped, table
@@ -81,6 +81,11 @@ _OPENERS: dict[str, Callable[..., Examples]] = {
     "parquet": _open_parquet,
     "shards": _open_shards,
 }
+
+
+# Words whose in-memory `Examples` (`load`) are not their streamed ones: an archive read whole,
+# so a compressed one, which cannot be memory-mapped, reads too.
+_WHOLE: dict[str, Callable[..., Examples]] = {"npz": _held_npz}
 
 
 def streams(ref: Ref) -> bool:
@@ -151,12 +156,33 @@ def open_outputs(
     return examples
 
 
-def load(ref: Ref, task: str, base_dir: Path, where: _Where, cache: bool = False) -> Table:
+def load(
+    ref: Ref,
+    task: str,
+    base_dir: Path,
+    where: _Where,
+    cache: bool = False,
+    on_error: str = "fail",
+    outputs: int | None = None,
+    cells: bool | None = None,
+) -> Table:
     """The in-memory `Source.load` of a word read through its `Examples` (npy, parquet,
-    shards; an image folder under `data.cache`): every row, under `on_error = fail`."""
-    examples = open_examples(ref, task, base_dir, where, "fail", cache=cache)
+    shards; an image folder under `data.cache`; any streamable word under `on_error =
+    skip`, whose bad examples the table then lists in `Table.skipped`, a CSV's input cells
+    as strings where `cells` or its first rows say so, and the reader in `Table.reader`):
+    every row."""
+    whole = _WHOLE.get(ref.name)
+    if whole is not None:
+        examples = whole(ref, task, Path(base_dir), Opts(where, on_error, outputs))
+        examples.kind = ref.name
+    else:
+        examples = open_examples(
+            ref, task, base_dir, where, on_error, outputs=outputs, cells=cells, cache=cache
+        )
     found, _ = table(examples)
-    return replace(found, kind=ref.name, span=where.span)
+    reader = examples if on_error == "skip" else None  # `Table.reader`
+    columns = tuple(getattr(examples, "columns", ())) if getattr(examples, "typed", False) else ()
+    return replace(found, kind=ref.name, span=where.span, reader=reader, columns=columns)
 
 
 class Source(NamedTuple):

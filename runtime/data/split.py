@@ -33,10 +33,12 @@ def split(table: Table, fractions: tuple[float, float, float], seed: int) -> dic
     """Cut a table into train/val/test by a permutation drawn from `seed`.
 
     Sizes are the fractions of N rounded by largest remainder, so they add up to N and a zero
-    fraction gives an empty split.
+    fraction gives an empty split. N is the source's count: under `data.on_error = skip` the
+    examples left out are cut too, then dropped from their split (as a streamed run drops
+    them when it meets them), so each split keeps the rows it holds with none skipped.
     """
-    parts = split_rows(len(table), fractions, seed)
-    return {name: take(table, idx) for name, idx in parts.items()}
+    parts = split_rows(table.count(), fractions, seed)
+    return {name: take(table, kept(table, idx)) for name, idx in parts.items()}
 
 
 def split_rows(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
@@ -55,10 +57,29 @@ def fractions(shares: dict[str, float], separate: Mapping[str, Any]) -> tuple[fl
     return (kept[0] / total, kept[1] / total, kept[2] / total)
 
 
+def kept(table: Table, positions: np.ndarray) -> np.ndarray:
+    """The table's rows at these positions in its source, in their order, less the
+    positions `data.on_error = skip` left out (`Table.skipped`)."""
+    if not table.skipped:
+        return positions
+    row = np.full(table.count(), -1, np.int64)
+    row[np.arange(len(table)) if table.index is None else table.index] = np.arange(len(table))
+    found = row[positions]
+    return found[found >= 0]
+
+
+def skipped_in(table: Table, positions: np.ndarray) -> list[Any]:
+    """The `Skipped` records of the positions left out among `positions`, in their order."""
+    records = dict(table.skipped)
+    return [records[int(p)] for p in positions if int(p) in records]
+
+
 def take(table: Table, idx: np.ndarray) -> Table:
-    """The rows `idx` of a table, each still named by its position in the source."""
+    """The rows `idx` of a table, each still named by its position in the source (the
+    source's skipped examples stay with the source: `skipping.by_split` says which split
+    held each)."""
     index = idx if table.index is None else table.index[idx]
-    return replace(table, x=table.x[idx], y=table.y[idx], index=index)
+    return replace(table, x=table.x[idx], y=table.y[idx], index=index, skipped=())
 
 
 def _split_sizes(n: int, fractions: tuple[float, float, float]) -> list[int]:

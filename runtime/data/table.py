@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from dnn.compiler.diagnostics import E_FILE, Diagnostic, InternalError, Span, SpecError
@@ -59,6 +60,13 @@ class Table:
     # messages that point at a cell
     columns: tuple[str, ...] = field(default=(), repr=False)
     cells: tuple[list[Row], tuple[int, ...]] | None = field(default=None, repr=False)
+    # `data.on_error = skip`: the source's examples left out as bad, each (its position in
+    # the source, its `Skipped` record); the source held len(x) + len(skipped) examples, and
+    # `index` says where the kept ones sat
+    skipped: tuple[tuple[int, Any], ...] = field(default=(), repr=False)
+    # the streamed reader (`Examples`) a table read whole under `on_error = skip` came from:
+    # a typed table's (input cells as strings) names a bad cell at its place in the file
+    reader: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y) or self.task not in TASKS:
@@ -69,6 +77,10 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def count(self) -> int:
+        """How many examples its source held, the skipped ones too (`data.on_error = skip`)."""
+        return len(self.x) + len(self.skipped)
 
     def position(self, i: int) -> int:
         """Where example `i` sits in its source (0-based), whatever split it is in."""
