@@ -366,3 +366,65 @@ def test_a_builtin_set_with_several_targets_streams_from_memory(tmp_path: Path) 
         parts = list(streamed.streamed[name].in_order(256))
         y = np.concatenate([y[m] for _, y, m in parts])
         assert y.tobytes() == table.y.tobytes() and y.shape == (len(table), 2), name
+
+
+TAGS_SPEC = """dnn 1
+model m {
+  input x: f32[4]
+  h = dense(8)(x) -> relu
+  output tags = dense(3)(h)
+  output kind = dense(3)(h)
+  output val = dense(1)(h)
+}
+data {
+  source = csv("t.csv")
+  val = csv("v.csv")
+  split = { train: 0.8, test: 0.2 }
+  normalize = minmax
+  targets = standardize
+  stream = STREAM
+}
+train {
+  loss = { tags: binary_cross_entropy, kind: cross_entropy, val: mse }
+  epochs = 1
+  batch_size = 8
+}
+"""
+
+
+def test_multi_hot_columns_and_a_separate_val_file_stream_as_in_memory(tmp_path: Path) -> None:
+    """Output `tags` reads its multi-hot rows from `tags_0` ... `tags_2`, `kind` whole-number
+    labels, `val` one real value; the val split is a file of its own."""
+    rng = np.random.default_rng(1)
+    x, tags = rng.normal(size=(60, 4)), (rng.random((60, 3)) > 0.5).astype(int)
+    rows = [
+        f"{a[0]:.4f},{t[0]},{a[1]:.4f},{t[1]},{t[2]},{a[2]:.4f},{k},{a[3]:.4f},{3 * a[0]:.3f}"
+        for a, t, k in zip(x, tags, rng.integers(0, 3, 60), strict=True)
+    ]
+    header = "a,tags_0,b,tags_1,tags_2,c,kind,d,val"
+    (tmp_path / "t.csv").write_text("\n".join([header, *rows]) + "\n")
+    (tmp_path / "v.csv").write_text("\n".join([header, *rows[:15]]) + "\n")
+    for stream in ("true", "false"):
+        (tmp_path / f"{stream}.dnn").write_text(TAGS_SPEC.replace("STREAM", stream))
+    streamed = pipeline.prepare(dnn.load(str(tmp_path / "true.dnn")))
+    memory = pipeline.prepare(dnn.load(str(tmp_path / "false.dnn")))
+    assert [(b.name, b.start, b.width, b.classes) for b in streamed.blocks] == [
+        ("tags", 0, 3, 3),
+        ("kind", 3, 1, 3),
+        ("val", 4, 1, None),
+    ]
+    assert streamed.blocks == memory.blocks and streamed.targets.columns == (4,)
+    for name, table in memory.splits.items():
+        parts = list(streamed.streamed[name].in_order(16))
+        x = np.concatenate([x[m] for x, _, m in parts])
+        y = np.concatenate([y[m] for _, y, m in parts])
+        assert x.tobytes() == table.x.tobytes() and y.tobytes() == table.y.tobytes(), name
+    rows[30] = rows[30].split(",", 2)[0] + ",2," + rows[30].split(",", 2)[2]
+    (tmp_path / "t.csv").write_text("\n".join([header, *rows]) + "\n")
+    outputs = (("tags", "multilabel", 3), ("kind", "multiclass", 3), ("val", "regression", 1))
+    ref = value('csv("t.csv")', "dataset")[0]
+    with pytest.raises(dnn.SpecError) as e:
+        sources.open_outputs(ref, outputs, tmp_path, WHERE, "fail")[30]
+    (d,) = e.value.diagnostics
+    assert (d.span.line, d.message) == (32, "value `2` in column `tags_0` is not 0 or 1")
+    assert d.hint == "output `tags` reads one yes/no label per unit from these columns"
