@@ -116,7 +116,7 @@ def _whole(
     if skipping.skipped_any(source, separate):  # `on_error = skip` left examples out
         _check_kept(program, source, separate)
         if program.train.pretrain is None:  # trained as the streamed run
-            opened = skipping.opened(source, separate)
+            opened = skipping.opened(source, separate, blocks)
             return _streamed(program, task, opened, stats, targets, schema)
         skipped = skipping.by_split(program, source, separate)  # what cannot stream: dropped
     splits = split.split_table(source, separate, dict(data.split.items), data.seed)

@@ -302,6 +302,8 @@ def test_skip_leaves_a_bad_row_out_of_its_split(tmp_path: Path) -> None:
 
 
 def test_npz_inputs_are_checked_per_example(tmp_path: Path) -> None:
+    """Streamed or read whole under `on_error = skip` (a compressed archive too, which only
+    the streamed reader refuses: it cannot be memory-mapped)."""
     write_data(tmp_path)
     with np.load(tmp_path / "multi.npz") as z:
         arrays = {k: z[k] for k in z.files}
@@ -313,6 +315,11 @@ def test_npz_inputs_are_checked_per_example(tmp_path: Path) -> None:
     with pytest.raises(dnn.SpecError, match="array `x` in `multi.npz` has NaN at example 42"):
         examples[42]
     assert sources.open_outputs(ref, OUTPUTS, tmp_path, WHERE, "skip")[42].where == "example 42"
+    np.savez_compressed(tmp_path / "multi.npz", **arrays)
+    with pytest.raises(dnn.SpecError, match="array `x` in `multi.npz` is compressed"):
+        sources.open_outputs(ref, OUTPUTS, tmp_path, WHERE, "skip")
+    held = sources.open_outputs(ref, OUTPUTS, tmp_path, WHERE, "skip", whole=True)
+    assert held[42].where == "example 42" and held[41][0].tobytes() == arrays["x"][41].tobytes()
 
 
 def test_auto_streams_several_outputs_that_do_not_fit(folder: Path, monkeypatch: Any) -> None:
@@ -428,3 +435,34 @@ def test_multi_hot_columns_and_a_separate_val_file_stream_as_in_memory(tmp_path:
     (d,) = e.value.diagnostics
     assert (d.span.line, d.message) == (32, "value `2` in column `tags_0` is not 0 or 1")
     assert d.hint == "output `tags` reads one yes/no label per unit from these columns"
+
+
+def test_skip_read_whole_trains_as_the_streamed_run(tmp_path: Path, capsys: Any) -> None:
+    """`stream = false, on_error = skip`: the CSV read by its streamed reader, the bad row
+    left out; the splits then go through the streamed stages from memory, so each batch is
+    the streamed run's. Nothing skipped: read whole as under `fail`. No W0810 (it stays for a
+    built-in set, whose targets are read whole)."""
+    from dnn.runtime.cli import main
+
+    _bad_csv(tmp_path, 120, "digit", "zzz")
+    specs = {
+        s: spec(tmp_path, f"{s}.dnn", CSV, s, "  on_error = skip\n") for s in ("true", "false")
+    }
+    assert main(["check", str(specs["false"])]) == 0
+    assert "W0810" not in capsys.readouterr().err
+    streamed, whole = (pipeline.prepare(dnn.load(str(specs[s]))) for s in ("true", "false"))
+    assert whole.streamed and whole.blocks == streamed.blocks
+    for name, split in streamed.streamed.items():
+        a, b = list(split.in_order(64)), list(whole.streamed[name].in_order(64))
+        for u, v in zip(a, b, strict=True):
+            assert all(p.tobytes() == q.tobytes() for p, q in zip(u, v, strict=True)), name
+        assert split.skipped == whole.streamed[name].skipped
+    message = "label `zzz` (class 3) in row 120 is outside output `digit`'s 3 classes"
+    assert [s.reason for s in streamed.streamed["train"].skipped] == [message]
+    write_data(tmp_path)  # nothing to skip: the in-memory run of `fail`
+    fail = pipeline.prepare(dnn.load(str(spec(tmp_path, "fail.dnn", CSV, "false"))))
+    kept = pipeline.prepare(dnn.load(str(specs["false"])))
+    assert not kept.streamed and kept.blocks == fail.blocks
+    for name, table in fail.splits.items():
+        assert kept.splits[name].x.tobytes() == table.x.tobytes(), name
+        assert kept.splits[name].y.tobytes() == table.y.tobytes(), name

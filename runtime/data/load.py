@@ -10,6 +10,7 @@ that surely fits is not even opened); None means read whole, with `load_tables`.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +209,17 @@ def _outputs_loader(program: Program, base: Path) -> Any:
     assert data is not None
 
     def load(field: str) -> tuple[Table, tuple[Block, ...]]:
+        ref = getattr(data, field)
+        if str(getattr(data, "on_error", "fail")) == "skip" and sources.streams(ref):
+            # read by its streamed reader: bad rows left out and listed (`Table.skipped`)
+            where = _Where(data.span_of(field), program.sources, data.span_of(field))
+            outs = _output_tasks(program)
+            examples = sources.open_outputs(ref, outs, base, where, "skip", whole=True)
+            found, _ = sources.table(examples)
+            table = replace(found, kind=ref.name, span=where.span, reader=examples)
+            return table, examples.blocks
         return sources.load_outputs(
-            getattr(data, field),
+            ref,
             _output_tasks(program),
             base_dir=base,
             span=data.span_of(field),

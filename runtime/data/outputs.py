@@ -25,6 +25,7 @@ from dnn.compiler.values import Ref
 
 from .arrays import (
     ArrayExamples,
+    _Held,
     _Member,
     _npz_labels,
     _npz_members,
@@ -240,15 +241,31 @@ class ArrayOutputs(ArrayExamples):
     `x`, and each output's targets read whole and checked when the source opens (as the
     in-memory reader does: N rows of a few numbers), laid side by side (`blocks`)."""
 
-    def __init__(self, x: _Member, xk: str, y: np.ndarray, blocks: tuple[Block, ...], opts: Opts):
+    def __init__(
+        self, x: _Member | _Held, xk: str, y: np.ndarray, blocks: tuple[Block, ...], opts: Opts
+    ):
         super().__init__(x, xk, y, (), "regression", opts)
         self.blocks = blocks
 
 
 def _open_npz_several(ref: Ref, outputs: Outputs, base: Path, opts: Opts) -> Examples:
-    shown, written, where = _resolve(base, ref.arg("path")), ref.arg("path"), opts.where
+    shown, xk = _resolve(base, ref.arg("path")), str(ref.arg("x"))
+    (x,) = _npz_members(shown, ref.arg("path"), {"x": xk}, opts.where)
+    return _npz_several_examples(ref, x, outputs, opts)
+
+
+def _held_npz_several(ref: Ref, outputs: Outputs, base: Path, opts: Opts) -> Examples:
+    """As `_open_npz_several`, `x` read whole (a compressed archive too): the in-memory
+    reader under `on_error = skip`."""
+    shown, xk = _resolve(base, ref.arg("path")), str(ref.arg("x"))
+    (raw,) = _read_npz(shown, ref.arg("path"), {"x": xk}, opts.where)
+    return _npz_several_examples(ref, _Held(shown, raw), outputs, opts)
+
+
+def _npz_several_examples(ref: Ref, x: _Member | _Held, outputs: Outputs, opts: Opts) -> Examples:
+    """The examples of input array `x` and the outputs' arrays, read whole and checked."""
+    shown, written, where = x.path, ref.arg("path"), opts.where
     xk = str(ref.arg("x"))
-    (x,) = _npz_members(shown, written, {"x": xk}, where)
     check_inputs(x, xk, where)
     names = {name: name for name, _, _ in outputs}
     raw = dict(zip(names, _read_npz(shown, written, names, where), strict=True))

@@ -47,6 +47,7 @@ from .images import _load_images, _open_images
 from .outputs import (
     _builtin_several,
     _csv_outputs,
+    _held_npz_several,
     _npz_several,
     _open_csv_several,
     _open_npz_several,
@@ -133,6 +134,7 @@ _OUTPUT_OPENERS: dict[str, Callable[..., Examples]] = {
     "npz": _open_npz_several,
     "csv": _open_csv_several,
 }
+_WHOLE_OUTPUTS: dict[str, Callable[..., Examples]] = {"npz": _held_npz_several}  # as `_WHOLE`
 
 
 def open_outputs(
@@ -143,15 +145,16 @@ def open_outputs(
     on_error: str,
     *,
     cache_dir: Path | None = None,
+    whole: bool = False,
 ) -> Examples:
     """As `open_examples`, for a model with several outputs (`outputs`: (name, task, units)
     in the model's order): row `i`'s `y` holds every output's targets side by side, as
-    `load_outputs` lays them; the examples' `blocks` say where each output's are."""
+    `load_outputs` lays them; the examples' `blocks` say where each output's are. `whole`:
+    to be read whole (`on_error = skip` in memory): an archive is read, not mapped."""
     if ref.name not in _OUTPUT_OPENERS:
         raise InternalError(f"several outputs streamed from `{ref.name}` (check refuses it)")
-    examples = _OUTPUT_OPENERS[ref.name](
-        ref, outputs, Path(base_dir), Opts(where, on_error, None, cache_dir)
-    )
+    opener = (_WHOLE_OUTPUTS if whole else {}).get(ref.name, _OUTPUT_OPENERS[ref.name])
+    examples = opener(ref, outputs, Path(base_dir), Opts(where, on_error, None, cache_dir))
     examples.kind = ref.name
     return examples
 
