@@ -460,6 +460,24 @@ def entry() -> None:
     quick_exit(main())
 
 
+def _release_worker_resources() -> None:
+    """Where Grain's worker processes ran, free what the interpreter's exit would: the
+    batches' shared memory Grain unlinks as it lets go of them (on its deleting threads),
+    and the processes' semaphores. Else Python's resource tracker reports them as leaked
+    (and frees them then)."""
+    import gc
+
+    shm = sys.modules.get("grain._src.python.ipc.shared_memory_array")
+    if shm is not None:
+        gc.collect()  # batches no longer referenced: their shared memory is let go now
+        deleting = getattr(getattr(shm, "SharedMemoryArray", None), "_del_thread_pool", None)
+        if deleting is not None:
+            deleting.close()
+            deleting.join()
+    if "multiprocessing.util" in sys.modules:
+        sys.modules["multiprocessing.util"]._exit_function()
+
+
 def quick_exit(code: int) -> None:
     """Exit with `code`; once JAX has run, without the interpreter's teardown."""
     if "jax" not in sys.modules:
@@ -467,6 +485,7 @@ def quick_exit(code: int) -> None:
     import logging
 
     logging.shutdown()
+    _release_worker_resources()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

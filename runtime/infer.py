@@ -183,6 +183,7 @@ def evaluate_with_report(
         return metrics, _report(engine, st, prepared, split, None)
     assert run is not None
     transform = pipeline.load_transform(_run_folder(run))
+    transform.check(program, run)
     prepared = pipeline.prepare(program, transform.stats, transform.targets, transform.schema)
     if prepared.size(split) == 0:
         raise TrainingError(f"the {split} split is empty", "choose another --split")
@@ -248,6 +249,7 @@ def loaded(
     """A run's model ready for new inputs, without its data: the engine, the final weights,
     the saved preprocessing and the task (what `dnn predict` and `dnn export` start from)."""
     transform = pipeline.load_transform(_run_folder(run))
+    transform.check(program, run)
     task = transforms.task_of(program)  # the run's model: `restore` checks it is the same
     prepared = _placeholder(program, transform, task, origin)
     engine, st = restore(program, run, prepared)
@@ -275,6 +277,7 @@ def predict(
     else:
         assert run is not None
         saved = pipeline.load_transform(_run_folder(run))  # the inputs are read before compiling
+        saved.check(program, run)
     files: list[str] | None = None
     if saved.schema is not None:
         encoded = pipeline.encode_cells(program, saved, inputs)

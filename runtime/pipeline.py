@@ -315,14 +315,7 @@ def _check_kept(program: Program, source: Table, separate: dict[str, Table]) -> 
     n, kept = skipping.train_kept(program, source, separate)
     if n and not kept:
         (_, first), *_ = source.skipped
-        raise load.section_error(
-            program,
-            "on_error",
-            f"every example of the train split ({n}) was skipped as bad: nothing to train on "
-            f"(the first: {first.where} of `{first.origin}`: {first.reason})",
-            "fix the data, or set `on_error = fail` to stop at the first bad example, shown "
-            "in its file",
-        )
+        raise load.nothing_kept(program, n, first)
 
 
 def _normalized_shape(program: Program, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -412,6 +405,22 @@ class Transform:
     multi_hot: bool = False  # trained on multi-hot rows: predictions are one 0/1 per unit
     blocks: tuple[Block, ...] = ()  # several outputs: where each one's targets were
     schema: tabular.Schema | None = None  # a typed table's columns (predict reads cells)
+    normalize: str | None = None  # the run's `data.normalize`, as written (None: unknown)
+
+    def check(self, program: Program, folder: Path) -> None:
+        """The spec reads its inputs as the run was trained to: its `data.normalize` is the
+        run's (the saved statistics are that normalizer's)."""
+        data = program.data
+        if data is None or self.normalize is None or str(data.normalize) == self.normalize:
+            return
+        raise load.section_error(
+            program,
+            "normalize",
+            f"the run in `{folder}` was trained with `normalize = {self.normalize}`, but the "
+            f"spec says `{data.normalize}`: the run's saved statistics are for its own",
+            f"write `normalize = {self.normalize}`, or use the spec the run was trained with "
+            f"(`{folder / 'spec.dnn'}`)",
+        )
 
     def __call__(self, program: Program, x: np.ndarray) -> np.ndarray:
         assert program.data is not None
@@ -450,6 +459,7 @@ def load_transform(folder: Path) -> Transform:
         bool(meta.get("multi_hot", False)),
         blocks,
         tabular.load(folder),
+        meta.get("normalize"),
     )
 
 

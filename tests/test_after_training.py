@@ -250,6 +250,17 @@ def test_a_regression_run_draws_residuals_and_takes_no_image(
     err = capsys.readouterr().err
     assert f"{image}:1:1: error[E0702]: the run's model takes `x` (10,), not an image\n" in err
     assert "hint: images are read for a model with one input of shape [height, width," in err
+    # a spec whose normalizer is not the run's: refused at it (the saved statistics are not its)
+    other = tmp_path / "other.dnn"
+    other.write_text(
+        REGRESSION.replace('builtin("diabetes")', 'builtin("diabetes")\n  normalize = minmax')
+    )
+    assert main(["eval", str(other), "--run", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"error[E0602]: the run in `{run}` was trained with `normalize = none`, but the "
+        "spec says `minmax`: the run's saved statistics are for its own"
+    ) in err
 
 
 # ------------------------------------------------------------------ pieces

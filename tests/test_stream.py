@@ -244,6 +244,26 @@ def test_a_streamed_run_whose_every_example_is_skipped_stops(tmp_path: Path, cap
     assert json.loads((tmp_path / "run" / "skipped.json").read_text())["counts"]["train"] == 8
 
 
+@pytest.mark.parametrize("extra", ["normalize = standardize", "columns = { f1: number }"])
+def test_fitting_on_a_train_split_of_only_bad_examples_is_named(
+    tmp_path: Path, capsys: Any, extra: str
+) -> None:
+    """A streamed fitting pass (the normalizer's, or a typed table's columns) that meets no
+    good example stops with the count and the first bad one, not a traceback."""
+    (tmp_path / "t.csv").write_text("f1,f2,label\n" + "\n".join(["1,2"] * 10) + "\n")
+    path = tmp_path / "s.dnn"
+    path.write_text(
+        CSV_SPEC.replace("STREAM", "true").replace("  on_error", f"  {extra}\n  on_error")
+    )
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "s.dnn:10:14: error[E0602]: every example of the train split (8) was skipped as bad: "
+        in err
+    )
+    assert "fields but the header has 3)" in err and "Traceback" not in err
+
+
 def test_lr_find_refuses_a_streamed_spec(tmp_path: Path, capsys: Any) -> None:
     path = write(tmp_path, "true", "lr.dnn")
     assert main(["lr-find", str(path), "--out", str(tmp_path / "lr")]) == 1

@@ -240,6 +240,26 @@ def test_images_decoded_per_example_equal_the_in_memory_pixels(files: Path) -> N
         assert_same_rows(examples, in_memory(text, files))
 
 
+def test_a_batch_read_as_stored_and_finished_whole_equals_the_examples(
+    files: Path, tmp_path: Path
+) -> None:
+    """Grain's workers read images as 8-bit pixels (`raw`, a quarter of the float32 bytes)
+    and the batch is finished where it is cut: the same bytes as reading each example."""
+    from dnn.runtime.data.batches import read_rows, stack
+
+    shutil.copytree(files / "img" / "dog", tmp_path / "grey" / "dog")  # grey only: (H, W)
+    for text, base in (('images("img")', files), ('images("grey")', tmp_path)):
+        examples = opened(text, base)
+        rows = np.arange(len(examples))
+        x, _, _ = stack(read_rows(examples, rows, raw=True), examples, raw=True)
+        assert x.dtype == np.uint8
+        whole, _, _ = stack(read_rows(examples, rows), examples)
+        finished = examples.finish_batch(x)
+        assert finished.dtype == whole.dtype and finished.tobytes() == whole.tobytes(), text
+        empty = examples.finish_batch(stack([], examples, raw=True)[0])
+        assert empty.shape == (0, *examples.shape) and empty.dtype == np.float32
+
+
 def test_corrupt_image_fails_or_is_skipped(files: Path, tmp_path: Path) -> None:
     shutil.copytree(files / "img", tmp_path / "img")
     png = (tmp_path / "img" / "dog" / "2.png").read_bytes()

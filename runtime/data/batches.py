@@ -138,8 +138,9 @@ class _Batches:
         if read is not None and not self.skip:
             x, y = read(rows)
             return x, y, rows, whole, []
-        items = read_rows(self.examples, rows)
-        x, y, rows = stack(items, self.examples)
+        raw = getattr(self.examples, "raw_dtype", None) is not None  # finished when cut
+        items = read_rows(self.examples, rows, raw)
+        x, y, rows = stack(items, self.examples, raw)
         return x, y, rows, whole, [i for i in items if isinstance(i, Skipped)]
 
 
@@ -150,10 +151,14 @@ def _worker_init(index: int, count: int) -> None:
     jax.config.update("jax_platforms", "cpu")
 
 
-def read_rows(examples: Any, rows: np.ndarray) -> list[Any]:
-    """The examples of `rows`, each with its row (a skipped one as the source gives it)."""
+def read_rows(examples: Any, rows: np.ndarray, raw: bool = False) -> list[Any]:
+    """The examples of `rows`, each with its row (a skipped one as the source gives it);
+    `raw`: as the source stores them (`Examples.raw`), to be finished a batch at a time."""
     read = getattr(examples, "_getitems", None)
-    items = read(rows) if read is not None else [examples[int(r)] for r in rows]
+    if raw:
+        items = [examples.raw(int(r)) for r in rows]
+    else:
+        items = read(rows) if read is not None else [examples[int(r)] for r in rows]
     return [_with_row(item, r) for item, r in zip(items, rows, strict=True)]
 
 
@@ -255,6 +260,8 @@ class Streamed:
     def _cut(self, b: Any) -> tuple[np.ndarray, np.ndarray, int | None]:
         x, y, rows, whole, skipped = b
         self.skipped.extend(skipped)
+        if getattr(self.examples, "raw_dtype", None) is not None:  # read as stored: finish
+            x = self.examples.finish_batch(x)
         return (*self.cut(x, y, rows), whole)
 
     def _cut_and_put(self, put: Callable[[np.ndarray], Any], b: Any) -> tuple[Any, Any, None]:
@@ -316,16 +323,19 @@ def head_rows(n: int) -> int:
     return min(n, 64)
 
 
-def stack(items: list[Any], like: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stack(
+    items: list[Any], like: Any, raw: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Examples read one by one (with their rows) as a batch; `like`: their source (the
-    shapes of an empty batch)."""
+    shapes of an empty batch: as the source stores them where `raw`)."""
     kept = [i for i in items if not _skipped(i)]
     if not kept:
         table = getattr(like, "table", None)
         width = sum(b.width for b in getattr(like, "blocks", ()))  # several outputs' targets
         y = np.zeros((0, width) if width else (0,), np.float32 if width else np.int32)
         y = table.y[:0] if table is not None else y
-        return np.zeros((0, *like.shape), like.dtype), y, np.zeros((0,), np.int64)
+        dtype = like.raw_dtype if raw else like.dtype
+        return np.zeros((0, *like.shape), dtype), y, np.zeros((0,), np.int64)
     x, y, rows = zip(*kept, strict=True)
     return np.stack(x), np.stack(y), np.asarray(rows, np.int64)
 

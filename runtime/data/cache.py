@@ -86,24 +86,26 @@ class Cache:
                         self._broken = True
         return self._maps
 
-    def read(self, examples: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Example i as `examples._read(i)` gives it: from the maps, or decoded and stored."""
+    def read(self, examples: Any, i: int, finish: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Example i as `examples._read(i)` gives it (`finish`), else as `examples._load(i)`
+        does: from the maps, or decoded and stored."""
+        done = examples._finish if finish else (lambda x: x)
         maps = self.maps()
         if maps is None:
-            return examples._read(i)
+            return examples._read(i) if finish else examples._load(i)
         xs, ys, checks = maps
         check = int(checks[i])
         if check:
             x, y = np.array(xs[i]), np.array(ys[i])
             if check == _DONE | _crc(x, y):
-                return examples._finish(x), y
+                return done(x), y
         x, y = examples._load(i)  # a bad example raises here, and is not stored
         x, y = np.asarray(x), np.asarray(y)
         fits = x.shape == xs.shape[1:] and x.dtype == xs.dtype and y.shape == ys.shape[1:]
         if self.writable and fits:
             xs[i], ys[i] = x, y.astype(ys.dtype)
             checks[i] = _DONE | _crc(xs[i], ys[i])
-        return examples._finish(x), y
+        return done(x), y
 
     def filled(self) -> int:
         """How many examples are stored."""

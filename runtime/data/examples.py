@@ -105,6 +105,15 @@ class Examples:
     def _finish(self, x: np.ndarray) -> np.ndarray:
         return x
 
+    # The dtype `_load` gives where `_finish` converts it (images: uint8 pixels, a quarter of
+    # the float32 bytes): a batch is then read as stored, in a Grain worker process, and
+    # finished whole where it is cut (`finish_batch`); None: read as `_read` gives it.
+    raw_dtype: np.dtype | None = None
+
+    def finish_batch(self, x: np.ndarray) -> np.ndarray:
+        """A batch read as `_load` gives each example, as `_finish` makes each one."""
+        return np.stack([self._finish(r) for r in x]) if len(x) else x
+
     def files(self) -> list[str]:
         """The files the examples are read from (a cache is of them as they are now)."""
         return [self.origin]
@@ -119,6 +128,17 @@ class Examples:
             raise IndexError(f"example {i} of {len(self)} in {self.origin}")
         try:
             x, y = self._read(i) if self._cache is None else self._cache.read(self, i)
+            self._check_label(i, y)
+        except _Bad as bad:
+            return self._failed(bad)
+        return x, y
+
+    def raw(self, i: int) -> Item:
+        """Example `i` as `_load` gives it (and `data.cache` stores it): what `_finish` takes."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"example {i} of {len(self)} in {self.origin}")
+        try:
+            x, y = self._load(i) if self._cache is None else self._cache.read(self, i, False)
             self._check_label(i, y)
         except _Bad as bad:
             return self._failed(bad)

@@ -137,11 +137,13 @@ def summarize_array(x: np.ndarray, comoment: bool, chunk: int = CHUNK) -> Summar
 
 class Fitted(NamedTuple):
     """What one streamed pass fitted: the normalizer's statistics, the targets' statistics
-    (empty when no target normalizer was given) and the examples it skipped."""
+    (empty when no target normalizer was given) and the examples it skipped; `kept`: how
+    many it read (None: nothing was to fit, so nothing was read)."""
 
     stats: dict[str, np.ndarray]
     targets: dict[str, np.ndarray]
     skipped: tuple[Skipped, ...]
+    kept: int | None = None
 
 
 def fit_streamed(
@@ -176,17 +178,21 @@ def fit_items(
     xs = Running(preprocess.needs_covariance(ref), chunk) if fit_x else None
     ys = Running(preprocess.needs_covariance(targets), chunk) if fit_y and targets else None
     skipped: list[Skipped] = []
+    kept = 0
     for item in items if (fit_x or fit_y) else ():
         if isinstance(item, Skipped):
             skipped.append(item)
             continue
+        kept += 1
         if xs is not None:
             xs.add(item[0])
         if ys is not None:
             ys.add(item[1])
+    if not kept:  # nothing read, or every example skipped: nothing to fit on
+        return Fitted({}, {}, tuple(skipped), kept if (fit_x or fit_y) else None)
     stats = preprocess.fit_summary(ref, xs.result()) if xs else {}
     fitted_y = preprocess.fit_summary(targets, ys.result()) if ys and targets else {}
-    return Fitted(stats, fitted_y, tuple(skipped))
+    return Fitted(stats, fitted_y, tuple(skipped), kept)
 
 
 # ------------------------------------------------------------------ the stage
@@ -239,6 +245,10 @@ def fit_rows(
             rows,
             targets=data.targets if scale else none,
         )
+        if one_pass.kept == 0 and one_pass.skipped:  # `on_error = skip` left out every one
+            from .load import nothing_kept
+
+            raise nothing_kept(program, len(rows), one_pass.skipped[0])
         stats = one_pass.stats if stats is None else stats
         if targets is None and data.reconstruct:
             targets = preprocess.Targets(data.normalize, stats)
@@ -424,8 +434,13 @@ def fit_table_rows(
             types, train.columns, label, _column_span(program), program.sources, train.origin
         )
         fitting = tabular.Fit(train.columns, label, types, train.cell_error)
-        for got, cells, _ in _cell_chunks(train, np.sort(rows), chunk):
+        skipped: list[Skipped] = []
+        for got, cells, _ in _cell_chunks(train, np.sort(rows), chunk, skipped):
             fitting.observe(cells, got)
+        if skipped and not fitting.facts[0].cells:  # `on_error = skip` left out every one
+            from .load import nothing_kept
+
+            raise nothing_kept(program, len(rows), skipped[0])
         fitting.types()
     fills = fitting.schema() if fitting is not None else schema  # the number columns' fills
     assert fills is not None
@@ -461,14 +476,17 @@ def fit_table_rows(
 
 
 def _cell_chunks(
-    examples: Any, rows: np.ndarray, chunk: int
+    examples: Any, rows: np.ndarray, chunk: int, skipped: list[Skipped] | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """A streamed typed table's `rows`, `chunk` at a time: the rows read (a skipped one left
-    out), their input cells (n, C) and targets."""
+    out, and added to `skipped`), their input cells (n, C) and targets."""
     from .batches import read_rows, stack
 
     for start in range(0, len(rows), chunk):
-        x, y, got = stack(read_rows(examples, rows[start : start + chunk]), examples)
+        items = read_rows(examples, rows[start : start + chunk])
+        if skipped is not None:
+            skipped += [i for i in items if isinstance(i, Skipped)]
+        x, y, got = stack(items, examples)
         if len(got):
             yield got, x, y
 

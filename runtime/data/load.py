@@ -304,6 +304,19 @@ def _too_big(program: Program, opened: dict[str, Any]) -> bool:
     return found is not None and wanted > found // 2
 
 
+def nothing_kept(program: Program, n: int, first: Any) -> SpecError:
+    """Every example of the train split (`n`) was skipped as bad (`on_error = skip`); `first`:
+    the first one's `Skipped` record."""
+    return section_error(
+        program,
+        "on_error",
+        f"every example of the train split ({n}) was skipped as bad: nothing to train on "
+        f"(the first: {first.where} of `{first.origin}`: {first.reason})",
+        "fix the data, or set `on_error = fail` to stop at the first bad example, shown "
+        "in its file",
+    )
+
+
 def section_error(program: Program, field: str, message: str, hint: str) -> SpecError:
     """A mistake of the data section, at its field `field`."""
     assert program.data is not None
