@@ -466,3 +466,18 @@ def test_skip_read_whole_trains_as_the_streamed_run(tmp_path: Path, capsys: Any)
     for name, table in fail.splits.items():
         assert kept.splits[name].x.tobytes() == table.x.tobytes(), name
         assert kept.splits[name].y.tobytes() == table.y.tobytes(), name
+
+
+def test_a_train_split_of_only_bad_rows_stops_at_on_error(tmp_path: Path) -> None:
+    lines = write_data(tmp_path, 10)
+    (tmp_path / "multi.csv").write_text("\n".join([lines[0], *(r + ",x" for r in lines[1:])]))
+    path = spec(tmp_path, "s.dnn", CSV, "true", "  on_error = skip\n")
+    with pytest.raises(dnn.SpecError) as e:
+        pipeline.prepare(dnn.load(str(path)))
+    (d,) = e.value.diagnostics
+    assert (d.code, d.span.line, d.span.col) == ("E0602", 13, 14)
+    assert d.message.startswith("every example of the train split (8) was skipped as bad: ")
+    from dnn.runtime.data.split import split_rows
+
+    first = int(split_rows(10, (0.8, 0.1, 0.1), 0)["train"][0]) + 1  # in the split's order
+    assert d.message.endswith(f"row {first} has 11 fields but the header has 10)")

@@ -300,6 +300,10 @@ def fit_rows_outputs(
     one_pass = fit_items(
         data.normalize if stats is None else none, items(), targets=data.targets if scale else none
     )
+    if one_pass.kept == 0 and one_pass.skipped:  # `on_error = skip` left out every one
+        from .load import nothing_kept
+
+        raise nothing_kept(program, len(rows), one_pass.skipped[0])
     stats = one_pass.stats if stats is None else stats
     if scale:
         width = sum(b.width for b in blocks)
