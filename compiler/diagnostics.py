@@ -155,7 +155,8 @@ CODES: Mapping[str, str] = {
     "FILE --write` adds the line)",
     W_NOT_STREAMED: "a `data` field that does not act on how the spec reads its data: `workers` or "
     "`cache` of a source other than an image folder in a spec with `stream = false` (they apply "
-    "to streamed reading only), `on_error = skip` for a model with several outputs",
+    "to streamed reading only), `on_error = skip` for a model with several outputs on a built-in "
+    "set",
 }
 
 

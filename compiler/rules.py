@@ -744,13 +744,14 @@ def _data_files(c: _Ctx) -> None:
 def _stream_only(c: _Ctx) -> None:
     """A field that does not act on how this spec reads its data: one that acts only while a
     split is streamed, in a spec that reads its data whole (`stream = false`), and `on_error =
-    skip` for a model with several outputs, whose targets are read whole with no example left
-    out: a warning at the field, saying what happens instead."""
+    skip` for a model with several outputs on a built-in set, whose targets are read whole
+    with no example left out: a warning at the field, saying what happens instead."""
     data = c.data
     if data is None:
         return
     found = []
-    if "on_error" in data.written and str(data.on_error) == "skip" and c.multi:
+    several = c.multi and data.source.name == "builtin"  # an npz's or a CSV's rows are skipped
+    if "on_error" in data.written and str(data.on_error) == "skip" and several:
         found.append(
             (
                 "on_error",

@@ -116,7 +116,7 @@ def _whole(
     if skipping.skipped_any(source, separate):  # `on_error = skip` left examples out
         _check_kept(program, source, separate)
         if program.train.pretrain is None:  # trained as the streamed run
-            opened = skipping.opened(source, separate)
+            opened = skipping.opened(source, separate, blocks)
             return _streamed(program, task, opened, stats, targets, schema)
         skipped = skipping.by_split(program, source, separate)  # what cannot stream: dropped
     splits = split.split_table(source, separate, dict(data.split.items), data.seed)
@@ -172,7 +172,11 @@ def _streamed(
     }
     transforms.check_dtypes(program, raw["train"])
     train, train_rows, _ = parts["train"]
-    stats, targets = fitted.fit_rows(program, task, train, train_rows, stats, targets)
+    blocks = tuple(getattr(source, "blocks", ()))  # several outputs: where each one's targets are
+    if blocks:
+        stats, targets = fitted.fit_rows_outputs(program, train, train_rows, blocks, stats, targets)
+    else:
+        stats, targets = fitted.fit_rows(program, task, train, train_rows, stats, targets)
     heads, streamed = {}, {}
     for s, (e, r, f) in parts.items():
         transforms.check_examples(program, task, raw[s])
@@ -180,7 +184,7 @@ def _streamed(
         cut = _cutter(program, task, e, f, stats, targets, shape)
         on_error, workers = str(getattr(data, "on_error", "fail")), load.workers(program, f, e)
         streamed[s] = batches.Streamed(e, r, cut, heads[s], on_error, workers=workers)
-    return _prepared(program, source, heads, stats, raw_shape, task, targets, (), streamed)
+    return _prepared(program, source, heads, stats, raw_shape, task, targets, blocks, streamed)
 
 
 def _streamed_table(

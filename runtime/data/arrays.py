@@ -200,13 +200,18 @@ def _arrays(
     x: _Member | _Held, y: _Member | _Held, xk: str, yk: str, task: str, opts: Opts
 ) -> Examples:
     where = opts.where
+    check_inputs(x, xk, where)
+    targets, names = _array_targets(np.asarray(y.map()), yk, x.shape[0], xk, y.path, task, where)
+    return ArrayExamples(x, xk, targets, names, task, opts)
+
+
+def check_inputs(x: _Member, xk: str, where: _Where) -> None:
+    """A mapped input array holds numbers, one row per example."""
     if not x.shape or np.dtype(x.dtype).kind not in "biuf":
         problem = "is a single value" if not x.shape else f"holds `{np.dtype(x.dtype)}` values"
         message = f"array `{xk}` in `{x.path}` {problem}, not numbers with one row per example"
         hint = "save a numeric array whose first axis indexes the examples"
         raise where.file(E_DATA, message, _start(x.path), hint)
-    targets, names = _array_targets(np.asarray(y.map()), yk, x.shape[0], xk, y.path, task, where)
-    return ArrayExamples(x, xk, targets, names, task, opts)
 
 
 # ------------------------------------------------------------------ read whole (in memory)

@@ -24,7 +24,7 @@ import numpy as np
 from dnn.compiler.diagnostics import Span
 
 from .examples import Skipped
-from .table import Table
+from .table import Block, Table
 
 # Batches read ahead of the step, and the threads that read them: enough to hide a read
 # behind a step on two cores without holding many batches in memory.
@@ -37,8 +37,8 @@ class TableExamples:
     """A table in memory as a source of examples: what a built-in set streams from (the
     random-access protocol of Grain's data sources, as runtime/data/sources.py's readers)."""
 
-    def __init__(self, table: Table):
-        self.table = table
+    def __init__(self, table: Table, blocks: tuple[Block, ...] = ()):
+        self.table, self.blocks = table, blocks  # several outputs: where each one's targets are
         self.origin = table.origin
         self.shape = tuple(table.x.shape[1:])
         self.dtype = table.x.dtype
@@ -331,7 +331,9 @@ def stack(
     kept = [i for i in items if not _skipped(i)]
     if not kept:
         table = getattr(like, "table", None)
-        y = table.y[:0] if table is not None else np.zeros((0,), np.int32)
+        width = sum(b.width for b in getattr(like, "blocks", ()))  # several outputs' targets
+        y = np.zeros((0, width) if width else (0,), np.float32 if width else np.int32)
+        y = table.y[:0] if table is not None else y
         dtype = like.raw_dtype if raw else like.dtype
         return np.zeros((0, *like.shape), dtype), y, np.zeros((0,), np.int64)
     x, y, rows = zip(*kept, strict=True)

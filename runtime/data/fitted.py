@@ -273,6 +273,44 @@ def fit_targets(program: Program, task: str, train: Table, blocks: tuple[Block, 
     return preprocess.Targets.fitted(ref, train.y)
 
 
+def fit_rows_outputs(
+    program: Program,
+    examples: Any,
+    rows: np.ndarray,
+    blocks: tuple[Block, ...],
+    stats: dict[str, np.ndarray] | None,
+    targets: Targets | None,
+) -> tuple[dict[str, np.ndarray], Targets]:
+    """As `fit_rows`, for a model with several outputs (`blocks`): `data.targets` fitted on
+    the regression outputs' columns only, bit for bit what `fit_targets` gives in memory."""
+    from .. import preprocess
+
+    data = program.data
+    assert data is not None
+    columns, none = regression_columns(blocks), Ref("normalizer", "none")
+    scale = targets is None and data.targets.name != "none"
+    if stats is not None and not scale:
+        return stats, targets if targets is not None else preprocess.Targets()
+
+    def items() -> Iterator[Item]:  # each example's targets cut to the regression columns
+        for start in range(0, len(rows), CHUNK):
+            for item in examples._getitems([int(i) for i in rows[start : start + CHUNK]]):
+                yield item if isinstance(item, Skipped) else (item[0], item[1][list(columns)])
+
+    one_pass = fit_items(
+        data.normalize if stats is None else none, items(), targets=data.targets if scale else none
+    )
+    if one_pass.kept == 0 and one_pass.skipped:  # `on_error = skip` left out every one
+        from .load import nothing_kept
+
+        raise nothing_kept(program, len(rows), one_pass.skipped[0])
+    stats = one_pass.stats if stats is None else stats
+    if scale:
+        width = sum(b.width for b in blocks)
+        targets = preprocess.Targets(data.targets, one_pass.targets, columns, width)
+    return stats, targets if targets is not None else preprocess.Targets()
+
+
 def regression_columns(blocks: tuple[Block, ...]) -> tuple[int, ...]:
     """The target columns of the regression outputs, which `data.targets` scales."""
     return tuple(

@@ -10,6 +10,7 @@ that surely fits is not even opened); None means read whole, with `load_tables`.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,6 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     if data.stream is False:
         return None
     auto = str(data.stream) == "auto"
-    if task == MULTI:
-        if auto:
-            return None
-        raise _cannot_stream(program, "a model with several outputs")
     fields = [s for s in ("source", "val", "test") if getattr(data, s)]
     if auto and _surely_fits(program, fields):
         return None  # not even opened: a CSV is not indexed for a run that reads it whole
@@ -59,7 +56,7 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
 
         for s, examples in opened.items():
             if sources.streams(getattr(data, s)):
-                attach(examples, getattr(data, s), target_kind(task))
+                attach(examples, getattr(data, s), _cache_task(program, task))
     return opened
 
 
@@ -104,12 +101,16 @@ def open_examples(program: Program, field: str, task: str, cells: bool | None = 
     if sources.streams(ref):
         where = _Where(data.span_of(field), program.sources, data.span_of(field))
         on_error = str(getattr(data, "on_error", "fail"))
+        if task == MULTI:  # every output's targets side by side, `blocks` saying where
+            return sources.open_outputs(ref, _output_tasks(program), base, where, on_error)
         assert program.model is not None
         one = len(program.model.outputs) == 1  # class labels checked per example, at their row
         bound = outputs(program) if one else None
         return sources.open_examples(
             ref, target_kind(task), base, where, on_error, outputs=bound, cells=cells
         )
+    if task == MULTI:  # a built-in set: small, read whole
+        return batches.TableExamples(*_outputs_loader(program, base)(field))
     load = _loader(program, target_kind(task), base)
     return batches.TableExamples(load(field))
 
@@ -208,8 +209,17 @@ def _outputs_loader(program: Program, base: Path) -> Any:
     assert data is not None
 
     def load(field: str) -> tuple[Table, tuple[Block, ...]]:
+        ref = getattr(data, field)
+        if str(getattr(data, "on_error", "fail")) == "skip" and sources.streams(ref):
+            # read by its streamed reader: bad rows left out and listed (`Table.skipped`)
+            where = _Where(data.span_of(field), program.sources, data.span_of(field))
+            outs = _output_tasks(program)
+            examples = sources.open_outputs(ref, outs, base, where, "skip", whole=True)
+            found, _ = sources.table(examples)
+            table = replace(found, kind=ref.name, span=where.span, reader=examples)
+            return table, examples.blocks
         return sources.load_outputs(
-            getattr(data, field),
+            ref,
             _output_tasks(program),
             base_dir=base,
             span=data.span_of(field),
@@ -224,13 +234,12 @@ def _output_tasks(program: Program) -> tuple[tuple[str, str, int], ...]:
     return tuple((h.name, h.task or "", h.units) for h in heads(program.model, program.train))
 
 
-def _cannot_stream(program: Program, what: str) -> SpecError:
-    return section_error(
-        program,
-        "stream",
-        f"{what} cannot be streamed yet: its splits are read whole",
-        "set `stream = false` (docs/streaming.md lists what streams)",
-    )
+def _cache_task(program: Program, task: str) -> str:
+    """What a `data.cache` of the source is keyed by besides its files: how its targets are
+    read (with several outputs, each one's name, task and units: the stored rows' layout)."""
+    if task == MULTI:
+        return f"{MULTI} {_output_tasks(program)}"
+    return target_kind(task)
 
 
 # How many bytes of memory a byte on disk may become read whole, at most, per source word:

@@ -32,7 +32,7 @@ from dnn.compiler.ir import Program
 from .batches import TableExamples
 from .examples import Skipped, label_outside
 from .split import SPLITS, fractions, kept, skipped_in, split_rows
-from .table import Table
+from .table import Block, Table
 
 
 class KeptExamples(TableExamples):
@@ -41,8 +41,8 @@ class KeptExamples(TableExamples):
 
     read = None  # rows are positions in the source, not in the table: no gather by row
 
-    def __init__(self, table: Table):
-        super().__init__(table)
+    def __init__(self, table: Table, blocks: tuple[Block, ...] = ()):
+        super().__init__(table, blocks)
         self.kind = table.kind
         self.typed = bool(getattr(table.reader, "typed", False))  # a typed table's cells
         self.columns = table.columns
@@ -94,9 +94,13 @@ def skipped_any(source: Table, separate: dict[str, Table]) -> bool:
     return any(t.skipped for t in (source, *separate.values()))
 
 
-def opened(source: Table, separate: dict[str, Table]) -> dict[str, Any]:
-    """The tables as the sources a streamed run opens (`load.stream_sources`' answer)."""
-    return {"source": KeptExamples(source)} | {s: KeptExamples(t) for s, t in separate.items()}
+def opened(
+    source: Table, separate: dict[str, Table], blocks: tuple[Block, ...] = ()
+) -> dict[str, Any]:
+    """The tables as the sources a streamed run opens (`load.stream_sources`' answer);
+    `blocks`: where a several-output model's targets sit in them."""
+    kept = {"source": KeptExamples(source, blocks)}
+    return kept | {s: KeptExamples(t, blocks) for s, t in separate.items()}
 
 
 def by_split(program: Program, source: Table, separate: dict[str, Table]) -> dict[str, list[Any]]:

@@ -4,7 +4,8 @@ A word's module holds both modes: `builtin` (read whole only), `arrays` (npz, np
 (csv), `images`, `parquet`, `shards`, and `outputs` for a model with several outputs. Each word
 is registered below as a `Source`, the `dataset` registry's implementation. `load_source(ref,
 ...)` reads what a `source = ...` word names whole into a `Table` (runtime/data/table.py);
-`load_outputs` reads it for a model with several outputs.
+`load_outputs` reads it for a model with several outputs, and `open_outputs` opens an `npz` or
+`csv` source for one streamed (each row's targets side by side, runtime/data/outputs.py).
 
 For data larger than memory, `open_examples(ref, ...)` opens it as `Examples`, random access
 to its rows in Grain's `RandomAccessDataSource` protocol (`len`, `[i]`, `_getitems`). Row `i`
@@ -43,7 +44,14 @@ from .builtin import _load_builtin
 from .csvrows import _load_csv, _open_csv
 from .examples import Examples, Item, Opts, Skipped, table
 from .images import _load_images, _open_images
-from .outputs import _builtin_several, _csv_outputs, _npz_several
+from .outputs import (
+    _builtin_several,
+    _csv_outputs,
+    _held_npz_several,
+    _npz_several,
+    _open_csv_several,
+    _open_npz_several,
+)
 from .parquet import _open_parquet
 from .shards import SHARDS_META, _open_shards, write_shards
 from .table import TASKS, Block, Outputs, Table, _Where
@@ -56,6 +64,7 @@ __all__ = [
     "SHARDS_META",
     "Source",
     "load_outputs",
+    "open_outputs",
     "load_source",
     "open_examples",
     "streams",
@@ -117,6 +126,36 @@ def open_examples(
         from .cache import attach
 
         attach(examples, ref, task)
+    return examples
+
+
+# For a model with several outputs: the words whose targets stream (a built-in set's do not).
+_OUTPUT_OPENERS: dict[str, Callable[..., Examples]] = {
+    "npz": _open_npz_several,
+    "csv": _open_csv_several,
+}
+_WHOLE_OUTPUTS: dict[str, Callable[..., Examples]] = {"npz": _held_npz_several}  # as `_WHOLE`
+
+
+def open_outputs(
+    ref: Ref,
+    outputs: Outputs,
+    base_dir: Path,
+    where: _Where,
+    on_error: str,
+    *,
+    cache_dir: Path | None = None,
+    whole: bool = False,
+) -> Examples:
+    """As `open_examples`, for a model with several outputs (`outputs`: (name, task, units)
+    in the model's order): row `i`'s `y` holds every output's targets side by side, as
+    `load_outputs` lays them; the examples' `blocks` say where each output's are. `whole`:
+    to be read whole (`on_error = skip` in memory): an archive is read, not mapped."""
+    if ref.name not in _OUTPUT_OPENERS:
+        raise InternalError(f"several outputs streamed from `{ref.name}` (check refuses it)")
+    opener = (_WHOLE_OUTPUTS if whole else {}).get(ref.name, _OUTPUT_OPENERS[ref.name])
+    examples = opener(ref, outputs, Path(base_dir), Opts(where, on_error, None, cache_dir))
+    examples.kind = ref.name
     return examples
 
 
