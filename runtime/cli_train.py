@@ -185,10 +185,21 @@ def _executable() -> str:
 
 
 def next_commands(run: Path, dnn: str = "dnn") -> str:
-    """What to try on a finished run, with its folder filled in."""
+    """What to try on a finished run, with its folder filled in: `dnn predict` reads a CSV of
+    the table's columns for a run trained on a typed table, and writes an .npz for a model
+    with several outputs."""
+    inputs = "x.csv" if (run / "columns.json").exists() else "x.npy"
+    try:
+        several = bool(json.loads((run / "preprocess.json").read_text()).get("outputs"))
+    except (OSError, ValueError):
+        several = False
+    outputs = "y.npz" if several else "y.csv"
     rows = [
         (f"{dnn} eval --run {run}", "test metrics, per-class report, confusion matrix"),
-        (f"{dnn} predict --run {run} --input x.npy --output y.csv", "apply it to new inputs"),
+        (
+            f"{dnn} predict --run {run} --input {inputs} --output {outputs}",
+            "apply it to new inputs",
+        ),
         (f"{dnn} runs {run.parent}", "this run beside the others"),
         (f"{dnn} export {run} --format onnx -o model.onnx", "for ONNX Runtime (or stablehlo)"),
         (f"tensorboard --logdir {run / 'tensorboard'}", "curves (pip install tensorboard)"),

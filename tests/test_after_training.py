@@ -355,3 +355,21 @@ def test_the_next_commands_call_dnn_as_the_user_did(
     assert _executable() == "dnn"  # the one PATH finds: its short name
     monkeypatch.setattr("sys.argv", ["/usr/bin/pytest"])
     assert _executable() == "dnn"
+
+
+def test_the_next_predict_command_fits_the_runs_inputs_and_outputs(tmp_path: Path) -> None:
+    """A typed table's run predicts from a CSV of its columns; several outputs go to an .npz."""
+    from dnn.runtime.cli_train import next_commands
+
+    def predict(run: Path) -> str:
+        return next(line for line in next_commands(run).splitlines() if " predict " in line)
+
+    plain, table, several = (tmp_path / n for n in ("plain", "table", "several"))
+    for run in (plain, table, several):
+        run.mkdir()
+        outputs = [{"name": "a"}] if run is several else []
+        (run / "preprocess.json").write_text(json.dumps({"outputs": outputs}))
+    (table / "columns.json").write_text("{}")
+    assert "--input x.npy --output y.csv" in predict(plain)
+    assert "--input x.csv --output y.csv" in predict(table)
+    assert "--input x.npy --output y.npz" in predict(several)
