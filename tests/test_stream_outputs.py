@@ -26,6 +26,7 @@ from dnn.runtime.data import sources
 from dnn.runtime.data.sources import Skipped
 from dnn.runtime.data.table import _Where
 from dnn.runtime.fit import train
+from test_stream import history
 from test_train import flat, params_of
 
 import dnn
@@ -85,12 +86,6 @@ def spec(folder: Path, name: str, source: str, stream: str, extra: str = "") -> 
     text = SPEC.replace("SOURCE", source).replace("STREAM", stream)
     path.write_text(text.replace("  stream =", f"{extra}  stream =") if extra else text)
     return path
-
-
-def history(run: Path) -> list[dict[str, Any]]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    drop = ("time", "samples_per_s", "data_wait_s")  # timings
-    return [{k: v for k, v in json.loads(x).items() if k not in drop} for x in lines]
 
 
 @pytest.fixture(scope="module")
