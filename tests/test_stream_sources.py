@@ -402,6 +402,39 @@ def test_error_in_a_grain_worker_process_keeps_its_message(files: Path) -> None:
     )
 
 
+EXIT_AFTER_WORKERS = """
+import numpy as np
+import grain
+import jax  # noqa: F401 (with JAX loaded, quick_exit skips the interpreter's teardown)
+from absl import flags
+from dnn.runtime.cli import quick_exit
+
+if __name__ == "__main__":
+    flags.FLAGS.mark_as_parsed()
+    ds = grain.MapDataset.range(1, 64).map(np.ones).to_iter_dataset()
+    options = grain.MultiprocessingOptions(num_workers=2, per_worker_buffer_size=2)
+    batches = iter(ds.mp_prefetch(options))
+    print(sum(len(next(batches)) for _ in range(5)))
+    batches.close()
+    quick_exit(0)
+"""
+
+
+def test_a_command_that_ran_grain_workers_exits_without_leaked_resources(tmp_path: Path) -> None:
+    """`dnn`'s quick exit (no interpreter teardown) releases the semaphores and shared memory
+    of Grain's worker processes, so Python's resource tracker reports none as leaked."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(EXIT_AFTER_WORKERS)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "15", done.stderr
+    assert "leaked" not in done.stderr, done.stderr
+
+
 def test_streams_names_the_words() -> None:
     assert [
         w
