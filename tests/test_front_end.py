@@ -6,6 +6,8 @@ error, a message that contradicts itself, or a check that runs for minutes.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from dnn.compiler import check
 from dnn.compiler.diagnostics import E_FILE, E_MODEL, W_NO_MODEL
+from dnn.runtime.cli import main
 
 import dnn
 
@@ -22,7 +25,20 @@ ROOT = Path(__file__).parent.parent
 NOT_UTF8 = b"dnn 1\nmodel m {\n  input x: f32[4]  # caf\xe9\n  dense(2)\n}\n"
 
 
-def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """`dnn ARGS` in this process (a launch of train, eval or predict pays JAX's import, about
+    2.5 s): its exit status and what it wrote. A traceback fails the test where it is raised."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(["dnn", *args], code, out.getvalue(), err.getvalue())
+
+
+def launch(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m dnn ARGS` in a new process, reading `stdin` (bytes as they are)."""
     r = subprocess.run(
         [sys.executable, "-m", "dnn", *args],
         capture_output=True,
@@ -75,7 +91,7 @@ def test_binary_input_is_shown_without_control_characters(tmp_path: Path) -> Non
 
 
 def test_fmt_of_stdin_that_is_not_utf8(tmp_path: Path) -> None:
-    r = run("fmt", "-", stdin=NOT_UTF8)
+    r = launch("fmt", "-", stdin=NOT_UTF8)
     assert r.returncode == 1 and f"<stdin>:3:25: error[{E_FILE}]" in r.stderr
 
 

@@ -9,6 +9,8 @@ the device at the largest layer's line before allocating anything.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import subprocess
@@ -26,6 +28,7 @@ from dnn.compiler.driver import loads, optimizer
 from dnn.compiler.memory import Estimate, builtin_data_bytes, estimate, human
 from dnn.compiler.registry.optimizers import OPTIMIZERS
 from dnn.runtime import fit, memory_limit, pipeline
+from dnn.runtime.cli import main
 from dnn.runtime.train import Engine, device_data
 
 ROOT = Path(__file__).parent.parent
@@ -333,25 +336,23 @@ def test_class_9_check_warns_past_80_gib_and_not_below() -> None:
 # ------------------------------------------------------------------ summary
 
 
+def dnn_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`dnn ARGS` in this process (a launch costs about 0.6 s): its status and output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["dnn", *args], code, out.getvalue(), err.getvalue())
+
+
 def test_class_9_summary_shows_memory_per_device() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "dnn", "summary", str(CNN)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = dnn_here("summary", str(CNN))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     i = lines.index(" Memory per device (training estimate, docs/memory.md): 5.51 MB")
     assert lines[i + 1].startswith("   weights 244.66 KB, optimizer 487.33 KB, gradients 243.66 KB")
     assert lines[i + 2] == "   (batch 64 per device, f32, 2 optimizer slots)"
     assert lines[i + 3].startswith(" Largest: conv_bn_1/conv2d 656.00 KB (line 6), dense ")
-    r = subprocess.run(
-        [sys.executable, "-m", "dnn", "summary", str(CNN), "--format", "json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    r = dnn_here("summary", str(CNN), "--format", "json")
     memory = json.loads(r.stdout)["memory"]
     parts = ("weights", "optimizer", "gradients", "activations", "data")
     assert memory["per_device"] == sum(memory[k] for k in parts) == 5_777_844

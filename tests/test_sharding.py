@@ -32,9 +32,17 @@ def run(tmp_path: Path, name: str, *overrides: str) -> tuple[dict, dict]:
     return result, {"history": history, "params": flat(params_of(tmp_path / name))}
 
 
+@pytest.fixture(scope="module")
+def on_one_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """The one-device run both shardings are compared with (trained once for both)."""
+    return run(tmp_path_factory.mktemp("one"), "one")
+
+
 @pytest.mark.parametrize("shard", ["data", "fsdp"])
-def test_four_devices_equal_one(tmp_path: Path, shard: str) -> None:
-    one, a = run(tmp_path, "one")
+def test_four_devices_equal_one(
+    tmp_path: Path, shard: str, on_one_device: tuple[dict, dict]
+) -> None:
+    one, a = on_one_device
     four, b = run(tmp_path, "four", "train.devices=4", f"train.shard={shard}")
     for ra, rb in zip(a["history"], b["history"], strict=True):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)

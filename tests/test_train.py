@@ -639,17 +639,26 @@ train {
 """
 
 
-def test_scanned_repeats_train_like_unrolled_ones(tmp_path: Path) -> None:
-    path = tmp_path / "deep.dnn"
-    path.write_text(DEEP)
-    runs = {}
+@pytest.fixture(scope="module")
+def deep_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """DEEP trained for 3 epochs scanned (`scan_repeats = true`) and unrolled, once for the
+    two tests below: each run's result, in its folder ("true", "false")."""
+    folder = tmp_path_factory.mktemp("deep")
+    path = folder / "deep.dnn"
+    path.write_text(DEEP.replace("  epochs = 2\n", "  epochs = 3\n"))
+    runs: dict = {"folder": folder}
     for scan in ("true", "false"):
         program = dnn.load(str(path), [f"train.scan_repeats={scan}"])
-        runs[scan] = train(program, tmp_path / scan, mode="quiet")
+        runs[scan] = train(program, folder / scan, mode="quiet")
+    return runs
+
+
+def test_scanned_repeats_train_like_unrolled_ones(deep_runs: dict) -> None:
+    runs, folder = deep_runs, deep_runs["folder"]
     for split in ("train", "val", "test"):
         assert runs["true"][split]["loss"] == pytest.approx(runs["false"][split]["loss"], rel=1e-4)
     # checkpoints hold one entry per node whether or not the run was scanned
-    scanned, unrolled = params_of(tmp_path / "true"), params_of(tmp_path / "false")
+    scanned, unrolled = params_of(folder / "true"), params_of(folder / "false")
     assert set(scanned) == set(unrolled) and "res_3/dense" in scanned
     assert not [k for k in scanned if ".." in k]
     assert np.shape(scanned["res_3/dense"]["kernel"]) == (16, 16)
@@ -662,7 +671,7 @@ def _state_of(run: Path) -> dict:
 
 
 def test_a_run_moves_between_scan_decisions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deep_runs: dict
 ) -> None:
     """`scan_repeats = auto` decides per backend; a checkpoint written under one decision
     resumes, evaluates and transfers under the other (checkpoints are per node)."""
@@ -672,7 +681,11 @@ def test_a_run_moves_between_scan_decisions(
     path.write_text(DEEP.replace("  epochs = 2\n", "  epochs = 3\n"))
     program = dnn.load(str(path))  # auto: 8 dense blocks are scanned on any backend
     assert lower_scan.plan_for(program).groups
-    straight = train(program, tmp_path / "straight", mode="quiet")
+    # the straight run: the scanned one of `deep_runs` (auto scans as `scan_repeats = true`)
+    assert lower_scan.plan_for(program) == lower_scan.plan_for(
+        dnn.load(str(path), ["train.scan_repeats=true"])
+    )
+    straight, straight_run = deep_runs["true"], deep_runs["folder"] / "true"
     # begun where auto leaves the run unrolled, resumed where it scans it
     with monkeypatch.context() as m:
         m.setattr(lower_scan, "MIN_AUTO", 100)
@@ -682,21 +695,21 @@ def test_a_run_moves_between_scan_decisions(
     for split in ("train", "val", "test"):
         assert moved[split]["loss"] == pytest.approx(straight[split]["loss"], rel=1e-4)
     # the optimizer's moments are unstacked too
-    opt = _state_of(tmp_path / "straight")["opt"]
+    opt = _state_of(straight_run)["opt"]
     mus = [t["mu"] for t in _mappings(opt) if "mu" in t]
     assert mus and "res_7/dense_1" in mus[0] and not [k for k in mus[0] if ".." in k]
     # the scanned run's weights evaluated by an unrolled engine, and transferred into one
     with monkeypatch.context() as m:
         m.setattr(lower_scan, "MIN_AUTO", 100)
-        again = infer.evaluate(program, tmp_path / "straight", "test")
+        again = infer.evaluate(program, straight_run, "test")
         assert again["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-5)
-        target = dnn.load(str(path), [f'train.init_from="{tmp_path / "straight"}"'])
+        target = dnn.load(str(path), [f'train.init_from="{straight_run}"'])
         engine = Engine(target, pipeline.prepare(target), 1)
         assert engine.scan is None
         st, notes, _ = transfer(target, engine.init(), engine)
     assert f"loaded {len(st['params'])} layers" in notes[0]
     assert len(notes) == 1  # nothing skipped, nothing new
-    source = params_of(tmp_path / "straight")
+    source = params_of(straight_run)
     for layer, leaves in st["params"].items():
         for name, value in leaves.items():
             np.testing.assert_array_equal(np.asarray(value), np.asarray(source[layer][name]))
