@@ -145,9 +145,14 @@ class _Batches:
 
 
 def _worker_init(index: int, count: int) -> None:
-    """A Grain worker process computes epochs' permutations on the CPU (never taking a GPU)."""
+    """A Grain worker process computes epochs' permutations on the CPU (never taking a GPU),
+    and leaves Ctrl-C to the training process, which stops the run and then the workers
+    (else each worker prints its own `KeyboardInterrupt` traceback)."""
+    import signal
+
     import jax
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     jax.config.update("jax_platforms", "cpu")
 
 

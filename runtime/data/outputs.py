@@ -208,8 +208,9 @@ def _output_targets(
 ) -> tuple[np.ndarray, int | None]:
     """One output's targets, checked against its task and width."""
     what = f"array `{name}` in `{shown}`"
-    if task == "regression":
-        values = _numbers(y, what, shown, where).astype(np.float32).reshape(len(y), -1)
+    if task == "regression":  # `_numbers` names the file after `what` itself
+        values = _numbers(y, f"array `{name}`", shown, where).astype(np.float32)
+        values = values.reshape(len(y), -1)
         if values.shape[1] != units:
             message = (
                 f"{what} has {values.shape[1]} values per example but output `{name}` has {units}"
