@@ -95,7 +95,7 @@ def prepare(
     """
     _check_sections(program)
     task = transforms.task_of(program)
-    opened = load.stream_sources(program, task)
+    opened = load.stream_sources(program, task, schema is not None)
     if opened is not None:
         return _streamed(program, task, opened, stats, targets, schema)
     return _whole(program, task, stats, targets, schema)
@@ -111,7 +111,7 @@ def _whole(
     """Every split read whole into memory and taken through each stage at once."""
     data = program.data
     assert data is not None
-    source, blocks, separate = load.load_tables(program, task)
+    source, blocks, separate = load.load_tables(program, task, typed=schema is not None)
     skipped: dict[str, list[Any]] = {}
     if skipping.skipped_any(source, separate):  # `on_error = skip` left examples out
         _check_kept(program, source, separate)

@@ -324,16 +324,26 @@ def test_csv_row_with_too_few_fields() -> None:
     ],
 )
 def test_bad_input_value_in_csv(row: str, where: str, message: str) -> None:
-    text = csv_fails(
-        f"a,b,y\n1,2,0\n{row}\n",
-        where,
-        message,
-        "inputs must be numbers: fill in the value, or drop the row or the column",
-    )
+    column = "a" if "`a`" in message else "b"
+    if "finite" in message:  # a number, not a finite one
+        hint = "inputs must be numbers: fill in the value, or drop the row or the column"
+    else:  # a word or a gap in a table read as numbers: type the column to read cells
+        kind = "number" if "empty" in message else "category"
+        hint = typed_hint(column, kind)
+    text = csv_fails(f"a,b,y\n1,2,0\n{row}\n", where, message, hint)
     src, col, width = caret(text)
     value = message.split("`")[1] if "value `" in message else ""
     assert src == row and col == int(where.split(":")[2]) and width == max(len(value), 1)
     assert f"  note: {SOURCE}: the data named here" in text
+
+
+def typed_hint(column: str, kind: str) -> str:
+    """The hint under a word or a gap met in a table read as numbers."""
+    return (
+        "the table is read as numbers, as its first 1,000 rows (or the train table's) hold "
+        "only numbers; to read its cells as a typed table, type the column: "
+        f"`columns = {{ {column}: {kind} }}`"
+    )
 
 
 def test_caret_under_a_quoted_field() -> None:
@@ -341,7 +351,7 @@ def test_caret_under_a_quoted_field() -> None:
         'a,b,y\n"1","x ""2""",0\n',
         "x.csv:2:5",
         'value `x "2"` in column `b` is not a number',
-        "inputs must be numbers: fill in the value, or drop the row or the column",
+        typed_hint("b", "category"),
     )
     assert caret(text) == ('"1","x ""2""",0', 5, 9)
 
@@ -418,7 +428,7 @@ def test_rendered_csv_error_in_full() -> None:
         "3 | 3, abc ,virginica",
         "  |    ^^^",
         "  note: spec.dnn:7:12: the data named here",
-        "  hint: inputs must be numbers: fill in the value, or drop the row or the column",
+        f"  hint: {typed_hint('b', 'category')}",
     ]
     (d,) = info.value.diagnostics
     assert (d.span.line, d.span.col, d.span.end_col) == (3, 4, 7)

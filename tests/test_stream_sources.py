@@ -197,8 +197,9 @@ def test_csv_bad_rows_are_named_with_line_and_caret_or_skipped(files: Path) -> N
         "bad.csv:5:3: error[E0702]: value `x` in column `f2` is not a number\n5 | 7,x,dog\n  |   ^"
     )
     assert error(examples.__getitem__, 3).endswith(
-        "hint: the table is read as numbers, as the first 1,000 rows of the source showed; to "
-        "read its cells as a typed table, type the column: `columns = { f2: category }`"
+        "hint: the table is read as numbers, as its first 1,000 rows (or the train table's) "
+        "hold only numbers; to read its cells as a typed table, type the column: "
+        "`columns = { f2: category }`"
     )
     assert "error[E0702]: label in row 5 is empty" in error(examples.__getitem__, 4)
     skipping = opened('csv("bad.csv", label = "kind")', files, on_error="skip", cells=False)
@@ -530,3 +531,48 @@ def test_shard_records_read_by_slicing_and_a_corrupt_one_caught(tmp_path: Path) 
     skipped = examples[2]
     assert isinstance(skipped, Skipped) and skipped.where == "record 2 of part-00000.array_record"
     assert "is not an NPZ of `x` and `y` (Bad CRC-32" in skipped.reason
+
+
+IMAGE_VAL = """dnn 1
+model m {
+  input x: f32[6, 5, 3]
+  output x -> flatten -> dense(2)
+}
+data {
+  source = images("img")
+  val = images("val")
+  split = { train: 0.5, test: 0.5 }
+  stream = STREAM
+}
+train {
+  loss = cross_entropy
+  batch_size = 2
+  epochs = 1
+}
+"""
+
+
+def test_a_separate_val_folder_numbers_its_classes_as_the_train_folder(
+    files: Path, tmp_path: Path
+) -> None:
+    from dnn.runtime import pipeline
+
+    import dnn
+
+    shutil.copytree(files / "img", tmp_path / "img")
+    (tmp_path / "val" / "dog").mkdir(parents=True)  # `dog` alone: class 1 (a colour image)
+    shutil.copy(files / "img" / "cat" / "1.png", tmp_path / "val" / "dog" / "1.png")
+    path = tmp_path / "s.dnn"
+    for stream in ("false", "true"):
+        path.write_text(IMAGE_VAL.replace("STREAM", stream))
+        prepared = pipeline.prepare(dnn.load(str(path)))
+        if prepared.streamed:
+            y = np.concatenate([y[m] for _, y, m in prepared.streamed["val"].in_order(4)])
+        else:
+            y = prepared.splits["val"].y
+        assert y.tolist() == [1] and prepared.class_names == ("cat", "dog"), stream
+    (tmp_path / "val" / "dog").rename(tmp_path / "val" / "emu")
+    for stream in ("false", "true"):
+        path.write_text(IMAGE_VAL.replace("STREAM", stream))
+        text = error(pipeline.prepare, dnn.load(str(path)))
+        assert "is not a class of the train data" in text and "`emu`" in text, text

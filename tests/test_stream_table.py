@@ -182,3 +182,119 @@ def test_a_split_with_no_rows_streams_empty(tmp_path: Path) -> None:
     prepared = pipeline.prepare(dnn.load(str(path)))
     assert prepared.size("test") == 0 and prepared.size("train") == 42
     assert prepared.splits["test"].x.shape == (0, 14)
+
+
+CLASSES = """dnn 1
+model m {
+  input x: f32[1]
+  output dense(3)(x)
+}
+data {
+  source = csv("t.csv", label = "species")
+  val = csv("v.csv", label = "species")
+  split = { train: 0.8, test: 0.2 }
+  stream = STREAM
+}
+train {
+  loss = cross_entropy
+  batch_size = 4
+  epochs = 1
+}
+"""
+
+
+def _val_labels(path: Path) -> tuple[list[int], tuple[str, ...]]:
+    prepared = pipeline.prepare(dnn.load(str(path)))
+    if prepared.streamed:
+        ys = [y[mask] for _, y, mask in prepared.streamed["val"].in_order(4)]
+        return np.concatenate(ys).tolist(), prepared.class_names
+    return prepared.splits["val"].y.tolist(), prepared.class_names
+
+
+def test_a_separate_val_file_numbers_its_classes_as_the_train_data(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`v.csv` holds only `dog` and `eel`: labelled 1 and 2, the train data's numbers for
+    them (its own sorted names would make them 0 and 1); a class train lacks is named at its
+    row, alike in both modes."""
+    monkeypatch.chdir(tmp_path)
+    names = ["cat", "dog", "eel"]
+    (tmp_path / "t.csv").write_text(
+        "a,species\n" + "".join(f"{i},{names[i % 3]}\n" for i in range(30))
+    )
+    (tmp_path / "v.csv").write_text("a,species\n1,eel\n2,dog\n3,eel\n")
+    path = tmp_path / "s.dnn"
+    for stream in ("false", "true"):
+        path.write_text(CLASSES.replace("STREAM", stream))
+        assert _val_labels(path) == ([2, 1, 2], ("cat", "dog", "eel")), stream
+    (tmp_path / "v.csv").write_text("a,species\n1,eel\n2,fox\n")
+    texts = []
+    for stream in ("false", "true"):
+        path.write_text(CLASSES.replace("STREAM", stream))
+        try:
+            _val_labels(path)
+        except SpecError as e:
+            texts.append(str(e))
+    assert len(texts) == 2 and texts[0] == texts[1]
+    assert texts[0].splitlines()[0] == (
+        "v.csv:3:3: error[E0702]: label `fox` in row 2 is not a class of the train data"
+    )
+    assert "hint: its classes: `cat`, `dog`, `eel`" in texts[0]
+
+
+NUMERIC = """dnn 1
+model m {
+  input x: f32[3]
+  output dense(2)(x)
+}
+data {
+  source = csv("FILE", label = "label")
+  normalize = standardize
+  stream = STREAM
+}
+train {
+  loss = cross_entropy
+  batch_size = 4
+}
+"""
+
+
+def test_a_trained_typed_schema_reads_a_table_of_numbers_as_cells(tmp_path: Path) -> None:
+    """`dnn eval` on a run trained on a typed table (gaps in `b`: a number column with an
+    is-missing feature) reads a new CSV with no gap through the run's columns: 3 values, not
+    the 2 numbers the CSV alone would give."""
+    rows = "".join(f"{i},{'NA' if i % 5 == 0 else i / 3},{i % 2}\n" for i in range(20))
+    (tmp_path / "t.csv").write_text("a,b,label\n" + rows)
+    clean = "".join(f"{i},{i / 3},{i % 2}\n" for i in range(20))
+    (tmp_path / "clean.csv").write_text("a,b,label\n" + clean)
+    for stream in ("false", "true"):
+        (tmp_path / "t.dnn").write_text(NUMERIC.replace("FILE", "t.csv").replace("STREAM", stream))
+        run = pipeline.prepare(dnn.load(str(tmp_path / "t.dnn")))
+        assert run.schema is not None and run.raw_shape == (3,)
+        spec = NUMERIC.replace("FILE", "clean.csv").replace("STREAM", stream)
+        (tmp_path / "clean.dnn").write_text(spec)
+        again = pipeline.prepare(
+            dnn.load(str(tmp_path / "clean.dnn")), run.stats, run.targets, run.schema
+        )
+        assert again.schema == run.schema and again.raw_shape == (3,), stream
+
+
+def test_a_word_past_the_first_thousand_rows_is_named_alike_in_both_modes(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Whether a CSV is a typed table is read from its first 1,000 rows in both modes, so a
+    word further down fails at its cell, with the same message, read whole or streamed."""
+    monkeypatch.chdir(tmp_path)
+    rows = [f"{i},{i % 7},{i % 2}" for i in range(1200)]
+    rows[1100] = "1100,abc,0"
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    texts = []
+    for stream in ("false", "true"):
+        (tmp_path / "s.dnn").write_text(
+            NUMERIC.replace("FILE", "t.csv").replace("STREAM", stream).replace("f32[3]", "f32[2]")
+        )
+        texts.append(_error(tmp_path / "s.dnn"))
+    assert texts[0] == texts[1]
+    assert texts[0].splitlines()[0] == (
+        "t.csv:1102:6: error[E0702]: value `abc` in column `b` is not a number"
+    )

@@ -340,14 +340,7 @@ class CsvExamples(Examples):
         message = f"value `{value}` in column `{self._names[c]}` {problem}"
         if not value:
             message = f"empty value in column `{self._names[c]}`"
-        hint = "inputs must be numbers: fill in the value, or drop the row or the column"
-        if number is None or not value:  # read as numbers: the first rows held none of these
-            kind = "number" if not value else "category"
-            hint = (
-                f"the table is read as numbers, as the first {_SAMPLE:,} rows of the source "
-                f"showed; to read its cells as a typed table, type the column: "
-                f"`columns = {{ {self._names[c]}: {kind} }}`"
-            )
+        hint = _number_hint(value, number, self._names[c])
         raise self._bad(i, line, text, col, end, message, hint)
 
     def _label(self, i: int, line: int, text: str, values: list[str]) -> Any:
@@ -365,9 +358,23 @@ class CsvExamples(Examples):
             raise self._bad(i, line, text, col, end, f"label{shown} in row {i + 1} {problem}", hint)
         if self.task == "regression":
             return np.float32(number)
-        if not self._index.numeric:
-            return np.int32(self._lookup[value])
+        if not self._index.numeric or self._aligned:
+            k = self._lookup.get(value)
+            if k is None:  # aligned to the train source's classes, which lack it
+                _, col, end = _fields(text)[self._li]
+                message = f"label `{value}` in row {i + 1} is not a class of the train data"
+                hint = f"its classes: {_listed(self.class_names)}"
+                raise self._bad(i, line, text, col, end, message, hint)
+            return np.int32(k)
         return np.int64(number).astype(np.int32)
+
+    _aligned = False
+
+    def align(self, names: tuple[str, ...]) -> None:
+        """Number the class labels as the train source does (`names`, by index): a separate
+        `val` or `test` file's own classes may be fewer, or in another order."""
+        self.classes, self.class_names, self._aligned = len(names), tuple(names), True
+        self._lookup = {n: k for k, n in enumerate(names)}
 
     def _place(self, i: int) -> tuple[str, Span, str | None]:
         line, _, text = self._line(i)
@@ -375,6 +382,22 @@ class CsvExamples(Examples):
         _, col, end = fields[self._li] if self._li < len(fields) else ("", 1, 2)
         at = Span(self.origin, line, col, line, max(end, col + 1))
         return f"row {i + 1}", at, _one_line(line, text)
+
+
+def _number_hint(value: str, number: float | None, column: str) -> str:
+    """The hint for a cell that is no finite number in a table read as numbers."""
+    if number is not None and value:  # `inf`, `nan`
+        return "inputs must be numbers: fill in the value, or drop the row or the column"
+    kind = "number" if not value else "category"
+    return (
+        f"the table is read as numbers, as its first {_SAMPLE:,} rows (or the train table's) "
+        f"hold only numbers; to read its cells as a typed table, type the column: "
+        f"`columns = {{ {column}: {kind} }}`"
+    )
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
 
 
 def _mapped_rows(file: str) -> Rows:
@@ -493,9 +516,9 @@ class _Csv:
             raise self._cell_error(self.rows[r], cols[c])
         return x.astype(np.float32)
 
-    def numeric(self, cols: list[int]) -> bool:
-        """Whether every cell of these columns is a finite number."""
-        for _, fields in self.rows:
+    def numeric(self, cols: list[int], rows: int | None = None) -> bool:
+        """Whether every cell of these columns is a finite number (in the first `rows` rows)."""
+        for _, fields in self.rows[:rows]:
             for c in cols:
                 f = _number(fields[c][0])
                 if f is None or not math.isfinite(f):
@@ -509,7 +532,9 @@ class _Csv:
         message = f"value `{value}` in column `{name}` {problem}"
         if not value:
             message = f"empty value in column `{name}`"
-        hint = "inputs must be numbers: fill in the value, or drop the row or the column"
+        hint = _number_hint(value, _number(value), name)
+        if self.where.origin is None:  # `dnn predict`'s inputs: no spec to type columns in
+            hint = "inputs must be numbers: fill in the value, or drop the row or the column"
         return self.error(message, line, col, end, hint)
 
     def labels(self, li: int, task: str) -> tuple[np.ndarray, int | None, tuple[str, ...]]:
@@ -687,7 +712,9 @@ def _csv_table(
     places = np.array(
         [(k, n, *(f[li][1:] if li < len(f) else (1, 2))) for k, (n, f) in enumerate(every.rows, 1)]
     )
-    if typed or (typed is None and not csv.numeric(inputs)):
+    # typed where the spec says so, or a cell of the first rows is no number: the rows the
+    # streamed reader's index looks at (`_SAMPLE`), so both modes read a file alike
+    if typed or (typed is None and not csv.numeric(inputs, _SAMPLE)):
         cells = np.array([[f[i][0] for i in inputs] for _, f in csv.rows], dtype=object)
         cells = cells.reshape(len(csv.rows), len(inputs))
         columns = tuple(names[i] for i in inputs)

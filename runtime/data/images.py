@@ -44,6 +44,22 @@ class ImageExamples(Examples):
     def __len__(self) -> int:
         return len(self._files)
 
+    def align(self, names: tuple[str, ...]) -> None:
+        """Number the classes as the train source does (`names`): a separate `val` or `test`
+        folder may hold fewer class folders; one the train data lacks is an error."""
+        index = {n: k for k, n in enumerate(names)}
+        lacking = next((n for n in self.class_names if n not in index), None)
+        if lacking is not None:
+            listed = ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
+            raise self._where.spec(
+                E_DATA,
+                f"class folder `{lacking}` of `{self.origin}` is not a class of the train data",
+                f"its classes: {listed}",
+            )
+        own = self.class_names
+        self._files = [(index[own[k]], name) for k, name in self._files]
+        self.classes, self.class_names = len(names), tuple(names)
+
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         pixels, y = self._load(i)
         return self._finish(pixels), y

@@ -14,7 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dnn.compiler.diagnostics import E_SECTION, Diagnostic, Span, SpecError
+import numpy as np
+from dnn.compiler.diagnostics import E_DATA, E_SECTION, Diagnostic, Span, SpecError
 from dnn.compiler.ir import Program
 from dnn.compiler.rules import heads, target_kind
 
@@ -24,10 +25,11 @@ from .table import Block, Table, _Where
 from .transforms import MULTI, outputs
 
 
-def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
+def stream_sources(program: Program, task: str, typed: bool = False) -> dict[str, Any] | None:
     """The data fields' sources opened as `Examples`, to be read as training needs them
     (`data.stream = true`, or `auto` where the examples would not fit the memory free for the
-    run); None: every source is read whole."""
+    run); None: every source is read whole. `typed`: a CSV is read as a typed table whatever
+    its cells (as `load_tables`)."""
     data = program.data
     assert data is not None
     if data.stream is False:
@@ -36,10 +38,11 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
     fields = [s for s in ("source", "val", "test") if getattr(data, s)]
     if auto and _surely_fits(program, fields):
         return None  # not even opened: a CSV is not indexed for a run that reads it whole
-    typed = True if data.columns else None
-    source = open_examples(program, "source", task, typed)
+    source = open_examples(program, "source", task, True if data.columns or typed else None)
     typed = bool(getattr(source, "typed", False))  # its val and test tables are read alike
     opened = {"source": source} | {s: open_examples(program, s, task, typed) for s in fields[1:]}
+    for s in fields[1:]:
+        _align_examples(program, s, source, opened[s])
     if auto and not _too_big(program, opened):
         return None
     if program.train.pretrain is not None:
@@ -61,13 +64,15 @@ def stream_sources(program: Program, task: str) -> dict[str, Any] | None:
 
 
 def load_tables(
-    program: Program, task: str, readers: bool = True
+    program: Program, task: str, readers: bool = True, typed: bool = False
 ) -> tuple[Table, tuple[Block, ...], dict[str, Table]]:
     """The source read whole, where several outputs' targets sit in it (`blocks`), and the
     separate `val` / `test` tables the spec names (read as typed tables too where the source
     is one). Under `on_error = skip` (`readers`) each is read by its streamed reader; a typed
     table of which nothing was skipped is then read again by the in-memory reader, as under
-    `fail`, to train in memory (with a row skipped, it trains as its streamed run does)."""
+    `fail`, to train in memory (with a row skipped, it trains as its streamed run does).
+    `typed`: a CSV is read as a typed table whatever its cells (a run trained on one is
+    evaluated on its `columns.json`)."""
     data = program.data
     assert data is not None
     base = Path(program.path).resolve().parent
@@ -77,17 +82,78 @@ def load_tables(
         source, blocks = load("source")
         load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
     else:
-        load = _loader(program, target_kind(task), base, readers=readers)
+        load = _loader(program, target_kind(task), base, typed, readers)
         source = load("source")
         if source.kind == "table" or getattr(source.reader, "typed", False):  # typed: so are
             # the separate val/test tables
             load = _loader(program, target_kind(task), base, True, readers)
     separate = {s: load(s) for s in ("val", "test") if getattr(data, s) is not None}
+    if task != MULTI:
+        separate = {s: _aligned(program, s, source, t) for s, t in separate.items()}
     tables = (source, *separate.values())
     typed = any(getattr(t.reader, "typed", False) for t in tables)
     if typed and not any(t.skipped for t in tables):
-        return load_tables(program, task, readers=False)
+        return load_tables(program, task, readers=False, typed=typed)
     return source, blocks, separate
+
+
+def _same_classes(source: Any, other: Any) -> bool:
+    """Whether a separate val/test source numbers its classes as the train source does: the
+    same names, or both whole-number labels (each label its own index)."""
+    if getattr(other, "task", "") != "classification" or other.classes is None:
+        return True
+    a, b = tuple(source.class_names), tuple(other.class_names)
+    return a == b or (_numbered(a) and _numbered(b))
+
+
+def _numbered(names: tuple[str, ...]) -> bool:
+    return names == tuple(str(i) for i in range(len(names)))
+
+
+def _aligned(program: Program, field: str, source: Table, table: Table) -> Table:
+    """A separate val/test table's class labels numbered as the train source's classes (its
+    own classes are its labels sorted: fewer, or another order); a label the train data
+    lacks is an error at its row."""
+    if _same_classes(source, table) or table.y.ndim != 1:
+        return table
+    names = tuple(source.class_names)
+    index = {n: k for k, n in enumerate(names)}
+    own = tuple(table.class_names)
+    lacking = [k for k, n in enumerate(own) if n not in index]
+    if lacking:
+        data = program.data
+        assert data is not None
+        where = _Where(data.span_of(field), program.sources, data.span_of(field))
+        listed = ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
+        i = int(np.flatnonzero(table.y == lacking[0])[0])
+        label = own[lacking[0]]
+        if table.places is not None and table.text is not None:  # a CSV: at the label's cell
+            _, line, col, end = (int(v) for v in table.places[table.position(i)])
+            at = Span(table.origin, line, col, line, max(end, col + 1))
+            message = (
+                f"label `{label}` in row {table.position(i) + 1} is not a class of the train data"
+            )
+            raise where.file(E_DATA, message, at, f"its classes: {listed}", table.text)
+        message = f"class `{label}` of `{table.origin}` is not a class of the train data"
+        raise where.spec(E_DATA, message, f"its classes: {listed}")
+    remap = np.array([index[n] for n in own], np.int32)
+    return replace(table, y=remap[table.y], classes=len(names), class_names=names)
+
+
+def _align_examples(program: Program, field: str, source: Any, examples: Any) -> None:
+    """As `_aligned`, for a separate val/test source opened to stream: its reader numbers
+    each label by the train source's classes as it reads it."""
+    if _same_classes(source, examples):
+        return
+    align = getattr(examples, "align", None)
+    if align is None:
+        raise section_error(
+            program,
+            field,
+            f"`{examples.origin}` names its classes otherwise than the train data",
+            "give every source of the data the same class labels",
+        )
+    align(tuple(source.class_names))
 
 
 def open_examples(program: Program, field: str, task: str, cells: bool | None = None) -> Any:
