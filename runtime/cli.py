@@ -470,8 +470,10 @@ def _release_worker_resources() -> None:
     shm = sys.modules.get("grain._src.python.ipc.shared_memory_array")
     if shm is not None:
         gc.collect()  # batches no longer referenced: their shared memory is let go now
-        deleting = getattr(getattr(shm, "SharedMemoryArray", None), "_del_thread_pool", None)
-        if deleting is not None:
+        arrays = getattr(shm, "SharedMemoryArray", None)
+        deleting = getattr(arrays, "_del_thread_pool", None)
+        if deleting is not None:  # any array let go from now on is freed where it is let go
+            arrays._del_thread_pool = None  # type: ignore[union-attr]
             deleting.close()
             deleting.join()
     if "multiprocessing.util" in sys.modules:
