@@ -87,10 +87,13 @@ def main() -> int:
     folder = out / "images"
     generate(folder, args.images)
     os.environ.setdefault("DNN_CACHE_DIR", str(out / "xla"))
+    from dnn.runtime.data import images
     from dnn.runtime.fit import train
 
     import dnn
 
+    decoder = "libspng (pyspng)" if getattr(images, "_spng", None) is not None else "Pillow"
+    print(f"PNG decoder: {decoder}")
     titles = {"none": "no cache", "filled": "cache, filled", "warm": "cache, warm"}
     for which in args.runs.split(","):
         title, cache = titles[which], "false" if which == "none" else "true"

@@ -576,3 +576,35 @@ def test_a_separate_val_folder_numbers_its_classes_as_the_train_folder(
         path.write_text(IMAGE_VAL.replace("STREAM", stream))
         text = error(pipeline.prepare, dnn.load(str(path)))
         assert "is not a class of the train data" in text and "`emu`" in text, text
+
+
+def test_a_plain_png_decodes_to_pillows_pixels_and_others_go_through_pillow(
+    tmp_path: Path,
+) -> None:
+    """A streamed folder's 8-bit grey and RGB PNGs go through libspng (pyspng); a PNG with
+    alpha, a palette, a transparent colour or 16 bits goes through Pillow. Either way the
+    pixels are Pillow's, byte for byte."""
+    from dnn.runtime.data import images
+
+    assert images._spng is not None  # the `stream` extra installs it
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (7, 5, 3), np.uint8)
+    grey = rng.integers(0, 256, (7, 5), np.uint8)
+    made = {
+        "rgb": (Image.fromarray(rgb), {}, True),
+        "grey": (Image.fromarray(grey), {}, True),
+        "rgba": (Image.fromarray(np.dstack([rgb, grey])), {}, False),
+        "palette": (Image.fromarray(rgb).convert("P"), {}, False),
+        "transparent": (Image.fromarray(grey), {"transparency": 7}, False),
+        "deep": (Image.fromarray(grey.astype(np.uint16) * 257), {}, False),
+    }
+    for name, (im, options, plain) in made.items():
+        path = tmp_path / f"{name}.png"
+        im.save(path, **options)
+        assert images._plain_png(path.read_bytes()) is plain, name
+        with Image.open(path) as opened:
+            want = np.asarray(opened.convert("L" if opened.mode in images._GRAY_MODES else "RGB"))
+        got = images._decode_image(name, str(path), None)
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        assert got.tobytes() == want.tobytes(), name
+    assert not images._plain_png(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # no IHDR
