@@ -3,9 +3,7 @@ parameter delta always equals the difference of the two summaries."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import re
@@ -28,9 +26,9 @@ from dnn.compiler.diff import (
 from dnn.compiler.driver import loads
 from dnn.compiler.ir import Program
 from dnn.compiler.values import Quantity, Rec, Ref, Symbol
-from dnn.runtime.cli import main
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_cli import dnn
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
@@ -539,18 +537,6 @@ def test_editing_a_number_in_a_model_is_never_equivalent(name: str, data: st.Dat
 
 
 # ------------------------------------------------------------------ the command
-
-
-def dnn(*args: str) -> subprocess.CompletedProcess[str]:
-    """`dnn ARGS` in this process (a launch costs about 0.6 s): its exit status and what it
-    wrote. A traceback fails the test where it is raised."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse's usage errors
-            code = e.code if isinstance(e.code, int) else 1
-    return subprocess.CompletedProcess(["dnn", *args], code, out.getvalue(), err.getvalue())
 
 
 def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,18 +13,15 @@ tests/errors/support/ are imported by fixtures and are not fixtures themselves.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from dnn.compiler.diagnostics import Diagnostic, Span, SpecError, render
 from dnn.compiler.driver import load, loads
-from dnn.runtime.cli import main
+from test_cli import dnn as dnn_cli
 
 ROOT = Path(__file__).parent.parent
 ERRORS = Path(__file__).parent / "errors"
@@ -65,15 +62,6 @@ def shown(ds: tuple[Diagnostic, ...]) -> str:
     return "\n".join(
         f"{d.span.line}:{d.span.col} {d.code} {d.message} | hint: {d.hint}" for d in ds
     )
-
-
-def dnn_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`dnn ARGS` in this process (tests/test_cli.py launches the executable): its exit
-    status and what it wrote. A traceback fails the test where it is raised."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(["dnn", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,6 @@ error, a message that contradicts itself, or a check that runs for minutes.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import subprocess
 import sys
 import time
@@ -17,24 +15,12 @@ from typing import Any
 import pytest
 from dnn.compiler import check
 from dnn.compiler.diagnostics import E_FILE, E_MODEL, W_NO_MODEL
-from dnn.runtime.cli import main
+from test_cli import dnn as run
 
 import dnn
 
 ROOT = Path(__file__).parent.parent
 NOT_UTF8 = b"dnn 1\nmodel m {\n  input x: f32[4]  # caf\xe9\n  dense(2)\n}\n"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """`dnn ARGS` in this process (a launch of train, eval or predict pays JAX's import, about
-    2.5 s): its exit status and what it wrote. A traceback fails the test where it is raised."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse's usage errors
-            code = e.code if isinstance(e.code, int) else 1
-    return subprocess.CompletedProcess(["dnn", *args], code, out.getvalue(), err.getvalue())
 
 
 def launch(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,8 +9,6 @@ the device at the largest layer's line before allocating anything.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import subprocess
@@ -28,8 +26,8 @@ from dnn.compiler.driver import loads, optimizer
 from dnn.compiler.memory import Estimate, builtin_data_bytes, estimate, human
 from dnn.compiler.registry.optimizers import OPTIMIZERS
 from dnn.runtime import fit, memory_limit, pipeline
-from dnn.runtime.cli import main
 from dnn.runtime.train import Engine, device_data
+from test_cli import dnn as dnn_here
 
 ROOT = Path(__file__).parent.parent
 CNN = ROOT / "examples" / "digits_cnn.dnn"
@@ -334,14 +332,6 @@ def test_class_9_check_warns_past_80_gib_and_not_below() -> None:
 
 
 # ------------------------------------------------------------------ summary
-
-
-def dnn_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """`dnn ARGS` in this process (a launch costs about 0.6 s): its status and output."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(["dnn", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_class_9_summary_shows_memory_per_device() -> None:
