@@ -438,7 +438,9 @@ def load_transform(folder: Path) -> Transform:
     stats = {k: v for k, v in arrays.items() if not k.startswith("targets.")}
     target_stats = {k[len("targets.") :]: v for k, v in arrays.items() if k.startswith("targets.")}
     targets = preprocess.Targets()
-    blocks = tuple(Block(**b) for b in meta.get("outputs", ()))
+    blocks = tuple(
+        Block(**{**b, "names": tuple(b.get("names", ()))}) for b in meta.get("outputs", ())
+    )
     if meta.get("targets", "none") != "none":
         from dnn.compiler.driver import value
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dnn.compiler.diagnostics import Span
+from dnn.compiler.diagnostics import Span, SpecError
 from dnn.compiler.driver import value
 from dnn.runtime import data_report, infer, memory_limit, pipeline
 from dnn.runtime.data import sources
@@ -476,3 +476,52 @@ def test_a_train_split_of_only_bad_rows_stops_at_on_error(tmp_path: Path) -> Non
 
     first = int(split_rows(10, (0.8, 0.1, 0.1), 0)["train"][0]) + 1  # in the split's order
     assert d.message.endswith(f"row {first} has 11 fields but the header has 10)")
+
+
+SEPARATE = """dnn 1
+model m {
+  input x: f32[1]
+  output digit = dense(3)(x)
+  output size = dense(1)(x)
+}
+data {
+  source = csv("t.csv")
+  val = csv("v.csv")
+  split = { train: 0.8, test: 0.2 }
+  stream = STREAM
+}
+train {
+  loss = { digit: cross_entropy, size: mse }
+  batch_size = 4
+}
+"""
+
+
+def test_a_separate_val_file_numbers_an_outputs_classes_as_the_train_data(
+    tmp_path: Path,
+) -> None:
+    """`v.csv`'s `digit` column holds only `low` and `mid`: 1 and 2, the train data's numbers
+    (its own sorted names would make them 0 and 1); a class train lacks is an error, in both
+    modes."""
+    names = ["high", "low", "mid"]
+    rows = "".join(f"{i},{names[i % 3]},{i / 2}\n" for i in range(30))
+    (tmp_path / "t.csv").write_text("x,digit,size\n" + rows)
+    (tmp_path / "v.csv").write_text("x,digit,size\n1,mid,0.5\n2,low,1.0\n3,mid,1.5\n")
+    path = tmp_path / "s.dnn"
+    for stream in ("false", "true"):
+        path.write_text(SEPARATE.replace("STREAM", stream))
+        prepared = pipeline.prepare(dnn.load(str(path)))
+        if prepared.streamed:
+            y = np.concatenate([y[m] for _, y, m in prepared.streamed["val"].in_order(4)])
+        else:
+            y = prepared.splits["val"].y
+        assert y[:, 0].tolist() == [2, 1, 2], stream
+        assert prepared.blocks[0].names == ("high", "low", "mid"), stream
+    (tmp_path / "v.csv").write_text("x,digit,size\n1,mid,0.5\n2,odd,1.0\n")
+    for stream in ("false", "true"):
+        path.write_text(SEPARATE.replace("STREAM", stream))
+        with pytest.raises(SpecError) as e:
+            prepared = pipeline.prepare(dnn.load(str(path)))
+            list(prepared.streamed["val"].in_order(4)) if prepared.streamed else None
+        assert "label `odd` of output `digit` in row 2" in str(e.value), stream
+        assert "is not a class of the train data" in str(e.value), stream

@@ -42,7 +42,10 @@ def stream_sources(program: Program, task: str, typed: bool = False) -> dict[str
     typed = bool(getattr(source, "typed", False))  # its val and test tables are read alike
     opened = {"source": source} | {s: open_examples(program, s, task, typed) for s in fields[1:]}
     for s in fields[1:]:
-        _align_examples(program, s, source, opened[s])
+        if task == MULTI and hasattr(opened[s], "align"):  # several outputs' class columns
+            opened[s].align(tuple(getattr(source, "blocks", ())))
+        elif task != MULTI:
+            _align_examples(program, s, source, opened[s])
     if auto and not _too_big(program, opened):
         return None
     if program.train.pretrain is not None:
@@ -78,9 +81,12 @@ def load_tables(
     base = Path(program.path).resolve().parent
     blocks: tuple[Block, ...] = ()
     if task == MULTI:
-        load = _outputs_loader(program, base)
-        source, blocks = load("source")
-        load = lambda field: _outputs_loader(program, base)(field)[0]  # noqa: E731
+        several = _outputs_loader(program, base)
+        source, blocks = several("source")
+
+        def load(field: str) -> Table:  # numbered by the source's classes
+            return _aligned_outputs(program, field, blocks, *several(field))
+
     else:
         load = _loader(program, target_kind(task), base, typed, readers)
         source = load("source")
@@ -138,6 +144,35 @@ def _aligned(program: Program, field: str, source: Table, table: Table) -> Table
         raise where.spec(E_DATA, message, f"its classes: {listed}")
     remap = np.array([index[n] for n in own], np.int32)
     return replace(table, y=remap[table.y], classes=len(names), class_names=names)
+
+
+def _aligned_outputs(
+    program: Program, field: str, train: tuple[Block, ...], table: Table, blocks: tuple[Block, ...]
+) -> Table:
+    """As `_aligned`, for a several-output table: each class label column numbered by the
+    train source's classes for it (`train`'s blocks)."""
+    y = table.y.copy()
+    for b, t in zip(blocks, train, strict=True):
+        if b.task == "regression" or b.width != 1 or b.names == t.names:
+            continue
+        index = {n: k for k, n in enumerate(t.names or [str(i) for i in range(t.classes or 0)])}
+        col = y[:, b.start].astype(np.int64)
+        for v in np.unique(col):
+            label = b.names[v] if b.names else str(int(v))
+            k = index.get(label)
+            if k is None:
+                assert program.data is not None
+                i = int(np.flatnonzero(col == v)[0])
+                listed = ", ".join(f"`{n}`" for n in list(index)[:8])
+                raise section_error(
+                    program,
+                    field,
+                    f"label `{label}` of output `{b.name}` in row {table.position(i) + 1} of "
+                    f"`{table.origin}` is not a class of the train data",
+                    f"its classes: {listed}",
+                )
+            y[col == v, b.start] = k
+    return replace(table, y=y)
 
 
 def _align_examples(program: Program, field: str, source: Any, examples: Any) -> None:

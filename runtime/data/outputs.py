@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -129,9 +130,9 @@ def _csv_outputs(
     for name, task, units in outputs:
         cols = _csv_output_columns(csv, name, task, units)
         taken.update(cols)
-        col, classes = _csv_output_targets(csv, cols, name, task, units)
+        col, classes, named = _csv_output_targets(csv, cols, name, task, units)
         columns.append(col.reshape(len(col), -1).astype(np.float32))
-        blocks.append(Block(name, task, start, columns[-1].shape[1], classes))
+        blocks.append(Block(name, task, start, columns[-1].shape[1], classes, named))
         start += columns[-1].shape[1]
     inputs = [i for i in range(len(names)) if i not in taken]
     if not inputs:
@@ -171,10 +172,11 @@ def _csv_output_columns(csv: _Csv, name: str, task: str, units: int) -> list[int
 
 def _csv_output_targets(
     csv: _Csv, cols: list[int], name: str, task: str, units: int
-) -> tuple[np.ndarray, int | None]:
-    """Output `name`'s targets from its columns, checked against its task and width."""
+) -> tuple[np.ndarray, int | None, tuple[str, ...]]:
+    """Output `name`'s targets from its columns, checked against its task and width, and a
+    class label column's names by index where its labels are names."""
     if task == "regression":
-        return csv.columns(cols), None
+        return csv.columns(cols), None, ()
     if len(cols) > 1:  # multi-hot rows: a 0/1 per unit
         values = csv.columns(cols)
         bad = np.argwhere((values != 0) & (values != 1))
@@ -185,8 +187,9 @@ def _csv_output_targets(
             message = f"value `{value}` in column `{csv.names[cols[c]]}` is not 0 or 1"
             hint = f"output `{name}` reads one yes/no label per unit from these columns"
             raise csv.error(message, line, col, end, hint)
-        return values, units
+        return values, units, ()
     labels, classes, class_names = csv.labels(cols[0], "classification")
+    numbered = class_names == tuple(str(i) for i in range(len(class_names)))
     top = 2 if task == "binary" else units
     bad = np.flatnonzero((labels < 0) | (labels >= top))
     if len(bad):
@@ -200,7 +203,7 @@ def _csv_output_targets(
             hint = f"column `{csv.names[cols[0]]}` has {classes} classes: end `{name}` with "
             hint += f"`dense({classes})`"
         raise csv.error(message, line, col, end, hint)
-    return labels, top
+    return labels, top, () if numbered else tuple(class_names)
 
 
 def _output_targets(
@@ -274,6 +277,9 @@ def _npz_several_examples(ref: Ref, x: _Member | _Held, outputs: Outputs, opts: 
     return ArrayOutputs(x, xk, y, blocks, opts)
 
 
+_UNKNOWN = -2  # a class label a source aligned to the train data's classes does not know
+
+
 class _Output(NamedTuple):
     """One output's target columns in a CSV, and for a class label column what the whole
     column holds: `numeric` (every label a number), else `names` (sorted), and `classes`."""
@@ -317,7 +323,8 @@ class CsvOutputs(CsvExamples):
         for o in outs:
             width = len(o.cols)
             classes = None if o.task == "regression" else (o.units if width > 1 else o.top)
-            blocks.append(Block(o.name, o.task, start, width, classes))
+            named = () if o.numeric or width > 1 or o.task == "regression" else tuple(o.names)
+            blocks.append(Block(o.name, o.task, start, width, classes, named))
             start += width
         self.blocks = tuple(blocks)
 
@@ -383,6 +390,10 @@ class CsvOutputs(CsvExamples):
         if 0 <= label < o.top:
             return label
         _, col, end = _fields(text)[o.cols[0]]  # only now: splitting a line is costly
+        if label == _UNKNOWN:  # aligned to the train source's classes, which lack it
+            message = f"label `{value}` of output `{o.name}` in row {i + 1} is not a class of the train data"
+            names = ", ".join(f"`{n}`" for n in o.names[:8]) + (", ..." if len(o.names) > 8 else "")
+            raise self._bad(i, line, text, col, end, message, f"its classes: {names}")
         if problem:
             hint = "give every row a label" if not value else _LABEL_HINT
             shown = f" `{value}`" if value else ""
@@ -398,8 +409,28 @@ class CsvOutputs(CsvExamples):
 
     @staticmethod
     def _label(o: _Output, lookup: dict[str, int], value: str, number: float | None) -> int:
-        """A class label's index: the number itself, or the name's place among the names."""
-        return int(number) if o.numeric and number is not None else lookup[value]
+        """A class label's index: the number itself, or the name's place among the names
+        (`_UNKNOWN` where a source aligned to the train data's classes meets another)."""
+        return int(number) if o.numeric and number is not None else lookup.get(value, _UNKNOWN)
+
+    def align(self, train: tuple[Block, ...]) -> None:
+        """Number each class label column by the train source's classes (`train`, its
+        blocks): a separate `val` or `test` file's own names may be fewer, or another order."""
+        outs, lookups = list(self._outs), list(self._lookups)
+        for k, (o, b) in enumerate(zip(outs, train, strict=True)):
+            if o.task == "regression" or len(o.cols) > 1:
+                continue
+            mine = () if o.numeric else tuple(o.names)
+            if mine == b.names:
+                continue
+            names = b.names or tuple(str(i) for i in range(o.top))  # whole numbers: themselves
+            outs[k] = o._replace(numeric=False, names=names, classes=len(names))
+            lookups[k] = {n: i for i, n in enumerate(names)}
+        self._outs, self._lookups = outs, lookups
+        self.blocks = tuple(
+            replace(b, names=t.names) if b.task != "regression" and b.width == 1 else b
+            for b, t in zip(self.blocks, train, strict=True)
+        )
 
 
 def _open_csv_several(ref: Ref, outputs: Outputs, base: Path, opts: Opts) -> Examples:

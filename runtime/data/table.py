@@ -99,6 +99,7 @@ class Block:
     start: int
     width: int  # 1: a class label or one value; C: multi-hot rows or C real values
     classes: int | None
+    names: tuple[str, ...] = ()  # a class label column's names by index (): whole numbers
 
 
 # ----------------------------------------------------------------------------- errors
