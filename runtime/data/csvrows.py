@@ -23,7 +23,18 @@ from dnn.compiler.values import Ref
 
 from .arrays import zip_member
 from .examples import Examples, Opts, Skipped, _Bad
-from .table import _LABEL_HINT, Field, Row, Table, _cannot_read, _choose, _resolve, _start, _Where
+from .table import (
+    _LABEL_HINT,
+    Field,
+    Row,
+    Table,
+    _cannot_read,
+    _choose,
+    _resolve,
+    _start,
+    _Where,
+    listed,
+)
 
 _INDEX_VERSION = 4
 _SAMPLE = 1000  # rows whose input cells the index pass looks at for strings or gaps
@@ -363,7 +374,7 @@ class CsvExamples(Examples):
             if k is None:  # aligned to the train source's classes, which lack it
                 _, col, end = _fields(text)[self._li]
                 message = f"label `{value}` in row {i + 1} is not a class of the train data"
-                hint = f"its classes: {_listed(self.class_names)}"
+                hint = f"its classes: {listed(self.class_names)}"
                 raise self._bad(i, line, text, col, end, message, hint)
             return np.int32(k)
         return np.int64(number).astype(np.int32)
@@ -394,10 +405,6 @@ def _number_hint(value: str, number: float | None, column: str) -> str:
         f"hold only numbers; to read its cells as a typed table, type the column: "
         f"`columns = {{ {column}: {kind} }}`"
     )
-
-
-def _listed(names: tuple[str, ...]) -> str:
-    return ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
 
 
 def _mapped_rows(file: str) -> Rows:

@@ -15,7 +15,7 @@ from dnn.compiler.diagnostics import E_DATA, E_FILE, Span
 from dnn.compiler.values import Ref
 
 from .examples import Examples, Opts, _Bad
-from .table import _PATH_HINT, Table, _resolve, _start, _Where
+from .table import _PATH_HINT, Table, _resolve, _start, _Where, listed
 
 
 class ImageExamples(Examples):
@@ -50,11 +50,10 @@ class ImageExamples(Examples):
         index = {n: k for k, n in enumerate(names)}
         lacking = next((n for n in self.class_names if n not in index), None)
         if lacking is not None:
-            listed = ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
             raise self._where.spec(
                 E_DATA,
                 f"class folder `{lacking}` of `{self.origin}` is not a class of the train data",
-                f"its classes: {listed}",
+                f"its classes: {listed(names)}",
             )
         own = self.class_names
         self._files = [(index[own[k]], name) for k, name in self._files]

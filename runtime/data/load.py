@@ -21,7 +21,7 @@ from dnn.compiler.rules import heads, target_kind
 
 from . import batches, csvrows, sources
 from .skipping import KeptExamples, drop_outside
-from .table import Block, Table, _Where
+from .table import Block, Table, _Where, listed
 from .transforms import MULTI, outputs
 
 
@@ -130,7 +130,6 @@ def _aligned(program: Program, field: str, source: Table, table: Table) -> Table
         data = program.data
         assert data is not None
         where = _Where(data.span_of(field), program.sources, data.span_of(field))
-        listed = ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
         i = int(np.flatnonzero(table.y == lacking[0])[0])
         label = own[lacking[0]]
         if table.places is not None and table.text is not None:  # a CSV: at the label's cell
@@ -139,9 +138,9 @@ def _aligned(program: Program, field: str, source: Table, table: Table) -> Table
             message = (
                 f"label `{label}` in row {table.position(i) + 1} is not a class of the train data"
             )
-            raise where.file(E_DATA, message, at, f"its classes: {listed}", table.text)
+            raise where.file(E_DATA, message, at, f"its classes: {listed(names)}", table.text)
         message = f"class `{label}` of `{table.origin}` is not a class of the train data"
-        raise where.spec(E_DATA, message, f"its classes: {listed}")
+        raise where.spec(E_DATA, message, f"its classes: {listed(names)}")
     remap = np.array([index[n] for n in own], np.int32)
     return replace(table, y=remap[table.y], classes=len(names), class_names=names)
 
@@ -163,13 +162,12 @@ def _aligned_outputs(
             if k is None:
                 assert program.data is not None
                 i = int(np.flatnonzero(col == v)[0])
-                listed = ", ".join(f"`{n}`" for n in list(index)[:8])
                 raise section_error(
                     program,
                     field,
                     f"label `{label}` of output `{b.name}` in row {table.position(i) + 1} of "
                     f"`{table.origin}` is not a class of the train data",
-                    f"its classes: {listed}",
+                    f"its classes: {listed(index)}",
                 )
             y[col == v, b.start] = k
     return replace(table, y=y)

@@ -51,7 +51,17 @@ from .csvrows import (
     _values,
 )
 from .examples import Examples, Opts
-from .table import _LABEL_HINT, Block, Outputs, Table, _cannot_read, _resolve, _start, _Where
+from .table import (
+    _LABEL_HINT,
+    Block,
+    Outputs,
+    Table,
+    _cannot_read,
+    _resolve,
+    _start,
+    _Where,
+    listed,
+)
 
 # The targets of built-in sets with several (BUILTIN_DATA's `targets`), from their labels.
 _BUILTIN_TARGETS: dict[str, Callable[[np.ndarray], dict[str, np.ndarray]]] = {
@@ -392,8 +402,7 @@ class CsvOutputs(CsvExamples):
         _, col, end = _fields(text)[o.cols[0]]  # only now: splitting a line is costly
         if label == _UNKNOWN:  # aligned to the train source's classes, which lack it
             message = f"label `{value}` of output `{o.name}` in row {i + 1} is not a class of the train data"
-            names = ", ".join(f"`{n}`" for n in o.names[:8]) + (", ..." if len(o.names) > 8 else "")
-            raise self._bad(i, line, text, col, end, message, f"its classes: {names}")
+            raise self._bad(i, line, text, col, end, message, f"its classes: {listed(o.names)}")
         if problem:
             hint = "give every row a label" if not value else _LABEL_HINT
             shown = f" `{value}`" if value else ""

@@ -156,5 +156,10 @@ def _choose(name: str, names: list[str], what: str, fix: str) -> str:
     close = did_you_mean(name, names)
     if close or not names:
         return close or f"the file has no {what}"
-    listed = ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
-    return f"{what}: {listed}; write {fix.format(names[0])}"
+    return f"{what}: {listed(names)}; write {fix.format(names[0])}"
+
+
+def listed(names: Any) -> str:
+    """The first eight names, each in backquotes, for a hint (`, ...` where there are more)."""
+    names = list(names)
+    return ", ".join(f"`{n}`" for n in names[:8]) + (", ..." if len(names) > 8 else "")
